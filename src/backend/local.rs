@@ -1,0 +1,226 @@
+//! Local raw transports (`unix`, `fifo`, `tcp`): framed Celery messages straight onto a stream, to the
+//! embedded sink or to an external `taskbench sink`.
+//!
+//! `fresh` connects (for a FIFO: opens) for every publish and closes after it; `raw` keeps one stream per
+//! publisher for the whole case and reconnects only after a failure.
+
+use super::{Backend, PathKind};
+use crate::engine::{Publisher, Target};
+use crate::message::TaskMessage;
+use crate::record::PublishError;
+use crate::scenario::Case;
+use crate::sink::{Endpoint, Sink};
+use crate::stage::{Stage, StageClock};
+use std::io;
+use std::sync::Arc;
+use tokio::io::AsyncWriteExt;
+
+/// The stream one local publisher writes to.
+enum LocalStream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+    Fifo(tokio::net::unix::pipe::Sender),
+}
+
+impl LocalStream {
+    async fn connect(endpoint: &Endpoint) -> io::Result<LocalStream> {
+        Ok(match endpoint {
+            Endpoint::Unix(path) => LocalStream::Unix(tokio::net::UnixStream::connect(path).await?),
+            Endpoint::Tcp(addr) => {
+                let s = tokio::net::TcpStream::connect(addr).await?;
+                // Every publish goes out when written, as a task publish would.
+                s.set_nodelay(true)?;
+                LocalStream::Tcp(s)
+            }
+            Endpoint::Fifo(path) => {
+                LocalStream::Fifo(tokio::net::unix::pipe::OpenOptions::new().open_sender(path)?)
+            }
+        })
+    }
+
+    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            LocalStream::Unix(s) => s.write_all(bytes).await,
+            LocalStream::Tcp(s) => s.write_all(bytes).await,
+            LocalStream::Fifo(s) => s.write_all(bytes).await,
+        }
+    }
+
+    async fn close(self) {
+        match self {
+            LocalStream::Unix(mut s) => {
+                let _ = s.shutdown().await;
+            }
+            LocalStream::Tcp(mut s) => {
+                let _ = s.shutdown().await;
+            }
+            LocalStream::Fifo(s) => drop(s),
+        }
+    }
+}
+
+/// A case on a local backend: where to write, and the embedded sink if the case has no `address`.
+pub struct LocalTarget {
+    endpoint: Arc<Endpoint>,
+    keep_open: bool,
+    sink: Option<Sink>,
+    embedded: bool,
+    /// Holds the embedded sink's socket or FIFO; removed when the case ends.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl LocalTarget {
+    pub fn new(case: &Case) -> io::Result<Self> {
+        let keep_open = case.path == PathKind::Raw;
+        if let Some(address) = &case.options.address {
+            let endpoint = match case.backend {
+                Backend::Unix => Endpoint::Unix(address.into()),
+                Backend::Fifo => Endpoint::Fifo(address.into()),
+                _ => Endpoint::Tcp(address.parse().map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {e}"))
+                })?),
+            };
+            return Ok(LocalTarget {
+                endpoint: Arc::new(endpoint),
+                keep_open,
+                sink: None,
+                embedded: false,
+                _dir: None,
+            });
+        }
+        let dir = tempfile::Builder::new().prefix("taskbench-").tempdir()?;
+        let endpoint = match case.backend {
+            Backend::Unix => Endpoint::Unix(dir.path().join("sink.sock")),
+            Backend::Fifo => Endpoint::Fifo(dir.path().join("sink.fifo")),
+            _ => Endpoint::Tcp(([127, 0, 0, 1], 0).into()),
+        };
+        Ok(LocalTarget {
+            endpoint: Arc::new(endpoint),
+            keep_open,
+            sink: None,
+            embedded: true,
+            _dir: Some(dir),
+        })
+    }
+}
+
+impl Target for LocalTarget {
+    type Publisher = LocalPublisher;
+
+    async fn prepare(&mut self) -> Result<(), PublishError> {
+        if self.embedded {
+            let sink = Sink::start(&self.endpoint).map_err(|e| {
+                PublishError::new("sink", format!("the embedded sink did not start: {e}"))
+            })?;
+            self.endpoint = Arc::new(sink.endpoint().clone());
+            self.sink = Some(sink);
+        }
+        Ok(())
+    }
+
+    fn publisher(&self, _worker: usize) -> LocalPublisher {
+        LocalPublisher {
+            endpoint: self.endpoint.clone(),
+            keep_open: self.keep_open,
+            stream: None,
+            dirty: false,
+        }
+    }
+
+    async fn delivered(&mut self, expected: u64) -> Result<Option<u64>, PublishError> {
+        Ok(match &self.sink {
+            Some(sink) => Some(sink.settle(expected).await.frames),
+            None => None,
+        })
+    }
+
+    async fn finish(&mut self) {
+        if let Some(sink) = self.sink.take() {
+            let snapshot = sink.stop();
+            if snapshot.bad_frames + snapshot.partial_frames > 0 {
+                tracing::warn!("sink saw {snapshot}");
+            }
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = vec![
+            "latency is time-to-socket: the write returned; the sink reads asynchronously"
+                .to_string(),
+        ];
+        if !self.embedded {
+            notes.push(format!(
+                "external sink at {}: delivery is not verified here; the sink prints what it received when stopped",
+                self.endpoint
+            ));
+        }
+        notes
+    }
+}
+
+/// One publisher on a local stream.
+pub struct LocalPublisher {
+    endpoint: Arc<Endpoint>,
+    keep_open: bool,
+    stream: Option<LocalStream>,
+    /// A write was cancelled part-way (timeout): the stream may hold half a frame and must not be reused.
+    dirty: bool,
+}
+
+impl Publisher for LocalPublisher {
+    async fn publish(
+        &mut self,
+        batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> Result<(), PublishError> {
+        for message in batch {
+            if std::mem::take(&mut self.dirty) {
+                self.stream = None;
+            }
+            if self.stream.is_none() {
+                let stream = clock
+                    .time(Stage::Connect, LocalStream::connect(&self.endpoint))
+                    .await
+                    .map_err(|e| connect_error(&self.endpoint, e))?;
+                self.stream = Some(stream);
+            }
+            self.dirty = true;
+            let stream = self.stream.as_mut().expect("connected above");
+            let written = clock
+                .time(Stage::Send, stream.write_all(message.frame()))
+                .await;
+            self.dirty = false;
+            if let Err(e) = written {
+                self.stream = None;
+                return Err(PublishError::new(
+                    "send",
+                    format!("write to {} failed: {e}", self.endpoint),
+                ));
+            }
+            if !self.keep_open {
+                let stream = self.stream.take().expect("connected above");
+                clock.time(Stage::Close, stream.close()).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn close(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            stream.close().await;
+        }
+    }
+}
+
+fn connect_error(endpoint: &Endpoint, e: io::Error) -> PublishError {
+    let hint = match (endpoint, e.raw_os_error()) {
+        (Endpoint::Fifo(_), Some(libc_enxio)) if libc_enxio == nix::errno::Errno::ENXIO as i32 => {
+            "; no sink has the FIFO open: start `taskbench sink --listen fifo:PATH`"
+        }
+        _ => "; is a `taskbench sink` listening there?",
+    };
+    PublishError::new(
+        "connect",
+        format!("cannot connect to {endpoint}: {e}{hint}"),
+    )
+}

@@ -1,0 +1,96 @@
+//! A deterministic test double for the engine: publishes take scripted (virtual) time per stage.
+
+use super::{Publisher, Target};
+use crate::message::TaskMessage;
+use crate::record::PublishError;
+use crate::stage::{Stage, StageClock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// Scripted behaviour shared by a fake target's publishers.
+#[derive(Clone, Default)]
+pub struct Script {
+    /// Stages every publish goes through, with how long each takes.
+    pub stages: Vec<(Stage, Duration)>,
+    /// The publish with this (1-based, per publisher) number takes this much longer in its last stage.
+    pub stall: Option<(u64, Duration)>,
+    /// Every n-th publish of a publisher fails.
+    pub fail_every: Option<u64>,
+    /// Messages per publish call.
+    pub batch: usize,
+    /// The backend reports this many fewer arrivals than there were.
+    pub lose: u64,
+}
+
+pub struct FakeTarget {
+    pub script: Script,
+    pub arrived: Arc<AtomicU64>,
+}
+
+impl FakeTarget {
+    pub fn new(script: Script) -> Self {
+        FakeTarget {
+            script,
+            arrived: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+pub struct FakePublisher {
+    script: Script,
+    arrived: Arc<AtomicU64>,
+    count: u64,
+}
+
+impl Publisher for FakePublisher {
+    fn batch_size(&self) -> usize {
+        self.script.batch.max(1)
+    }
+
+    async fn publish(
+        &mut self,
+        batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> Result<(), PublishError> {
+        self.count += 1;
+        let last = self.script.stages.len().saturating_sub(1);
+        for (i, (stage, took)) in self.script.stages.iter().enumerate() {
+            let mut took = *took;
+            if i == last && self.script.stall.is_some_and(|(n, _)| n == self.count) {
+                took += self.script.stall.unwrap().1;
+            }
+            clock.time(*stage, tokio::time::sleep(took)).await;
+        }
+        if self.script.fail_every.is_some_and(|n| self.count % n == 0) {
+            return Err(PublishError::new(
+                "fake_failure",
+                format!("scripted failure #{}", self.count),
+            ));
+        }
+        self.arrived.fetch_add(batch.len() as u64, Relaxed);
+        Ok(())
+    }
+}
+
+impl Target for FakeTarget {
+    type Publisher = FakePublisher;
+
+    async fn prepare(&mut self) -> Result<(), PublishError> {
+        Ok(())
+    }
+
+    fn publisher(&self, _worker: usize) -> FakePublisher {
+        FakePublisher {
+            script: self.script.clone(),
+            arrived: self.arrived.clone(),
+            count: 0,
+        }
+    }
+
+    async fn delivered(&mut self, _expected: u64) -> Result<Option<u64>, PublishError> {
+        Ok(Some(self.arrived.load(Relaxed) - self.script.lose))
+    }
+
+    async fn finish(&mut self) {}
+}

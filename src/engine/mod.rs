@@ -1,0 +1,354 @@
+//! The engine: drives a case's publishers in a closed or open loop and records every publish.
+//!
+//! It knows nothing of backends (it sees a [`Target`] and its [`Publisher`]s) nor of reporting (it returns a
+//! [`CaseResult`] and reports progress through [`ProgressView`]).
+
+#[cfg(test)]
+pub(crate) mod fake;
+
+use crate::message::{TaskMessage, TaskTemplate};
+use crate::record::{CaseResult, PublishError, Recorder};
+use crate::scenario::Case;
+use crate::stage::{Stage, StageClock};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+use tokio::sync::Barrier;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// How often the progress view is refreshed.
+const PROGRESS_EVERY: Duration = Duration::from_millis(100);
+
+/// One publisher: a connection (or none yet) and the code path that pushes messages through it.
+///
+/// A publish may be cancelled at any await point (by `publish_timeout` or an interrupt); the next call must
+/// notice and recover (e.g. drop a stream a frame was half written to).
+pub trait Publisher: Send + 'static {
+    /// How many messages one call to [`Publisher::publish`] carries (a pipeline); 1 for most paths.
+    fn batch_size(&self) -> usize {
+        1
+    }
+
+    /// Publishes every message of `batch`, timing each stage on `clock`; returns when all are done.
+    fn publish(
+        &mut self,
+        batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> impl Future<Output = Result<(), PublishError>> + Send;
+
+    /// Closes what the publisher holds, after its last publish (not timed).
+    fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// What a case publishes to: it sets the backend up, makes publishers, and counts what arrived.
+pub trait Target: Send + 'static {
+    type Publisher: Publisher;
+
+    /// Gets the backend ready (start a sink, declare and measure a queue).
+    fn prepare(&mut self) -> impl Future<Output = Result<(), PublishError>> + Send;
+
+    /// A publisher for worker `worker`; it connects on its first publish.
+    fn publisher(&self, worker: usize) -> Self::Publisher;
+
+    /// After every publisher closed: how many messages arrived since `prepare`, or `None` if the backend
+    /// cannot tell. `expected` publishes reported success, so a backend may wait for that many to land.
+    fn delivered(
+        &mut self,
+        expected: u64,
+    ) -> impl Future<Output = Result<Option<u64>, PublishError>> + Send;
+
+    /// Cleans up (purge queues, stop the sink).
+    fn finish(&mut self) -> impl Future<Output = ()> + Send;
+
+    /// Things a reader of this case's numbers must know.
+    fn notes(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Receives a running case's progress (the terminal shows it as a bar).
+pub trait ProgressView: Send + Sync {
+    /// A case starts; `total` measured publishes if bounded by count.
+    fn start(&self, case: &str, total: Option<u64>);
+    /// Publishes done so far (measured, successful or not).
+    fn update(&self, done: u64);
+    /// The case ended.
+    fn finish(&self);
+}
+
+/// Shared by every case of a run: the interrupt flag and where progress goes.
+#[derive(Clone)]
+pub struct RunControl {
+    pub stop: Arc<AtomicBool>,
+    pub progress: Option<Arc<dyn ProgressView>>,
+}
+
+impl RunControl {
+    pub fn new() -> Self {
+        RunControl {
+            stop: Arc::new(AtomicBool::new(false)),
+            progress: None,
+        }
+    }
+
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Relaxed)
+    }
+}
+
+impl Default for RunControl {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A counter on its own cache line, so publishers never contend on progress.
+#[repr(align(128))]
+#[derive(Default)]
+struct PaddedCounter(AtomicU64);
+
+/// What the publishers of one case share; read-mostly.
+struct Shared {
+    warmup_next: AtomicU64,
+    warmup_total: u64,
+    next: AtomicU64,
+    total: u64,
+    barrier: Barrier,
+    start: OnceLock<Instant>,
+    duration: Option<Duration>,
+    /// Open loop: nanoseconds between scheduled publishes.
+    interval_ns: Option<f64>,
+    publish_timeout: Duration,
+    stage_timing: bool,
+    stop: Arc<AtomicBool>,
+    progress: Vec<PaddedCounter>,
+    template: Arc<TaskTemplate>,
+}
+
+/// Claims up to `want` consecutive indices below `total`; returns (first index, how many).
+#[inline]
+fn claim(next: &AtomicU64, total: u64, want: usize) -> (u64, usize) {
+    let first = next.fetch_add(want as u64, Relaxed);
+    if first >= total {
+        return (first, 0);
+    }
+    (first, (total - first).min(want as u64) as usize)
+}
+
+/// When publish `i` of an open loop is due, counted from the schedule's start.
+pub fn intended_offset(i: u64, interval_ns: f64) -> Duration {
+    Duration::from_nanos((i as f64 * interval_ns) as u64)
+}
+
+/// Runs `case` on `target` to the end and returns its merged result. Never panics on publisher failures.
+pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunControl) -> CaseResult {
+    if let Err(e) = target.prepare().await {
+        let mut r = CaseResult::failed_setup(case, e.kind, e.message);
+        target.finish().await;
+        r.notes.extend(target.notes());
+        return r;
+    }
+    let shared = Arc::new(Shared {
+        warmup_next: AtomicU64::new(0),
+        warmup_total: case.warmup,
+        next: AtomicU64::new(0),
+        total: case.publishes.unwrap_or(u64::MAX),
+        barrier: Barrier::new(case.concurrency),
+        start: OnceLock::new(),
+        duration: case.duration,
+        interval_ns: case.rate.map(|r| 1e9 / r),
+        publish_timeout: case.publish_timeout,
+        stage_timing: case.stage_timing,
+        stop: control.stop.clone(),
+        progress: (0..case.concurrency)
+            .map(|_| PaddedCounter::default())
+            .collect(),
+        template: case.task.clone(),
+    });
+
+    if let Some(view) = &control.progress {
+        view.start(&case.name, case.publishes);
+    }
+    let ticker = control.progress.clone().map(|view| {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                view.update(shared.progress.iter().map(|c| c.0.load(Relaxed)).sum());
+            }
+        })
+    });
+
+    let mut workers = JoinSet::new();
+    for w in 0..case.concurrency {
+        workers.spawn(publish_loop(target.publisher(w), shared.clone(), w));
+    }
+    let mut recorders = Vec::with_capacity(case.concurrency);
+    let mut panics = Vec::new();
+    while let Some(joined) = workers.join_next().await {
+        match joined {
+            Ok(rec) => recorders.push(rec),
+            Err(e) => panics.push(e.to_string()),
+        }
+    }
+    if let Some(t) = ticker {
+        t.abort();
+    }
+    if let Some(view) = &control.progress {
+        view.update(shared.progress.iter().map(|c| c.0.load(Relaxed)).sum());
+        view.finish();
+    }
+
+    let mut result = CaseResult::merge(case, &recorders);
+    for p in panics {
+        result.errors.add(
+            &PublishError::new("panic", format!("a publisher panicked: {p}")),
+            1,
+        );
+    }
+    result.interrupted = control.stopped();
+    let expected = result.publishes_ok + result.warmup_ok;
+    match target.delivered(expected).await {
+        Ok(Some(arrived)) => {
+            result.delivered = Some(arrived.saturating_sub(result.warmup_ok));
+            if arrived != expected {
+                let missing = expected.abs_diff(arrived);
+                result.errors.add(
+                    &PublishError::new(
+                        "delivery_mismatch",
+                        format!(
+                            "the backend received {arrived} messages but {expected} publishes (warm-up included) reported success"
+                        ),
+                    ),
+                    missing,
+                );
+            }
+        }
+        Ok(None) => {}
+        Err(e) => result.errors.add(&e, 1),
+    }
+    target.finish().await;
+    result.notes.extend(target.notes());
+    result
+}
+
+/// One publisher's loop: warm-up, wait for the others, then measured publishes until the count, the
+/// duration or an interrupt ends it.
+async fn publish_loop<P: Publisher>(
+    mut publisher: P,
+    shared: Arc<Shared>,
+    worker: usize,
+) -> Recorder {
+    let batch = publisher.batch_size().max(1);
+    let mut messages: Vec<TaskMessage> = (0..batch)
+        .map(|_| TaskMessage::new(shared.template.clone()))
+        .collect();
+    let mut starts = vec![Instant::now(); batch];
+    let mut clock = StageClock::new(shared.stage_timing);
+    let mut rec = Recorder::new(shared.interval_ns.is_some());
+
+    // Warm-up: connect, fill caches; nothing recorded but what arrived.
+    while !shared.stop.load(Relaxed) {
+        let (_, n) = claim(&shared.warmup_next, shared.warmup_total, batch);
+        if n == 0 {
+            break;
+        }
+        for m in &mut messages[..n] {
+            m.renew();
+        }
+        let out = tokio::time::timeout(
+            shared.publish_timeout,
+            publisher.publish(&messages[..n], &mut clock),
+        )
+        .await;
+        if let Ok(Ok(())) = out {
+            rec.warmup_ok += n as u64;
+        }
+        clock.discard();
+    }
+
+    shared.barrier.wait().await;
+    let start = *shared.start.get_or_init(Instant::now);
+    let deadline = shared.duration.map(|d| start + d);
+    let mut done = 0u64;
+
+    while !shared.stop.load(Relaxed) {
+        let (first, n) = claim(&shared.next, shared.total, batch);
+        if n == 0 {
+            break;
+        }
+        let mut t0 = Instant::now();
+        // Latency is measured from here: the publish's start, or in an open loop, its intended start.
+        let mut from = t0;
+        if let Some(interval_ns) = shared.interval_ns {
+            let intended = start + intended_offset(first, interval_ns);
+            if deadline.is_some_and(|d| intended >= d) {
+                break;
+            }
+            if t0 <= intended {
+                // On time: wait for the slot; the timer's own lateness is ours, not the backend's.
+                tokio::time::sleep_until(intended).await;
+                t0 = Instant::now();
+                from = t0;
+            } else {
+                // Late because earlier publishes took long: the wait counts (no coordinated omission).
+                from = intended;
+            }
+            rec.record_lag(t0.saturating_duration_since(intended).as_nanos() as u64);
+        } else if deadline.is_some_and(|d| t0 >= d) {
+            break;
+        }
+
+        for (k, m) in messages[..n].iter_mut().enumerate() {
+            if k > 0 {
+                starts[k] = Instant::now();
+            }
+            clock.time_sync(Stage::Encode, || m.renew());
+        }
+        starts[0] = from;
+
+        let out = tokio::time::timeout(
+            shared.publish_timeout,
+            publisher.publish(&messages[..n], &mut clock),
+        )
+        .await;
+        let t1 = Instant::now();
+        match out {
+            Ok(Ok(())) => {
+                for s in &starts[..n] {
+                    rec.record_latency(t1.saturating_duration_since(*s).as_nanos() as u64);
+                }
+                clock.drain(|stage, ns| rec.record_stage(stage, ns, n as u64));
+            }
+            Ok(Err(e)) => {
+                rec.errors.add(&e, n as u64);
+                clock.discard();
+            }
+            Err(_) => {
+                rec.errors.add(
+                    &PublishError::new(
+                        "timeout",
+                        format!(
+                            "a publish did not complete within publish_timeout ({})",
+                            humantime::format_duration(shared.publish_timeout)
+                        ),
+                    ),
+                    n as u64,
+                );
+                clock.discard();
+            }
+        }
+        rec.mark(from, t1);
+        done += n as u64;
+        shared.progress[worker].0.store(done, Relaxed);
+    }
+    publisher.close().await;
+    rec
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! Engine behaviour on virtual time (tokio paused clock) with the fake publisher.
+
+use super::fake::{FakeTarget, Script};
+use super::*;
+use crate::scenario;
+
+/// A unix/raw case with `extra` scenario settings (no warm-up unless `extra` sets one).
+fn case(extra: &str) -> Case {
+    let warmup = if extra.contains("warmup") {
+        ""
+    } else {
+        "warmup = 0"
+    };
+    scenario::parse(
+        &format!("name = \"t\"\n{warmup}\n{extra}\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n"),
+        "t.toml",
+    )
+    .unwrap()
+    .cases
+    .remove(0)
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+#[tokio::test(start_paused = true)]
+async fn closed_loop_records_each_publish_and_its_stages() {
+    let script = Script {
+        stages: vec![(Stage::Connect, ms(2)), (Stage::Send, ms(8))],
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100\nwarmup = 7"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 100);
+    assert_eq!(r.warmup_ok, 7, "warm-up publishes are counted apart");
+    assert_eq!(r.latency.len(), 100, "warm-up publishes are not recorded");
+    assert_eq!(r.delivered, Some(100));
+    assert_eq!(r.errors.total(), 0);
+    assert_eq!(r.elapsed, ms(1000));
+    assert!((r.throughput() - 100.0).abs() < 1e-9);
+    let p50 = r.latency.value_at_quantile(0.5);
+    assert!((9_995_000..=10_005_000).contains(&p50), "p50 {p50}");
+    let names: Vec<&str> = r.stages.iter().map(|s| s.stage.name()).collect();
+    assert_eq!(names, ["connect", "encode", "send"]);
+    assert_eq!(r.stages[2].total_ns, 100 * 8_000_000);
+    assert_eq!(r.stages[0].total_ns, 100 * 2_000_000);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrency_splits_the_count() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100\nconcurrency = 4"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 100);
+    assert_eq!(r.elapsed, ms(25), "four publishers share the work");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stage_timing_off_records_no_stages() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 10\nstage_timing = false"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 10);
+    assert!(r.stages.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_are_counted_by_kind_and_never_abort_the_case() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        fail_every: Some(4),
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 75);
+    assert_eq!(
+        r.errors.by_kind(),
+        vec![("fake_failure", 25, "scripted failure #4")]
+    );
+    assert_eq!(r.delivered, Some(75));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publish_over_the_timeout_is_a_timeout_error() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(10))],
+        stall: Some((3, Duration::from_secs(60))),
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 5\npublish_timeout = \"1s\""),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 4);
+    assert_eq!(
+        r.errors.by_kind(),
+        vec![(
+            "timeout",
+            1,
+            "a publish did not complete within publish_timeout (1s)"
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delivery_shortfall_is_an_error() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        lose: 3,
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 50\nwarmup = 5"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.delivered, Some(47));
+    assert_eq!(
+        r.errors.by_kind(),
+        vec![(
+            "delivery_mismatch",
+            3,
+            "the backend received 52 messages but 55 publishes (warm-up included) reported success"
+        )]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn duration_stops_a_case_early() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100000\nduration = \"50ms\""),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 50);
+    assert_eq!(r.elapsed, ms(50));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_ends_the_case_with_what_was_measured() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        ..Script::default()
+    };
+    let control = RunControl::new();
+    let stop = control.stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(ms(30)).await;
+        stop.store(true, Relaxed);
+    });
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100000"),
+        &control,
+    )
+    .await;
+    assert!(r.interrupted);
+    assert!(
+        (29..=31).contains(&r.publishes_ok),
+        "{} publishes",
+        r.publishes_ok
+    );
+    assert_eq!(r.delivered, Some(r.publishes_ok));
+}
+
+#[test]
+fn open_loop_schedule_is_evenly_spaced() {
+    let interval = 1e9 / 3000.0;
+    assert_eq!(intended_offset(0, interval), Duration::ZERO);
+    assert_eq!(intended_offset(3, interval), ms(1));
+    assert_eq!(intended_offset(3000, interval), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_loop_follows_the_rate() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100\nrate = 100"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 100);
+    // 100 publishes 10 ms apart: the last starts at 990 ms and takes 1 ms.
+    assert_eq!(r.elapsed, ms(991));
+    assert!(
+        r.latency.equivalent(r.latency.max(), r.latency.min()),
+        "an unloaded open loop sees only service time"
+    );
+    let lag = r.schedule_lag.as_ref().unwrap();
+    assert_eq!(lag.len(), 100);
+    assert!(
+        lag.max() <= 1,
+        "on virtual time every publish starts on schedule"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_loop_counts_a_stall_against_every_publish_it_delays() {
+    // One publish per 10 ms, each taking 1 ms, but the 10th stalls for 500 ms. A closed loop would record one
+    // slow publish; measured from their intended starts, the 55 publishes queued behind it are slow too.
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        stall: Some((10, ms(500))),
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 200\nrate = 100"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 200);
+    let slow = r.latency.count_between(5_000_000, u64::MAX);
+    assert_eq!(slow, 56, "the stalled publish and the 55 behind it");
+    assert!(r.latency.max() >= 500_000_000);
+    let lag = r.schedule_lag.as_ref().unwrap();
+    assert!(
+        (490_000_000..=492_000_000).contains(&lag.max()),
+        "lag {}",
+        lag.max()
+    );
+}

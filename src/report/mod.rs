@@ -1,0 +1,109 @@
+//! Reporting: the run folder (summary.json, one .hgrm per case), the side-by-side table, progress bars.
+//!
+//! Reads [`CaseResult`]s; never reaches back into the engine or backends.
+
+pub mod hgrm;
+pub mod progress;
+pub mod summary;
+pub mod table;
+
+use crate::record::CaseResult;
+use anyhow::Context;
+use std::path::{Path, PathBuf};
+
+/// The folder one run writes into.
+pub struct RunFolder {
+    pub dir: PathBuf,
+}
+
+impl RunFolder {
+    /// Creates `out`, or `results/<scenario>/<UTC timestamp>/` when no `out` is given.
+    pub fn create(
+        out: Option<&Path>,
+        scenario: &str,
+        started_at: &str,
+    ) -> anyhow::Result<RunFolder> {
+        let dir = match out {
+            Some(out) => out.to_path_buf(),
+            None => {
+                let base = Path::new("results").join(scenario);
+                let stamp = started_at.replace(':', "-");
+                let mut dir = base.join(&stamp);
+                let mut n = 2;
+                while dir.exists() {
+                    dir = base.join(format!("{stamp}-{n}"));
+                    n += 1;
+                }
+                dir
+            }
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the run folder {}", dir.display()))?;
+        Ok(RunFolder { dir })
+    }
+
+    /// Writes the files of one finished case.
+    pub fn write_case(&self, result: &CaseResult) -> anyhow::Result<()> {
+        let path = self.dir.join(format!("{}.hgrm", result.name));
+        std::fs::write(&path, hgrm::percentile_distribution(&result.latency))
+            .with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Writes (or rewrites, after each case) summary.json.
+    pub fn write_summary(&self, summary: &serde_json::Value) -> anyhow::Result<()> {
+        let path = self.dir.join("summary.json");
+        let tmp = self.dir.join(".summary.json.tmp");
+        let mut text = serde_json::to_string_pretty(summary).expect("summary serialises");
+        text.push('\n');
+        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// A duration in nanoseconds in human units with three significant digits: `850ns`, `12.3µs`, `1.25ms`.
+pub fn human_ns(ns: u64) -> String {
+    let (value, unit) = match ns {
+        0..1_000 => return format!("{ns}ns"),
+        1_000..1_000_000 => (ns as f64 / 1e3, "µs"),
+        1_000_000..1_000_000_000 => (ns as f64 / 1e6, "ms"),
+        _ => (ns as f64 / 1e9, "s"),
+    };
+    let decimals = if value >= 100.0 {
+        0
+    } else if value >= 10.0 {
+        1
+    } else {
+        2
+    };
+    format!("{value:.decimals$}{unit}")
+}
+
+/// A count with thousands separators: `1,234,567`.
+pub fn human_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_units() {
+        assert_eq!(human_ns(850), "850ns");
+        assert_eq!(human_ns(12_345), "12.3µs");
+        assert_eq!(human_ns(1_254_000), "1.25ms");
+        assert_eq!(human_ns(250_000_000), "250ms");
+        assert_eq!(human_ns(3_000_000_000), "3.00s");
+        assert_eq!(human_count(0), "0");
+        assert_eq!(human_count(1234567), "1,234,567");
+        assert_eq!(human_count(100), "100");
+    }
+}

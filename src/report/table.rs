@@ -1,0 +1,106 @@
+//! The side-by-side table of a run's cases, and the lines under it that explain errors and caveats.
+
+use super::{human_count, human_ns};
+use crate::record::CaseResult;
+use comfy_table::{CellAlignment, Table, presets};
+
+/// The comparison table, one row per case.
+pub fn comparison(results: &[CaseResult]) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    table.set_header([
+        "case",
+        "backend",
+        "path",
+        "publishes",
+        "errors",
+        "throughput/s",
+        "p50",
+        "p90",
+        "p99",
+        "p99.9",
+        "max",
+    ]);
+    for r in results {
+        let q = |q: f64| {
+            if r.latency.is_empty() {
+                "-".to_string()
+            } else {
+                human_ns(r.latency.value_at_quantile(q))
+            }
+        };
+        let max = if r.latency.is_empty() {
+            "-".to_string()
+        } else {
+            human_ns(r.latency.max())
+        };
+        table.add_row([
+            r.name.clone(),
+            r.backend.to_string(),
+            r.path.to_string(),
+            human_count(r.publishes_ok),
+            human_count(r.errors.total()),
+            human_count(r.throughput().round() as u64),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(0.999),
+            max,
+        ]);
+    }
+    for i in 3..11 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    let mut out = table.trim_fmt();
+    out.push('\n');
+    out.push_str(&explanations(results));
+    out
+}
+
+/// Errors, delivery checks, open-loop lag and notes, under the table.
+fn explanations(results: &[CaseResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        if r.interrupted {
+            out.push_str(&format!(
+                "{}: interrupted; the numbers cover what ran\n",
+                r.name
+            ));
+        }
+        for (kind, n, message) in r.errors.by_kind() {
+            out.push_str(&format!(
+                "{}: {} {kind} error{}: {message}\n",
+                r.name,
+                human_count(n),
+                if n == 1 { "" } else { "s" }
+            ));
+        }
+        if let Some(lag) = &r.schedule_lag {
+            if !lag.is_empty() {
+                out.push_str(&format!(
+                    "{}: open loop at {}/s: started late by p50 {}, p99 {}, max {} (latency counts from the scheduled start)\n",
+                    r.name,
+                    human_count(r.rate.unwrap_or(0.0).round() as u64),
+                    human_ns(lag.value_at_quantile(0.5)),
+                    human_ns(lag.value_at_quantile(0.99)),
+                    human_ns(lag.max()),
+                ));
+            }
+        }
+    }
+    let mut notes: Vec<(&str, Vec<&str>)> = Vec::new();
+    for r in results {
+        for note in &r.notes {
+            match notes.iter_mut().find(|(n, _)| n == note) {
+                Some((_, cases)) => cases.push(&r.name),
+                None => notes.push((note, vec![&r.name])),
+            }
+        }
+    }
+    for (note, cases) in notes {
+        out.push_str(&format!("note ({}): {note}\n", cases.join(", ")));
+    }
+    out
+}

@@ -1,0 +1,316 @@
+//! Every scenario error a user can hit, with the exact message they see.
+
+use super::*;
+
+const HEAD: &str = "name = \"t\"\n";
+
+fn err(text: &str) -> String {
+    parse(text, "s.toml").unwrap_err().to_string()
+}
+
+fn one_case(case_body: &str) -> String {
+    format!("{HEAD}[[case]]\nname = \"c\"\n{case_body}\n")
+}
+
+#[test]
+fn a_good_scenario_fills_defaults_and_lets_cases_override() {
+    let s = parse(
+        r#"
+name = "demo"
+publishes = 500
+concurrency = 2
+[task]
+name = "tasks.mul"
+args = [3, 4]
+kwargs = { z = 1, a = 2 }
+[[case]]
+name = "a"
+backend = "unix"
+path = "raw"
+[[case]]
+name = "b"
+backend = "redis"
+path = "pooled"
+concurrency = 8
+duration = "2s"
+batch = 16
+priority = 6
+"#,
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(s.name, "demo");
+    let a = &s.cases[0];
+    assert_eq!(
+        (a.backend, a.path, a.publishes, a.concurrency),
+        (Backend::Unix, PathKind::Raw, Some(500), 2)
+    );
+    assert_eq!(a.warmup, DEFAULT_WARMUP);
+    assert!(a.stage_timing && !a.open_loop());
+    assert_eq!(a.task.spec().name, "tasks.mul");
+    assert_eq!(a.task.body(), br#"[[3, 4], {"z": 1, "a": 2}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#);
+    let b = &s.cases[1];
+    assert_eq!(
+        (b.concurrency, b.rate, b.duration),
+        (8, None, Some(Duration::from_secs(2)))
+    );
+    assert_eq!(
+        b.publishes,
+        Some(500),
+        "a scenario-wide count still bounds a timed case"
+    );
+    assert_eq!((b.options.batch, b.task.spec().priority), (16, 6));
+    assert_eq!(
+        a.task.spec().priority,
+        0,
+        "a case override stays in its case"
+    );
+}
+
+#[test]
+fn duration_alone_means_no_publish_count() {
+    let s = parse(
+        &one_case("backend = \"tcp\"\npath = \"raw\"\nduration = \"1s\""),
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(s.cases[0].publishes, None);
+    let s = parse(&one_case("backend = \"tcp\"\npath = \"raw\""), "s.toml").unwrap();
+    assert_eq!(s.cases[0].publishes, Some(DEFAULT_PUBLISHES));
+}
+
+#[test]
+fn toml_syntax_error_names_line() {
+    assert_eq!(
+        err("name = \"t\"\npublishes = = 3\n"),
+        "s.toml:2:13: extra `=`, expected nothing"
+    );
+}
+
+#[test]
+fn unknown_top_level_key() {
+    let e = err("name = \"t\"\npublish = 3\n");
+    assert!(
+        e.starts_with("s.toml:2:1: unknown field `publish`, expected one of"),
+        "{e}"
+    );
+}
+
+#[test]
+fn unknown_case_key_names_its_line() {
+    let e = err(&one_case(
+        "backend = \"unix\"\npath = \"raw\"\nconfirm_mode = \"x\"",
+    ));
+    assert!(
+        e.starts_with("s.toml:6:1: unknown field `confirm_mode`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn missing_name() {
+    assert_eq!(err("publishes = 3\n"), "s.toml:1:1: missing field `name`");
+}
+
+#[test]
+fn missing_case_backend() {
+    // A missing key is reported at its table's header.
+    let e = err(&one_case("path = \"raw\""));
+    assert_eq!(e, "s.toml:2:1: missing field `backend`");
+}
+
+#[test]
+fn bad_scenario_name() {
+    assert_eq!(
+        err("name = \"a/b\"\n"),
+        "s.toml:1:8: scenario name \"a/b\" cannot name a file\n  hint: use letters, digits, '-', '_' and '.' (it names files in the run folder)"
+    );
+}
+
+#[test]
+fn no_cases() {
+    assert_eq!(
+        err(HEAD),
+        "s.toml:1:1: the scenario has no cases\n  hint: add at least one [[case]] with name, backend and path"
+    );
+}
+
+#[test]
+fn unknown_backend() {
+    assert_eq!(
+        err(&one_case("backend = \"kafka\"\npath = \"raw\"")),
+        "s.toml:4:11: case \"c\": unknown backend \"kafka\"\n  hint: backends: amqp, redis, unix, fifo, tcp"
+    );
+}
+
+#[test]
+fn unknown_path() {
+    assert_eq!(
+        err(&one_case("backend = \"unix\"\npath = \"pool\"")),
+        "s.toml:5:8: case \"c\": unknown path \"pool\"\n  hint: paths on unix: fresh, raw"
+    );
+}
+
+#[test]
+fn raw_path_on_amqp_is_impossible() {
+    assert_eq!(
+        err(&one_case("backend = \"amqp\"\npath = \"raw\"")),
+        "s.toml:5:8: case \"c\": path `raw` is not supported on backend `amqp`\n  hint: paths on amqp: fresh, acquire, pooled"
+    );
+}
+
+#[test]
+fn option_of_another_backend() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\nconfirm = \"each\""
+        )),
+        "s.toml:6:11: case \"c\": `confirm` does not apply to backend `redis`\n  hint: `confirm` is for backend amqp"
+    );
+}
+
+#[test]
+fn option_of_another_path() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\npool_size = 4"
+        )),
+        "s.toml:6:13: case \"c\": `pool_size` does not apply to path `pooled`\n  hint: `pool_size` is for path acquire"
+    );
+}
+
+#[test]
+fn zero_and_negative_counts() {
+    assert_eq!(
+        err(
+            "name = \"t\"\npublishes = 0\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n"
+        ),
+        "s.toml:2:13: `publishes` must be 1 or more, not 0"
+    );
+    assert_eq!(
+        err(&one_case("backend = \"unix\"\npath = \"raw\"\nwarmup = -1")),
+        "s.toml:6:10: `warmup` must be zero or more, not -1"
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"unix\"\npath = \"raw\"\nconcurrency = 0"
+        )),
+        "s.toml:6:15: `concurrency` must be 1 or more, not 0"
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\nconfirm_batch = 0"
+        )),
+        "s.toml:6:17: `confirm_batch` must be 1 or more, not 0"
+    );
+}
+
+#[test]
+fn zero_rate() {
+    assert_eq!(
+        err(&one_case("backend = \"unix\"\npath = \"raw\"\nrate = 0")),
+        "s.toml:6:8: `rate` must be more than 0 publishes per second, not 0"
+    );
+}
+
+#[test]
+fn bad_duration() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"unix\"\npath = \"raw\"\nduration = \"soon\""
+        )),
+        "s.toml:6:12: `duration` = \"soon\" is not a duration: expected number at 0\n  hint: write it like \"30s\", \"500ms\" or \"2m\""
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"unix\"\npath = \"raw\"\npublish_timeout = \"0s\""
+        )),
+        "s.toml:6:19: `publish_timeout` must be longer than zero"
+    );
+}
+
+#[test]
+fn duplicate_case_name() {
+    let text = format!(
+        "{HEAD}[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n[[case]]\nname = \"c\"\nbackend = \"tcp\"\npath = \"raw\"\n"
+    );
+    assert_eq!(
+        err(&text),
+        "s.toml:7:8: case name \"c\" is used twice\n  hint: give every case its own name"
+    );
+}
+
+#[test]
+fn unknown_confirm_mode() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\nconfirm = \"always\""
+        )),
+        "s.toml:6:11: case \"c\": unknown confirm mode \"always\"\n  hint: confirm is one of off, each, batch"
+    );
+}
+
+#[test]
+fn priority_out_of_range() {
+    assert_eq!(
+        err(
+            "name = \"t\"\n[task]\npriority = 10\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n"
+        ),
+        "s.toml:3:12: `priority` must be 0 to 9, not 10"
+    );
+}
+
+#[test]
+fn payload_too_small() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"unix\"\npath = \"raw\"\npayload_bytes = 20"
+        )),
+        "s.toml:6:17: case \"c\": payload_bytes = 20 is smaller than the unpadded body (85 bytes); use at least 85"
+    );
+}
+
+#[test]
+fn bad_tcp_address() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"tcp\"\npath = \"raw\"\naddress = \"localhost\""
+        )),
+        "s.toml:6:11: case \"c\": address \"localhost\" is not valid for backend `tcp`\n  hint: a tcp address is HOST:PORT with an IP, e.g. \"127.0.0.1:7878\""
+    );
+}
+
+#[test]
+fn fifo_frames_must_fit_a_pipe_write_with_several_publishers() {
+    let e = err(&one_case(
+        "backend = \"fifo\"\npath = \"raw\"\nconcurrency = 2\npayload_bytes = 5000",
+    ));
+    assert!(e.starts_with("s.toml:4:11: case \"c\": a "), "{e}");
+    assert!(e.contains("publishers would interleave on the FIFO"), "{e}");
+    parse(
+        &one_case("backend = \"fifo\"\npath = \"raw\"\nconcurrency = 1\npayload_bytes = 5000"),
+        "s.toml",
+    )
+    .unwrap();
+}
+
+#[test]
+fn unreadable_file() {
+    let e = load(Path::new("/nonexistent/x.toml"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/nonexistent/x.toml: cannot read the scenario: No such file or directory (os error 2)\n  hint: pass the path of a scenario TOML file, e.g. scenarios/quickstart.toml"
+    );
+}
+
+#[test]
+fn batch_cannot_be_scheduled_at_a_rate() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\nrate = 100\nbatch = 8"
+        )),
+        "s.toml:7:9: case \"c\": `batch = 8` cannot be combined with `rate` (100)\n  hint: a batch pipelines back-to-back publishes; use batch with a closed loop (no rate)"
+    );
+}

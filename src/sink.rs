@@ -1,0 +1,452 @@
+//! The sink for local backends: accepts length-prefixed frames on a Unix socket, FIFO or TCP port and
+//! counts the whole ones, so a case can check that nothing it published was lost.
+//!
+//! It runs on a thread of its own (its own single-threaded runtime), embedded in a run or standalone as
+//! `taskbench sink`.
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio::sync::oneshot;
+
+/// Largest frame the sink accepts; a longer length prefix means the stream is not taskbench's.
+pub const MAX_FRAME: usize = 64 << 20;
+/// Pending connections the kernel queues for the sink (clamped to `net.core.somaxconn`). A `fresh` path
+/// connects faster than one thread accepts; an overflowing queue drops SYNs and costs a 1 s retransmit.
+const LISTEN_BACKLOG: u32 = 65_535;
+/// Read buffer per connection: large enough for many frames per read on long-lived streams.
+const READ_BUFFER: usize = 16 * 1024;
+/// How long `settle` waits without a new frame before it stops waiting for missing ones.
+const SETTLE_IDLE: Duration = Duration::from_millis(500);
+
+/// Where a sink listens and a local publisher connects.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Unix(PathBuf),
+    Fifo(PathBuf),
+    Tcp(SocketAddr),
+}
+
+impl FromStr for Endpoint {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let hint = "expected unix:PATH, fifo:PATH or tcp:IP:PORT";
+        let (kind, rest) = s.split_once(':').ok_or_else(|| format!("{s:?}: {hint}"))?;
+        match kind {
+            "unix" if !rest.is_empty() => Ok(Endpoint::Unix(rest.into())),
+            "fifo" if !rest.is_empty() => Ok(Endpoint::Fifo(rest.into())),
+            "tcp" => rest
+                .parse()
+                .map(Endpoint::Tcp)
+                .map_err(|e| format!("{s:?}: {e}; {hint}")),
+            _ => Err(format!("{s:?}: {hint}")),
+        }
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+            Endpoint::Fifo(p) => write!(f, "fifo:{}", p.display()),
+            Endpoint::Tcp(a) => write!(f, "tcp:{a}"),
+        }
+    }
+}
+
+/// Running totals, updated once per read (not per frame).
+#[derive(Debug, Default)]
+struct Counts {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+    connections: AtomicU64,
+    bad_frames: AtomicU64,
+    partial_frames: AtomicU64,
+}
+
+/// What a sink has received so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SinkSnapshot {
+    pub frames: u64,
+    pub bytes: u64,
+    pub connections: u64,
+    /// Streams closed because a frame was malformed.
+    pub bad_frames: u64,
+    /// Streams that ended in the middle of a frame.
+    pub partial_frames: u64,
+}
+
+impl fmt::Display for SinkSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} frames ({} bytes) on {} connections, {} bad, {} partial",
+            self.frames, self.bytes, self.connections, self.bad_frames, self.partial_frames
+        )
+    }
+}
+
+/// A running sink.
+pub struct Sink {
+    endpoint: Endpoint,
+    counts: Arc<Counts>,
+    shutdown: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Sink {
+    /// Starts a sink on `endpoint` (port 0 picks a free port; a missing FIFO is created).
+    pub fn start(endpoint: &Endpoint) -> io::Result<Sink> {
+        let counts = Arc::new(Counts::default());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<Endpoint>>();
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let thread_counts = counts.clone();
+        let endpoint = endpoint.clone();
+        let thread = std::thread::Builder::new()
+            .name("taskbench-sink".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                rt.block_on(serve(endpoint, thread_counts, ready_tx, shutdown_rx));
+            })?;
+        let bound = ready_rx
+            .recv()
+            .map_err(|_| io::Error::other("the sink thread ended before it was ready"))??;
+        Ok(Sink {
+            endpoint: bound,
+            counts,
+            shutdown: Some(shutdown_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the sink listens (with the real port when 0 was asked for).
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// Totals so far.
+    pub fn snapshot(&self) -> SinkSnapshot {
+        let c = &self.counts;
+        SinkSnapshot {
+            frames: c.frames.load(Relaxed),
+            bytes: c.bytes.load(Relaxed),
+            connections: c.connections.load(Relaxed),
+            bad_frames: c.bad_frames.load(Relaxed),
+            partial_frames: c.partial_frames.load(Relaxed),
+        }
+    }
+
+    /// Waits until `expected` frames arrived, or none arrived for a while; returns the totals.
+    pub async fn settle(&self, expected: u64) -> SinkSnapshot {
+        let mut last = self.snapshot();
+        let mut idle = Duration::ZERO;
+        let step = Duration::from_millis(2);
+        while last.frames < expected && idle < SETTLE_IDLE {
+            tokio::time::sleep(step).await;
+            let now = self.snapshot();
+            idle = if now.frames == last.frames {
+                idle + step
+            } else {
+                Duration::ZERO
+            };
+            last = now;
+        }
+        last
+    }
+
+    /// Stops the sink and returns its totals.
+    pub fn stop(mut self) -> SinkSnapshot {
+        self.shutdown_now();
+        self.snapshot()
+    }
+
+    fn shutdown_now(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.shutdown_now();
+    }
+}
+
+async fn serve(
+    endpoint: Endpoint,
+    counts: Arc<Counts>,
+    ready: std::sync::mpsc::Sender<io::Result<Endpoint>>,
+    shutdown: oneshot::Receiver<()>,
+) {
+    let accept_loop = async {
+        match &endpoint {
+            Endpoint::Unix(path) => {
+                let listener = match tokio::net::UnixSocket::new_stream()
+                    .and_then(|s| s.bind(path).map(|()| s))
+                    .and_then(|s| s.listen(LISTEN_BACKLOG))
+                {
+                    Ok(l) => l,
+                    Err(e) => return ready.send(Err(name_error(e, &endpoint))).unwrap_or(()),
+                };
+                let _ = ready.send(Ok(endpoint.clone()));
+                loop {
+                    if let Ok((stream, _)) = listener.accept().await {
+                        tokio::spawn(read_frames(stream, counts.clone()));
+                    }
+                }
+            }
+            Endpoint::Tcp(addr) => {
+                let socket = if addr.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()
+                } else {
+                    tokio::net::TcpSocket::new_v6()
+                };
+                let listener = match socket
+                    .and_then(|s| s.set_reuseaddr(true).map(|()| s))
+                    .and_then(|s| s.bind(*addr).map(|()| s))
+                    .and_then(|s| s.listen(LISTEN_BACKLOG))
+                {
+                    Ok(l) => l,
+                    Err(e) => return ready.send(Err(name_error(e, &endpoint))).unwrap_or(()),
+                };
+                let bound = listener
+                    .local_addr()
+                    .map(Endpoint::Tcp)
+                    .unwrap_or(endpoint.clone());
+                let _ = ready.send(Ok(bound));
+                loop {
+                    if let Ok((stream, _)) = listener.accept().await {
+                        tokio::spawn(read_frames(stream, counts.clone()));
+                    }
+                }
+            }
+            Endpoint::Fifo(path) => {
+                let receiver = match make_fifo(path).and_then(|()| {
+                    // Read-write keeps the pipe open between writers, so it never reads end-of-file.
+                    tokio::net::unix::pipe::OpenOptions::new()
+                        .read_write(true)
+                        .open_receiver(path)
+                }) {
+                    Ok(r) => r,
+                    Err(e) => return ready.send(Err(name_error(e, &endpoint))).unwrap_or(()),
+                };
+                let _ = ready.send(Ok(endpoint.clone()));
+                read_frames(receiver, counts.clone()).await;
+            }
+        }
+    };
+    tokio::select! {
+        _ = accept_loop => {}
+        _ = shutdown => {}
+    }
+    if let Endpoint::Unix(path) = &endpoint {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+fn name_error(e: io::Error, endpoint: &Endpoint) -> io::Error {
+    io::Error::new(e.kind(), format!("cannot listen on {endpoint}: {e}"))
+}
+
+fn make_fifo(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    match std::fs::metadata(path) {
+        Ok(m) if m.file_type().is_fifo() => Ok(()),
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "the path exists and is not a FIFO",
+        )),
+        Err(_) => nix::unistd::mkfifo(path, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .map_err(io::Error::from),
+    }
+}
+
+/// Reads one stream to its end, counting whole frames.
+async fn read_frames<R: tokio::io::AsyncRead + Unpin>(mut stream: R, counts: Arc<Counts>) {
+    counts.connections.fetch_add(1, Relaxed);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut frames = FrameCounter::default();
+    loop {
+        let n = match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        counts.bytes.fetch_add(n as u64, Relaxed);
+        match frames.feed(&buf[..n]) {
+            Ok(whole) => {
+                counts.frames.fetch_add(whole, Relaxed);
+            }
+            Err(whole) => {
+                counts.frames.fetch_add(whole, Relaxed);
+                counts.bad_frames.fetch_add(1, Relaxed);
+                return;
+            }
+        }
+    }
+    if frames.mid_frame() {
+        counts.partial_frames.fetch_add(1, Relaxed);
+    }
+}
+
+/// Splits a byte stream into `[u32 big-endian length][payload]` frames and counts the whole ones.
+#[derive(Debug, Default)]
+pub struct FrameCounter {
+    header: [u8; 4],
+    header_len: usize,
+    remaining: usize,
+    check_first_byte: bool,
+}
+
+impl FrameCounter {
+    /// Consumes `data`; returns the frames it completed, or `Err(completed)` at a malformed frame (a zero or
+    /// oversized length, or a payload that is not a JSON object).
+    pub fn feed(&mut self, mut data: &[u8]) -> Result<u64, u64> {
+        let mut whole = 0;
+        while !data.is_empty() {
+            if self.remaining == 0 {
+                let take = (4 - self.header_len).min(data.len());
+                self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
+                self.header_len += take;
+                data = &data[take..];
+                if self.header_len == 4 {
+                    let len = u32::from_be_bytes(self.header) as usize;
+                    if len == 0 || len > MAX_FRAME {
+                        return Err(whole);
+                    }
+                    self.remaining = len;
+                    self.header_len = 0;
+                    self.check_first_byte = true;
+                }
+            } else {
+                if self.check_first_byte {
+                    if data[0] != b'{' {
+                        return Err(whole);
+                    }
+                    self.check_first_byte = false;
+                }
+                let take = self.remaining.min(data.len());
+                self.remaining -= take;
+                data = &data[take..];
+                if self.remaining == 0 {
+                    whole += 1;
+                }
+            }
+        }
+        Ok(whole)
+    }
+
+    /// Whether the stream stopped inside a frame.
+    pub fn mid_frame(&self) -> bool {
+        self.header_len > 0 || self.remaining > 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(payload: &str) -> Vec<u8> {
+        let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(payload.as_bytes());
+        f
+    }
+
+    #[test]
+    fn counts_frames_split_anywhere() {
+        let mut stream = Vec::new();
+        for _ in 0..5 {
+            stream.extend(frame("{\"body\": 1}"));
+        }
+        for chunk in [1, 3, 7, 64] {
+            let mut c = FrameCounter::default();
+            let total: u64 = stream.chunks(chunk).map(|p| c.feed(p).unwrap()).sum();
+            assert_eq!(total, 5, "chunk {chunk}");
+            assert!(!c.mid_frame());
+        }
+        let mut c = FrameCounter::default();
+        assert_eq!(c.feed(&stream[..stream.len() - 2]), Ok(4));
+        assert!(c.mid_frame(), "a cut frame is not counted");
+    }
+
+    #[test]
+    fn rejects_streams_that_are_not_frames() {
+        let mut c = FrameCounter::default();
+        let mut s = frame("{}");
+        s.extend(frame("GET / HTTP/1.1"));
+        assert_eq!(c.feed(&s), Err(1));
+        assert_eq!(FrameCounter::default().feed(&[0, 0, 0, 0]), Err(0));
+        assert_eq!(
+            FrameCounter::default().feed(&[0xff, 0xff, 0xff, 0xff]),
+            Err(0)
+        );
+    }
+
+    #[test]
+    fn endpoints_parse_and_print() {
+        for s in ["unix:/tmp/a.sock", "fifo:/tmp/f", "tcp:127.0.0.1:7000"] {
+            assert_eq!(s.parse::<Endpoint>().unwrap().to_string(), s);
+        }
+        assert_eq!(
+            "tcp:localhost".parse::<Endpoint>().unwrap_err(),
+            "\"tcp:localhost\": invalid socket address syntax; expected unix:PATH, fifo:PATH or tcp:IP:PORT"
+        );
+        assert!("udp:1".parse::<Endpoint>().is_err());
+    }
+
+    #[tokio::test]
+    async fn sink_counts_what_a_client_sends() {
+        use tokio::io::AsyncWriteExt;
+        let dir = tempfile::tempdir().unwrap();
+        for ep in [
+            Endpoint::Unix(dir.path().join("s.sock")),
+            Endpoint::Fifo(dir.path().join("s.fifo")),
+            Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
+        ] {
+            let sink = Sink::start(&ep).unwrap();
+            let data = [frame("{\"a\": 1}"), frame("{\"b\": 2}")].concat();
+            match sink.endpoint() {
+                Endpoint::Unix(p) => tokio::net::UnixStream::connect(p)
+                    .await
+                    .unwrap()
+                    .write_all(&data)
+                    .await
+                    .unwrap(),
+                Endpoint::Tcp(a) => tokio::net::TcpStream::connect(a)
+                    .await
+                    .unwrap()
+                    .write_all(&data)
+                    .await
+                    .unwrap(),
+                Endpoint::Fifo(p) => tokio::net::unix::pipe::OpenOptions::new()
+                    .open_sender(p)
+                    .unwrap()
+                    .write_all(&data)
+                    .await
+                    .unwrap(),
+            }
+            let snap = sink.settle(2).await;
+            assert_eq!(snap.frames, 2, "{ep}");
+            assert_eq!(sink.stop().frames, 2);
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! Stages of one publish and the clock that times them: the single call site every view of a publish reads.
+//!
+//! A publisher wraps each part of a publish in [`StageClock::time`] (async) or [`StageClock::time_sync`].
+//! The clock accumulates wall time per stage for the publish in flight; the engine hands the totals to the
+//! recorder when the publish ends. Later views (tracing spans, flamegraphs) hang off these same calls.
+
+use std::future::Future;
+use tokio::time::Instant;
+
+/// A named part of one publish. The order here is the order stages are listed in output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// Open a connection (TCP/Unix connect, AMQP handshake, Redis connect).
+    Connect,
+    /// A client greeting after connecting (kombu's PING on Redis).
+    Handshake,
+    /// Open an AMQP channel.
+    Channel,
+    /// Declare exchange/queue (AMQP) or the queue-length check kombu does (Redis).
+    Declare,
+    /// Bind the queue (AMQP binding, kombu's binding SADD on Redis).
+    Bind,
+    /// Check a connection or producer out of a pool.
+    Acquire,
+    /// Build the message for this publish (fresh task id, envelope).
+    Encode,
+    /// Put the message on the wire (and, where the protocol answers, read the reply).
+    Send,
+    /// Wait for the broker's publisher confirm.
+    Confirm,
+    /// Return a connection or producer to its pool.
+    Release,
+    /// Close a channel or connection opened for this publish.
+    Close,
+}
+
+/// How many stages there are; arrays indexed by stage have this length.
+pub const STAGE_COUNT: usize = 11;
+
+impl Stage {
+    /// Every stage, in output order.
+    pub const ALL: [Stage; STAGE_COUNT] = [
+        Stage::Connect,
+        Stage::Handshake,
+        Stage::Channel,
+        Stage::Declare,
+        Stage::Bind,
+        Stage::Acquire,
+        Stage::Encode,
+        Stage::Send,
+        Stage::Confirm,
+        Stage::Release,
+        Stage::Close,
+    ];
+
+    /// The stable name used in output, summary.json and span names.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Stage::Connect => "connect",
+            Stage::Handshake => "handshake",
+            Stage::Channel => "channel",
+            Stage::Declare => "declare",
+            Stage::Bind => "bind",
+            Stage::Acquire => "acquire",
+            Stage::Encode => "encode",
+            Stage::Send => "send",
+            Stage::Confirm => "confirm",
+            Stage::Release => "release",
+            Stage::Close => "close",
+        }
+    }
+
+    /// Position in [`Stage::ALL`], for indexing per-stage arrays.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Accumulates the wall time of each stage of the publish in flight.
+#[derive(Debug)]
+pub struct StageClock {
+    enabled: bool,
+    elapsed_ns: [u64; STAGE_COUNT],
+    touched: u16,
+}
+
+impl StageClock {
+    /// A clock that times stages when `enabled`, and otherwise only runs them.
+    pub fn new(enabled: bool) -> Self {
+        StageClock {
+            enabled,
+            elapsed_ns: [0; STAGE_COUNT],
+            touched: 0,
+        }
+    }
+
+    /// Whether stage times are being taken.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Runs `work` as `stage` of the current publish.
+    pub async fn time<F: Future>(&mut self, stage: Stage, work: F) -> F::Output {
+        if !self.enabled {
+            return work.await;
+        }
+        let start = Instant::now();
+        let out = work.await;
+        self.add(stage, start.elapsed().as_nanos() as u64);
+        out
+    }
+
+    /// Runs synchronous `work` as `stage` of the current publish.
+    pub fn time_sync<R>(&mut self, stage: Stage, work: impl FnOnce() -> R) -> R {
+        if !self.enabled {
+            return work();
+        }
+        let start = Instant::now();
+        let out = work();
+        self.add(stage, start.elapsed().as_nanos() as u64);
+        out
+    }
+
+    fn add(&mut self, stage: Stage, ns: u64) {
+        self.elapsed_ns[stage.index()] += ns;
+        self.touched |= 1 << stage.index();
+    }
+
+    /// Hands over the stages timed since the last call, as (stage, nanoseconds), and resets the clock.
+    pub fn drain(&mut self, mut each: impl FnMut(Stage, u64)) {
+        let mut touched = self.touched;
+        while touched != 0 {
+            let i = touched.trailing_zeros() as usize;
+            touched &= touched - 1;
+            each(Stage::ALL[i], self.elapsed_ns[i]);
+            self.elapsed_ns[i] = 0;
+        }
+        self.touched = 0;
+    }
+
+    /// Forgets the stages timed since the last drain (a failed publish records none).
+    pub fn discard(&mut self) {
+        self.drain(|_, _| {});
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stage_list_matches_indices() {
+        for (i, stage) in Stage::ALL.iter().enumerate() {
+            assert_eq!(stage.index(), i, "{} out of place", stage.name());
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn clock_accumulates_per_stage_and_resets() {
+        let mut clock = StageClock::new(true);
+        clock
+            .time(
+                Stage::Send,
+                tokio::time::sleep(std::time::Duration::from_millis(3)),
+            )
+            .await;
+        clock
+            .time(
+                Stage::Send,
+                tokio::time::sleep(std::time::Duration::from_millis(2)),
+            )
+            .await;
+        clock.time_sync(Stage::Encode, || ());
+        let mut seen = Vec::new();
+        clock.drain(|s, ns| seen.push((s, ns)));
+        assert_eq!(seen.len(), 2);
+        assert_eq!(seen[0].0, Stage::Encode);
+        assert_eq!(seen[1], (Stage::Send, 5_000_000));
+        let mut again = 0;
+        clock.drain(|_, _| again += 1);
+        assert_eq!(again, 0, "drain resets the clock");
+    }
+
+    #[tokio::test]
+    async fn disabled_clock_records_nothing() {
+        let mut clock = StageClock::new(false);
+        clock.time(Stage::Send, async {}).await;
+        let mut n = 0;
+        clock.drain(|_, _| n += 1);
+        assert_eq!(n, 0);
+    }
+}
