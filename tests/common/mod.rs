@@ -1,0 +1,107 @@
+//! Shared by the integration tests: broker URLs, skip-or-fail when a broker is missing, unique names, and
+//! a real Celery worker to prove that what taskbench publishes runs.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Whether a missing broker fails the test (CI) instead of skipping it.
+pub fn brokers_required() -> bool {
+    std::env::var("TASKBENCH_REQUIRE_BROKERS").is_ok_and(|v| v == "1")
+}
+
+/// Reports a missing dependency: panics under TASKBENCH_REQUIRE_BROKERS=1, otherwise prints why the test
+/// is skipped. Returns so the caller can `return`.
+pub fn skip(test: &str, why: &str) {
+    if brokers_required() {
+        panic!("{test}: {why} (TASKBENCH_REQUIRE_BROKERS=1, so this fails instead of skipping)");
+    }
+    eprintln!("SKIPPED {test}: {why}; set TASKBENCH_REQUIRE_BROKERS=1 to make this a failure");
+}
+
+pub fn amqp_url() -> String {
+    std::env::var("TASKBENCH_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+pub fn redis_url() -> String {
+    std::env::var("TASKBENCH_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// Whether something accepts TCP connections at `host:port`.
+pub fn reachable(addr: &str) -> bool {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(1)).is_ok())
+}
+
+/// A name no other test (or earlier run) uses: `prefix-<pid>-<nanos>`.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+}
+
+/// The Python with Celery installed by `tests/run` (TASKBENCH_PYTHON), if any.
+pub fn celery_python() -> Option<PathBuf> {
+    std::env::var_os("TASKBENCH_PYTHON").map(PathBuf::from).filter(|p| p.exists())
+}
+
+/// A Celery worker process running tests/celery/tasks.py; stopped (by its PID) when dropped.
+pub struct CeleryWorker {
+    child: Child,
+}
+
+impl CeleryWorker {
+    /// Starts `celery worker` on `broker` consuming `queue`, recording executions in Redis at `record_redis`.
+    pub fn start(python: &PathBuf, broker: &str, queue: &str, record_redis: &str) -> CeleryWorker {
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/celery");
+        let child = Command::new(python)
+            .args(["-m", "celery", "-A", "tasks", "worker", "--pool", "solo", "--loglevel", "WARNING", "-Q", queue])
+            .args(["--without-gossip", "--without-mingle", "--without-heartbeat"])
+            .env("CELERY_BROKER_URL", broker)
+            .env("TASKBENCH_RECORD_REDIS", record_redis)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start the celery worker");
+        CeleryWorker { child }
+    }
+
+    /// Waits until `n` executions were recorded for `queue` (or `timeout` passes); returns the records.
+    pub fn wait_for_executions(&mut self, record_redis: &str, queue: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+        let key = format!("taskbench-executed:{queue}");
+        let deadline = Instant::now() + timeout;
+        let python = std::env::var("TASKBENCH_PYTHON").unwrap();
+        loop {
+            let out = Command::new(&python)
+                .args(["-c", "import redis,sys,json; r=redis.Redis.from_url(sys.argv[1]); print(json.dumps([json.loads(x) for x in r.lrange(sys.argv[2],0,-1)]))", record_redis, &key])
+                .output()
+                .expect("read records");
+            let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            if records.len() >= n || Instant::now() > deadline {
+                return records;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the celery worker exited early: {status}");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for CeleryWorker {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
