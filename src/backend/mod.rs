@@ -5,6 +5,7 @@
 //! [`crate::engine::Target`] implementation, and an arm in [`run_case`].
 
 pub mod local;
+pub mod url;
 
 use crate::engine::{self, RunControl};
 use crate::record::CaseResult;
