@@ -21,7 +21,8 @@ pub fn skip(test: &str, why: &str) {
 }
 
 pub fn amqp_url() -> String {
-    std::env::var("TASKBENCH_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("TASKBENCH_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 pub fn redis_url() -> String {
@@ -39,13 +40,22 @@ pub fn reachable(addr: &str) -> bool {
 
 /// A name no other test (or earlier run) uses: `prefix-<pid>-<nanos>`.
 pub fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("{prefix}-{}-{}", std::process::id(), nanos % 1_000_000_000_000)
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
 }
 
 /// The Python with Celery installed by `tests/run` (TASKBENCH_PYTHON), if any.
 pub fn celery_python() -> Option<PathBuf> {
-    std::env::var_os("TASKBENCH_PYTHON").map(PathBuf::from).filter(|p| p.exists())
+    std::env::var_os("TASKBENCH_PYTHON")
+        .map(PathBuf::from)
+        .filter(|p| p.exists())
 }
 
 /// A Celery worker process running tests/celery/tasks.py; stopped (by its PID) when dropped.
@@ -58,8 +68,24 @@ impl CeleryWorker {
     pub fn start(python: &PathBuf, broker: &str, queue: &str, record_redis: &str) -> CeleryWorker {
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/celery");
         let child = Command::new(python)
-            .args(["-m", "celery", "-A", "tasks", "worker", "--pool", "solo", "--loglevel", "WARNING", "-Q", queue])
-            .args(["--without-gossip", "--without-mingle", "--without-heartbeat"])
+            .args([
+                "-m",
+                "celery",
+                "-A",
+                "tasks",
+                "worker",
+                "--pool",
+                "solo",
+                "--loglevel",
+                "WARNING",
+                "-Q",
+                queue,
+            ])
+            .args([
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ])
             .env("CELERY_BROKER_URL", broker)
             .env("TASKBENCH_RECORD_REDIS", record_redis)
             .current_dir(&dir)
@@ -70,7 +96,13 @@ impl CeleryWorker {
     }
 
     /// Waits until `n` executions were recorded for `queue` (or `timeout` passes); returns the records.
-    pub fn wait_for_executions(&mut self, record_redis: &str, queue: &str, n: usize, timeout: Duration) -> Vec<serde_json::Value> {
+    pub fn wait_for_executions(
+        &mut self,
+        record_redis: &str,
+        queue: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Vec<serde_json::Value> {
         let key = format!("taskbench-executed:{queue}");
         let deadline = Instant::now() + timeout;
         let python = std::env::var("TASKBENCH_PYTHON").unwrap();
@@ -79,7 +111,8 @@ impl CeleryWorker {
                 .args(["-c", "import redis,sys,json; r=redis.Redis.from_url(sys.argv[1]); print(json.dumps([json.loads(x) for x in r.lrange(sys.argv[2],0,-1)]))", record_redis, &key])
                 .output()
                 .expect("read records");
-            let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap_or_default();
+            let records: Vec<serde_json::Value> =
+                serde_json::from_slice(&out.stdout).unwrap_or_default();
             if records.len() >= n || Instant::now() > deadline {
                 return records;
             }
@@ -93,7 +126,10 @@ impl CeleryWorker {
 
 impl Drop for CeleryWorker {
     fn drop(&mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {

@@ -1,0 +1,347 @@
+//! The taskbench binary end to end, on the local backends (no broker needed).
+
+mod common;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn taskbench() -> Command {
+    Command::cargo_bin("taskbench").unwrap()
+}
+
+fn read_summary(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+fn write_scenario(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("scenario.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn quickstart_runs_every_case_and_its_counts_add_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    taskbench()
+        .current_dir(manifest)
+        .args([
+            "run",
+            "scenarios/quickstart.toml",
+            "--publishes",
+            "2000",
+            "--out",
+        ])
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("throughput/s").and(predicate::str::contains("unix-raw")));
+
+    let summary = read_summary(&out);
+    assert_eq!(summary["scenario"], "quickstart");
+    assert_eq!(summary["taskbench_version"], env!("CARGO_PKG_VERSION"));
+    let cases = summary["cases"].as_array().unwrap();
+    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "unix-raw",
+            "tcp-raw",
+            "fifo-raw",
+            "unix-fresh",
+            "tcp-fresh",
+            "fifo-fresh"
+        ]
+    );
+    for c in cases {
+        let name = c["name"].as_str().unwrap();
+        assert_eq!(c["publishes_ok"], 2000, "{name}");
+        assert_eq!(c["delivered"], 2000, "{name}: the sink got every publish");
+        assert_eq!(c["errors"], serde_json::json!({}), "{name}");
+        let lat = &c["latency_ns"];
+        let (min, p50, p99, max) = (
+            lat["min"].as_u64().unwrap(),
+            lat["p50"].as_u64().unwrap(),
+            lat["p99"].as_u64().unwrap(),
+            lat["max"].as_u64().unwrap(),
+        );
+        assert!(min <= p50 && p50 <= p99 && p99 <= max, "{name}: {lat}");
+        let expected_tput = 2000.0 / c["elapsed_s"].as_f64().unwrap();
+        assert!(
+            (c["throughput_per_s"].as_f64().unwrap() - expected_tput).abs() < 1e-6 * expected_tput
+        );
+        assert_eq!(c["stages"]["send"]["count"], 2000, "{name}");
+        assert_eq!(c["stages"]["encode"]["count"], 2000, "{name}");
+        assert!(!c["histogram"].as_str().unwrap().is_empty());
+        assert!(out.join(format!("{name}.hgrm")).exists(), "{name}.hgrm");
+    }
+    let fresh = &cases[3]["stages"];
+    assert_eq!(
+        fresh["connect"]["count"], 2000,
+        "fresh connects for every publish"
+    );
+    assert_eq!(fresh["close"]["count"], 2000);
+}
+
+#[test]
+fn default_run_folder_is_results_scenario_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"tiny\"\npublishes = 50\nwarmup = 0\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    );
+    taskbench()
+        .current_dir(dir.path())
+        .arg("run")
+        .arg(&scenario)
+        .assert()
+        .success();
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("results/tiny"))
+        .unwrap()
+        .collect();
+    assert_eq!(runs.len(), 1);
+    let run = runs[0].as_ref().unwrap().path();
+    let stamp = run.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(
+        stamp.len() == 20 && stamp.ends_with('Z') && !stamp.contains(':'),
+        "{stamp}"
+    );
+    assert!(run.join("summary.json").exists() && run.join("u.hgrm").exists());
+}
+
+#[test]
+fn json_format_prints_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"j\"\npublishes = 100\n[[case]]\nname = \"t\"\nbackend = \"tcp\"\npath = \"raw\"\n",
+    );
+    let out = taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.path().join("r"))
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(printed["cases"][0]["publishes_ok"], 100);
+    for key in ["scenario", "started_at", "taskbench_version", "cases"] {
+        assert!(printed.get(key).is_some(), "{key}");
+    }
+    for key in [
+        "name",
+        "backend",
+        "path",
+        "publishes_ok",
+        "errors",
+        "delivered",
+        "elapsed_s",
+        "throughput_per_s",
+        "latency_ns",
+        "stages",
+        "histogram",
+    ] {
+        assert!(printed["cases"][0].get(key).is_some(), "{key}");
+    }
+}
+
+#[test]
+fn a_bad_scenario_exits_2_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"bad\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"raw\"\n",
+    );
+    let shown = scenario.display().to_string();
+    for cmd in ["run", "validate"] {
+        taskbench()
+            .arg(cmd)
+            .arg(&scenario)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "{shown}:5:8: case \"c\": path `raw` is not supported on backend `amqp`"
+            )));
+    }
+    assert!(
+        !dir.path().join("results").exists(),
+        "nothing is written for a bad scenario"
+    );
+}
+
+#[test]
+fn validate_lists_the_cases() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    taskbench()
+        .current_dir(manifest)
+        .args(["validate", "scenarios/open-loop.toml"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "unix-raw-20k: unix raw, until duration, open loop 20000/s x2",
+        ));
+}
+
+#[test]
+fn unknown_case_and_bad_flags_are_usage_errors() {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    taskbench()
+        .current_dir(manifest)
+        .args(["run", "scenarios/quickstart.toml", "--case", "nope"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("no case named \"nope\"")
+                .and(predicate::str::contains("cases: unix-raw, tcp-raw")),
+        );
+    taskbench()
+        .args(["run", "x.toml", "--format", "xml"])
+        .assert()
+        .code(2);
+    taskbench()
+        .args(["run", "x.toml", "--publishes", "0"])
+        .assert()
+        .code(2);
+    taskbench()
+        .args(["sink", "--listen", "udp:1"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "expected unix:PATH, fifo:PATH or tcp:IP:PORT",
+        ));
+}
+
+/// A `taskbench sink` child process, stopped with SIGTERM.
+struct SinkProcess(std::process::Child);
+
+impl SinkProcess {
+    fn start(listen: &str, ready: &Path) -> SinkProcess {
+        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+            .args(["sink", "--listen", listen])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "sink did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SinkProcess(child)
+    }
+
+    /// Stops the sink and returns what it printed.
+    fn stop(self) -> String {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let out = self.0.wait_with_output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+#[test]
+fn an_external_sink_receives_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("ext.sock");
+    let sink = SinkProcess::start(&format!("unix:{}", sock.display()), &sock);
+    let scenario = write_scenario(
+        dir.path(),
+        &format!(
+            "name = \"ext\"\npublishes = 300\nwarmup = 20\nconcurrency = 3\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\naddress = \"{}\"\n",
+            sock.display()
+        ),
+    );
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.path().join("r"))
+        .assert()
+        .success();
+    let summary = read_summary(&dir.path().join("r"));
+    assert_eq!(summary["cases"][0]["publishes_ok"], 300);
+    assert_eq!(
+        summary["cases"][0]["delivered"],
+        Value::Null,
+        "an external sink's count is its own"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let printed = sink.stop();
+    assert!(printed.starts_with("received 320 frames ("), "{printed}");
+    assert!(printed.contains(" 0 bad, 0 partial"), "{printed}");
+}
+
+#[test]
+fn a_stopped_external_sink_gives_counted_errors_and_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("gone.sock");
+    let sink = SinkProcess::start(&format!("unix:{}", sock.display()), &sock);
+    assert!(sink.stop().starts_with("received 0 frames"));
+    let scenario = write_scenario(
+        dir.path(),
+        &format!(
+            "name = \"gone\"\npublishes = 40\nwarmup = 5\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\naddress = \"{}\"\n",
+            sock.display()
+        ),
+    );
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.path().join("r"))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "u: 40 connect errors: cannot connect to unix:",
+        ));
+    let summary = read_summary(&dir.path().join("r"));
+    assert_eq!(summary["cases"][0]["publishes_ok"], 0);
+    assert_eq!(summary["cases"][0]["errors"]["connect"], 40);
+}
+
+#[test]
+fn an_interrupt_keeps_what_was_measured_and_exits_130() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"long\"\nduration = \"60s\"\nrate = 2000\n[[case]]\nname = \"first\"\nbackend = \"unix\"\npath = \"raw\"\nduration = \"1s\"\n[[case]]\nname = \"second\"\nbackend = \"unix\"\npath = \"raw\"\n[[case]]\nname = \"never\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    );
+    let out_dir = dir.path().join("r");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out_dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the first case is written, then interrupt the second.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !out_dir.join("first.hgrm").exists() {
+        assert!(Instant::now() < deadline, "first case never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130));
+    let summary = read_summary(&out_dir);
+    assert_eq!(summary["interrupted"], true);
+    let cases = summary["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 2, "the third case never started");
+    assert_eq!(cases[1]["interrupted"], true);
+    assert!(cases[1]["publishes_ok"].as_u64().unwrap() > 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("second: interrupted"));
+}
