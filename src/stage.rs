@@ -77,11 +77,16 @@ impl Stage {
 }
 
 /// Accumulates the wall time of each stage of the publish in flight.
+///
+/// Stages are timed as laps: a stage runs from the end of the previous one (or the publish's start, given to
+/// [`StageClock::begin`]) to its own end, so each stage costs one clock read, and the little code between two
+/// stages counts toward the second.
 #[derive(Debug)]
 pub struct StageClock {
     enabled: bool,
     elapsed_ns: [u64; STAGE_COUNT],
     touched: u16,
+    lap: Option<Instant>,
 }
 
 impl StageClock {
@@ -91,7 +96,15 @@ impl StageClock {
             enabled,
             elapsed_ns: [0; STAGE_COUNT],
             touched: 0,
+            lap: None,
         }
+    }
+
+    /// Marks the start of a publish at `at` (a time the caller already read), so its first stage costs
+    /// one clock read.
+    #[inline]
+    pub fn begin(&mut self, at: Instant) {
+        self.lap = Some(at);
     }
 
     /// Whether stage times are being taken.
@@ -104,9 +117,9 @@ impl StageClock {
         if !self.enabled {
             return work.await;
         }
-        let start = Instant::now();
+        let start = self.lap.unwrap_or_else(Instant::now);
         let out = work.await;
-        self.add(stage, start.elapsed().as_nanos() as u64);
+        self.end_lap(stage, start);
         out
     }
 
@@ -115,15 +128,18 @@ impl StageClock {
         if !self.enabled {
             return work();
         }
-        let start = Instant::now();
+        let start = self.lap.unwrap_or_else(Instant::now);
         let out = work();
-        self.add(stage, start.elapsed().as_nanos() as u64);
+        self.end_lap(stage, start);
         out
     }
 
-    fn add(&mut self, stage: Stage, ns: u64) {
-        self.elapsed_ns[stage.index()] += ns;
+    #[inline]
+    fn end_lap(&mut self, stage: Stage, start: Instant) {
+        let end = Instant::now();
+        self.elapsed_ns[stage.index()] += end.saturating_duration_since(start).as_nanos() as u64;
         self.touched |= 1 << stage.index();
+        self.lap = Some(end);
     }
 
     /// Hands over the stages timed since the last call, as (stage, nanoseconds), and resets the clock.
@@ -136,6 +152,7 @@ impl StageClock {
             self.elapsed_ns[i] = 0;
         }
         self.touched = 0;
+        self.lap = None;
     }
 
     /// Forgets the stages timed since the last drain (a failed publish records none).
@@ -179,6 +196,34 @@ mod tests {
         let mut again = 0;
         clock.drain(|_, _| again += 1);
         assert_eq!(again, 0, "drain resets the clock");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn laps_start_where_the_publish_began() {
+        let mut clock = StageClock::new(true);
+        let publish_start = Instant::now();
+        tokio::time::sleep(std::time::Duration::from_millis(4)).await;
+        clock.begin(publish_start);
+        clock
+            .time(
+                Stage::Connect,
+                tokio::time::sleep(std::time::Duration::from_millis(1)),
+            )
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        clock
+            .time(
+                Stage::Send,
+                tokio::time::sleep(std::time::Duration::from_millis(3)),
+            )
+            .await;
+        let mut seen = Vec::new();
+        clock.drain(|s, ns| seen.push((s, ns / 1_000_000)));
+        assert_eq!(
+            seen,
+            [(Stage::Connect, 5), (Stage::Send, 5)],
+            "gaps count toward the next stage"
+        );
     }
 
     #[tokio::test]

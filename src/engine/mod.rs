@@ -303,6 +303,7 @@ async fn publish_loop<P: Publisher>(
             break;
         }
 
+        clock.begin(t0);
         for (k, m) in messages[..n].iter_mut().enumerate() {
             if k > 0 {
                 starts[k] = Instant::now();
