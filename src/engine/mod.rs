@@ -275,6 +275,8 @@ async fn publish_loop<P: Publisher>(
     let start = *shared.start.get_or_init(Instant::now);
     let deadline = shared.duration.map(|d| start + d);
     let mut done = 0u64;
+    // Open loop: when this publisher would have been free had every publish started on schedule.
+    let mut free_at = start;
 
     while !shared.stop.load(Relaxed) {
         let (first, n) = claim(&shared.next, shared.total, batch);
@@ -282,35 +284,37 @@ async fn publish_loop<P: Publisher>(
             break;
         }
         let mut t0 = Instant::now();
-        // Latency is measured from here: the publish's start, or in an open loop, its intended start.
-        let mut from = t0;
+        // Open loop: time the publish spent queued behind earlier ones, counted into its latency.
+        let mut queued = Duration::ZERO;
+        let mut slot = None;
         if let Some(interval_ns) = shared.interval_ns {
             let intended = start + intended_offset(first, interval_ns);
             if deadline.is_some_and(|d| intended >= d) {
                 break;
             }
-            if t0 <= intended {
-                // On time: wait for the slot; the timer's own lateness is ours, not the backend's.
+            if t0 < intended {
                 tokio::time::sleep_until(intended).await;
                 t0 = Instant::now();
-                from = t0;
-            } else {
-                // Late because earlier publishes took long: the wait counts (no coordinated omission).
-                from = intended;
             }
             rec.record_lag(t0.saturating_duration_since(intended).as_nanos() as u64);
+            // Lindley's recursion on the measured service times: a publish starts at its intended time, or
+            // when the previous one would have finished if nothing had started late. Slow publishes delay
+            // the ones behind them (no coordinated omission); the timer's own lateness delays nothing.
+            let virtual_start = intended.max(free_at);
+            queued = virtual_start - intended;
+            slot = Some(virtual_start);
         } else if deadline.is_some_and(|d| t0 >= d) {
             break;
         }
 
         clock.begin(t0);
+        starts[0] = t0;
         for (k, m) in messages[..n].iter_mut().enumerate() {
             if k > 0 {
                 starts[k] = Instant::now();
             }
             clock.time_sync(Stage::Encode, || m.renew());
         }
-        starts[0] = from;
 
         let out = tokio::time::timeout(
             shared.publish_timeout,
@@ -318,10 +322,15 @@ async fn publish_loop<P: Publisher>(
         )
         .await;
         let t1 = Instant::now();
+        if let Some(virtual_start) = slot {
+            free_at = virtual_start + (t1 - t0);
+        }
         match out {
             Ok(Ok(())) => {
                 for s in &starts[..n] {
-                    rec.record_latency(t1.saturating_duration_since(*s).as_nanos() as u64);
+                    rec.record_latency(
+                        (queued + t1.saturating_duration_since(*s)).as_nanos() as u64
+                    );
                 }
                 clock.drain(|stage, ns| rec.record_stage(stage, ns, n as u64));
             }
@@ -343,7 +352,7 @@ async fn publish_loop<P: Publisher>(
                 clock.discard();
             }
         }
-        rec.mark(from, t1);
+        rec.mark(t0, t1);
         done += n as u64;
         shared.progress[worker].0.store(done, Relaxed);
     }

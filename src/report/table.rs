@@ -80,7 +80,7 @@ fn explanations(results: &[CaseResult]) -> String {
         if let Some(lag) = &r.schedule_lag {
             if !lag.is_empty() {
                 out.push_str(&format!(
-                    "{}: open loop at {}/s: started late by p50 {}, p99 {}, max {} (latency counts from the scheduled start)\n",
+                    "{}: open loop at {}/s: started late by p50 {}, p99 {}, max {}; latency includes queueing behind slow publishes, not the timer's lateness\n",
                     r.name,
                     human_count(r.rate.unwrap_or(0.0).round() as u64),
                     human_ns(lag.value_at_quantile(0.5)),
