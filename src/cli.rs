@@ -135,8 +135,12 @@ fn validate(path: PathBuf) -> u8 {
                         format!("open loop {r}/s x{}", c.concurrency)
                     });
                 out.push_str(&format!(
-                    "  {}: {} {}, {count}, {mode}\n",
-                    c.name, c.backend, c.path
+                    "  {}: {} {}, {count}, {mode}, body {} B, envelope {} B\n",
+                    c.name,
+                    c.backend,
+                    c.path,
+                    c.task.body().len(),
+                    c.task.frame_len() - crate::message::FRAME_PREFIX_LEN
                 ));
             }
             print_stdout(&out);
