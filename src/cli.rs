@@ -2,6 +2,7 @@
 
 use crate::backend;
 use crate::engine::RunControl;
+use crate::profile::{self, cpu, cpu::SpanBuffer, flame::SvgStyle, folded::Folded};
 use crate::record::CaseResult;
 use crate::report::{self, RunFolder, progress::TerminalProgress, summary};
 use crate::scenario::{self, Scenario};
@@ -46,6 +47,8 @@ enum Command {
         /// Scenario file (TOML).
         scenario: PathBuf,
     },
+    /// Re-render a run's flamegraphs, or draw a differential flamegraph between two of its cases.
+    Flame(FlameArgs),
     /// Receive and count frames for local backends with an `address`, until interrupted.
     Sink {
         /// Where to listen: unix:PATH, fifo:PATH or tcp:IP:PORT.
@@ -70,6 +73,54 @@ struct RunArgs {
     /// What to print on stdout: the table, or summary.json.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// Also record a CPU-time profile per case (<case>.cpu.folded / .svg) from tracing spans.
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Profile {
+    /// Busy time inside spans, on `profile_sample` of the publishes.
+    Cpu,
+}
+
+#[derive(clap::Args)]
+struct FlameArgs {
+    /// A run folder written by `taskbench run`.
+    run_dir: PathBuf,
+    /// Only this case (repeatable; default: every case with a profile).
+    #[arg(long = "case", value_name = "NAME")]
+    cases: Vec<String>,
+    /// Draw diff-<BASE>-<CASE>.svg: which frames grew (red) or shrank (blue) per publish from BASE to CASE.
+    #[arg(long, num_args = 2, value_names = ["BASE", "CASE"])]
+    diff: Option<Vec<String>>,
+    /// Which profile: wall time per stage, or CPU time per span.
+    #[arg(long, value_enum, default_value_t = View::Wall)]
+    view: View,
+    /// Image width in pixels.
+    #[arg(long)]
+    width: Option<usize>,
+    /// Title to use instead of the default.
+    #[arg(long)]
+    title: Option<String>,
+    /// Draw a flame chart (stacks as recorded) instead of a flame graph.
+    #[arg(long)]
+    flamechart: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum View {
+    Wall,
+    Cpu,
+}
+
+impl View {
+    fn name(self) -> &'static str {
+        match self {
+            View::Wall => "wall",
+            View::Cpu => "cpu",
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -81,7 +132,9 @@ enum Format {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.verbose);
+    let profiling =
+        matches!(&cli.command, Command::Run(args) if args.profile == Some(Profile::Cpu));
+    let spans = init_tracing(cli.verbose, profiling);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -94,26 +147,43 @@ pub fn main() -> ExitCode {
     };
     let code = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run(args).await,
+            Command::Run(args) => run(args, spans).await,
             Command::Validate { scenario } => validate(scenario),
+            Command::Flame(args) => flame(args),
             Command::Sink { listen } => sink(listen).await,
         }
     });
     ExitCode::from(code)
 }
 
-fn init_logging(verbose: u8) {
+/// Installs logging to stderr and, when profiling, the span recorder; returns where spans are recorded.
+fn init_tracing(verbose: u8, profiling: bool) -> Option<SpanBuffer> {
+    use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let env = filter::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| filter::EnvFilter::new(default));
+    let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_filter(env);
+    let (flame, buffer) = match profiling {
+        true => {
+            let (layer, buffer) = cpu::flame_layer();
+            (
+                Some(layer.with_filter(filter::filter_fn(|m| m.is_span()))),
+                Some(buffer),
+            )
+        }
+        false => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(flame)
         .try_init();
+    buffer
 }
 
 fn validate(path: PathBuf) -> u8 {
@@ -176,7 +246,7 @@ fn select_cases(scenario: &mut Scenario, args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn run(args: RunArgs) -> u8 {
+async fn run(args: RunArgs, spans: Option<SpanBuffer>) -> u8 {
     let mut scenario = match scenario::load(&args.scenario) {
         Ok(s) => s,
         Err(e) => {
@@ -199,6 +269,7 @@ async fn run(args: RunArgs) -> u8 {
 
     let mut control = RunControl::new();
     control.progress = Some(Arc::new(TerminalProgress::default()));
+    control.trace_spans = spans.is_some();
     let stop = control.stop.clone();
     tokio::spawn(async move {
         interrupted().await;
@@ -213,8 +284,14 @@ async fn run(args: RunArgs) -> u8 {
         if control.stopped() {
             break;
         }
+        if let Some(spans) = &spans {
+            spans.take_folded(1.0);
+        }
         let result = backend::run_case(case, &control).await;
-        if let Err(e) = folder.write_case(&result) {
+        let cpu = spans
+            .as_ref()
+            .map(|s| s.take_folded(profile::sample_interval(case) as f64));
+        if let Err(e) = folder.write_case(&result, cpu.as_ref()) {
             eprintln!("error: {e:#}");
             write_failed = true;
         }
@@ -234,6 +311,7 @@ async fn run(args: RunArgs) -> u8 {
     match args.format {
         Format::Text => {
             let mut out = report::table::comparison(&results);
+            out.push_str(&report::breakdown::table(&results));
             out.push_str(&format!("results: {}\n", folder.dir.display()));
             print_stdout(&out);
         }
@@ -258,6 +336,156 @@ async fn run(args: RunArgs) -> u8 {
     } else {
         EXIT_OK
     }
+}
+
+fn flame(args: FlameArgs) -> u8 {
+    match render_flames(&args) {
+        Ok(written) => {
+            print_stdout(
+                &written
+                    .iter()
+                    .map(|p| format!("wrote {}\n", p.display()))
+                    .collect::<String>(),
+            );
+            EXIT_OK
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// What `taskbench flame` needs to know of each case of a run.
+struct RunCase {
+    name: String,
+    subtitle: String,
+    publishes: u64,
+}
+
+fn render_flames(args: &FlameArgs) -> Result<Vec<PathBuf>, String> {
+    let dir = &args.run_dir;
+    let summary_path = dir.join("summary.json");
+    let text = std::fs::read_to_string(&summary_path).map_err(|e| {
+        format!(
+            "{} is not a run folder ({}: {e}); pass a folder `taskbench run` wrote",
+            dir.display(),
+            summary_path.display()
+        )
+    })?;
+    let summary: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a taskbench summary: {e}", summary_path.display()))?;
+    let cases: Vec<RunCase> = summary["cases"]
+        .as_array()
+        .map(|cases| {
+            cases
+                .iter()
+                .map(|c| RunCase {
+                    name: c["name"].as_str().unwrap_or_default().to_string(),
+                    subtitle: format!(
+                        "{} {}",
+                        c["backend"].as_str().unwrap_or("?"),
+                        c["path"].as_str().unwrap_or("?")
+                    ),
+                    publishes: c["publishes_ok"].as_u64().unwrap_or(0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let find = |name: &str| {
+        cases.iter().find(|c| c.name == name).ok_or_else(|| {
+            let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
+            format!(
+                "no case named {name:?} in {}; cases: {}",
+                summary_path.display(),
+                names.join(", ")
+            )
+        })
+    };
+    let view = args.view.name();
+    let load = |case: &RunCase| -> Result<Folded, String> {
+        let path = dir.join(format!("{}.{view}.folded", case.name));
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            let why = if view == "cpu" {
+                "run with --profile cpu"
+            } else {
+                "its stage timing was off"
+            };
+            format!(
+                "no {view} profile for case {:?} ({}: {e}); {why}",
+                case.name,
+                path.display()
+            )
+        })?;
+        Folded::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    };
+    let style = SvgStyle {
+        width: args.width,
+        title: args.title.clone(),
+        flame_chart: args.flamechart,
+    };
+    let folder = RunFolder { dir: dir.clone() };
+    let mut written = Vec::new();
+
+    if let Some(pair) = &args.diff {
+        let (base, case) = (find(&pair[0])?, find(&pair[1])?);
+        if base.publishes == 0 || case.publishes == 0 {
+            return Err(format!(
+                "case {:?} or {:?} has no successful publishes to compare",
+                base.name, case.name
+            ));
+        }
+        // Per publish, so cases of different lengths compare.
+        let before = load(base)?.scaled(1.0 / base.publishes as f64);
+        let after = load(case)?.scaled(1.0 / case.publishes as f64);
+        let title = format!(
+            "{} vs {}: ns of {view} time per publish (red grew, blue shrank)",
+            case.name, base.name
+        );
+        let subtitle = format!(
+            "{} ({}) against {} ({})",
+            case.name, case.subtitle, base.name, base.subtitle
+        );
+        let svg = profile::flame::render_diff(&before, &after, &title, &subtitle, &style)
+            .map_err(|e| e.to_string())?;
+        let suffix = if view == "cpu" { ".cpu" } else { "" };
+        let name = format!("diff-{}-{}{suffix}.svg", base.name, case.name);
+        folder.write(&name, &svg).map_err(|e| format!("{e:#}"))?;
+        written.push(dir.join(name));
+        return Ok(written);
+    }
+
+    let selected: Vec<&RunCase> = if args.cases.is_empty() {
+        cases
+            .iter()
+            .filter(|c| dir.join(format!("{}.{view}.folded", c.name)).exists())
+            .collect()
+    } else {
+        args.cases
+            .iter()
+            .map(|n| find(n))
+            .collect::<Result<_, _>>()?
+    };
+    if selected.is_empty() {
+        return Err(format!(
+            "{} has no {view} profiles to render",
+            dir.display()
+        ));
+    }
+    for case in selected {
+        let folded = load(case)?;
+        let title = report::flame_title(view, &case.name, case.publishes);
+        let subtitle = format!(
+            "{}, {} publishes",
+            case.subtitle,
+            report::human_count(case.publishes)
+        );
+        folder
+            .write_profile(&case.name, view, &folded, &title, &subtitle, &style)
+            .map_err(|e| format!("{e:#}"))?;
+        written.push(dir.join(format!("{}.{view}.svg", case.name)));
+    }
+    Ok(written)
 }
 
 async fn sink(listen: Endpoint) -> u8 {

@@ -8,6 +8,7 @@ pub mod backend;
 pub mod cli;
 pub mod engine;
 pub mod message;
+pub mod profile;
 pub mod record;
 pub mod report;
 pub mod scenario;

@@ -91,6 +91,8 @@ pub struct StageResult {
 #[derive(Debug)]
 pub struct Recorder {
     pub latency: Histogram<u64>,
+    /// Sum of all recorded latencies (ns): exact, for per-stage shares and the wall profile.
+    pub latency_total_ns: u64,
     stages: [Option<Histogram<u64>>; STAGE_COUNT],
     stage_total_ns: [u64; STAGE_COUNT],
     pub schedule_lag: Option<Histogram<u64>>,
@@ -105,6 +107,7 @@ impl Recorder {
     pub fn new(open_loop: bool) -> Self {
         Recorder {
             latency: new_histogram(),
+            latency_total_ns: 0,
             stages: Default::default(),
             stage_total_ns: [0; STAGE_COUNT],
             schedule_lag: open_loop.then(new_histogram),
@@ -120,6 +123,7 @@ impl Recorder {
     #[inline]
     pub fn record_latency(&mut self, ns: u64) {
         self.latency.saturating_record(ns.max(1));
+        self.latency_total_ns += ns;
         self.ok += 1;
     }
 
@@ -165,6 +169,8 @@ pub struct CaseResult {
     pub delivered: Option<u64>,
     pub elapsed: Duration,
     pub latency: Histogram<u64>,
+    /// Sum of all measured latencies (ns).
+    pub latency_total_ns: u64,
     pub stages: Vec<StageResult>,
     pub schedule_lag: Option<Histogram<u64>>,
     pub interrupted: bool,
@@ -187,6 +193,7 @@ impl CaseResult {
             delivered: None,
             elapsed: Duration::ZERO,
             latency: new_histogram(),
+            latency_total_ns: 0,
             stages: Vec::new(),
             schedule_lag: None,
             interrupted: false,
@@ -210,6 +217,7 @@ impl CaseResult {
         let mut last: Option<Instant> = None;
         for rec in recorders {
             r.latency.add(&rec.latency).expect("same bounds");
+            r.latency_total_ns += rec.latency_total_ns;
             r.publishes_ok += rec.ok;
             r.warmup_ok += rec.warmup_ok;
             r.errors.merge(&rec.errors);

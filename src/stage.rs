@@ -1,11 +1,14 @@
 //! Stages of one publish and the clock that times them: the single call site every view of a publish reads.
 //!
 //! A publisher wraps each part of a publish in [`StageClock::time`] (async) or [`StageClock::time_sync`].
-//! The clock accumulates wall time per stage for the publish in flight; the engine hands the totals to the
-//! recorder when the publish ends. Later views (tracing spans, flamegraphs) hang off these same calls.
+//! The clock accumulates wall time per stage for the publish in flight (the engine hands the totals to the
+//! recorder when the publish ends), and on a sampled publish runs the stage inside its `tracing` span: the
+//! histograms, the wall flamegraph and the CPU flamegraph all come from these same calls.
 
+use crate::profile::spans;
 use std::future::Future;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// A named part of one publish. The order here is the order stages are listed in output.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,6 +90,7 @@ pub struct StageClock {
     elapsed_ns: [u64; STAGE_COUNT],
     touched: u16,
     lap: Option<Instant>,
+    traced: bool,
 }
 
 impl StageClock {
@@ -97,7 +101,14 @@ impl StageClock {
             elapsed_ns: [0; STAGE_COUNT],
             touched: 0,
             lap: None,
+            traced: false,
         }
+    }
+
+    /// Whether the stages of the current publish also run inside `tracing` spans (a sampled publish).
+    #[inline]
+    pub fn set_traced(&mut self, traced: bool) {
+        self.traced = traced;
     }
 
     /// Marks the start of a publish at `at` (a time the caller already read), so its first stage costs
@@ -114,23 +125,40 @@ impl StageClock {
 
     /// Runs `work` as `stage` of the current publish.
     pub async fn time<F: Future>(&mut self, stage: Stage, work: F) -> F::Output {
-        if !self.enabled {
-            return work.await;
+        if self.traced {
+            // The span is made before the clock starts, so its creation is not charged to the stage.
+            let span = spans::stage_span(stage);
+            let start = self.enabled.then(Instant::now);
+            let out = work.instrument(span).await;
+            if let Some(start) = start {
+                self.end_lap(stage, start);
+            }
+            return out;
         }
-        let start = self.lap.unwrap_or_else(Instant::now);
+        let start = self.enabled.then(|| self.lap.unwrap_or_else(Instant::now));
         let out = work.await;
-        self.end_lap(stage, start);
+        if let Some(start) = start {
+            self.end_lap(stage, start);
+        }
         out
     }
 
     /// Runs synchronous `work` as `stage` of the current publish.
     pub fn time_sync<R>(&mut self, stage: Stage, work: impl FnOnce() -> R) -> R {
-        if !self.enabled {
-            return work();
+        if self.traced {
+            let span = spans::stage_span(stage);
+            let start = self.enabled.then(Instant::now);
+            let out = span.in_scope(work);
+            if let Some(start) = start {
+                self.end_lap(stage, start);
+            }
+            return out;
         }
-        let start = self.lap.unwrap_or_else(Instant::now);
+        let start = self.enabled.then(|| self.lap.unwrap_or_else(Instant::now));
         let out = work();
-        self.end_lap(stage, start);
+        if let Some(start) = start {
+            self.end_lap(stage, start);
+        }
         out
     }
 

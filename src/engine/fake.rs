@@ -62,7 +62,11 @@ impl Publisher for FakePublisher {
             }
             clock.time(*stage, tokio::time::sleep(took)).await;
         }
-        if self.script.fail_every.is_some_and(|n| self.count % n == 0) {
+        if self
+            .script
+            .fail_every
+            .is_some_and(|n| self.count.is_multiple_of(n))
+        {
             return Err(PublishError::new(
                 "fake_failure",
                 format!("scripted failure #{}", self.count),

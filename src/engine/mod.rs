@@ -7,6 +7,7 @@
 pub(crate) mod fake;
 
 use crate::message::{TaskMessage, TaskTemplate};
+use crate::profile::spans;
 use crate::record::{CaseResult, PublishError, Recorder};
 use crate::scenario::Case;
 use crate::stage::{Stage, StageClock};
@@ -17,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 /// How often the progress view is refreshed.
 const PROGRESS_EVERY: Duration = Duration::from_millis(100);
@@ -85,6 +87,8 @@ pub trait ProgressView: Send + Sync {
 pub struct RunControl {
     pub stop: Arc<AtomicBool>,
     pub progress: Option<Arc<dyn ProgressView>>,
+    /// Trace sampled publishes with spans (`--profile cpu`); a subscriber must be collecting them.
+    pub trace_spans: bool,
 }
 
 impl RunControl {
@@ -92,6 +96,7 @@ impl RunControl {
         RunControl {
             stop: Arc::new(AtomicBool::new(false)),
             progress: None,
+            trace_spans: false,
         }
     }
 
@@ -124,6 +129,8 @@ struct Shared {
     interval_ns: Option<f64>,
     publish_timeout: Duration,
     stage_timing: bool,
+    /// Trace one publish call in this many with spans, when profiling.
+    trace_every: Option<u64>,
     stop: Arc<AtomicBool>,
     progress: Vec<PaddedCounter>,
     template: Arc<TaskTemplate>,
@@ -163,6 +170,9 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         interval_ns: case.rate.map(|r| 1e9 / r),
         publish_timeout: case.publish_timeout,
         stage_timing: case.stage_timing,
+        trace_every: control
+            .trace_spans
+            .then(|| crate::profile::sample_interval(case)),
         stop: control.stop.clone(),
         progress: (0..case.concurrency)
             .map(|_| PaddedCounter::default())
@@ -275,6 +285,7 @@ async fn publish_loop<P: Publisher>(
     let start = *shared.start.get_or_init(Instant::now);
     let deadline = shared.duration.map(|d| start + d);
     let mut done = 0u64;
+    let mut calls = 0u64;
     // Open loop: when this publisher would have been free had every publish started on schedule.
     let mut free_at = start;
 
@@ -307,20 +318,31 @@ async fn publish_loop<P: Publisher>(
             break;
         }
 
+        let traced = shared
+            .trace_every
+            .is_some_and(|every| calls.is_multiple_of(every));
+        calls += 1;
+        let span = traced.then(spans::publish_span);
+        clock.set_traced(traced);
         clock.begin(t0);
         starts[0] = t0;
-        for (k, m) in messages[..n].iter_mut().enumerate() {
-            if k > 0 {
-                starts[k] = Instant::now();
+        {
+            let _in_publish = span.as_ref().map(|s| s.enter());
+            for (k, m) in messages[..n].iter_mut().enumerate() {
+                if k > 0 {
+                    starts[k] = Instant::now();
+                }
+                clock.time_sync(Stage::Encode, || m.renew());
             }
-            clock.time_sync(Stage::Encode, || m.renew());
         }
 
-        let out = tokio::time::timeout(
-            shared.publish_timeout,
-            publisher.publish(&messages[..n], &mut clock),
-        )
-        .await;
+        let publish = publisher.publish(&messages[..n], &mut clock);
+        let out = match span {
+            Some(span) => {
+                tokio::time::timeout(shared.publish_timeout, publish.instrument(span)).await
+            }
+            None => tokio::time::timeout(shared.publish_timeout, publish).await,
+        };
         let t1 = Instant::now();
         if let Some(virtual_start) = slot {
             free_at = virtual_start + (t1 - t0);

@@ -2,11 +2,14 @@
 //!
 //! Reads [`CaseResult`]s; never reaches back into the engine or backends.
 
+pub mod breakdown;
 pub mod hgrm;
 pub mod progress;
 pub mod summary;
 pub mod table;
 
+use crate::profile::flame::{self, SvgStyle};
+use crate::profile::folded::Folded;
 use crate::record::CaseResult;
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -42,11 +45,68 @@ impl RunFolder {
         Ok(RunFolder { dir })
     }
 
-    /// Writes the files of one finished case.
-    pub fn write_case(&self, result: &CaseResult) -> anyhow::Result<()> {
-        let path = self.dir.join(format!("{}.hgrm", result.name));
-        std::fs::write(&path, hgrm::percentile_distribution(&result.latency))
-            .with_context(|| format!("cannot write {}", path.display()))
+    /// Writes the files of one finished case: `<case>.hgrm`, the wall profile when stages were timed, and
+    /// the CPU profile when one was recorded.
+    pub fn write_case(&self, result: &CaseResult, cpu: Option<&Folded>) -> anyhow::Result<()> {
+        self.write(
+            &format!("{}.hgrm", result.name),
+            hgrm::percentile_distribution(&result.latency).as_bytes(),
+        )?;
+        let subtitle = format!(
+            "{} {}, {} publishes",
+            result.backend,
+            result.path,
+            human_count(result.publishes_ok)
+        );
+        if !result.stages.is_empty() {
+            let wall = Folded::wall(result);
+            let title = flame_title("wall", &result.name, result.publishes_ok);
+            self.write_profile(
+                &result.name,
+                "wall",
+                &wall,
+                &title,
+                &subtitle,
+                &SvgStyle::default(),
+            )?;
+        }
+        if let Some(cpu) = cpu {
+            let title = flame_title("cpu", &result.name, result.publishes_ok);
+            self.write_profile(
+                &result.name,
+                "cpu",
+                cpu,
+                &title,
+                &subtitle,
+                &SvgStyle::default(),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Writes `<case>.<view>.folded` and `<case>.<view>.svg`.
+    pub fn write_profile(
+        &self,
+        case: &str,
+        view: &str,
+        folded: &Folded,
+        title: &str,
+        subtitle: &str,
+        style: &SvgStyle,
+    ) -> anyhow::Result<()> {
+        self.write(
+            &format!("{case}.{view}.folded"),
+            folded.to_text().as_bytes(),
+        )?;
+        let svg = flame::render(folded, title, subtitle, style)
+            .with_context(|| format!("cannot render the {view} flamegraph of {case}"))?;
+        self.write(&format!("{case}.{view}.svg"), &svg)
+    }
+
+    /// Writes one file of the run folder.
+    pub fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+        let path = self.dir.join(name);
+        std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Writes (or rewrites, after each case) summary.json.
@@ -58,6 +118,19 @@ impl RunFolder {
         std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// A flamegraph's title, saying what its numbers mean, for `view` (wall or cpu) of case `name`.
+pub fn flame_title(view: &str, name: &str, publishes: u64) -> String {
+    let what = if view == "cpu" {
+        "CPU (busy) time per span"
+    } else {
+        "wall time per stage"
+    };
+    format!(
+        "{name}: ns of {what}, summed over {} publishes",
+        human_count(publishes)
+    )
 }
 
 /// A duration in nanoseconds in human units with three significant digits: `850ns`, `12.3µs`, `1.25ms`.
@@ -83,7 +156,7 @@ pub fn human_count(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

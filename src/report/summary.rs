@@ -86,6 +86,7 @@ fn case_summary(r: &CaseResult) -> Value {
         "throughput_per_s": r.throughput(),
         "latency_ns": latency_summary(&r.latency),
         "stages": stages,
+        "breakdown": super::breakdown::rows(r),
         "schedule_lag_ns": r.schedule_lag.as_ref().map(latency_summary),
         "histogram": encode_histogram(&r.latency),
         "interrupted": r.interrupted,

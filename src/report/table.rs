@@ -77,9 +77,8 @@ fn explanations(results: &[CaseResult]) -> String {
                 if n == 1 { "" } else { "s" }
             ));
         }
-        if let Some(lag) = &r.schedule_lag {
-            if !lag.is_empty() {
-                out.push_str(&format!(
+        if let Some(lag) = r.schedule_lag.as_ref().filter(|l| !l.is_empty()) {
+            out.push_str(&format!(
                     "{}: open loop at {}/s: started late by p50 {}, p99 {}, max {}; latency includes queueing behind slow publishes, not the timer's lateness\n",
                     r.name,
                     human_count(r.rate.unwrap_or(0.0).round() as u64),
@@ -87,7 +86,6 @@ fn explanations(results: &[CaseResult]) -> String {
                     human_ns(lag.value_at_quantile(0.99)),
                     human_ns(lag.max()),
                 ));
-            }
         }
     }
     let mut notes: Vec<(&str, Vec<&str>)> = Vec::new();

@@ -46,6 +46,8 @@ pub struct Case {
     pub duration: Option<Duration>,
     pub publish_timeout: Duration,
     pub stage_timing: bool,
+    /// Share of publishes traced with spans under `--profile cpu` (0 < share <= 1).
+    pub profile_sample: f64,
     pub options: CaseOptions,
     pub task: Arc<TaskTemplate>,
 }
@@ -142,6 +144,7 @@ macro_rules! with_settings {
             duration: Option<Spanned<String>>,
             publish_timeout: Option<Spanned<String>>,
             stage_timing: Option<bool>,
+            profile_sample: Option<Spanned<f64>>,
         }
         impl $name {
             fn settings(&self) -> Settings<'_> {
@@ -153,6 +156,7 @@ macro_rules! with_settings {
                     duration: self.duration.as_ref(),
                     publish_timeout: self.publish_timeout.as_ref(),
                     stage_timing: self.stage_timing,
+                    profile_sample: self.profile_sample.as_ref(),
                 }
             }
         }
@@ -168,6 +172,7 @@ struct Settings<'a> {
     duration: Option<&'a Spanned<String>>,
     publish_timeout: Option<&'a Spanned<String>>,
     stage_timing: Option<bool>,
+    profile_sample: Option<&'a Spanned<f64>>,
 }
 
 impl<'a> Settings<'a> {
@@ -181,6 +186,7 @@ impl<'a> Settings<'a> {
             duration: self.duration.or(defaults.duration),
             publish_timeout: self.publish_timeout.or(defaults.publish_timeout),
             stage_timing: self.stage_timing.or(defaults.stage_timing),
+            profile_sample: self.profile_sample.or(defaults.profile_sample),
         }
     }
 }
@@ -525,6 +531,20 @@ fn plan_case(
         }
         r => r.map(|r| *r.get_ref()),
     };
+    let profile_sample = match s.profile_sample {
+        Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => {
+            return Err(at.error(
+                p.span(),
+                format!(
+                    "`profile_sample` must be more than 0 and at most 1, not {}",
+                    p.get_ref()
+                ),
+                Some("it is the share of publishes traced, e.g. 0.01 for one in a hundred".into()),
+            ));
+        }
+        Some(p) => *p.get_ref(),
+        None => default_profile_sample(path),
+    };
     let publish_timeout = s
         .publish_timeout
         .map(|d| parse_duration(at, "publish_timeout", d))
@@ -569,14 +589,21 @@ fn plan_case(
     if let Some(v) = &raw.kombu_handshake {
         options.kombu_handshake = *v.get_ref();
     }
-    if let (Some(r), Some(b)) = (s.rate, &raw.batch) {
-        if options.batch > 1 {
-            return Err(at.error(
-                b.span(),
-                in_case(format!("`batch = {}` cannot be combined with `rate` ({})", options.batch, r.get_ref())),
-                Some("a batch pipelines back-to-back publishes; use batch with a closed loop (no rate)".into()),
-            ));
-        }
+    if let (Some(r), Some(b)) = (s.rate, &raw.batch)
+        && options.batch > 1
+    {
+        return Err(at.error(
+            b.span(),
+            in_case(format!(
+                "`batch = {}` cannot be combined with `rate` ({})",
+                options.batch,
+                r.get_ref()
+            )),
+            Some(
+                "a batch pipelines back-to-back publishes; use batch with a closed loop (no rate)"
+                    .into(),
+            ),
+        ));
     }
     if let Some(a) = &raw.address {
         check_address(at, backend, a).map_err(|mut e| {
@@ -622,9 +649,19 @@ fn plan_case(
         duration,
         publish_timeout,
         stage_timing: s.stage_timing.unwrap_or(true),
+        profile_sample,
         options,
         task: template,
     })
+}
+
+/// Share of publishes traced for `--profile cpu` when the scenario does not say: every publish where a
+/// publish costs far more than its spans, one in a hundred on the sub-microsecond raw path (see README).
+fn default_profile_sample(path: PathKind) -> f64 {
+    match path {
+        PathKind::Raw => 0.01,
+        _ => 1.0,
+    }
 }
 
 fn check_address(at: &Locator, backend: Backend, a: &Spanned<String>) -> Result<(), ScenarioError> {

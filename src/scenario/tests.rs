@@ -314,3 +314,19 @@ fn batch_cannot_be_scheduled_at_a_rate() {
         "s.toml:7:9: case \"c\": `batch = 8` cannot be combined with `rate` (100)\n  hint: a batch pipelines back-to-back publishes; use batch with a closed loop (no rate)"
     );
 }
+
+#[test]
+fn profile_sample_is_a_share() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"unix\"\npath = \"raw\"\nprofile_sample = 2.0"
+        )),
+        "s.toml:6:18: `profile_sample` must be more than 0 and at most 1, not 2\n  hint: it is the share of publishes traced, e.g. 0.01 for one in a hundred"
+    );
+    let s = parse(
+        &one_case("backend = \"unix\"\npath = \"raw\"\nprofile_sample = 0.25"),
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(crate::profile::sample_interval(&s.cases[0]), 4);
+}

@@ -1,0 +1,127 @@
+//! Flamegraph SVGs from folded stacks, and differential flamegraphs between two cases, rendered with inferno.
+
+use super::folded::Folded;
+use inferno::flamegraph::{self, Options};
+use std::io;
+
+/// Frames narrower than this many pixels are left out; small, so short stages (encode) stay visible.
+const MIN_WIDTH_PX: f64 = 0.01;
+
+/// How to draw a flamegraph.
+#[derive(Debug, Clone, Default)]
+pub struct SvgStyle {
+    /// Image width in pixels (inferno's default when `None`).
+    pub width: Option<usize>,
+    /// A title replacing the default one.
+    pub title: Option<String>,
+    /// A flame chart (stacks in the order seen) rather than a flame graph (merged, sorted).
+    pub flame_chart: bool,
+}
+
+fn options<'a>(title: &str, subtitle: &str, style: &SvgStyle) -> Options<'a> {
+    let mut opt = Options::default();
+    opt.title = style.title.clone().unwrap_or_else(|| title.to_string());
+    opt.subtitle = Some(subtitle.to_string());
+    opt.count_name = "ns".into();
+    opt.min_width = MIN_WIDTH_PX;
+    opt.image_width = style.width;
+    opt.flame_chart = style.flame_chart;
+    opt.deterministic = true;
+    opt
+}
+
+/// An SVG flamegraph of `folded`.
+pub fn render(
+    folded: &Folded,
+    title: &str,
+    subtitle: &str,
+    style: &SvgStyle,
+) -> io::Result<Vec<u8>> {
+    let text = folded.to_text();
+    let mut svg = Vec::new();
+    flamegraph::from_lines(&mut options(title, subtitle, style), text.lines(), &mut svg)?;
+    Ok(svg)
+}
+
+/// Differential folded text (`stack before after`) of two profiles already normalised per publish.
+pub fn differential(before: &Folded, after: &Folded) -> io::Result<String> {
+    let mut out = Vec::new();
+    inferno::differential::from_readers(
+        inferno::differential::Options::default(),
+        before.to_text().as_bytes(),
+        after.to_text().as_bytes(),
+        &mut out,
+    )?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// A differential flamegraph: frame widths from `after`, red where `after` grew against `before`, blue where
+/// it shrank.
+pub fn render_diff(
+    before: &Folded,
+    after: &Folded,
+    title: &str,
+    subtitle: &str,
+    style: &SvgStyle,
+) -> io::Result<Vec<u8>> {
+    let diff = differential(before, after)?;
+    let mut svg = Vec::new();
+    flamegraph::from_lines(&mut options(title, subtitle, style), diff.lines(), &mut svg)?;
+    Ok(svg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Folded {
+        Folded::parse("publish;connect 5000\npublish;encode 70\npublish;send 1200\npublish 30\n")
+            .unwrap()
+    }
+
+    #[test]
+    fn svg_is_well_formed_with_one_frame_per_stage() {
+        let svg = render(&sample(), "t", "s", &SvgStyle::default()).unwrap();
+        let text = String::from_utf8(svg).unwrap();
+        let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+        let titles: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("title"))
+            .filter_map(|n| n.text())
+            .collect();
+        for stage in ["connect", "encode", "send"] {
+            let frames = titles
+                .iter()
+                .filter(|t| t.starts_with(&format!("{stage} (")))
+                .count();
+            assert_eq!(frames, 1, "{stage}: {titles:?}");
+        }
+        assert!(
+            titles
+                .iter()
+                .any(|t| t.starts_with("publish (6,300 ns, 100%)")),
+            "{titles:?}"
+        );
+    }
+
+    #[test]
+    fn a_case_against_itself_has_no_growth() {
+        let diff = differential(&sample(), &sample()).unwrap();
+        for line in diff.lines() {
+            let f: Vec<&str> = line.rsplitn(3, ' ').collect();
+            assert_eq!(f[0], f[1], "{line}");
+        }
+        assert_eq!(diff.lines().count(), 4);
+    }
+
+    #[test]
+    fn growth_shows_in_the_diff() {
+        let after = Folded::parse(
+            "publish;connect 5000\npublish;encode 70\npublish;send 2400\npublish 30\n",
+        )
+        .unwrap();
+        let diff = differential(&sample(), &after).unwrap();
+        assert!(diff.contains("publish;send 1200 2400"), "{diff}");
+        render_diff(&sample(), &after, "d", "s", &SvgStyle::default()).unwrap();
+    }
+}
