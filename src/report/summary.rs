@@ -85,6 +85,7 @@ fn case_summary(r: &CaseResult) -> Value {
         "elapsed_s": r.elapsed.as_secs_f64(),
         "throughput_per_s": r.throughput(),
         "latency_ns": latency_summary(&r.latency),
+        "latency_total_ns": r.latency_total_ns,
         "stages": stages,
         "breakdown": super::breakdown::rows(r),
         "schedule_lag_ns": r.schedule_lag.as_ref().map(latency_summary),
