@@ -659,7 +659,11 @@ fn plan_case(
 /// about 8 µs here (bench/profile.sh), under 5% only of a broker's `fresh` path (milliseconds per publish);
 /// elsewhere one publish in a hundred is traced and the profile scaled up.
 fn default_profile_sample(backend: Backend, path: PathKind) -> f64 {
-    if path == PathKind::Fresh && !backend.spec().local { 1.0 } else { 0.01 }
+    if path == PathKind::Fresh && !backend.spec().local {
+        1.0
+    } else {
+        0.01
+    }
 }
 
 fn check_address(at: &Locator, backend: Backend, a: &Spanned<String>) -> Result<(), ScenarioError> {
