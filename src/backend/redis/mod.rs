@@ -104,7 +104,14 @@ impl Endpoint {
 /// The kind of a redis error, when it says which: auth, timeout, oom, connection (dropped), server (an
 /// error reply). `None` for errors only the caller can name (a refused connect).
 fn error_kind(e: &RedisError) -> Option<&'static str> {
-    let code = e.code();
+    // A pipeline's or transaction's error replies come as a list: the first one names the kind.
+    let replies = e.clone().into_server_errors();
+    let code = e.code().or_else(|| {
+        replies
+            .as_deref()
+            .and_then(|r| r.first())
+            .map(|(_, s)| s.code())
+    });
     if e.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(code, Some("NOAUTH" | "WRONGPASS"))
     {
@@ -152,6 +159,8 @@ pub struct RedisTarget {
     before: [u64; 4],
     /// Whether each binding set existed at `prepare` (if so, `finish` leaves it).
     bindings_existed: [bool; 2],
+    /// `prepare` measured the lists: there is something to clean up.
+    prepared: bool,
     pool: Option<acquire::Pool>,
     shared: Option<Arc<pooled::SharedConnection>>,
     notes: Vec<String>,
@@ -176,29 +185,40 @@ impl RedisTarget {
             admin: None,
             before: [0; 4],
             bindings_existed: [false; 2],
+            prepared: false,
             pool: None,
             shared: None,
             notes: Vec::new(),
         })
     }
 
-    /// LLEN of the queue's four lists, in one round trip.
+    /// LLEN of the queue's four lists, in one round trip; reconnects once if the connection broke (a
+    /// dropped connection mid-case must not cost the delivery check).
     async fn lengths(&mut self) -> Result<[u64; 4], PublishError> {
-        if self.admin.is_none() {
-            self.admin = Some(self.endpoint.connect_admin(self.publish_timeout).await?);
-        }
-        let admin = self.admin.as_mut().expect("connected above");
         let mut pipe = redis::pipe();
         for list in &self.endpoint.lists {
             pipe.cmd("LLEN").arg(list);
         }
-        let out: Result<[u64; 4], RedisError> = pipe.query_async(admin).await;
-        out.map_err(|e| {
-            if is_broken(&e) {
-                self.admin = None;
+        let mut retried = false;
+        loop {
+            if self.admin.is_none() {
+                self.admin = Some(self.endpoint.connect_admin(self.publish_timeout).await?);
             }
-            self.endpoint.error("check", "LLEN failed on", &e)
-        })
+            let admin = self.admin.as_mut().expect("connected above");
+            match pipe.query_async(admin).await {
+                Ok(lengths) => return Ok(lengths),
+                Err(e) if is_broken(&e) && !retried => {
+                    self.admin = None;
+                    retried = true;
+                }
+                Err(e) => {
+                    if is_broken(&e) {
+                        self.admin = None;
+                    }
+                    return Err(self.endpoint.error("check", "LLEN failed on", &e));
+                }
+            }
+        }
     }
 }
 
@@ -207,6 +227,7 @@ impl Target for RedisTarget {
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
         self.before = self.lengths().await?;
+        self.prepared = true;
         let admin = self.admin.as_mut().expect("lengths connected");
         let mut pipe = redis::pipe();
         for key in &self.endpoint.binding_keys {
@@ -261,12 +282,19 @@ impl Target for RedisTarget {
     async fn finish(&mut self) {
         self.pool = None;
         self.shared = None;
-        if self.keep {
+        if self.keep || !self.prepared {
             return;
         }
-        let Some(admin) = self.admin.as_mut() else {
-            return;
-        };
+        if self.admin.is_none() {
+            match self.endpoint.connect_admin(self.publish_timeout).await {
+                Ok(admin) => self.admin = Some(admin),
+                Err(e) => {
+                    tracing::warn!("cannot clean up: {}", e.message);
+                    return;
+                }
+            }
+        }
+        let admin = self.admin.as_mut().expect("connected above");
         let endpoint = &self.endpoint;
         let mut pipe = redis::pipe();
         for (list, before) in endpoint.lists.iter().zip(self.before) {
