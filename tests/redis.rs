@@ -590,19 +590,24 @@ async fn pooled_reconnects_after_its_connection_is_dropped() {
             Instant::now()
         };
         let (r, _) = tokio::join!(case, cut);
-        let failed = r.errors.total()
-            - r.errors
+        let count = |kind: &str| {
+            r.errors
                 .by_kind()
                 .iter()
-                .filter(|(k, _, _)| *k == "delivery_mismatch")
+                .filter(|e| e.0 == kind)
                 .map(|e| e.1)
-                .sum::<u64>();
+                .sum::<u64>()
+        };
+        let lost = count("connection");
         for (kind, _, message) in r.errors.by_kind() {
-            assert_eq!(kind, "connection", "{keys}: {message}");
-            assert!(message.contains(&url), "{message}");
+            assert!(
+                kind == "connection" || kind == "delivery_mismatch",
+                "{keys}: {kind}: {message}"
+            );
+            assert!(kind != "connection" || message.contains(&url), "{message}");
         }
         assert!(
-            failed <= 8,
+            lost <= 8,
             "{keys}: at most the publishes in flight fail: {}",
             errors(&r)
         );
@@ -611,7 +616,15 @@ async fn pooled_reconnects_after_its_connection_is_dropped() {
             "{keys}: carried on: {}",
             r.publishes_ok
         );
-        assert_eq!(r.delivered, Some(r.publishes_ok), "{keys}");
+        // An LPUSH the server ran just before it cut the connection arrived though its reply was lost.
+        let delivered = r.delivered.unwrap();
+        assert!(
+            delivered >= r.publishes_ok && delivered - r.publishes_ok <= lost,
+            "{keys}: delivered {delivered}, ok {}: {}",
+            r.publishes_ok,
+            errors(&r)
+        );
+        assert_eq!(count("delivery_mismatch"), delivered - r.publishes_ok);
     }
 }
 

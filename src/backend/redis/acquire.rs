@@ -1,15 +1,16 @@
 //! The `acquire` path: a connection checked out of a bb8 pool for every publish and returned after it, as
 //! Celery's `producer_or_acquire` does on every `delay()`.
 //!
-//! The pool's manager is bb8-redis's (connect; `PING` on every checkout, bb8's default `test_on_check_out`)
-//! with taskbench's connection settings instead of redis-rs's 500 ms reply timeout, and with the last
-//! connect error kept so a pool that cannot connect says why rather than "timed out".
+//! The pool's manager does what bb8-redis's does (connect; `PING` on every checkout, bb8's default
+//! `test_on_check_out`), but pools plain connections, as kombu's pool holds redis-py connections, and
+//! knows a connection whose publish was cancelled part-way is broken. The last connect error is kept so a
+//! pool that cannot connect says why rather than "timed out".
 
 use super::Endpoint;
+use super::plain::PlainConnection;
 use crate::message::TaskMessage;
 use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
-use redis::aio::MultiplexedConnection;
 use redis::{Cmd, RedisError};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,33 +22,20 @@ struct Manager {
 }
 
 impl bb8::ManageConnection for Manager {
-    type Connection = MultiplexedConnection;
+    type Connection = PlainConnection;
     type Error = RedisError;
 
-    async fn connect(&self) -> Result<MultiplexedConnection, RedisError> {
-        self.endpoint
-            .client
-            .get_multiplexed_async_connection_with_config(&self.endpoint.config)
-            .await
+    async fn connect(&self) -> Result<PlainConnection, RedisError> {
+        PlainConnection::connect(&self.endpoint.info).await
     }
 
-    async fn is_valid(&self, conn: &mut MultiplexedConnection) -> Result<(), RedisError> {
-        match conn
-            .send_packed_command(&self.ping)
-            .await?
-            .extract_error()?
-        {
-            redis::Value::SimpleString(s) if s == "PONG" => Ok(()),
-            other => Err(RedisError::from((
-                redis::ErrorKind::UnexpectedReturnType,
-                "PING on checkout",
-                format!("{other:?}"),
-            ))),
-        }
+    async fn is_valid(&self, conn: &mut PlainConnection) -> Result<(), RedisError> {
+        conn.queue(&self.ping);
+        conn.round_trip(1).await
     }
 
-    fn has_broken(&self, _: &mut MultiplexedConnection) -> bool {
-        false
+    fn has_broken(&self, conn: &mut PlainConnection) -> bool {
+        conn.is_broken()
     }
 }
 
@@ -170,11 +158,10 @@ impl AcquirePublisher {
                 .arg("LPUSH")
                 .arg(&self.endpoint.list)
                 .arg(message.envelope());
-            let sent = clock
-                .time(Stage::Send, conn.send_packed_command(&self.lpush))
-                .await
-                .and_then(|v| v.extract_error());
-            // A broken connection goes back too: the next checkout's PING finds it and bb8 replaces it.
+            conn.queue(&self.lpush);
+            let sent = clock.time(Stage::Send, conn.round_trip(1)).await;
+            // bb8 drops a connection that is out of step (has_broken); one the server closed goes back,
+            // and the next checkout's PING finds it and bb8 replaces it.
             clock.time_sync(Stage::Release, || drop(conn));
             sent.map_err(|e| self.endpoint.error("send", "LPUSH failed on", &e))?;
         }

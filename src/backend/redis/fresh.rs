@@ -4,43 +4,73 @@
 //! own stage: PING (handshake), a MULTI of LLEN over the four priority lists (declare: kombu's `_size`), a
 //! MULTI of the two binding SADDs (bind: kombu 5.7's `_queue_bind`), then the LPUSH (send), then the close.
 
-use super::{Endpoint, first_error};
+use super::Endpoint;
 use crate::message::TaskMessage;
 use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
-use redis::{Cmd, Pipeline};
+use redis::Cmd;
 use std::sync::Arc;
+
+/// Commands sent as one round trip, encoded once, and how many replies they get.
+struct Packed {
+    bytes: Vec<u8>,
+    replies: usize,
+}
+
+impl Packed {
+    /// `commands`, wrapped in MULTI/EXEC if `transaction`.
+    fn new(commands: &[Cmd], transaction: bool) -> Packed {
+        let mut bytes = Vec::new();
+        if transaction {
+            redis::cmd("MULTI").write_packed_command(&mut bytes);
+        }
+        for cmd in commands {
+            cmd.write_packed_command(&mut bytes);
+        }
+        if transaction {
+            redis::cmd("EXEC").write_packed_command(&mut bytes);
+        }
+        Packed {
+            bytes,
+            replies: commands.len() + if transaction { 2 } else { 0 },
+        }
+    }
+}
 
 /// One publisher of the `fresh` path.
 pub struct FreshPublisher {
     endpoint: Arc<Endpoint>,
     kombu_handshake: bool,
-    /// The handshake's commands, built once.
-    ping: Cmd,
-    declare: Pipeline,
-    bind: Pipeline,
+    ping: Packed,
+    declare: Packed,
+    bind: Packed,
     lpush: Cmd,
 }
 
 impl FreshPublisher {
     pub fn new(endpoint: Arc<Endpoint>, kombu_handshake: bool) -> Self {
-        let mut declare = redis::pipe();
-        declare.atomic();
-        for list in &endpoint.lists {
-            declare.cmd("LLEN").arg(list);
-        }
-        let mut bind = redis::pipe();
-        bind.atomic();
-        for key in &endpoint.binding_keys {
-            bind.cmd("SADD").arg(key).arg(&endpoint.binding_member);
-        }
+        let llen: Vec<Cmd> = endpoint
+            .lists
+            .iter()
+            .map(|list| redis::cmd("LLEN").arg(list).clone())
+            .collect();
+        let sadd: Vec<Cmd> = endpoint
+            .binding_keys
+            .iter()
+            .map(|key| {
+                redis::cmd("SADD")
+                    .arg(key)
+                    .arg(&endpoint.binding_member)
+                    .clone()
+            })
+            .collect();
         FreshPublisher {
-            endpoint,
             kombu_handshake,
-            ping: redis::cmd("PING"),
-            declare,
-            bind,
+            ping: Packed::new(&[redis::cmd("PING")], false),
+            declare: Packed::new(&llen, true),
+            bind: Packed::new(&sadd, true),
             lpush: Cmd::new(),
+            endpoint,
         }
     }
 
@@ -62,38 +92,29 @@ impl FreshPublisher {
     ) -> Result<(), PublishError> {
         let ep = &*self.endpoint;
         // Dropped (and so closed) on every way out, a cancellation included.
-        let mut conn = clock.time(Stage::Connect, ep.connect()).await?;
+        let mut conn = clock.time(Stage::Connect, ep.connect_plain()).await?;
         if self.kombu_handshake {
-            clock
-                .time(Stage::Handshake, conn.send_packed_command(&self.ping))
-                .await
-                .and_then(|v| v.extract_error())
-                .map_err(|e| ep.error("handshake", "PING failed on", &e))?;
-            let n = self.declare.len();
-            clock
-                .time(
-                    Stage::Declare,
-                    conn.send_packed_commands(&self.declare, n + 1, 1),
-                )
-                .await
-                .and_then(first_error)
-                .map_err(|e| ep.error("declare", "MULTI LLEN failed on", &e))?;
-            let n = self.bind.len();
-            clock
-                .time(Stage::Bind, conn.send_packed_commands(&self.bind, n + 1, 1))
-                .await
-                .and_then(first_error)
-                .map_err(|e| ep.error("bind", "MULTI SADD failed on", &e))?;
+            for (stage, packed, what) in [
+                (Stage::Handshake, &self.ping, "PING failed on"),
+                (Stage::Declare, &self.declare, "MULTI LLEN failed on"),
+                (Stage::Bind, &self.bind, "MULTI SADD failed on"),
+            ] {
+                conn.queue_packed(&packed.bytes);
+                clock
+                    .time(stage, conn.round_trip(packed.replies))
+                    .await
+                    .map_err(|e| ep.error(stage.name(), what, &e))?;
+            }
         }
         self.lpush.clear();
         self.lpush
             .arg("LPUSH")
             .arg(&ep.list)
             .arg(message.envelope());
+        conn.queue(&self.lpush);
         clock
-            .time(Stage::Send, conn.send_packed_command(&self.lpush))
+            .time(Stage::Send, conn.round_trip(1))
             .await
-            .and_then(|v| v.extract_error())
             .map_err(|e| ep.error("send", "LPUSH failed on", &e))?;
         clock.time_sync(Stage::Close, || drop(conn));
         Ok(())

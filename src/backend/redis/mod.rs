@@ -2,12 +2,14 @@
 //! per task, through the `fresh`, `acquire` and `pooled` paths (see docs/redis.md).
 //!
 //! [`RedisTarget`] measures the case's lists before and after (LLEN) and cleans up; each path has its own
-//! publisher module. Every connection is a redis-rs multiplexed connection (the crate's only async one)
-//! with `CLIENT SETINFO` switched off, so a connection costs what a bare client's does.
+//! publisher module. Publishers use [`plain::PlainConnection`]s (one request, one reply, on the publisher's
+//! own task, as redis-py does), except `multiplexed = true`, which shares a redis-rs multiplexed connection;
+//! the target's own checks use one too. No connection sends `CLIENT SETINFO` or `HELLO`.
 
 mod acquire;
 mod fresh;
 pub mod kombu;
+mod plain;
 mod pooled;
 
 use super::PathKind;
@@ -27,6 +29,7 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// What every publisher of a case shares: how to connect, and the keys kombu uses for the case's queue.
 pub struct Endpoint {
+    info: redis::ConnectionInfo,
     client: Client,
     /// For publishers: connecting is bounded by `publish_timeout`, replies by the engine's timeout.
     config: AsyncConnectionConfig,
@@ -49,11 +52,13 @@ impl Endpoint {
         })?;
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
         let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let client = Client::open(info.set_redis_settings(settings)).map_err(|e| {
+        let info = info.set_redis_settings(settings);
+        let client = Client::open(info.clone()).map_err(|e| {
             PublishError::new("config", format!("the redis URL {shown} is not valid: {e}"))
         })?;
         let spec = case.task.spec();
         Ok(Endpoint {
+            info,
             client,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(case.publish_timeout))
@@ -66,7 +71,14 @@ impl Endpoint {
         })
     }
 
-    /// Opens a connection for a publisher.
+    /// Opens a plain connection for a publisher.
+    async fn connect_plain(&self) -> Result<plain::PlainConnection, PublishError> {
+        plain::PlainConnection::connect(&self.info)
+            .await
+            .map_err(|e| self.error("connect", "cannot connect to", &e))
+    }
+
+    /// Opens a multiplexed connection for publishers to share.
     async fn connect(&self) -> Result<MultiplexedConnection, PublishError> {
         self.client
             .get_multiplexed_async_connection_with_config(&self.config)

@@ -1,17 +1,19 @@
 //! The `pooled` path: every publisher keeps a connection for the whole case, so a publish is one LPUSH
 //! round trip (or, with `batch = N`, N LPUSHes in one non-transactional pipeline round trip).
 //!
-//! By default each publisher holds its own connection: that is what a pooled producer per thread or process
-//! is, and it keeps publishers from queueing behind each other on one socket. With `multiplexed = true` all
-//! publishers share one multiplexed connection (redis-rs pipelines their requests onto it). A publisher whose
-//! connection breaks, or whose publish was cancelled mid-flight, reconnects on its next publish.
+//! By default each publisher holds its own plain connection: that is what a pooled producer per thread or
+//! process is (and what redis-benchmark's clients are), and nothing but the server sits between a publisher
+//! and its reply. With `multiplexed = true` all publishers share one redis-rs multiplexed connection, which
+//! pipelines their concurrent requests onto one socket through a driver task. A publisher whose connection
+//! breaks, or whose publish was cancelled mid-flight, reconnects on its next publish.
 
+use super::plain::PlainConnection;
 use super::{Endpoint, first_error, is_broken};
 use crate::message::TaskMessage;
 use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
 use redis::aio::MultiplexedConnection;
-use redis::{Cmd, Pipeline};
+use redis::{Cmd, Pipeline, RedisError};
 use std::sync::Arc;
 
 /// The one connection all publishers of a `multiplexed = true` case use, replaced when it breaks.
@@ -42,19 +44,23 @@ impl SharedConnection {
     }
 }
 
+/// What a pooled publisher sends through.
+enum Link {
+    Plain(PlainConnection),
+    /// A clone of the shared connection, of this generation.
+    Shared(MultiplexedConnection, u64),
+}
+
 /// One publisher of the `pooled` path.
 pub struct PooledPublisher {
     endpoint: Arc<Endpoint>,
     shared: Option<Arc<SharedConnection>>,
-    conn: Option<MultiplexedConnection>,
-    /// Generation of the shared connection `conn` is a clone of.
-    generation: u64,
-    /// The connection broke: replace it (not just re-clone it) before the next publish.
-    broken: bool,
-    /// A publish is on the wire; still set at the next call means it was cancelled part-way.
-    in_flight: bool,
+    link: Option<Link>,
+    /// The shared connection's generation that broke in this publisher's hands, to be replaced.
+    broken: Option<u64>,
     batch: usize,
     lpush: Cmd,
+    /// Only for the shared connection with `batch > 1`.
     pipeline: Pipeline,
 }
 
@@ -67,10 +73,8 @@ impl PooledPublisher {
         PooledPublisher {
             endpoint,
             shared,
-            conn: None,
-            generation: 0,
-            broken: false,
-            in_flight: false,
+            link: None,
+            broken: None,
             batch: batch.max(1),
             lpush: Cmd::new(),
             pipeline: Pipeline::with_capacity(batch),
@@ -81,15 +85,13 @@ impl PooledPublisher {
         self.batch
     }
 
-    async fn connect(&mut self) -> Result<MultiplexedConnection, PublishError> {
-        let broken = std::mem::take(&mut self.broken).then_some(self.generation);
+    async fn connect(&mut self) -> Result<Link, PublishError> {
         match &self.shared {
             Some(shared) => {
-                let (generation, conn) = shared.get(&self.endpoint, broken).await?;
-                self.generation = generation;
-                Ok(conn)
+                let (generation, conn) = shared.get(&self.endpoint, self.broken.take()).await?;
+                Ok(Link::Shared(conn, generation))
             }
-            None => self.endpoint.connect().await,
+            None => Ok(Link::Plain(self.endpoint.connect_plain().await?)),
         }
     }
 
@@ -98,57 +100,68 @@ impl PooledPublisher {
         batch: &[TaskMessage],
         clock: &mut StageClock,
     ) -> Result<(), PublishError> {
-        if std::mem::take(&mut self.in_flight) {
-            // Cancelled mid-publish (publish_timeout): a connection that did not answer in time is suspect.
-            // A shared one is only re-cloned; its other users decide for themselves.
-            self.conn = None;
-            self.broken = self.shared.is_none();
+        // A plain connection whose last publish was cancelled part-way (publish_timeout) is out of step.
+        if let Some(Link::Plain(conn)) = &self.link
+            && conn.is_broken()
+        {
+            self.link = None;
         }
-        if self.conn.is_none() {
-            let conn = clock.time(Stage::Connect, self.connect()).await?;
-            self.conn = Some(conn);
+        if self.link.is_none() {
+            self.link = Some(clock.time(Stage::Connect, self.connect()).await?);
         }
-        let conn = self.conn.as_mut().expect("connected above");
         let ep = &*self.endpoint;
-        self.in_flight = true;
-        let sent = if let [message] = batch {
-            self.lpush.clear();
-            self.lpush
-                .arg("LPUSH")
-                .arg(&ep.list)
-                .arg(message.envelope());
-            clock
-                .time(Stage::Send, conn.send_packed_command(&self.lpush))
-                .await
-                .and_then(|v| v.extract_error())
-                .map(drop)
-        } else {
-            self.pipeline.clear();
-            for message in batch {
-                self.pipeline
-                    .cmd("LPUSH")
-                    .arg(&ep.list)
-                    .arg(message.envelope());
+        let sent: Result<(), RedisError> = match self.link.as_mut().expect("connected above") {
+            Link::Plain(conn) => {
+                for message in batch {
+                    self.lpush.clear();
+                    self.lpush
+                        .arg("LPUSH")
+                        .arg(&ep.list)
+                        .arg(message.envelope());
+                    conn.queue(&self.lpush);
+                }
+                clock.time(Stage::Send, conn.round_trip(batch.len())).await
             }
-            clock
-                .time(
-                    Stage::Send,
-                    conn.send_packed_commands(&self.pipeline, 0, batch.len()),
-                )
-                .await
-                .and_then(first_error)
+            Link::Shared(conn, _) if batch.len() == 1 => {
+                self.lpush.clear();
+                self.lpush
+                    .arg("LPUSH")
+                    .arg(&ep.list)
+                    .arg(batch[0].envelope());
+                clock
+                    .time(Stage::Send, conn.send_packed_command(&self.lpush))
+                    .await
+                    .and_then(|v| v.extract_error())
+                    .map(drop)
+            }
+            Link::Shared(conn, _) => {
+                self.pipeline.clear();
+                for message in batch {
+                    self.pipeline
+                        .cmd("LPUSH")
+                        .arg(&ep.list)
+                        .arg(message.envelope());
+                }
+                clock
+                    .time(
+                        Stage::Send,
+                        conn.send_packed_commands(&self.pipeline, 0, batch.len()),
+                    )
+                    .await
+                    .and_then(first_error)
+            }
         };
-        self.in_flight = false;
         sent.map_err(|e| {
             if is_broken(&e) {
-                self.conn = None;
-                self.broken = true;
+                if let Some(Link::Shared(_, generation)) = self.link.take() {
+                    self.broken = Some(generation);
+                }
             }
             ep.error("send", "LPUSH failed on", &e)
         })
     }
 
     pub fn close(&mut self) {
-        self.conn = None;
+        self.link = None;
     }
 }
