@@ -7,7 +7,7 @@
 //! pool that cannot connect says why rather than "timed out".
 
 use super::Endpoint;
-use super::plain::PlainConnection;
+use super::plain::{Lpush, PlainConnection};
 use crate::message::TaskMessage;
 use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
@@ -115,15 +115,15 @@ impl Pool {
 pub struct AcquirePublisher {
     endpoint: Arc<Endpoint>,
     pool: Pool,
-    lpush: Cmd,
+    lpush: Lpush,
 }
 
 impl AcquirePublisher {
     pub fn new(endpoint: Arc<Endpoint>, pool: Pool) -> Self {
         AcquirePublisher {
+            lpush: Lpush::new(&endpoint.list),
             endpoint,
             pool,
-            lpush: Cmd::new(),
         }
     }
 
@@ -153,12 +153,7 @@ impl AcquirePublisher {
                     }));
                 }
             };
-            self.lpush.clear();
-            self.lpush
-                .arg("LPUSH")
-                .arg(&self.endpoint.list)
-                .arg(message.envelope());
-            conn.queue(&self.lpush);
+            conn.queue_lpush(&mut self.lpush, message.envelope());
             let sent = clock.time(Stage::Send, conn.round_trip(1)).await;
             // bb8 drops a connection that is out of step (has_broken); one the server closed goes back,
             // and the next checkout's PING finds it and bb8 replaces it.

@@ -5,6 +5,7 @@
 //! MULTI of the two binding SADDs (bind: kombu 5.7's `_queue_bind`), then the LPUSH (send), then the close.
 
 use super::Endpoint;
+use super::plain::Lpush;
 use crate::message::TaskMessage;
 use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
@@ -44,7 +45,7 @@ pub struct FreshPublisher {
     ping: Packed,
     declare: Packed,
     bind: Packed,
-    lpush: Cmd,
+    lpush: Lpush,
 }
 
 impl FreshPublisher {
@@ -69,7 +70,7 @@ impl FreshPublisher {
             ping: Packed::new(&[redis::cmd("PING")], false),
             declare: Packed::new(&llen, true),
             bind: Packed::new(&sadd, true),
-            lpush: Cmd::new(),
+            lpush: Lpush::new(&endpoint.list),
             endpoint,
         }
     }
@@ -106,12 +107,7 @@ impl FreshPublisher {
                     .map_err(|e| ep.error(stage.name(), what, &e))?;
             }
         }
-        self.lpush.clear();
-        self.lpush
-            .arg("LPUSH")
-            .arg(&ep.list)
-            .arg(message.envelope());
-        conn.queue(&self.lpush);
+        conn.queue_lpush(&mut self.lpush, message.envelope());
         clock
             .time(Stage::Send, conn.round_trip(1))
             .await

@@ -91,6 +91,11 @@ impl PlainConnection {
         cmd.write_packed_command(&mut self.out);
     }
 
+    /// Encodes `LPUSH <list> <value>` into the output buffer (see [`Lpush`]).
+    pub fn queue_lpush(&mut self, lpush: &mut Lpush, value: &[u8]) {
+        lpush.write(&mut self.out, value);
+    }
+
     /// Adds already encoded commands to the output buffer.
     pub fn queue_packed(&mut self, bytes: &[u8]) {
         self.out.extend_from_slice(bytes);
@@ -161,6 +166,42 @@ impl PlainConnection {
     }
 }
 
+/// `LPUSH <list> <value>` for values of one length (every envelope of a case has the same length: only
+/// fixed-length ids change): redis-rs encodes the command once, and each publish copies its header, the
+/// value and the closing CRLF, one copy of the envelope.
+pub struct Lpush {
+    list: String,
+    /// The encoded command up to the value, for values of `value_len` bytes.
+    header: Vec<u8>,
+    value_len: usize,
+}
+
+impl Lpush {
+    pub fn new(list: &str) -> Lpush {
+        Lpush {
+            list: list.to_string(),
+            header: Vec::new(),
+            value_len: usize::MAX,
+        }
+    }
+
+    fn write(&mut self, out: &mut Vec<u8>, value: &[u8]) {
+        if value.len() != self.value_len {
+            let mut packed = Vec::new();
+            redis::cmd("LPUSH")
+                .arg(&self.list)
+                .arg(value)
+                .write_packed_command(&mut packed);
+            packed.truncate(packed.len() - value.len() - 2);
+            self.header = packed;
+            self.value_len = value.len();
+        }
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
 /// The length of the first complete RESP2 reply at the start of `b`, or `None` if more bytes are needed.
 fn reply_len(b: &[u8]) -> RedisResult<Option<usize>> {
     let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
@@ -212,6 +253,21 @@ fn protocol_error(byte: u8) -> RedisError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lpush_is_encoded_as_redis_rs_encodes_it() {
+        let mut lpush = Lpush::new("q\x06\x163");
+        let mut out = Vec::new();
+        for value in [&b"abc"[..], b"xyz", b"longer value"] {
+            out.clear();
+            lpush.write(&mut out, value);
+            let expected = redis::cmd("LPUSH")
+                .arg("q\x06\x163")
+                .arg(value)
+                .get_packed_command();
+            assert_eq!(out, expected);
+        }
+    }
 
     #[test]
     fn frames_resp2_replies() {

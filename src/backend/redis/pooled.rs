@@ -7,7 +7,7 @@
 //! pipelines their concurrent requests onto one socket through a driver task. A publisher whose connection
 //! breaks, or whose publish was cancelled mid-flight, reconnects on its next publish.
 
-use super::plain::PlainConnection;
+use super::plain::{Lpush, PlainConnection};
 use super::{Endpoint, first_error, is_broken};
 use crate::message::TaskMessage;
 use crate::record::PublishError;
@@ -59,6 +59,8 @@ pub struct PooledPublisher {
     /// The shared connection's generation that broke in this publisher's hands, to be replaced.
     broken: Option<u64>,
     batch: usize,
+    plain_lpush: Lpush,
+    /// For the shared connection.
     lpush: Cmd,
     /// Only for the shared connection with `batch > 1`.
     pipeline: Pipeline,
@@ -71,6 +73,7 @@ impl PooledPublisher {
         batch: usize,
     ) -> Self {
         PooledPublisher {
+            plain_lpush: Lpush::new(&endpoint.list),
             endpoint,
             shared,
             link: None,
@@ -113,12 +116,7 @@ impl PooledPublisher {
         let sent: Result<(), RedisError> = match self.link.as_mut().expect("connected above") {
             Link::Plain(conn) => {
                 for message in batch {
-                    self.lpush.clear();
-                    self.lpush
-                        .arg("LPUSH")
-                        .arg(&ep.list)
-                        .arg(message.envelope());
-                    conn.queue(&self.lpush);
+                    conn.queue_lpush(&mut self.plain_lpush, message.envelope());
                 }
                 clock.time(Stage::Send, conn.round_trip(batch.len())).await
             }
