@@ -369,6 +369,8 @@ impl Target for RedisTarget {
 }
 
 /// One publisher on Redis, on the case's path.
+// One per worker, made once and never moved on the hot path: its size does not matter, an indirection would.
+#[allow(clippy::large_enum_variant)]
 pub enum RedisPublisher {
     Fresh(fresh::FreshPublisher),
     Acquire(acquire::AcquirePublisher),
