@@ -695,3 +695,80 @@ async fn a_celery_worker_executes_every_task_of_every_path() {
             .unwrap();
     }
 }
+
+#[test]
+fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
+    let Some(url) = shared_redis("the_binary_runs_a_redis_scenario_and_exits_by_its_outcome")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let queue = common::unique("tb-bin");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let scenario = dir.path().join("redis.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"bin\"\npublishes = 50\nwarmup = 5\nconcurrency = 2\n[task]\nqueue = \"{queue}\"\n\
+             [[case]]\nname = \"fresh\"\nbackend = \"redis\"\npath = \"fresh\"\nurl = \"{url}\"\n\
+             [[case]]\nname = \"pooled\"\nbackend = \"redis\"\npath = \"pooled\"\nbatch = 4\nurl = \"{url}\"\n"
+        ),
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("taskbench")
+        .unwrap()
+        .args([
+            "run",
+            scenario.to_str().unwrap(),
+            "--format",
+            "json",
+            "--out",
+        ])
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
+    for case in summary["cases"].as_array().unwrap() {
+        assert_eq!(case["backend"], "redis");
+        assert_eq!(case["publishes_ok"], 50, "{case}");
+        assert_eq!(case["delivered"], 50, "{case}");
+        assert_eq!(case["errors"], json!({}), "{case}");
+    }
+
+    // A server that is not there: the run finishes, says why without the password, and exits 1.
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"bin\"\npublishes = 5\n[[case]]\nname = \"down\"\nbackend = \"redis\"\npath = \"pooled\"\n\
+             url = \"redis://:hunter2@127.0.0.1:{port}/0\"\n"
+        ),
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("taskbench")
+        .unwrap()
+        .args(["run", scenario.to_str().unwrap(), "--out"])
+        .arg(dir.path().join("out2"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("connect") && text.contains(&format!("redis://:***@127.0.0.1:{port}/0")),
+        "{text}"
+    );
+    assert!(!text.contains("hunter2"), "{text}");
+}
