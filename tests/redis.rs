@@ -569,23 +569,12 @@ async fn pooled_reconnects_after_its_connection_is_dropped() {
         );
         let cut = async {
             tokio::time::sleep(Duration::from_millis(600)).await;
-            let out = Command::new("redis-cli")
-                .args([
-                    "-p",
-                    &server.port.to_string(),
-                    "CLIENT",
-                    "KILL",
-                    "TYPE",
-                    "normal",
-                    "SKIPME",
-                    "yes",
-                ])
-                .output()
-                .expect("redis-cli");
-            let killed: u64 = String::from_utf8_lossy(&out.stdout)
-                .trim()
-                .parse()
-                .unwrap_or(0);
+            let mut admin = connect(&url).await;
+            let killed: u64 = redis::cmd("CLIENT")
+                .arg(&["KILL", "TYPE", "normal", "SKIPME", "yes"])
+                .query_async(&mut admin)
+                .await
+                .unwrap();
             assert!(killed >= 1, "CLIENT KILL killed {killed}");
             Instant::now()
         };
