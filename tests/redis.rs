@@ -27,6 +27,10 @@ const PATHS: &[(&str, &str)] = &[
     ("pooled", "path = \"pooled\""),
     ("pooled-mux", "path = \"pooled\"\nmultiplexed = true"),
     ("pooled-batch", "path = \"pooled\"\nbatch = 8"),
+    (
+        "pooled-mux-batch",
+        "path = \"pooled\"\nmultiplexed = true\nbatch = 8",
+    ),
 ];
 
 /// The shared server's URL, or `None` (after skipping) when nothing answers there.
