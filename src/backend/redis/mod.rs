@@ -75,7 +75,7 @@ impl Endpoint {
     async fn connect_plain(&self) -> Result<plain::PlainConnection, PublishError> {
         plain::PlainConnection::connect(&self.info)
             .await
-            .map_err(|e| self.error("connect", "cannot connect to", &e))
+            .map_err(|e| self.connect_error(&e))
     }
 
     /// Opens a multiplexed connection for publishers to share.
@@ -83,7 +83,7 @@ impl Endpoint {
         self.client
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
-            .map_err(|e| self.error("connect", "cannot connect to", &e))
+            .map_err(|e| self.connect_error(&e))
     }
 
     /// Opens a connection for setup and checks, whose replies time out after `timeout`.
@@ -97,13 +97,24 @@ impl Endpoint {
         self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(|e| self.error("connect", "cannot connect to", &e))
+            .map_err(|e| self.connect_error(&e))
+    }
+
+    /// A [`PublishError`] for a failed connect: `auth` if the server refused the password, else `connect`
+    /// (refused, no such socket, timed out, cut during AUTH/SELECT).
+    fn connect_error(&self, e: &RedisError) -> PublishError {
+        self.error("connect", "cannot connect to", e)
     }
 
     /// A [`PublishError`] for `e`, of the kind the error says it is, else `default`; `doing` says what
     /// failed ("cannot connect to", "LPUSH failed on").
     fn error(&self, default: &'static str, doing: &str, e: &RedisError) -> PublishError {
-        let kind = error_kind(e).unwrap_or(default);
+        let kind = match (default, error_kind(e)) {
+            // A connect that failed for any reason but the password is a connect error.
+            ("connect", Some("auth")) => "auth",
+            ("connect", _) => "connect",
+            (_, kind) => kind.unwrap_or(default),
+        };
         let hint = match kind {
             "auth" => "; check the password in the URL (redis://:PASSWORD@host:port/db)",
             "oom" => "; the server is at maxmemory: free memory or raise maxmemory",
