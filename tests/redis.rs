@@ -765,3 +765,67 @@ fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
     );
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+/// Counts the allocations made on the current thread, to check the hot path makes none.
+struct CountingAllocator;
+
+thread_local! {
+    static ALLOCATIONS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, size: usize) -> *mut u8 {
+        let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+        unsafe { std::alloc::System.realloc(ptr, layout, size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAllocator = CountingAllocator;
+
+#[test]
+fn pooled_and_acquire_publishes_allocate_nothing() {
+    let Some(url) = shared_redis("pooled_and_acquire_publishes_allocate_nothing") else {
+        return;
+    };
+    // On a current-thread runtime every publish runs on this thread, where allocations are counted.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let allocations = |publishes: u64, keys: &str| {
+        let queue = common::unique("tb-alloc");
+        let before = ALLOCATIONS.with(|n| n.get());
+        let r = runtime.block_on(run_case(
+            &url,
+            &queue,
+            &format!("publishes = {publishes}\nwarmup = 100\nstage_timing = true"),
+            keys,
+        ));
+        let made = ALLOCATIONS.with(|n| n.get()) - before;
+        assert_eq!(r.errors.total(), 0, "{}", errors(&r));
+        made
+    };
+    for keys in [
+        "path = \"pooled\"",
+        "path = \"pooled\"\nbatch = 16",
+        "path = \"acquire\"",
+    ] {
+        let few = allocations(1_000, keys);
+        let many = allocations(11_000, keys);
+        eprintln!("{keys}: {few} allocations for 1,000 publishes, {many} for 11,000");
+        assert!(few > 0, "the counter counts");
+        // 10,000 more publishes: anything per publish would show as thousands more.
+        assert!(
+            many.saturating_sub(few) < 200,
+            "{keys}: {few} allocations for 1,000 publishes, {many} for 11,000"
+        );
+    }
+}
