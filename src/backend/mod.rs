@@ -5,6 +5,7 @@
 //! [`crate::engine::Target`] implementation, and an arm in [`run_case`].
 
 pub mod local;
+pub mod redis;
 pub mod url;
 
 use crate::engine::{self, RunControl};
@@ -170,7 +171,11 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, "setup", format!("{e:#}")),
         },
-        Backend::Amqp | Backend::Redis => CaseResult::failed_setup(
+        Backend::Redis => match redis::RedisTarget::new(case) {
+            Ok(target) => engine::run_case(target, case, control).await,
+            Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
+        },
+        Backend::Amqp => CaseResult::failed_setup(
             case,
             "unsupported",
             format!(

@@ -1,0 +1,416 @@
+//! The `redis` backend: Celery tasks as kombu's Redis transport stores them, one `LPUSH` of the JSON envelope
+//! per task, through the `fresh`, `acquire` and `pooled` paths (see docs/redis.md).
+//!
+//! [`RedisTarget`] measures the case's lists before and after (LLEN) and cleans up; each path has its own
+//! publisher module. Publishers use [`plain::PlainConnection`]s (one request, one reply, on the publisher's
+//! own task, as redis-py does), except `multiplexed = true`, which shares a redis-rs multiplexed connection;
+//! the target's own checks use one too. No connection sends `CLIENT SETINFO` or `HELLO`.
+
+mod acquire;
+mod fresh;
+pub mod kombu;
+mod plain;
+mod pooled;
+
+use super::PathKind;
+use super::url::{broker_url, redact};
+use crate::engine::{Publisher, Target};
+use crate::message::TaskMessage;
+use crate::record::PublishError;
+use crate::scenario::Case;
+use crate::stage::StageClock;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Value};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The URL used when neither the case nor `TASKBENCH_REDIS_URL` gives one.
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
+
+/// What every publisher of a case shares: how to connect, and the keys kombu uses for the case's queue.
+pub struct Endpoint {
+    info: redis::ConnectionInfo,
+    client: Client,
+    /// For publishers: connecting is bounded by `publish_timeout`, replies by the engine's timeout.
+    config: AsyncConnectionConfig,
+    /// The URL with its password hidden, for messages.
+    shown: String,
+    /// The list this case's priority goes to.
+    list: String,
+    /// All four lists of the queue, highest priority first.
+    lists: [String; 4],
+    binding_keys: [String; 2],
+    binding_member: String,
+}
+
+impl Endpoint {
+    fn new(case: &Case) -> Result<Endpoint, PublishError> {
+        let url = broker_url(case, "TASKBENCH_REDIS_URL", DEFAULT_URL);
+        let shown = redact(&url);
+        let info = url.as_str().into_connection_info().map_err(|e| {
+            PublishError::new("config", format!("the redis URL {shown} is not valid: {e}"))
+        })?;
+        let settings = info.redis_settings().clone().set_skip_set_lib_name();
+        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let info = info.set_redis_settings(settings);
+        let client = Client::open(info.clone()).map_err(|e| {
+            PublishError::new("config", format!("the redis URL {shown} is not valid: {e}"))
+        })?;
+        let spec = case.task.spec();
+        Ok(Endpoint {
+            info,
+            client,
+            config: AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(case.publish_timeout))
+                .set_response_timeout(None),
+            shown,
+            list: kombu::list_for(&spec.queue, spec.priority),
+            lists: kombu::lists(&spec.queue),
+            binding_keys: kombu::binding_keys(&spec.queue),
+            binding_member: kombu::binding_member(&spec.queue),
+        })
+    }
+
+    /// Opens a plain connection for a publisher.
+    async fn connect_plain(&self) -> Result<plain::PlainConnection, PublishError> {
+        plain::PlainConnection::connect(&self.info)
+            .await
+            .map_err(|e| self.connect_error(&e))
+    }
+
+    /// Opens a multiplexed connection for publishers to share.
+    async fn connect(&self) -> Result<MultiplexedConnection, PublishError> {
+        self.client
+            .get_multiplexed_async_connection_with_config(&self.config)
+            .await
+            .map_err(|e| self.connect_error(&e))
+    }
+
+    /// Opens a connection for setup and checks, whose replies time out after `timeout`.
+    async fn connect_admin(
+        &self,
+        timeout: Duration,
+    ) -> Result<MultiplexedConnection, PublishError> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.connect_error(&e))
+    }
+
+    /// A [`PublishError`] for a failed connect: `auth` if the server refused the password, else `connect`
+    /// (refused, no such socket, timed out, cut during AUTH/SELECT).
+    fn connect_error(&self, e: &RedisError) -> PublishError {
+        self.error("connect", "cannot connect to", e)
+    }
+
+    /// A [`PublishError`] for `e`, of the kind the error says it is, else `default`; `doing` says what
+    /// failed ("cannot connect to", "LPUSH failed on").
+    fn error(&self, default: &'static str, doing: &str, e: &RedisError) -> PublishError {
+        let kind = match (default, error_kind(e)) {
+            // A connect that failed for any reason but the password is a connect error.
+            ("connect", Some("auth")) => "auth",
+            ("connect", _) => "connect",
+            (_, kind) => kind.unwrap_or(default),
+        };
+        let hint = match kind {
+            "auth" => "; check the password in the URL (redis://:PASSWORD@host:port/db)",
+            "oom" => "; the server is at maxmemory: free memory or raise maxmemory",
+            _ => "",
+        };
+        PublishError::new(kind, format!("{doing} redis at {}: {e}{hint}", self.shown))
+    }
+}
+
+/// The kind of a redis error, when it says which: auth, timeout, oom, connection (dropped), server (an
+/// error reply). `None` for errors only the caller can name (a refused connect).
+fn error_kind(e: &RedisError) -> Option<&'static str> {
+    // A pipeline's or transaction's error replies come as a list: the first one names the kind.
+    let replies = e.clone().into_server_errors();
+    let code = e.code().or_else(|| {
+        replies
+            .as_deref()
+            .and_then(|r| r.first())
+            .map(|(_, s)| s.code())
+    });
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || matches!(code, Some("NOAUTH" | "WRONGPASS"))
+    {
+        Some("auth")
+    } else if e.is_timeout() {
+        Some("timeout")
+    } else if code == Some("OOM") {
+        Some("oom")
+    } else if e.is_connection_refusal() {
+        None
+    } else if e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error() {
+        Some("connection")
+    } else if code.is_some() {
+        Some("server")
+    } else {
+        None
+    }
+}
+
+/// Whether the connection that returned `e` must be replaced (rather than reused after an error reply).
+fn is_broken(e: &RedisError) -> bool {
+    e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error() || e.is_timeout()
+}
+
+/// The first error reply among `values` (the replies of a pipeline), as an error.
+fn first_error(values: Vec<Value>) -> Result<(), RedisError> {
+    for v in values {
+        v.extract_error()?;
+    }
+    Ok(())
+}
+
+/// A case on Redis.
+pub struct RedisTarget {
+    path: PathKind,
+    batch: usize,
+    multiplexed: bool,
+    kombu_handshake: bool,
+    pool_size: usize,
+    keep: bool,
+    publish_timeout: Duration,
+    endpoint: Arc<Endpoint>,
+    admin: Option<MultiplexedConnection>,
+    /// LLEN of each list at `prepare`.
+    before: [u64; 4],
+    /// Whether each binding set existed at `prepare` (if so, `finish` leaves it).
+    bindings_existed: [bool; 2],
+    /// `prepare` measured the lists: there is something to clean up.
+    prepared: bool,
+    pool: Option<acquire::Pool>,
+    shared: Option<Arc<pooled::SharedConnection>>,
+    notes: Vec<String>,
+}
+
+impl RedisTarget {
+    pub fn new(case: &Case) -> Result<Self, PublishError> {
+        let o = &case.options;
+        Ok(RedisTarget {
+            path: case.path,
+            batch: if case.path == PathKind::Pooled {
+                o.batch
+            } else {
+                1
+            },
+            multiplexed: o.multiplexed,
+            kombu_handshake: o.kombu_handshake,
+            pool_size: o.pool_size,
+            keep: o.keep,
+            publish_timeout: case.publish_timeout,
+            endpoint: Arc::new(Endpoint::new(case)?),
+            admin: None,
+            before: [0; 4],
+            bindings_existed: [false; 2],
+            prepared: false,
+            pool: None,
+            shared: None,
+            notes: Vec::new(),
+        })
+    }
+
+    /// LLEN of the queue's four lists, in one round trip; reconnects once if the connection broke (a
+    /// dropped connection mid-case must not cost the delivery check).
+    async fn lengths(&mut self) -> Result<[u64; 4], PublishError> {
+        let mut pipe = redis::pipe();
+        for list in &self.endpoint.lists {
+            pipe.cmd("LLEN").arg(list);
+        }
+        let mut retried = false;
+        loop {
+            if self.admin.is_none() {
+                self.admin = Some(self.endpoint.connect_admin(self.publish_timeout).await?);
+            }
+            let admin = self.admin.as_mut().expect("connected above");
+            match pipe.query_async(admin).await {
+                Ok(lengths) => return Ok(lengths),
+                Err(e) if is_broken(&e) && !retried => {
+                    self.admin = None;
+                    retried = true;
+                }
+                Err(e) => {
+                    if is_broken(&e) {
+                        self.admin = None;
+                    }
+                    return Err(self.endpoint.error("check", "LLEN failed on", &e));
+                }
+            }
+        }
+    }
+}
+
+impl Target for RedisTarget {
+    type Publisher = RedisPublisher;
+
+    async fn prepare(&mut self) -> Result<(), PublishError> {
+        self.before = self.lengths().await?;
+        self.prepared = true;
+        let admin = self.admin.as_mut().expect("lengths connected");
+        let mut pipe = redis::pipe();
+        for key in &self.endpoint.binding_keys {
+            pipe.cmd("EXISTS").arg(key);
+        }
+        self.bindings_existed = pipe
+            .query_async(admin)
+            .await
+            .map_err(|e| self.endpoint.error("check", "EXISTS failed on", &e))?;
+        match self.path {
+            PathKind::Acquire => {
+                self.pool = Some(acquire::Pool::new(
+                    self.endpoint.clone(),
+                    self.pool_size,
+                    self.publish_timeout,
+                ));
+            }
+            PathKind::Pooled if self.multiplexed => {
+                self.shared = Some(Arc::new(pooled::SharedConnection::default()));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn publisher(&self, _worker: usize) -> RedisPublisher {
+        let endpoint = self.endpoint.clone();
+        match self.path {
+            PathKind::Acquire => RedisPublisher::Acquire(acquire::AcquirePublisher::new(
+                endpoint,
+                self.pool.clone().expect("prepare made the pool"),
+            )),
+            PathKind::Pooled => RedisPublisher::Pooled(pooled::PooledPublisher::new(
+                endpoint,
+                self.shared.clone(),
+                self.batch,
+            )),
+            _ => RedisPublisher::Fresh(fresh::FreshPublisher::new(endpoint, self.kombu_handshake)),
+        }
+    }
+
+    async fn delivered(&mut self, _expected: u64) -> Result<Option<u64>, PublishError> {
+        let after = self.lengths().await?;
+        let arrived = after
+            .iter()
+            .zip(self.before)
+            .map(|(a, b)| a.saturating_sub(b))
+            .sum();
+        Ok(Some(arrived))
+    }
+
+    async fn finish(&mut self) {
+        self.pool = None;
+        self.shared = None;
+        if self.keep || !self.prepared {
+            return;
+        }
+        if self.admin.is_none() {
+            match self.endpoint.connect_admin(self.publish_timeout).await {
+                Ok(admin) => self.admin = Some(admin),
+                Err(e) => {
+                    tracing::warn!("cannot clean up: {}", e.message);
+                    return;
+                }
+            }
+        }
+        let admin = self.admin.as_mut().expect("connected above");
+        let endpoint = &self.endpoint;
+        let mut pipe = redis::pipe();
+        for (list, before) in endpoint.lists.iter().zip(self.before) {
+            if before == 0 {
+                pipe.cmd("DEL").arg(list).ignore();
+            } else {
+                // The list held messages before the case: remove only what was pushed since (LPUSH adds at
+                // the head), and leave the rest to whoever owns them.
+                pipe.cmd("LTRIM")
+                    .arg(list)
+                    .arg(-(before as i64))
+                    .arg(-1)
+                    .ignore();
+            }
+        }
+        for (key, existed) in endpoint.binding_keys.iter().zip(self.bindings_existed) {
+            if !existed {
+                pipe.cmd("SREM")
+                    .arg(key)
+                    .arg(&endpoint.binding_member)
+                    .ignore();
+            }
+        }
+        if let Err(e) = pipe.query_async::<()>(admin).await {
+            tracing::warn!("cleaning up {}: {e}", endpoint.shown);
+        }
+        if self.before.iter().any(|&b| b > 0) {
+            self.notes.push(format!(
+                "queue {:?} held {} messages before the case; they were left in place",
+                endpoint.lists[0],
+                self.before.iter().sum::<u64>()
+            ));
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = vec![format!(
+            "redis at {}, list {:?}",
+            self.endpoint.shown, self.endpoint.list
+        )];
+        notes.push(match self.path {
+            PathKind::Fresh if self.kombu_handshake => "fresh: every publish opens a connection, sends kombu's PING, MULTI LLEN x4 and binding MULTI SADD x2, LPUSHes and closes".to_string(),
+            PathKind::Fresh => "fresh without the kombu handshake: connect, LPUSH, close".to_string(),
+            PathKind::Acquire => format!(
+                "acquire: a bb8 pool of {} connections; acquire includes the pool's PING on checkout",
+                self.pool_size
+            ),
+            _ if self.multiplexed => "pooled: all publishers share one multiplexed connection".to_string(),
+            _ => "pooled: every publisher holds its own connection".to_string(),
+        });
+        if self.batch > 1 {
+            notes.push(format!(
+                "batch = {}: that many LPUSHes per pipeline round trip; each publish's latency runs from its own start to the pipeline's reply, and a failed pipeline counts all its publishes as failed",
+                self.batch
+            ));
+        }
+        notes.extend(self.notes.iter().cloned());
+        notes
+    }
+}
+
+/// One publisher on Redis, on the case's path.
+// One per worker, made once and never moved on the hot path: its size does not matter, an indirection would.
+#[allow(clippy::large_enum_variant)]
+pub enum RedisPublisher {
+    Fresh(fresh::FreshPublisher),
+    Acquire(acquire::AcquirePublisher),
+    Pooled(pooled::PooledPublisher),
+}
+
+impl Publisher for RedisPublisher {
+    fn batch_size(&self) -> usize {
+        match self {
+            RedisPublisher::Pooled(p) => p.batch_size(),
+            _ => 1,
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> Result<(), PublishError> {
+        match self {
+            RedisPublisher::Fresh(p) => p.publish(batch, clock).await,
+            RedisPublisher::Acquire(p) => p.publish(batch, clock).await,
+            RedisPublisher::Pooled(p) => p.publish(batch, clock).await,
+        }
+    }
+
+    async fn close(&mut self) {
+        if let RedisPublisher::Pooled(p) = self {
+            p.close();
+        }
+    }
+}
