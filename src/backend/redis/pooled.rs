@@ -150,10 +150,10 @@ impl PooledPublisher {
             }
         };
         sent.map_err(|e| {
-            if is_broken(&e) {
-                if let Some(Link::Shared(_, generation)) = self.link.take() {
-                    self.broken = Some(generation);
-                }
+            if is_broken(&e)
+                && let Some(Link::Shared(_, generation)) = self.link.take()
+            {
+                self.broken = Some(generation);
             }
             ep.error("send", "LPUSH failed on", &e)
         })
