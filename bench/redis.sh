@@ -6,7 +6,7 @@
 # Needs redis-cli and redis-benchmark; the Celery peer runs if target/celery-venv exists (tests/run makes
 # it). Pairs: pooled c=1 vs -c 1; pooled c=50 vs -c 50; pooled batch=32 c=50 vs -c 50 -P 32; fresh without
 # the kombu handshake vs -c 1 -k 0. taskbench runs each twice: with one runtime thread (as redis-benchmark
-# has one) and with its default (one per core). Pairs run interleaved ROUNDS times (default 2) and the best
+# has one) and with one per core (taskbench's default is min(cores, concurrency)). Pairs run interleaved ROUNDS times (default 2) and the best
 # of each counts, since a shared machine only ever slows a run down.
 # Deletes what it pushed: its own queue, redis-benchmark's `mylist` (it refuses to run if `mylist` already
 # exists) and what the Celery peer added to `celery`. Takes about a minute and a half.
@@ -95,14 +95,15 @@ peers=("-c 1" "-c 50" "-c 50 -P 32" "-c 1 -k 0")
 for round in $(seq "$ROUNDS"); do
   for i in "${!labels[@]}"; do
     TOKIO_WORKER_THREADS=1 taskbench_case "pair$i-1t" "${counts[$i]}" "${concurrency[$i]}" "${keys[$i]}" >>"$work/pair$i.t1"
-    taskbench_case "pair$i" "${counts[$i]}" "${concurrency[$i]}" "${keys[$i]}" >>"$work/pair$i.tn"
+    TOKIO_WORKER_THREADS=$(nproc) taskbench_case "pair$i" "${counts[$i]}" "${concurrency[$i]}" "${keys[$i]}" >>"$work/pair$i.tn"
     # shellcheck disable=SC2086
     redis_benchmark ${peers[$i]} -n "${counts[$i]}" >>"$work/pair$i.rb"
   done
 done
 
 cores=$(nproc)
-printf '\nbest of %s rounds; taskbench with 1 runtime thread (redis-benchmark has 1) and with %s (its default)\n' "$ROUNDS" "$cores"
+printf '\nbest of %s rounds; taskbench with 1 runtime thread (redis-benchmark has 1) and with %s (one per core)\n' "$ROUNDS" "$cores"
+echo "(taskbench's default is min(cores, concurrency) threads: the 1-thread column for c=1, the other for c=50)"
 printf '%-32s %18s %18s   %-12s %18s   %s\n' "taskbench" "1 thread /s, p50" "$cores threads /s, p50" "redis-benchmark" "req/s, p50" "ratios (1t, ${cores}t)"
 for i in "${!labels[@]}"; do
   read -r t1 p1 <<<"$(best <"$work/pair$i.t1")"

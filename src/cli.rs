@@ -135,25 +135,45 @@ pub fn main() -> ExitCode {
     let profiling =
         matches!(&cli.command, Command::Run(args) if args.profile == Some(Profile::Cpu));
     let spans = init_tracing(cli.verbose, profiling);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::from(EXIT_USAGE);
-        }
+    let code = match cli.command {
+        Command::Run(args) => run(args, spans),
+        Command::Validate { scenario } => validate(scenario),
+        Command::Flame(args) => flame(args),
+        Command::Sink { listen } => match runtime(None) {
+            Ok(rt) => rt.block_on(sink(listen)),
+            Err(code) => code,
+        },
     };
-    let code = runtime.block_on(async {
-        match cli.command {
-            Command::Run(args) => run(args, spans).await,
-            Command::Validate { scenario } => validate(scenario),
-            Command::Flame(args) => flame(args),
-            Command::Sink { listen } => sink(listen).await,
-        }
-    });
     ExitCode::from(code)
+}
+
+/// The async runtime, with `threads` workers (tokio's default, the core count, when `None`).
+fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, u8> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = threads {
+        builder.worker_threads(n);
+    }
+    builder.enable_all().build().map_err(|e| {
+        eprintln!("error: cannot start the async runtime: {e}");
+        EXIT_USAGE
+    })
+}
+
+/// Worker threads for a run: no more than the largest case's publishers, nor the cores. One publisher on a
+/// two-thread runtime gets woken on the other thread by its own replies, which costs more than a Redis
+/// LPUSH (docs/redis.md). `TOKIO_WORKER_THREADS` overrides.
+fn run_threads(scenario: &Scenario) -> Option<usize> {
+    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
+        return None;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let widest = scenario
+        .cases
+        .iter()
+        .map(|c| c.concurrency)
+        .max()
+        .unwrap_or(1);
+    Some(widest.clamp(1, cores))
 }
 
 /// Installs logging to stderr and, when profiling, the span recorder; returns where spans are recorded.
@@ -246,7 +266,7 @@ fn select_cases(scenario: &mut Scenario, args: &RunArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn run(args: RunArgs, spans: Option<SpanBuffer>) -> u8 {
+fn run(args: RunArgs, spans: Option<SpanBuffer>) -> u8 {
     let mut scenario = match scenario::load(&args.scenario) {
         Ok(s) => s,
         Err(e) => {
@@ -258,6 +278,13 @@ async fn run(args: RunArgs, spans: Option<SpanBuffer>) -> u8 {
         eprintln!("error: {e}");
         return EXIT_USAGE;
     }
+    match runtime(run_threads(&scenario)) {
+        Ok(rt) => rt.block_on(run_cases(scenario, args, spans)),
+        Err(code) => code,
+    }
+}
+
+async fn run_cases(scenario: Scenario, args: RunArgs, spans: Option<SpanBuffer>) -> u8 {
     let started_at = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let folder = match RunFolder::create(args.out.as_deref(), &scenario.name, &started_at) {
         Ok(f) => f,
