@@ -4,6 +4,7 @@
 //! Adding a backend means: a variant in [`Backend`], a row in [`Backend::spec`], a module with a
 //! [`crate::engine::Target`] implementation, and an arm in [`run_case`].
 
+pub mod amqp;
 pub mod local;
 pub mod url;
 
@@ -170,7 +171,11 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, "setup", format!("{e:#}")),
         },
-        Backend::Amqp | Backend::Redis => CaseResult::failed_setup(
+        Backend::Amqp => match amqp::AmqpTarget::new(case) {
+            Ok(target) => engine::run_case(target, case, control).await,
+            Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
+        },
+        Backend::Redis => CaseResult::failed_setup(
             case,
             "unsupported",
             format!(
