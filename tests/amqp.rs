@@ -455,6 +455,7 @@ async fn pooled_reconnects_after_the_connection_drops() {
     .await
     .unwrap();
     let r = runner.await.unwrap();
+    drain_and_delete(&url, &queue).await;
     assert!(closed > 0, "found and closed taskbench's connection");
     let connects = r
         .stages
@@ -484,7 +485,6 @@ async fn pooled_reconnects_after_the_connection_drops() {
         "only {} publishes succeeded",
         r.publishes_ok
     );
-    drain_and_delete(&url, &queue).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

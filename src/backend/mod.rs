@@ -72,6 +72,7 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("confirm_batch", &[]),
             ("pool_size", &[Acquire]),
             ("connections", &[Pooled]),
+            ("batch", &[Pooled]),
         ],
         local: false,
     },

@@ -54,6 +54,8 @@ pub struct Settings {
     path: PathKind,
     confirm: Confirm,
     confirm_batch: usize,
+    /// `pooled`: messages one publish call pipelines (sent together, then awaited together).
+    pipeline: usize,
     publish_options: BasicPublishOptions,
     wire: WireTemplate,
     connection_name: String,
@@ -92,6 +94,7 @@ impl Settings {
             path: case.path,
             confirm,
             confirm_batch: case.options.confirm_batch.max(1),
+            pipeline: case.options.batch.max(1),
             // With confirms on, an unroutable message comes back with its confirm and counts as `returned`;
             // without, the broker would drop it silently either way (and the delivered count shows it).
             publish_options: BasicPublishOptions {
@@ -417,10 +420,18 @@ impl Target for AmqpTarget {
                 "acquire: a pool of up to {} connections, each with one channel, checked out per publish; the acquire stage includes connecting when the pool grows",
                 self.pool_size
             )),
-            PathKind::Pooled => notes.push(format!(
-                "pooled: one channel per publisher on {} shared connection(s), declared once per connection",
-                self.connections
-            )),
+            PathKind::Pooled => {
+                notes.push(format!(
+                    "pooled: one channel per publisher on {} shared connection(s), declared once per connection",
+                    self.connections
+                ));
+                if s.pipeline > 1 {
+                    notes.push(format!(
+                        "batch = {}: each publisher hands lapin {} messages at once and waits until all are written; every message's latency runs to the end of its batch",
+                        s.pipeline, s.pipeline
+                    ));
+                }
+            }
             _ => {}
         }
         notes

@@ -57,10 +57,13 @@ impl Publisher for AmqpPublisher {
         match self {
             AmqpPublisher::Fresh(_) => 1,
             AmqpPublisher::Acquire(AcquirePublisher { s, .. })
-            | AmqpPublisher::Pooled(PooledPublisher { s, .. }) => match s.confirm {
-                Confirm::Batch => s.confirm_batch,
-                _ => 1,
-            },
+            | AmqpPublisher::Pooled(PooledPublisher { s, .. }) => {
+                let confirms = match s.confirm {
+                    Confirm::Batch => s.confirm_batch,
+                    _ => 1,
+                };
+                confirms.max(s.pipeline)
+            }
         }
     }
 
@@ -363,21 +366,55 @@ impl PooledPublisher {
         let (live, channel) = self.channel.as_ref().expect("opened above");
         live.unblocked(s).await?;
         self.dirty = true;
-        for message in batch {
-            let confirm = match send(channel, s, message, clock).await {
-                Ok(confirm) => confirm,
-                Err(e) => {
-                    self.channel = None;
-                    self.pending.clear();
-                    self.dirty = false;
-                    return Err(e);
+        if s.pipeline > 1 {
+            // Pipelined: every message's frames are queued before any write is awaited, so lapin's io
+            // loop writes them together.
+            let sends: Vec<_> = batch
+                .iter()
+                .map(|m| {
+                    let properties = clock.time_sync(Stage::Encode, || s.wire.properties(m.id()));
+                    channel.basic_publish(
+                        s.exchange.clone(),
+                        s.routing_key.clone(),
+                        s.publish_options,
+                        m.body(),
+                        properties,
+                    )
+                })
+                .collect();
+            let sent = clock
+                .time(Stage::Send, futures_util::future::join_all(sends))
+                .await;
+            for result in sent {
+                match result {
+                    Ok(confirm) if s.confirms() => self.pending.push(confirm),
+                    Ok(confirm) => {
+                        let _ = confirm.await;
+                    }
+                    Err(e) => {
+                        self.channel = None;
+                        self.pending.clear();
+                        self.dirty = false;
+                        return Err(classify(&e, Doing::Publish, &s.url));
+                    }
                 }
-            };
-            match s.confirm {
-                Confirm::Off => {
+            }
+        } else {
+            for message in batch {
+                let confirm = match send(channel, s, message, clock).await {
+                    Ok(confirm) => confirm,
+                    Err(e) => {
+                        self.channel = None;
+                        self.pending.clear();
+                        self.dirty = false;
+                        return Err(e);
+                    }
+                };
+                if s.confirms() {
+                    self.pending.push(confirm);
+                } else {
                     let _ = confirm.await;
                 }
-                _ => self.pending.push(confirm),
             }
         }
         let settled = if self.pending.is_empty() {

@@ -9,6 +9,7 @@ use crate::message::TaskTemplate;
 use lapin::BasicProperties;
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use serde_json::Value;
+use std::collections::BTreeMap;
 
 /// AMQP delivery mode 2: the broker writes the message to disk (Celery's default).
 const PERSISTENT: u8 = 2;
@@ -17,49 +18,40 @@ const PERSISTENT: u8 = 2;
 pub struct WireTemplate {
     /// Every property but the per-publish ones (`headers`, `correlation_id`).
     base: BasicProperties,
-    /// Celery's headers with placeholders for `id` and `root_id`.
-    headers: FieldTable,
-    /// The header keys a publish overwrites (kept so no key string is built per publish).
-    id_key: ShortString,
-    root_id_key: ShortString,
+    /// Celery's headers with placeholders for `id` and `root_id` (a map, so a copy's values can be
+    /// replaced in place without building key strings).
+    headers: BTreeMap<ShortString, AMQPValue>,
 }
 
 impl WireTemplate {
     pub fn new(template: &TaskTemplate) -> Self {
-        let mut headers = FieldTable::default();
         // The placeholder id only fixes the headers' shape; each publish overwrites both ids.
-        for (key, value) in template.headers("") {
-            headers.insert(key.into(), amqp_value(&value));
-        }
+        let headers = template
+            .headers("")
+            .into_iter()
+            .map(|(key, value)| (ShortString::from(key), amqp_value(&value)))
+            .collect();
         let base = BasicProperties::default()
             .with_content_type("application/json".into())
             .with_content_encoding("utf-8".into())
             .with_delivery_mode(PERSISTENT)
             .with_priority(template.spec().priority)
             .with_reply_to(template.reply_to().into());
-        WireTemplate {
-            base,
-            headers,
-            id_key: "id".into(),
-            root_id_key: "root_id".into(),
-        }
+        WireTemplate { base, headers }
     }
 
     /// The properties (headers included) of the publish of task `id`.
     #[inline]
     pub fn properties(&self, id: &str) -> BasicProperties {
         let mut headers = self.headers.clone();
-        headers.insert(
-            self.id_key.clone(),
-            AMQPValue::LongString(LongString::from(id)),
-        );
-        headers.insert(
-            self.root_id_key.clone(),
-            AMQPValue::LongString(LongString::from(id)),
-        );
+        for key in ["id", "root_id"] {
+            if let Some(value) = headers.get_mut(key) {
+                *value = AMQPValue::LongString(LongString::from(id));
+            }
+        }
         self.base
             .clone()
-            .with_headers(headers)
+            .with_headers(FieldTable::from(headers))
             .with_correlation_id(ShortString::from(id))
     }
 }
