@@ -178,46 +178,51 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
     let Some(url) = broker("every_path_and_confirm_mode_delivers_exact_celery_messages") else {
         return;
     };
+    // (path, confirm, pipeline batch): every path x confirm mode, plus pooled pipelined.
+    let mut combos = Vec::new();
     for path in ["fresh", "acquire", "pooled"] {
         for confirm in ["off", "each", "batch"] {
-            let queue = common::unique(&format!("tb-amqp-{path}-{confirm}"));
-            let n = if path == "fresh" { 20 } else { 50 };
-            // confirm_batch 8 over 50 publishes also exercises a short last batch.
-            let toml = case_toml(
-                &queue,
-                path,
-                n,
-                &format!(
-                    "confirm = \"{confirm}\"\nconfirm_batch = 8\nkeep = true\nurl = \"{url}\""
-                ),
-            );
-            let r = run(&toml).await;
-            let what = format!("{path}/{confirm}");
-            assert_eq!(r.errors.by_kind(), vec![], "{what}: no errors");
-            assert_eq!(r.publishes_ok, n, "{what}");
-            assert_eq!(
-                r.delivered,
-                Some(n),
-                "{what}: the broker counted every publish"
-            );
-            if confirm != "off" {
-                assert!(
-                    r.stages.iter().any(|s| s.stage == Stage::Confirm),
-                    "{what}: confirm stage timed"
-                );
-            }
-            let messages = drain_and_delete(&url, &queue).await;
-            assert_eq!(
-                messages.len() as u64,
-                n,
-                "{what}: the queue holds exactly N messages"
-            );
-            let ids: HashSet<String> = messages
-                .iter()
-                .map(|m| check_celery_message(m, &queue))
-                .collect();
-            assert_eq!(ids.len() as u64, n, "{what}: every task id is different");
+            combos.push((path, confirm, 1));
         }
+    }
+    combos.push(("pooled", "off", 16));
+    combos.push(("pooled", "each", 16));
+    for (path, confirm, pipeline) in combos {
+        let queue = common::unique(&format!("tb-amqp-{path}-{confirm}"));
+        let n = if path == "fresh" { 20 } else { 50 };
+        // confirm_batch 8 over 50 publishes also exercises a short last batch.
+        let mut extra =
+            format!("confirm = \"{confirm}\"\nconfirm_batch = 8\nkeep = true\nurl = \"{url}\"");
+        if pipeline > 1 {
+            extra.push_str(&format!("\nbatch = {pipeline}"));
+        }
+        let toml = case_toml(&queue, path, n, &extra);
+        let r = run(&toml).await;
+        let what = format!("{path}/{confirm}/batch={pipeline}");
+        assert_eq!(r.errors.by_kind(), vec![], "{what}: no errors");
+        assert_eq!(r.publishes_ok, n, "{what}");
+        assert_eq!(
+            r.delivered,
+            Some(n),
+            "{what}: the broker counted every publish"
+        );
+        if confirm != "off" {
+            assert!(
+                r.stages.iter().any(|s| s.stage == Stage::Confirm),
+                "{what}: confirm stage timed"
+            );
+        }
+        let messages = drain_and_delete(&url, &queue).await;
+        assert_eq!(
+            messages.len() as u64,
+            n,
+            "{what}: the queue holds exactly N messages"
+        );
+        let ids: HashSet<String> = messages
+            .iter()
+            .map(|m| check_celery_message(m, &queue))
+            .collect();
+        assert_eq!(ids.len() as u64, n, "{what}: every task id is different");
     }
 }
 
