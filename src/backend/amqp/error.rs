@@ -89,9 +89,15 @@ pub fn classify(e: &Error, doing: Doing, url: &str) -> PublishError {
                 "; the broker closed the connection during the handshake: usually a wrong user or password, \
                  or a vhost the user may not use",
             ),
-            _ => ("unreachable", ""),
+            _ => (
+                "unreachable",
+                "; is an AMQP 0-9-1 broker (RabbitMQ) listening there?",
+            ),
         },
-        (None, _) if doing == Doing::Connect => ("unreachable", ""),
+        (None, _) if doing == Doing::Connect => (
+            "unreachable",
+            "; is an AMQP 0-9-1 broker (RabbitMQ) listening there?",
+        ),
         (None, ErrorKind::InvalidChannelState(..)) if doing != Doing::Connect => (
             "channel_closed",
             "; the channel was closed (by the broker after an error, or with its connection)",

@@ -38,6 +38,8 @@ pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// How often `delivered` reads the queue's count.
 const SETTLE_POLL: Duration = Duration::from_millis(50);
+/// The least time taskbench's own connection gets to connect.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `delivered` gives up waiting once the count has not changed for this long.
 const SETTLE_QUIET: Duration = Duration::from_millis(1000);
 
@@ -63,6 +65,8 @@ pub struct Settings {
     keep: bool,
     /// How long a publish waits for a blocked connection to unblock before it fails as `blocked`.
     blocked_wait: Duration,
+    /// How long taskbench's own connection may take to connect (a host that never answers).
+    admin_timeout: Duration,
 }
 
 impl Settings {
@@ -106,6 +110,7 @@ impl Settings {
             queue,
             keep: case.options.keep,
             blocked_wait: case.publish_timeout / 2,
+            admin_timeout: case.publish_timeout.max(ADMIN_TIMEOUT),
         })
     }
 
@@ -249,6 +254,8 @@ pub struct AmqpTarget {
     admin: Option<(Live, Channel)>,
     /// Messages in the queue when the case started.
     baseline: u64,
+    /// `prepare` reached the broker and declared the queue (so there is something to count and purge).
+    prepared: bool,
     /// `pooled`: the shared connections.
     slots: Arc<[publisher::Slot]>,
     /// `acquire`: the pool every publish checks a channel out of.
@@ -276,6 +283,7 @@ impl AmqpTarget {
             s,
             admin: None,
             baseline: 0,
+            prepared: false,
             slots,
             pool,
             pool_size,
@@ -290,7 +298,19 @@ impl AmqpTarget {
             .as_ref()
             .is_some_and(|(live, ch)| live.connected() && ch.status().connected());
         if !usable {
-            let live = connect(&self.s, false).await?;
+            let s = &self.s;
+            let live = tokio::time::timeout(s.admin_timeout, connect(s, false))
+                .await
+                .map_err(|_| {
+                    PublishError::new(
+                        "unreachable",
+                        format!(
+                            "connecting to {} got no answer within {}; is the host right and RabbitMQ running?",
+                            s.url,
+                            humantime::format_duration(s.admin_timeout)
+                        ),
+                    )
+                })??;
             let channel = open_channel_plain(&live, &self.s).await?;
             self.admin = Some((live, channel));
         }
@@ -333,6 +353,7 @@ impl Target for AmqpTarget {
         let mut untimed = StageClock::new(false);
         let count = declare(channel, &s, &mut untimed).await?;
         self.baseline = count as u64;
+        self.prepared = true;
         Ok(())
     }
 
@@ -379,7 +400,7 @@ impl Target for AmqpTarget {
         for slot in self.slots.iter() {
             slot.close().await;
         }
-        if !self.s.keep {
+        if self.prepared && !self.s.keep {
             let s = self.s.clone();
             if let Ok(channel) = self.admin_channel().await
                 && let Err(e) = channel
