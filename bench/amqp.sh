@@ -78,6 +78,9 @@ if [ -n "$beam" ]; then
 fi
 
 rabbitmqctl -q delete_queue taskbench-ceiling >/dev/null 2>&1 || true
+if [ -x "$peer_py" ]; then  # rabbitmqctl cannot delete an exchange; kombu can
+  "$peer_py" -c 'import sys; from kombu import Connection; c = Connection(sys.argv[1]); c.channel().exchange_delete("taskbench-ceiling"); c.release()' "$peer_url" || true
+fi
 
 echo "== ratios"
 python3 - "$out" <<'EOF'
