@@ -38,6 +38,8 @@ pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 const SETTLE_LIMIT: Duration = Duration::from_secs(10);
 /// How often `delivered` reads the queue's count.
 const SETTLE_POLL: Duration = Duration::from_millis(50);
+/// How long closing a channel or connection after the case may take (a blocked broker never answers).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The least time taskbench's own connection gets to connect.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 /// `delivered` gives up waiting once the count has not changed for this long.
@@ -336,6 +338,16 @@ impl AmqpTarget {
     }
 }
 
+/// Closes `channel`, giving up after [`CLOSE_TIMEOUT`] (dropping it then closes it without waiting).
+async fn close_channel(channel: &Channel) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
+}
+
+/// Closes `live`'s connection, giving up after [`CLOSE_TIMEOUT`].
+async fn close_connection(live: &Live) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, live.connection.close(200, "OK".into())).await;
+}
+
 /// A channel without confirm mode (taskbench's own bookkeeping).
 async fn open_channel_plain(live: &Live, s: &Settings) -> Result<Channel, PublishError> {
     live.connection
@@ -411,8 +423,8 @@ impl Target for AmqpTarget {
             }
         }
         if let Some((live, channel)) = self.admin.take() {
-            let _ = channel.close(200, "OK".into()).await;
-            let _ = live.connection.close(200, "OK".into()).await;
+            close_channel(&channel).await;
+            close_connection(&live).await;
         }
     }
 

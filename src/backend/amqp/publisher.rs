@@ -13,7 +13,7 @@
 //! pool recycles it (acquire).
 
 use super::error::{self, Doing, classify};
-use super::{Live, Settings, connect, declare, open_channel};
+use super::{Live, Settings, close_channel, close_connection, connect, declare, open_channel};
 use crate::engine::Publisher;
 use crate::message::TaskMessage;
 use crate::record::PublishError;
@@ -83,7 +83,7 @@ impl Publisher for AmqpPublisher {
         if let AmqpPublisher::Pooled(p) = self {
             p.pending.clear();
             if let Some((_, channel)) = p.channel.take() {
-                let _ = channel.close(200, "OK".into()).await;
+                close_channel(&channel).await;
             }
         }
     }
@@ -318,7 +318,7 @@ impl Slot {
     /// Closes the connection, after the case.
     pub async fn close(&self) {
         if let Some(live) = self.0.lock().await.take() {
-            let _ = live.connection.close(200, "OK".into()).await;
+            close_connection(&live).await;
         }
     }
 }
