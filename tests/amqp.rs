@@ -549,3 +549,47 @@ async fn a_celery_worker_executes_what_taskbench_published() {
     assert_eq!(ids.len(), expected, "every execution had its own task id");
     drain_and_delete(&url, &queue).await;
 }
+
+#[test]
+fn the_binary_never_prints_the_password_even_with_trace_logs() {
+    let Some(url) = broker("the_binary_never_prints_the_password_even_with_trace_logs") else {
+        return;
+    };
+    let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
+    let a = &parsed.authority;
+    let bad = format!(
+        "amqp://{}:s3cretpw@{}:{}/%2f",
+        a.userinfo.username, a.host, a.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("pw.toml");
+    let queue = common::unique("tb-amqp-pw");
+    std::fs::write(
+        &scenario,
+        case_toml(&queue, "pooled", 5, &format!("url = \"{bad}\"")),
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("taskbench")
+        .unwrap()
+        .env("RUST_LOG", "trace")
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the run finished with errors");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("auth error"), "{all}");
+    assert!(all.contains(":***@"), "the URL is shown redacted: {all}");
+    assert!(!all.contains("s3cretpw"), "the password leaked: {all}");
+    let summary = std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap();
+    assert!(
+        !summary.contains("s3cretpw"),
+        "the password leaked into summary.json"
+    );
+}
