@@ -593,3 +593,39 @@ fn the_binary_never_prints_the_password_even_with_trace_logs() {
         "the password leaked into summary.json"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_deleted_mid_case_gives_returned_messages() {
+    let Some(url) = broker("a_queue_deleted_mid_case_gives_returned_messages") else {
+        return;
+    };
+    let queue = common::unique("tb-amqp-returned");
+    let toml = format!(
+        "name = \"ret\"\nduration = \"3s\"\nrate = 300\nwarmup = 0\n[task]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
+    );
+    let runner = tokio::spawn(async move { run(&toml).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let conn = connect(&url).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let r = runner.await.unwrap();
+    delete(&ch, &queue).await;
+    let _ = conn.close(200, "OK".into()).await;
+    let errors = r.errors.by_kind();
+    let returned = errors.iter().find(|(k, _, _)| *k == "returned");
+    assert!(
+        returned.is_some_and(|(_, n, _)| *n > 100),
+        "publishes after the delete come back as returned: {errors:?}"
+    );
+    assert!(
+        errors.iter().any(|(k, _, _)| *k == "queue_missing"),
+        "counting the queue at the end finds it gone: {errors:?}"
+    );
+    assert!(
+        r.publishes_ok > 100,
+        "publishes before the delete succeeded"
+    );
+}

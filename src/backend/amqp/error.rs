@@ -1,8 +1,9 @@
 //! lapin errors as taskbench error kinds, each with a message that names the broker (password hidden) and
 //! says what to check.
 //!
-//! Kinds: `unreachable`, `auth`, `vhost`, `declare_conflict`, `connection_lost`, `channel_closed`, `nack`,
-//! `returned`, `blocked`, `amqp` (any other broker error). `timeout` comes from the engine.
+//! Kinds: `unreachable`, `auth`, `vhost`, `declare_conflict`, `queue_missing`, `connection_lost`,
+//! `channel_closed`, `nack`, `returned`, `blocked`, `amqp` (any other broker error). `timeout` comes from the
+//! engine.
 
 use crate::record::PublishError;
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
@@ -63,6 +64,10 @@ pub fn classify(e: &Error, doing: Doing, url: &str) -> PublishError {
             "declare_conflict",
             "; the queue or exchange exists with other flags than Celery's (durable direct exchange, durable \
              queue without arguments): delete it or use another queue name",
+        ),
+        (Some(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)), _) => (
+            "queue_missing",
+            "; the queue is gone (deleted during the case?)",
         ),
         (Some(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED)), _) => (
             "connection_lost",
