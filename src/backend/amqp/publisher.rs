@@ -366,9 +366,10 @@ impl PooledPublisher {
         let (live, channel) = self.channel.as_ref().expect("opened above");
         live.unblocked(s).await?;
         self.dirty = true;
-        if s.pipeline > 1 {
-            // Pipelined: every message's frames are queued before any write is awaited, so lapin's io
-            // loop writes them together.
+        if batch.len() > 1 {
+            // Pipelined (`batch = N`, or a confirm batch, whose messages are all awaited together anyway):
+            // every message's frames are queued before any write is awaited, so lapin's io loop writes
+            // them together.
             let sends: Vec<_> = batch
                 .iter()
                 .map(|m| {
