@@ -3,8 +3,10 @@
 //!
 //! Confirms: `off` sends and moves on; `each` waits for every message's ack before the publish returns;
 //! `batch` makes one call of [`Publisher::publish`] carry `confirm_batch` messages (see
-//! [`Publisher::batch_size`]): they go out back to back, then the call waits for all their acks, so every
+//! [`Publisher::batch_size`]): they go out together, then the call waits for all their acks, so every
 //! message counts as done only once the broker acked it, and its latency runs to its batch's last ack.
+//! `pooled` also pipelines with `batch = N` (confirms or not): a call's messages are handed to lapin before
+//! any write is awaited, so its I/O thread writes them together.
 //!
 //! Cancellation (`publish_timeout`, interrupts) can stop a publish at any await. lapin queues a message's
 //! frames in one step, so a cancelled publish never leaves half a message on the wire; what it may leave
