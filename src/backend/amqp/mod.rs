@@ -87,7 +87,7 @@ impl Settings {
         let queue = case.task.spec().queue.clone();
         let routing_key = ShortString::try_new(queue.clone()).map_err(|e| {
             PublishError::new(
-                "url",
+                "setup",
                 format!("queue name {queue:?} is too long for AMQP: {e}"),
             )
         })?;
