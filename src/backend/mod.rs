@@ -4,6 +4,7 @@
 //! Adding a backend means: a variant in [`Backend`], a row in [`Backend::spec`], a module with a
 //! [`crate::engine::Target`] implementation, and an arm in [`run_case`].
 
+pub mod amqp;
 pub mod local;
 pub mod redis;
 pub mod url;
@@ -72,6 +73,7 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("confirm_batch", &[]),
             ("pool_size", &[Acquire]),
             ("connections", &[Pooled]),
+            ("batch", &[Pooled]),
         ],
         local: false,
     },
@@ -175,14 +177,10 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
         },
-        Backend::Amqp => CaseResult::failed_setup(
-            case,
-            "unsupported",
-            format!(
-                "backend {} is not built into this taskbench yet",
-                case.backend
-            ),
-        ),
+        Backend::Amqp => match amqp::AmqpTarget::new(case) {
+            Ok(target) => engine::run_case(target, case, control).await,
+            Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
+        },
     }
 }
 

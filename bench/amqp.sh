@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The AMQP benchmark (docs/amqp.md): in one run, on the same broker,
+#   1. taskbench scenarios/celery-amqp.toml: pooled (confirm off, batch, each), acquire and fresh, one publisher;
+#   2. the peers: Celery send_task, kombu with the producer kept open, kombu with a connection per publish
+#      (/work/shared/tools/celery_peer.py in the tests/run venv), then the `celery` queue they filled is purged;
+#   3. the broker's ceiling: taskbench pooled, confirms off, with more publishers and connections, and the
+#      broker's CPU use while it absorbs them;
+# and prints taskbench / kombu ratios. Figures drift from machine to machine: compare ratios of one run.
+#
+# Usage: bench/amqp.sh            (PEER_N=5000 peer publishes; TASKBENCH_AMQP_URL, PEER_URL to override)
+# Needs: a RabbitMQ on the URL, rabbitmqctl (for the purge), target/celery-venv (tests/run creates it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+peer_n=${PEER_N:-5000}
+peer_url=${PEER_URL:-amqp://guest:guest@127.0.0.1:5672//}
+peer_py=${PEER_PYTHON:-target/celery-venv/bin/python}
+peer_script=${PEER_SCRIPT:-../shared/tools/celery_peer.py}
+[ -f "$peer_script" ] || peer_script=/work/shared/tools/celery_peer.py
+out=$(mktemp -d "${TMPDIR:-/tmp}/taskbench-amqp-bench.XXXXXX")
+
+cargo build --release --quiet
+tb=target/release/taskbench
+
+echo "== taskbench: scenarios/celery-amqp.toml"
+"$tb" run scenarios/celery-amqp.toml --out "$out/paths" || true
+
+echo "== peers: celery_peer.py (N=$peer_n)"
+if [ -x "$peer_py" ]; then
+  "$peer_py" "$peer_script" "$peer_url" "$peer_n" | tee "$out/peer.jsonl"
+  rabbitmqctl -q purge_queue celery >/dev/null 2>&1 || echo "(could not purge queue celery: purge it by hand)"
+else
+  echo "no $peer_py: run tests/run once to create the Celery venv; peers skipped"
+  : > "$out/peer.jsonl"
+fi
+
+echo "== broker ceiling: pooled, confirm off, more publishers"
+cat > "$out/ceiling.toml" <<'EOF'
+name = "amqp-ceiling"
+publishes = 40000
+warmup = 2000
+[task]
+queue = "taskbench-ceiling"
+[[case]]
+name = "pooled-x4-1conn"
+backend = "amqp"
+path = "pooled"
+concurrency = 4
+[[case]]
+name = "pooled-x4-4conn"
+backend = "amqp"
+path = "pooled"
+concurrency = 4
+connections = 4
+[[case]]
+name = "pooled-x8-4conn"
+backend = "amqp"
+path = "pooled"
+concurrency = 8
+connections = 4
+[[case]]
+name = "pooled-x4-4conn-b64"
+backend = "amqp"
+path = "pooled"
+concurrency = 4
+connections = 4
+batch = 64
+EOF
+beam=$(pgrep -o -x beam.smp || true)
+cpu_ticks() { [ -n "$beam" ] && awk '{print $14 + $15}' "/proc/$beam/stat" || echo 0; }
+t0=$(date +%s.%N); c0=$(cpu_ticks)
+"$tb" run "$out/ceiling.toml" --out "$out/ceiling" || true
+t1=$(date +%s.%N); c1=$(cpu_ticks)
+if [ -n "$beam" ]; then
+  awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" -v n="$(nproc)" 'BEGIN {
+    printf "broker (beam.smp) CPU during the ceiling run: %.0f%% of one core (the machine has %d)\n",
+      100 * c / hz / (t1 - t0), n }'
+fi
+
+rabbitmqctl -q delete_queue taskbench-ceiling >/dev/null 2>&1 || true
+if [ -x "$peer_py" ]; then  # rabbitmqctl cannot delete an exchange; kombu can
+  "$peer_py" -c 'import sys; from kombu import Connection; c = Connection(sys.argv[1]); c.channel().exchange_delete("taskbench-ceiling"); c.release()' "$peer_url" || true
+fi
+
+echo "== ratios"
+python3 - "$out" <<'EOF'
+import json, sys
+out = sys.argv[1]
+tb = {c["name"]: c for c in json.load(open(f"{out}/paths/summary.json"))["cases"]}
+ceiling = {c["name"]: c for c in json.load(open(f"{out}/ceiling/summary.json"))["cases"]}
+peers = {}
+for line in open(f"{out}/peer.jsonl"):
+    line = line.strip()
+    if line.startswith("{"):
+        p = json.loads(line)
+        peers[p["path"]] = p
+def row(name, per_s, p50_us, errors=""):
+    print(f"  {name:28} {per_s:>10,.0f}/s   p50 {p50_us:>8.1f} us  {errors}")
+print("taskbench (one publisher):")
+for name, c in tb.items():
+    errs = c["errors"] and f"errors {c['errors']}" or ""
+    row(name, c["throughput_per_s"], c["latency_ns"]["p50"] / 1000, errs)
+print("peers (one Python process):")
+for name, p in peers.items():
+    row(name, p["per_s"], p["p50_us"])
+print("ceiling (confirms off unless named):")
+for name, c in ceiling.items():
+    errs = c["errors"] and f"errors {c['errors']}" or ""
+    row(name, c["throughput_per_s"], c["latency_ns"]["p50"] / 1000, errs)
+kept = peers.get("kombu-pooled-producer")
+send = peers.get("celery-send_task")
+fresh = peers.get("kombu-fresh-connection")
+def ratio(a, b, what):
+    if a and b:
+        print(f"  {what:60} {a / b:6.1f}x")
+print("ratios:")
+ratio(tb.get("pooled-off", {}).get("throughput_per_s"), kept and kept["per_s"], "taskbench pooled confirm=off / kombu producer kept open")
+ratio(tb.get("pooled-off-pipelined", {}).get("throughput_per_s"), kept and kept["per_s"], "taskbench pooled confirm=off batch=64 / kombu producer kept open")
+ratio(tb.get("pooled-off", {}).get("throughput_per_s"), send and send["per_s"], "taskbench pooled confirm=off / Celery send_task")
+ratio(tb.get("pooled-batch", {}).get("throughput_per_s"), kept and kept["per_s"], "taskbench pooled confirm=batch / kombu producer kept open (no confirms)")
+ratio(tb.get("acquire-off", {}).get("throughput_per_s"), send and send["per_s"], "taskbench acquire / Celery send_task (both check out per publish)")
+ratio(tb.get("fresh-off", {}).get("throughput_per_s"), fresh and fresh["per_s"], "taskbench fresh / kombu connection per publish")
+best = max(ceiling.values(), key=lambda c: c["throughput_per_s"])
+top = max((c for n, c in tb.items() if n.startswith("pooled-off")), key=lambda c: c["throughput_per_s"], default=None)
+if top:
+    ratio(top["throughput_per_s"], best["throughput_per_s"], f"best one-publisher case ({top['name']}) / broker ceiling ({best['name']})")
+print(f"run folder: {out}")
+EOF

@@ -1,0 +1,472 @@
+//! The `amqp` backend: Celery task messages to RabbitMQ with lapin, through the `fresh`, `acquire` and
+//! `pooled` paths, with publisher confirms `off`, `each` or `batch`.
+//!
+//! [`AmqpTarget`] declares the case's queue exactly as Celery does, notes how many messages it already
+//! holds, hands out publishers, and after the case counts at the broker what arrived (then purges the queue
+//! unless `keep = true`). The three paths live in [`publisher`], the message encoding in [`wire`], the
+//! error kinds in [`error`]. `docs/amqp.md` explains the choices (the pool, confirm batches).
+
+mod error;
+mod publisher;
+mod wire;
+
+pub use publisher::AmqpPublisher;
+
+use super::PathKind;
+use super::url::{broker_url, redact};
+use crate::engine::Target;
+use crate::record::PublishError;
+use crate::scenario::{Case, Confirm};
+use crate::stage::{Stage, StageClock};
+use error::{Doing, classify};
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions, QueuePurgeOptions,
+};
+use lapin::types::{FieldTable, ShortString};
+use lapin::uri::AMQPUri;
+use lapin::{Channel, Connection, ConnectionProperties, Event, ExchangeKind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
+use tokio::time::Instant;
+use wire::WireTemplate;
+
+/// The broker URL when neither the case nor `TASKBENCH_AMQP_URL` gives one.
+pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// How long `delivered` waits for the queue's count to settle at most.
+const SETTLE_LIMIT: Duration = Duration::from_secs(10);
+/// How often `delivered` reads the queue's count.
+const SETTLE_POLL: Duration = Duration::from_millis(50);
+/// How long closing a channel or connection after the case may take (a blocked broker never answers).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The least time taskbench's own connection gets to connect.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+/// `delivered` gives up waiting once the count has not changed for this long.
+const SETTLE_QUIET: Duration = Duration::from_millis(1000);
+
+/// What every publisher of a case needs to know; built once, shared read-only.
+pub struct Settings {
+    uri: AMQPUri,
+    /// The URL with its password hidden: the only form that is ever printed.
+    url: String,
+    queue: String,
+    /// The queue as the routing key (and exchange and binding names) lapin wants.
+    routing_key: ShortString,
+    /// The default exchange "".
+    exchange: ShortString,
+    path: PathKind,
+    confirm: Confirm,
+    confirm_batch: usize,
+    /// `pooled`: messages one publish call pipelines (sent together, then awaited together).
+    pipeline: usize,
+    publish_options: BasicPublishOptions,
+    wire: WireTemplate,
+    connection_name: String,
+    /// Leave the queue's messages after the case (`keep = true`) instead of purging them.
+    keep: bool,
+    /// How long a publish waits for a blocked connection to unblock before it fails as `blocked`.
+    blocked_wait: Duration,
+    /// How long taskbench's own connection may take to connect (a host that never answers).
+    admin_timeout: Duration,
+}
+
+impl Settings {
+    fn new(case: &Case) -> Result<Settings, PublishError> {
+        let raw = broker_url(case, "TASKBENCH_AMQP_URL", DEFAULT_URL);
+        let url = redact(&raw);
+        let uri: AMQPUri = raw.parse().map_err(|e| {
+            PublishError::new(
+                "url",
+                format!(
+                    "{url} is not an AMQP URL: {e}; write it like {}",
+                    redact(DEFAULT_URL)
+                ),
+            )
+        })?;
+        let queue = case.task.spec().queue.clone();
+        let routing_key = ShortString::try_new(queue.clone()).map_err(|e| {
+            PublishError::new(
+                "setup",
+                format!("queue name {queue:?} is too long for AMQP: {e}"),
+            )
+        })?;
+        let confirm = case.options.confirm;
+        Ok(Settings {
+            uri,
+            url,
+            routing_key,
+            exchange: ShortString::default(),
+            path: case.path,
+            confirm,
+            confirm_batch: case.options.confirm_batch.max(1),
+            pipeline: case.options.batch.max(1),
+            // With confirms on, an unroutable message comes back with its confirm and counts as `returned`;
+            // without, the broker would drop it silently either way (and the delivered count shows it).
+            publish_options: BasicPublishOptions {
+                mandatory: confirm != Confirm::Off,
+                immediate: false,
+            },
+            wire: WireTemplate::new(&case.task),
+            connection_name: format!("taskbench {} {}", case.name, queue),
+            queue,
+            keep: case.options.keep,
+            blocked_wait: case.publish_timeout / 2,
+            admin_timeout: case.publish_timeout.max(ADMIN_TIMEOUT),
+        })
+    }
+
+    /// Whether the broker acks every message (publisher confirms are on).
+    fn confirms(&self) -> bool {
+        self.confirm != Confirm::Off
+    }
+}
+
+/// One AMQP connection and what taskbench tracks about it.
+pub struct Live {
+    connection: Connection,
+    /// Set while the broker has blocked this connection (connection.blocked).
+    blocked: Arc<AtomicBool>,
+    /// Whether Celery's exchange, queue and binding were declared on this connection (kombu declares once
+    /// per connection).
+    declared: tokio::sync::OnceCell<()>,
+}
+
+impl Live {
+    /// Waits (bounded) for a blocked connection to unblock; `Ok` at once when it is not blocked.
+    #[inline]
+    async fn unblocked(&self, s: &Settings) -> Result<(), PublishError> {
+        if !self.blocked.load(Relaxed) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + s.blocked_wait;
+        while self.blocked.load(Relaxed) {
+            if Instant::now() >= deadline {
+                return Err(error::blocked(&s.url, s.blocked_wait));
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(())
+    }
+
+    fn connected(&self) -> bool {
+        self.connection.status().connected()
+    }
+}
+
+/// Opens a connection to the case's broker. `watch` follows connection.blocked/unblocked (for connections
+/// that live across publishes).
+async fn connect(s: &Settings, watch: bool) -> Result<Live, PublishError> {
+    let properties =
+        ConnectionProperties::default().with_connection_name(s.connection_name.as_str().into());
+    let connection = Connection::connect_uri(s.uri.clone(), properties)
+        .await
+        .map_err(|e| classify(&e, Doing::Connect, &s.url))?;
+    let blocked = Arc::new(AtomicBool::new(false));
+    if watch {
+        let mut events = Box::pin(connection.events_listener());
+        let flag = blocked.clone();
+        tokio::spawn(async move {
+            use futures_core::Stream;
+            while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
+                match event {
+                    Event::ConnectionBlocked(_) => flag.store(true, Relaxed),
+                    Event::ConnectionUnblocked => flag.store(false, Relaxed),
+                    _ => {}
+                }
+            }
+        });
+    }
+    Ok(Live {
+        connection,
+        blocked,
+        declared: tokio::sync::OnceCell::new(),
+    })
+}
+
+/// Opens a channel, in confirm mode when the case wants confirms.
+async fn open_channel(live: &Live, s: &Settings) -> Result<Channel, PublishError> {
+    let channel = live
+        .connection
+        .create_channel()
+        .await
+        .map_err(|e| classify(&e, Doing::Channel, &s.url))?;
+    if s.confirms() {
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .map_err(|e| classify(&e, Doing::Channel, &s.url))?;
+    }
+    Ok(channel)
+}
+
+/// Declares what Celery declares for a queue, with exactly its flags: exchange `<queue>` (direct,
+/// durable), queue `<queue>` (durable, no arguments), binding `<queue>` -> `<queue>` with key `<queue>`.
+/// Returns the queue's message count.
+async fn declare(
+    channel: &Channel,
+    s: &Settings,
+    clock: &mut StageClock,
+) -> Result<u32, PublishError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..ExchangeDeclareOptions::default()
+    };
+    let count = clock
+        .time(Stage::Declare, async {
+            channel
+                .exchange_declare(
+                    s.routing_key.clone(),
+                    ExchangeKind::Direct,
+                    durable,
+                    FieldTable::default(),
+                )
+                .await?;
+            channel
+                .queue_declare(
+                    s.routing_key.clone(),
+                    QueueDeclareOptions::durable(),
+                    FieldTable::default(),
+                )
+                .await
+        })
+        .await
+        .map_err(|e| classify(&e, Doing::Declare, &s.url))?
+        .message_count();
+    clock
+        .time(
+            Stage::Bind,
+            channel.queue_bind(
+                s.routing_key.clone(),
+                s.routing_key.clone(),
+                s.routing_key.clone(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            ),
+        )
+        .await
+        .map_err(|e| classify(&e, Doing::Declare, &s.url))?;
+    Ok(count)
+}
+
+/// A case on RabbitMQ.
+pub struct AmqpTarget {
+    s: Arc<Settings>,
+    /// taskbench's own connection for declaring, counting and purging the queue (not timed).
+    admin: Option<(Live, Channel)>,
+    /// Messages in the queue when the case started.
+    baseline: u64,
+    /// `prepare` reached the broker and declared the queue (so there is something to count and purge).
+    prepared: bool,
+    /// `pooled`: the shared connections.
+    slots: Arc<[publisher::Slot]>,
+    /// `acquire`: the pool every publish checks a channel out of.
+    pool: Option<publisher::ChannelPool>,
+    pool_size: usize,
+    connections: usize,
+}
+
+impl AmqpTarget {
+    pub fn new(case: &Case) -> Result<AmqpTarget, PublishError> {
+        let s = Arc::new(Settings::new(case)?);
+        let connections = case.options.connections.max(1);
+        let pool_size = case.options.pool_size.max(1);
+        let slots = if s.path == PathKind::Pooled {
+            (0..connections)
+                .map(|_| publisher::Slot::default())
+                .collect()
+        } else {
+            Arc::from([])
+        };
+        let pool = (s.path == PathKind::Acquire)
+            .then(|| publisher::channel_pool(s.clone(), pool_size))
+            .transpose()?;
+        Ok(AmqpTarget {
+            s,
+            admin: None,
+            baseline: 0,
+            prepared: false,
+            slots,
+            pool,
+            pool_size,
+            connections,
+        })
+    }
+
+    /// The admin channel, reopened if the broker closed it.
+    async fn admin_channel(&mut self) -> Result<&Channel, PublishError> {
+        let usable = self
+            .admin
+            .as_ref()
+            .is_some_and(|(live, ch)| live.connected() && ch.status().connected());
+        if !usable {
+            let s = &self.s;
+            let live = tokio::time::timeout(s.admin_timeout, connect(s, false))
+                .await
+                .map_err(|_| {
+                    PublishError::new(
+                        "unreachable",
+                        format!(
+                            "connecting to {} got no answer within {}; is the host right and RabbitMQ running?",
+                            s.url,
+                            humantime::format_duration(s.admin_timeout)
+                        ),
+                    )
+                })??;
+            let channel = open_channel_plain(&live, &self.s).await?;
+            self.admin = Some((live, channel));
+        }
+        Ok(&self.admin.as_ref().expect("opened above").1)
+    }
+
+    /// The queue's message count now (a passive declare).
+    async fn count(&mut self) -> Result<u64, PublishError> {
+        let s = self.s.clone();
+        let channel = self.admin_channel().await?;
+        let queue = channel
+            .queue_declare(
+                s.routing_key.clone(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await
+            .map_err(|e| classify(&e, Doing::Declare, &s.url))?;
+        Ok(queue.message_count() as u64)
+    }
+}
+
+/// Closes `channel`, giving up after [`CLOSE_TIMEOUT`] (dropping it then closes it without waiting).
+async fn close_channel(channel: &Channel) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, channel.close(200, "OK".into())).await;
+}
+
+/// Closes `live`'s connection, giving up after [`CLOSE_TIMEOUT`].
+async fn close_connection(live: &Live) {
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, live.connection.close(200, "OK".into())).await;
+}
+
+/// A channel without confirm mode (taskbench's own bookkeeping).
+async fn open_channel_plain(live: &Live, s: &Settings) -> Result<Channel, PublishError> {
+    live.connection
+        .create_channel()
+        .await
+        .map_err(|e| classify(&e, Doing::Channel, &s.url))
+}
+
+impl Target for AmqpTarget {
+    type Publisher = AmqpPublisher;
+
+    async fn prepare(&mut self) -> Result<(), PublishError> {
+        let s = self.s.clone();
+        let channel = self.admin_channel().await?;
+        let mut untimed = StageClock::new(false);
+        let count = declare(channel, &s, &mut untimed).await?;
+        self.baseline = count as u64;
+        self.prepared = true;
+        Ok(())
+    }
+
+    fn publisher(&self, worker: usize) -> AmqpPublisher {
+        match self.s.path {
+            PathKind::Fresh => AmqpPublisher::fresh(self.s.clone()),
+            PathKind::Acquire => AmqpPublisher::acquire(
+                self.s.clone(),
+                self.pool.clone().expect("acquire cases have a pool"),
+            ),
+            _ => AmqpPublisher::pooled(
+                self.s.clone(),
+                self.slots[worker % self.slots.len()].clone(),
+            ),
+        }
+    }
+
+    async fn delivered(&mut self, expected: u64) -> Result<Option<u64>, PublishError> {
+        // Messages published without confirms may still be on their way into the queue: read the count
+        // until it is what was published, or stops moving.
+        let start = Instant::now();
+        let mut last = None;
+        let mut last_change = start;
+        loop {
+            let arrived = self.count().await?.saturating_sub(self.baseline);
+            if arrived == expected {
+                return Ok(Some(arrived));
+            }
+            let now = Instant::now();
+            if last != Some(arrived) {
+                last = Some(arrived);
+                last_change = now;
+            } else if now - last_change >= SETTLE_QUIET || now - start >= SETTLE_LIMIT {
+                return Ok(Some(arrived));
+            }
+            tokio::time::sleep(SETTLE_POLL).await;
+        }
+    }
+
+    async fn finish(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.close();
+        }
+        for slot in self.slots.iter() {
+            slot.close().await;
+        }
+        if self.prepared && !self.s.keep {
+            let s = self.s.clone();
+            if let Ok(channel) = self.admin_channel().await
+                && let Err(e) = channel
+                    .queue_purge(s.routing_key.clone(), QueuePurgeOptions::default())
+                    .await
+            {
+                tracing::warn!("purging queue {:?} on {} failed: {e}", s.queue, s.url);
+            }
+        }
+        if let Some((live, channel)) = self.admin.take() {
+            close_channel(&channel).await;
+            close_connection(&live).await;
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let s = &self.s;
+        let mut notes = vec![format!("broker {}, queue {:?}", s.url, s.queue)];
+        match (s.confirm, s.path) {
+            (Confirm::Off, _) => notes.push(
+                "confirm = off: latency is time-to-socket (basic.publish handed to the socket), not time-to-broker; \
+                 the delivered count is the only proof the broker took the messages"
+                    .into(),
+            ),
+            (Confirm::Each, _) => notes.push(
+                "confirm = each: latency runs to the broker's ack of every message (Celery's confirm_publish)".into(),
+            ),
+            (Confirm::Batch, PathKind::Fresh) => notes.push(
+                "confirm = batch on fresh: the connection closes after every publish, so every message waits for its own ack (as confirm = each)".into(),
+            ),
+            (Confirm::Batch, _) => notes.push(format!(
+                "confirm = batch: {} messages are published back to back, then their acks are awaited; every message's latency runs from its start to the last ack of its batch",
+                s.confirm_batch
+            )),
+        }
+        match s.path {
+            PathKind::Acquire => notes.push(format!(
+                "acquire: a pool of up to {} connections, each with one channel, checked out per publish; the acquire stage includes connecting when the pool grows",
+                self.pool_size
+            )),
+            PathKind::Pooled => {
+                notes.push(format!(
+                    "pooled: one channel per publisher on {} shared connection(s), declared once per connection",
+                    self.connections
+                ));
+                if s.pipeline > 1 {
+                    notes.push(format!(
+                        "batch = {}: each publisher hands lapin {} messages at once and waits until all are written; every message's latency runs to the end of its batch",
+                        s.pipeline, s.pipeline
+                    ));
+                }
+            }
+            _ => {}
+        }
+        notes
+    }
+}

@@ -1,0 +1,436 @@
+//! The three AMQP paths as publishers: `fresh` (everything per publish), `acquire` (a channel checked out
+//! of a pool per publish) and `pooled` (a channel per publisher for the whole case).
+//!
+//! Confirms: `off` sends and moves on; `each` waits for every message's ack before the publish returns;
+//! `batch` makes one call of [`Publisher::publish`] carry `confirm_batch` messages (see
+//! [`Publisher::batch_size`]): they go out together, then the call waits for all their acks, so every
+//! message counts as done only once the broker acked it, and its latency runs to its batch's last ack.
+//! `pooled` also pipelines with `batch = N` (confirms or not): a call's messages are handed to lapin before
+//! any write is awaited, so its I/O thread writes them together.
+//!
+//! Cancellation (`publish_timeout`, interrupts) can stop a publish at any await. lapin queues a message's
+//! frames in one step, so a cancelled publish never leaves half a message on the wire; what it may leave
+//! is a channel with confirms nobody waits for. Every path therefore marks its channel dirty while a
+//! publish is in flight and throws a still-dirty channel away on the next publish (pooled) or when the
+//! pool recycles it (acquire).
+
+use super::error::{self, Doing, classify};
+use super::{Live, Settings, close_channel, close_connection, connect, declare, open_channel};
+use crate::engine::Publisher;
+use crate::message::TaskMessage;
+use crate::record::PublishError;
+use crate::scenario::Confirm;
+use crate::stage::{Stage, StageClock};
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
+use lapin::{Channel, Confirmation, PublisherConfirm};
+use std::sync::Arc;
+
+/// One publisher of an AMQP case; the variant is the path.
+pub enum AmqpPublisher {
+    Fresh(FreshPublisher),
+    Acquire(AcquirePublisher),
+    Pooled(PooledPublisher),
+}
+
+impl AmqpPublisher {
+    pub(super) fn fresh(s: Arc<Settings>) -> Self {
+        AmqpPublisher::Fresh(FreshPublisher { s })
+    }
+
+    pub(super) fn acquire(s: Arc<Settings>, pool: ChannelPool) -> Self {
+        let pending = Vec::with_capacity(s.confirm_batch);
+        AmqpPublisher::Acquire(AcquirePublisher { s, pool, pending })
+    }
+
+    pub(super) fn pooled(s: Arc<Settings>, slot: Slot) -> Self {
+        let pending = Vec::with_capacity(s.confirm_batch);
+        AmqpPublisher::Pooled(PooledPublisher {
+            s,
+            slot,
+            channel: None,
+            pending,
+            dirty: false,
+        })
+    }
+}
+
+impl Publisher for AmqpPublisher {
+    fn batch_size(&self) -> usize {
+        match self {
+            AmqpPublisher::Fresh(_) => 1,
+            AmqpPublisher::Acquire(AcquirePublisher { s, .. })
+            | AmqpPublisher::Pooled(PooledPublisher { s, .. }) => {
+                let confirms = match s.confirm {
+                    Confirm::Batch => s.confirm_batch,
+                    _ => 1,
+                };
+                confirms.max(s.pipeline)
+            }
+        }
+    }
+
+    async fn publish(
+        &mut self,
+        batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> Result<(), PublishError> {
+        match self {
+            AmqpPublisher::Fresh(p) => p.publish(batch, clock).await,
+            AmqpPublisher::Acquire(p) => p.publish(batch, clock).await,
+            AmqpPublisher::Pooled(p) => p.publish(batch, clock).await,
+        }
+    }
+
+    async fn close(&mut self) {
+        if let AmqpPublisher::Pooled(p) = self {
+            p.pending.clear();
+            if let Some((_, channel)) = p.channel.take() {
+                close_channel(&channel).await;
+            }
+        }
+    }
+}
+
+/// Publishes `message` on `channel` (Encode: its properties; Send: basic.publish until lapin wrote it).
+#[inline]
+async fn send(
+    channel: &Channel,
+    s: &Settings,
+    message: &TaskMessage,
+    clock: &mut StageClock,
+) -> Result<PublisherConfirm, PublishError> {
+    let properties = clock.time_sync(Stage::Encode, || s.wire.properties(message.id()));
+    clock
+        .time(
+            Stage::Send,
+            channel.basic_publish(
+                s.exchange.clone(),
+                s.routing_key.clone(),
+                s.publish_options,
+                message.body(),
+                properties,
+            ),
+        )
+        .await
+        .map_err(|e| classify(&e, Doing::Publish, &s.url))
+}
+
+/// Waits for the broker's answer to one publish; an ack is success, anything else an error of its kind.
+#[inline]
+async fn settle(confirm: PublisherConfirm, s: &Settings) -> Result<(), PublishError> {
+    match confirm.await {
+        Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
+        Ok(Confirmation::Ack(Some(returned))) => Err(error::returned(
+            &s.url,
+            &s.queue,
+            returned.reply_text.as_str(),
+        )),
+        Ok(Confirmation::Nack(_)) => Err(error::nack(&s.url, &s.queue)),
+        Err(e) => Err(classify(&e, Doing::Confirm, &s.url)),
+    }
+}
+
+/// Settles every confirm in `pending` (the Confirm stage of a batch), leaving it empty.
+async fn settle_all(
+    pending: &mut Vec<PublisherConfirm>,
+    s: &Settings,
+    clock: &mut StageClock,
+) -> Result<(), PublishError> {
+    clock
+        .time(Stage::Confirm, async {
+            let mut outcome = Ok(());
+            for confirm in pending.drain(..) {
+                if let Err(e) = settle(confirm, s).await {
+                    // Keep waiting for the rest, so the channel holds no stale confirms; report the first.
+                    if outcome.is_ok() {
+                        outcome = Err(e);
+                    }
+                }
+            }
+            outcome
+        })
+        .await
+}
+
+/// Connects, opens a channel, declares, publishes, (confirms), closes: all per publish.
+pub struct FreshPublisher {
+    s: Arc<Settings>,
+}
+
+impl FreshPublisher {
+    async fn publish(
+        &mut self,
+        batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> Result<(), PublishError> {
+        let s = &*self.s;
+        for message in batch {
+            // A cancelled publish drops `live`, and lapin closes a dropped connection.
+            let live = clock.time(Stage::Connect, connect(s, false)).await?;
+            let channel = clock.time(Stage::Channel, open_channel(&live, s)).await?;
+            declare(&channel, s, clock).await?;
+            let confirm = send(&channel, s, message, clock).await?;
+            if s.confirms() {
+                clock.time(Stage::Confirm, settle(confirm, s)).await?;
+            } else {
+                let _ = confirm.await;
+            }
+            clock
+                .time(Stage::Close, async {
+                    let _ = channel.close(200, "OK".into()).await;
+                    let _ = live.connection.close(200, "OK".into()).await;
+                })
+                .await;
+        }
+        Ok(())
+    }
+}
+
+/// A connection and its channel, as the `acquire` pool holds them (kombu's pool: a connection per entry,
+/// its default channel bound to the producer).
+pub struct PooledChannel {
+    live: Live,
+    channel: Channel,
+    /// A publish is (or was, if cancelled) in flight: not safe to hand out again.
+    dirty: bool,
+}
+
+/// deadpool's manager for [`PooledChannel`]s: creates (connect, channel, declare) and recycles.
+pub struct ChannelManager {
+    s: Arc<Settings>,
+}
+
+impl managed::Manager for ChannelManager {
+    type Type = PooledChannel;
+    type Error = PublishError;
+
+    async fn create(&self) -> Result<PooledChannel, PublishError> {
+        let live = connect(&self.s, true).await?;
+        let channel = open_channel(&live, &self.s).await?;
+        declare(&channel, &self.s, &mut StageClock::new(false)).await?;
+        let _ = live.declared.set(());
+        Ok(PooledChannel {
+            live,
+            channel,
+            dirty: false,
+        })
+    }
+
+    async fn recycle(&self, obj: &mut PooledChannel, _: &Metrics) -> RecycleResult<PublishError> {
+        if obj.dirty {
+            return Err(RecycleError::message(
+                "a publish on it was cancelled mid-way",
+            ));
+        }
+        if !(obj.live.connected() && obj.channel.status().connected()) {
+            return Err(RecycleError::message("its channel or connection closed"));
+        }
+        Ok(())
+    }
+}
+
+/// The pool of the `acquire` path.
+pub type ChannelPool = managed::Pool<ChannelManager>;
+
+/// A pool of `size` connection+channel pairs for the case.
+pub(super) fn channel_pool(s: Arc<Settings>, size: usize) -> Result<ChannelPool, PublishError> {
+    managed::Pool::builder(ChannelManager { s })
+        .max_size(size)
+        .build()
+        .map_err(|e| PublishError::new("setup", format!("cannot build the channel pool: {e}")))
+}
+
+fn pool_error(e: PoolError<PublishError>, s: &Settings) -> PublishError {
+    match e {
+        PoolError::Backend(e) => e,
+        other => PublishError::new(
+            "pool",
+            format!("the channel pool for {} failed: {other:?}", s.url),
+        ),
+    }
+}
+
+/// Checks a channel out of the pool for every publish and returns it after.
+pub struct AcquirePublisher {
+    s: Arc<Settings>,
+    pool: ChannelPool,
+    pending: Vec<PublisherConfirm>,
+}
+
+impl AcquirePublisher {
+    async fn publish(
+        &mut self,
+        batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> Result<(), PublishError> {
+        let s = &*self.s;
+        // A cancelled batch leaves confirms behind; they belong to channels already back in the pool.
+        self.pending.clear();
+        for message in batch {
+            let mut pooled = clock
+                .time(Stage::Acquire, self.pool.get())
+                .await
+                .map_err(|e| pool_error(e, s))?;
+            pooled.live.unblocked(s).await?;
+            pooled.dirty = true;
+            let confirm = match send(&pooled.channel, s, message, clock).await {
+                Ok(confirm) => confirm,
+                Err(e) => {
+                    // Broken: leave it out of the pool.
+                    drop(Object::take(pooled));
+                    return Err(e);
+                }
+            };
+            match s.confirm {
+                Confirm::Off => {
+                    let _ = confirm.await;
+                }
+                // Celery's confirm_publish waits for the ack before the producer goes back to the pool.
+                Confirm::Each => clock.time(Stage::Confirm, settle(confirm, s)).await?,
+                Confirm::Batch => self.pending.push(confirm),
+            }
+            pooled.dirty = false;
+            clock.time_sync(Stage::Release, || drop(pooled));
+        }
+        if !self.pending.is_empty() {
+            settle_all(&mut self.pending, s, clock).await?;
+        }
+        Ok(())
+    }
+}
+
+/// One shared connection of a `pooled` case; publishers on it each open their own channel. Reconnects
+/// (once, for all its publishers) after the connection dropped.
+#[derive(Clone, Default)]
+pub struct Slot(Arc<tokio::sync::Mutex<Option<Arc<Live>>>>);
+
+impl Slot {
+    /// The slot's connection, connecting (Connect stage) when there is none or it dropped.
+    async fn live(&self, s: &Settings, clock: &mut StageClock) -> Result<Arc<Live>, PublishError> {
+        let mut held = self.0.lock().await;
+        if let Some(live) = held.as_ref().filter(|l| l.connected()) {
+            return Ok(live.clone());
+        }
+        *held = None;
+        let live = Arc::new(clock.time(Stage::Connect, connect(s, true)).await?);
+        *held = Some(live.clone());
+        Ok(live)
+    }
+
+    /// Closes the connection, after the case.
+    pub async fn close(&self) {
+        if let Some(live) = self.0.lock().await.take() {
+            close_connection(&live).await;
+        }
+    }
+}
+
+/// Keeps one channel on its slot's connection for the whole case.
+pub struct PooledPublisher {
+    s: Arc<Settings>,
+    slot: Slot,
+    channel: Option<(Arc<Live>, Channel)>,
+    pending: Vec<PublisherConfirm>,
+    dirty: bool,
+}
+
+impl PooledPublisher {
+    /// A usable channel: the one held, or a new one (reconnecting the slot if needed).
+    async fn channel(&mut self, clock: &mut StageClock) -> Result<(), PublishError> {
+        if std::mem::take(&mut self.dirty) {
+            // The last publish was cancelled mid-way: its confirms are unknown, start clean.
+            self.channel = None;
+            self.pending.clear();
+        }
+        if let Some((live, channel)) = &self.channel {
+            if channel.status().connected() && live.connected() {
+                return Ok(());
+            }
+            self.channel = None;
+        }
+        let s = &*self.s;
+        let live = self.slot.live(s, clock).await?;
+        let channel = clock.time(Stage::Channel, open_channel(&live, s)).await?;
+        live.declared
+            .get_or_try_init(|| async { declare(&channel, s, clock).await.map(|_| ()) })
+            .await?;
+        self.channel = Some((live, channel));
+        Ok(())
+    }
+
+    async fn publish(
+        &mut self,
+        batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> Result<(), PublishError> {
+        self.channel(clock).await?;
+        let s = &*self.s;
+        let (live, channel) = self.channel.as_ref().expect("opened above");
+        live.unblocked(s).await?;
+        self.dirty = true;
+        if batch.len() > 1 {
+            // Pipelined (`batch = N`, or a confirm batch, whose messages are all awaited together anyway):
+            // every message's frames are queued before any write is awaited, so lapin's io loop writes
+            // them together.
+            let sends: Vec<_> = batch
+                .iter()
+                .map(|m| {
+                    let properties = clock.time_sync(Stage::Encode, || s.wire.properties(m.id()));
+                    channel.basic_publish(
+                        s.exchange.clone(),
+                        s.routing_key.clone(),
+                        s.publish_options,
+                        m.body(),
+                        properties,
+                    )
+                })
+                .collect();
+            let sent = clock
+                .time(Stage::Send, futures_util::future::join_all(sends))
+                .await;
+            for result in sent {
+                match result {
+                    Ok(confirm) if s.confirms() => self.pending.push(confirm),
+                    Ok(confirm) => {
+                        let _ = confirm.await;
+                    }
+                    Err(e) => {
+                        self.channel = None;
+                        self.pending.clear();
+                        self.dirty = false;
+                        return Err(classify(&e, Doing::Publish, &s.url));
+                    }
+                }
+            }
+        } else {
+            for message in batch {
+                let confirm = match send(channel, s, message, clock).await {
+                    Ok(confirm) => confirm,
+                    Err(e) => {
+                        self.channel = None;
+                        self.pending.clear();
+                        self.dirty = false;
+                        return Err(e);
+                    }
+                };
+                if s.confirms() {
+                    self.pending.push(confirm);
+                } else {
+                    let _ = confirm.await;
+                }
+            }
+        }
+        let settled = if self.pending.is_empty() {
+            Ok(())
+        } else {
+            settle_all(&mut self.pending, s, clock).await
+        };
+        self.dirty = false;
+        if let Err(e) = &settled
+            && matches!(e.kind, "connection_lost" | "channel_closed" | "amqp")
+        {
+            self.channel = None;
+        }
+        settled
+    }
+}

@@ -1,0 +1,631 @@
+//! The `amqp` backend against the real RabbitMQ (TASKBENCH_AMQP_URL, default guest@127.0.0.1:5672): every
+//! path with every confirm mode delivers messages a Celery worker decodes (checked field by field, header
+//! types included, by consuming them back with lapin), the error cases give their own kinds with the
+//! password hidden, and a real Celery worker executes what taskbench published.
+//!
+//! Each test uses its own queue names and deletes its queues and exchanges. Without a broker the tests say
+//! so and skip, unless TASKBENCH_REQUIRE_BROKERS=1 (then they fail).
+
+mod common;
+
+use lapin::options::{
+    BasicGetOptions, ExchangeDeleteOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+use std::collections::HashSet;
+use std::time::Duration;
+use taskbench::engine::RunControl;
+use taskbench::record::CaseResult;
+use taskbench::stage::Stage;
+
+/// The broker URL, or `None` (after reporting the skip) when nothing listens there.
+fn broker(test: &str) -> Option<String> {
+    let url = common::amqp_url();
+    let parsed: lapin::uri::AMQPUri = url.parse().expect("TASKBENCH_AMQP_URL parses");
+    let addr = format!("{}:{}", parsed.authority.host, parsed.authority.port);
+    if common::reachable(&addr) {
+        Some(url)
+    } else {
+        common::skip(test, &format!("no RabbitMQ reachable at {addr}"));
+        None
+    }
+}
+
+/// A one-case scenario on queue `queue`; `extra` adds case keys.
+fn case_toml(queue: &str, path: &str, publishes: u64, extra: &str) -> String {
+    format!(
+        "name = \"amqp-test\"\npublishes = {publishes}\nwarmup = 0\nconcurrency = 2\n\
+         [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"{path}\"\n{extra}\n"
+    )
+}
+
+/// Runs the single case of `toml` in-process.
+async fn run(toml: &str) -> CaseResult {
+    let scenario = taskbench::scenario::parse(toml, "test.toml").expect("test scenario parses");
+    taskbench::backend::run_case(&scenario.cases[0], &RunControl::new()).await
+}
+
+async fn connect(url: &str) -> Connection {
+    Connection::connect(url, ConnectionProperties::default())
+        .await
+        .expect("the test connects to the broker")
+}
+
+/// Takes every message out of `queue` (no ack) and deletes the queue and its exchange.
+async fn drain_and_delete(url: &str, queue: &str) -> Vec<lapin::message::BasicGetMessage> {
+    let conn = connect(url).await;
+    let ch = conn.create_channel().await.unwrap();
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+    {
+        out.push(m);
+    }
+    delete(&ch, queue).await;
+    let _ = conn.close(200, "OK".into()).await;
+    out
+}
+
+async fn delete(ch: &lapin::Channel, queue: &str) {
+    let _ = ch
+        .queue_delete(queue.into(), QueueDeleteOptions::default())
+        .await;
+    let _ = ch
+        .exchange_delete(queue.into(), ExchangeDeleteOptions::default())
+        .await;
+}
+
+fn header<'a>(props: &'a BasicProperties, key: &str) -> &'a AMQPValue {
+    props
+        .headers()
+        .as_ref()
+        .expect("the message has headers")
+        .inner()
+        .get(key)
+        .unwrap_or_else(|| panic!("header {key} is missing"))
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(s.into())
+}
+
+fn is_uuid(s: &str) -> bool {
+    s.len() == 36
+        && s.chars().enumerate().all(|(i, c)| {
+            matches!(i, 8 | 13 | 18 | 23) == (c == '-') && (c == '-' || c.is_ascii_hexdigit())
+        })
+}
+
+/// Checks one consumed message field by field against celery-wire.md; returns its task id.
+fn check_celery_message(m: &lapin::message::BasicGetMessage, queue: &str) -> String {
+    let d = &m.delivery;
+    assert_eq!(d.exchange.as_str(), "", "published to the default exchange");
+    assert_eq!(d.routing_key.as_str(), queue);
+    assert_eq!(
+        d.data,
+        br#"[[2, 2], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#
+            .to_vec(),
+        "body"
+    );
+    let p = &d.properties;
+    assert_eq!(
+        p.content_type().as_ref().unwrap().as_str(),
+        "application/json"
+    );
+    assert_eq!(p.content_encoding().as_ref().unwrap().as_str(), "utf-8");
+    assert_eq!(p.delivery_mode(), &Some(2));
+    assert_eq!(p.priority(), &Some(0));
+    assert_eq!(p.expiration(), &None, "no expiration without expires");
+    let reply_to = p.reply_to().as_ref().expect("reply_to is set").as_str();
+    assert!(is_uuid(reply_to), "reply_to {reply_to:?} is a uuid");
+    let id = p
+        .correlation_id()
+        .as_ref()
+        .expect("correlation_id")
+        .to_string();
+    assert!(is_uuid(&id), "task id {id:?} is a uuid");
+
+    let headers = p.headers().as_ref().unwrap();
+    assert_eq!(
+        headers.inner().len(),
+        19,
+        "Celery's 19 headers: {headers:?}"
+    );
+    assert_eq!(header(p, "lang"), &long_string("py"));
+    assert_eq!(header(p, "task"), &long_string("tasks.add"));
+    assert_eq!(header(p, "id"), &long_string(&id));
+    assert_eq!(header(p, "root_id"), &long_string(&id));
+    for key in [
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "parent_id",
+        "stamped_headers",
+    ] {
+        assert_eq!(header(p, key), &AMQPValue::Void, "{key} is void (V)");
+    }
+    assert_eq!(header(p, "retries"), &AMQPValue::LongInt(0), "retries is I");
+    assert_eq!(header(p, "replaced_task_nesting"), &AMQPValue::LongInt(0));
+    assert_eq!(
+        header(p, "timelimit"),
+        &AMQPValue::FieldArray(vec![AMQPValue::Void, AMQPValue::Void].into())
+    );
+    assert_eq!(header(p, "argsrepr"), &long_string("(2, 2)"));
+    assert_eq!(header(p, "kwargsrepr"), &long_string("{}"));
+    match header(p, "origin") {
+        AMQPValue::LongString(s) => {
+            let s = s.to_string();
+            assert!(s.starts_with("gen") && s.contains('@'), "origin {s:?}");
+        }
+        other => panic!("origin is a long string, not {other:?}"),
+    }
+    assert_eq!(header(p, "ignore_result"), &AMQPValue::Boolean(false));
+    assert_eq!(
+        header(p, "stamps"),
+        &AMQPValue::FieldTable(FieldTable::default())
+    );
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
+    let Some(url) = broker("every_path_and_confirm_mode_delivers_exact_celery_messages") else {
+        return;
+    };
+    // (path, confirm, pipeline batch): every path x confirm mode, plus pooled pipelined.
+    let mut combos = Vec::new();
+    for path in ["fresh", "acquire", "pooled"] {
+        for confirm in ["off", "each", "batch"] {
+            combos.push((path, confirm, 1));
+        }
+    }
+    combos.push(("pooled", "off", 16));
+    combos.push(("pooled", "each", 16));
+    for (path, confirm, pipeline) in combos {
+        let queue = common::unique(&format!("tb-amqp-{path}-{confirm}"));
+        let n = if path == "fresh" { 20 } else { 50 };
+        // confirm_batch 8 over 50 publishes also exercises a short last batch.
+        let mut extra =
+            format!("confirm = \"{confirm}\"\nconfirm_batch = 8\nkeep = true\nurl = \"{url}\"");
+        if pipeline > 1 {
+            extra.push_str(&format!("\nbatch = {pipeline}"));
+        }
+        let toml = case_toml(&queue, path, n, &extra);
+        let r = run(&toml).await;
+        let what = format!("{path}/{confirm}/batch={pipeline}");
+        assert_eq!(r.errors.by_kind(), vec![], "{what}: no errors");
+        assert_eq!(r.publishes_ok, n, "{what}");
+        assert_eq!(
+            r.delivered,
+            Some(n),
+            "{what}: the broker counted every publish"
+        );
+        if confirm != "off" {
+            assert!(
+                r.stages.iter().any(|s| s.stage == Stage::Confirm),
+                "{what}: confirm stage timed"
+            );
+        }
+        let messages = drain_and_delete(&url, &queue).await;
+        assert_eq!(
+            messages.len() as u64,
+            n,
+            "{what}: the queue holds exactly N messages"
+        );
+        let ids: HashSet<String> = messages
+            .iter()
+            .map(|m| check_celery_message(m, &queue))
+            .collect();
+        assert_eq!(ids.len() as u64, n, "{what}: every task id is different");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_path_times_every_stage_of_a_publish() {
+    let Some(url) = broker("fresh_path_times_every_stage_of_a_publish") else {
+        return;
+    };
+    let queue = common::unique("tb-amqp-stages");
+    let r = run(&case_toml(
+        &queue,
+        "fresh",
+        5,
+        &format!("confirm = \"each\"\nurl = \"{url}\""),
+    ))
+    .await;
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors.by_kind());
+    let timed: Vec<Stage> = r.stages.iter().map(|s| s.stage).collect();
+    for stage in [
+        Stage::Connect,
+        Stage::Channel,
+        Stage::Declare,
+        Stage::Bind,
+        Stage::Encode,
+        Stage::Send,
+        Stage::Confirm,
+        Stage::Close,
+    ] {
+        assert!(timed.contains(&stage), "{stage:?} timed: {timed:?}");
+    }
+    drain_and_delete(&url, &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_is_purged_after_the_case_unless_keep() {
+    let Some(url) = broker("queue_is_purged_after_the_case_unless_keep") else {
+        return;
+    };
+    let queue = common::unique("tb-amqp-purge");
+    let r = run(&case_toml(
+        &queue,
+        "pooled",
+        30,
+        &format!("url = \"{url}\""),
+    ))
+    .await;
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors.by_kind());
+    assert_eq!(r.delivered, Some(30));
+    let left = drain_and_delete(&url, &queue).await;
+    assert_eq!(
+        left.len(),
+        0,
+        "keep = false purges the queue after the case"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivered_counts_only_this_cases_messages() {
+    let Some(url) = broker("delivered_counts_only_this_cases_messages") else {
+        return;
+    };
+    let queue = common::unique("tb-amqp-baseline");
+    let first = run(&case_toml(
+        &queue,
+        "pooled",
+        10,
+        &format!("keep = true\nurl = \"{url}\""),
+    ))
+    .await;
+    assert_eq!(first.delivered, Some(10));
+    let second = run(&case_toml(
+        &queue,
+        "pooled",
+        15,
+        &format!("keep = true\nurl = \"{url}\""),
+    ))
+    .await;
+    assert_eq!(second.errors.total(), 0, "{:?}", second.errors.by_kind());
+    assert_eq!(
+        second.delivered,
+        Some(15),
+        "the 10 already queued are the baseline"
+    );
+    assert_eq!(drain_and_delete(&url, &queue).await.len(), 25);
+}
+
+/// The single error of a case that could not start, checked for kind and a message without the password.
+fn assert_setup_error(r: &CaseResult, kind: &str, shown_url: &str) {
+    let errors = r.errors.by_kind();
+    assert_eq!(errors.len(), 1, "one kind of error: {errors:?}");
+    let (got, _, message) = errors[0];
+    assert_eq!(got, kind, "{message}");
+    assert!(
+        message.contains(shown_url),
+        "the message names the URL: {message}"
+    );
+    assert!(
+        !message.contains("s3cret"),
+        "the password never shows: {message}"
+    );
+    assert_eq!(r.publishes_ok, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_port_is_unreachable() {
+    // No broker needed: nothing listens on port 1.
+    let queue = common::unique("tb-amqp-port");
+    let r = run(&case_toml(
+        &queue,
+        "pooled",
+        5,
+        "url = \"amqp://guest:s3cret@127.0.0.1:1/%2f\"",
+    ))
+    .await;
+    assert_setup_error(&r, "unreachable", "amqp://guest:***@127.0.0.1:1/%2f");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_an_auth_error() {
+    let Some(url) = broker("wrong_password_is_an_auth_error") else {
+        return;
+    };
+    let mut parsed: lapin::uri::AMQPUri = url.parse().unwrap();
+    parsed.authority.userinfo.password = "s3cret".into();
+    let host = format!("{}:{}", parsed.authority.host, parsed.authority.port);
+    let user = parsed.authority.userinfo.username.clone();
+    let bad = format!("amqp://{user}:s3cret@{host}/%2f");
+    let queue = common::unique("tb-amqp-auth");
+    for path in ["fresh", "acquire", "pooled"] {
+        let r = run(&case_toml(&queue, path, 5, &format!("url = \"{bad}\""))).await;
+        assert_setup_error(&r, "auth", &format!("amqp://{user}:***@{host}/%2f"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_vhost_is_a_vhost_error() {
+    let Some(url) = broker("missing_vhost_is_a_vhost_error") else {
+        return;
+    };
+    let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
+    let a = &parsed.authority;
+    let vhost = common::unique("tb-no-such-vhost");
+    let bad = format!(
+        "amqp://{}:{}@{}:{}/{vhost}",
+        a.userinfo.username, a.userinfo.password, a.host, a.port
+    );
+    let queue = common::unique("tb-amqp-vhost");
+    let r = run(&case_toml(&queue, "pooled", 5, &format!("url = \"{bad}\""))).await;
+    assert_setup_error(&r, "vhost", &taskbench::backend::url::redact(&bad));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicting_declare_is_a_declare_conflict() {
+    let Some(url) = broker("conflicting_declare_is_a_declare_conflict") else {
+        return;
+    };
+    let queue = common::unique("tb-amqp-conflict");
+    // Someone declared the queue non-durable: Celery's durable redeclare gets 406 PRECONDITION_FAILED.
+    let conn = connect(&url).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        queue.as_str().into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let r = run(&case_toml(&queue, "pooled", 5, &format!("url = \"{url}\""))).await;
+    assert_setup_error(
+        &r,
+        "declare_conflict",
+        &taskbench::backend::url::redact(&url),
+    );
+    let ch = conn.create_channel().await.unwrap();
+    delete(&ch, &queue).await;
+    let _ = conn.close(200, "OK".into()).await;
+}
+
+/// PIDs (as rabbitmqctl prints them) of the broker connections whose client name contains `needle`.
+fn connection_pids(needle: &str) -> Vec<String> {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(["-q", "list_connections", "pid", "client_properties"])
+        .output();
+    let Ok(out) = out else { return Vec::new() };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_reconnects_after_the_connection_drops() {
+    let Some(url) = broker("pooled_reconnects_after_the_connection_drops") else {
+        return;
+    };
+    if std::process::Command::new("rabbitmqctl")
+        .arg("-q")
+        .arg("status")
+        .output()
+        .map_or(true, |o| !o.status.success())
+    {
+        common::skip(
+            "pooled_reconnects_after_the_connection_drops",
+            "rabbitmqctl cannot reach the broker to close a connection",
+        );
+        return;
+    }
+    let queue = common::unique("tb-amqp-drop");
+    let toml = format!(
+        "name = \"drop\"\nduration = \"6s\"\nrate = 500\nwarmup = 0\nconcurrency = 2\n[task]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nkeep = true\nurl = \"{url}\"\n"
+    );
+    let runner = tokio::spawn(async move { run(&toml).await });
+    // Close taskbench's connection (and only it: found by its name, which carries the unique queue name).
+    let needle = queue.clone();
+    let closed = tokio::task::spawn_blocking(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        let mut closed = 0;
+        for _ in 0..20 {
+            for pid in connection_pids(&needle) {
+                let ok = std::process::Command::new("rabbitmqctl")
+                    .args(["-q", "close_connection", &pid, "taskbench test: drop"])
+                    .status()
+                    .is_ok_and(|s| s.success());
+                closed += ok as usize;
+            }
+            if closed > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        closed
+    })
+    .await
+    .unwrap();
+    let r = runner.await.unwrap();
+    drain_and_delete(&url, &queue).await;
+    assert!(closed > 0, "found and closed taskbench's connection");
+    let connects = r
+        .stages
+        .iter()
+        .find(|s| s.stage == Stage::Connect)
+        .map_or(0, |s| s.histogram.len());
+    assert!(
+        connects >= 2,
+        "reconnected within the measured run (connects: {connects}; errors {:?}; {} ok)",
+        r.errors.by_kind(),
+        r.publishes_ok
+    );
+    for (kind, _, message) in r.errors.by_kind() {
+        assert!(
+            matches!(
+                kind,
+                "connection_lost" | "channel_closed" | "delivery_mismatch"
+            ),
+            "unexpected error {kind}: {message}"
+        );
+        assert!(!message.contains(":guest@"), "no password in {message}");
+    }
+    assert!(r.errors.total() >= 1, "the drop was counted");
+    // 6 s at 500/s: publishing carried on after the drop.
+    assert!(
+        r.publishes_ok > 2000,
+        "only {} publishes succeeded",
+        r.publishes_ok
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_celery_worker_executes_what_taskbench_published() {
+    let test = "a_celery_worker_executes_what_taskbench_published";
+    let Some(url) = broker(test) else { return };
+    let Some(python) = common::celery_python() else {
+        common::skip(
+            test,
+            "no Celery venv (TASKBENCH_PYTHON); run the suite with tests/run",
+        );
+        return;
+    };
+    let redis = common::redis_url();
+    let redis_addr = redis
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    if !common::reachable(&redis_addr) {
+        common::skip(
+            test,
+            &format!("no Redis at {redis_addr} to record executions"),
+        );
+        return;
+    }
+    let queue = common::unique("tb-amqp-worker");
+    let n = 40;
+    // Publish first (keep = true), then let the worker drain the queue: the delivered count stays exact.
+    for (path, confirm) in [("pooled", "batch"), ("acquire", "each"), ("fresh", "off")] {
+        let r = run(&case_toml(
+            &queue,
+            path,
+            n,
+            &format!("confirm = \"{confirm}\"\nkeep = true\nurl = \"{url}\""),
+        ))
+        .await;
+        assert_eq!(r.errors.total(), 0, "{path}: {:?}", r.errors.by_kind());
+    }
+    let expected = 3 * n as usize;
+    let mut worker = common::CeleryWorker::start(&python, &url, &queue, &redis);
+    let queue2 = queue.clone();
+    let records = tokio::task::spawn_blocking(move || {
+        worker.wait_for_executions(&redis, &queue2, expected, Duration::from_secs(90))
+    })
+    .await
+    .unwrap();
+    assert_eq!(records.len(), expected, "every task ran once: {records:?}");
+    let mut ids = HashSet::new();
+    for rec in &records {
+        assert_eq!(rec["task"], "tasks.add");
+        assert_eq!(rec["args"], serde_json::json!([2, 2]));
+        assert_eq!(rec["kwargs"], serde_json::json!({}));
+        ids.insert(rec["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(ids.len(), expected, "every execution had its own task id");
+    drain_and_delete(&url, &queue).await;
+}
+
+#[test]
+fn the_binary_never_prints_the_password_even_with_trace_logs() {
+    let Some(url) = broker("the_binary_never_prints_the_password_even_with_trace_logs") else {
+        return;
+    };
+    let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
+    let a = &parsed.authority;
+    let bad = format!(
+        "amqp://{}:s3cretpw@{}:{}/%2f",
+        a.userinfo.username, a.host, a.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("pw.toml");
+    let queue = common::unique("tb-amqp-pw");
+    std::fs::write(
+        &scenario,
+        case_toml(&queue, "pooled", 5, &format!("url = \"{bad}\"")),
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("taskbench")
+        .unwrap()
+        .env("RUST_LOG", "trace")
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(dir.path().join("out"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "the run finished with errors");
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(all.contains("auth error"), "{all}");
+    assert!(all.contains(":***@"), "the URL is shown redacted: {all}");
+    assert!(!all.contains("s3cretpw"), "the password leaked: {all}");
+    let summary = std::fs::read_to_string(dir.path().join("out/summary.json")).unwrap();
+    assert!(
+        !summary.contains("s3cretpw"),
+        "the password leaked into summary.json"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queue_deleted_mid_case_gives_returned_messages() {
+    let Some(url) = broker("a_queue_deleted_mid_case_gives_returned_messages") else {
+        return;
+    };
+    let queue = common::unique("tb-amqp-returned");
+    let toml = format!(
+        "name = \"ret\"\nduration = \"3s\"\nrate = 300\nwarmup = 0\n[task]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
+    );
+    let runner = tokio::spawn(async move { run(&toml).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let conn = connect(&url).await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+        .await
+        .unwrap();
+    let r = runner.await.unwrap();
+    delete(&ch, &queue).await;
+    let _ = conn.close(200, "OK".into()).await;
+    let errors = r.errors.by_kind();
+    let returned = errors.iter().find(|(k, _, _)| *k == "returned");
+    assert!(
+        returned.is_some_and(|(_, n, _)| *n > 100),
+        "publishes after the delete come back as returned: {errors:?}"
+    );
+    assert!(
+        errors.iter().any(|(k, _, _)| *k == "queue_missing"),
+        "counting the queue at the end finds it gone: {errors:?}"
+    );
+    assert!(
+        r.publishes_ok > 100,
+        "publishes before the delete succeeded"
+    );
+}
