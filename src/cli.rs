@@ -180,7 +180,7 @@ fn run_threads(scenario: &Scenario) -> Option<usize> {
 fn init_tracing(verbose: u8, profiling: bool) -> Option<SpanBuffer> {
     use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
     let default = match verbose {
-        0 => "warn",
+        0 => "warn,lapin=off",
         1 => "info",
         _ => "debug",
     };

@@ -127,13 +127,14 @@ impl Recorder {
         self.ok += 1;
     }
 
-    /// Records `ns` spent in `stage`, shared by `publishes` publishes (a pipelined batch).
+    /// Records `ns` spent in `stage` by a call that carried `publishes` publishes (a pipelined batch).
+    /// Every publish of a batch waits for the whole call, so each is charged the whole `ns`.
     #[inline]
     pub fn record_stage(&mut self, stage: Stage, ns: u64, publishes: u64) {
         let i = stage.index();
         let h = self.stages[i].get_or_insert_with(new_histogram);
-        let _ = h.record_n((ns / publishes).clamp(1, HIGHEST_NS), publishes);
-        self.stage_total_ns[i] += ns;
+        let _ = h.record_n(ns.clamp(1, HIGHEST_NS), publishes);
+        self.stage_total_ns[i] += ns * publishes;
     }
 
     /// Records how late an open-loop publish started against its schedule.
@@ -333,7 +334,13 @@ mod tests {
             32,
             "a batch stage counts once per publish"
         );
-        assert_eq!(encode.histogram.value_at_quantile(0.5), 100);
+        assert!(
+            encode
+                .histogram
+                .equivalent(encode.histogram.value_at_quantile(0.5), 3200),
+            "each publish of a batch waits for the whole call"
+        );
+        assert_eq!(encode.total_ns, 3200 * 32);
         assert_eq!(
             r.stages[0].stage,
             Stage::Encode,
