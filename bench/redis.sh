@@ -6,7 +6,7 @@
 # Needs redis-cli and redis-benchmark; the Celery peer runs if target/celery-venv exists (tests/run makes
 # it). Pairs: pooled c=1 vs -c 1; pooled c=50 vs -c 50; pooled batch=32 c=50 vs -c 50 -P 32; fresh without
 # the kombu handshake vs -c 1 -k 0. taskbench runs each twice: with one runtime thread (as redis-benchmark
-# has one) and with one per core (taskbench's default is min(cores, concurrency)). Pairs run interleaved ROUNDS times (default 2) and the best
+# has one) and with one per core (taskbench's default). Pairs run interleaved ROUNDS times (default 2) and the best
 # of each counts, since a shared machine only ever slows a run down.
 # Deletes what it pushed: its own queue, redis-benchmark's `mylist` (it refuses to run if `mylist` already
 # exists) and what the Celery peer added to `celery`. Takes about a minute and a half.
@@ -103,7 +103,7 @@ done
 
 cores=$(nproc)
 printf '\nbest of %s rounds; taskbench with 1 runtime thread (redis-benchmark has 1) and with %s (one per core)\n' "$ROUNDS" "$cores"
-echo "(taskbench's default is min(cores, concurrency) threads: the 1-thread column for c=1, the other for c=50)"
+echo "(taskbench's default is one thread per core; TOKIO_WORKER_THREADS sets it)"
 printf '%-32s %18s %18s   %-12s %18s   %s\n' "taskbench" "1 thread /s, p50" "$cores threads /s, p50" "redis-benchmark" "req/s, p50" "ratios (1t, ${cores}t)"
 for i in "${!labels[@]}"; do
   read -r t1 p1 <<<"$(best <"$work/pair$i.t1")"

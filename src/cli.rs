@@ -139,7 +139,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args, spans),
         Command::Validate { scenario } => validate(scenario),
         Command::Flame(args) => flame(args),
-        Command::Sink { listen } => match runtime(None) {
+        Command::Sink { listen } => match runtime() {
             Ok(rt) => rt.block_on(sink(listen)),
             Err(code) => code,
         },
@@ -147,33 +147,16 @@ pub fn main() -> ExitCode {
     ExitCode::from(code)
 }
 
-/// The async runtime, with `threads` workers (tokio's default, the core count, when `None`).
-fn runtime(threads: Option<usize>) -> Result<tokio::runtime::Runtime, u8> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        builder.worker_threads(n);
-    }
-    builder.enable_all().build().map_err(|e| {
-        eprintln!("error: cannot start the async runtime: {e}");
-        EXIT_USAGE
-    })
-}
-
-/// Worker threads for a run: no more than the largest case's publishers, nor the cores. One publisher on a
-/// two-thread runtime gets woken on the other thread by its own replies, which costs more than a Redis
-/// LPUSH (docs/redis.md). `TOKIO_WORKER_THREADS` overrides.
-fn run_threads(scenario: &Scenario) -> Option<usize> {
-    if std::env::var_os("TOKIO_WORKER_THREADS").is_some() {
-        return None;
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let widest = scenario
-        .cases
-        .iter()
-        .map(|c| c.concurrency)
-        .max()
-        .unwrap_or(1);
-    Some(widest.clamp(1, cores))
+/// The async runtime: `TOKIO_WORKER_THREADS` worker threads, else one per core. Which is faster for one
+/// publisher depends on the machine's scheduling (docs/redis.md has both measured); the variable sets it.
+fn runtime() -> Result<tokio::runtime::Runtime, u8> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the async runtime: {e}");
+            EXIT_USAGE
+        })
 }
 
 /// Installs logging to stderr and, when profiling, the span recorder; returns where spans are recorded.
@@ -278,7 +261,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> u8 {
         eprintln!("error: {e}");
         return EXIT_USAGE;
     }
-    match runtime(run_threads(&scenario)) {
+    match runtime() {
         Ok(rt) => rt.block_on(run_cases(scenario, args, spans)),
         Err(code) => code,
     }
