@@ -344,7 +344,8 @@ async fn publish_loop<P: Publisher>(
             // timeout_at from t0 saves the clock read `timeout` would make.
             None => tokio::time::timeout_at(t0 + shared.publish_timeout, publish).await,
         };
-        let t1 = Instant::now();
+        // With stage timing on, the last stage's end is the publish's end: one clock read fewer.
+        let t1 = clock.last_lap().unwrap_or_else(Instant::now);
         if let Some(virtual_start) = slot {
             free_at = virtual_start + (t1 - t0);
         }

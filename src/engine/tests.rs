@@ -81,6 +81,11 @@ async fn stage_timing_off_records_no_stages() {
     .await;
     assert_eq!(r.publishes_ok, 10);
     assert!(r.stages.is_empty());
+    let p50 = r.latency.value_at_quantile(0.5);
+    assert!(
+        (999_000..=1_001_000).contains(&p50),
+        "latency is still measured: p50 {p50}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
