@@ -76,7 +76,9 @@ impl Folded {
         folded
     }
 
-    /// tracing-flame's output (`all-threads; publish; send 1234` per span exit) merged into stacks.
+    /// tracing-flame's output (`all-threads; publish; send 1234` per span exit) merged into stacks. Only
+    /// stacks under a `publish` span are kept: a client library's spans count where they run inside a
+    /// publish; its background work (lapin's `io_loop` thread) is not one publish's and is left out.
     pub fn from_tracing_flame(text: &str) -> Folded {
         let mut folded = Folded::default();
         for line in text.lines() {
@@ -87,7 +89,7 @@ impl Folded {
                 continue;
             };
             let frames: Vec<&str> = stack.split("; ").skip(1).collect();
-            if !frames.is_empty() {
+            if frames.first() == Some(&"publish") {
                 folded.add(&frames.join(";"), count);
             }
         }
