@@ -284,7 +284,12 @@ async fn run_cases(scenario: Scenario, args: RunArgs, spans: Option<SpanBuffer>)
     tokio::spawn(async move {
         interrupted().await;
         stop.store(true, Relaxed);
-        eprintln!("interrupted: finishing the current case and writing what was measured");
+        eprintln!(
+            "interrupted: ending the current case and writing what was measured (again to quit now)"
+        );
+        interrupted().await;
+        eprintln!("interrupted twice: quitting; summary.json holds the cases finished before");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
     });
 
     let scenario_file = scenario.file.display().to_string();

@@ -21,6 +21,8 @@ pub struct Script {
     pub batch: usize,
     /// The backend reports this many fewer arrivals than there were.
     pub lose: u64,
+    /// The publish call with this (1-based, per publisher) number panics.
+    pub panic_on: Option<u64>,
 }
 
 pub struct FakeTarget {
@@ -54,6 +56,9 @@ impl Publisher for FakePublisher {
         clock: &mut StageClock,
     ) -> Result<(), PublishError> {
         self.count += 1;
+        if self.script.panic_on == Some(self.count) {
+            panic!("scripted panic in call {}", self.count);
+        }
         let last = self.script.stages.len().saturating_sub(1);
         for (i, (stage, took)) in self.script.stages.iter().enumerate() {
             let mut took = *took;

@@ -118,9 +118,10 @@ struct PaddedCounter(AtomicU64);
 
 /// What the publishers of one case share; read-mostly.
 struct Shared {
-    warmup_next: AtomicU64,
+    warmup_next: PaddedCounter,
     warmup_total: u64,
-    next: AtomicU64,
+    /// Claimed on every publish: on its own cache line, away from the read-mostly fields.
+    next: PaddedCounter,
     total: u64,
     barrier: Barrier,
     start: OnceLock<Instant>,
@@ -151,6 +152,31 @@ pub fn intended_offset(i: u64, interval_ns: f64) -> Duration {
     Duration::from_nanos((i as f64 * interval_ns) as u64)
 }
 
+/// The error kind of a publisher that panicked.
+const PANIC: &str = "panic";
+
+/// Runs one publish call, turning a panic in the publisher into a `panic` error instead of losing the worker
+/// (and, before the barrier, hanging the others).
+async fn unwind_safe<F: Future<Output = Result<(), PublishError>>>(
+    publish: F,
+) -> Result<(), PublishError> {
+    use futures_util::FutureExt;
+    match std::panic::AssertUnwindSafe(publish).catch_unwind().await {
+        Ok(out) => out,
+        Err(panic) => {
+            let why = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".into());
+            Err(PublishError::new(
+                PANIC,
+                format!("the publisher panicked: {why}"),
+            ))
+        }
+    }
+}
+
 /// Runs `case` on `target` to the end and returns its merged result. Never panics on publisher failures.
 pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunControl) -> CaseResult {
     if let Err(e) = target.prepare().await {
@@ -160,9 +186,9 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         return r;
     }
     let shared = Arc::new(Shared {
-        warmup_next: AtomicU64::new(0),
+        warmup_next: PaddedCounter::default(),
         warmup_total: case.warmup,
-        next: AtomicU64::new(0),
+        next: PaddedCounter::default(),
         total: case.publishes.unwrap_or(u64::MAX),
         barrier: Barrier::new(case.concurrency),
         start: OnceLock::new(),
@@ -216,7 +242,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     let mut result = CaseResult::merge(case, &recorders);
     for p in panics {
         result.errors.add(
-            &PublishError::new("panic", format!("a publisher panicked: {p}")),
+            &PublishError::new(PANIC, format!("a publisher panicked: {p}")),
             1,
         );
     }
@@ -261,9 +287,12 @@ async fn publish_loop<P: Publisher>(
     let mut clock = StageClock::new(shared.stage_timing);
     let mut rec = Recorder::new(shared.interval_ns.is_some());
 
+    // Set when the publisher panicked: it publishes no more (the others go on).
+    let mut broken = false;
+
     // Warm-up: connect, fill caches; nothing recorded but what arrived.
     while !shared.stop.load(Relaxed) {
-        let (_, n) = claim(&shared.warmup_next, shared.warmup_total, batch);
+        let (_, n) = claim(&shared.warmup_next.0, shared.warmup_total, batch);
         if n == 0 {
             break;
         }
@@ -272,9 +301,17 @@ async fn publish_loop<P: Publisher>(
         }
         let out = tokio::time::timeout(
             shared.publish_timeout,
-            publisher.publish(&messages[..n], &mut clock),
+            unwind_safe(publisher.publish(&messages[..n], &mut clock)),
         )
         .await;
+        if let Ok(Err(e)) = &out
+            && e.kind == PANIC
+        {
+            // The publisher is broken: count it, and still reach the barrier so the others go on.
+            rec.errors.add(e, n as u64);
+            broken = true;
+            break;
+        }
         if let Ok(Ok(())) = out {
             rec.warmup_ok += n as u64;
         }
@@ -285,12 +322,11 @@ async fn publish_loop<P: Publisher>(
     let start = *shared.start.get_or_init(Instant::now);
     let deadline = shared.duration.map(|d| start + d);
     let mut done = 0u64;
-    let mut calls = 0u64;
     // Open loop: when this publisher would have been free had every publish started on schedule.
     let mut free_at = start;
 
-    while !shared.stop.load(Relaxed) {
-        let (first, n) = claim(&shared.next, shared.total, batch);
+    while !broken && !shared.stop.load(Relaxed) {
+        let (first, n) = claim(&shared.next.0, shared.total, batch);
         if n == 0 {
             break;
         }
@@ -318,10 +354,10 @@ async fn publish_loop<P: Publisher>(
             break;
         }
 
+        // Sampled on the shared claim index, so the traced share is exact whatever the concurrency.
         let traced = shared
             .trace_every
-            .is_some_and(|every| calls.is_multiple_of(every));
-        calls += 1;
+            .is_some_and(|every| (first / batch as u64).is_multiple_of(every));
         let span = traced.then(spans::publish_span);
         clock.set_traced(traced);
         clock.begin(t0);
@@ -336,7 +372,7 @@ async fn publish_loop<P: Publisher>(
             }
         }
 
-        let publish = publisher.publish(&messages[..n], &mut clock);
+        let publish = unwind_safe(publisher.publish(&messages[..n], &mut clock));
         let out = match span {
             Some(span) => {
                 tokio::time::timeout_at(t0 + shared.publish_timeout, publish.instrument(span)).await
@@ -344,8 +380,12 @@ async fn publish_loop<P: Publisher>(
             // timeout_at from t0 saves the clock read `timeout` would make.
             None => tokio::time::timeout_at(t0 + shared.publish_timeout, publish).await,
         };
-        // With stage timing on, the last stage's end is the publish's end: one clock read fewer.
-        let t1 = clock.last_lap().unwrap_or_else(Instant::now);
+        // A successful publish ends with its last stage (one clock read fewer with stage timing on); a failed
+        // or cancelled one ends now, whatever stage it stopped in.
+        let t1 = match (&out, clock.last_lap()) {
+            (Ok(Ok(())), Some(end)) => end,
+            _ => Instant::now(),
+        };
         if let Some(virtual_start) = slot {
             free_at = virtual_start + (t1 - t0);
         }
@@ -361,6 +401,7 @@ async fn publish_loop<P: Publisher>(
             Ok(Err(e)) => {
                 rec.errors.add(&e, n as u64);
                 clock.discard();
+                broken = e.kind == PANIC;
             }
             Err(_) => {
                 rec.errors.add(
@@ -379,6 +420,9 @@ async fn publish_loop<P: Publisher>(
         rec.mark(t0, t1);
         done += n as u64;
         shared.progress[worker].0.store(done, Relaxed);
+        if broken {
+            break;
+        }
     }
     publisher.close().await;
     rec

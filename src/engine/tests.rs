@@ -261,3 +261,100 @@ async fn open_loop_counts_a_stall_against_every_publish_it_delays() {
         lag.max()
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_publisher_panicking_in_warm_up_is_an_error_not_a_hang() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        panic_on: Some(2),
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 40\nwarmup = 10\nconcurrency = 2"),
+        &RunControl::new(),
+    )
+    .await;
+    let panics = r.errors.by_kind();
+    assert_eq!(panics.len(), 1, "{panics:?}");
+    assert_eq!(panics[0].0, "panic");
+    assert_eq!(
+        panics[0].2,
+        "the publisher panicked: scripted panic in call 2"
+    );
+    assert_eq!(panics[0].1, 2, "one call per publisher panicked");
+    assert_eq!(
+        r.publishes_ok, 0,
+        "both publishers panicked in warm-up and stopped"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publisher_panicking_mid_case_stops_while_the_others_finish() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        panic_on: Some(5),
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100\nconcurrency = 1"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 4);
+    assert_eq!(r.errors.by_kind()[0].0, "panic");
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_loop_charges_a_timed_out_publish_to_those_behind_it() {
+    // 10 ms apart, 1 ms each; the 5th hangs and is cut at publish_timeout (200 ms): the ~20 publishes due
+    // meanwhile queue behind it, with stage timing on or off alike.
+    for timing in ["true", "false"] {
+        let script = Script {
+            stages: vec![(Stage::Send, ms(1))],
+            stall: Some((5, Duration::from_secs(60))),
+            ..Script::default()
+        };
+        let r = run_case(
+            FakeTarget::new(script),
+            &case(&format!(
+                "publishes = 60\nrate = 100\npublish_timeout = \"200ms\"\nstage_timing = {timing}"
+            )),
+            &RunControl::new(),
+        )
+        .await;
+        assert_eq!(r.errors.by_kind()[0].0, "timeout");
+        assert_eq!(r.publishes_ok, 59);
+        let slow = r.latency.count_between(50_000_000, u64::MAX);
+        assert!(
+            (15..=21).contains(&slow),
+            "stage_timing = {timing}: {slow} publishes over 50 ms"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_split_the_count_and_charge_each_publish_the_call() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(4))],
+        batch: 4,
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 10"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 10, "calls of 4, 4 and 2");
+    assert_eq!(r.delivered, Some(10));
+    let send = r.stages.iter().find(|s| s.stage == Stage::Send).unwrap();
+    assert_eq!(send.histogram.len(), 10);
+    assert_eq!(
+        send.total_ns,
+        10 * 4_000_000,
+        "every publish of a call waited for the whole call"
+    );
+    assert_eq!(r.elapsed, ms(12));
+}
