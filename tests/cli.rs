@@ -149,6 +149,34 @@ fn json_format_prints_the_summary() {
     ] {
         assert!(printed["cases"][0].get(key).is_some(), "{key}");
     }
+    // The nested keys DESIGN.md fixes, and the histogram decodes to the same count.
+    let case = &printed["cases"][0];
+    for key in ["min", "p50", "p90", "p99", "p999", "max", "mean"] {
+        assert!(
+            case["latency_ns"][key].as_u64().is_some(),
+            "latency_ns.{key}"
+        );
+    }
+    for key in ["count", "total_ns", "p50", "p99"] {
+        assert!(
+            case["stages"]["send"][key].as_u64().is_some(),
+            "stages.send.{key}"
+        );
+    }
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(case["histogram"].as_str().unwrap())
+        .unwrap();
+    let h: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .unwrap();
+    assert_eq!(h.len(), 100);
+    assert_eq!(
+        h.value_at_quantile(0.5),
+        case["latency_ns"]["p50"].as_u64().unwrap()
+    );
+    // The file in the run folder says the same as stdout.
+    assert_eq!(read_summary(&dir.path().join("r")), printed);
 }
 
 #[test]
