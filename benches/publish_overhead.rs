@@ -5,7 +5,7 @@
 //!     cargo bench --bench publish_overhead
 
 use std::hint::black_box;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use taskbench::message::{TaskMessage, TaskSpec, TaskTemplate};
 use taskbench::record::Recorder;
 use taskbench::stage::{Stage, StageClock};
@@ -19,8 +19,7 @@ fn publish(clock: &mut StageClock, rec: &mut Recorder, message: &mut TaskMessage
     clock.time_sync(Stage::Encode, || message.renew());
     clock.time_sync(Stage::Send, || black_box(message.frame().len()));
     let t1 = clock.last_lap().unwrap_or_else(tokio::time::Instant::now);
-    rec.record_latency((t1 - t0).as_nanos() as u64);
-    clock.drain(|stage, ns| rec.record_stage(stage, ns, 1));
+    rec.record_publish(&[t0], t1, Duration::ZERO, clock);
 }
 
 fn measure(label: &str, stage_timing: bool) -> f64 {

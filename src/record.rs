@@ -3,7 +3,7 @@
 
 use crate::backend::{Backend, PathKind};
 use crate::scenario::Case;
-use crate::stage::{STAGE_COUNT, Stage};
+use crate::stage::{STAGE_COUNT, Stage, StageClock};
 use hdrhistogram::Histogram;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -137,6 +137,24 @@ impl Recorder {
         self.stage_total_ns[i] += ns * publishes;
     }
 
+    /// Records a successful publish call: each of its publishes' latency from its own start (plus any time
+    /// it spent `queued` in an open loop) to `end`, and the stages `clock` timed. The engine's one way of
+    /// recording a publish (the overhead micro-benchmark calls it too).
+    #[inline]
+    pub fn record_publish(
+        &mut self,
+        starts: &[Instant],
+        end: Instant,
+        queued: Duration,
+        clock: &mut StageClock,
+    ) {
+        for s in starts {
+            self.record_latency((queued + end.saturating_duration_since(*s)).as_nanos() as u64);
+        }
+        let n = starts.len() as u64;
+        clock.drain(|stage, ns| self.record_stage(stage, ns, n));
+    }
+
     /// Records how late an open-loop publish started against its schedule.
     #[inline]
     pub fn record_lag(&mut self, ns: u64) {
@@ -262,6 +280,17 @@ impl CaseResult {
             })
             .collect();
         r
+    }
+
+    /// Wall time of all publishes spent in stages (ns).
+    pub fn stages_total_ns(&self) -> u64 {
+        self.stages.iter().map(|s| s.total_ns).sum()
+    }
+
+    /// Latency spent outside every stage (ns): queueing in an open loop; zero when the stages cover it
+    /// (in a pipelined batch they can add up to more than the latency, as each publish is charged the call).
+    pub fn outside_stages_ns(&self) -> u64 {
+        self.latency_total_ns.saturating_sub(self.stages_total_ns())
     }
 
     /// Measured publishes per second.

@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
@@ -22,8 +21,6 @@ pub const MAX_FRAME: usize = 64 << 20;
 const LISTEN_BACKLOG: u32 = 65_535;
 /// Read buffer per connection: large enough for many frames per read on long-lived streams.
 const READ_BUFFER: usize = 16 * 1024;
-/// How long `settle` waits without a new frame before it stops waiting for missing ones.
-const SETTLE_IDLE: Duration = Duration::from_millis(500);
 
 /// Where a sink listens and a local publisher connects.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,24 +147,6 @@ impl Sink {
             bad_frames: c.bad_frames.load(Relaxed),
             partial_frames: c.partial_frames.load(Relaxed),
         }
-    }
-
-    /// Waits until `expected` frames arrived, or none arrived for a while; returns the totals.
-    pub async fn settle(&self, expected: u64) -> SinkSnapshot {
-        let mut last = self.snapshot();
-        let mut idle = Duration::ZERO;
-        let step = Duration::from_millis(2);
-        while last.frames < expected && idle < SETTLE_IDLE {
-            tokio::time::sleep(step).await;
-            let now = self.snapshot();
-            idle = if now.frames == last.frames {
-                idle + step
-            } else {
-                Duration::ZERO
-            };
-            last = now;
-        }
-        last
     }
 
     /// Stops the sink and returns its totals.
@@ -444,8 +423,11 @@ mod tests {
                     .await
                     .unwrap(),
             }
-            let snap = sink.settle(2).await;
-            assert_eq!(snap.frames, 2, "{ep}");
+            let mut settle = crate::backend::settle::Settle::new(crate::backend::local::SETTLE);
+            while !settle.done(sink.snapshot().frames, 2) {
+                tokio::time::sleep(settle.rules.poll).await;
+            }
+            assert_eq!(sink.snapshot().frames, 2, "{ep}");
             assert_eq!(sink.stop().frames, 2);
         }
     }

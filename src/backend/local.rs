@@ -4,6 +4,7 @@
 //! `fresh` connects (for a FIFO: opens) for every publish and closes after it; `raw` keeps one stream per
 //! publisher for the whole case and reconnects only after a failure.
 
+use super::settle::{Settle, SettleRules};
 use super::{Backend, PathKind};
 use crate::engine::{Publisher, Target};
 use crate::message::TaskMessage;
@@ -13,7 +14,15 @@ use crate::sink::{Endpoint, Sink};
 use crate::stage::{Stage, StageClock};
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::AsyncWriteExt;
+
+/// How long to wait for the sink to read what was written: it reads asynchronously, in-process.
+pub const SETTLE: SettleRules = SettleRules {
+    poll: Duration::from_millis(2),
+    quiet: Duration::from_millis(500),
+    limit: Duration::from_secs(10),
+};
 
 /// The stream one local publisher writes to.
 enum LocalStream {
@@ -72,16 +81,9 @@ pub struct LocalTarget {
 impl LocalTarget {
     pub fn new(case: &Case) -> io::Result<Self> {
         let keep_open = case.path == PathKind::Raw;
-        if let Some(address) = &case.options.address {
-            let endpoint = match case.backend {
-                Backend::Unix => Endpoint::Unix(address.into()),
-                Backend::Fifo => Endpoint::Fifo(address.into()),
-                _ => Endpoint::Tcp(address.parse().map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidInput, format!("{address}: {e}"))
-                })?),
-            };
+        if let Some(endpoint) = &case.options.address {
             return Ok(LocalTarget {
-                endpoint: Arc::new(endpoint),
+                endpoint: Arc::new(endpoint.clone()),
                 keep_open,
                 sink: None,
                 embedded: false,
@@ -128,10 +130,17 @@ impl Target for LocalTarget {
     }
 
     async fn delivered(&mut self, expected: u64) -> Result<Option<u64>, PublishError> {
-        Ok(match &self.sink {
-            Some(sink) => Some(sink.settle(expected).await.frames),
-            None => None,
-        })
+        let Some(sink) = &self.sink else {
+            return Ok(None);
+        };
+        let mut settle = Settle::new(SETTLE);
+        loop {
+            let frames = sink.snapshot().frames;
+            if settle.done(frames, expected) {
+                return Ok(Some(frames));
+            }
+            tokio::time::sleep(settle.rules.poll).await;
+        }
     }
 
     async fn finish(&mut self) {

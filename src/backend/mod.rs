@@ -7,6 +7,7 @@
 pub mod amqp;
 pub mod local;
 pub mod redis;
+pub mod settle;
 pub mod url;
 
 use crate::engine::{self, RunControl};

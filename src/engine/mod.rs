@@ -390,14 +390,7 @@ async fn publish_loop<P: Publisher>(
             free_at = virtual_start + (t1 - t0);
         }
         match out {
-            Ok(Ok(())) => {
-                for s in &starts[..n] {
-                    rec.record_latency(
-                        (queued + t1.saturating_duration_since(*s)).as_nanos() as u64
-                    );
-                }
-                clock.drain(|stage, ns| rec.record_stage(stage, ns, n as u64));
-            }
+            Ok(Ok(())) => rec.record_publish(&starts[..n], t1, queued, &mut clock),
             Ok(Err(e)) => {
                 rec.errors.add(&e, n as u64);
                 clock.discard();

@@ -67,12 +67,10 @@ impl Folded {
     /// time of a publish outside every stage (its self time).
     pub fn wall(result: &CaseResult) -> Folded {
         let mut folded = Folded::default();
-        let mut in_stages = 0;
         for s in &result.stages {
             folded.add(&format!("publish;{}", s.stage.name()), s.total_ns);
-            in_stages += s.total_ns;
         }
-        folded.add("publish", result.latency_total_ns.saturating_sub(in_stages));
+        folded.add("publish", result.outside_stages_ns());
         folded
     }
 

@@ -21,7 +21,7 @@ pub struct BreakdownRow {
 
 /// The rows of `r`'s breakdown, largest share first.
 pub fn rows(r: &CaseResult) -> Vec<BreakdownRow> {
-    let in_stages: u64 = r.stages.iter().map(|s| s.total_ns).sum();
+    let in_stages = r.stages_total_ns();
     // In a pipelined batch each publish is charged the whole call, while its latency starts at its own
     // encode, so the stages can add up to a little more than the latency: shares are of the larger.
     let total = r.latency_total_ns.max(in_stages).max(1) as f64;
@@ -37,7 +37,7 @@ pub fn rows(r: &CaseResult) -> Vec<BreakdownRow> {
             share: s.total_ns as f64 / total,
         })
         .collect();
-    let outside = r.latency_total_ns.saturating_sub(in_stages);
+    let outside = r.outside_stages_ns();
     if !rows.is_empty() && outside > 0 {
         rows.push(BreakdownRow {
             stage: "(outside stages)".into(),

@@ -5,6 +5,7 @@
 
 use crate::backend::{Backend, PathKind};
 use crate::message::{TaskSpec, TaskTemplate};
+use crate::sink::Endpoint;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -64,7 +65,8 @@ pub enum Confirm {
 /// Backend-specific settings of a case (which apply where is in [`crate::backend::BACKENDS`]).
 #[derive(Debug, Clone)]
 pub struct CaseOptions {
-    pub address: Option<String>,
+    /// Where a local backend publishes instead of its embedded sink, already parsed.
+    pub address: Option<Endpoint>,
     pub url: Option<String>,
     pub keep: bool,
     pub confirm: Confirm,
@@ -552,7 +554,6 @@ fn plan_case(
         .unwrap_or(DEFAULT_PUBLISH_TIMEOUT);
 
     let mut options = CaseOptions {
-        address: raw.address.as_ref().map(|a| a.get_ref().clone()),
         url: raw.url.as_ref().map(|u| u.get_ref().clone()),
         keep: raw.keep.as_ref().is_some_and(|k| *k.get_ref()),
         ..CaseOptions::default()
@@ -606,10 +607,11 @@ fn plan_case(
         ));
     }
     if let Some(a) = &raw.address {
-        check_address(at, backend, a).map_err(|mut e| {
+        let endpoint = local_endpoint(at, backend, a).map_err(|mut e| {
             e.message = in_case(e.message);
             e
         })?;
+        options.address = Some(endpoint);
     }
 
     let mut task = task.clone();
@@ -666,24 +668,31 @@ fn default_profile_sample(backend: Backend, path: PathKind) -> f64 {
     }
 }
 
-fn check_address(at: &Locator, backend: Backend, a: &Spanned<String>) -> Result<(), ScenarioError> {
+/// The endpoint a local backend's `address` names (backend-specific options are checked before, so only
+/// unix, fifo and tcp get here).
+fn local_endpoint(
+    at: &Locator,
+    backend: Backend,
+    a: &Spanned<String>,
+) -> Result<Endpoint, ScenarioError> {
     let value = a.get_ref();
-    let bad = match backend {
-        Backend::Tcp => value.parse::<std::net::SocketAddr>().is_err(),
-        _ => value.is_empty(),
+    let endpoint = match backend {
+        Backend::Tcp => value.parse().ok().map(Endpoint::Tcp),
+        _ if value.is_empty() => None,
+        Backend::Fifo => Some(Endpoint::Fifo(value.into())),
+        _ => Some(Endpoint::Unix(value.into())),
     };
-    if bad {
+    endpoint.ok_or_else(|| {
         let hint = match backend {
             Backend::Tcp => "a tcp address is HOST:PORT with an IP, e.g. \"127.0.0.1:7878\"",
             _ => "the address is the path of the socket or FIFO a `taskbench sink` listens on",
         };
-        return Err(at.error(
+        at.error(
             a.span(),
             format!("address {value:?} is not valid for backend `{backend}`"),
             Some(hint.into()),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 fn path_names(paths: &[PathKind]) -> String {

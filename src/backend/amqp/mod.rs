@@ -13,6 +13,7 @@ mod wire;
 pub use publisher::AmqpPublisher;
 
 use super::PathKind;
+use super::settle::{Settle, SettleRules};
 use super::url::{broker_url, redact};
 use crate::engine::Target;
 use crate::record::PublishError;
@@ -34,16 +35,17 @@ use wire::WireTemplate;
 
 /// The broker URL when neither the case nor `TASKBENCH_AMQP_URL` gives one.
 pub const DEFAULT_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
-/// How long `delivered` waits for the queue's count to settle at most.
-const SETTLE_LIMIT: Duration = Duration::from_secs(10);
-/// How often `delivered` reads the queue's count.
-const SETTLE_POLL: Duration = Duration::from_millis(50);
+/// How `delivered` waits for the queue's count: messages published without confirms may still be on their
+/// way into the queue.
+const SETTLE: SettleRules = SettleRules {
+    poll: Duration::from_millis(50),
+    quiet: Duration::from_millis(1000),
+    limit: Duration::from_secs(10),
+};
 /// How long closing a channel or connection after the case may take (a blocked broker never answers).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The least time taskbench's own connection gets to connect.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
-/// `delivered` gives up waiting once the count has not changed for this long.
-const SETTLE_QUIET: Duration = Duration::from_millis(1000);
 
 /// What every publisher of a case needs to know; built once, shared read-only.
 pub struct Settings {
@@ -384,24 +386,13 @@ impl Target for AmqpTarget {
     }
 
     async fn delivered(&mut self, expected: u64) -> Result<Option<u64>, PublishError> {
-        // Messages published without confirms may still be on their way into the queue: read the count
-        // until it is what was published, or stops moving.
-        let start = Instant::now();
-        let mut last = None;
-        let mut last_change = start;
+        let mut settle = Settle::new(SETTLE);
         loop {
             let arrived = self.count().await?.saturating_sub(self.baseline);
-            if arrived == expected {
+            if settle.done(arrived, expected) {
                 return Ok(Some(arrived));
             }
-            let now = Instant::now();
-            if last != Some(arrived) {
-                last = Some(arrived);
-                last_change = now;
-            } else if now - last_change >= SETTLE_QUIET || now - start >= SETTLE_LIMIT {
-                return Ok(Some(arrived));
-            }
-            tokio::time::sleep(SETTLE_POLL).await;
+            tokio::time::sleep(settle.rules.poll).await;
         }
     }
 

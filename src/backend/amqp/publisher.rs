@@ -91,6 +91,25 @@ impl Publisher for AmqpPublisher {
     }
 }
 
+/// Encodes `message`'s properties (the Encode stage) and returns its basic.publish, for the caller to await
+/// as the Send stage (alone, or together with the rest of a pipelined batch).
+#[inline]
+fn basic_publish<'a>(
+    channel: &'a Channel,
+    s: &'a Settings,
+    message: &'a TaskMessage,
+    clock: &mut StageClock,
+) -> impl Future<Output = lapin::Result<PublisherConfirm>> + use<'a> {
+    let properties = clock.time_sync(Stage::Encode, || s.wire.properties(message.id()));
+    channel.basic_publish(
+        s.exchange.clone(),
+        s.routing_key.clone(),
+        s.publish_options,
+        message.body(),
+        properties,
+    )
+}
+
 /// Publishes `message` on `channel` (Encode: its properties; Send: basic.publish until lapin wrote it).
 #[inline]
 async fn send(
@@ -99,18 +118,9 @@ async fn send(
     message: &TaskMessage,
     clock: &mut StageClock,
 ) -> Result<PublisherConfirm, PublishError> {
-    let properties = clock.time_sync(Stage::Encode, || s.wire.properties(message.id()));
+    let publish = basic_publish(channel, s, message, clock);
     clock
-        .time(
-            Stage::Send,
-            channel.basic_publish(
-                s.exchange.clone(),
-                s.routing_key.clone(),
-                s.publish_options,
-                message.body(),
-                properties,
-            ),
-        )
+        .time(Stage::Send, publish)
         .await
         .map_err(|e| classify(&e, Doing::Publish, &s.url))
 }
@@ -374,16 +384,7 @@ impl PooledPublisher {
             // them together.
             let sends: Vec<_> = batch
                 .iter()
-                .map(|m| {
-                    let properties = clock.time_sync(Stage::Encode, || s.wire.properties(m.id()));
-                    channel.basic_publish(
-                        s.exchange.clone(),
-                        s.routing_key.clone(),
-                        s.publish_options,
-                        m.body(),
-                        properties,
-                    )
-                })
+                .map(|m| basic_publish(channel, s, m, clock))
                 .collect();
             let sent = clock
                 .time(Stage::Send, futures_util::future::join_all(sends))
