@@ -2,21 +2,22 @@
 # The AMQP benchmark (docs/amqp.md): in one run, on the same broker,
 #   1. taskbench scenarios/celery-amqp.toml: pooled (confirm off, batch, each), acquire and fresh, one publisher;
 #   2. the peers: Celery send_task, kombu with the producer kept open, kombu with a connection per publish
-#      (/work/shared/tools/celery_peer.py in the tests/run venv), then the `celery` queue they filled is purged;
+#      (bench/celery_peer.py in the tests/run venv, on its own queue, which it deletes when done);
 #   3. the broker's ceiling: taskbench pooled, confirms off, with more publishers and connections, and the
 #      broker's CPU use while it absorbs them;
 # and prints taskbench / kombu ratios. Figures drift from machine to machine: compare ratios of one run.
 #
-# Usage: bench/amqp.sh            (PEER_N=5000 peer publishes; TASKBENCH_AMQP_URL, PEER_URL to override)
-# Needs: a RabbitMQ on the URL, rabbitmqctl (for the purge), target/celery-venv (tests/run creates it).
+# Usage: bench/amqp.sh            (PEER_N=5000 peer publishes; TASKBENCH_AMQP_URL, PEER_URL to override;
+#                                  PEER_PYTHON, PEER_SCRIPT for another Python or peer script)
+# Needs: a RabbitMQ on the URL, rabbitmqctl (to delete the ceiling queue), target/celery-venv (tests/run
+# creates it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 peer_n=${PEER_N:-5000}
 peer_url=${PEER_URL:-amqp://guest:guest@127.0.0.1:5672//}
 peer_py=${PEER_PYTHON:-target/celery-venv/bin/python}
-peer_script=${PEER_SCRIPT:-../shared/tools/celery_peer.py}
-[ -f "$peer_script" ] || peer_script=/work/shared/tools/celery_peer.py
+peer_script=${PEER_SCRIPT:-bench/celery_peer.py}
 out=$(mktemp -d "${TMPDIR:-/tmp}/taskbench-amqp-bench.XXXXXX")
 
 cargo build --release --quiet
@@ -27,8 +28,8 @@ echo "== taskbench: scenarios/celery-amqp.toml"
 
 echo "== peers: celery_peer.py (N=$peer_n)"
 if [ -x "$peer_py" ]; then
+  # The peer publishes to its own queue (taskbench-peer-<pid>) and deletes it and its exchange at the end.
   "$peer_py" "$peer_script" "$peer_url" "$peer_n" | tee "$out/peer.jsonl"
-  rabbitmqctl -q purge_queue celery >/dev/null 2>&1 || echo "(could not purge queue celery: purge it by hand)"
 else
   echo "no $peer_py: run tests/run once to create the Celery venv; peers skipped"
   : > "$out/peer.jsonl"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmarks taskbench's redis backend against redis-benchmark (the same LPUSH, value size and concurrency)
-# and against Celery/kombu (shared/tools/celery_peer.py), in one run on one server, and prints the ratios.
+# and against Celery/kombu (bench/celery_peer.py), in one run on one server, and prints the ratios.
 #
 # Usage: bench/redis.sh [REDIS_URL]      (default: $TASKBENCH_REDIS_URL, else redis://127.0.0.1:6379/0)
 # Needs redis-cli and redis-benchmark; the Celery peer runs if target/celery-venv exists (tests/run makes
@@ -9,7 +9,8 @@
 # has one) and with one per core (taskbench's default). Pairs run interleaved ROUNDS times (default 2) and the best
 # of each counts, since a shared machine only ever slows a run down.
 # Deletes what it pushed: its own queue, redis-benchmark's `mylist` (it refuses to run if `mylist` already
-# exists) and what the Celery peer added to `celery`. Takes about a minute and a half.
+# exists) and the Celery peer's own queue (taskbench-bench-<pid>-peer, which the peer also deletes itself).
+# Takes about a minute and a half.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,8 +42,11 @@ fi
 cargo build --release --quiet
 tb=target/release/taskbench
 queue="taskbench-bench-$$"
+peer_queue="$queue-peer"
+# kombu's keys for the peer's queue: its four priority lists and its two binding sets.
+peer_keys=("$peer_queue" "$peer_queue"$'\x06\x16'{3,6,9} "_kombu.binding.$peer_queue" "_kombu.binding_permanent.$peer_queue")
 work=$(mktemp -d)
-trap 'rm -rf "$work"; "${cli[@]}" DEL "$queue" mylist >/dev/null' EXIT
+trap 'rm -rf "$work"; "${cli[@]}" DEL "$queue" mylist "${peer_keys[@]}" >/dev/null' EXIT
 
 # write_case FILE NAME PUBLISHES CONCURRENCY EXTRA-KEYS: a one-case scenario on the bench queue.
 write_case() {
@@ -122,20 +126,10 @@ printf '  %-34s %9s tasks/s, p50 %s µs\n' "pooled c=50 multiplexed" $(taskbench
 python=target/celery-venv/bin/python
 if [ -x "$python" ]; then
   echo
-  echo "Celery/kombu on the same server (celery_peer.py $NCELERY, queue 'celery'):"
-  celery_before=$("${cli[@]}" LLEN celery)
-  binding_before=$("${cli[@]}" EXISTS _kombu.binding.celery _kombu.binding_permanent.celery)
-  peer=$("$python" ../shared/tools/celery_peer.py "$url" "$NCELERY")
+  echo "Celery/kombu on the same server (celery_peer.py $NCELERY, queue '$peer_queue'):"
+  peer=$(PEER_QUEUE="$peer_queue" "$python" bench/celery_peer.py "$url" "$NCELERY")
   echo "$peer" | sed 's/^/  /'
-  if [ "$celery_before" = 0 ]; then
-    "${cli[@]}" DEL celery >/dev/null
-  else
-    "${cli[@]}" LTRIM celery "-$celery_before" -1 >/dev/null
-  fi
-  if [ "$binding_before" = 0 ]; then
-    "${cli[@]}" DEL _kombu.binding.celery _kombu.binding_permanent.celery >/dev/null
-  fi
-  send_task=$(echo "$peer" | python3 -c 'import json,sys; print([json.loads(l) for l in sys.stdin if l.strip()][0]["per_s"])')
+  send_task=$(echo "$peer" | python3 -c 'import json,sys; print(next(p for p in map(json.loads, filter(str.strip, sys.stdin)) if p["path"] == "celery-send_task")["per_s"])')
   pooled=$(cat "$work/pair0.t1" "$work/pair0.tn" | best | cut -d' ' -f1)
   printf 'taskbench pooled c=1 (best above): %s tasks/s = %sx Celery send_task (%s tasks/s)\n' \
     "$pooled" "$(ratio "$pooled" "$send_task")" "$send_task"
