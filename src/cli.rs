@@ -1,12 +1,13 @@
 //! The command line: parse arguments, run a scenario, a validation or a sink, and map outcomes to exit codes.
 
 use crate::backend;
+use crate::endpoint::Endpoint;
 use crate::engine::RunControl;
 use crate::profile::{self, cpu, cpu::SpanBuffer, flame::SvgStyle, folded::Folded};
 use crate::record::CaseResult;
 use crate::report::{self, RunFolder, progress::TerminalProgress, summary};
 use crate::scenario::{self, Scenario};
-use crate::sink::{Endpoint, Sink};
+use crate::sink::Sink;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::num::NonZeroU64;
@@ -305,7 +306,7 @@ async fn run_cases(scenario: Scenario, args: RunArgs, spans: Option<SpanBuffer>)
         let result = backend::run_case(case, &control).await;
         let cpu = spans
             .as_ref()
-            .map(|s| s.take_folded(profile::sample_interval(case) as f64));
+            .map(|s| s.take_folded(case.sample_interval() as f64));
         if let Err(e) = folder.write_case(&result, cpu.as_ref()) {
             eprintln!("error: {e:#}");
             write_failed = true;
@@ -493,7 +494,7 @@ fn render_flames(args: &FlameArgs) -> Result<Vec<PathBuf>, String> {
         let subtitle = format!(
             "{}, {} publishes",
             case.subtitle,
-            report::human_count(case.publishes)
+            crate::human::human_count(case.publishes)
         );
         folder
             .write_profile(&case.name, view, &folded, &title, &subtitle, &style)

@@ -1,16 +1,22 @@
 //! taskbench: publish real Celery task messages through selectable code paths and measure each one.
 //!
-//! Flow: `scenario` (parse, check, plan) -> `backend` (a publisher per backend x path) -> `engine`
-//! (closed/open loop, one sample per publish) -> `record` (HDR histograms, errors) -> `report` (table,
-//! summary.json, .hgrm). `cli` wires them to the command line.
+//! The modules form layers that import downward only (ARCHITECTURE.md has the map, and
+//! `tests/layers.rs` keeps it): the shared words (`catalog`, `endpoint`, `error`, `human`, `message`,
+//! `settle`, `stage`) -> `scenario` -> `record` -> `engine` -> `sink` -> `backend` -> `summary` ->
+//! `profile` -> `run` -> `report` -> `cli`.
 
 pub mod backend;
+pub mod catalog;
 pub mod cli;
+pub mod endpoint;
 pub mod engine;
+pub mod error;
+pub mod human;
 pub mod message;
 pub mod profile;
 pub mod record;
 pub mod report;
 pub mod scenario;
+pub mod settle;
 pub mod sink;
 pub mod stage;

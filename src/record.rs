@@ -1,7 +1,8 @@
 //! What a case measured: per-publisher recorders (HDR histograms, error counts) and their merge into a
 //! [`CaseResult`].
 
-use crate::backend::{Backend, PathKind};
+use crate::catalog::{Backend, PathKind};
+use crate::error::PublishError;
 use crate::scenario::Case;
 use crate::stage::{STAGE_COUNT, Stage, StageClock};
 use hdrhistogram::Histogram;
@@ -16,22 +17,6 @@ const SIGFIG: u8 = 3;
 /// An empty latency histogram in nanoseconds.
 pub fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, HIGHEST_NS, SIGFIG).expect("static histogram bounds are valid")
-}
-
-/// Why a publish failed, as a stable kind (the key in `errors`) and a message for people.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PublishError {
-    pub kind: &'static str,
-    pub message: String,
-}
-
-impl PublishError {
-    pub fn new(kind: &'static str, message: impl Into<String>) -> Self {
-        PublishError {
-            kind,
-            message: message.into(),
-        }
-    }
 }
 
 /// Errors by kind, keeping the first message of each kind.

@@ -4,11 +4,10 @@
 //! It runs on a thread of its own (its own single-threaded runtime), embedded in a run or standalone as
 //! `taskbench sink`.
 
+use crate::endpoint::Endpoint;
 use std::fmt;
 use std::io;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use tokio::io::AsyncReadExt;
@@ -21,42 +20,6 @@ pub const MAX_FRAME: usize = 64 << 20;
 const LISTEN_BACKLOG: u32 = 65_535;
 /// Read buffer per connection: large enough for many frames per read on long-lived streams.
 const READ_BUFFER: usize = 16 * 1024;
-
-/// Where a sink listens and a local publisher connects.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    Unix(PathBuf),
-    Fifo(PathBuf),
-    Tcp(SocketAddr),
-}
-
-impl FromStr for Endpoint {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let hint = "expected unix:PATH, fifo:PATH or tcp:IP:PORT";
-        let (kind, rest) = s.split_once(':').ok_or_else(|| format!("{s:?}: {hint}"))?;
-        match kind {
-            "unix" if !rest.is_empty() => Ok(Endpoint::Unix(rest.into())),
-            "fifo" if !rest.is_empty() => Ok(Endpoint::Fifo(rest.into())),
-            "tcp" => rest
-                .parse()
-                .map(Endpoint::Tcp)
-                .map_err(|e| format!("{s:?}: {e}; {hint}")),
-            _ => Err(format!("{s:?}: {hint}")),
-        }
-    }
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-            Endpoint::Fifo(p) => write!(f, "fifo:{}", p.display()),
-            Endpoint::Tcp(a) => write!(f, "tcp:{a}"),
-        }
-    }
-}
 
 /// Running totals, updated once per read (not per frame).
 #[derive(Debug, Default)]
@@ -423,7 +386,7 @@ mod tests {
                     .await
                     .unwrap(),
             }
-            let mut settle = crate::backend::settle::Settle::new(crate::backend::local::SETTLE);
+            let mut settle = crate::settle::Settle::new(crate::backend::local::SETTLE);
             while !settle.done(sink.snapshot().frames, 2) {
                 tokio::time::sleep(settle.rules.poll).await;
             }

@@ -4,13 +4,14 @@
 //! `fresh` connects (for a FIFO: opens) for every publish and closes after it; `raw` keeps one stream per
 //! publisher for the whole case and reconnects only after a failure.
 
-use super::settle::{Settle, SettleRules};
-use super::{Backend, PathKind};
+use crate::catalog::{Backend, PathKind};
+use crate::endpoint::Endpoint;
 use crate::engine::{Publisher, Target};
+use crate::error::PublishError;
 use crate::message::TaskMessage;
-use crate::record::PublishError;
 use crate::scenario::Case;
-use crate::sink::{Endpoint, Sink};
+use crate::settle::{Settle, SettleRules};
+use crate::sink::Sink;
 use crate::stage::{Stage, StageClock};
 use std::io;
 use std::sync::Arc;

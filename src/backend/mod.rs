@@ -1,171 +1,18 @@
-//! Backends and paths: the one table of what each backend supports, and the dispatch from a case to the
-//! publisher implementation that runs it.
+//! The publishers: one module per backend, each with an [`crate::engine::Target`] implementation, and the
+//! dispatch from a case to the one that runs it.
 //!
-//! Adding a backend means: a variant in [`Backend`], a row in [`Backend::spec`], a module with a
-//! [`crate::engine::Target`] implementation, and an arm in [`run_case`].
+//! Adding a backend means: a variant in [`crate::catalog::Backend`] with its row in
+//! [`crate::catalog::BACKENDS`], a module here with a `Target`, and an arm in [`run_case`].
 
 pub mod amqp;
 pub mod local;
 pub mod redis;
-pub mod settle;
 pub mod url;
 
+use crate::catalog::Backend;
 use crate::engine::{self, RunControl};
 use crate::record::CaseResult;
 use crate::scenario::Case;
-use serde::Serialize;
-use std::fmt;
-
-/// Where a task goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// RabbitMQ over AMQP 0-9-1.
-    Amqp,
-    /// Redis lists, kombu's Redis transport.
-    Redis,
-    /// A Unix domain stream socket, raw frames.
-    Unix,
-    /// A named pipe, raw frames.
-    Fifo,
-    /// A TCP stream, raw frames.
-    Tcp,
-}
-
-/// How each publish reaches the backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PathKind {
-    /// A new connection for every publish, closed after it.
-    Fresh,
-    /// A connection checked out of a pool for every publish and returned after it.
-    Acquire,
-    /// One connection/channel per publisher for the whole case.
-    Pooled,
-    /// Frames straight onto one long-lived local stream per publisher.
-    Raw,
-}
-
-/// What a backend accepts: its paths, and the case keys that mean something for it.
-pub struct BackendSpec {
-    pub backend: Backend,
-    pub name: &'static str,
-    pub paths: &'static [PathKind],
-    /// Case keys specific to this backend, each with the paths it applies to (empty = all paths).
-    pub options: &'static [(&'static str, &'static [PathKind])],
-    /// Whether the backend is local (raw frames to a sink) rather than a broker.
-    pub local: bool,
-}
-
-use PathKind::{Acquire, Fresh, Pooled, Raw};
-
-const LOCAL_OPTIONS: &[(&str, &[PathKind])] = &[("address", &[])];
-
-/// The table of backends: the single definition everything else reads.
-pub const BACKENDS: &[BackendSpec] = &[
-    BackendSpec {
-        backend: Backend::Amqp,
-        name: "amqp",
-        paths: &[Fresh, Acquire, Pooled],
-        options: &[
-            ("url", &[]),
-            ("keep", &[]),
-            ("confirm", &[]),
-            ("confirm_batch", &[]),
-            ("pool_size", &[Acquire]),
-            ("connections", &[Pooled]),
-            ("batch", &[Pooled]),
-        ],
-        local: false,
-    },
-    BackendSpec {
-        backend: Backend::Redis,
-        name: "redis",
-        paths: &[Fresh, Acquire, Pooled],
-        options: &[
-            ("url", &[]),
-            ("keep", &[]),
-            ("pool_size", &[Acquire]),
-            ("batch", &[Pooled]),
-            ("multiplexed", &[Pooled]),
-            ("kombu_handshake", &[Fresh]),
-        ],
-        local: false,
-    },
-    BackendSpec {
-        backend: Backend::Unix,
-        name: "unix",
-        paths: &[Fresh, Raw],
-        options: LOCAL_OPTIONS,
-        local: true,
-    },
-    BackendSpec {
-        backend: Backend::Fifo,
-        name: "fifo",
-        paths: &[Fresh, Raw],
-        options: LOCAL_OPTIONS,
-        local: true,
-    },
-    BackendSpec {
-        backend: Backend::Tcp,
-        name: "tcp",
-        paths: &[Fresh, Raw],
-        options: LOCAL_OPTIONS,
-        local: true,
-    },
-];
-
-impl Backend {
-    /// This backend's row in [`BACKENDS`].
-    pub fn spec(self) -> &'static BackendSpec {
-        BACKENDS
-            .iter()
-            .find(|s| s.backend == self)
-            .expect("every backend has a row in BACKENDS")
-    }
-
-    /// The backend called `name` in scenario files.
-    pub fn from_name(name: &str) -> Option<Backend> {
-        BACKENDS.iter().find(|s| s.name == name).map(|s| s.backend)
-    }
-
-    /// Names of all backends, for error messages.
-    pub fn names() -> Vec<&'static str> {
-        BACKENDS.iter().map(|s| s.name).collect()
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.spec().name)
-    }
-}
-
-impl PathKind {
-    /// Every path.
-    pub const ALL: [PathKind; 4] = [Fresh, Acquire, Pooled, Raw];
-
-    /// The name used in scenario files and output.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Fresh => "fresh",
-            Acquire => "acquire",
-            Pooled => "pooled",
-            Raw => "raw",
-        }
-    }
-
-    /// The path called `name` in scenario files.
-    pub fn from_name(name: &str) -> Option<PathKind> {
-        PathKind::ALL.into_iter().find(|p| p.name() == name)
-    }
-}
-
-impl fmt::Display for PathKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
 
 /// Runs one case to the end on its backend and returns what was measured.
 pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
@@ -182,34 +29,5 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_backend_has_one_row_and_names_round_trip() {
-        for b in [
-            Backend::Amqp,
-            Backend::Redis,
-            Backend::Unix,
-            Backend::Fifo,
-            Backend::Tcp,
-        ] {
-            assert_eq!(BACKENDS.iter().filter(|s| s.backend == b).count(), 1);
-            assert_eq!(Backend::from_name(b.spec().name), Some(b));
-        }
-        for p in PathKind::ALL {
-            assert_eq!(PathKind::from_name(p.name()), Some(p));
-        }
-    }
-
-    #[test]
-    fn raw_is_local_only() {
-        for s in BACKENDS {
-            assert_eq!(s.paths.contains(&Raw), s.local, "{}", s.name);
-        }
     }
 }

@@ -1,8 +1,8 @@
 //! A deterministic test double for the engine: publishes take scripted (virtual) time per stage.
 
 use super::{Publisher, Target};
+use crate::error::PublishError;
 use crate::message::TaskMessage;
-use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};

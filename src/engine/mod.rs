@@ -6,10 +6,11 @@
 #[cfg(test)]
 pub(crate) mod fake;
 
+use crate::error::PublishError;
 use crate::message::{TaskMessage, TaskTemplate};
-use crate::profile::spans;
-use crate::record::{CaseResult, PublishError, Recorder};
+use crate::record::{CaseResult, Recorder};
 use crate::scenario::Case;
+use crate::stage::spans;
 use crate::stage::{Stage, StageClock};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
@@ -196,9 +197,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         interval_ns: case.rate.map(|r| 1e9 / r),
         publish_timeout: case.publish_timeout,
         stage_timing: case.stage_timing,
-        trace_every: control
-            .trace_spans
-            .then(|| crate::profile::sample_interval(case)),
+        trace_every: control.trace_spans.then(|| case.sample_interval()),
         stop: control.stop.clone(),
         progress: (0..case.concurrency)
             .map(|_| PaddedCounter::default())

@@ -8,11 +8,3 @@
 pub mod cpu;
 pub mod flame;
 pub mod folded;
-pub mod spans;
-
-use crate::scenario::Case;
-
-/// Trace one publish in this many when CPU profiling: `1 / profile_sample`, at least 1.
-pub fn sample_interval(case: &Case) -> u64 {
-    (1.0 / case.profile_sample).round().max(1.0) as u64
-}

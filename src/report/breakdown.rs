@@ -1,7 +1,7 @@
 //! The breakdown of one publish: how its latency divides between stages, largest first. The text answer to
 //! "where does the time go", the same numbers the wall flamegraph draws.
 
-use super::{human_count, human_ns};
+use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
 use comfy_table::{CellAlignment, Table, presets};
 

@@ -9,7 +9,7 @@ fn rate(state: &ProgressState, w: &mut dyn std::fmt::Write) {
     let _ = write!(
         w,
         "{}/s",
-        super::human_count(state.per_sec().round() as u64)
+        crate::human::human_count(state.per_sec().round() as u64)
     );
 }
 

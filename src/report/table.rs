@@ -1,6 +1,6 @@
 //! The side-by-side table of a run's cases, and the lines under it that explain errors and caveats.
 
-use super::{human_count, human_ns};
+use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
 use comfy_table::{CellAlignment, Table, presets};
 

@@ -3,9 +3,9 @@
 //! Errors name the file, line and column of the offending key and say what is allowed; nothing here exits
 //! the process, so every error is testable.
 
-use crate::backend::{Backend, PathKind};
+use crate::catalog::{Backend, PathKind};
+use crate::endpoint::Endpoint;
 use crate::message::{TaskSpec, TaskTemplate};
-use crate::sink::Endpoint;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -62,7 +62,7 @@ pub enum Confirm {
     Batch,
 }
 
-/// Backend-specific settings of a case (which apply where is in [`crate::backend::BACKENDS`]).
+/// Backend-specific settings of a case (which apply where is in [`crate::catalog::BACKENDS`]).
 #[derive(Debug, Clone)]
 pub struct CaseOptions {
     /// Where a local backend publishes instead of its embedded sink, already parsed.
@@ -99,6 +99,11 @@ impl Case {
     /// Whether publishes are scheduled at a rate (open loop) rather than back to back.
     pub fn open_loop(&self) -> bool {
         self.rate.is_some()
+    }
+
+    /// Trace one publish in this many when CPU profiling: `1 / profile_sample`, at least 1.
+    pub fn sample_interval(&self) -> u64 {
+        (1.0 / self.profile_sample).round().max(1.0) as u64
     }
 }
 
@@ -478,7 +483,7 @@ fn plan_case(
     for (key, span) in raw.backend_keys() {
         match spec.options.iter().find(|(k, _)| *k == key) {
             None => {
-                let owners: Vec<&str> = crate::backend::BACKENDS
+                let owners: Vec<&str> = crate::catalog::BACKENDS
                     .iter()
                     .filter(|s| s.options.iter().any(|(k, _)| *k == key))
                     .map(|s| s.name)

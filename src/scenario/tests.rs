@@ -328,5 +328,5 @@ fn profile_sample_is_a_share() {
         "s.toml",
     )
     .unwrap();
-    assert_eq!(crate::profile::sample_interval(&s.cases[0]), 4);
+    assert_eq!(s.cases[0].sample_interval(), 4);
 }

@@ -5,7 +5,7 @@
 //! `channel_closed`, `nack`, `returned`, `blocked`, `amqp` (any other broker error). `timeout` comes from the
 //! engine.
 
-use crate::record::PublishError;
+use crate::error::PublishError;
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::{Error, ErrorKind};
 use std::io;

@@ -12,12 +12,12 @@ mod wire;
 
 pub use publisher::AmqpPublisher;
 
-use super::PathKind;
-use super::settle::{Settle, SettleRules};
 use super::url::{broker_url, redact};
+use crate::catalog::PathKind;
 use crate::engine::Target;
-use crate::record::PublishError;
+use crate::error::PublishError;
 use crate::scenario::{Case, Confirm};
+use crate::settle::{Settle, SettleRules};
 use crate::stage::{Stage, StageClock};
 use error::{Doing, classify};
 use lapin::options::{

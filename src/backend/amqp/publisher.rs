@@ -17,8 +17,8 @@
 use super::error::{self, Doing, classify};
 use super::{Live, Settings, close_channel, close_connection, connect, declare, open_channel};
 use crate::engine::Publisher;
+use crate::error::PublishError;
 use crate::message::TaskMessage;
-use crate::record::PublishError;
 use crate::scenario::Confirm;
 use crate::stage::{Stage, StageClock};
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};

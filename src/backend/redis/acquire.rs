@@ -8,8 +8,8 @@
 
 use super::Endpoint;
 use super::plain::{Lpush, PlainConnection};
+use crate::error::PublishError;
 use crate::message::TaskMessage;
-use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
 use redis::{Cmd, RedisError};
 use std::sync::{Arc, Mutex};

@@ -6,8 +6,8 @@
 
 use super::Endpoint;
 use super::plain::Lpush;
+use crate::error::PublishError;
 use crate::message::TaskMessage;
-use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
 use redis::Cmd;
 use std::sync::Arc;

@@ -12,11 +12,11 @@ pub mod kombu;
 mod plain;
 mod pooled;
 
-use super::PathKind;
 use super::url::{broker_url, redact};
+use crate::catalog::PathKind;
 use crate::engine::{Publisher, Target};
+use crate::error::PublishError;
 use crate::message::TaskMessage;
-use crate::record::PublishError;
 use crate::scenario::Case;
 use crate::stage::StageClock;
 use redis::aio::MultiplexedConnection;

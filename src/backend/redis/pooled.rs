@@ -9,8 +9,8 @@
 
 use super::plain::{Lpush, PlainConnection};
 use super::{Endpoint, first_error, is_broken};
+use crate::error::PublishError;
 use crate::message::TaskMessage;
-use crate::record::PublishError;
 use crate::stage::{Stage, StageClock};
 use redis::aio::MultiplexedConnection;
 use redis::{Cmd, Pipeline, RedisError};

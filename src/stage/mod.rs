@@ -5,7 +5,7 @@
 //! recorder when the publish ends), and on a sampled publish runs the stage inside its `tracing` span: the
 //! histograms, the wall flamegraph and the CPU flamegraph all come from these same calls.
 
-use crate::profile::spans;
+pub mod spans;
 use std::future::Future;
 use tokio::time::Instant;
 use tracing::Instrument;

@@ -1,7 +1,7 @@
 //! The `tracing` spans of a publish: one `publish` span, and inside it one span per stage, with stable names
 //! (the stage names), so flamegraphs from different runs line up.
 
-use crate::stage::Stage;
+use super::Stage;
 use tracing::{Level, Span, span};
 
 /// The span around one publish.

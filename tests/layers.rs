@@ -1,0 +1,152 @@
+//! The crate's modules form layers that import downward only (ARCHITECTURE.md draws them). This test reads
+//! every `crate::<module>` reference in `src/` outside `#[cfg(test)]` code and fails when a module reaches
+//! up (or sideways within the bottom layer), or when a new top-level module has not been given a layer.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Top-level modules, bottom layer first. A module may use only modules on layers below its own.
+const LAYERS: &[&[&str]] = &[
+    // The shared words: import nothing of the crate.
+    &[
+        "catalog", "endpoint", "error", "human", "message", "settle", "stage",
+    ],
+    &["scenario"],
+    &["record"],
+    &["engine"],
+    &["sink"],
+    &["backend"],
+    &["summary"],
+    &["profile"],
+    &["run"],
+    &["report"],
+    &["cli"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+/// The top-level module a file under `src/` belongs to (`src/backend/amqp/mod.rs` -> `backend`).
+fn top_module(src: &Path, file: &Path) -> String {
+    let first = file.strip_prefix(src).unwrap().components().next().unwrap();
+    let name = first.as_os_str().to_string_lossy();
+    name.strip_suffix(".rs").unwrap_or(&name).to_string()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The text of `file` that is not test code: a file named `tests.rs` or `fake.rs` under a `#[cfg(test)]
+/// mod` declaration is all test code; elsewhere everything from the first `#[cfg(test)]` on is dropped.
+fn non_test_code(file: &Path) -> Option<String> {
+    let name = file.file_name().unwrap().to_string_lossy();
+    if name == "tests.rs" || name == "fake.rs" {
+        return None;
+    }
+    let text = std::fs::read_to_string(file).unwrap();
+    Some(match text.find("#[cfg(test)]") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    })
+}
+
+/// Every `crate::<name>` in `code`, skipping doc and line comments.
+fn crate_references(code: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for line in code.lines() {
+        let line = line.trim_start();
+        if line.starts_with("//") {
+            continue;
+        }
+        let mut rest = line;
+        while let Some(i) = rest.find("crate::") {
+            let after = &rest[i + "crate::".len()..];
+            let name: String = after
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                found.push(name);
+            }
+            rest = after;
+        }
+    }
+    found
+}
+
+/// (module -> modules it uses) over the non-test code of `src/`.
+fn imports(src: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
+    let mut files = Vec::new();
+    rust_files(src, &mut files);
+    let mut graph: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
+    for file in files {
+        let module = top_module(src, &file);
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let entry = graph.entry(module.clone()).or_default();
+        let Some(code) = non_test_code(&file) else {
+            continue;
+        };
+        for used in crate_references(&code) {
+            if used != module {
+                entry.entry(used).or_insert_with(|| file.clone());
+            }
+        }
+    }
+    graph
+}
+
+#[test]
+fn modules_import_only_lower_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = imports(&src);
+    let mut problems = Vec::new();
+    for (module, uses) in &graph {
+        let Some(layer) = layer_of(module) else {
+            problems.push(format!(
+                "module `{module}` has no layer: add it to LAYERS in tests/layers.rs and to ARCHITECTURE.md"
+            ));
+            continue;
+        };
+        for (used, file) in uses {
+            match layer_of(used) {
+                Some(l) if l < layer => {}
+                Some(_) => problems.push(format!(
+                    "{}: `{module}` uses `crate::{used}`, which is not on a lower layer",
+                    file.strip_prefix(&src).unwrap().display()
+                )),
+                None => problems.push(format!(
+                    "{}: `{module}` uses `crate::{used}`, which has no layer",
+                    file.strip_prefix(&src).unwrap().display()
+                )),
+            }
+        }
+    }
+    assert!(
+        problems.is_empty(),
+        "imports that break the layers (ARCHITECTURE.md):\n{}",
+        problems.join("\n")
+    );
+}
+
+#[test]
+fn the_check_sees_an_upward_import() {
+    // The checker itself: a reference in code counts, one in a comment does not.
+    let code = "use crate::engine::Target;\n/// see [`crate::cli`]\nlet x = crate::report::human(1);";
+    assert_eq!(crate_references(code), ["engine", "report"]);
+    // And the real graph is not empty (a broken walk would pass vacuously).
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let graph = imports(&src);
+    assert!(graph["backend"].contains_key("engine"), "{graph:?}");
+    assert!(graph["cli"].len() >= 3, "{graph:?}");
+}
