@@ -12,12 +12,33 @@ pub fn brokers_required() -> bool {
 }
 
 /// Reports a missing dependency: panics under TASKBENCH_REQUIRE_BROKERS=1, otherwise prints why the test
-/// is skipped. Returns so the caller can `return`.
+/// is skipped and records it in the skip log (see [`skip_log`]). Returns so the caller can `return`.
 pub fn skip(test: &str, why: &str) {
     if brokers_required() {
         panic!("{test}: {why} (TASKBENCH_REQUIRE_BROKERS=1, so this fails instead of skipping)");
     }
     eprintln!("SKIPPED {test}: {why}; set TASKBENCH_REQUIRE_BROKERS=1 to make this a failure");
+    // cargo test hides a passing test's output, so the line above is seen only with --nocapture; the log
+    // is what tests/run counts and reports after the run.
+    let log = skip_log();
+    let line = format!("{test}\t{}\n", why.replace(['\t', '\n'], " "));
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!("cannot record the skip in {}: {e}", log.display());
+    }
+}
+
+/// The file skipped tests are appended to, one `<test>\t<reason>` line each: `TASKBENCH_SKIP_LOG`, else
+/// `target/tmp/taskbench-skipped.log`. tests/run empties it before `cargo test` and reports it after; a
+/// plain `cargo test` only appends to it.
+pub fn skip_log() -> PathBuf {
+    std::env::var_os("TASKBENCH_SKIP_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("taskbench-skipped.log"))
 }
 
 pub fn amqp_url() -> String {
