@@ -45,3 +45,29 @@ where
         .with_empty_samples(false);
     (layer, buffer)
 }
+
+/// Installs the process's tracing subscriber: logs on stderr filtered by `RUST_LOG`, else `log_filter`, and,
+/// when `profiling`, the span recorder. Returns where spans are recorded.
+pub fn install_tracing(log_filter: &str, profiling: bool) -> Option<SpanBuffer> {
+    use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
+    let env = filter::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| filter::EnvFilter::new(log_filter));
+    let logs = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(env);
+    let (flame, buffer) = match profiling {
+        true => {
+            let (layer, buffer) = flame_layer();
+            (
+                Some(layer.with_filter(filter::filter_fn(|m| m.is_span()))),
+                Some(buffer),
+            )
+        }
+        false => (None, None),
+    };
+    let _ = tracing_subscriber::registry()
+        .with(logs)
+        .with(flame)
+        .try_init();
+    buffer
+}

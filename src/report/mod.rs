@@ -1,19 +1,72 @@
-//! Reporting: the run folder (summary.json, one .hgrm per case), the side-by-side table, progress bars.
+//! Reporting: the run folder (summary.json, one .hgrm and flamegraphs per case), the side-by-side table,
+//! progress bars, and what `validate` lists.
 //!
 //! Reads [`CaseResult`]s; never reaches back into the engine or backends.
 
 pub mod breakdown;
 pub mod hgrm;
 pub mod progress;
-pub mod summary;
 pub mod table;
 
 use crate::human::human_count;
-use crate::profile::flame::{self, SvgStyle};
-use crate::profile::folded::Folded;
+use crate::message::FRAME_PREFIX_LEN;
+use crate::profile::{self, View, flame::SvgStyle, folded::Folded};
 use crate::record::CaseResult;
+use crate::run::{CaseEnd, RunOutcome};
+use crate::scenario::Scenario;
+use crate::summary::{RunInfo, Summary};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
+
+/// Writes a run folder as the run goes: each case's files and summary.json as soon as the case ends, so an
+/// interrupt or a crash later loses nothing already measured.
+pub struct RunWriter {
+    pub folder: RunFolder,
+    pub info: RunInfo,
+    /// A file could not be written (the error was printed on stderr).
+    pub failed: bool,
+}
+
+impl RunWriter {
+    /// Creates the run folder for `scenario` (see [`RunFolder::create`]).
+    pub fn create(out: Option<&Path>, scenario: &Scenario) -> anyhow::Result<RunWriter> {
+        let info = RunInfo {
+            scenario: scenario.name.clone(),
+            scenario_file: scenario.file.display().to_string(),
+            started_at: crate::run::timestamp(),
+        };
+        let folder = RunFolder::create(out, &info.scenario, &info.started_at)?;
+        Ok(RunWriter {
+            folder,
+            info,
+            failed: false,
+        })
+    }
+
+    /// Writes the files of the case that just ended and the summary so far.
+    pub fn case_ended(&mut self, end: CaseEnd) {
+        let summary = Summary::new(&self.info, end.interrupted, end.so_far);
+        let written = self
+            .folder
+            .write_case(end.result, end.cpu)
+            .and_then(|()| self.folder.write_summary(&summary));
+        if let Err(e) = written {
+            eprintln!("error: {e:#}");
+            self.failed = true;
+        }
+    }
+
+    /// What `taskbench run` prints at the end: the tables and the folder, or summary.json.
+    pub fn final_output(&self, outcome: &RunOutcome, json: bool) -> String {
+        if json {
+            return Summary::new(&self.info, outcome.interrupted, &outcome.results).to_json();
+        }
+        let mut out = table::comparison(&outcome.results);
+        out.push_str(&breakdown::table(&outcome.results));
+        out.push_str(&format!("results: {}\n", self.folder.dir.display()));
+        out
+    }
+}
 
 /// The folder one run writes into.
 pub struct RunFolder {
@@ -59,49 +112,22 @@ impl RunFolder {
             result.path,
             human_count(result.publishes_ok)
         );
-        if !result.stages.is_empty() {
-            let wall = Folded::wall(result);
-            let title = flame_title("wall", &result.name, result.publishes_ok);
-            self.write_profile(
-                &result.name,
-                "wall",
-                &wall,
-                &title,
-                &subtitle,
-                &SvgStyle::default(),
-            )?;
-        }
-        if let Some(cpu) = cpu {
-            let title = flame_title("cpu", &result.name, result.publishes_ok);
-            self.write_profile(
-                &result.name,
-                "cpu",
-                cpu,
-                &title,
-                &subtitle,
-                &SvgStyle::default(),
-            )?;
+        let wall = (!result.stages.is_empty()).then(|| Folded::wall(result));
+        for (view, folded) in [(View::Wall, wall.as_ref()), (View::Cpu, cpu)] {
+            if let Some(folded) = folded {
+                let title = view.title(&result.name, result.publishes_ok);
+                profile::write_profile(
+                    &self.dir,
+                    &result.name,
+                    view,
+                    folded,
+                    &title,
+                    &subtitle,
+                    &SvgStyle::default(),
+                )?;
+            }
         }
         Ok(())
-    }
-
-    /// Writes `<case>.<view>.folded` and `<case>.<view>.svg`.
-    pub fn write_profile(
-        &self,
-        case: &str,
-        view: &str,
-        folded: &Folded,
-        title: &str,
-        subtitle: &str,
-        style: &SvgStyle,
-    ) -> anyhow::Result<()> {
-        self.write(
-            &format!("{case}.{view}.folded"),
-            folded.to_text().as_bytes(),
-        )?;
-        let svg = flame::render(folded, title, subtitle, style)
-            .with_context(|| format!("cannot render the {view} flamegraph of {case}"))?;
-        self.write(&format!("{case}.{view}.svg"), &svg)
     }
 
     /// Writes one file of the run folder.
@@ -111,25 +137,40 @@ impl RunFolder {
     }
 
     /// Writes (or rewrites, after each case) summary.json.
-    pub fn write_summary(&self, summary: &serde_json::Value) -> anyhow::Result<()> {
+    pub fn write_summary(&self, summary: &Summary) -> anyhow::Result<()> {
         let path = self.dir.join("summary.json");
         let tmp = self.dir.join(".summary.json.tmp");
-        let mut text = serde_json::to_string_pretty(summary).expect("summary serialises");
-        text.push('\n');
-        std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::write(&tmp, summary.to_json())
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
 }
 
-/// A flamegraph's title, saying what its numbers mean, for `view` (wall or cpu) of case `name`.
-pub fn flame_title(view: &str, name: &str, publishes: u64) -> String {
-    let what = if view == "cpu" {
-        "CPU (busy) time per span"
-    } else {
-        "wall time per stage"
-    };
-    format!(
-        "{name}: ns of {what}, summed over {} publishes",
-        human_count(publishes)
-    )
+/// What `taskbench validate` prints: the scenario and one line per case.
+pub fn listing(scenario: &Scenario) -> String {
+    let mut out = format!(
+        "{}: scenario {:?} is valid, {} case(s):\n",
+        scenario.file.display(),
+        scenario.name,
+        scenario.cases.len()
+    );
+    for c in &scenario.cases {
+        let count = c
+            .publishes
+            .map_or("until duration".to_string(), |n| format!("{n} publishes"));
+        let mode = c
+            .rate
+            .map_or(format!("closed loop x{}", c.concurrency), |r| {
+                format!("open loop {r}/s x{}", c.concurrency)
+            });
+        out.push_str(&format!(
+            "  {}: {} {}, {count}, {mode}, body {} B, envelope {} B\n",
+            c.name,
+            c.backend,
+            c.path,
+            c.task.body().len(),
+            c.task.frame_len() - FRAME_PREFIX_LEN
+        ));
+    }
+    out
 }

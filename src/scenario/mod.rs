@@ -32,6 +32,35 @@ pub struct Scenario {
     pub cases: Vec<Case>,
 }
 
+impl Scenario {
+    /// Keeps only the cases called `names`, in the scenario's order (all of them when `names` is empty); an
+    /// unknown name is an error that lists the cases there are.
+    pub fn select(&mut self, names: &[String]) -> Result<(), String> {
+        if let Some(name) = names
+            .iter()
+            .find(|n| !self.cases.iter().any(|c| &c.name == *n))
+        {
+            let all: Vec<&str> = self.cases.iter().map(|c| c.name.as_str()).collect();
+            return Err(format!(
+                "no case named {name:?} in {}; cases: {}",
+                self.file.display(),
+                all.join(", ")
+            ));
+        }
+        if !names.is_empty() {
+            self.cases.retain(|c| names.contains(&c.name));
+        }
+        Ok(())
+    }
+
+    /// Sets every case's measured publishes (`--publishes`).
+    pub fn set_publishes(&mut self, publishes: u64) {
+        for c in &mut self.cases {
+            c.publishes = Some(publishes);
+        }
+    }
+}
+
 /// One (backend, path, options) combination, with every default filled in.
 #[derive(Debug, Clone)]
 pub struct Case {

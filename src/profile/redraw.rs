@@ -1,0 +1,143 @@
+//! `taskbench flame`: draws a run folder's flamegraphs again (another width, title, a flame chart), or a
+//! differential flamegraph between two of its cases, from the folded stacks and summary.json it holds.
+
+use super::flame::{self, SvgStyle};
+use super::folded::Folded;
+use super::{View, write_profile};
+use crate::human::human_count;
+use crate::summary::{CaseSummary, Summary};
+use std::path::{Path, PathBuf};
+
+/// What to draw.
+pub struct Redraw {
+    /// A run folder written by `taskbench run`.
+    pub dir: PathBuf,
+    /// Only these cases (empty: every case that has a profile of `view`).
+    pub cases: Vec<String>,
+    /// Draw `diff-<BASE>-<CASE>.svg` instead: (BASE, CASE).
+    pub diff: Option<(String, String)>,
+    pub view: View,
+    pub style: SvgStyle,
+}
+
+/// Draws what `what` asks for and returns the files written.
+pub fn redraw(what: &Redraw) -> Result<Vec<PathBuf>, String> {
+    let summary = Summary::read(&what.dir)?;
+    match &what.diff {
+        Some((base, case)) => {
+            let (base, case) = (summary.case(base)?, summary.case(case)?);
+            Ok(vec![draw_diff(what, base, case)?])
+        }
+        None => {
+            let selected: Vec<&CaseSummary> = if what.cases.is_empty() {
+                summary
+                    .cases
+                    .iter()
+                    .filter(|c| folded_path(&what.dir, c, what.view).exists())
+                    .collect()
+            } else {
+                what.cases
+                    .iter()
+                    .map(|n| summary.case(n))
+                    .collect::<Result<_, _>>()?
+            };
+            if selected.is_empty() {
+                return Err(format!(
+                    "{} has no {} profiles to render",
+                    what.dir.display(),
+                    what.view.name()
+                ));
+            }
+            selected
+                .into_iter()
+                .map(|case| draw_case(what, case))
+                .collect()
+        }
+    }
+}
+
+fn folded_path(dir: &Path, case: &CaseSummary, view: View) -> PathBuf {
+    dir.join(format!("{}.{}.folded", case.name, view.name()))
+}
+
+/// "amqp pooled": what a case measured, for subtitles.
+fn describe(case: &CaseSummary) -> String {
+    format!("{} {}", case.backend, case.path)
+}
+
+fn load(dir: &Path, case: &CaseSummary, view: View) -> Result<Folded, String> {
+    let path = folded_path(dir, case, view);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        let why = match view {
+            View::Cpu => "run with --profile cpu",
+            View::Wall => "its stage timing was off",
+        };
+        format!(
+            "no {} profile for case {:?} ({}: {e}); {why}",
+            view.name(),
+            case.name,
+            path.display()
+        )
+    })?;
+    Folded::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn draw_case(what: &Redraw, case: &CaseSummary) -> Result<PathBuf, String> {
+    let folded = load(&what.dir, case, what.view)?;
+    let title = what.view.title(&case.name, case.publishes_ok);
+    let subtitle = format!(
+        "{}, {} publishes",
+        describe(case),
+        human_count(case.publishes_ok)
+    );
+    write_profile(
+        &what.dir,
+        &case.name,
+        what.view,
+        &folded,
+        &title,
+        &subtitle,
+        &what.style,
+    )
+    .map_err(|e| format!("{e:#}"))?;
+    Ok(what
+        .dir
+        .join(format!("{}.{}.svg", case.name, what.view.name())))
+}
+
+fn draw_diff(what: &Redraw, base: &CaseSummary, case: &CaseSummary) -> Result<PathBuf, String> {
+    if base.publishes_ok == 0 || case.publishes_ok == 0 {
+        return Err(format!(
+            "case {:?} or {:?} has no successful publishes to compare",
+            base.name, case.name
+        ));
+    }
+    let view = what.view;
+    // Per publish, so cases of different lengths compare.
+    let before = load(&what.dir, base, view)?.scaled(1.0 / base.publishes_ok as f64);
+    let after = load(&what.dir, case, view)?.scaled(1.0 / case.publishes_ok as f64);
+    let title = format!(
+        "{} vs {}: ns of {} time per publish (red grew, blue shrank)",
+        case.name,
+        base.name,
+        view.name()
+    );
+    let subtitle = format!(
+        "{} ({}) against {} ({})",
+        case.name,
+        describe(case),
+        base.name,
+        describe(base)
+    );
+    let svg = flame::render_diff(&before, &after, &title, &subtitle, &what.style)
+        .map_err(|e| e.to_string())?;
+    let suffix = match view {
+        View::Cpu => ".cpu",
+        View::Wall => "",
+    };
+    let path = what
+        .dir
+        .join(format!("diff-{}-{}{suffix}.svg", base.name, case.name));
+    std::fs::write(&path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(path)
+}
