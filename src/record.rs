@@ -2,7 +2,7 @@
 //! [`CaseResult`].
 
 use crate::catalog::{Backend, PathKind};
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::scenario::Case;
 use crate::stage::{STAGE_COUNT, Stage, StageClock};
 use hdrhistogram::Histogram;
@@ -22,7 +22,7 @@ pub fn new_histogram() -> Histogram<u64> {
 /// Errors by kind, keeping the first message of each kind.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ErrorCounts {
-    kinds: Vec<(&'static str, u64, String)>,
+    kinds: Vec<(ErrorKind, u64, String)>,
 }
 
 impl ErrorCounts {
@@ -39,7 +39,7 @@ impl ErrorCounts {
         for (kind, n, message) in &other.kinds {
             self.add(
                 &PublishError {
-                    kind,
+                    kind: *kind,
                     message: message.clone(),
                 },
                 *n,
@@ -53,13 +53,13 @@ impl ErrorCounts {
     }
 
     /// (kind, count, first message), most frequent first.
-    pub fn by_kind(&self) -> Vec<(&'static str, u64, &str)> {
+    pub fn by_kind(&self) -> Vec<(ErrorKind, u64, &str)> {
         let mut v: Vec<_> = self
             .kinds
             .iter()
             .map(|(k, n, m)| (*k, *n, m.as_str()))
             .collect();
-        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+        v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.name().cmp(b.0.name())));
         v
     }
 }
@@ -206,7 +206,7 @@ impl CaseResult {
     }
 
     /// A case that could not start: one error of `kind`.
-    pub fn failed_setup(case: &Case, kind: &'static str, message: String) -> Self {
+    pub fn failed_setup(case: &Case, kind: ErrorKind, message: String) -> Self {
         let mut r = CaseResult::empty(case);
         r.errors.add(&PublishError::new(kind, message), 1);
         r
@@ -311,9 +311,11 @@ mod tests {
         a.record_stage(Stage::Send, 500, 1);
         b.record_stage(Stage::Send, 700, 1);
         b.record_stage(Stage::Encode, 3200, 32);
-        a.errors.add(&PublishError::new("timeout", "first"), 2);
-        b.errors.add(&PublishError::new("timeout", "second"), 3);
-        b.errors.add(&PublishError::new("refused", "x"), 7);
+        a.errors
+            .add(&PublishError::new(ErrorKind::Timeout, "first"), 2);
+        b.errors
+            .add(&PublishError::new(ErrorKind::Timeout, "second"), 3);
+        b.errors.add(&PublishError::new(ErrorKind::Send, "x"), 7);
         let t0 = Instant::now();
         a.mark(t0, t0 + Duration::from_millis(10));
         b.mark(
@@ -338,7 +340,7 @@ mod tests {
         assert_eq!(r.errors.total(), 12);
         assert_eq!(
             r.errors.by_kind(),
-            vec![("refused", 7, "x"), ("timeout", 5, "first")]
+            vec![(ErrorKind::Send, 7, "x"), (ErrorKind::Timeout, 5, "first")]
         );
         let send = r.stages.iter().find(|s| s.stage == Stage::Send).unwrap();
         assert_eq!((send.histogram.len(), send.total_ns), (2, 1200));

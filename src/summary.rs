@@ -362,7 +362,7 @@ mod tests {
         let back = Summary::read(dir.path()).unwrap();
         assert_eq!(back, summary);
         let flaky = back.case("flaky").unwrap();
-        assert_eq!(flaky.errors["fake_failure"], 8, "{flaky:?}");
+        assert_eq!(flaky.errors["send"], 8, "{flaky:?}");
         assert_eq!(
             flaky.decode_histogram().unwrap().len(),
             flaky.publishes_ok,

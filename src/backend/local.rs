@@ -7,7 +7,7 @@
 use crate::catalog::{Backend, PathKind};
 use crate::endpoint::Endpoint;
 use crate::engine::{Publisher, Target};
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::scenario::Case;
 use crate::settle::{Settle, SettleRules};
@@ -113,7 +113,10 @@ impl Target for LocalTarget {
     async fn prepare(&mut self) -> Result<(), PublishError> {
         if self.embedded {
             let sink = Sink::start(&self.endpoint).map_err(|e| {
-                PublishError::new("sink", format!("the embedded sink did not start: {e}"))
+                PublishError::new(
+                    ErrorKind::Sink,
+                    format!("the embedded sink did not start: {e}"),
+                )
             })?;
             self.endpoint = Arc::new(sink.endpoint().clone());
             self.sink = Some(sink);
@@ -203,7 +206,7 @@ impl Publisher for LocalPublisher {
             if let Err(e) = written {
                 self.stream = None;
                 return Err(PublishError::new(
-                    "send",
+                    ErrorKind::Send,
                     format!("write to {} failed: {e}", self.endpoint),
                 ));
             }
@@ -230,7 +233,7 @@ fn connect_error(endpoint: &Endpoint, e: io::Error) -> PublishError {
         _ => "; is a `taskbench sink` listening there?",
     };
     PublishError::new(
-        "connect",
+        ErrorKind::Connect,
         format!("cannot connect to {endpoint}: {e}{hint}"),
     )
 }

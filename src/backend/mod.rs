@@ -11,6 +11,7 @@ pub mod url;
 
 use crate::catalog::Backend;
 use crate::engine::{self, RunControl};
+use crate::error::ErrorKind;
 use crate::record::CaseResult;
 use crate::scenario::Case;
 
@@ -19,7 +20,7 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
     match case.backend {
         Backend::Unix | Backend::Fifo | Backend::Tcp => match local::LocalTarget::new(case) {
             Ok(target) => engine::run_case(target, case, control).await,
-            Err(e) => CaseResult::failed_setup(case, "setup", format!("{e:#}")),
+            Err(e) => CaseResult::failed_setup(case, ErrorKind::Setup, format!("{e:#}")),
         },
         Backend::Redis => match redis::RedisTarget::new(case) {
             Ok(target) => engine::run_case(target, case, control).await,

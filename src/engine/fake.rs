@@ -1,7 +1,7 @@
 //! A deterministic test double for the engine: publishes take scripted (virtual) time per stage.
 
 use super::{Publisher, Target};
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::stage::{Stage, StageClock};
 use std::sync::Arc;
@@ -73,7 +73,7 @@ impl Publisher for FakePublisher {
             .is_some_and(|n| self.count.is_multiple_of(n))
         {
             return Err(PublishError::new(
-                "fake_failure",
+                ErrorKind::Send,
                 format!("scripted failure #{}", self.count),
             ));
         }

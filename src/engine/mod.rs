@@ -6,7 +6,7 @@
 #[cfg(test)]
 pub(crate) mod fake;
 
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::message::{TaskMessage, TaskTemplate};
 use crate::record::{CaseResult, Recorder};
 use crate::scenario::Case;
@@ -154,7 +154,6 @@ pub fn intended_offset(i: u64, interval_ns: f64) -> Duration {
 }
 
 /// The error kind of a publisher that panicked.
-const PANIC: &str = "panic";
 
 /// Runs one publish call, turning a panic in the publisher into a `panic` error instead of losing the worker
 /// (and, before the barrier, hanging the others).
@@ -171,7 +170,7 @@ async fn unwind_safe<F: Future<Output = Result<(), PublishError>>>(
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "no message".into());
             Err(PublishError::new(
-                PANIC,
+                ErrorKind::Panic,
                 format!("the publisher panicked: {why}"),
             ))
         }
@@ -241,7 +240,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     let mut result = CaseResult::merge(case, &recorders);
     for p in panics {
         result.errors.add(
-            &PublishError::new(PANIC, format!("a publisher panicked: {p}")),
+            &PublishError::new(ErrorKind::Panic, format!("a publisher panicked: {p}")),
             1,
         );
     }
@@ -253,8 +252,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
             if arrived != expected {
                 let missing = expected.abs_diff(arrived);
                 result.errors.add(
-                    &PublishError::new(
-                        "delivery_mismatch",
+                    &PublishError::new(ErrorKind::DeliveryMismatch,
                         format!(
                             "the backend received {arrived} messages but {expected} publishes (warm-up included) reported success"
                         ),
@@ -304,7 +302,7 @@ async fn publish_loop<P: Publisher>(
         )
         .await;
         if let Ok(Err(e)) = &out
-            && e.kind == PANIC
+            && e.kind == ErrorKind::Panic
         {
             // The publisher is broken: count it, and still reach the barrier so the others go on.
             rec.errors.add(e, n as u64);
@@ -393,12 +391,12 @@ async fn publish_loop<P: Publisher>(
             Ok(Err(e)) => {
                 rec.errors.add(&e, n as u64);
                 clock.discard();
-                broken = e.kind == PANIC;
+                broken = e.kind == ErrorKind::Panic;
             }
             Err(_) => {
                 rec.errors.add(
                     &PublishError::new(
-                        "timeout",
+                        ErrorKind::Timeout,
                         format!(
                             "a publish did not complete within publish_timeout ({})",
                             humantime::format_duration(shared.publish_timeout)

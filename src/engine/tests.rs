@@ -104,7 +104,7 @@ async fn errors_are_counted_by_kind_and_never_abort_the_case() {
     assert_eq!(r.publishes_ok, 75);
     assert_eq!(
         r.errors.by_kind(),
-        vec![("fake_failure", 25, "scripted failure #4")]
+        vec![(ErrorKind::Send, 25, "scripted failure #4")]
     );
     assert_eq!(r.delivered, Some(75));
 }
@@ -126,7 +126,7 @@ async fn a_publish_over_the_timeout_is_a_timeout_error() {
     assert_eq!(
         r.errors.by_kind(),
         vec![(
-            "timeout",
+            ErrorKind::Timeout,
             1,
             "a publish did not complete within publish_timeout (1s)"
         )]
@@ -150,7 +150,7 @@ async fn a_delivery_shortfall_is_an_error() {
     assert_eq!(
         r.errors.by_kind(),
         vec![(
-            "delivery_mismatch",
+            ErrorKind::DeliveryMismatch,
             3,
             "the backend received 52 messages but 55 publishes (warm-up included) reported success"
         )]
@@ -277,7 +277,7 @@ async fn a_publisher_panicking_in_warm_up_is_an_error_not_a_hang() {
     .await;
     let panics = r.errors.by_kind();
     assert_eq!(panics.len(), 1, "{panics:?}");
-    assert_eq!(panics[0].0, "panic");
+    assert_eq!(panics[0].0, ErrorKind::Panic);
     assert_eq!(
         panics[0].2,
         "the publisher panicked: scripted panic in call 2"
@@ -303,7 +303,7 @@ async fn a_publisher_panicking_mid_case_stops_while_the_others_finish() {
     )
     .await;
     assert_eq!(r.publishes_ok, 4);
-    assert_eq!(r.errors.by_kind()[0].0, "panic");
+    assert_eq!(r.errors.by_kind()[0].0, ErrorKind::Panic);
 }
 
 #[tokio::test(start_paused = true)]
@@ -324,7 +324,7 @@ async fn open_loop_charges_a_timed_out_publish_to_those_behind_it() {
             &RunControl::new(),
         )
         .await;
-        assert_eq!(r.errors.by_kind()[0].0, "timeout");
+        assert_eq!(r.errors.by_kind()[0].0, ErrorKind::Timeout);
         assert_eq!(r.publishes_ok, 59);
         let slow = r.latency.count_between(50_000_000, u64::MAX);
         assert!(

@@ -5,7 +5,7 @@
 //! `channel_closed`, `nack`, `returned`, `blocked`, `amqp` (any other broker error). `timeout` comes from the
 //! engine.
 
-use crate::error::PublishError;
+use crate::error::{ErrorKind as Kind, PublishError};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
 use lapin::{Error, ErrorKind};
 use std::io;
@@ -43,39 +43,41 @@ fn amqp_kind(e: &Error) -> Option<&AMQPErrorKind> {
 /// Classifies lapin error `e`, raised while `doing` something against broker `url` (already redacted).
 pub fn classify(e: &Error, doing: Doing, url: &str) -> PublishError {
     let what = doing.what();
-    let (kind, hint): (&'static str, &str) = match (amqp_kind(e), e.kind()) {
+    let (kind, hint): (Kind, &str) = match (amqp_kind(e), e.kind()) {
         (Some(AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)), _) if doing == Doing::Connect => {
             (
-                "auth",
+                Kind::Auth,
                 "; check the user name and password in the URL (TASKBENCH_AMQP_URL or the case's `url`)",
             )
         }
         (Some(AMQPErrorKind::Soft(AMQPSoftError::ACCESSREFUSED)), _) => (
-            "auth",
+            Kind::Auth,
             "; the user lacks permission on this vhost or resource",
         ),
         (Some(AMQPErrorKind::Hard(AMQPHardError::NOTALLOWED)), _)
         | (Some(AMQPErrorKind::Hard(AMQPHardError::INVALIDPATH)), _) => (
-            "vhost",
+            Kind::Vhost,
             "; the vhost in the URL does not exist or the user may not use it (`rabbitmqctl list_vhosts`; \
              the default vhost is written %2f)",
         ),
         (Some(AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)), _) => (
-            "declare_conflict",
+            Kind::DeclareConflict,
             "; the queue or exchange exists with other flags than Celery's (durable direct exchange, durable \
              queue without arguments): delete it or use another queue name",
         ),
         (Some(AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)), _) => (
-            "queue_missing",
+            Kind::QueueMissing,
             "; the queue is gone (deleted during the case?)",
         ),
         (Some(AMQPErrorKind::Hard(AMQPHardError::CONNECTIONFORCED)), _) => (
-            "connection_lost",
+            Kind::ConnectionLost,
             "; the broker closed the connection (an operator, a restart, or `rabbitmqctl close_connection`)",
         ),
-        (Some(_), _) if doing == Doing::Connect => ("amqp", ""),
-        (Some(AMQPErrorKind::Hard(_)), _) => ("amqp", "; the broker closed the connection"),
-        (Some(AMQPErrorKind::Soft(_)), _) => ("channel_closed", "; the broker closed the channel"),
+        (Some(_), _) if doing == Doing::Connect => (Kind::Amqp, ""),
+        (Some(AMQPErrorKind::Hard(_)), _) => (Kind::Amqp, "; the broker closed the connection"),
+        (Some(AMQPErrorKind::Soft(_)), _) => {
+            (Kind::ChannelClosed, "; the broker closed the channel")
+        }
         (None, ErrorKind::IOError(io)) if doing == Doing::Connect => match io.kind() {
             io::ErrorKind::ConnectionRefused
             | io::ErrorKind::NotFound
@@ -83,32 +85,32 @@ pub fn classify(e: &Error, doing: Doing, url: &str) -> PublishError {
             | io::ErrorKind::HostUnreachable
             | io::ErrorKind::NetworkUnreachable
             | io::ErrorKind::AddrNotAvailable => (
-                "unreachable",
+                Kind::Unreachable,
                 "; is RabbitMQ running there? (`rabbitmq-server -detached`, then `rabbitmqctl await_startup`)",
             ),
             // RabbitMQ drops the socket during the handshake on bad credentials with some auth mechanisms.
             io::ErrorKind::ConnectionAborted
             | io::ErrorKind::ConnectionReset
             | io::ErrorKind::UnexpectedEof => (
-                "auth",
+                Kind::Auth,
                 "; the broker closed the connection during the handshake: usually a wrong user or password, \
                  or a vhost the user may not use",
             ),
             _ => (
-                "unreachable",
+                Kind::Unreachable,
                 "; is an AMQP 0-9-1 broker (RabbitMQ) listening there?",
             ),
         },
         (None, _) if doing == Doing::Connect => (
-            "unreachable",
+            Kind::Unreachable,
             "; is an AMQP 0-9-1 broker (RabbitMQ) listening there?",
         ),
         (None, ErrorKind::InvalidChannelState(..)) if doing != Doing::Connect => (
-            "channel_closed",
+            Kind::ChannelClosed,
             "; the channel was closed (by the broker after an error, or with its connection)",
         ),
         (None, _) => (
-            "connection_lost",
+            Kind::ConnectionLost,
             "; the connection to the broker dropped; the publisher reconnects on its next publish",
         ),
     };
@@ -118,7 +120,7 @@ pub fn classify(e: &Error, doing: Doing, url: &str) -> PublishError {
 /// A connection that is blocked by the broker (memory or disk alarm) for longer than a publish may wait.
 pub fn blocked(url: &str, waited: std::time::Duration) -> PublishError {
     PublishError::new(
-        "blocked",
+        Kind::Blocked,
         format!(
             "the broker at {url} blocked publishers (connection.blocked: a memory or disk alarm) and did not \
              unblock within {}; see `rabbitmqctl status` (alarms) and `rabbitmq-diagnostics alarms`",
@@ -130,7 +132,7 @@ pub fn blocked(url: &str, waited: std::time::Duration) -> PublishError {
 /// The broker refused to take a message (basic.nack).
 pub fn nack(url: &str, queue: &str) -> PublishError {
     PublishError::new(
-        "nack",
+        Kind::Nack,
         format!("the broker at {url} nacked a message for queue {queue:?} (it could not store it)"),
     )
 }
@@ -138,7 +140,7 @@ pub fn nack(url: &str, queue: &str) -> PublishError {
 /// The broker returned a mandatory message it could not route.
 pub fn returned(url: &str, queue: &str, reply: &str) -> PublishError {
     PublishError::new(
-        "returned",
+        Kind::Returned,
         format!(
             "the broker at {url} returned a message for queue {queue:?} as unroutable ({reply}): the queue \
              does not exist (deleted during the case?)"
@@ -154,7 +156,7 @@ mod tests {
     fn refused_connect_is_unreachable_and_names_the_redacted_url() {
         let e = Error::from(io::Error::from(io::ErrorKind::ConnectionRefused));
         let p = classify(&e, Doing::Connect, "amqp://guest:***@127.0.0.1:1/%2f");
-        assert_eq!(p.kind, "unreachable");
+        assert_eq!(p.kind, Kind::Unreachable);
         assert!(
             p.message.contains("amqp://guest:***@127.0.0.1:1/%2f"),
             "{}",
@@ -165,6 +167,6 @@ mod tests {
     #[test]
     fn io_error_while_publishing_is_a_lost_connection() {
         let e = Error::from(io::Error::from(io::ErrorKind::BrokenPipe));
-        assert_eq!(classify(&e, Doing::Publish, "u").kind, "connection_lost");
+        assert_eq!(classify(&e, Doing::Publish, "u").kind, Kind::ConnectionLost);
     }
 }

@@ -15,7 +15,7 @@ pub use publisher::AmqpPublisher;
 use super::url::{broker_url, redact};
 use crate::catalog::PathKind;
 use crate::engine::Target;
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::scenario::{Case, Confirm};
 use crate::settle::{Settle, SettleRules};
 use crate::stage::{Stage, StageClock};
@@ -79,7 +79,7 @@ impl Settings {
         let url = redact(&raw);
         let uri: AMQPUri = raw.parse().map_err(|e| {
             PublishError::new(
-                "url",
+                ErrorKind::Url,
                 format!(
                     "{url} is not an AMQP URL: {e}; write it like {}",
                     redact(DEFAULT_URL)
@@ -89,7 +89,7 @@ impl Settings {
         let queue = case.task.spec().queue.clone();
         let routing_key = ShortString::try_new(queue.clone()).map_err(|e| {
             PublishError::new(
-                "setup",
+                ErrorKind::Setup,
                 format!("queue name {queue:?} is too long for AMQP: {e}"),
             )
         })?;
@@ -306,8 +306,7 @@ impl AmqpTarget {
             let live = tokio::time::timeout(s.admin_timeout, connect(s, false))
                 .await
                 .map_err(|_| {
-                    PublishError::new(
-                        "unreachable",
+                    PublishError::new(ErrorKind::Unreachable,
                         format!(
                             "connecting to {} got no answer within {}; is the host right and RabbitMQ running?",
                             s.url,

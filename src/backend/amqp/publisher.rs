@@ -17,7 +17,7 @@
 use super::error::{self, Doing, classify};
 use super::{Live, Settings, close_channel, close_connection, connect, declare, open_channel};
 use crate::engine::Publisher;
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::scenario::Confirm;
 use crate::stage::{Stage, StageClock};
@@ -247,14 +247,19 @@ pub(super) fn channel_pool(s: Arc<Settings>, size: usize) -> Result<ChannelPool,
     managed::Pool::builder(ChannelManager { s })
         .max_size(size)
         .build()
-        .map_err(|e| PublishError::new("setup", format!("cannot build the channel pool: {e}")))
+        .map_err(|e| {
+            PublishError::new(
+                ErrorKind::Setup,
+                format!("cannot build the channel pool: {e}"),
+            )
+        })
 }
 
 fn pool_error(e: PoolError<PublishError>, s: &Settings) -> PublishError {
     match e {
         PoolError::Backend(e) => e,
         other => PublishError::new(
-            "pool",
+            ErrorKind::Pool,
             format!("the channel pool for {} failed: {other:?}", s.url),
         ),
     }
@@ -428,7 +433,10 @@ impl PooledPublisher {
         };
         self.dirty = false;
         if let Err(e) = &settled
-            && matches!(e.kind, "connection_lost" | "channel_closed" | "amqp")
+            && matches!(
+                e.kind,
+                ErrorKind::ConnectionLost | ErrorKind::ChannelClosed | ErrorKind::Amqp
+            )
         {
             self.channel = None;
         }

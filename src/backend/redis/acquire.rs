@@ -8,7 +8,7 @@
 
 use super::Endpoint;
 use super::plain::{Lpush, PlainConnection};
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::stage::{Stage, StageClock};
 use redis::{Cmd, RedisError};
@@ -66,7 +66,7 @@ impl bb8::ErrorSink<RedisError> for ErrorKeeper {
     fn sink(&self, e: RedisError) {
         let error = self
             .endpoint
-            .error("connect", "the pool cannot connect to", &e);
+            .error(ErrorKind::Connect, "the pool cannot connect to", &e);
         if let Ok(mut last) = self.last.0.lock() {
             *last = Some(error);
         }
@@ -136,14 +136,16 @@ impl AcquirePublisher {
             let mut conn = match clock.time(Stage::Acquire, self.pool.pool.get()).await {
                 Ok(conn) => conn,
                 Err(bb8::RunError::User(e)) => {
-                    return Err(self
-                        .endpoint
-                        .error("acquire", "the pool cannot connect to", &e));
+                    return Err(self.endpoint.error(
+                        ErrorKind::Acquire,
+                        "the pool cannot connect to",
+                        &e,
+                    ));
                 }
                 Err(bb8::RunError::TimedOut) => {
                     return Err(self.pool.last_error.take().unwrap_or_else(|| {
                         PublishError::new(
-                            "acquire",
+                            ErrorKind::Acquire,
                             format!(
                                 "no pooled connection to redis at {} within {}",
                                 self.endpoint.shown,
@@ -158,7 +160,7 @@ impl AcquirePublisher {
             // bb8 drops a connection that is out of step (has_broken); one the server closed goes back,
             // and the next checkout's PING finds it and bb8 replaces it.
             clock.time_sync(Stage::Release, || drop(conn));
-            sent.map_err(|e| self.endpoint.error("send", "LPUSH failed on", &e))?;
+            sent.map_err(|e| self.endpoint.error(ErrorKind::Send, "LPUSH failed on", &e))?;
         }
         Ok(())
     }

@@ -6,7 +6,7 @@
 
 use super::Endpoint;
 use super::plain::Lpush;
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::stage::{Stage, StageClock};
 use redis::Cmd;
@@ -104,14 +104,14 @@ impl FreshPublisher {
                 clock
                     .time(stage, conn.round_trip(packed.replies))
                     .await
-                    .map_err(|e| ep.error(stage.name(), what, &e))?;
+                    .map_err(|e| ep.error(ErrorKind::Server, what, &e))?;
             }
         }
         conn.queue_lpush(&mut self.lpush, message.envelope());
         clock
             .time(Stage::Send, conn.round_trip(1))
             .await
-            .map_err(|e| ep.error("send", "LPUSH failed on", &e))?;
+            .map_err(|e| ep.error(ErrorKind::Send, "LPUSH failed on", &e))?;
         clock.time_sync(Stage::Close, || drop(conn));
         Ok(())
     }

@@ -15,7 +15,7 @@ mod pooled;
 use super::url::{broker_url, redact};
 use crate::catalog::PathKind;
 use crate::engine::{Publisher, Target};
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::scenario::Case;
 use crate::stage::StageClock;
@@ -48,13 +48,19 @@ impl Endpoint {
         let url = broker_url(case, "TASKBENCH_REDIS_URL", DEFAULT_URL);
         let shown = redact(&url);
         let info = url.as_str().into_connection_info().map_err(|e| {
-            PublishError::new("config", format!("the redis URL {shown} is not valid: {e}"))
+            PublishError::new(
+                ErrorKind::Config,
+                format!("the redis URL {shown} is not valid: {e}"),
+            )
         })?;
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
         let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let info = info.set_redis_settings(settings);
         let client = Client::open(info.clone()).map_err(|e| {
-            PublishError::new("config", format!("the redis URL {shown} is not valid: {e}"))
+            PublishError::new(
+                ErrorKind::Config,
+                format!("the redis URL {shown} is not valid: {e}"),
+            )
         })?;
         let spec = case.task.spec();
         Ok(Endpoint {
@@ -103,21 +109,21 @@ impl Endpoint {
     /// A [`PublishError`] for a failed connect: `auth` if the server refused the password, else `connect`
     /// (refused, no such socket, timed out, cut during AUTH/SELECT).
     fn connect_error(&self, e: &RedisError) -> PublishError {
-        self.error("connect", "cannot connect to", e)
+        self.error(ErrorKind::Connect, "cannot connect to", e)
     }
 
     /// A [`PublishError`] for `e`, of the kind the error says it is, else `default`; `doing` says what
     /// failed ("cannot connect to", "LPUSH failed on").
-    fn error(&self, default: &'static str, doing: &str, e: &RedisError) -> PublishError {
+    fn error(&self, default: ErrorKind, doing: &str, e: &RedisError) -> PublishError {
         let kind = match (default, error_kind(e)) {
             // A connect that failed for any reason but the password is a connect error.
-            ("connect", Some("auth")) => "auth",
-            ("connect", _) => "connect",
+            (ErrorKind::Connect, Some(ErrorKind::Auth)) => ErrorKind::Auth,
+            (ErrorKind::Connect, _) => ErrorKind::Connect,
             (_, kind) => kind.unwrap_or(default),
         };
         let hint = match kind {
-            "auth" => "; check the password in the URL (redis://:PASSWORD@host:port/db)",
-            "oom" => "; the server is at maxmemory: free memory or raise maxmemory",
+            ErrorKind::Auth => "; check the password in the URL (redis://:PASSWORD@host:port/db)",
+            ErrorKind::Oom => "; the server is at maxmemory: free memory or raise maxmemory",
             _ => "",
         };
         PublishError::new(kind, format!("{doing} redis at {}: {e}{hint}", self.shown))
@@ -126,7 +132,7 @@ impl Endpoint {
 
 /// The kind of a redis error, when it says which: auth, timeout, oom, connection (dropped), server (an
 /// error reply). `None` for errors only the caller can name (a refused connect).
-fn error_kind(e: &RedisError) -> Option<&'static str> {
+fn error_kind(e: &RedisError) -> Option<ErrorKind> {
     // A pipeline's or transaction's error replies come as a list: the first one names the kind.
     let replies = e.clone().into_server_errors();
     let code = e.code().or_else(|| {
@@ -138,17 +144,17 @@ fn error_kind(e: &RedisError) -> Option<&'static str> {
     if e.kind() == redis::ErrorKind::AuthenticationFailed
         || matches!(code, Some("NOAUTH" | "WRONGPASS"))
     {
-        Some("auth")
+        Some(ErrorKind::Auth)
     } else if e.is_timeout() {
-        Some("timeout")
+        Some(ErrorKind::Timeout)
     } else if code == Some("OOM") {
-        Some("oom")
+        Some(ErrorKind::Oom)
     } else if e.is_connection_refusal() {
         None
     } else if e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error() {
-        Some("connection")
+        Some(ErrorKind::Connection)
     } else if code.is_some() {
-        Some("server")
+        Some(ErrorKind::Server)
     } else {
         None
     }
@@ -238,7 +244,7 @@ impl RedisTarget {
                     if is_broken(&e) {
                         self.admin = None;
                     }
-                    return Err(self.endpoint.error("check", "LLEN failed on", &e));
+                    return Err(self.endpoint.error(ErrorKind::Check, "LLEN failed on", &e));
                 }
             }
         }
@@ -256,10 +262,10 @@ impl Target for RedisTarget {
         for key in &self.endpoint.binding_keys {
             pipe.cmd("EXISTS").arg(key);
         }
-        self.bindings_existed = pipe
-            .query_async(admin)
-            .await
-            .map_err(|e| self.endpoint.error("check", "EXISTS failed on", &e))?;
+        self.bindings_existed = pipe.query_async(admin).await.map_err(|e| {
+            self.endpoint
+                .error(ErrorKind::Check, "EXISTS failed on", &e)
+        })?;
         match self.path {
             PathKind::Acquire => {
                 self.pool = Some(acquire::Pool::new(

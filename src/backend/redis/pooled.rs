@@ -9,7 +9,7 @@
 
 use super::plain::{Lpush, PlainConnection};
 use super::{Endpoint, first_error, is_broken};
-use crate::error::PublishError;
+use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::stage::{Stage, StageClock};
 use redis::aio::MultiplexedConnection;
@@ -155,7 +155,7 @@ impl PooledPublisher {
             {
                 self.broken = Some(generation);
             }
-            ep.error("send", "LPUSH failed on", &e)
+            ep.error(ErrorKind::Send, "LPUSH failed on", &e)
         })
     }
 
