@@ -142,7 +142,8 @@ fn modules_import_only_lower_layers() {
 #[test]
 fn the_check_sees_an_upward_import() {
     // The checker itself: a reference in code counts, one in a comment does not.
-    let code = "use crate::engine::Target;\n/// see [`crate::cli`]\nlet x = crate::report::human(1);";
+    let code =
+        "use crate::engine::Target;\n/// see [`crate::cli`]\nlet x = crate::report::human(1);";
     assert_eq!(crate_references(code), ["engine", "report"]);
     // And the real graph is not empty (a broken walk would pass vacuously).
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -153,7 +153,6 @@ pub fn intended_offset(i: u64, interval_ns: f64) -> Duration {
     Duration::from_nanos((i as f64 * interval_ns) as u64)
 }
 
-
 /// Runs one publish call, turning a panic in the publisher into a `panic` error instead of losing the worker
 /// (and, before the barrier, hanging the others).
 async fn unwind_safe<F: Future<Output = Result<(), PublishError>>>(
