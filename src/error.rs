@@ -7,58 +7,66 @@ use std::fmt;
 /// interface: summary.json and the table key errors by them, and the README lists them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
-    Url,
+    /// A URL or setting the backend cannot use (an unparsable URL, an unknown scheme).
     Config,
+    /// The case could not be set up (the embedded sink did not start, a pool could not be built).
     Setup,
-    Sink,
+    /// No connection: refused, no such socket or host, timed out, or cut before the handshake finished.
     Unreachable,
-    Connect,
+    /// The broker refused the user or password, or the user may not use the resource.
     Auth,
+    /// AMQP: the vhost does not exist or the user may not use it.
     Vhost,
+    /// AMQP: the queue or exchange exists with flags other than Celery's.
     DeclareConflict,
+    /// AMQP: the queue was deleted during the case.
     QueueMissing,
+    /// An open connection dropped (closed by the broker or an operator, reset, or broken mid-publish).
     ConnectionLost,
-    Connection,
+    /// AMQP: the broker closed the channel.
     ChannelClosed,
-    Amqp,
+    /// The broker answered with an error no other kind names (an AMQP error, a Redis error reply).
     Server,
+    /// Redis: the server is at `maxmemory`.
     Oom,
+    /// AMQP: the broker blocked publishers (a memory or disk alarm) for longer than a publish may wait.
     Blocked,
+    /// AMQP: the broker nacked a confirmed publish.
     Nack,
+    /// AMQP: a mandatory publish came back unroutable.
     Returned,
+    /// No connection could be checked out of the pool.
     Pool,
-    Acquire,
+    /// Writing the message failed in a way no other kind names.
     Send,
+    /// The delivery check after the case could not read the queue.
     Check,
+    /// A publish took longer than `publish_timeout`.
     Timeout,
+    /// The backend holds fewer messages than were reported published.
     DeliveryMismatch,
+    /// A publisher panicked (a bug in taskbench: please report it).
     Panic,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 26] = [
-        ErrorKind::Url,
+    pub const ALL: [ErrorKind; 20] = [
         ErrorKind::Config,
         ErrorKind::Setup,
-        ErrorKind::Sink,
         ErrorKind::Unreachable,
-        ErrorKind::Connect,
         ErrorKind::Auth,
         ErrorKind::Vhost,
         ErrorKind::DeclareConflict,
         ErrorKind::QueueMissing,
         ErrorKind::ConnectionLost,
-        ErrorKind::Connection,
         ErrorKind::ChannelClosed,
-        ErrorKind::Amqp,
         ErrorKind::Server,
         ErrorKind::Oom,
         ErrorKind::Blocked,
         ErrorKind::Nack,
         ErrorKind::Returned,
         ErrorKind::Pool,
-        ErrorKind::Acquire,
         ErrorKind::Send,
         ErrorKind::Check,
         ErrorKind::Timeout,
@@ -69,32 +77,70 @@ impl ErrorKind {
     /// The stable name, as in summary.json.
     pub const fn name(self) -> &'static str {
         match self {
-            ErrorKind::Url => "url",
             ErrorKind::Config => "config",
             ErrorKind::Setup => "setup",
-            ErrorKind::Sink => "sink",
             ErrorKind::Unreachable => "unreachable",
-            ErrorKind::Connect => "connect",
             ErrorKind::Auth => "auth",
             ErrorKind::Vhost => "vhost",
             ErrorKind::DeclareConflict => "declare_conflict",
             ErrorKind::QueueMissing => "queue_missing",
             ErrorKind::ConnectionLost => "connection_lost",
-            ErrorKind::Connection => "connection",
             ErrorKind::ChannelClosed => "channel_closed",
-            ErrorKind::Amqp => "amqp",
             ErrorKind::Server => "server",
             ErrorKind::Oom => "oom",
             ErrorKind::Blocked => "blocked",
             ErrorKind::Nack => "nack",
             ErrorKind::Returned => "returned",
             ErrorKind::Pool => "pool",
-            ErrorKind::Acquire => "acquire",
             ErrorKind::Send => "send",
             ErrorKind::Check => "check",
             ErrorKind::Timeout => "timeout",
             ErrorKind::DeliveryMismatch => "delivery_mismatch",
             ErrorKind::Panic => "panic",
+        }
+    }
+
+    /// What the kind means, as the README's table of error kinds says it.
+    pub const fn meaning(self) -> &'static str {
+        match self {
+            ErrorKind::Config => {
+                "a URL or setting the backend cannot use (an unparsable URL, an unknown scheme)"
+            }
+            ErrorKind::Setup => {
+                "the case could not be set up (the embedded sink did not start, a pool could not be built)"
+            }
+            ErrorKind::Unreachable => {
+                "no connection: refused, no such socket or host, timed out, or cut before the handshake finished"
+            }
+            ErrorKind::Auth => {
+                "the broker refused the user or password, or the user may not use the resource"
+            }
+            ErrorKind::Vhost => "AMQP: the vhost does not exist or the user may not use it",
+            ErrorKind::DeclareConflict => {
+                "AMQP: the queue or exchange exists with flags other than Celery's"
+            }
+            ErrorKind::QueueMissing => "AMQP: the queue was deleted during the case",
+            ErrorKind::ConnectionLost => {
+                "an open connection dropped (closed by the broker or an operator, reset, or broken mid-publish)"
+            }
+            ErrorKind::ChannelClosed => "AMQP: the broker closed the channel",
+            ErrorKind::Server => {
+                "the broker answered with an error no other kind names (an AMQP error, a Redis error reply)"
+            }
+            ErrorKind::Oom => "Redis: the server is at `maxmemory`",
+            ErrorKind::Blocked => {
+                "AMQP: the broker blocked publishers (a memory or disk alarm) for longer than a publish may wait"
+            }
+            ErrorKind::Nack => "AMQP: the broker nacked a confirmed publish",
+            ErrorKind::Returned => "AMQP: a mandatory publish came back unroutable",
+            ErrorKind::Pool => "no connection could be checked out of the pool",
+            ErrorKind::Send => "writing the message failed in a way no other kind names",
+            ErrorKind::Check => "the delivery check after the case could not read the queue",
+            ErrorKind::Timeout => "a publish took longer than `publish_timeout`",
+            ErrorKind::DeliveryMismatch => {
+                "the backend holds fewer messages than were reported published"
+            }
+            ErrorKind::Panic => "a publisher panicked (a bug in taskbench: please report it)",
         }
     }
 }
@@ -131,5 +177,14 @@ mod tests {
         names.sort();
         names.dedup();
         assert_eq!(names.len(), ErrorKind::ALL.len());
+    }
+
+    #[test]
+    fn the_readme_lists_every_kind_with_its_meaning() {
+        let readme = include_str!("../README.md");
+        for kind in ErrorKind::ALL {
+            let row = format!("| `{}` | {} |", kind.name(), kind.meaning());
+            assert!(readme.contains(&row), "README.md lacks the row {row}");
+        }
     }
 }

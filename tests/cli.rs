@@ -327,11 +327,11 @@ fn a_stopped_external_sink_gives_counted_errors_and_exit_1() {
         .assert()
         .code(1)
         .stdout(predicate::str::contains(
-            "u: 40 connect errors: cannot connect to unix:",
+            "u: 40 unreachable errors: cannot connect to unix:",
         ));
     let summary = read_summary(&dir.path().join("r"));
     assert_eq!(summary["cases"][0]["publishes_ok"], 0);
-    assert_eq!(summary["cases"][0]["errors"]["connect"], 40);
+    assert_eq!(summary["cases"][0]["errors"]["unreachable"], 40);
 }
 
 #[test]

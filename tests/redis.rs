@@ -445,7 +445,7 @@ async fn an_unreachable_server_is_a_connect_error() {
         let kinds = r.errors.by_kind();
         assert_eq!(kinds.len(), 1, "{name}: {kinds:?}");
         let (kind, _, message) = kinds[0];
-        assert_eq!(kind.name(), "connect", "{name}: {message}");
+        assert_eq!(kind.name(), "unreachable", "{name}: {message}");
         assert!(
             message.contains(&format!("redis://:***@127.0.0.1:{port}/0")),
             "{message}"
@@ -591,14 +591,14 @@ async fn pooled_reconnects_after_its_connection_is_dropped() {
                 .map(|e| e.1)
                 .sum::<u64>()
         };
-        let lost = count("connection");
+        let lost = count("connection_lost");
         for (kind, _, message) in r.errors.by_kind() {
             assert!(
-                kind.name() == "connection" || kind.name() == "delivery_mismatch",
+                kind.name() == "connection_lost" || kind.name() == "delivery_mismatch",
                 "{keys}: {kind}: {message}"
             );
             assert!(
-                kind.name() != "connection" || message.contains(&url),
+                kind.name() != "connection_lost" || message.contains(&url),
                 "{message}"
             );
         }

@@ -114,7 +114,7 @@ impl Target for LocalTarget {
         if self.embedded {
             let sink = Sink::start(&self.endpoint).map_err(|e| {
                 PublishError::new(
-                    ErrorKind::Sink,
+                    ErrorKind::Setup,
                     format!("the embedded sink did not start: {e}"),
                 )
             })?;
@@ -233,7 +233,7 @@ fn connect_error(endpoint: &Endpoint, e: io::Error) -> PublishError {
         _ => "; is a `taskbench sink` listening there?",
     };
     PublishError::new(
-        ErrorKind::Connect,
+        ErrorKind::Unreachable,
         format!("cannot connect to {endpoint}: {e}{hint}"),
     )
 }

@@ -2,8 +2,8 @@
 //! says what to check.
 //!
 //! Kinds: `unreachable`, `auth`, `vhost`, `declare_conflict`, `queue_missing`, `connection_lost`,
-//! `channel_closed`, `nack`, `returned`, `blocked`, `amqp` (any other broker error). `timeout` comes from the
-//! engine.
+//! `channel_closed`, `nack`, `returned`, `blocked`, `server` (any other broker error). `timeout` comes from
+//! the engine.
 
 use crate::error::{ErrorKind as Kind, PublishError};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
@@ -73,8 +73,8 @@ pub fn classify(e: &Error, doing: Doing, url: &str) -> PublishError {
             Kind::ConnectionLost,
             "; the broker closed the connection (an operator, a restart, or `rabbitmqctl close_connection`)",
         ),
-        (Some(_), _) if doing == Doing::Connect => (Kind::Amqp, ""),
-        (Some(AMQPErrorKind::Hard(_)), _) => (Kind::Amqp, "; the broker closed the connection"),
+        (Some(_), _) if doing == Doing::Connect => (Kind::Server, ""),
+        (Some(AMQPErrorKind::Hard(_)), _) => (Kind::Server, "; the broker closed the connection"),
         (Some(AMQPErrorKind::Soft(_)), _) => {
             (Kind::ChannelClosed, "; the broker closed the channel")
         }

@@ -79,7 +79,7 @@ impl Settings {
         let url = redact(&raw);
         let uri: AMQPUri = raw.parse().map_err(|e| {
             PublishError::new(
-                ErrorKind::Url,
+                ErrorKind::Config,
                 format!(
                     "{url} is not an AMQP URL: {e}; write it like {}",
                     redact(DEFAULT_URL)

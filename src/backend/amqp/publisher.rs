@@ -435,7 +435,7 @@ impl PooledPublisher {
         if let Err(e) = &settled
             && matches!(
                 e.kind,
-                ErrorKind::ConnectionLost | ErrorKind::ChannelClosed | ErrorKind::Amqp
+                ErrorKind::ConnectionLost | ErrorKind::ChannelClosed | ErrorKind::Server
             )
         {
             self.channel = None;

@@ -66,7 +66,7 @@ impl bb8::ErrorSink<RedisError> for ErrorKeeper {
     fn sink(&self, e: RedisError) {
         let error = self
             .endpoint
-            .error(ErrorKind::Connect, "the pool cannot connect to", &e);
+            .error(ErrorKind::Unreachable, "the pool cannot connect to", &e);
         if let Ok(mut last) = self.last.0.lock() {
             *last = Some(error);
         }
@@ -137,7 +137,7 @@ impl AcquirePublisher {
                 Ok(conn) => conn,
                 Err(bb8::RunError::User(e)) => {
                     return Err(self.endpoint.error(
-                        ErrorKind::Acquire,
+                        ErrorKind::Pool,
                         "the pool cannot connect to",
                         &e,
                     ));
@@ -145,7 +145,7 @@ impl AcquirePublisher {
                 Err(bb8::RunError::TimedOut) => {
                     return Err(self.pool.last_error.take().unwrap_or_else(|| {
                         PublishError::new(
-                            ErrorKind::Acquire,
+                            ErrorKind::Pool,
                             format!(
                                 "no pooled connection to redis at {} within {}",
                                 self.endpoint.shown,

@@ -109,7 +109,7 @@ impl Endpoint {
     /// A [`PublishError`] for a failed connect: `auth` if the server refused the password, else `connect`
     /// (refused, no such socket, timed out, cut during AUTH/SELECT).
     fn connect_error(&self, e: &RedisError) -> PublishError {
-        self.error(ErrorKind::Connect, "cannot connect to", e)
+        self.error(ErrorKind::Unreachable, "cannot connect to", e)
     }
 
     /// A [`PublishError`] for `e`, of the kind the error says it is, else `default`; `doing` says what
@@ -117,8 +117,8 @@ impl Endpoint {
     fn error(&self, default: ErrorKind, doing: &str, e: &RedisError) -> PublishError {
         let kind = match (default, error_kind(e)) {
             // A connect that failed for any reason but the password is a connect error.
-            (ErrorKind::Connect, Some(ErrorKind::Auth)) => ErrorKind::Auth,
-            (ErrorKind::Connect, _) => ErrorKind::Connect,
+            (ErrorKind::Unreachable, Some(ErrorKind::Auth)) => ErrorKind::Auth,
+            (ErrorKind::Unreachable, _) => ErrorKind::Unreachable,
             (_, kind) => kind.unwrap_or(default),
         };
         let hint = match kind {
@@ -152,7 +152,7 @@ fn error_kind(e: &RedisError) -> Option<ErrorKind> {
     } else if e.is_connection_refusal() {
         None
     } else if e.is_connection_dropped() || e.is_io_error() || e.is_unrecoverable_error() {
-        Some(ErrorKind::Connection)
+        Some(ErrorKind::ConnectionLost)
     } else if code.is_some() {
         Some(ErrorKind::Server)
     } else {
