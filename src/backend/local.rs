@@ -9,7 +9,7 @@ use crate::endpoint::Endpoint;
 use crate::engine::{Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
-use crate::scenario::Case;
+use crate::scenario::{Case, LocalOptions};
 use crate::settle::{Settle, SettleRules};
 use crate::sink::Sink;
 use crate::stage::{Stage, StageClock};
@@ -80,9 +80,9 @@ pub struct LocalTarget {
 }
 
 impl LocalTarget {
-    pub fn new(case: &Case) -> io::Result<Self> {
+    pub fn new(case: &Case, o: &LocalOptions) -> io::Result<Self> {
         let keep_open = case.path == PathKind::Raw;
-        if let Some(endpoint) = &case.options.address {
+        if let Some(endpoint) = &o.address {
             return Ok(LocalTarget {
                 endpoint: Arc::new(endpoint.clone()),
                 keep_open,

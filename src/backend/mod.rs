@@ -9,24 +9,23 @@ pub mod local;
 pub mod redis;
 pub mod url;
 
-use crate::catalog::Backend;
 use crate::engine::{self, RunControl};
 use crate::error::ErrorKind;
 use crate::record::CaseResult;
-use crate::scenario::Case;
+use crate::scenario::{BackendOptions, Case};
 
 /// Runs one case to the end on its backend and returns what was measured.
 pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
-    match case.backend {
-        Backend::Unix | Backend::Fifo | Backend::Tcp => match local::LocalTarget::new(case) {
+    match &case.options {
+        BackendOptions::Local(o) => match local::LocalTarget::new(case, o) {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, ErrorKind::Setup, format!("{e:#}")),
         },
-        Backend::Redis => match redis::RedisTarget::new(case) {
+        BackendOptions::Redis(o) => match redis::RedisTarget::new(case, o) {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
         },
-        Backend::Amqp => match amqp::AmqpTarget::new(case) {
+        BackendOptions::Amqp(o) => match amqp::AmqpTarget::new(case, o) {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
         },

@@ -1,12 +1,8 @@
 //! Broker URLs: which one a case uses, and how to show it without its password.
 
-use crate::scenario::Case;
-
 /// The case's `url`, else the environment variable `env`, else `default`.
-pub fn broker_url(case: &Case, env: &str, default: &str) -> String {
-    case.options
-        .url
-        .clone()
+pub fn broker_url(url: Option<&str>, env: &str, default: &str) -> String {
+    url.map(str::to_string)
         .or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()))
         .unwrap_or_else(|| default.to_string())
 }

@@ -59,7 +59,7 @@ priority = 6
         Some(500),
         "a scenario-wide count still bounds a timed case"
     );
-    assert_eq!((b.options.batch, b.task.spec().priority), (16, 6));
+    assert_eq!((b.options.batch(), b.task.spec().priority), (16, 6));
     assert_eq!(
         a.task.spec().priority,
         0,
@@ -329,4 +329,66 @@ fn profile_sample_is_a_share() {
     )
     .unwrap();
     assert_eq!(s.cases[0].sample_interval(), 4);
+}
+
+#[test]
+fn the_catalog_and_the_case_keys_agree() {
+    // Every key the catalog gives a backend is a key a case can have, and the reverse: a key added to one
+    // list and not the other fails here.
+    let mut in_catalog: Vec<&str> = crate::catalog::BACKENDS
+        .iter()
+        .flat_map(|b| b.options.iter().map(|(k, _)| *k))
+        .collect();
+    in_catalog.sort();
+    in_catalog.dedup();
+    let mut in_cases = super::raw::RawCase::BACKEND_KEYS.to_vec();
+    in_cases.sort();
+    assert_eq!(in_catalog, in_cases);
+}
+
+#[test]
+fn every_key_the_catalog_allows_changes_what_is_planned() {
+    // A key that is accepted but never read would be silently ignored: each one, set to a value other than
+    // its default, must change the planned options of a case of every backend and path it applies to.
+    fn value(key: &str, backend: &str) -> &'static str {
+        match (key, backend) {
+            ("address", "tcp") => "\"127.0.0.1:1\"",
+            ("address", _) => "\"/tmp/taskbench-nowhere\"",
+            ("url", "amqp") => "\"amqp://u:p@127.0.0.1:1/%2f\"",
+            ("url", _) => "\"redis://127.0.0.1:1/0\"",
+            ("keep" | "multiplexed", _) => "true",
+            ("kombu_handshake", _) => "false",
+            ("confirm", _) => "\"each\"",
+            _ => "7",
+        }
+    }
+    let plan = |backend: &str, path: &str, extra: &str| {
+        let text = format!(
+            "name = \"k\"\n[[case]]\nname = \"c\"\nbackend = \"{backend}\"\npath = \"{path}\"\n{extra}"
+        );
+        parse(&text, "k.toml")
+            .unwrap_or_else(|e| panic!("{e}\n{text}"))
+            .cases
+            .remove(0)
+            .options
+    };
+    let mut checked = 0;
+    for spec in crate::catalog::BACKENDS {
+        for path in spec.paths {
+            let plain = plan(spec.name, path.name(), "");
+            for (key, paths) in spec.options {
+                if !paths.is_empty() && !paths.contains(path) {
+                    continue;
+                }
+                let set = plan(
+                    spec.name,
+                    path.name(),
+                    &format!("{key} = {}\n", value(key, spec.name)),
+                );
+                assert_ne!(set, plain, "{key} on {} {path} changes nothing", spec.name);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 30, "{checked} keys checked");
 }

@@ -16,7 +16,7 @@ use super::url::{broker_url, redact};
 use crate::catalog::PathKind;
 use crate::engine::Target;
 use crate::error::{ErrorKind, PublishError};
-use crate::scenario::{Case, Confirm};
+use crate::scenario::{AmqpOptions, Case, Confirm};
 use crate::settle::{Settle, SettleRules};
 use crate::stage::{Stage, StageClock};
 use error::{Doing, classify};
@@ -74,8 +74,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn new(case: &Case) -> Result<Settings, PublishError> {
-        let raw = broker_url(case, "TASKBENCH_AMQP_URL", DEFAULT_URL);
+    fn new(case: &Case, o: &AmqpOptions) -> Result<Settings, PublishError> {
+        let raw = broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", DEFAULT_URL);
         let url = redact(&raw);
         let uri: AMQPUri = raw.parse().map_err(|e| {
             PublishError::new(
@@ -93,7 +93,7 @@ impl Settings {
                 format!("queue name {queue:?} is too long for AMQP: {e}"),
             )
         })?;
-        let confirm = case.options.confirm;
+        let confirm = o.confirm;
         Ok(Settings {
             uri,
             url,
@@ -101,8 +101,8 @@ impl Settings {
             exchange: ShortString::default(),
             path: case.path,
             confirm,
-            confirm_batch: case.options.confirm_batch.max(1),
-            pipeline: case.options.batch.max(1),
+            confirm_batch: o.confirm_batch.max(1),
+            pipeline: o.batch.max(1),
             // With confirms on, an unroutable message comes back with its confirm and counts as `returned`;
             // without, the broker would drop it silently either way (and the delivered count shows it).
             publish_options: BasicPublishOptions {
@@ -112,7 +112,7 @@ impl Settings {
             wire: WireTemplate::new(&case.task),
             connection_name: format!("taskbench {} {}", case.name, queue),
             queue,
-            keep: case.options.keep,
+            keep: o.keep,
             blocked_wait: case.publish_timeout / 2,
             admin_timeout: case.publish_timeout.max(ADMIN_TIMEOUT),
         })
@@ -269,10 +269,10 @@ pub struct AmqpTarget {
 }
 
 impl AmqpTarget {
-    pub fn new(case: &Case) -> Result<AmqpTarget, PublishError> {
-        let s = Arc::new(Settings::new(case)?);
-        let connections = case.options.connections.max(1);
-        let pool_size = case.options.pool_size.max(1);
+    pub fn new(case: &Case, o: &AmqpOptions) -> Result<AmqpTarget, PublishError> {
+        let s = Arc::new(Settings::new(case, o)?);
+        let connections = o.connections.max(1);
+        let pool_size = o.pool_size.max(1);
         let slots = if s.path == PathKind::Pooled {
             (0..connections)
                 .map(|_| publisher::Slot::default())

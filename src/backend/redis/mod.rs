@@ -17,7 +17,7 @@ use crate::catalog::PathKind;
 use crate::engine::{Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
-use crate::scenario::Case;
+use crate::scenario::{Case, RedisOptions};
 use crate::stage::StageClock;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Value};
@@ -44,8 +44,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(case: &Case) -> Result<Endpoint, PublishError> {
-        let url = broker_url(case, "TASKBENCH_REDIS_URL", DEFAULT_URL);
+    fn new(case: &Case, o: &RedisOptions) -> Result<Endpoint, PublishError> {
+        let url = broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", DEFAULT_URL);
         let shown = redact(&url);
         let info = url.as_str().into_connection_info().map_err(|e| {
             PublishError::new(
@@ -196,8 +196,7 @@ pub struct RedisTarget {
 }
 
 impl RedisTarget {
-    pub fn new(case: &Case) -> Result<Self, PublishError> {
-        let o = &case.options;
+    pub fn new(case: &Case, o: &RedisOptions) -> Result<Self, PublishError> {
         Ok(RedisTarget {
             path: case.path,
             batch: if case.path == PathKind::Pooled {
@@ -210,7 +209,7 @@ impl RedisTarget {
             pool_size: o.pool_size,
             keep: o.keep,
             publish_timeout: case.publish_timeout,
-            endpoint: Arc::new(Endpoint::new(case)?),
+            endpoint: Arc::new(Endpoint::new(case, o)?),
             admin: None,
             before: [0; 4],
             bindings_existed: [false; 2],

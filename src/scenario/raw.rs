@@ -1,0 +1,143 @@
+//! The shape of a scenario file as serde reads it: every key with its place in the file (for errors), nothing
+//! checked yet. The run-wide settings a case may override, and a case's backend-specific keys, are each
+//! declared once, in a macro that also lists them.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use std::ops::Range;
+use toml::Spanned;
+
+/// Fields a scenario sets as defaults and a case may override, declared once for both tables.
+macro_rules! with_settings {
+    ($(#[$meta:meta])* struct $name:ident { $($field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        pub(super) struct $name {
+            $(pub(super) $field: $ty,)*
+            pub(super) publishes: Option<Spanned<i64>>,
+            pub(super) warmup: Option<Spanned<i64>>,
+            pub(super) concurrency: Option<Spanned<i64>>,
+            pub(super) rate: Option<Spanned<f64>>,
+            pub(super) duration: Option<Spanned<String>>,
+            pub(super) publish_timeout: Option<Spanned<String>>,
+            pub(super) stage_timing: Option<bool>,
+            pub(super) profile_sample: Option<Spanned<f64>>,
+        }
+        impl $name {
+            pub(super) fn settings(&self) -> Settings<'_> {
+                Settings {
+                    publishes: self.publishes.as_ref(),
+                    warmup: self.warmup.as_ref(),
+                    concurrency: self.concurrency.as_ref(),
+                    rate: self.rate.as_ref(),
+                    duration: self.duration.as_ref(),
+                    publish_timeout: self.publish_timeout.as_ref(),
+                    stage_timing: self.stage_timing,
+                    profile_sample: self.profile_sample.as_ref(),
+                }
+            }
+        }
+    };
+}
+
+/// A case's fields: `common` ones, and `backend` ones, which only some backends (and paths) take, as the
+/// catalog says. Declaring the backend keys here is what lists them in [`RawCase::BACKEND_KEYS`] and
+/// [`RawCase::backend_keys`], so a new key cannot skip the check of where it applies.
+macro_rules! raw_case {
+    (common { $($c:ident : $ct:ty,)* } backend { $($k:ident : $kt:ty,)* }) => {
+        with_settings! {
+            #[derive(Deserialize)]
+            #[serde(deny_unknown_fields)]
+            struct RawCase {
+                $($c: $ct,)*
+                $($k: Option<Spanned<$kt>>,)*
+            }
+        }
+        impl RawCase {
+            /// Every backend-specific key a case may have.
+            #[cfg(test)]
+            pub(super) const BACKEND_KEYS: &'static [&'static str] = &[$(stringify!($k)),*];
+
+            /// The backend-specific keys this case sets, with where they are.
+            pub(super) fn backend_keys(&self) -> Vec<(&'static str, Range<usize>)> {
+                [$(self.$k.as_ref().map(|v| (stringify!($k), v.span()))),*]
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
+        }
+    };
+}
+
+/// The run-wide settings of a scenario or a case; a case's override the scenario's.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Settings<'a> {
+    pub(super) publishes: Option<&'a Spanned<i64>>,
+    pub(super) warmup: Option<&'a Spanned<i64>>,
+    pub(super) concurrency: Option<&'a Spanned<i64>>,
+    pub(super) rate: Option<&'a Spanned<f64>>,
+    pub(super) duration: Option<&'a Spanned<String>>,
+    pub(super) publish_timeout: Option<&'a Spanned<String>>,
+    pub(super) stage_timing: Option<bool>,
+    pub(super) profile_sample: Option<&'a Spanned<f64>>,
+}
+
+impl<'a> Settings<'a> {
+    /// `self` where set, else `defaults`.
+    pub(super) fn over(self, defaults: Settings<'a>) -> Settings<'a> {
+        Settings {
+            publishes: self.publishes.or(defaults.publishes),
+            warmup: self.warmup.or(defaults.warmup),
+            concurrency: self.concurrency.or(defaults.concurrency),
+            rate: self.rate.or(defaults.rate),
+            duration: self.duration.or(defaults.duration),
+            publish_timeout: self.publish_timeout.or(defaults.publish_timeout),
+            stage_timing: self.stage_timing.or(defaults.stage_timing),
+            profile_sample: self.profile_sample.or(defaults.profile_sample),
+        }
+    }
+}
+
+with_settings! {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RawScenario {
+        name: Spanned<String>,
+        task: Option<RawTask>,
+        case: Option<Vec<Spanned<RawCase>>>,
+    }
+}
+
+/// The `[task]` table.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTask {
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) args: Option<Spanned<Vec<Value>>>,
+    pub(super) kwargs: Option<Map<String, Value>>,
+    pub(super) queue: Option<Spanned<String>>,
+    pub(super) payload_bytes: Option<Spanned<i64>>,
+    pub(super) priority: Option<Spanned<i64>>,
+}
+
+raw_case! {
+    common {
+        name: Spanned<String>,
+        backend: Spanned<String>,
+        path: Spanned<String>,
+        queue: Option<Spanned<String>>,
+        priority: Option<Spanned<i64>>,
+        payload_bytes: Option<Spanned<i64>>,
+    }
+    backend {
+        address: String,
+        url: String,
+        keep: bool,
+        confirm: String,
+        confirm_batch: i64,
+        pool_size: i64,
+        connections: i64,
+        batch: i64,
+        multiplexed: bool,
+        kombu_handshake: bool,
+    }
+}
