@@ -6,6 +6,8 @@ use crate::error::{ErrorKind, PublishError};
 use crate::scenario::Case;
 use crate::stage::{STAGE_COUNT, Stage, StageClock};
 use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -72,7 +74,7 @@ pub struct StageResult {
     pub total_ns: u64,
 }
 
-/// What one publisher measured. Lives on its own task: no sharing, no locks.
+/// What the publishers of one runtime thread measured (see [`Recorders`]).
 #[derive(Debug)]
 pub struct Recorder {
     pub latency: Histogram<u64>,
@@ -155,6 +157,57 @@ impl Recorder {
             self.first_start = Some(start);
         }
         self.last_end = Some(end);
+    }
+}
+
+/// The recorders of one case, shared by its publishers: one per runtime thread, not one per publisher, so a
+/// publisher costs what its connection costs and not a set of histograms (a latency histogram alone is
+/// ~240 KB; ten thousand publishers each with their own took gigabytes).
+///
+/// A publisher records into the slot of the thread it runs on. A thread runs one task at a time and records
+/// without awaiting, so a slot's lock is only ever contended when two threads share a slot (more threads
+/// than slots), and correct either way.
+pub struct Recorders {
+    slots: Box<[RecorderSlot]>,
+    open_loop: bool,
+}
+
+/// One slot, on its own cache line so threads never share one by accident.
+#[repr(align(128))]
+struct RecorderSlot(Mutex<Option<Recorder>>);
+
+static NEXT_THREAD_SLOT: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's slot number, handed out in order the first time a thread records.
+    static THREAD_SLOT: usize = NEXT_THREAD_SLOT.fetch_add(1, Relaxed);
+}
+
+impl Recorders {
+    /// Recorders for publishers on up to `threads` threads (more still work, sharing slots).
+    pub fn new(threads: usize, open_loop: bool) -> Self {
+        Recorders {
+            slots: (0..threads.max(1) * 2)
+                .map(|_| RecorderSlot(Mutex::new(None)))
+                .collect(),
+            open_loop,
+        }
+    }
+
+    /// Runs `f` on the recorder of the calling thread (made on first use). `f` must not block.
+    #[inline]
+    pub fn with<R>(&self, f: impl FnOnce(&mut Recorder) -> R) -> R {
+        let slot = &self.slots[THREAD_SLOT.with(|s| *s) % self.slots.len()];
+        let mut guard = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
+        f(guard.get_or_insert_with(|| Recorder::new(self.open_loop)))
+    }
+
+    /// Takes every recorder that was used, leaving the slots empty.
+    pub fn take_all(&self) -> Vec<Recorder> {
+        self.slots
+            .iter()
+            .filter_map(|s| s.0.lock().unwrap_or_else(PoisonError::into_inner).take())
+            .collect()
     }
 }
 

@@ -8,7 +8,7 @@ pub(crate) mod fake;
 
 use crate::error::{ErrorKind, PublishError};
 use crate::message::{TaskMessage, TaskTemplate};
-use crate::record::{CaseResult, Recorder};
+use crate::record::{CaseResult, Recorders};
 use crate::scenario::Case;
 use crate::stage::spans;
 use crate::stage::{Stage, StageClock};
@@ -136,6 +136,8 @@ struct Shared {
     stop: Arc<AtomicBool>,
     progress: Vec<PaddedCounter>,
     template: Arc<TaskTemplate>,
+    /// Where every publisher records: one recorder per runtime thread.
+    recorders: Recorders,
 }
 
 /// Claims up to `want` consecutive indices below `total`; returns (first index, how many).
@@ -200,6 +202,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
             .map(|_| PaddedCounter::default())
             .collect(),
         template: case.task.clone(),
+        recorders: Recorders::new(runtime_threads(), case.rate.is_some()),
     });
 
     if let Some(view) = &control.progress {
@@ -219,12 +222,10 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     for w in 0..case.concurrency {
         workers.spawn(publish_loop(target.publisher(w), shared.clone(), w));
     }
-    let mut recorders = Vec::with_capacity(case.concurrency);
     let mut panics = Vec::new();
     while let Some(joined) = workers.join_next().await {
-        match joined {
-            Ok(rec) => recorders.push(rec),
-            Err(e) => panics.push(e.to_string()),
+        if let Err(e) = joined {
+            panics.push(e.to_string());
         }
     }
     if let Some(t) = ticker {
@@ -235,7 +236,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         view.finish();
     }
 
-    let mut result = CaseResult::merge(case, &recorders);
+    let mut result = CaseResult::merge(case, &shared.recorders.take_all());
     for p in panics {
         result.errors.add(
             &PublishError::new(ErrorKind::Panic, format!("a publisher panicked: {p}")),
@@ -269,18 +270,14 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
 
 /// One publisher's loop: warm-up, wait for the others, then measured publishes until the count, the
 /// duration or an interrupt ends it.
-async fn publish_loop<P: Publisher>(
-    mut publisher: P,
-    shared: Arc<Shared>,
-    worker: usize,
-) -> Recorder {
+async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worker: usize) {
     let batch = publisher.batch_size().max(1);
     let mut messages: Vec<TaskMessage> = (0..batch)
         .map(|_| TaskMessage::new(shared.template.clone()))
         .collect();
     let mut starts = vec![Instant::now(); batch];
     let mut clock = StageClock::new(shared.stage_timing);
-    let mut rec = Recorder::new(shared.interval_ns.is_some());
+    let recorders = &shared.recorders;
 
     // Set when the publisher panicked: it publishes no more (the others go on).
     let mut broken = false;
@@ -303,12 +300,12 @@ async fn publish_loop<P: Publisher>(
             && e.kind == ErrorKind::Panic
         {
             // The publisher is broken: count it, and still reach the barrier so the others go on.
-            rec.errors.add(e, n as u64);
+            recorders.with(|rec| rec.errors.add(e, n as u64));
             broken = true;
             break;
         }
         if let Ok(Ok(())) = out {
-            rec.warmup_ok += n as u64;
+            recorders.with(|rec| rec.warmup_ok += n as u64);
         }
         clock.discard();
     }
@@ -329,6 +326,7 @@ async fn publish_loop<P: Publisher>(
         // Open loop: time the publish spent queued behind earlier ones, counted into its latency.
         let mut queued = Duration::ZERO;
         let mut slot = None;
+        let mut lag = None;
         if let Some(interval_ns) = shared.interval_ns {
             let intended = start + intended_offset(first, interval_ns);
             if deadline.is_some_and(|d| intended >= d) {
@@ -338,7 +336,7 @@ async fn publish_loop<P: Publisher>(
                 tokio::time::sleep_until(intended).await;
                 t0 = Instant::now();
             }
-            rec.record_lag(t0.saturating_duration_since(intended).as_nanos() as u64);
+            lag = Some(t0.saturating_duration_since(intended).as_nanos() as u64);
             // Lindley's recursion on the measured service times: a publish starts at its intended time, or
             // when the previous one would have finished if nothing had started late. Slow publishes delay
             // the ones behind them (no coordinated omission); the timer's own lateness delays nothing.
@@ -384,28 +382,25 @@ async fn publish_loop<P: Publisher>(
         if let Some(virtual_start) = slot {
             free_at = virtual_start + (t1 - t0);
         }
-        match out {
-            Ok(Ok(())) => rec.record_publish(&starts[..n], t1, queued, &mut clock),
-            Ok(Err(e)) => {
-                rec.errors.add(&e, n as u64);
-                clock.discard();
-                broken = e.kind == ErrorKind::Panic;
+        recorders.with(|rec| {
+            if let Some(lag) = lag {
+                rec.record_lag(lag);
             }
-            Err(_) => {
-                rec.errors.add(
-                    &PublishError::new(
-                        ErrorKind::Timeout,
-                        format!(
-                            "a publish did not complete within publish_timeout ({})",
-                            humantime::format_duration(shared.publish_timeout)
-                        ),
-                    ),
-                    n as u64,
-                );
-                clock.discard();
+            match &out {
+                Ok(Ok(())) => rec.record_publish(&starts[..n], t1, queued, &mut clock),
+                Ok(Err(e)) => rec.errors.add(e, n as u64),
+                Err(_) => rec
+                    .errors
+                    .add(&timeout_error(shared.publish_timeout), n as u64),
             }
+            rec.mark(t0, t1);
+        });
+        if let Ok(Err(e)) = &out {
+            broken = e.kind == ErrorKind::Panic;
         }
-        rec.mark(t0, t1);
+        if !matches!(out, Ok(Ok(()))) {
+            clock.discard();
+        }
         done += n as u64;
         shared.progress[worker].0.store(done, Relaxed);
         if broken {
@@ -413,7 +408,24 @@ async fn publish_loop<P: Publisher>(
         }
     }
     publisher.close().await;
-    rec
+}
+
+/// A publish that did not finish within `publish_timeout` (built only when one times out).
+fn timeout_error(publish_timeout: Duration) -> PublishError {
+    PublishError::new(
+        ErrorKind::Timeout,
+        format!(
+            "a publish did not complete within publish_timeout ({})",
+            humantime::format_duration(publish_timeout)
+        ),
+    )
+}
+
+/// The runtime's worker threads (one recorder each), or the cores when not on a multi-thread runtime.
+fn runtime_threads() -> usize {
+    tokio::runtime::Handle::try_current()
+        .map(|h| h.metrics().num_workers())
+        .unwrap_or_else(|_| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 #[cfg(test)]
