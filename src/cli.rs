@@ -5,14 +5,15 @@ use crate::endpoint::Endpoint;
 use crate::profile::{self, cpu, cpu::SpanBuffer, flame::SvgStyle, redraw};
 use crate::report::{self, RunWriter, progress::TerminalProgress};
 use crate::run::{self, RunOptions};
-use crate::scenario;
+use crate::scenario::{self, Overrides};
 use crate::sink::Sink;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
-use std::num::NonZeroU64;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Exit code: every case ran without errors.
 pub const EXIT_OK: u8 = 0;
@@ -101,6 +102,18 @@ struct RunArgs {
     /// Measured publishes per case, overriding the scenario.
     #[arg(long)]
     publishes: Option<NonZeroU64>,
+    /// Publishers per case, overriding the scenario.
+    #[arg(short = 'c', long)]
+    concurrency: Option<NonZeroUsize>,
+    /// Open loop at this many publishes per second per case, overriding the scenario.
+    #[arg(long, value_parser = parse_rate)]
+    rate: Option<f64>,
+    /// Run each case this long ("30s", "2m"); unbounded by count unless --publishes or the file sets one.
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Unrecorded publishes per case before measuring, overriding the scenario.
+    #[arg(long)]
+    warmup: Option<u64>,
     /// Run only this case (repeatable).
     #[arg(long = "case", value_name = "NAME")]
     cases: Vec<String>,
@@ -190,11 +203,15 @@ fn validate(path: PathBuf) -> Result<Ending, UsageError> {
 }
 
 fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
-    let mut scenario = scenario::load(&args.scenario)?;
+    let overrides = Overrides {
+        publishes: args.publishes.map(NonZeroU64::get),
+        warmup: args.warmup,
+        concurrency: args.concurrency.map(NonZeroUsize::get),
+        rate: args.rate,
+        duration: args.duration,
+    };
+    let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;
-    if let Some(n) = args.publishes {
-        scenario.set_publishes(n.get());
-    }
     let mut writer = RunWriter::create(args.out.as_deref(), &scenario)
         .map_err(|e| UsageError(format!("{e:#}")))?;
     let options = RunOptions {
@@ -251,6 +268,25 @@ fn sink(listen: Endpoint) -> Result<Ending, UsageError> {
         print_stdout(&format!("received {}\n", sink.stop()));
         Ok(Ending::Ok)
     })
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate: give publishes per second, more than 0"
+        )),
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("the duration must be longer than zero".into()),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration ({e}); write it like 30s, 500ms or 2m"
+        )),
+    }
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.

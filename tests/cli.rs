@@ -373,3 +373,76 @@ fn an_interrupt_keeps_what_was_measured_and_exits_130() {
     assert!(cases[1]["publishes_ok"].as_u64().unwrap() > 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("second: interrupted"));
 }
+
+#[test]
+fn command_line_overrides_change_every_case() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"o\"\npublishes = 50\nwarmup = 5\nconcurrency = 1\n\
+         [[case]]\nname = \"a\"\nbackend = \"unix\"\npath = \"raw\"\n\
+         [[case]]\nname = \"b\"\nbackend = \"tcp\"\npath = \"raw\"\nconcurrency = 2\n",
+    );
+    let out = dir.path().join("r");
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .args(["-c", "3", "--warmup", "0", "--publishes", "90", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let summary = read_summary(&out);
+    for c in summary["cases"].as_array().unwrap() {
+        assert_eq!(c["concurrency"], 3, "{c}");
+        assert_eq!(c["warmup_ok"], 0, "{c}");
+        assert_eq!(c["publishes_ok"], 90, "{c}");
+    }
+
+    // --duration alone: the file's count no longer bounds a case that did not set one itself...
+    let text = "name = \"d\"\nwarmup = 0\n[[case]]\nname = \"a\"\nbackend = \"unix\"\npath = \"raw\"\n";
+    let scenario = write_scenario(dir.path(), text);
+    let out = dir.path().join("d");
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--duration", "300ms", "--rate", "200", "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    let case = &read_summary(&out)["cases"][0];
+    assert_eq!(case["mode"], "open");
+    assert_eq!(case["rate"], 200.0);
+    let n = case["publishes_ok"].as_u64().unwrap();
+    assert!((40..=61).contains(&n), "about 60 publishes in 300 ms at 200/s: {n}");
+}
+
+#[test]
+fn bad_overrides_exit_2_and_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"b\"\n[[case]]\nname = \"r\"\nbackend = \"redis\"\npath = \"pooled\"\nbatch = 8\n",
+    );
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--rate", "100"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "`batch = 8` cannot be combined with --rate (100)",
+        ));
+    for (flag, value, says) in [
+        ("--rate", "0", "is not a rate"),
+        ("--duration", "soon", "is not a duration"),
+        ("-c", "0", "invalid value '0'"),
+    ] {
+        taskbench()
+            .arg("run")
+            .arg(&scenario)
+            .args([flag, value])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+    }
+}

@@ -52,13 +52,18 @@ impl Scenario {
         }
         Ok(())
     }
+}
 
-    /// Sets every case's measured publishes (`--publishes`).
-    pub fn set_publishes(&mut self, publishes: u64) {
-        for c in &mut self.cases {
-            c.publishes = Some(publishes);
-        }
-    }
+/// Settings the command line imposes on every case (`--publishes`, `--concurrency`, ...), over the file's.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub publishes: Option<u64>,
+    pub warmup: Option<u64>,
+    pub concurrency: Option<usize>,
+    /// Publishes per second (open loop); must be more than 0.
+    pub rate: Option<f64>,
+    /// A case runs until this, unbounded by count unless `publishes` (here or in the file) says otherwise.
+    pub duration: Option<Duration>,
 }
 
 /// One (backend, path, options) combination, with every default filled in.
@@ -226,6 +231,11 @@ impl std::error::Error for ScenarioError {}
 
 /// Reads and checks the scenario at `path`.
 pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+    load_with(path, &Overrides::default())
+}
+
+/// Reads and checks the scenario at `path`, with the command line's `overrides` over every case.
+pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Scenario, ScenarioError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ScenarioError {
         file: file.clone(),
@@ -234,14 +244,14 @@ pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         message: format!("cannot read the scenario: {e}"),
         hint: Some("pass the path of a scenario TOML file, e.g. scenarios/quickstart.toml".into()),
     })?;
-    let mut scenario = parse(&text, &file)?;
+    let mut scenario = plan::scenario(&text, &file, overrides)?;
     scenario.file = path.to_path_buf();
     Ok(scenario)
 }
 
 /// Parses and checks scenario `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
-    plan::scenario(text, file)
+    plan::scenario(text, file, &Overrides::default())
 }
 
 #[cfg(test)]

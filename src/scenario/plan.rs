@@ -8,7 +8,11 @@ use std::ops::Range;
 use toml::Spanned;
 
 /// Parses and checks scenario `text`; `file` names it in errors.
-pub(super) fn scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
+pub(super) fn scenario(
+    text: &str,
+    file: &str,
+    overrides: &Overrides,
+) -> Result<Scenario, ScenarioError> {
     let at = Locator { text, file };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
@@ -30,7 +34,7 @@ pub(super) fn scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError
     }
     let mut cases: Vec<Case> = Vec::with_capacity(raw_cases.len());
     for raw_case in raw_cases {
-        let case = plan_case(&at, raw_case.get_ref(), defaults, &task)?;
+        let case = plan_case(&at, raw_case.get_ref(), defaults, &task, overrides)?;
         if cases.iter().any(|c| c.name == case.name) {
             return Err(at.error(
                 raw_case.get_ref().name.span(),
@@ -174,6 +178,7 @@ fn plan_case(
     raw: &RawCase,
     defaults: Settings,
     task: &TaskSpec,
+    overrides: &Overrides,
 ) -> Result<Case, ScenarioError> {
     check_file_name(at, &raw.name, "case name")?;
     let name = raw.name.get_ref().clone();
@@ -182,7 +187,7 @@ fn plan_case(
     let (backend, path) = backend_and_path(at, raw, &in_case)?;
 
     let s = raw.settings().over(defaults);
-    let load = load(at, s, backend, path)?;
+    let load = load(at, s, backend, path, overrides)?;
 
     let options = match backend {
         Backend::Amqp => BackendOptions::Amqp(amqp_options(at, raw, &in_case)?),
@@ -201,15 +206,19 @@ fn plan_case(
             BackendOptions::Local(LocalOptions { address })
         }
     };
-    if let (Some(r), Some(b)) = (s.rate, &raw.batch)
+    if let (Some(rate), Some(b)) = (load.rate, &raw.batch)
         && options.batch() > 1
     {
+        let from = if overrides.rate.is_some() {
+            "--rate"
+        } else {
+            "`rate`"
+        };
         return Err(at.error(
             b.span(),
             in_case(format!(
-                "`batch = {}` cannot be combined with `rate` ({})",
+                "`batch = {}` cannot be combined with {from} ({rate})",
                 options.batch(),
-                r.get_ref()
             )),
             Some(
                 "a batch pipelines back-to-back publishes; use batch with a closed loop (no rate)"
@@ -273,31 +282,38 @@ struct Load {
     profile_sample: f64,
 }
 
+/// The case's settings, else the scenario's, else the defaults, with the command line's `overrides` over all.
+/// A file's values are checked even when overridden, so a scenario that runs with overrides also runs
+/// without them.
 fn load(
     at: &Locator,
     s: Settings,
     backend: Backend,
     path: PathKind,
+    overrides: &Overrides,
 ) -> Result<Load, ScenarioError> {
     let duration = s
         .duration
         .map(|d| parse_duration(at, "duration", d))
         .transpose()?;
-    let publishes = match s.publishes {
-        Some(p) => Some(positive(at, "publishes", p, 1)?),
-        None if duration.is_some() => None,
-        None => Some(DEFAULT_PUBLISHES),
+    let duration = overrides.duration.or(duration);
+    let publishes = s
+        .publishes
+        .map(|p| positive(at, "publishes", p, 1))
+        .transpose()?;
+    let publishes = match (overrides.publishes, publishes) {
+        (Some(n), _) | (None, Some(n)) => Some(n),
+        (None, None) if duration.is_some() => None,
+        (None, None) => Some(DEFAULT_PUBLISHES),
     };
-    let warmup = s
-        .warmup
-        .map(|w| positive(at, "warmup", w, 0))
-        .transpose()?
-        .unwrap_or(DEFAULT_WARMUP);
+    let warmup = s.warmup.map(|w| positive(at, "warmup", w, 0)).transpose()?;
+    let warmup = overrides.warmup.or(warmup).unwrap_or(DEFAULT_WARMUP);
     let concurrency = s
         .concurrency
         .map(|c| positive(at, "concurrency", c, 1))
         .transpose()?
-        .unwrap_or(1) as usize;
+        .map(|c| c as usize);
+    let concurrency = overrides.concurrency.or(concurrency).unwrap_or(1);
     let rate = match s.rate {
         Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
             return Err(at.error(
@@ -309,7 +325,7 @@ fn load(
                 None,
             ));
         }
-        r => r.map(|r| *r.get_ref()),
+        r => overrides.rate.or(r.map(|r| *r.get_ref())),
     };
     let profile_sample = match s.profile_sample {
         Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => {
