@@ -4,7 +4,7 @@
 use crate::endpoint::Endpoint;
 use crate::profile::{self, cpu, cpu::SpanBuffer, flame::SvgStyle, redraw};
 use crate::report::{self, RunWriter, progress::TerminalProgress};
-use crate::run::{self, RunOptions};
+use crate::run::{self, RunOptions, preflight};
 use crate::scenario::{self, Overrides};
 use crate::sink::Sink;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -198,7 +198,12 @@ pub fn main() -> ExitCode {
 
 fn validate(path: PathBuf) -> Result<Ending, UsageError> {
     let scenario = scenario::load(&path)?;
-    print_stdout(&report::listing(&scenario));
+    let notes = preflight::check(&scenario).map_err(UsageError)?;
+    let mut out = report::listing(&scenario);
+    for note in notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    print_stdout(&out);
     Ok(Ending::Ok)
 }
 
@@ -212,6 +217,9 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     };
     let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;
+    for note in preflight::check(&scenario).map_err(UsageError)? {
+        eprintln!("note: {note}");
+    }
     let mut writer = RunWriter::create(args.out.as_deref(), &scenario)
         .map_err(|e| UsageError(format!("{e:#}")))?;
     let options = RunOptions {

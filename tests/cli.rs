@@ -399,7 +399,8 @@ fn command_line_overrides_change_every_case() {
     }
 
     // --duration alone: the file's count no longer bounds a case that did not set one itself...
-    let text = "name = \"d\"\nwarmup = 0\n[[case]]\nname = \"a\"\nbackend = \"unix\"\npath = \"raw\"\n";
+    let text =
+        "name = \"d\"\nwarmup = 0\n[[case]]\nname = \"a\"\nbackend = \"unix\"\npath = \"raw\"\n";
     let scenario = write_scenario(dir.path(), text);
     let out = dir.path().join("d");
     taskbench()
@@ -413,7 +414,10 @@ fn command_line_overrides_change_every_case() {
     assert_eq!(case["mode"], "open");
     assert_eq!(case["rate"], 200.0);
     let n = case["publishes_ok"].as_u64().unwrap();
-    assert!((40..=61).contains(&n), "about 60 publishes in 300 ms at 200/s: {n}");
+    assert!(
+        (40..=61).contains(&n),
+        "about 60 publishes in 300 ms at 200/s: {n}"
+    );
 }
 
 #[test]
@@ -445,4 +449,40 @@ fn bad_overrides_exit_2_and_say_why() {
             .code(2)
             .stderr(predicate::str::contains(says));
     }
+}
+
+#[test]
+fn what_cannot_run_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"big\"\n[[case]]\nname = \"many\"\nbackend = \"unix\"\npath = \"raw\"\nconcurrency = 100000\n",
+    );
+    for command in ["validate", "run"] {
+        taskbench()
+            .current_dir(dir.path())
+            .arg(command)
+            .arg(&scenario)
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(
+                "100,000 publishers need about 200,065 file descriptors",
+            ));
+    }
+    assert!(
+        !dir.path().join("results").exists(),
+        "nothing ran, no run folder"
+    );
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"long\"\npublishes = 1000000000000\n[[case]]\nname = \"l\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    );
+    taskbench()
+        .arg("validate")
+        .arg(&scenario)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "note: case \"l\": 1,000,000,000,000 publishes even at 1,000,000/s take 11days",
+        ));
 }

@@ -2,6 +2,8 @@
 //! capture, and a callback after each case. `taskbench run` is this plus a run folder and a table; tests and
 //! other programs call [`run`] directly.
 
+pub mod preflight;
+
 use crate::backend;
 use crate::engine::{ProgressView, RunControl};
 use crate::profile::cpu::SpanBuffer;
