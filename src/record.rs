@@ -83,6 +83,8 @@ pub struct Recorder {
     stages: [Option<Histogram<u64>>; STAGE_COUNT],
     stage_total_ns: [u64; STAGE_COUNT],
     pub schedule_lag: Option<Histogram<u64>>,
+    /// How long failed and timed-out publishes took, made on the first failure.
+    pub failed_latency: Option<Histogram<u64>>,
     pub ok: u64,
     pub warmup_ok: u64,
     pub errors: ErrorCounts,
@@ -98,6 +100,7 @@ impl Recorder {
             stages: Default::default(),
             stage_total_ns: [0; STAGE_COUNT],
             schedule_lag: open_loop.then(new_histogram),
+            failed_latency: None,
             ok: 0,
             warmup_ok: 0,
             errors: ErrorCounts::default(),
@@ -140,6 +143,17 @@ impl Recorder {
         }
         let n = starts.len() as u64;
         clock.drain(|stage, ns| self.record_stage(stage, ns, n));
+    }
+
+    /// Records a failed publish call of `publishes` publishes that took `took` (from its intended start in
+    /// an open loop): counted as errors like `e`, its duration kept apart from the successes' latency.
+    pub fn record_failure(&mut self, e: &PublishError, publishes: u64, took: Duration) {
+        self.errors.add(e, publishes);
+        let ns = (took.as_nanos() as u64).clamp(1, HIGHEST_NS);
+        let _ = self
+            .failed_latency
+            .get_or_insert_with(new_histogram)
+            .record_n(ns, publishes);
     }
 
     /// Records how late an open-loop publish started against its schedule.
@@ -230,6 +244,8 @@ pub struct CaseResult {
     pub latency_total_ns: u64,
     pub stages: Vec<StageResult>,
     pub schedule_lag: Option<Histogram<u64>>,
+    /// How long the failed and timed-out measured publishes took (empty when none failed).
+    pub failed_latency: Histogram<u64>,
     pub interrupted: bool,
     /// Things a reader of the numbers must know (e.g. what latency means on this path).
     pub notes: Vec<String>,
@@ -253,6 +269,7 @@ impl CaseResult {
             latency_total_ns: 0,
             stages: Vec::new(),
             schedule_lag: None,
+            failed_latency: new_histogram(),
             interrupted: false,
             notes: Vec::new(),
         }
@@ -286,6 +303,9 @@ impl CaseResult {
                         .expect("same bounds");
                     stage_total_ns[i] += rec.stage_total_ns[i];
                 }
+            }
+            if let Some(failed) = &rec.failed_latency {
+                r.failed_latency.add(failed).expect("same bounds");
             }
             if let Some(lag) = &rec.schedule_lag {
                 r.schedule_lag

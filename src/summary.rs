@@ -61,6 +61,9 @@ pub struct CaseSummary {
     pub breakdown: Vec<BreakdownRow>,
     /// How late open-loop publishes started against their schedule.
     pub schedule_lag_ns: Option<LatencySummary>,
+    /// How long the failed and timed-out publishes took (all `null` when none failed): a stall shows here
+    /// even when every publish it caught failed.
+    pub failed_latency_ns: LatencySummary,
     /// The latency histogram: base64 of its HdrHistogram V2-deflate encoding (lossless).
     pub histogram: String,
     pub interrupted: bool,
@@ -206,6 +209,7 @@ impl CaseSummary {
             stages,
             breakdown: breakdown(r),
             schedule_lag_ns: r.schedule_lag.as_ref().map(LatencySummary::of),
+            failed_latency_ns: LatencySummary::of(&r.failed_latency),
             histogram: encode_histogram(&r.latency),
             interrupted: r.interrupted,
             notes: r.notes.clone(),

@@ -23,6 +23,8 @@ pub struct Script {
     pub lose: u64,
     /// The publish call with this (1-based, per publisher) number panics.
     pub panic_on: Option<u64>,
+    /// Setting the backend up takes this long.
+    pub prepare_takes: Option<Duration>,
 }
 
 pub struct FakeTarget {
@@ -86,6 +88,9 @@ impl Target for FakeTarget {
     type Publisher = FakePublisher;
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
+        if let Some(d) = self.script.prepare_takes {
+            tokio::time::sleep(d).await;
+        }
         Ok(())
     }
 

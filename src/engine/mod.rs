@@ -16,7 +16,7 @@ use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Notify};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -75,18 +75,69 @@ pub trait Target: Send + 'static {
 
 /// Receives a running case's progress (the terminal shows it as a bar).
 pub trait ProgressView: Send + Sync {
-    /// A case starts; `total` measured publishes if bounded by count.
-    fn start(&self, case: &str, total: Option<u64>);
-    /// Publishes done so far (measured, successful or not).
-    fn update(&self, done: u64);
+    /// A case starts; `total` measured publishes if bounded by count, `duration` if bounded by time.
+    fn start(&self, case: &str, total: Option<u64>, duration: Option<Duration>);
+    /// Measured publishes so far: `ok` succeeded, `failed` did not.
+    fn update(&self, ok: u64, failed: u64);
     /// The case ended.
     fn finish(&self);
 }
 
-/// Shared by every case of a run: the interrupt flag and where progress goes.
+/// The interrupt: a flag the publish loops read between publishes, and a wake-up for the few places that
+/// wait on it (one waiter per case, never one per publish).
+#[derive(Clone, Default)]
+pub struct Stop(Arc<StopInner>);
+
+#[derive(Default)]
+struct StopInner {
+    flag: AtomicBool,
+    wake: Notify,
+}
+
+impl Stop {
+    /// Asks the run to stop: the running case ends within [`STOP_GRACE`] and no other starts.
+    pub fn request(&self) {
+        self.0.flag.store(true, Relaxed);
+        self.0.wake.notify_waiters();
+    }
+
+    /// Whether a stop was asked for.
+    #[inline]
+    pub fn requested(&self) -> bool {
+        self.0.flag.load(Relaxed)
+    }
+
+    /// Resolves once a stop is asked for (at once if it already was).
+    pub async fn wait(&self) {
+        let woken = self.0.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        if self.requested() {
+            return;
+        }
+        woken.await;
+    }
+
+    /// Runs `work` to its end, unless a stop comes first: then `work` gets `grace` more to finish (its
+    /// output is `None` if it did not).
+    pub async fn or_grace<F: Future>(&self, grace: Duration, work: F) -> Option<F::Output> {
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            out = &mut work => Some(out),
+            () = self.wait() => tokio::time::timeout(grace, work).await.ok(),
+        }
+    }
+}
+
+/// How long the work in flight (publishes, a delivery check, cleanup) may go on after an interrupt before it
+/// is abandoned: the run ends well within a second of Ctrl-C, whatever a stalled broker does.
+pub const STOP_GRACE: Duration = Duration::from_millis(300);
+
+/// Shared by every case of a run: the interrupt and where progress goes.
 #[derive(Clone)]
 pub struct RunControl {
-    pub stop: Arc<AtomicBool>,
+    pub stop: Stop,
     pub progress: Option<Arc<dyn ProgressView>>,
     /// Trace sampled publishes with spans (`--profile cpu`); a subscriber must be collecting them.
     pub trace_spans: bool,
@@ -95,14 +146,14 @@ pub struct RunControl {
 impl RunControl {
     pub fn new() -> Self {
         RunControl {
-            stop: Arc::new(AtomicBool::new(false)),
+            stop: Stop::default(),
             progress: None,
             trace_spans: false,
         }
     }
 
     pub fn stopped(&self) -> bool {
-        self.stop.load(Relaxed)
+        self.stop.requested()
     }
 }
 
@@ -112,10 +163,27 @@ impl Default for RunControl {
     }
 }
 
-/// A counter on its own cache line, so publishers never contend on progress.
+/// A counter on its own cache line, so publishers never contend on it.
 #[repr(align(128))]
 #[derive(Default)]
 struct PaddedCounter(AtomicU64);
+
+/// One publisher's progress, on its own cache line: measured publishes done, and how many of them failed.
+#[repr(align(128))]
+#[derive(Default)]
+struct Progress {
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// (succeeded, failed) over every publisher.
+fn progress_totals(progress: &[Progress]) -> (u64, u64) {
+    progress.iter().fold((0, 0), |(ok, failed), p| {
+        let done = p.done.load(Relaxed);
+        let f = p.failed.load(Relaxed);
+        (ok + done.saturating_sub(f), failed + f)
+    })
+}
 
 /// What the publishers of one case share; read-mostly.
 struct Shared {
@@ -133,8 +201,8 @@ struct Shared {
     stage_timing: bool,
     /// Trace one publish call in this many with spans, when profiling.
     trace_every: Option<u64>,
-    stop: Arc<AtomicBool>,
-    progress: Vec<PaddedCounter>,
+    stop: Stop,
+    progress: Vec<Progress>,
     template: Arc<TaskTemplate>,
     /// Where every publisher records: one recorder per runtime thread.
     recorders: Recorders,
@@ -178,11 +246,21 @@ async fn unwind_safe<F: Future<Output = Result<(), PublishError>>>(
 }
 
 /// Runs `case` on `target` to the end and returns its merged result. Never panics on publisher failures.
+///
+/// Every wait races the interrupt: setup, the publishers (given [`STOP_GRACE`] to end their publish in flight,
+/// then abandoned), the delivery check and the cleanup, so a stalled broker cannot hold the run.
 pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunControl) -> CaseResult {
-    if let Err(e) = target.prepare().await {
-        let mut r = CaseResult::failed_setup(case, e.kind, e.message);
-        target.finish().await;
-        r.notes.extend(target.notes());
+    let stop = &control.stop;
+    let setup_failed = match stop.or_grace(STOP_GRACE, target.prepare()).await {
+        Some(Ok(())) => None,
+        Some(Err(e)) => Some(CaseResult::failed_setup(case, e.kind, e.message)),
+        None => Some(CaseResult {
+            interrupted: true,
+            ..CaseResult::empty(case)
+        }),
+    };
+    if let Some(mut r) = setup_failed {
+        finish(&mut target, stop, &mut r).await;
         return r;
     }
     let shared = Arc::new(Shared {
@@ -198,41 +276,48 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         stage_timing: case.stage_timing,
         trace_every: control.trace_spans.then(|| case.sample_interval()),
         stop: control.stop.clone(),
-        progress: (0..case.concurrency)
-            .map(|_| PaddedCounter::default())
-            .collect(),
+        progress: (0..case.concurrency).map(|_| Progress::default()).collect(),
         template: case.task.clone(),
         recorders: Recorders::new(runtime_threads(), case.rate.is_some()),
     });
 
     if let Some(view) = &control.progress {
-        view.start(&case.name, case.publishes);
+        view.start(&case.name, case.publishes, case.duration);
     }
     let ticker = control.progress.clone().map(|view| {
         let shared = shared.clone();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
-                view.update(shared.progress.iter().map(|c| c.0.load(Relaxed)).sum());
+                let (ok, failed) = progress_totals(&shared.progress);
+                view.update(ok, failed);
             }
         })
     });
 
     let mut workers = JoinSet::new();
     for w in 0..case.concurrency {
+        if stop.requested() {
+            break;
+        }
         workers.spawn(publish_loop(target.publisher(w), shared.clone(), w));
     }
     let mut panics = Vec::new();
-    while let Some(joined) = workers.join_next().await {
-        if let Err(e) = joined {
-            panics.push(e.to_string());
-        }
+    let ended = stop
+        .or_grace(STOP_GRACE, join_workers(&mut workers, &mut panics))
+        .await
+        .is_some();
+    if !ended {
+        // Interrupted, and a publish is still stuck (a stalled broker): abandon it where it waits.
+        workers.abort_all();
+        join_workers(&mut workers, &mut panics).await;
     }
     if let Some(t) = ticker {
         t.abort();
     }
     if let Some(view) = &control.progress {
-        view.update(shared.progress.iter().map(|c| c.0.load(Relaxed)).sum());
+        let (ok, failed) = progress_totals(&shared.progress);
+        view.update(ok, failed);
         view.finish();
     }
 
@@ -245,8 +330,19 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     }
     result.interrupted = control.stopped();
     let expected = result.publishes_ok + result.warmup_ok;
-    match target.delivered(expected).await {
-        Ok(Some(arrived)) => {
+    // Abandoned publishes may or may not have arrived, so nothing can be checked after them.
+    let checked = match ended {
+        true => {
+            stop.or_grace(STOP_GRACE, delivered(&mut target, expected))
+                .await
+        }
+        false => None,
+    };
+    match checked {
+        None => result.notes.push(
+            "the delivery check was skipped: the run was interrupted before it finished".into(),
+        ),
+        Some(Ok(Some(arrived))) => {
             result.delivered = Some(arrived.saturating_sub(result.warmup_ok));
             if arrived != expected {
                 let missing = expected.abs_diff(arrived);
@@ -260,12 +356,50 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
                 );
             }
         }
-        Ok(None) => {}
-        Err(e) => result.errors.add(&e, 1),
+        Some(Ok(None)) => {}
+        Some(Err(e)) => result.errors.add(&e, 1),
     }
-    target.finish().await;
-    result.notes.extend(target.notes());
+    finish(&mut target, stop, &mut result).await;
     result
+}
+
+/// How long a delivery check may take before it counts as a `check` error.
+const DELIVERY_CHECK_LIMIT: Duration = Duration::from_secs(60);
+
+/// The backend's count of what arrived, bounded by [`DELIVERY_CHECK_LIMIT`].
+async fn delivered<T: Target>(target: &mut T, expected: u64) -> Result<Option<u64>, PublishError> {
+    match tokio::time::timeout(DELIVERY_CHECK_LIMIT, target.delivered(expected)).await {
+        Ok(out) => out,
+        Err(_) => Err(PublishError::new(
+            ErrorKind::Check,
+            format!(
+                "the delivery check (counting what arrived at the backend) did not finish within {}",
+                humantime::format_duration(DELIVERY_CHECK_LIMIT)
+            ),
+        )),
+    }
+}
+
+/// Cleans up after a case (cut short by an interrupt, noted) and adds the backend's notes.
+async fn finish<T: Target>(target: &mut T, stop: &Stop, result: &mut CaseResult) {
+    if stop.or_grace(STOP_GRACE, target.finish()).await.is_none() {
+        result.notes.push(
+            "cleanup was cut short by the interrupt: the backend may still hold this case's messages"
+                .into(),
+        );
+    }
+    result.notes.extend(target.notes());
+}
+
+/// Waits for every publisher task; a panic is kept as a message, a task abandoned at an interrupt is not.
+async fn join_workers(workers: &mut JoinSet<()>, panics: &mut Vec<String>) {
+    while let Some(joined) = workers.join_next().await {
+        if let Err(e) = joined
+            && e.is_panic()
+        {
+            panics.push(e.to_string());
+        }
+    }
 }
 
 /// One publisher's loop: warm-up, wait for the others, then measured publishes until the count, the
@@ -283,7 +417,7 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
     let mut broken = false;
 
     // Warm-up: connect, fill caches; nothing recorded but what arrived.
-    while !shared.stop.load(Relaxed) {
+    while !shared.stop.requested() {
         let (_, n) = claim(&shared.warmup_next.0, shared.warmup_total, batch);
         if n == 0 {
             break;
@@ -314,10 +448,11 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
     let start = *shared.start.get_or_init(Instant::now);
     let deadline = shared.duration.map(|d| start + d);
     let mut done = 0u64;
+    let mut failed = 0u64;
     // Open loop: when this publisher would have been free had every publish started on schedule.
     let mut free_at = start;
 
-    while !broken && !shared.stop.load(Relaxed) {
+    while !broken && !shared.stop.requested() {
         let (first, n) = claim(&shared.next.0, shared.total, batch);
         if n == 0 {
             break;
@@ -334,6 +469,9 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
             }
             if t0 < intended {
                 tokio::time::sleep_until(intended).await;
+                if shared.stop.requested() {
+                    break;
+                }
                 t0 = Instant::now();
             }
             lag = Some(t0.saturating_duration_since(intended).as_nanos() as u64);
@@ -388,10 +526,12 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
             }
             match &out {
                 Ok(Ok(())) => rec.record_publish(&starts[..n], t1, queued, &mut clock),
-                Ok(Err(e)) => rec.errors.add(e, n as u64),
-                Err(_) => rec
-                    .errors
-                    .add(&timeout_error(shared.publish_timeout), n as u64),
+                Ok(Err(e)) => rec.record_failure(e, n as u64, queued + (t1 - t0)),
+                Err(_) => rec.record_failure(
+                    &timeout_error(shared.publish_timeout),
+                    n as u64,
+                    queued + (t1 - t0),
+                ),
             }
             rec.mark(t0, t1);
         });
@@ -402,7 +542,11 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
             clock.discard();
         }
         done += n as u64;
-        shared.progress[worker].0.store(done, Relaxed);
+        if !matches!(out, Ok(Ok(()))) {
+            failed += n as u64;
+            shared.progress[worker].failed.store(failed, Relaxed);
+        }
+        shared.progress[worker].done.store(done, Relaxed);
         if broken {
             break;
         }

@@ -131,6 +131,15 @@ async fn a_publish_over_the_timeout_is_a_timeout_error() {
             "a publish did not complete within publish_timeout (1s)"
         )]
     );
+    // The stall is visible in the failures' own histogram, not lost with the publish.
+    assert_eq!(r.failed_latency.len(), 1);
+    assert!(
+        r.failed_latency
+            .equivalent(r.failed_latency.max(), 1_000_000_000),
+        "the timed-out publish took its whole timeout: {}",
+        r.failed_latency.max()
+    );
+    assert!(r.latency.max() < 20_000_000, "successes stay apart");
 }
 
 #[tokio::test(start_paused = true)]
@@ -183,7 +192,7 @@ async fn an_interrupt_ends_the_case_with_what_was_measured() {
     let stop = control.stop.clone();
     tokio::spawn(async move {
         tokio::time::sleep(ms(30)).await;
-        stop.store(true, Relaxed);
+        stop.request();
     });
     let r = run_case(
         FakeTarget::new(script),
@@ -198,6 +207,79 @@ async fn an_interrupt_ends_the_case_with_what_was_measured() {
         r.publishes_ok
     );
     assert_eq!(r.delivered, Some(r.publishes_ok));
+}
+
+/// Requests a stop after `after` (virtual time) and returns when run_case returned, measured from the stop.
+async fn stop_after(script: Script, case: &Case, after: Duration) -> (CaseResult, Duration) {
+    let control = RunControl::new();
+    let stop = control.stop.clone();
+    let stopped_at = std::sync::Arc::new(std::sync::OnceLock::new());
+    let at = stopped_at.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(after).await;
+        at.set(tokio::time::Instant::now()).unwrap();
+        stop.request();
+    });
+    let r = run_case(FakeTarget::new(script), case, &control).await;
+    let took = tokio::time::Instant::now() - *stopped_at.get().expect("stopped");
+    (r, took)
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_ends_a_stalled_publish_within_the_grace() {
+    // A publish stalled for an hour (a SIGSTOPped broker) with a two-hour publish_timeout.
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        stall: Some((5, Duration::from_secs(3600))),
+        ..Script::default()
+    };
+    let c = case("publishes = 1000\nwarmup = 0\npublish_timeout = \"2h\"\nconcurrency = 2");
+    let (r, took) = stop_after(script, &c, Duration::from_secs(1)).await;
+    assert!(took <= STOP_GRACE + ms(10), "ended {took:?} after the stop");
+    assert!(r.interrupted);
+    assert_eq!(r.publishes_ok, 8, "both publishers' first four");
+    assert_eq!(
+        r.errors.total(),
+        0,
+        "an abandoned publish is no error: {:?}",
+        r.errors
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.contains("delivery check was skipped")),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_during_an_open_loop_sleep_sends_nothing_more() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        ..Script::default()
+    };
+    // One publish every 10 s: the first at once, the next due long after the stop at 1 s.
+    let c = case(
+        "publishes = 10
+warmup = 0
+rate = 0.1",
+    );
+    let (r, took) = stop_after(script, &c, Duration::from_secs(1)).await;
+    assert!(took <= STOP_GRACE + ms(10), "ended {took:?} after the stop");
+    assert_eq!(r.publishes_ok, 1, "no publish after the signal");
+    assert!(r.interrupted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupt_during_setup_skips_the_case() {
+    let script = Script {
+        prepare_takes: Some(Duration::from_secs(3600)),
+        ..Script::default()
+    };
+    let (r, took) = stop_after(script, &case("publishes = 10"), ms(500)).await;
+    assert!(took <= STOP_GRACE + ms(10), "ended {took:?} after the stop");
+    assert!(r.interrupted && r.publishes_ok == 0 && r.errors.total() == 0);
 }
 
 #[test]

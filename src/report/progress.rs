@@ -1,55 +1,95 @@
-//! A progress bar per case on stderr (indicatif); hidden when stderr is not a terminal.
+//! A progress bar per case on stderr (indicatif); hidden when stderr is not a terminal. It shows successes
+//! and errors apart (a dead broker's fast failures must not look like speed) and, for a case bounded by
+//! time, the time elapsed of the total.
 
 use crate::engine::ProgressView;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
+use crate::human::human_count;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
-/// Publishes per second so far, as a whole number.
-fn rate(state: &ProgressState, w: &mut dyn std::fmt::Write) {
-    let _ = write!(
-        w,
-        "{}/s",
-        crate::human::human_count(state.per_sec().round() as u64)
-    );
+/// The bar of the running case.
+struct Running {
+    bar: ProgressBar,
+    /// Bounded by time: the bar's length is the duration in ms, its position the time elapsed.
+    duration: Option<Duration>,
+    started: Instant,
 }
 
-/// Shows the running case as a bar (bounded by count) or a spinner (bounded by time).
+/// Shows the running case as a bar (bounded by count or by time) or a spinner (neither).
 #[derive(Default)]
 pub struct TerminalProgress {
-    bar: Mutex<Option<ProgressBar>>,
+    running: Mutex<Option<Running>>,
 }
 
 impl ProgressView for TerminalProgress {
-    fn start(&self, case: &str, total: Option<u64>) {
-        let (length, template) = match total {
-            Some(_) => (
-                total,
-                "{prefix:>16} [{bar:30}] {human_pos}/{human_len} {rate:>12} {elapsed}",
+    fn start(&self, case: &str, total: Option<u64>, duration: Option<Duration>) {
+        let (length, template) = match (total, duration) {
+            (Some(total), _) => (
+                Some(total),
+                "{prefix:>16} [{bar:30}] {human_pos}/{human_len} {msg} {elapsed}",
             ),
-            None => (
-                None,
-                "{prefix:>16} {spinner} {human_pos} published {rate:>12} {elapsed}",
-            ),
+            (None, Some(d)) => (Some(d.as_millis() as u64), "{prefix:>16} [{bar:30}] {msg}"),
+            (None, None) => (None, "{prefix:>16} {spinner} {msg} {elapsed}"),
         };
         let style = ProgressStyle::with_template(template)
             .expect("valid template")
-            .with_key("rate", rate)
             .progress_chars("=> ");
         let bar =
             ProgressBar::with_draw_target(length, ProgressDrawTarget::stderr()).with_style(style);
         bar.set_prefix(case.to_string());
-        *self.bar.lock().expect("progress lock") = Some(bar);
+        *self.running.lock().expect("progress lock") = Some(Running {
+            bar,
+            duration: total.is_none().then_some(duration).flatten(),
+            started: Instant::now(),
+        });
     }
 
-    fn update(&self, done: u64) {
-        if let Some(bar) = &*self.bar.lock().expect("progress lock") {
-            bar.set_position(done);
+    fn update(&self, ok: u64, failed: u64) {
+        if let Some(r) = &mut *self.running.lock().expect("progress lock") {
+            let elapsed = r.started.elapsed();
+            match r.duration {
+                Some(d) => r.bar.set_position(elapsed.min(d).as_millis() as u64),
+                None => r.bar.set_position(ok + failed),
+            }
+            let rate = (ok as f64 / elapsed.as_secs_f64().max(1e-3)).round() as u64;
+            let counts = status(ok, failed, rate);
+            r.bar.set_message(match r.duration {
+                Some(d) => format!("{}s/{}s {counts}", elapsed.min(d).as_secs(), d.as_secs()),
+                None => counts,
+            });
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = self.bar.lock().expect("progress lock").take() {
-            bar.finish_and_clear();
+        if let Some(r) = self.running.lock().expect("progress lock").take() {
+            r.bar.finish_and_clear();
         }
+    }
+}
+
+/// `1,234 ok 5,678/s, 3 errors`: what the bar says besides its position.
+fn status(ok: u64, failed: u64, ok_per_sec: u64) -> String {
+    let errors = match failed {
+        0 => String::new(),
+        1 => ", 1 error".to_string(),
+        n => format!(", {} errors", human_count(n)),
+    };
+    format!(
+        "{} ok {}/s{errors}",
+        human_count(ok),
+        human_count(ok_per_sec)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_are_shown_apart_from_successes() {
+        assert_eq!(status(1234, 0, 5678), "1,234 ok 5,678/s");
+        assert_eq!(status(10, 1, 3), "10 ok 3/s, 1 error");
+        assert_eq!(status(0, 22_111, 0), "0 ok 0/s, 22,111 errors");
     }
 }

@@ -20,6 +20,7 @@ pub fn comparison(results: &[CaseResult]) -> String {
         "p99",
         "p99.9",
         "max",
+        "failed max",
     ]);
     for r in results {
         let q = |q: f64| {
@@ -46,9 +47,14 @@ pub fn comparison(results: &[CaseResult]) -> String {
             q(0.99),
             q(0.999),
             max,
+            if r.failed_latency.is_empty() {
+                "-".to_string()
+            } else {
+                human_ns(r.failed_latency.max())
+            },
         ]);
     }
-    for i in 3..11 {
+    for i in 3..12 {
         if let Some(col) = table.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
