@@ -832,3 +832,80 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
         );
     }
 }
+
+#[test]
+fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
+    let Some(server) = PrivateRedis::start(
+        "ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled",
+        &[],
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let queue = common::unique("tb-int");
+    let scenario = dir.path().join("s.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"int\"\nduration = \"60s\"\nwarmup = 0\nconcurrency = 2\npublish_timeout = \"30s\"\n\
+             [task]\nqueue = \"{queue}\"\n\
+             [[case]]\nname = \"stalled\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{}\"\n\
+             [[case]]\nname = \"never\"\nbackend = \"redis\"\npath = \"fresh\"\nurl = \"{}\"\n",
+            server.url(),
+            server.url()
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("run");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_taskbench"))
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.signal(nix::sys::signal::Signal::SIGSTOP);
+    std::thread::sleep(Duration::from_millis(300));
+    let interrupted = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if interrupted.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("still running 10 s after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = interrupted.elapsed();
+    server.signal(nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(status.code(), Some(130));
+    assert!(
+        took < Duration::from_secs(1),
+        "exited {took:?} after SIGINT"
+    );
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["interrupted"], true);
+    let cases = summary["cases"].as_array().unwrap();
+    assert_eq!(
+        cases.len(),
+        1,
+        "the partial case is kept, the next never ran"
+    );
+    assert_eq!(cases[0]["interrupted"], true);
+    assert!(
+        cases[0]["publishes_ok"].as_u64().unwrap() > 0,
+        "{}",
+        cases[0]
+    );
+}

@@ -11,7 +11,6 @@ use crate::profile::folded::Folded;
 use crate::record::CaseResult;
 use crate::scenario::Scenario;
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 /// How to run, beyond what the scenario says.
 #[derive(Default)]
@@ -79,7 +78,7 @@ async fn run_cases(
         let stop = control.stop.clone();
         tokio::spawn(async move {
             interrupted().await;
-            stop.store(true, Relaxed);
+            stop.request();
             eprintln!(
                 "interrupted: ending the current case and writing what was measured (again to quit now)"
             );
@@ -175,7 +174,7 @@ mod tests {
         )
         .unwrap();
         let options = RunOptions::default();
-        options.control.stop.store(true, Relaxed);
+        options.control.stop.request();
         let outcome = run(&scenario, options, &mut |_| panic!("no case runs")).unwrap();
         assert!(outcome.interrupted && outcome.results.is_empty());
     }

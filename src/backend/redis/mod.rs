@@ -119,6 +119,9 @@ impl Endpoint {
             // A connect that failed for any reason but the password is a connect error.
             (ErrorKind::Unreachable, Some(ErrorKind::Auth)) => ErrorKind::Auth,
             (ErrorKind::Unreachable, _) => ErrorKind::Unreachable,
+            // Counting a queue timed out: a `check` error, whose message names what was counted (a
+            // `timeout` means a publish).
+            (ErrorKind::Check, Some(ErrorKind::Timeout)) => ErrorKind::Check,
             (_, kind) => kind.unwrap_or(default),
         };
         let hint = match kind {
@@ -243,7 +246,11 @@ impl RedisTarget {
                     if is_broken(&e) {
                         self.admin = None;
                     }
-                    return Err(self.endpoint.error(ErrorKind::Check, "LLEN failed on", &e));
+                    return Err(self.endpoint.error(
+                        ErrorKind::Check,
+                        "counting the queue (LLEN) failed on",
+                        &e,
+                    ));
                 }
             }
         }
