@@ -3,7 +3,7 @@
 //! A [`TaskTemplate`] is built once per case from the scenario's `[task]`: body, headers, and kombu's JSON
 //! envelope with placeholders where the per-publish ids go. A [`TaskMessage`] is one publisher's copy; its
 //! [`TaskMessage::renew`] writes fresh ids into the prepared bytes in place, so encoding a publish allocates
-//! nothing. See `shared/reference/celery-wire.md` for the format.
+//! nothing. See `docs/celery-wire.md` for the format.
 
 use base64::Engine as _;
 use serde::Serialize;
