@@ -220,7 +220,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     for note in preflight::check(&scenario).map_err(UsageError)? {
         eprintln!("note: {note}");
     }
-    let mut writer = RunWriter::create(args.out.as_deref(), &scenario)
+    let mut writer = RunWriter::create(args.out.as_deref(), &scenario, std::env::args().collect())
         .map_err(|e| UsageError(format!("{e:#}")))?;
     let options = RunOptions {
         spans,

@@ -7,7 +7,7 @@ use crate::scenario::Case;
 use crate::stage::{STAGE_COUNT, Stage, StageClock};
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -228,6 +228,8 @@ impl Recorders {
 /// Everything measured for one case, merged over its publishers.
 #[derive(Debug, Clone)]
 pub struct CaseResult {
+    /// The case as planned: every setting it ran with.
+    pub case: Arc<Case>,
     pub name: String,
     pub backend: Backend,
     pub path: PathKind,
@@ -255,6 +257,7 @@ impl CaseResult {
     /// An empty result for `case`.
     pub fn empty(case: &Case) -> Self {
         CaseResult {
+            case: Arc::new(case.clone()),
             name: case.name.clone(),
             backend: case.backend,
             path: case.path,

@@ -3,13 +3,17 @@
 //!
 //! The keys listed in the README (and DESIGN) are a stable interface: add fields, never rename them.
 
+use crate::backend::url::redact;
 use crate::catalog::{Backend, PathKind};
+use crate::message::FRAME_PREFIX_LEN;
 use crate::record::CaseResult;
+use crate::scenario::{BackendOptions, Case};
 use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::path::Path;
 
 /// A whole run: what ran, when, and every case finished so far.
@@ -20,9 +24,133 @@ pub struct Summary {
     /// RFC 3339, UTC, seconds.
     pub started_at: String,
     pub taskbench_version: String,
+    /// Where and how the run ran: enough to run it again the same way.
+    pub environment: Environment,
     /// The run was interrupted (Ctrl-C / SIGTERM): the last case is partial, later ones did not run.
     pub interrupted: bool,
     pub cases: Vec<CaseSummary>,
+}
+
+/// The machine and the command behind a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub host: String,
+    /// Cores this process may use.
+    pub cores: usize,
+    /// Async runtime worker threads (`TOKIO_WORKER_THREADS`, else one per core).
+    pub runtime_threads: usize,
+    /// The git commit taskbench was built from (empty if built outside a git checkout).
+    pub git_commit: String,
+    /// The command line, as given.
+    pub command_line: Vec<String>,
+    pub os: String,
+}
+
+impl Environment {
+    /// This process's environment.
+    pub fn current(command_line: Vec<String>) -> Environment {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Environment {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            cores,
+            runtime_threads: std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(cores),
+            git_commit: env!("TASKBENCH_GIT_COMMIT").to_string(),
+            command_line,
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        }
+    }
+}
+
+/// Everything a case ran with, resolved (defaults filled in, overrides applied, passwords hidden).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseSettings {
+    /// Measured publishes; `null` when bounded by `duration_s` only.
+    pub publishes: Option<u64>,
+    pub warmup: u64,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub duration_s: Option<f64>,
+    pub publish_timeout_s: f64,
+    pub stage_timing: bool,
+    pub profile_sample: f64,
+    pub task: TaskSettings,
+    /// The backend's keys, as a scenario would write them (`url` with its password hidden; `null` for
+    /// "from the environment or the default").
+    pub options: IndexMap<String, serde_json::Value>,
+}
+
+/// The task a case published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSettings {
+    pub name: String,
+    pub args: Vec<serde_json::Value>,
+    pub kwargs: serde_json::Map<String, serde_json::Value>,
+    pub queue: String,
+    pub priority: u8,
+    /// The message body's size, and the whole kombu envelope's (what a Redis LPUSH carries).
+    pub body_bytes: usize,
+    pub envelope_bytes: usize,
+}
+
+impl CaseSettings {
+    pub fn of(case: &Case) -> CaseSettings {
+        let spec = case.task.spec();
+        let url = |u: &Option<String>| json!(u.as_deref().map(redact));
+        let options: IndexMap<String, serde_json::Value> = match &case.options {
+            BackendOptions::Amqp(o) => [
+                ("url", url(&o.url)),
+                ("keep", json!(o.keep)),
+                ("confirm", json!(o.confirm)),
+                ("confirm_batch", json!(o.confirm_batch)),
+                ("pool_size", json!(o.pool_size)),
+                ("connections", json!(o.connections)),
+                ("batch", json!(o.batch)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            BackendOptions::Redis(o) => [
+                ("url", url(&o.url)),
+                ("keep", json!(o.keep)),
+                ("pool_size", json!(o.pool_size)),
+                ("batch", json!(o.batch)),
+                ("multiplexed", json!(o.multiplexed)),
+                ("kombu_handshake", json!(o.kombu_handshake)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            BackendOptions::Local(o) => [(
+                "address".to_string(),
+                json!(o.address.as_ref().map(|a| a.to_string())),
+            )]
+            .into_iter()
+            .collect(),
+        };
+        CaseSettings {
+            publishes: case.publishes,
+            warmup: case.warmup,
+            concurrency: case.concurrency,
+            rate: case.rate,
+            duration_s: case.duration.map(|d| d.as_secs_f64()),
+            publish_timeout_s: case.publish_timeout.as_secs_f64(),
+            stage_timing: case.stage_timing,
+            profile_sample: case.profile_sample,
+            task: TaskSettings {
+                name: spec.name.clone(),
+                args: spec.args.clone(),
+                kwargs: spec.kwargs.clone(),
+                queue: spec.queue.clone(),
+                priority: spec.priority,
+                body_bytes: case.task.body().len(),
+                envelope_bytes: case.task.frame_len() - FRAME_PREFIX_LEN,
+            },
+            options,
+        }
+    }
 }
 
 /// Open loop (a rate) or closed loop (back to back).
@@ -68,6 +196,8 @@ pub struct CaseSummary {
     pub histogram: String,
     pub interrupted: bool,
     pub notes: Vec<String>,
+    /// Everything the case ran with.
+    pub settings: CaseSettings,
 }
 
 /// Percentiles of a histogram in ns; every field `null` when it holds nothing.
@@ -111,6 +241,7 @@ pub struct RunInfo {
     pub scenario: String,
     pub scenario_file: String,
     pub started_at: String,
+    pub environment: Environment,
 }
 
 impl Summary {
@@ -121,6 +252,7 @@ impl Summary {
             scenario_file: info.scenario_file.clone(),
             started_at: info.started_at.clone(),
             taskbench_version: env!("CARGO_PKG_VERSION").to_string(),
+            environment: info.environment.clone(),
             interrupted,
             cases: cases.iter().map(CaseSummary::new).collect(),
         }
@@ -213,6 +345,7 @@ impl CaseSummary {
             histogram: encode_histogram(&r.latency),
             interrupted: r.interrupted,
             notes: r.notes.clone(),
+            settings: CaseSettings::of(&r.case),
         }
     }
 
@@ -343,6 +476,14 @@ mod tests {
             scenario: "pinned".into(),
             scenario_file: "pinned.toml".into(),
             started_at: "2026-01-01T00:00:00Z".into(),
+            environment: Environment {
+                host: "pinned-host".into(),
+                cores: 2,
+                runtime_threads: 2,
+                git_commit: "0123456789ab".into(),
+                command_line: vec!["taskbench".into(), "run".into(), "pinned.toml".into()],
+                os: "linux x86_64".into(),
+            },
         };
         Summary::new(&info, false, &results)
     }

@@ -396,7 +396,40 @@ fn command_line_overrides_change_every_case() {
         assert_eq!(c["concurrency"], 3, "{c}");
         assert_eq!(c["warmup_ok"], 0, "{c}");
         assert_eq!(c["publishes_ok"], 90, "{c}");
+        // The resolved settings are recorded, overrides applied.
+        let settings = &c["settings"];
+        assert_eq!(
+            (
+                &settings["concurrency"],
+                &settings["warmup"],
+                &settings["publishes"]
+            ),
+            (&Value::from(3), &Value::from(0), &Value::from(90)),
+            "{settings}"
+        );
+        assert_eq!(settings["task"]["name"], "tasks.add");
+        assert_eq!(settings["publish_timeout_s"], 5.0);
     }
+    // ... and how to run it again: the scenario as it was, the command line, the build and the machine.
+    assert_eq!(
+        std::fs::read_to_string(out.join("scenario.toml")).unwrap(),
+        std::fs::read_to_string(&scenario).unwrap()
+    );
+    let env = &summary["environment"];
+    let args: Vec<&str> = env["command_line"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(&args[1..4], ["run", scenario.to_str().unwrap(), "-c"]);
+    assert!(env["cores"].as_u64().unwrap() >= 1 && env["runtime_threads"].as_u64().unwrap() >= 1);
+    assert!(!env["host"].as_str().unwrap().is_empty());
+    assert_eq!(
+        env["git_commit"].as_str().unwrap().len(),
+        12,
+        "built from this git checkout: {env}"
+    );
 
     // --duration alone: the file's count no longer bounds a case that did not set one itself...
     let text =

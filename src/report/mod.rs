@@ -14,7 +14,7 @@ use crate::profile::{self, View, flame::SvgStyle, folded::Folded};
 use crate::record::CaseResult;
 use crate::run::{CaseEnd, RunOutcome};
 use crate::scenario::Scenario;
-use crate::summary::{RunInfo, Summary};
+use crate::summary::{Environment, RunInfo, Summary};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
 
@@ -28,14 +28,25 @@ pub struct RunWriter {
 }
 
 impl RunWriter {
-    /// Creates the run folder for `scenario` (see [`RunFolder::create`]).
-    pub fn create(out: Option<&Path>, scenario: &Scenario) -> anyhow::Result<RunWriter> {
+    /// Creates the run folder for `scenario` (see [`RunFolder::create`]) and copies the scenario file into
+    /// it as `scenario.toml`, so the folder holds what it takes to run it again; `command_line` is recorded.
+    pub fn create(
+        out: Option<&Path>,
+        scenario: &Scenario,
+        command_line: Vec<String>,
+    ) -> anyhow::Result<RunWriter> {
         let info = RunInfo {
             scenario: scenario.name.clone(),
             scenario_file: scenario.file.display().to_string(),
             started_at: crate::run::timestamp(),
+            environment: Environment::current(command_line),
         };
         let folder = RunFolder::create(out, &info.scenario, &info.started_at)?;
+        if scenario.file.is_file() {
+            let copy = folder.dir.join("scenario.toml");
+            std::fs::copy(&scenario.file, &copy)
+                .with_context(|| format!("cannot copy the scenario to {}", copy.display()))?;
+        }
         Ok(RunWriter {
             folder,
             info,
