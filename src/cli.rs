@@ -5,7 +5,7 @@ use crate::endpoint::Endpoint;
 use crate::profile::{self, cpu, cpu::SpanBuffer, flame::SvgStyle, redraw};
 use crate::report::{self, RunWriter, progress::TerminalProgress};
 use crate::run::{self, RunOptions, preflight};
-use crate::scenario::{self, Overrides};
+use crate::scenario::{self, Overrides, Shard};
 use crate::sink::Sink;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
@@ -13,7 +13,7 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Exit code: every case ran without errors.
 pub const EXIT_OK: u8 = 0;
@@ -114,6 +114,12 @@ struct RunArgs {
     /// Unrecorded publishes per case before measuring, overriding the scenario.
     #[arg(long)]
     warmup: Option<u64>,
+    /// Run shard INDEX of COUNT (from 0): this process's share of every case's load, on its own queue.
+    #[arg(long, env = "TASKBENCH_SHARD", value_name = "INDEX/COUNT")]
+    shard: Option<Shard>,
+    /// Wait until this UTC time (RFC 3339, e.g. 2026-12-01T10:00:00Z) before the first case, so shards line up.
+    #[arg(long, env = "TASKBENCH_START_AT", value_parser = parse_start_at)]
+    start_at: Option<SystemTime>,
     /// Run only this case (repeatable).
     #[arg(long = "case", value_name = "NAME")]
     cases: Vec<String>,
@@ -214,6 +220,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
         concurrency: args.concurrency.map(NonZeroUsize::get),
         rate: args.rate,
         duration: args.duration,
+        shard: args.shard,
     };
     let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;
@@ -226,6 +233,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
         spans,
         progress: Some(Arc::new(TerminalProgress::default())),
         handle_signals: true,
+        start_at: args.start_at,
         ..RunOptions::default()
     };
     let outcome = run::run(&scenario, options, &mut |end| writer.case_ended(end))
@@ -276,6 +284,11 @@ fn sink(listen: Endpoint) -> Result<Ending, UsageError> {
         print_stdout(&format!("received {}\n", sink.stop()));
         Ok(Ending::Ok)
     })
+}
+
+fn parse_start_at(s: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{s:?} is not a time ({e}); write it like 2026-12-01T10:00:00Z"))
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {

@@ -7,7 +7,7 @@ use crate::backend::url::redact;
 use crate::catalog::{Backend, PathKind};
 use crate::message::FRAME_PREFIX_LEN;
 use crate::record::CaseResult;
-use crate::scenario::{BackendOptions, Case};
+use crate::scenario::{BackendOptions, Case, Shard};
 use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
@@ -26,6 +26,8 @@ pub struct Summary {
     pub taskbench_version: String,
     /// Where and how the run ran: enough to run it again the same way.
     pub environment: Environment,
+    /// Which share of the load this run was (`--shard`); `null` for a whole run.
+    pub shard: Option<Shard>,
     /// The run was interrupted (Ctrl-C / SIGTERM): the last case is partial, later ones did not run.
     pub interrupted: bool,
     pub cases: Vec<CaseSummary>,
@@ -242,6 +244,7 @@ pub struct RunInfo {
     pub scenario_file: String,
     pub started_at: String,
     pub environment: Environment,
+    pub shard: Option<Shard>,
 }
 
 impl Summary {
@@ -253,6 +256,7 @@ impl Summary {
             started_at: info.started_at.clone(),
             taskbench_version: env!("CARGO_PKG_VERSION").to_string(),
             environment: info.environment.clone(),
+            shard: info.shard,
             interrupted,
             cases: cases.iter().map(CaseSummary::new).collect(),
         }
@@ -484,6 +488,7 @@ mod tests {
                 command_line: vec!["taskbench".into(), "run".into(), "pinned.toml".into()],
                 os: "linux x86_64".into(),
             },
+            shard: None,
         };
         Summary::new(&info, false, &results)
     }
@@ -495,6 +500,8 @@ mod tests {
         value["taskbench_version"] = "[version]".into();
         for case in value["cases"].as_array_mut().unwrap() {
             case["histogram"] = "[histogram]".into();
+            // The envelope carries `origin` (gen<pid>@<host>), whose length varies from run to run.
+            case["settings"]["task"]["envelope_bytes"] = "[envelope bytes]".into();
         }
         insta::assert_snapshot!(serde_json::to_string_pretty(&value).unwrap());
     }

@@ -519,3 +519,62 @@ fn what_cannot_run_is_refused_before_anything_starts() {
             "note: case \"l\": 1,000,000,000,000 publishes even at 1,000,000/s take 11days",
         ));
 }
+
+#[test]
+fn three_shards_split_the_load_and_start_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\n\
+         [[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    );
+    let launched = Instant::now();
+    let start_at = std::time::SystemTime::now() + Duration::from_millis(1500);
+    let start_at = humantime::format_rfc3339_millis(start_at).to_string();
+    let shards: Vec<_> = (0..3)
+        .map(|i| {
+            std::process::Command::new(env!("CARGO_BIN_EXE_taskbench"))
+                .current_dir(dir.path())
+                .arg("run")
+                .arg(&scenario)
+                .args(["--start-at", &start_at])
+                .env("TASKBENCH_SHARD", format!("{i}/3"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut shard in shards {
+        assert!(shard.wait().unwrap().success());
+    }
+    assert!(
+        launched.elapsed() >= Duration::from_millis(1400),
+        "the shards waited for --start-at"
+    );
+    let runs: Vec<_> = std::fs::read_dir(dir.path().join("results/sharded"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 3, "{runs:?}");
+    let mut total = 0;
+    let mut indexes = Vec::new();
+    for run in &runs {
+        let name = run.file_name().unwrap().to_str().unwrap().to_string();
+        let summary = read_summary(run);
+        let index = summary["shard"]["index"].as_u64().unwrap();
+        assert_eq!(summary["shard"]["count"], 3);
+        assert!(name.ends_with(&format!("-shard-{index}-of-3")), "{name}");
+        indexes.push(index);
+        let case = &summary["cases"][0];
+        total += case["publishes_ok"].as_u64().unwrap();
+        assert_eq!(case["settings"]["concurrency"], 1);
+        assert_eq!(case["delivered"], case["publishes_ok"]);
+    }
+    indexes.sort();
+    assert_eq!(indexes, [0, 1, 2]);
+    assert_eq!(
+        total, 3001,
+        "the shards' publishes add up to the scenario's"
+    );
+}

@@ -40,8 +40,13 @@ impl RunWriter {
             scenario_file: scenario.file.display().to_string(),
             started_at: crate::run::timestamp(),
             environment: Environment::current(command_line),
+            shard: scenario.shard,
         };
-        let folder = RunFolder::create(out, &info.scenario, &info.started_at)?;
+        let name = match scenario.shard {
+            Some(s) => format!("{}-shard-{}-of-{}", info.started_at, s.index, s.count),
+            None => info.started_at.clone(),
+        };
+        let folder = RunFolder::create(out, &info.scenario, &name)?;
         if scenario.file.is_file() {
             let copy = folder.dir.join("scenario.toml");
             std::fs::copy(&scenario.file, &copy)

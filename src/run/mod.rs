@@ -11,6 +11,7 @@ use crate::profile::folded::Folded;
 use crate::record::CaseResult;
 use crate::scenario::Scenario;
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// How to run, beyond what the scenario says.
 #[derive(Default)]
@@ -25,6 +26,9 @@ pub struct RunOptions {
     pub handle_signals: bool,
     /// The run's control; a caller keeps a clone to stop the run from outside.
     pub control: RunControl,
+    /// Wait until this wall-clock time before the first case (`--start-at`), so shards started by an
+    /// orchestrator at different moments begin together.
+    pub start_at: Option<SystemTime>,
 }
 
 /// One finished case, handed to the caller's callback before the next case starts.
@@ -88,6 +92,18 @@ async fn run_cases(
         });
     }
 
+    if let Some(at) = options.start_at {
+        match at.duration_since(SystemTime::now()) {
+            Ok(wait) => tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = control.stop.wait() => {}
+            },
+            Err(late) => eprintln!(
+                "note: --start-at was {} ago; starting now",
+                humantime::format_duration(Duration::from_secs(late.duration().as_secs()))
+            ),
+        }
+    }
     let mut results: Vec<CaseResult> = Vec::new();
     for case in &scenario.cases {
         if control.stopped() {

@@ -30,6 +30,8 @@ pub struct Scenario {
     pub name: String,
     pub file: PathBuf,
     pub cases: Vec<Case>,
+    /// The share of the load this process runs, when the scenario is split over several.
+    pub shard: Option<Shard>,
 }
 
 impl Scenario {
@@ -64,6 +66,50 @@ pub struct Overrides {
     pub rate: Option<f64>,
     /// A case runs until this, unbounded by count unless `publishes` (here or in the file) says otherwise.
     pub duration: Option<Duration>,
+    /// Run only this shard's share of every case (`--shard I/N`).
+    pub shard: Option<Shard>,
+}
+
+/// One of `count` processes that together run a scenario's load (`--shard INDEX/COUNT`, INDEX from 0, as a
+/// Kubernetes Indexed Job numbers its pods). Each takes its share of every case's publishes, warm-up,
+/// publishers and rate, and publishes to its own queue (`<queue>-shard-<INDEX>`), so that its delivery check
+/// and cleanup see only its own messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub count: u32,
+}
+
+impl Shard {
+    /// This shard's share of `total`: the shares of all shards add up to `total` exactly.
+    pub fn share(self, total: u64) -> u64 {
+        let (i, n, t) = (self.index as u128, self.count as u128, total as u128);
+        (t * (i + 1) / n - t * i / n) as u64
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad =
+            || format!("{s:?} is not a shard: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/3");
+        let (i, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count): (u32, u32) = (
+            i.trim().parse().map_err(|_| bad())?,
+            n.trim().parse().map_err(|_| bad())?,
+        );
+        if index >= count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
 }
 
 /// One (backend, path, options) combination, with every default filled in.

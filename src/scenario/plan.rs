@@ -48,6 +48,7 @@ pub(super) fn scenario(
         name,
         file: PathBuf::from(file),
         cases,
+        shard: overrides.shard,
     })
 }
 
@@ -187,7 +188,10 @@ fn plan_case(
     let (backend, path) = backend_and_path(at, raw, &in_case)?;
 
     let s = raw.settings().over(defaults);
-    let load = load(at, s, backend, path, overrides)?;
+    let mut load = load(at, s, backend, path, overrides)?;
+    if let Some(shard) = overrides.shard {
+        load = sharded(at, raw, load, shard, &in_case)?;
+    }
 
     let options = match backend {
         Backend::Amqp => BackendOptions::Amqp(amqp_options(at, raw, &in_case)?),
@@ -234,6 +238,9 @@ fn plan_case(
         raw.priority.as_ref(),
         raw.payload_bytes.as_ref(),
     )?;
+    if let Some(shard) = overrides.shard {
+        task.queue = format!("{}-shard-{}", task.queue, shard.index);
+    }
     let template = TaskTemplate::new(&task).map_err(|e| {
         let span = raw
             .payload_bytes
@@ -356,6 +363,45 @@ fn load(
         stage_timing: s.stage_timing.unwrap_or(true),
         profile_sample,
     })
+}
+
+/// `load`'s share for `shard`: publishes, warm-up and publishers split so the shards add up exactly, the
+/// rate divided; every shard needs a publisher and a publish of its own.
+fn sharded(
+    at: &Locator,
+    raw: &RawCase,
+    mut load: Load,
+    shard: Shard,
+    in_case: &dyn Fn(String) -> String,
+) -> Result<Load, ScenarioError> {
+    let count = shard.count as u64;
+    let too_few = |what: &str, n: u64| {
+        at.error(
+            raw.name.span(),
+            in_case(format!(
+                "{n} {what} cannot be split over {count} shards (--shard {shard})"
+            )),
+            Some(format!(
+                "give the case at least {count} {what}, or run fewer shards"
+            )),
+        )
+    };
+    if (load.concurrency as u64) < count {
+        return Err(too_few(
+            "publishers (`concurrency`)",
+            load.concurrency as u64,
+        ));
+    }
+    if let Some(p) = load.publishes {
+        if p < count {
+            return Err(too_few("publishes", p));
+        }
+        load.publishes = Some(shard.share(p));
+    }
+    load.concurrency = shard.share(load.concurrency as u64) as usize;
+    load.warmup = shard.share(load.warmup);
+    load.rate = load.rate.map(|r| r / shard.count as f64);
+    Ok(load)
 }
 
 /// The case's backend and path, checked against the catalog together with every backend-specific key the

@@ -392,3 +392,64 @@ fn every_key_the_catalog_allows_changes_what_is_planned() {
     }
     assert!(checked >= 30, "{checked} keys checked");
 }
+
+#[test]
+fn shards_split_every_case_exactly_and_publish_to_their_own_queue() {
+    let text = "name = \"s\"\npublishes = 1000\nwarmup = 10\nconcurrency = 4\nrate = 300.0\n\
+                [[case]]\nname = \"c\"\nbackend = \"redis\"\npath = \"pooled\"\n";
+    let mut publishes = 0;
+    let mut publishers = 0;
+    let mut warmup = 0;
+    let mut queues = Vec::new();
+    for index in 0..3 {
+        let overrides = Overrides {
+            shard: Some(Shard { index, count: 3 }),
+            ..Overrides::default()
+        };
+        let s = plan::scenario(text, "s.toml", &overrides).unwrap();
+        let c = &s.cases[0];
+        assert_eq!(s.shard, overrides.shard);
+        assert_eq!(c.rate, Some(100.0));
+        publishes += c.publishes.unwrap();
+        publishers += c.concurrency;
+        warmup += c.warmup;
+        queues.push(c.task.spec().queue.clone());
+    }
+    assert_eq!((publishes, publishers, warmup), (1000, 4, 10));
+    assert_eq!(
+        queues,
+        [
+            "taskbench-shard-0",
+            "taskbench-shard-1",
+            "taskbench-shard-2"
+        ]
+    );
+}
+
+#[test]
+fn a_case_too_small_to_shard_is_refused() {
+    let overrides = Overrides {
+        shard: Some("1/3".parse().unwrap()),
+        ..Overrides::default()
+    };
+    let e = plan::scenario(
+        &one_case("backend = \"unix\"\npath = \"raw\"\nconcurrency = 2"),
+        "s.toml",
+        &overrides,
+    )
+    .unwrap_err()
+    .to_string();
+    assert_eq!(
+        e,
+        "s.toml:3:8: case \"c\": 2 publishers (`concurrency`) cannot be split over 3 shards (--shard 1/3)\n  hint: give the case at least 3 publishers (`concurrency`), or run fewer shards"
+    );
+    for bad in ["3/3", "1", "a/b", "-1/2"] {
+        assert!(bad.parse::<Shard>().is_err(), "{bad}");
+    }
+    assert_eq!(
+        (0..7)
+            .map(|i| Shard { index: i, count: 7 }.share(1_000_003))
+            .sum::<u64>(),
+        1_000_003
+    );
+}
