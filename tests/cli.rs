@@ -373,3 +373,79 @@ fn an_interrupt_keeps_what_was_measured_and_exits_130() {
     assert!(cases[1]["publishes_ok"].as_u64().unwrap() > 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("second: interrupted"));
 }
+
+/// A scenario whose run logs at debug level (lapin's, connecting to a port nothing listens on).
+fn logging_scenario(dir: &Path) -> std::path::PathBuf {
+    write_scenario(
+        dir,
+        "name = \"logs\"\npublishes = 2\nwarmup = 0\npublish_timeout = \"200ms\"\n[[case]]\nname = \"a\"\nbackend = \"amqp\"\npath = \"fresh\"\nurl = \"amqp://127.0.0.1:1/%2f\"\n",
+    )
+}
+
+#[test]
+fn log_lines_on_a_redirected_stderr_have_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = logging_scenario(dir.path());
+    for (n, verbosity) in ["-v", "-vv"].iter().enumerate() {
+        let out = taskbench()
+            .arg(verbosity)
+            .arg("run")
+            .arg(&scenario)
+            .arg("--out")
+            .arg(dir.path().join(format!("r{n}")))
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if *verbosity == "-vv" {
+            assert!(stderr.contains("DEBUG"), "-vv logs something: {stderr}");
+        }
+        assert!(!stderr.contains("\x1b["), "{verbosity}: {stderr:?}");
+    }
+}
+
+#[test]
+fn log_lines_on_a_terminal_are_coloured_unless_no_color() {
+    // `script` runs the command on a pseudo-terminal, so stderr is a terminal.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no `script` to give taskbench a terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = logging_scenario(dir.path());
+    let bin = assert_cmd::cargo::cargo_bin("taskbench");
+    for (n, no_color) in [None, Some("1")].iter().enumerate() {
+        let command = format!(
+            "{} -vv run {} --out {}",
+            bin.display(),
+            scenario.display(),
+            dir.path().join(format!("t{n}")).display()
+        );
+        let mut script = std::process::Command::new("script");
+        script
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        match no_color {
+            Some(v) => script.env("NO_COLOR", v),
+            None => script.env_remove("NO_COLOR"),
+        };
+        let out = script.output().unwrap();
+        let seen = String::from_utf8_lossy(&out.stdout);
+        assert!(seen.contains("DEBUG"), "{seen}");
+        let coloured = seen
+            .lines()
+            .filter(|l| l.contains("DEBUG"))
+            .any(|l| l.contains("\x1b["));
+        assert_eq!(
+            coloured,
+            no_color.is_none(),
+            "NO_COLOR={no_color:?}: {seen:?}"
+        );
+    }
+}
