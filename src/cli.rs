@@ -98,6 +98,10 @@ struct RunArgs {
     /// Run folder to write (default: results/<scenario name>/<UTC timestamp>/).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Reuse a non-empty --out folder: remove the files taskbench wrote there first (summary.json, *.hgrm,
+    /// *.folded, *.svg), leaving everything else.
+    #[arg(long)]
+    force: bool,
     /// Measured publishes per case, overriding the scenario.
     #[arg(long)]
     publishes: Option<NonZeroU64>,
@@ -195,7 +199,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     if let Some(n) = args.publishes {
         scenario.set_publishes(n.get());
     }
-    let mut writer = RunWriter::create(args.out.as_deref(), &scenario)
+    let mut writer = RunWriter::create(args.out.as_deref(), &scenario, args.force)
         .map_err(|e| UsageError(format!("{e:#}")))?;
     let options = RunOptions {
         spans,

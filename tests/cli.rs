@@ -449,3 +449,91 @@ fn log_lines_on_a_terminal_are_coloured_unless_no_color() {
         );
     }
 }
+
+#[test]
+fn out_on_a_non_empty_folder_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = write_scenario(
+        dir.path(),
+        "name = \"one\"\npublishes = 20\nwarmup = 0\n[[case]]\nname = \"old\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    );
+    let out = dir.path().join("r");
+    taskbench()
+        .arg("run")
+        .arg(&one)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.join("old.hgrm").exists());
+
+    let two = dir.path().join("two.toml");
+    std::fs::write(
+        &two,
+        "name = \"two\"\npublishes = 20\nwarmup = 0\n[[case]]\nname = \"new\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    )
+    .unwrap();
+    taskbench()
+        .arg("run")
+        .arg(&two)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "error: the run folder {} is not empty (it holds old.hgrm); pick another --out, or pass --force",
+            out.display()
+        )));
+    assert!(!out.join("new.hgrm").exists(), "nothing was written");
+
+    taskbench()
+        .arg("run")
+        .arg(&two)
+        .arg("--out")
+        .arg(&out)
+        .arg("--force")
+        .assert()
+        .success();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "new.hgrm",
+            "new.wall.folded",
+            "new.wall.svg",
+            "summary.json"
+        ]
+    );
+    assert_eq!(read_summary(&out)["scenario"], "two");
+
+    // A folder holding anyone else's file is never cleared, not even with --force.
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    taskbench()
+        .arg("run")
+        .arg(&one)
+        .arg("--out")
+        .arg(&out)
+        .arg("--force")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "error: the run folder {} holds notes.txt, which taskbench did not write, so --force leaves it alone; pick another --out",
+            out.display()
+        )));
+    assert!(out.join("new.hgrm").exists() && out.join("notes.txt").exists());
+
+    // An empty existing folder is fine.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    taskbench()
+        .arg("run")
+        .arg(&one)
+        .arg("--out")
+        .arg(&empty)
+        .assert()
+        .success();
+}

@@ -29,13 +29,17 @@ pub struct RunWriter {
 
 impl RunWriter {
     /// Creates the run folder for `scenario` (see [`RunFolder::create`]).
-    pub fn create(out: Option<&Path>, scenario: &Scenario) -> anyhow::Result<RunWriter> {
+    pub fn create(
+        out: Option<&Path>,
+        scenario: &Scenario,
+        force: bool,
+    ) -> anyhow::Result<RunWriter> {
         let info = RunInfo {
             scenario: scenario.name.clone(),
             scenario_file: scenario.file.display().to_string(),
             started_at: crate::run::timestamp(),
         };
-        let folder = RunFolder::create(out, &info.scenario, &info.started_at)?;
+        let folder = RunFolder::create(out, &info.scenario, &info.started_at, force)?;
         Ok(RunWriter {
             folder,
             info,
@@ -74,11 +78,14 @@ pub struct RunFolder {
 }
 
 impl RunFolder {
-    /// Creates `out`, or `results/<scenario>/<UTC timestamp>/` when no `out` is given.
+    /// Creates `out`, or `results/<scenario>/<UTC timestamp>/` when no `out` is given. An `out` that
+    /// already holds anything is refused, so one folder never mixes two runs' files; with `force`, the files
+    /// taskbench writes there ([`is_run_file`]) are removed first and anything else is left alone.
     pub fn create(
         out: Option<&Path>,
         scenario: &str,
         started_at: &str,
+        force: bool,
     ) -> anyhow::Result<RunFolder> {
         let dir = match out {
             Some(out) => out.to_path_buf(),
@@ -94,6 +101,29 @@ impl RunFolder {
                 dir
             }
         };
+        let held = entries(&dir)?;
+        if let Some(first) = held.first() {
+            if !force {
+                anyhow::bail!(
+                    "the run folder {} is not empty (it holds {first}); pick another --out, or pass --force \
+                     to replace the files an earlier run wrote there",
+                    dir.display()
+                );
+            }
+            // Only a folder of taskbench's files is cleared: `--out ~ --force` must not delete anyone's SVGs.
+            if let Some(foreign) = held.iter().find(|name| !is_run_file(&dir, name)) {
+                anyhow::bail!(
+                    "the run folder {} holds {foreign}, which taskbench did not write, so --force leaves it \
+                     alone; pick another --out",
+                    dir.display()
+                );
+            }
+            for name in &held {
+                let path = dir.join(name);
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the run folder {}", dir.display()))?;
         Ok(RunFolder { dir })
@@ -144,6 +174,35 @@ impl RunFolder {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// Whether `name` in `dir` is a file taskbench writes into a run folder: summary.json (and its temporary
+/// file), `<case>.hgrm`, folded stacks and flamegraphs (`taskbench flame`'s `diff-*.svg` too).
+fn is_run_file(dir: &Path, name: &str) -> bool {
+    let named = matches!(name, "summary.json" | ".summary.json.tmp")
+        || [".hgrm", ".folded", ".svg"]
+            .iter()
+            .any(|ext| name.len() > ext.len() && name.ends_with(ext));
+    named && std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file())
+}
+
+/// The names of `dir`'s entries, sorted (none when `dir` does not exist).
+fn entries(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the run folder {}", dir.display()));
+        }
+    };
+    let mut names = Vec::new();
+    for entry in read {
+        let entry =
+            entry.with_context(|| format!("cannot read the run folder {}", dir.display()))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// What `taskbench validate` prints: the scenario and one line per case.
