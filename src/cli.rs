@@ -135,8 +135,8 @@ struct FlameArgs {
     /// Which profile: wall time per stage, or CPU time per span.
     #[arg(long, value_enum, default_value_t = View::Wall)]
     view: View,
-    /// Image width in pixels.
-    #[arg(long)]
+    /// Image width in pixels (16 to 100000).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=100_000))]
     width: Option<usize>,
     /// Title to use instead of the default.
     #[arg(long)]

@@ -537,3 +537,59 @@ fn out_on_a_non_empty_folder_is_refused_unless_forced() {
         .assert()
         .success();
 }
+
+#[test]
+fn validate_refuses_what_cannot_run_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_queue = "q".repeat(300);
+    for (body, message) in [
+        (
+            "backend = \"redis\"\npath = \"pooled\"\nurl = \"http://127.0.0.1:6379/0\"".to_string(),
+            "s.toml:6:7: case \"c\": `url` has the scheme \"http\", which the redis backend cannot use",
+        ),
+        (
+            "backend = \"amqp\"\npath = \"fresh\"\nurl = \"redis://127.0.0.1/0\"".to_string(),
+            "s.toml:6:7: case \"c\": `url` has the scheme \"redis\", which the amqp backend cannot use",
+        ),
+        (
+            "backend = \"amqp\"\npath = \"fresh\"\nurl = \"amqp:///%2f\"".to_string(),
+            "s.toml:6:7: case \"c\": `url` names no host",
+        ),
+        (
+            format!("backend = \"amqp\"\npath = \"fresh\"\nqueue = \"{long_queue}\""),
+            "s.toml:6:9: case \"c\": the queue name is 300 bytes long; AMQP allows at most 255",
+        ),
+        (
+            "backend = \"unix\"\npath = \"raw\"\npayload_bytes = 50000000".to_string(),
+            "s.toml:6:17: `payload_bytes` = 50000000 is over the limit of 16777216 bytes (16 MiB)",
+        ),
+    ] {
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            format!("name = \"t\"\n[[case]]\nname = \"c\"\n{body}\n"),
+        )
+        .unwrap();
+        for cmd in ["validate", "run"] {
+            taskbench()
+                .current_dir(dir.path())
+                .args([cmd, "s.toml"])
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(format!("error: {message}")));
+        }
+    }
+}
+
+#[test]
+fn flame_refuses_a_width_out_of_range() {
+    for width in ["0", "15", "100001"] {
+        taskbench()
+            .args(["flame", "/nonexistent", "--width", width])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "invalid value '{width}' for '--width <WIDTH>': {width} is not in 16..=100000"
+            )));
+    }
+}

@@ -4,33 +4,48 @@
 
 use std::path::Path;
 
+/// Whether a form gets as far as connecting, or `validate` refuses it (TLS, which this build lacks; a
+/// password with an unescaped '#', which the URL parser cuts).
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Fate {
+    Runs,
+    Refused,
+}
+
 /// Each form with its own secret, so a leak names the form.
-fn forms(dead: &str, dir: &Path) -> Vec<(&'static str, String, String)> {
+fn forms(dead: &str, dir: &Path) -> Vec<(&'static str, String, String, Fate)> {
+    use Fate::*;
     let sock = dir.join("none.sock");
     let sock = sock.display();
     [
-        ("redis", "redis://:{S}@{DEAD}/0"),
-        ("redis", "redis://user:{S}@{DEAD}/0"),
-        ("redis", "redis://{S}@{DEAD}/0"),
-        ("redis", "redis://{DEAD}/0?password={S}"),
-        ("redis", "redis://{DEAD}/0?db=0&password={S}&protocol=resp2"),
-        ("redis", "rediss://:{S}@{DEAD}/0"),
-        ("redis", "redis+unix://{SOCK}?db=0&pass={S}"),
-        ("redis", "unix://{SOCK}?pass={S}"),
-        ("redis", "redis://:se#{S}@{DEAD}/0"),
-        ("amqp", "amqp://guest:{S}@{DEAD}/%2f"),
-        ("amqp", "amqps://guest:{S}@{DEAD}/%2f"),
-        ("amqp", "amqp://guest:{S}@{DEAD}/%2f?heartbeat=5"),
+        ("redis", "redis://:{S}@{DEAD}/0", Runs),
+        ("redis", "redis://user:{S}@{DEAD}/0", Runs),
+        ("redis", "redis://{S}@{DEAD}/0", Runs),
+        ("redis", "redis://{DEAD}/0?password={S}", Runs),
+        (
+            "redis",
+            "redis://{DEAD}/0?db=0&password={S}&protocol=resp2",
+            Runs,
+        ),
+        ("redis", "redis+unix://{SOCK}?db=0&pass={S}", Runs),
+        ("redis", "unix://{SOCK}?pass={S}", Runs),
+        ("redis", "rediss://:{S}@{DEAD}/0", Refused),
+        ("redis", "redis://:se#{S}@{DEAD}/0", Refused),
+        ("redis", "http://:{S}@{DEAD}/0", Refused),
+        ("amqp", "amqp://guest:{S}@{DEAD}/%2f", Runs),
+        ("amqp", "amqp://guest:{S}@{DEAD}/%2f?heartbeat=5", Runs),
+        ("amqp", "amqps://guest:{S}@{DEAD}/%2f", Refused),
+        ("amqp", "amqp://guest:{S}@{DEAD}/%2f?heartbeat=x", Refused),
     ]
     .iter()
     .enumerate()
-    .map(|(i, (backend, form))| {
+    .map(|(i, (backend, form, fate))| {
         let secret = format!("Sekr1t{i}Form");
         let url = form
             .replace("{S}", &secret)
             .replace("{DEAD}", dead)
             .replace("{SOCK}", &sock.to_string());
-        (*backend, url, secret)
+        (*backend, url, secret, *fate)
     })
     .collect()
 }
@@ -43,11 +58,11 @@ fn dead_port() -> String {
     addr.to_string()
 }
 
-fn scenario(forms: &[(&str, String, String)]) -> String {
+fn scenario(forms: &[&(&str, String, String, Fate)]) -> String {
     let mut s = String::from(
         "name = \"secrets\"\npublishes = 3\nwarmup = 0\npublish_timeout = \"300ms\"\n",
     );
-    for (i, (backend, url, _)) in forms.iter().enumerate() {
+    for (i, (backend, url, _, _)) in forms.iter().enumerate() {
         let path = if i % 2 == 0 { "fresh" } else { "pooled" };
         s.push_str(&format!(
             "[[case]]\nname = \"f{i}\"\nbackend = \"{backend}\"\npath = \"{path}\"\nurl = '{url}'\n"
@@ -76,60 +91,102 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
+/// Runs `taskbench ARGS FILE [--out DIR]` and returns what it printed and wrote, checking the exit code.
+fn run_and_collect(
+    label: &str,
+    args: &[&str],
+    file: &Path,
+    out_dir: &Path,
+    rust_log: Option<&str>,
+    expected: i32,
+) -> Vec<(String, Vec<u8>)> {
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"));
+    cmd.args(args).arg(file);
+    let runs = args.contains(&"run");
+    if runs {
+        cmd.arg("--out").arg(out_dir);
+    }
+    cmd.env_remove("RUST_LOG")
+        .env_remove("TASKBENCH_REDIS_URL")
+        .env_remove("TASKBENCH_AMQP_URL");
+    if let Some(level) = rust_log {
+        cmd.env("RUST_LOG", level);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(expected),
+        "{label}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut outputs = vec![
+        (format!("{label}: stdout"), out.stdout),
+        (format!("{label}: stderr"), out.stderr),
+    ];
+    if out_dir.exists() {
+        outputs.extend(folder_bytes(out_dir));
+    }
+    outputs
+}
+
+fn assert_hidden(outputs: &[(String, Vec<u8>)], forms: &[&(&str, String, String, Fate)]) {
+    for (what, bytes) in outputs {
+        for (_, url, secret, _) in forms {
+            assert!(
+                !contains(bytes, secret),
+                "{what} shows the password of {url}:\n{}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+}
+
 #[test]
 fn no_url_form_leaks_its_password_anywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let forms = forms(&dead_port(), dir.path());
+    let all = forms(&dead_port(), dir.path());
+    let running: Vec<_> = all.iter().filter(|f| f.3 == Fate::Runs).collect();
     let file = dir.path().join("secrets.toml");
-    std::fs::write(&file, scenario(&forms)).unwrap();
-    let runs: [(&str, &[&str], Option<&str>); 4] = [
-        ("validate", &["validate"], None),
-        ("-vv", &["-vv", "run"], None),
-        ("RUST_LOG=trace", &["run"], Some("trace")),
-        ("--format json", &["run", "--format", "json"], Some("trace")),
+    std::fs::write(&file, scenario(&running)).unwrap();
+    let runs: [(&str, &[&str], Option<&str>, i32); 4] = [
+        ("validate", &["validate"], None, 0),
+        ("-vv", &["-vv", "run"], None, 1),
+        ("RUST_LOG=trace", &["run"], Some("trace"), 1),
+        (
+            "--format json",
+            &["run", "--format", "json"],
+            Some("trace"),
+            1,
+        ),
     ];
-    for (n, (label, args, rust_log)) in runs.iter().enumerate() {
+    for (n, (label, args, rust_log, expected)) in runs.iter().enumerate() {
         let out_dir = dir.path().join(format!("run{n}"));
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"));
-        cmd.args(*args).arg(&file);
-        if args.contains(&"run") {
-            cmd.arg("--out").arg(&out_dir);
-        }
-        cmd.env_remove("RUST_LOG");
-        if let Some(level) = rust_log {
-            cmd.env("RUST_LOG", level);
-        }
-        let out = cmd.output().unwrap();
-        let code = out.status.code();
-        let expected = if args.contains(&"run") { 1 } else { 0 };
-        assert_eq!(
-            code,
-            Some(expected),
-            "{label}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut outputs = vec![
-            (format!("{label}: stdout"), out.stdout),
-            (format!("{label}: stderr"), out.stderr),
-        ];
-        if out_dir.exists() {
-            outputs.extend(folder_bytes(&out_dir));
-        }
-        for (what, bytes) in &outputs {
-            for (_, url, secret) in &forms {
-                assert!(
-                    !contains(bytes, secret),
-                    "{what} shows the password of {url}:\n{}",
-                    String::from_utf8_lossy(bytes)
-                );
-            }
-        }
+        let outputs = run_and_collect(label, args, &file, &out_dir, *rust_log, *expected);
+        assert_hidden(&outputs, &running);
         if args.contains(&"run") {
             let stdout = String::from_utf8_lossy(&outputs[0].1);
             assert!(
                 stdout.contains("***"),
                 "{label}: URLs are shown, redacted: {stdout}"
             );
+        }
+    }
+    // The forms validate refuses: the error points at the key and never repeats the URL.
+    for (i, form) in all.iter().filter(|f| f.3 == Fate::Refused).enumerate() {
+        let file = dir.path().join(format!("refused{i}.toml"));
+        std::fs::write(&file, scenario(&[form])).unwrap();
+        for (args, rust_log) in [
+            (&["validate"][..], None),
+            (&["-vv", "run"][..], Some("trace")),
+        ] {
+            let out_dir = dir.path().join(format!("refused{i}"));
+            let label = format!("{} {args:?}", form.1);
+            let outputs = run_and_collect(&label, args, &file, &out_dir, rust_log, 2);
+            assert!(
+                String::from_utf8_lossy(&outputs[1].1).contains("refused"),
+                "{label}: the error names the file"
+            );
+            assert_hidden(&outputs, &[form]);
         }
     }
 }
@@ -144,32 +201,45 @@ fn a_password_from_the_environment_is_hidden_too() {
         "name = \"env\"\npublishes = 2\nwarmup = 0\npublish_timeout = \"300ms\"\n[[case]]\nname = \"r\"\nbackend = \"redis\"\npath = \"pooled\"\n[[case]]\nname = \"a\"\nbackend = \"amqp\"\npath = \"fresh\"\n",
     )
     .unwrap();
-    let out_dir = dir.path().join("run");
-    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
-        .args(["-vv", "run"])
-        .arg(&file)
-        .arg("--out")
-        .arg(&out_dir)
-        .env(
-            "TASKBENCH_REDIS_URL",
+    // The environment's URLs are only read when a case runs, so TLS forms get that far too.
+    for (n, (redis, amqp)) in [
+        (
             format!("redis://{dead}/0?password=EnvRedisSecret"),
-        )
-        .env(
-            "TASKBENCH_AMQP_URL",
             format!("amqp://guest:EnvAmqpSecret@{dead}/%2f"),
-        )
-        .env("RUST_LOG", "trace")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let mut outputs = vec![
-        ("stdout".to_string(), out.stdout),
-        ("stderr".to_string(), out.stderr),
-    ];
-    outputs.extend(folder_bytes(&out_dir));
-    for (what, bytes) in &outputs {
-        for secret in ["EnvRedisSecret", "EnvAmqpSecret"] {
-            assert!(!contains(bytes, secret), "{what} shows {secret}");
+        ),
+        (
+            format!("rediss://:EnvRedisSecret@{dead}/0"),
+            format!("amqps://guest:EnvAmqpSecret@{dead}/%2f"),
+        ),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let out_dir = dir.path().join(format!("run{n}"));
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+            .args(["-vv", "run"])
+            .arg(&file)
+            .arg("--out")
+            .arg(&out_dir)
+            .env("TASKBENCH_REDIS_URL", redis)
+            .env("TASKBENCH_AMQP_URL", amqp)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{redis} {amqp}");
+        let mut outputs = vec![
+            ("stdout".to_string(), out.stdout),
+            ("stderr".to_string(), out.stderr),
+        ];
+        outputs.extend(folder_bytes(&out_dir));
+        for (what, bytes) in &outputs {
+            for secret in ["EnvRedisSecret", "EnvAmqpSecret"] {
+                assert!(
+                    !contains(bytes, secret),
+                    "{what} shows {secret}: {}",
+                    String::from_utf8_lossy(bytes)
+                );
+            }
         }
     }
 }
