@@ -252,7 +252,8 @@ fn sink(listen: Endpoint) -> Result<Ending, UsageError> {
             sink.endpoint()
         );
         run::interrupted().await;
-        print_stdout(&format!("received {}\n", sink.stop()));
+        let received = sink.drain_and_stop(crate::sink::DRAIN_IDLE, crate::sink::DRAIN_MAX);
+        print_stdout(&format!("received {received}\n"));
         Ok(Ending::Ok)
     })
 }

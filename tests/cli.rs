@@ -593,3 +593,59 @@ fn flame_refuses_a_width_out_of_range() {
             )));
     }
 }
+
+#[test]
+fn a_stopped_sink_first_drains_the_connections_queued_for_it() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("drain.sock");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        .args(["sink", "--listen"])
+        .arg(format!("unix:{}", sock.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Stopped, the sink accepts nothing: every connection below waits in the listen queue (1,000 fit in
+    // the kernel's default somaxconn of 4096), as a `fresh` run's last ones do when the sink is stopped
+    // right after it.
+    let frame = {
+        let payload = b"{\"task\": \"tasks.add\"}";
+        let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(payload);
+        f
+    };
+    use nix::sys::signal::{Signal, kill};
+    kill(pid, Signal::SIGSTOP).unwrap();
+    const N: usize = 1000;
+    for _ in 0..N {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.write_all(&frame).unwrap();
+    }
+    kill(pid, Signal::SIGINT).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = started.elapsed();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        printed.starts_with(&format!("received {N} frames (")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("on {N} connections, 0 bad, 0 partial")),
+        "{printed}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "the drain is bounded: {waited:?}"
+    );
+}
