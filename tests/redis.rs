@@ -391,9 +391,12 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A killed server was reaped: its PID may belong to someone else by now, so it gets no signal.
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(nix::sys::signal::Signal::SIGCONT);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -934,4 +937,62 @@ async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
             errors(&r)
         );
     }
+}
+
+#[test]
+fn an_interrupt_ends_a_reconnect_backoff_at_once() {
+    let Some(mut server) =
+        PrivateRedis::start("an_interrupt_ends_a_reconnect_backoff_at_once", &[])
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("dead.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"dead\"\nduration = \"60s\"\nwarmup = 0\npublish_timeout = \"10s\"\n[task]\nqueue = \"{}\"\n\
+             [[case]]\nname = \"c\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{}\"\n",
+            common::unique("tb-int"),
+            server.url()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let child = Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        .args(["run", scenario.to_str().unwrap(), "--out"])
+        .arg(&out_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill();
+    // By now the publisher has failed 7-8 times in a row and waits about a second between attempts.
+    std::thread::sleep(Duration::from_millis(2500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let interrupted = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = interrupted.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("exited {took:?} after SIGINT");
+    assert!(
+        took < Duration::from_millis(300),
+        "the backoff wait ended at the interrupt: exit took {took:?}"
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let case = &summary["cases"][0];
+    assert_eq!(case["interrupted"], true);
+    assert!(case["publishes_ok"].as_u64().unwrap() > 0, "{case}");
 }
