@@ -99,6 +99,10 @@ struct RunArgs {
     /// Run folder to write (default: results/<scenario name>/<UTC timestamp>/).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Reuse a non-empty --out folder: remove the files taskbench wrote there first (summary.json, *.hgrm,
+    /// *.folded, *.svg), leaving everything else.
+    #[arg(long)]
+    force: bool,
     /// Measured publishes per case, overriding the scenario.
     #[arg(long)]
     publishes: Option<NonZeroU64>,
@@ -150,8 +154,8 @@ struct FlameArgs {
     /// Which profile: wall time per stage, or CPU time per span.
     #[arg(long, value_enum, default_value_t = View::Wall)]
     view: View,
-    /// Image width in pixels.
-    #[arg(long)]
+    /// Image width in pixels (16 to 100000).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=100_000))]
     width: Option<usize>,
     /// Title to use instead of the default.
     #[arg(long)]
@@ -227,8 +231,13 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     for note in preflight::check(&scenario).map_err(UsageError)? {
         eprintln!("note: {note}");
     }
-    let mut writer = RunWriter::create(args.out.as_deref(), &scenario, std::env::args().collect())
-        .map_err(|e| UsageError(format!("{e:#}")))?;
+    let mut writer = RunWriter::create(
+        args.out.as_deref(),
+        &scenario,
+        std::env::args().collect(),
+        args.force,
+    )
+    .map_err(|e| UsageError(format!("{e:#}")))?;
     let options = RunOptions {
         spans,
         progress: Some(Arc::new(TerminalProgress::default())),
@@ -281,7 +290,8 @@ fn sink(listen: Endpoint) -> Result<Ending, UsageError> {
             sink.endpoint()
         );
         run::interrupted().await;
-        print_stdout(&format!("received {}\n", sink.stop()));
+        let received = sink.drain_and_stop(crate::sink::DRAIN_IDLE, crate::sink::DRAIN_MAX);
+        print_stdout(&format!("received {received}\n"));
         Ok(Ending::Ok)
     })
 }

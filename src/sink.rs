@@ -10,6 +10,7 @@ use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
 use tokio::io::AsyncReadExt;
 use tokio::sync::oneshot;
 
@@ -18,6 +19,10 @@ pub const MAX_FRAME: usize = 64 << 20;
 /// Pending connections the kernel queues for the sink (clamped to `net.core.somaxconn`). A `fresh` path
 /// connects faster than one thread accepts; an overflowing queue drops SYNs and costs a 1 s retransmit.
 const LISTEN_BACKLOG: u32 = 65_535;
+/// How a stopping `taskbench sink` drains: it stops once nothing new arrived for `DRAIN_IDLE`, or after
+/// `DRAIN_MAX` whatever is still arriving.
+pub const DRAIN_IDLE: Duration = Duration::from_millis(200);
+pub const DRAIN_MAX: Duration = Duration::from_secs(3);
 /// Read buffer per connection: large enough for many frames per read on long-lived streams.
 const READ_BUFFER: usize = 16 * 1024;
 
@@ -57,7 +62,8 @@ impl fmt::Display for SinkSnapshot {
 pub struct Sink {
     endpoint: Endpoint,
     counts: Arc<Counts>,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Stops the sink, draining for that long first (`Some`), or at once.
+    shutdown: Option<oneshot::Sender<Option<Drain>>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
@@ -114,13 +120,21 @@ impl Sink {
 
     /// Stops the sink and returns its totals.
     pub fn stop(mut self) -> SinkSnapshot {
-        self.shutdown_now();
+        self.shutdown_now(None);
         self.snapshot()
     }
 
-    fn shutdown_now(&mut self) {
+    /// Stops the sink after draining: it accepts every connection still queued for it and reads them all
+    /// until nothing new arrived for `idle` (or `max` passed), then returns its totals. What a standalone
+    /// sink stopped right after a run must do, when the run's last connections were not yet accepted.
+    pub fn drain_and_stop(mut self, idle: Duration, max: Duration) -> SinkSnapshot {
+        self.shutdown_now(Some(Drain { idle, max }));
+        self.snapshot()
+    }
+
+    fn shutdown_now(&mut self, drain: Option<Drain>) {
         if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
+            let _ = tx.send(drain);
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
@@ -130,7 +144,40 @@ impl Sink {
 
 impl Drop for Sink {
     fn drop(&mut self) {
-        self.shutdown_now();
+        self.shutdown_now(None);
+    }
+}
+
+/// How long a stopping sink goes on reading.
+#[derive(Clone, Copy, Debug)]
+pub struct Drain {
+    idle: Duration,
+    max: Duration,
+}
+
+/// What the sink accepts connections on (a FIFO has no connections: its reader runs from the start).
+enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+    Fifo,
+}
+
+impl Listener {
+    /// Waits for one connection and starts reading it on a task of its own.
+    async fn accept_one(&self, counts: &Arc<Counts>) {
+        match self {
+            Listener::Unix(l) => {
+                if let Ok((stream, _)) = l.accept().await {
+                    tokio::spawn(read_frames(stream, counts.clone()));
+                }
+            }
+            Listener::Tcp(l) => {
+                if let Ok((stream, _)) = l.accept().await {
+                    tokio::spawn(read_frames(stream, counts.clone()));
+                }
+            }
+            Listener::Fifo => std::future::pending().await,
+        }
     }
 }
 
@@ -138,71 +185,88 @@ async fn serve(
     endpoint: Endpoint,
     counts: Arc<Counts>,
     ready: std::sync::mpsc::Sender<io::Result<Endpoint>>,
-    shutdown: oneshot::Receiver<()>,
+    mut shutdown: oneshot::Receiver<Option<Drain>>,
 ) {
-    let accept_loop = async {
-        match &endpoint {
-            Endpoint::Unix(path) => {
-                let listener = match tokio::net::UnixSocket::new_stream()
-                    .and_then(|s| s.bind(path).map(|()| s))
-                    .and_then(|s| s.listen(LISTEN_BACKLOG))
-                {
-                    Ok(l) => l,
-                    Err(e) => return ready.send(Err(name_error(e, &endpoint))).unwrap_or(()),
-                };
-                let _ = ready.send(Ok(endpoint.clone()));
-                loop {
-                    if let Ok((stream, _)) = listener.accept().await {
-                        tokio::spawn(read_frames(stream, counts.clone()));
-                    }
-                }
-            }
-            Endpoint::Tcp(addr) => {
-                let socket = if addr.is_ipv4() {
-                    tokio::net::TcpSocket::new_v4()
-                } else {
-                    tokio::net::TcpSocket::new_v6()
-                };
-                let listener = match socket
-                    .and_then(|s| s.set_reuseaddr(true).map(|()| s))
-                    .and_then(|s| s.bind(*addr).map(|()| s))
-                    .and_then(|s| s.listen(LISTEN_BACKLOG))
-                {
-                    Ok(l) => l,
-                    Err(e) => return ready.send(Err(name_error(e, &endpoint))).unwrap_or(()),
-                };
-                let bound = listener
-                    .local_addr()
-                    .map(Endpoint::Tcp)
-                    .unwrap_or(endpoint.clone());
-                let _ = ready.send(Ok(bound));
-                loop {
-                    if let Ok((stream, _)) = listener.accept().await {
-                        tokio::spawn(read_frames(stream, counts.clone()));
-                    }
-                }
-            }
-            Endpoint::Fifo(path) => {
-                let receiver = match make_fifo(path).and_then(|()| {
-                    // Read-write keeps the pipe open between writers, so it never reads end-of-file.
-                    tokio::net::unix::pipe::OpenOptions::new()
-                        .read_write(true)
-                        .open_receiver(path)
-                }) {
-                    Ok(r) => r,
-                    Err(e) => return ready.send(Err(name_error(e, &endpoint))).unwrap_or(()),
-                };
-                let _ = ready.send(Ok(endpoint.clone()));
-                read_frames(receiver, counts.clone()).await;
-            }
+    let listener = match listen(&endpoint, &counts) {
+        Ok((listener, bound)) => {
+            let _ = ready.send(Ok(bound));
+            listener
+        }
+        Err(e) => {
+            let _ = ready.send(Err(name_error(e, &endpoint)));
+            return;
         }
     };
-    tokio::select! {
-        _ = accept_loop => {}
-        _ = shutdown => {}
+    let drain = loop {
+        tokio::select! {
+            biased;
+            stop = &mut shutdown => break stop.ok().flatten(),
+            () = listener.accept_one(&counts) => {}
+        }
+    };
+    if let Some(drain) = drain {
+        drain_until_idle(&listener, &counts, drain).await;
     }
     if let Endpoint::Unix(path) = &endpoint {
         let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Starts listening on `endpoint` (for a FIFO: starts reading it); returns the listener and where it is
+/// bound.
+fn listen(endpoint: &Endpoint, counts: &Arc<Counts>) -> io::Result<(Listener, Endpoint)> {
+    match endpoint {
+        Endpoint::Unix(path) => {
+            let socket = tokio::net::UnixSocket::new_stream()?;
+            socket.bind(path)?;
+            Ok((
+                Listener::Unix(socket.listen(LISTEN_BACKLOG)?),
+                endpoint.clone(),
+            ))
+        }
+        Endpoint::Tcp(addr) => {
+            let socket = if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }?;
+            socket.set_reuseaddr(true)?;
+            socket.bind(*addr)?;
+            let listener = socket.listen(LISTEN_BACKLOG)?;
+            let bound = listener
+                .local_addr()
+                .map(Endpoint::Tcp)
+                .unwrap_or(endpoint.clone());
+            Ok((Listener::Tcp(listener), bound))
+        }
+        Endpoint::Fifo(path) => {
+            make_fifo(path)?;
+            // Read-write keeps the pipe open between writers, so it never reads end-of-file.
+            let receiver = tokio::net::unix::pipe::OpenOptions::new()
+                .read_write(true)
+                .open_receiver(path)?;
+            tokio::spawn(read_frames(receiver, counts.clone()));
+            Ok((Listener::Fifo, endpoint.clone()))
+        }
+    }
+}
+
+/// Accepts and reads until nothing new (no connection, no byte) arrived for `drain.idle`, or `drain.max`
+/// passed.
+async fn drain_until_idle(listener: &Listener, counts: &Arc<Counts>, drain: Drain) {
+    let started = Instant::now();
+    let activity = || (counts.connections.load(Relaxed), counts.bytes.load(Relaxed));
+    let mut last = activity();
+    let mut changed = started;
+    let poll = (drain.idle / 10).max(Duration::from_millis(1));
+    while changed.elapsed() < drain.idle && started.elapsed() < drain.max {
+        // A timed-out accept (cancel-safe) yields to the readers in the meantime.
+        let _ = tokio::time::timeout(poll, listener.accept_one(counts)).await;
+        let now = activity();
+        if now != last {
+            last = now;
+            changed = Instant::now();
+        }
     }
 }
 

@@ -443,7 +443,14 @@ async fn pooled_reconnects_after_the_connection_drops() {
         std::thread::sleep(Duration::from_millis(1500));
         let mut closed = 0;
         for _ in 0..20 {
-            for pid in connection_pids(&needle) {
+            // Taskbench's own connection (the delivery check's) and the publishers' carry the same name:
+            // wait until both are listed, so the publishers' is among those closed.
+            let pids = connection_pids(&needle);
+            if pids.len() < 2 {
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+            for pid in pids {
                 let ok = std::process::Command::new("rabbitmqctl")
                     .args(["-q", "close_connection", &pid, "taskbench test: drop"])
                     .status()
@@ -483,7 +490,8 @@ async fn pooled_reconnects_after_the_connection_drops() {
         );
         assert!(!message.contains(":guest@"), "no password in {message}");
     }
-    assert!(r.errors.total() >= 1, "the drop was counted");
+    // A drop noticed between two publishes is reconnected without losing one; one that catches a publish in
+    // flight costs that publish (connection_lost or channel_closed above), so no error count is asserted.
     // 6 s at 500/s: publishing carried on after the drop.
     assert!(
         r.publishes_ok > 2000,
@@ -626,6 +634,140 @@ async fn a_queue_deleted_mid_case_gives_returned_messages() {
     );
     assert!(
         r.publishes_ok > 100,
-        "publishes before the delete succeeded"
+        "publishes before the delete succeeded: {} ok, {errors:?}",
+        r.publishes_ok
     );
+}
+
+/// A TCP proxy to the broker that can play dead: while dead it cuts every connection it forwarded and
+/// accepts and drops every new one, counting them (each is a connect attempt that failed).
+struct DeadlyProxy {
+    port: u16,
+    dead: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    attempts_while_dead: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    forwards: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl DeadlyProxy {
+    async fn start(broker: String) -> DeadlyProxy {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = DeadlyProxy {
+            port: listener.local_addr().unwrap().port(),
+            dead: Default::default(),
+            attempts_while_dead: Default::default(),
+            forwards: Default::default(),
+        };
+        let (dead, attempts, forwards) = (
+            proxy.dead.clone(),
+            proxy.attempts_while_dead.clone(),
+            proxy.forwards.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if dead.load(Relaxed) {
+                    attempts.fetch_add(1, Relaxed);
+                    drop(client);
+                    continue;
+                }
+                let broker = broker.clone();
+                forwards.lock().unwrap().push(tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&broker).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }));
+            }
+        });
+        proxy
+    }
+
+    fn kill(&self) {
+        self.dead.store(true, std::sync::atomic::Ordering::Relaxed);
+        for f in self.forwards.lock().unwrap().drain(..) {
+            f.abort();
+        }
+    }
+
+    fn revive(&self) {
+        self.dead.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_reconnects_to_a_dead_broker_at_a_bounded_rate() {
+    use std::sync::atomic::Ordering::Relaxed;
+    let test = "pooled_reconnects_to_a_dead_broker_at_a_bounded_rate";
+    let Some(url) = broker(test) else { return };
+    let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
+    let proxy = DeadlyProxy::start(format!(
+        "{}:{}",
+        parsed.authority.host, parsed.authority.port
+    ))
+    .await;
+    let via_proxy = format!(
+        "amqp://{}:{}@127.0.0.1:{}/{}",
+        parsed.authority.userinfo.username,
+        parsed.authority.userinfo.password,
+        proxy.port,
+        urlencode_vhost(&parsed.vhost)
+    );
+    let queue = common::unique("tb-dead-amqp");
+    let toml = format!(
+        "name = \"amqp-dead\"\nduration = \"4s\"\nrate = 500\nwarmup = 0\nconcurrency = 2\npublish_timeout = \"500ms\"\n\
+         [task]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nurl = \"{via_proxy}\"\n"
+    );
+    // Dead from 0.5 s to 2.5 s of a 4 s case (open loop, to leave the other tests some CPU).
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        proxy.kill();
+        let died = std::time::Instant::now();
+        tokio::time::sleep(Duration::from_millis(2000)).await;
+        let dead_for = died.elapsed();
+        proxy.revive();
+        dead_for
+    };
+    let (r, dead_for) = tokio::join!(run(&toml), outage);
+    let attempts = proxy.attempts_while_dead.load(Relaxed);
+    let failed: u64 = r
+        .errors
+        .by_kind()
+        .iter()
+        .filter(|e| !matches!(e.0.name(), "delivery_mismatch" | "check"))
+        .map(|e| e.1)
+        .sum();
+    eprintln!(
+        "{attempts} connect attempts and {failed} errors in {dead_for:?} dead: {:?}",
+        r.errors.by_kind()
+    );
+    let per_s = |n: u64| n as f64 / dead_for.as_secs_f64();
+    assert!(attempts >= 1, "it tried to reconnect");
+    assert!(
+        per_s(attempts) <= 20.0,
+        "{attempts} attempts in {dead_for:?}"
+    );
+    assert!(
+        per_s(failed) <= 20.0,
+        "{failed} errors in {dead_for:?}: {:?}",
+        r.errors.by_kind()
+    );
+    assert!(
+        r.publishes_ok > 0 && r.delivered.unwrap_or(0) > 0,
+        "published before and after: {} ok, delivered {:?}",
+        r.publishes_ok,
+        r.delivered
+    );
+    assert!(
+        !proxy.forwards.lock().unwrap().is_empty(),
+        "it connected again after the broker came back"
+    );
+    let conn = connect(&url).await;
+    let ch = conn.create_channel().await.unwrap();
+    delete(&ch, &queue).await;
+}
+
+/// `vhost` as the path of an AMQP URL.
+fn urlencode_vhost(vhost: &str) -> String {
+    vhost.replace('%', "%25").replace('/', "%2f")
 }

@@ -578,3 +578,280 @@ fn three_shards_split_the_load_and_start_together() {
         "the shards' publishes add up to the scenario's"
     );
 }
+
+/// A scenario whose run logs at debug level (lapin's, connecting to a port nothing listens on).
+fn logging_scenario(dir: &Path) -> std::path::PathBuf {
+    write_scenario(
+        dir,
+        "name = \"logs\"\npublishes = 2\nwarmup = 0\npublish_timeout = \"200ms\"\n[[case]]\nname = \"a\"\nbackend = \"amqp\"\npath = \"fresh\"\nurl = \"amqp://127.0.0.1:1/%2f\"\n",
+    )
+}
+
+#[test]
+fn log_lines_on_a_redirected_stderr_have_no_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = logging_scenario(dir.path());
+    for (n, verbosity) in ["-v", "-vv"].iter().enumerate() {
+        let out = taskbench()
+            .arg(verbosity)
+            .arg("run")
+            .arg(&scenario)
+            .arg("--out")
+            .arg(dir.path().join(format!("r{n}")))
+            .env_remove("RUST_LOG")
+            .env_remove("NO_COLOR")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if *verbosity == "-vv" {
+            assert!(stderr.contains("DEBUG"), "-vv logs something: {stderr}");
+        }
+        assert!(!stderr.contains("\x1b["), "{verbosity}: {stderr:?}");
+    }
+}
+
+#[test]
+fn log_lines_on_a_terminal_are_coloured_unless_no_color() {
+    // `script` runs the command on a pseudo-terminal, so stderr is a terminal.
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("SKIPPED: no `script` to give taskbench a terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = logging_scenario(dir.path());
+    let bin = assert_cmd::cargo::cargo_bin("taskbench");
+    for (n, no_color) in [None, Some("1")].iter().enumerate() {
+        let command = format!(
+            "{} -vv run {} --out {}",
+            bin.display(),
+            scenario.display(),
+            dir.path().join(format!("t{n}")).display()
+        );
+        let mut script = std::process::Command::new("script");
+        script
+            .args(["-qec", &command, "/dev/null"])
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::null());
+        match no_color {
+            Some(v) => script.env("NO_COLOR", v),
+            None => script.env_remove("NO_COLOR"),
+        };
+        let out = script.output().unwrap();
+        let seen = String::from_utf8_lossy(&out.stdout);
+        assert!(seen.contains("DEBUG"), "{seen}");
+        let coloured = seen
+            .lines()
+            .filter(|l| l.contains("DEBUG"))
+            .any(|l| l.contains("\x1b["));
+        assert_eq!(
+            coloured,
+            no_color.is_none(),
+            "NO_COLOR={no_color:?}: {seen:?}"
+        );
+    }
+}
+
+#[test]
+fn out_on_a_non_empty_folder_is_refused_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = write_scenario(
+        dir.path(),
+        "name = \"one\"\npublishes = 20\nwarmup = 0\n[[case]]\nname = \"old\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    );
+    let out = dir.path().join("r");
+    taskbench()
+        .arg("run")
+        .arg(&one)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    assert!(out.join("old.hgrm").exists());
+
+    let two = dir.path().join("two.toml");
+    std::fs::write(
+        &two,
+        "name = \"two\"\npublishes = 20\nwarmup = 0\n[[case]]\nname = \"new\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    )
+    .unwrap();
+    taskbench()
+        .arg("run")
+        .arg(&two)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "error: the run folder {} is not empty (it holds old.hgrm); pick another --out, or pass --force",
+            out.display()
+        )));
+    assert!(!out.join("new.hgrm").exists(), "nothing was written");
+
+    taskbench()
+        .arg("run")
+        .arg(&two)
+        .arg("--out")
+        .arg(&out)
+        .arg("--force")
+        .assert()
+        .success();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "new.hgrm",
+            "new.wall.folded",
+            "new.wall.svg",
+            "scenario.toml",
+            "summary.json"
+        ]
+    );
+    assert_eq!(read_summary(&out)["scenario"], "two");
+
+    // A folder holding anyone else's file is never cleared, not even with --force.
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    taskbench()
+        .arg("run")
+        .arg(&one)
+        .arg("--out")
+        .arg(&out)
+        .arg("--force")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "error: the run folder {} holds notes.txt, which taskbench did not write, so --force leaves it alone; pick another --out",
+            out.display()
+        )));
+    assert!(out.join("new.hgrm").exists() && out.join("notes.txt").exists());
+
+    // An empty existing folder is fine.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    taskbench()
+        .arg("run")
+        .arg(&one)
+        .arg("--out")
+        .arg(&empty)
+        .assert()
+        .success();
+}
+
+#[test]
+fn validate_refuses_what_cannot_run_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_queue = "q".repeat(300);
+    for (body, message) in [
+        (
+            "backend = \"redis\"\npath = \"pooled\"\nurl = \"http://127.0.0.1:6379/0\"".to_string(),
+            "s.toml:6:7: case \"c\": `url` has the scheme \"http\", which the redis backend cannot use",
+        ),
+        (
+            "backend = \"amqp\"\npath = \"fresh\"\nurl = \"redis://127.0.0.1/0\"".to_string(),
+            "s.toml:6:7: case \"c\": `url` has the scheme \"redis\", which the amqp backend cannot use",
+        ),
+        (
+            "backend = \"amqp\"\npath = \"fresh\"\nurl = \"amqp:///%2f\"".to_string(),
+            "s.toml:6:7: case \"c\": `url` names no host",
+        ),
+        (
+            format!("backend = \"amqp\"\npath = \"fresh\"\nqueue = \"{long_queue}\""),
+            "s.toml:6:9: case \"c\": the queue name is 300 bytes long; AMQP allows at most 255",
+        ),
+        (
+            "backend = \"unix\"\npath = \"raw\"\npayload_bytes = 50000000".to_string(),
+            "s.toml:6:17: `payload_bytes` = 50000000 is over the limit of 16777216 bytes (16 MiB)",
+        ),
+    ] {
+        let file = dir.path().join("s.toml");
+        std::fs::write(
+            &file,
+            format!("name = \"t\"\n[[case]]\nname = \"c\"\n{body}\n"),
+        )
+        .unwrap();
+        for cmd in ["validate", "run"] {
+            taskbench()
+                .current_dir(dir.path())
+                .args([cmd, "s.toml"])
+                .assert()
+                .code(2)
+                .stderr(predicate::str::contains(format!("error: {message}")));
+        }
+    }
+}
+
+#[test]
+fn flame_refuses_a_width_out_of_range() {
+    for width in ["0", "15", "100001"] {
+        taskbench()
+            .args(["flame", "/nonexistent", "--width", width])
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(format!(
+                "invalid value '{width}' for '--width <WIDTH>': {width} is not in 16..=100000"
+            )));
+    }
+}
+
+#[test]
+fn a_stopped_sink_first_drains_the_connections_queued_for_it() {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("drain.sock");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        .args(["sink", "--listen"])
+        .arg(format!("unix:{}", sock.display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sock.exists() {
+        assert!(Instant::now() < deadline, "sink did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Stopped, the sink accepts nothing: every connection below waits in the listen queue (1,000 fit in
+    // the kernel's default somaxconn of 4096), as a `fresh` run's last ones do when the sink is stopped
+    // right after it.
+    let frame = {
+        let payload = b"{\"task\": \"tasks.add\"}";
+        let mut f = (payload.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(payload);
+        f
+    };
+    use nix::sys::signal::{Signal, kill};
+    kill(pid, Signal::SIGSTOP).unwrap();
+    const N: usize = 1000;
+    for _ in 0..N {
+        let mut s = UnixStream::connect(&sock).unwrap();
+        s.write_all(&frame).unwrap();
+    }
+    kill(pid, Signal::SIGINT).unwrap();
+    kill(pid, Signal::SIGCONT).unwrap();
+    let started = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let waited = started.elapsed();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        printed.starts_with(&format!("received {N} frames (")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("on {N} connections, 0 bad, 0 partial")),
+        "{printed}"
+    );
+    assert!(
+        waited < Duration::from_secs(5),
+        "the drain is bounded: {waited:?}"
+    );
+}

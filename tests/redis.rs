@@ -298,6 +298,7 @@ struct PrivateRedis {
     child: Child,
     port: u16,
     socket: PathBuf,
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -311,22 +312,8 @@ impl PrivateRedis {
             .unwrap()
             .port();
         let socket = dir.path().join("redis.sock");
-        let spawned = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .args([
-                "--unixsocket",
-                socket.to_str().unwrap(),
-                "--unixsocketperm",
-                "700",
-            ])
-            .args(["--dir", dir.path().to_str().unwrap()])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let child = match spawned {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = match Self::spawn(port, &socket, dir.path(), &args) {
             Ok(child) => child,
             Err(e) => {
                 common::skip(test, &format!("cannot start redis-server: {e}"));
@@ -337,14 +324,56 @@ impl PrivateRedis {
             child,
             port,
             socket,
+            args,
             _dir: dir,
         };
+        server.wait_up();
+        Some(server)
+    }
+
+    fn spawn(
+        port: u16,
+        socket: &std::path::Path,
+        dir: &std::path::Path,
+        args: &[String],
+    ) -> std::io::Result<Child> {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args([
+                "--unixsocket",
+                socket.to_str().unwrap(),
+                "--unixsocketperm",
+                "700",
+            ])
+            .args(["--dir", dir.to_str().unwrap()])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    }
+
+    fn wait_up(&self) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !(server.socket.exists() && common::reachable(&format!("127.0.0.1:{port}"))) {
+        while !(self.socket.exists() && common::reachable(&format!("127.0.0.1:{}", self.port))) {
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(server)
+    }
+
+    /// Kills the server (SIGKILL, by its PID): its port refuses connections until [`Self::restart`].
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.socket);
+    }
+
+    /// Starts the server again on the same port and socket, empty.
+    fn restart(&mut self) {
+        self.child = Self::spawn(self.port, &self.socket, self._dir.path(), &self.args)
+            .expect("restart redis-server");
+        self.wait_up();
     }
 
     fn url(&self) -> String {
@@ -362,9 +391,12 @@ impl PrivateRedis {
 
 impl Drop for PrivateRedis {
     fn drop(&mut self) {
-        self.signal(nix::sys::signal::Signal::SIGCONT);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // A killed server was reaped: its PID may belong to someone else by now, so it gets no signal.
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(nix::sys::signal::Signal::SIGCONT);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -831,6 +863,138 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
             "{keys}: {few} allocations for 1,000 publishes, {many} for 11,000"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
+    let test = "a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again";
+    for keys in [
+        "path = \"pooled\"",
+        "path = \"pooled\"\nmultiplexed = true",
+        "path = \"acquire\"",
+    ] {
+        let Some(mut server) = PrivateRedis::start(test, &[]) else {
+            return;
+        };
+        let url = server.url();
+        let queue = common::unique("tb-dead");
+        // Dead from 0.5 s to 2.5 s of a 4 s case (open loop, to leave the other tests some CPU); a publish gives up after 500 ms (acquire waits that long
+        // for the pool, a backoff wait of up to 1 s is cut there).
+        let case = run_case(
+            &url,
+            &queue,
+            "duration = \"4s\"\nrate = 1000\nwarmup = 0\nconcurrency = 1\npublish_timeout = \"500ms\"",
+            keys,
+        );
+        let outage = async {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            server.kill();
+            let died = Instant::now();
+            tokio::time::sleep(Duration::from_millis(2000)).await;
+            server.restart();
+            died.elapsed()
+        };
+        let (r, dead_for) = tokio::join!(case, outage);
+        // Each failed publish is one attempt (pooled) or one wait for the pool (acquire).
+        let failed: u64 = r
+            .errors
+            .by_kind()
+            .iter()
+            .filter(|e| e.0.name() != "delivery_mismatch")
+            .map(|e| e.1)
+            .sum();
+        let per_s = failed as f64 / dead_for.as_secs_f64();
+        eprintln!(
+            "{keys}: {failed} errors in {dead_for:?} dead ({per_s:.1}/s): {}",
+            errors(&r)
+        );
+        assert!(failed >= 1, "{keys}: the outage was seen: {}", errors(&r));
+        assert!(
+            per_s <= 20.0,
+            "{keys}: {failed} errors in {dead_for:?}: {}",
+            errors(&r)
+        );
+        for (kind, _, message) in r.errors.by_kind() {
+            assert!(
+                matches!(
+                    kind.name(),
+                    "unreachable" | "connection_lost" | "pool" | "timeout" | "delivery_mismatch"
+                ),
+                "{keys}: {kind}: {message}"
+            );
+        }
+        // The restarted server is empty: what it holds was published after it came back.
+        let mut conn = connect(&url).await;
+        let after: u64 = redis::cmd("LLEN")
+            .arg(&queue)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or(0);
+        assert!(
+            r.delivered.unwrap_or(0) > 100 || after > 100,
+            "{keys}: publishing resumed after the restart: delivered {:?}, {after} in the list: {}",
+            r.delivered,
+            errors(&r)
+        );
+    }
+}
+
+#[test]
+fn an_interrupt_ends_a_reconnect_backoff_at_once() {
+    let Some(mut server) =
+        PrivateRedis::start("an_interrupt_ends_a_reconnect_backoff_at_once", &[])
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = dir.path().join("dead.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "name = \"dead\"\nduration = \"60s\"\nwarmup = 0\npublish_timeout = \"10s\"\n[task]\nqueue = \"{}\"\n\
+             [[case]]\nname = \"c\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{}\"\n",
+            common::unique("tb-int"),
+            server.url()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let child = Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        .args(["run", scenario.to_str().unwrap(), "--out"])
+        .arg(&out_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill();
+    // By now the publisher has failed 7-8 times in a row and waits about a second between attempts.
+    std::thread::sleep(Duration::from_millis(2500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let interrupted = Instant::now();
+    let out = child.wait_with_output().unwrap();
+    let took = interrupted.elapsed();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("exited {took:?} after SIGINT");
+    assert!(
+        took < Duration::from_millis(300),
+        "the backoff wait ended at the interrupt: exit took {took:?}"
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let case = &summary["cases"][0];
+    assert_eq!(case["interrupted"], true);
+    assert!(case["publishes_ok"].as_u64().unwrap() > 0, "{case}");
 }
 
 #[test]

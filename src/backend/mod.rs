@@ -5,6 +5,7 @@
 //! [`crate::catalog::BACKENDS`], a module here with a `Target`, and an arm in [`run_case`].
 
 pub mod amqp;
+pub mod backoff;
 pub mod local;
 pub mod redis;
 pub mod url;
@@ -21,11 +22,11 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, ErrorKind::Setup, format!("{e:#}")),
         },
-        BackendOptions::Redis(o) => match redis::RedisTarget::new(case, o) {
+        BackendOptions::Redis(o) => match redis::RedisTarget::new(case, o, control.stop.clone()) {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
         },
-        BackendOptions::Amqp(o) => match amqp::AmqpTarget::new(case, o) {
+        BackendOptions::Amqp(o) => match amqp::AmqpTarget::new(case, o, control.stop.clone()) {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
         },

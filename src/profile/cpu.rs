@@ -52,8 +52,13 @@ pub fn install_tracing(log_filter: &str, profiling: bool) -> Option<SpanBuffer> 
     use tracing_subscriber::{Layer, filter, layer::SubscriberExt, util::SubscriberInitExt};
     let env = filter::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| filter::EnvFilter::new(log_filter));
+    let colour = log_colour(
+        std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        std::env::var_os("NO_COLOR").as_deref(),
+    );
     let logs = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_filter(env);
     let (flame, buffer) = match profiling {
         true => {
@@ -70,4 +75,31 @@ pub fn install_tracing(log_filter: &str, profiling: bool) -> Option<SpanBuffer> 
         .with(flame)
         .try_init();
     buffer
+}
+
+/// Whether log lines are coloured: only on a terminal, and never when `NO_COLOR` is set to anything but
+/// the empty string (<https://no-color.org>).
+pub fn log_colour(stderr_is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+    stderr_is_terminal && no_color.is_none_or(|v| v.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_colour;
+    use std::ffi::OsStr;
+
+    #[test]
+    fn colour_only_on_a_terminal_without_no_color() {
+        assert!(log_colour(true, None));
+        assert!(
+            log_colour(true, Some(OsStr::new(""))),
+            "an empty NO_COLOR is unset"
+        );
+        assert!(!log_colour(true, Some(OsStr::new("1"))));
+        assert!(
+            !log_colour(false, None),
+            "a redirected stderr gets no colour"
+        );
+        assert!(!log_colour(false, Some(OsStr::new("1"))));
+    }
 }

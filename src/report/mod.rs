@@ -8,12 +8,13 @@ pub mod hgrm;
 pub mod progress;
 pub mod table;
 
+use crate::backend::url::redact;
 use crate::human::human_count;
 use crate::message::FRAME_PREFIX_LEN;
 use crate::profile::{self, View, flame::SvgStyle, folded::Folded};
 use crate::record::CaseResult;
 use crate::run::{CaseEnd, RunOutcome};
-use crate::scenario::Scenario;
+use crate::scenario::{BackendOptions, Scenario};
 use crate::summary::{Environment, RunInfo, Summary};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -30,10 +31,12 @@ pub struct RunWriter {
 impl RunWriter {
     /// Creates the run folder for `scenario` (see [`RunFolder::create`]) and copies the scenario file into
     /// it as `scenario.toml`, so the folder holds what it takes to run it again; `command_line` is recorded.
+    /// `force` lets it replace the files of an earlier run in `out`.
     pub fn create(
         out: Option<&Path>,
         scenario: &Scenario,
         command_line: Vec<String>,
+        force: bool,
     ) -> anyhow::Result<RunWriter> {
         let info = RunInfo {
             scenario: scenario.name.clone(),
@@ -46,10 +49,10 @@ impl RunWriter {
             Some(s) => format!("{}-shard-{}-of-{}", info.started_at, s.index, s.count),
             None => info.started_at.clone(),
         };
-        let folder = RunFolder::create(out, &info.scenario, &name)?;
-        if scenario.file.is_file() {
+        let folder = RunFolder::create(out, &info.scenario, &name, force)?;
+        if let Ok(text) = std::fs::read_to_string(&scenario.file) {
             let copy = folder.dir.join("scenario.toml");
-            std::fs::copy(&scenario.file, &copy)
+            std::fs::write(&copy, without_passwords(&text, scenario))
                 .with_context(|| format!("cannot copy the scenario to {}", copy.display()))?;
         }
         Ok(RunWriter {
@@ -90,11 +93,14 @@ pub struct RunFolder {
 }
 
 impl RunFolder {
-    /// Creates `out`, or `results/<scenario>/<UTC timestamp>/` when no `out` is given.
+    /// Creates `out`, or `results/<scenario>/<UTC timestamp>/` when no `out` is given. An `out` that
+    /// already holds anything is refused, so one folder never mixes two runs' files; with `force`, the files
+    /// taskbench writes there ([`is_run_file`]) are removed first and anything else is left alone.
     pub fn create(
         out: Option<&Path>,
         scenario: &str,
         started_at: &str,
+        force: bool,
     ) -> anyhow::Result<RunFolder> {
         let dir = match out {
             Some(out) => out.to_path_buf(),
@@ -110,6 +116,29 @@ impl RunFolder {
                 dir
             }
         };
+        let held = entries(&dir)?;
+        if let Some(first) = held.first() {
+            if !force {
+                anyhow::bail!(
+                    "the run folder {} is not empty (it holds {first}); pick another --out, or pass --force \
+                     to replace the files an earlier run wrote there",
+                    dir.display()
+                );
+            }
+            // Only a folder of taskbench's files is cleared: `--out ~ --force` must not delete anyone's SVGs.
+            if let Some(foreign) = held.iter().find(|name| !is_run_file(&dir, name)) {
+                anyhow::bail!(
+                    "the run folder {} holds {foreign}, which taskbench did not write, so --force leaves it \
+                     alone; pick another --out",
+                    dir.display()
+                );
+            }
+            for name in &held {
+                let path = dir.join(name);
+                std::fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create the run folder {}", dir.display()))?;
         Ok(RunFolder { dir })
@@ -160,6 +189,53 @@ impl RunFolder {
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// `text` of `scenario`'s file with every case's broker URL shown with its password hidden, as everywhere
+/// else taskbench writes.
+fn without_passwords(text: &str, scenario: &Scenario) -> String {
+    let mut text = text.to_string();
+    for case in &scenario.cases {
+        let url = match &case.options {
+            BackendOptions::Amqp(o) => o.url.as_deref(),
+            BackendOptions::Redis(o) => o.url.as_deref(),
+            BackendOptions::Local(_) => None,
+        };
+        if let Some(url) = url {
+            text = text.replace(url, &redact(url));
+        }
+    }
+    text
+}
+
+/// Whether `name` in `dir` is a file taskbench writes into a run folder: summary.json (and its temporary
+/// file), the scenario's copy, `<case>.hgrm`, folded stacks and flamegraphs (`taskbench flame`'s
+/// `diff-*.svg` too).
+fn is_run_file(dir: &Path, name: &str) -> bool {
+    let named = matches!(name, "summary.json" | ".summary.json.tmp" | "scenario.toml")
+        || [".hgrm", ".folded", ".svg"]
+            .iter()
+            .any(|ext| name.len() > ext.len() && name.ends_with(ext));
+    named && std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file())
+}
+
+/// The names of `dir`'s entries, sorted (none when `dir` does not exist).
+fn entries(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let read = match std::fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read the run folder {}", dir.display()));
+        }
+    };
+    let mut names = Vec::new();
+    for entry in read {
+        let entry =
+            entry.with_context(|| format!("cannot read the run folder {}", dir.display()))?;
+        names.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// What `taskbench validate` prints: the scenario and one line per case.

@@ -21,6 +21,12 @@ pub const DEFAULT_PUBLISHES: u64 = 10_000;
 pub const DEFAULT_WARMUP: u64 = 100;
 /// How long one publish may take before it counts as a `timeout` error.
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// The largest `payload_bytes`: 16 MiB, RabbitMQ's default `max_message_size` since 4.0 (a default broker
+/// refuses anything larger; Redis's `proto-max-bulk-len` is 512 MiB, but a kombu envelope carries the body
+/// base64-encoded, a third larger). Every publisher holds its own prepared copy of the message.
+pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
+/// The longest AMQP queue name (and routing key): a short string of at most 255 bytes.
+pub const MAX_AMQP_NAME: usize = 255;
 /// Writes up to this size are atomic on a pipe (Linux `PIPE_BUF`), so FIFO frames never interleave.
 pub const PIPE_BUF: usize = 4096;
 

@@ -22,6 +22,11 @@ pub(super) fn scenario(
     let name = raw.name.get_ref().clone();
     check_file_name(&at, &raw.name, "scenario name")?;
     let task = task_spec(&at, raw.task.as_ref())?;
+    let task_queue = raw
+        .task
+        .as_ref()
+        .and_then(|t| t.queue.as_ref())
+        .map(|q| q.span());
     let defaults = raw.settings();
 
     let raw_cases = raw.case.as_deref().unwrap_or(&[]);
@@ -34,7 +39,14 @@ pub(super) fn scenario(
     }
     let mut cases: Vec<Case> = Vec::with_capacity(raw_cases.len());
     for raw_case in raw_cases {
-        let case = plan_case(&at, raw_case.get_ref(), defaults, &task, overrides)?;
+        let case = plan_case(
+            &at,
+            raw_case.get_ref(),
+            defaults,
+            &task,
+            task_queue.clone(),
+            overrides,
+        )?;
         if cases.iter().any(|c| c.name == case.name) {
             return Err(at.error(
                 raw_case.get_ref().name.span(),
@@ -169,7 +181,20 @@ fn apply_task_overrides(
         spec.priority = *p.get_ref() as u8;
     }
     if let Some(b) = payload_bytes {
-        spec.payload_bytes = Some(positive(at, "payload_bytes", b, 1)? as usize);
+        let bytes = positive(at, "payload_bytes", b, 1)?;
+        if bytes > MAX_PAYLOAD_BYTES as u64 {
+            return Err(at.error(
+                b.span(),
+                format!(
+                    "`payload_bytes` = {bytes} is over the limit of {MAX_PAYLOAD_BYTES} bytes (16 MiB)"
+                ),
+                Some(
+                    "16 MiB is RabbitMQ's default max_message_size: a default broker refuses larger messages"
+                        .into(),
+                ),
+            ));
+        }
+        spec.payload_bytes = Some(bytes as usize);
     }
     Ok(())
 }
@@ -179,6 +204,7 @@ fn plan_case(
     raw: &RawCase,
     defaults: Settings,
     task: &TaskSpec,
+    task_queue: Option<Range<usize>>,
     overrides: &Overrides,
 ) -> Result<Case, ScenarioError> {
     check_file_name(at, &raw.name, "case name")?;
@@ -195,7 +221,7 @@ fn plan_case(
 
     let options = match backend {
         Backend::Amqp => BackendOptions::Amqp(amqp_options(at, raw, &in_case)?),
-        Backend::Redis => BackendOptions::Redis(redis_options(at, raw)?),
+        Backend::Redis => BackendOptions::Redis(redis_options(at, raw, &in_case)?),
         Backend::Unix | Backend::Fifo | Backend::Tcp => {
             let address = raw
                 .address
@@ -240,6 +266,25 @@ fn plan_case(
     )?;
     if let Some(shard) = overrides.shard {
         task.queue = format!("{}-shard-{}", task.queue, shard.index);
+    }
+    if backend == Backend::Amqp && task.queue.len() > MAX_AMQP_NAME {
+        let span = raw
+            .queue
+            .as_ref()
+            .map(|q| q.span())
+            .or(task_queue)
+            .unwrap_or(raw.backend.span());
+        return Err(at.error(
+            span,
+            in_case(format!(
+                "the queue name is {} bytes long; AMQP allows at most {MAX_AMQP_NAME}",
+                task.queue.len()
+            )),
+            Some(
+                "an AMQP queue name (and routing key) is a short string: use a shorter `queue`"
+                    .into(),
+            ),
+        ));
     }
     let template = TaskTemplate::new(&task).map_err(|e| {
         let span = raw
@@ -468,6 +513,9 @@ fn amqp_options(
     raw: &RawCase,
     in_case: &dyn Fn(String) -> String,
 ) -> Result<AmqpOptions, ScenarioError> {
+    if let Some(url) = &raw.url {
+        check_url(at, Backend::Amqp, url, in_case)?;
+    }
     let mut o = AmqpOptions {
         url: raw.url.as_ref().map(|u| u.get_ref().clone()),
         keep: raw.keep.as_ref().is_some_and(|k| *k.get_ref()),
@@ -503,7 +551,14 @@ fn amqp_options(
 }
 
 /// A `redis` case's settings (the keys were checked to apply to its backend and path).
-fn redis_options(at: &Locator, raw: &RawCase) -> Result<RedisOptions, ScenarioError> {
+fn redis_options(
+    at: &Locator,
+    raw: &RawCase,
+    in_case: &dyn Fn(String) -> String,
+) -> Result<RedisOptions, ScenarioError> {
+    if let Some(url) = &raw.url {
+        check_url(at, Backend::Redis, url, in_case)?;
+    }
     let mut o = RedisOptions {
         url: raw.url.as_ref().map(|u| u.get_ref().clone()),
         keep: raw.keep.as_ref().is_some_and(|k| *k.get_ref()),
@@ -522,6 +577,112 @@ fn redis_options(at: &Locator, raw: &RawCase) -> Result<RedisOptions, ScenarioEr
         o.kombu_handshake = *v.get_ref();
     }
     Ok(o)
+}
+
+/// Schemes the redis backend connects with: a host (`redis://`, `valkey://`) or a socket path.
+const REDIS_SCHEMES: &[&str] = &["redis", "valkey", "redis+unix", "valkey+unix", "unix"];
+/// Schemes for a socket path rather than a host.
+const SOCKET_SCHEMES: &[&str] = &["redis+unix", "valkey+unix", "unix"];
+/// TLS schemes: the client libraries accept them, but taskbench is built without TLS.
+const TLS_SCHEMES: &[&str] = &["rediss", "valkeys", "amqps"];
+
+/// Checks a case's broker `url` as far as it can be known without connecting: a scheme the backend uses, a
+/// host (or socket path), and whatever else the backend's client library refuses. Messages never repeat
+/// the URL (it may hold a password); the error points at it.
+fn check_url(
+    at: &Locator,
+    backend: Backend,
+    url: &Spanned<String>,
+    in_case: &dyn Fn(String) -> String,
+) -> Result<(), ScenarioError> {
+    let value = url.get_ref().as_str();
+    let (schemes, a_url, example): (&[&str], &str, &str) = match backend {
+        Backend::Amqp => (
+            &["amqp"],
+            "an AMQP URL",
+            "\"amqp://guest:guest@127.0.0.1:5672/%2f\"",
+        ),
+        _ => (
+            REDIS_SCHEMES,
+            "a Redis URL",
+            "\"redis://127.0.0.1:6379/0\" or \"redis+unix:///run/redis.sock?db=0\"",
+        ),
+    };
+    let fail =
+        |message: String, hint: String| Err(at.error(url.span(), in_case(message), Some(hint)));
+    let Some((scheme, rest)) = value.split_once("://") else {
+        return fail(
+            format!("`url` is not {a_url}: it has no scheme://"),
+            format!("write it like {example}"),
+        );
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    if TLS_SCHEMES.contains(&scheme.as_str()) {
+        return fail(
+            format!("`url` uses {scheme}://, TLS, which this taskbench is built without"),
+            format!("connect without TLS, like {example}"),
+        );
+    }
+    if !schemes.contains(&scheme.as_str()) {
+        return fail(
+            format!(
+                "`url` has the scheme {scheme:?}, which the {backend} backend cannot use; it takes {}",
+                schemes.join(", ")
+            ),
+            format!("write it like {example}"),
+        );
+    }
+    if SOCKET_SCHEMES.contains(&scheme.as_str()) {
+        let path = rest.split(['?', '#']).next().unwrap_or("");
+        if !path.starts_with('/') || path.len() < 2 {
+            return fail(
+                format!("`url` names no socket path: {scheme}:// takes an absolute path"),
+                format!("write it like \"{scheme}:///run/redis.sock?db=0\""),
+            );
+        }
+    } else {
+        let authority = rest.split('/').next().unwrap_or("");
+        let host_port = authority.rsplit('@').next().unwrap_or("");
+        let host = if host_port.starts_with('[') {
+            host_port
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim_start_matches('[')
+        } else {
+            host_port.split([':', '?', '#']).next().unwrap_or("")
+        };
+        if host.is_empty() {
+            return fail(
+                "`url` names no host".into(),
+                format!("write it like {example}"),
+            );
+        }
+    }
+    // Whatever else the client library refuses (a bad port, database number or query value).
+    let refused = match backend {
+        Backend::Amqp => value.parse::<lapin::uri::AMQPUri>().err(),
+        _ => redis::IntoConnectionInfo::into_connection_info(value)
+            .err()
+            // "Invalid database number - InvalidClientConfig": the kind adds nothing for a user.
+            .map(|e| {
+                e.to_string()
+                    .split(" - ")
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            }),
+    };
+    match refused {
+        Some(e) => fail(
+            format!(
+                "`url` is not valid as {a_url}: {}",
+                e.replace(value, "<url>")
+            ),
+            format!("write it like {example}"),
+        ),
+        None => Ok(()),
+    }
 }
 
 /// Share of publishes traced for `--profile cpu` when the scenario does not say. Tracing one publish costs

@@ -453,3 +453,149 @@ fn a_case_too_small_to_shard_is_refused() {
         1_000_003
     );
 }
+
+fn url_err(backend: &str, url: &str) -> String {
+    err(&one_case(&format!(
+        "backend = \"{backend}\"\npath = \"pooled\"\nurl = '{url}'"
+    )))
+}
+
+#[test]
+fn a_url_the_backend_cannot_use_is_refused() {
+    let redis_hint = "\n  hint: write it like \"redis://127.0.0.1:6379/0\" or \"redis+unix:///run/redis.sock?db=0\"";
+    let amqp_hint = "\n  hint: write it like \"amqp://guest:guest@127.0.0.1:5672/%2f\"";
+    for (backend, url, message) in [
+        (
+            "redis",
+            "http://127.0.0.1:6379/0",
+            format!("`url` has the scheme \"http\", which the redis backend cannot use; it takes redis, valkey, redis+unix, valkey+unix, unix{redis_hint}"),
+        ),
+        (
+            "amqp",
+            "redis://127.0.0.1:6379/0",
+            format!("`url` has the scheme \"redis\", which the amqp backend cannot use; it takes amqp{amqp_hint}"),
+        ),
+        (
+            "redis",
+            "not a url",
+            format!("`url` is not a Redis URL: it has no scheme://{redis_hint}"),
+        ),
+        (
+            "amqp",
+            "guest:guest@127.0.0.1",
+            format!("`url` is not an AMQP URL: it has no scheme://{amqp_hint}"),
+        ),
+        ("redis", "redis:///0", format!("`url` names no host{redis_hint}")),
+        ("redis", "redis://:secret@/0", format!("`url` names no host{redis_hint}")),
+        ("amqp", "amqp:///%2f", format!("`url` names no host{amqp_hint}")),
+        ("amqp", "amqp://guest:guest@:5672/%2f", format!("`url` names no host{amqp_hint}")),
+        (
+            "redis",
+            "unix://?pass=secret",
+            "`url` names no socket path: unix:// takes an absolute path\n  hint: write it like \"unix:///run/redis.sock?db=0\"".to_string(),
+        ),
+        (
+            "redis",
+            "rediss://:secret@cache:6380/0",
+            "`url` uses rediss://, TLS, which this taskbench is built without\n  hint: connect without TLS, like \"redis://127.0.0.1:6379/0\" or \"redis+unix:///run/redis.sock?db=0\"".to_string(),
+        ),
+        (
+            "amqp",
+            "amqps://guest:secret@broker/%2f",
+            "`url` uses amqps://, TLS, which this taskbench is built without\n  hint: connect without TLS, like \"amqp://guest:guest@127.0.0.1:5672/%2f\"".to_string(),
+        ),
+        (
+            "redis",
+            "redis://127.0.0.1:6379/zero",
+            format!("`url` is not valid as a Redis URL: Invalid database number{redis_hint}"),
+        ),
+        (
+            "amqp",
+            "amqp://127.0.0.1:5672/%2f?heartbeat=often",
+            format!("`url` is not valid as an AMQP URL: invalid digit found in string{amqp_hint}"),
+        ),
+    ] {
+        assert_eq!(
+            url_err(backend, url),
+            format!("s.toml:6:7: case \"c\": {message}"),
+            "{url}"
+        );
+    }
+}
+
+#[test]
+fn urls_the_backends_take_pass() {
+    for (backend, url) in [
+        ("redis", "redis://127.0.0.1:6379/0"),
+        ("redis", "redis://:pw@cache.internal:6380/3?protocol=resp3"),
+        ("redis", "valkey://[::1]:6379"),
+        ("redis", "redis+unix:///run/redis.sock?db=1&pass=pw"),
+        ("redis", "unix:///tmp/r.sock"),
+        ("amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"),
+        ("amqp", "amqp://broker/vhost?heartbeat=10"),
+    ] {
+        let s = parse(
+            &one_case(&format!(
+                "backend = \"{backend}\"\npath = \"pooled\"\nurl = '{url}'"
+            )),
+            "s.toml",
+        );
+        assert!(s.is_ok(), "{url}: {}", s.err().unwrap());
+    }
+}
+
+#[test]
+fn an_amqp_queue_name_longer_than_255_bytes() {
+    let long = "q".repeat(256);
+    assert_eq!(
+        err(&one_case(&format!(
+            "backend = \"amqp\"\npath = \"fresh\"\nqueue = \"{long}\""
+        ))),
+        "s.toml:6:9: case \"c\": the queue name is 256 bytes long; AMQP allows at most 255\n  hint: an AMQP queue name (and routing key) is a short string: use a shorter `queue`"
+    );
+    // Set for the whole scenario, the error points at the [task] key.
+    assert_eq!(
+        err(&format!(
+            "{HEAD}[task]\nqueue = \"{long}\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"fresh\"\n"
+        )),
+        "s.toml:3:9: case \"c\": the queue name is 256 bytes long; AMQP allows at most 255\n  hint: an AMQP queue name (and routing key) is a short string: use a shorter `queue`"
+    );
+    // 255 bytes is fine, and Redis takes any length.
+    let ok = "q".repeat(255);
+    assert!(
+        parse(
+            &one_case(&format!(
+                "backend = \"amqp\"\npath = \"fresh\"\nqueue = \"{ok}\""
+            )),
+            "s.toml"
+        )
+        .is_ok()
+    );
+    assert!(
+        parse(
+            &one_case(&format!(
+                "backend = \"redis\"\npath = \"fresh\"\nqueue = \"{long}\""
+            )),
+            "s.toml"
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn payload_over_the_bound() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"unix\"\npath = \"raw\"\npayload_bytes = 50000000"
+        )),
+        "s.toml:6:17: `payload_bytes` = 50000000 is over the limit of 16777216 bytes (16 MiB)\n  hint: 16 MiB is RabbitMQ's default max_message_size: a default broker refuses larger messages"
+    );
+    let s = parse(
+        &one_case(&format!(
+            "backend = \"unix\"\npath = \"raw\"\npayload_bytes = {MAX_PAYLOAD_BYTES}"
+        )),
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(s.cases[0].task.body().len(), MAX_PAYLOAD_BYTES);
+}

@@ -12,8 +12,10 @@ mod wire;
 
 pub use publisher::AmqpPublisher;
 
+use super::backoff::{self, Backoff};
 use super::url::{broker_url, redact};
 use crate::catalog::PathKind;
+use crate::engine::Stop;
 use crate::engine::Target;
 use crate::error::{ErrorKind, PublishError};
 use crate::scenario::{AmqpOptions, Case, Confirm};
@@ -71,10 +73,12 @@ pub struct Settings {
     blocked_wait: Duration,
     /// How long taskbench's own connection may take to connect (a host that never answers).
     admin_timeout: Duration,
+    /// Set when the run is interrupted: a reconnect backoff stops waiting.
+    stop: Stop,
 }
 
 impl Settings {
-    fn new(case: &Case, o: &AmqpOptions) -> Result<Settings, PublishError> {
+    fn new(case: &Case, o: &AmqpOptions, stop: Stop) -> Result<Settings, PublishError> {
         let raw = broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", DEFAULT_URL);
         let url = redact(&raw);
         let uri: AMQPUri = raw.parse().map_err(|e| {
@@ -115,6 +119,7 @@ impl Settings {
             keep: o.keep,
             blocked_wait: case.publish_timeout / 2,
             admin_timeout: case.publish_timeout.max(ADMIN_TIMEOUT),
+            stop,
         })
     }
 
@@ -269,13 +274,14 @@ pub struct AmqpTarget {
 }
 
 impl AmqpTarget {
-    pub fn new(case: &Case, o: &AmqpOptions) -> Result<AmqpTarget, PublishError> {
-        let s = Arc::new(Settings::new(case, o)?);
+    /// A case on RabbitMQ; `stop` is the run's interrupt flag (it ends reconnect backoffs early).
+    pub fn new(case: &Case, o: &AmqpOptions, stop: Stop) -> Result<AmqpTarget, PublishError> {
+        let s = Arc::new(Settings::new(case, o, stop)?);
         let connections = o.connections.max(1);
         let pool_size = o.pool_size.max(1);
         let slots = if s.path == PathKind::Pooled {
             (0..connections)
-                .map(|_| publisher::Slot::default())
+                .map(|_| publisher::Slot::new(Backoff::new(backoff::RECONNECT, s.stop.clone())))
                 .collect()
         } else {
             Arc::from([])

@@ -16,6 +16,7 @@
 
 use super::error::{self, Doing, classify};
 use super::{Live, Settings, close_channel, close_connection, connect, declare, open_channel};
+use crate::backend::backoff::Backoff;
 use crate::engine::Publisher;
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
@@ -315,26 +316,54 @@ impl AcquirePublisher {
 }
 
 /// One shared connection of a `pooled` case; publishers on it each open their own channel. Reconnects
-/// (once, for all its publishers) after the connection dropped.
-#[derive(Clone, Default)]
-pub struct Slot(Arc<tokio::sync::Mutex<Option<Arc<Live>>>>);
+/// (once, for all its publishers) after the connection dropped, with a backoff between failed attempts.
+#[derive(Clone)]
+pub struct Slot {
+    live: Arc<tokio::sync::Mutex<Option<Arc<Live>>>>,
+    backoff: Arc<Backoff>,
+}
 
 impl Slot {
-    /// The slot's connection, connecting (Connect stage) when there is none or it dropped.
+    pub fn new(backoff: Backoff) -> Slot {
+        Slot {
+            live: Arc::default(),
+            backoff: Arc::new(backoff),
+        }
+    }
+
+    /// The slot's connection, connecting (Connect stage) when there is none or it dropped: at once the
+    /// first time and after a working connection dropped, else after the backoff's wait (the lock makes
+    /// the publishers on the slot wait their turn, so the broker sees one attempt at a time).
     async fn live(&self, s: &Settings, clock: &mut StageClock) -> Result<Arc<Live>, PublishError> {
-        let mut held = self.0.lock().await;
+        let mut held = self.live.lock().await;
         if let Some(live) = held.as_ref().filter(|l| l.connected()) {
             return Ok(live.clone());
         }
         *held = None;
-        let live = Arc::new(clock.time(Stage::Connect, connect(s, true)).await?);
+        if !self.backoff.wait().await {
+            return Err(PublishError::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "cannot connect to {}: the run was interrupted while waiting to reconnect",
+                    s.url
+                ),
+            ));
+        }
+        let live = match clock.time(Stage::Connect, connect(s, true)).await {
+            Ok(live) => Arc::new(live),
+            Err(e) => {
+                self.backoff.failed();
+                return Err(e);
+            }
+        };
+        self.backoff.succeeded();
         *held = Some(live.clone());
         Ok(live)
     }
 
     /// Closes the connection, after the case.
     pub async fn close(&self) {
-        if let Some(live) = self.0.lock().await.take() {
+        if let Some(live) = self.live.lock().await.take() {
             close_connection(&live).await;
         }
     }

@@ -8,6 +8,7 @@
 
 use super::Endpoint;
 use super::plain::{Lpush, PlainConnection};
+use crate::backend::backoff::Backoff;
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::stage::{Stage, StageClock};
@@ -19,6 +20,8 @@ use std::time::Duration;
 struct Manager {
     endpoint: Arc<Endpoint>,
     ping: Cmd,
+    /// Spaces the pool's connect attempts while the server is down (or drops every connection).
+    backoff: Arc<Backoff>,
 }
 
 impl bb8::ManageConnection for Manager {
@@ -26,12 +29,26 @@ impl bb8::ManageConnection for Manager {
     type Error = RedisError;
 
     async fn connect(&self) -> Result<PlainConnection, RedisError> {
-        PlainConnection::connect(&self.endpoint.info).await
+        if !self.backoff.wait().await {
+            return Err(RedisError::from((
+                redis::ErrorKind::Io,
+                "the run was interrupted while waiting to reconnect",
+            )));
+        }
+        // A connect alone does not reset the backoff (a server may accept and drop every connection): a
+        // successful publish does.
+        PlainConnection::connect(&self.endpoint.info)
+            .await
+            .inspect_err(|_| {
+                self.backoff.failed();
+            })
     }
 
     async fn is_valid(&self, conn: &mut PlainConnection) -> Result<(), RedisError> {
         conn.queue(&self.ping);
-        conn.round_trip(1).await
+        conn.round_trip(1).await.inspect_err(|_| {
+            self.backoff.failed();
+        })
     }
 
     fn has_broken(&self, conn: &mut PlainConnection) -> bool {
@@ -81,6 +98,7 @@ impl bb8::ErrorSink<RedisError> for ErrorKeeper {
 #[derive(Clone)]
 pub struct Pool {
     pool: bb8::Pool<Manager>,
+    backoff: Arc<Backoff>,
     last_error: LastError,
     timeout: Duration,
 }
@@ -91,7 +109,9 @@ impl Pool {
         let last_error = LastError::default();
         // Give up a little before the engine's publish_timeout, so the pool's reason is what gets counted.
         let timeout = publish_timeout.mul_f64(0.9).max(Duration::from_millis(1));
+        let backoff = Arc::new(endpoint.backoff());
         let manager = Manager {
+            backoff: backoff.clone(),
             endpoint: endpoint.clone(),
             ping: redis::cmd("PING"),
         };
@@ -105,6 +125,7 @@ impl Pool {
             .build_unchecked(manager);
         Pool {
             pool,
+            backoff,
             last_error,
             timeout,
         }
@@ -161,6 +182,7 @@ impl AcquirePublisher {
             // and the next checkout's PING finds it and bb8 replaces it.
             clock.time_sync(Stage::Release, || drop(conn));
             sent.map_err(|e| self.endpoint.error(ErrorKind::Send, "LPUSH failed on", &e))?;
+            self.pool.backoff.succeeded();
         }
         Ok(())
     }

@@ -12,8 +12,10 @@ pub mod kombu;
 mod plain;
 mod pooled;
 
+use super::backoff::{self, Backoff};
 use super::url::{broker_url, redact};
 use crate::catalog::PathKind;
+use crate::engine::Stop;
 use crate::engine::{Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
@@ -41,10 +43,12 @@ pub struct Endpoint {
     lists: [String; 4],
     binding_keys: [String; 2],
     binding_member: String,
+    /// Set when the run is interrupted: a reconnect backoff stops waiting.
+    stop: Stop,
 }
 
 impl Endpoint {
-    fn new(case: &Case, o: &RedisOptions) -> Result<Endpoint, PublishError> {
+    fn new(case: &Case, o: &RedisOptions, stop: Stop) -> Result<Endpoint, PublishError> {
         let url = broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", DEFAULT_URL);
         let shown = redact(&url);
         let info = url.as_str().into_connection_info().map_err(|e| {
@@ -74,7 +78,24 @@ impl Endpoint {
             lists: kombu::lists(&spec.queue),
             binding_keys: kombu::binding_keys(&spec.queue),
             binding_member: kombu::binding_member(&spec.queue),
+            stop,
         })
+    }
+
+    /// A reconnect backoff for one publisher, or for everyone sharing a connection or pool.
+    fn backoff(&self) -> Backoff {
+        Backoff::new(backoff::RECONNECT, self.stop.clone())
+    }
+
+    /// The error of a publish that needed a connection, when the run was interrupted during the backoff.
+    fn not_reconnected(&self) -> PublishError {
+        PublishError::new(
+            ErrorKind::Unreachable,
+            format!(
+                "cannot connect to redis at {}: the run was interrupted while waiting to reconnect",
+                self.shown
+            ),
+        )
     }
 
     /// Opens a plain connection for a publisher.
@@ -199,7 +220,8 @@ pub struct RedisTarget {
 }
 
 impl RedisTarget {
-    pub fn new(case: &Case, o: &RedisOptions) -> Result<Self, PublishError> {
+    /// A case on Redis; `stop` is the run's interrupt flag (it ends reconnect backoffs early).
+    pub fn new(case: &Case, o: &RedisOptions, stop: Stop) -> Result<Self, PublishError> {
         Ok(RedisTarget {
             path: case.path,
             batch: if case.path == PathKind::Pooled {
@@ -212,7 +234,7 @@ impl RedisTarget {
             pool_size: o.pool_size,
             keep: o.keep,
             publish_timeout: case.publish_timeout,
-            endpoint: Arc::new(Endpoint::new(case, o)?),
+            endpoint: Arc::new(Endpoint::new(case, o, stop)?),
             admin: None,
             before: [0; 4],
             bindings_existed: [false; 2],
@@ -281,7 +303,9 @@ impl Target for RedisTarget {
                 ));
             }
             PathKind::Pooled if self.multiplexed => {
-                self.shared = Some(Arc::new(pooled::SharedConnection::default()));
+                self.shared = Some(Arc::new(pooled::SharedConnection::new(
+                    self.endpoint.backoff(),
+                )));
             }
             _ => {}
         }

@@ -9,6 +9,7 @@
 
 use super::plain::{Lpush, PlainConnection};
 use super::{Endpoint, first_error, is_broken};
+use crate::backend::backoff::Backoff;
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
 use crate::stage::{Stage, StageClock};
@@ -17,13 +18,21 @@ use redis::{Cmd, Pipeline, RedisError};
 use std::sync::Arc;
 
 /// The one connection all publishers of a `multiplexed = true` case use, replaced when it breaks.
-#[derive(Default)]
 pub struct SharedConnection {
     /// (generation, connection); the lock is taken only to connect or reconnect, never per publish.
     current: tokio::sync::Mutex<(u64, Option<MultiplexedConnection>)>,
+    /// Spaces the reconnect attempts, which the lock makes one at a time.
+    backoff: Backoff,
 }
 
 impl SharedConnection {
+    pub fn new(backoff: Backoff) -> Self {
+        SharedConnection {
+            current: tokio::sync::Mutex::new((0, None)),
+            backoff,
+        }
+    }
+
     /// The shared connection, connecting it if there is none, or replacing it if it is still generation
     /// `broken` (a publisher found it broken).
     async fn get(
@@ -34,9 +43,16 @@ impl SharedConnection {
         let mut current = self.current.lock().await;
         if broken.is_some_and(|g| g == current.0) {
             current.1 = None;
+            // A server that accepts and then drops every connection gets spaced reconnects too.
+            self.backoff.failed();
         }
         if current.1.is_none() {
-            let conn = endpoint.connect().await?;
+            if !self.backoff.wait().await {
+                return Err(endpoint.not_reconnected());
+            }
+            let conn = endpoint.connect().await.inspect_err(|_| {
+                self.backoff.failed();
+            })?;
             current.0 += 1;
             current.1 = Some(conn);
         }
@@ -64,6 +80,8 @@ pub struct PooledPublisher {
     lpush: Cmd,
     /// Only for the shared connection with `batch > 1`.
     pipeline: Pipeline,
+    /// Spaces this publisher's reconnect attempts to its own connection.
+    backoff: Backoff,
 }
 
 impl PooledPublisher {
@@ -74,6 +92,7 @@ impl PooledPublisher {
     ) -> Self {
         PooledPublisher {
             plain_lpush: Lpush::new(&endpoint.list),
+            backoff: endpoint.backoff(),
             endpoint,
             shared,
             link: None,
@@ -94,7 +113,16 @@ impl PooledPublisher {
                 let (generation, conn) = shared.get(&self.endpoint, self.broken.take()).await?;
                 Ok(Link::Shared(conn, generation))
             }
-            None => Ok(Link::Plain(self.endpoint.connect_plain().await?)),
+            None => {
+                if !self.backoff.wait().await {
+                    return Err(self.endpoint.not_reconnected());
+                }
+                Ok(Link::Plain(
+                    self.endpoint.connect_plain().await.inspect_err(|_| {
+                        self.backoff.failed();
+                    })?,
+                ))
+            }
         }
     }
 
@@ -149,14 +177,29 @@ impl PooledPublisher {
                     .and_then(first_error)
             }
         };
-        sent.map_err(|e| {
-            if is_broken(&e)
-                && let Some(Link::Shared(_, generation)) = self.link.take()
-            {
-                self.broken = Some(generation);
+        match sent {
+            Ok(()) => {
+                self.backoff.succeeded();
+                if let Some(shared) = &self.shared {
+                    shared.backoff.succeeded();
+                }
+                Ok(())
             }
-            ep.error(ErrorKind::Send, "LPUSH failed on", &e)
-        })
+            Err(e) => {
+                if is_broken(&e) {
+                    match self.link.take() {
+                        // The shared connection backs off once per broken generation, in `get`.
+                        Some(Link::Shared(_, generation)) => self.broken = Some(generation),
+                        // A server that accepts and then drops every connection gets spaced reconnects too.
+                        Some(Link::Plain(_)) => {
+                            self.backoff.failed();
+                        }
+                        None => {}
+                    }
+                }
+                Err(ep.error(ErrorKind::Send, "LPUSH failed on", &e))
+            }
+        }
     }
 
     pub fn close(&mut self) {
