@@ -14,8 +14,7 @@
 #                                       COST_EXTRA='batch = 64' adds case keys; TASKBENCH_BIN to use a
 #                                       prebuilt binary; TOKIO_WORKER_THREADS is passed through)
 # Needs: perf (optional), strace (installed with apt-get when missing and we are root), python3,
-# rabbitmqctl (deleting the
-# queue after; taskbench already purges it).
+# rabbitmqctl (deleting the queue after; taskbench already purges it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
