@@ -629,3 +629,186 @@ async fn a_queue_deleted_mid_case_gives_returned_messages() {
         "publishes before the delete succeeded"
     );
 }
+
+/// A one-publisher window case on `queue`: `publishes` measured after `warmup`, `extra` adds case keys.
+fn window_toml(
+    queue: &str,
+    url: &str,
+    publishes: u64,
+    warmup: u64,
+    window: usize,
+    extra: &str,
+) -> String {
+    format!(
+        "name = \"amqp-window\"\npublishes = {publishes}\nwarmup = {warmup}\nconcurrency = 1\n\
+         [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"window\"\n\
+         confirm_window = {window}\nurl = \"{url}\"\n{extra}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_window_records_every_message_once_at_its_own_ack() {
+    let Some(url) = broker("confirm_window_records_every_message_once_at_its_own_ack") else {
+        return;
+    };
+    for window in [1, 16, 256] {
+        let queue = common::unique(&format!("tb-amqp-window-{window}"));
+        // The warm-up's acks must not reach the measured histogram; 2 publishers share the connection.
+        let toml = window_toml(&queue, &url, 600, 50, window, "")
+            .replace("concurrency = 1", "concurrency = 2");
+        let r = run(&toml).await;
+        assert_eq!(
+            r.errors.total(),
+            0,
+            "window {window}: {:?}",
+            r.errors.by_kind()
+        );
+        assert_eq!(r.publishes_ok, 600, "window {window}: every message acked");
+        assert_eq!(
+            r.latency.len(),
+            600,
+            "window {window}: one latency per message, from its send to its own ack"
+        );
+        assert_eq!(
+            r.warmup_ok, 50,
+            "window {window}: the warm-up's acks counted apart"
+        );
+        assert_eq!(r.delivered, Some(600), "window {window}");
+        assert!(r.latency.min() > 0, "window {window}");
+        if window == 1 {
+            // Every publish after the first waits for the previous ack: the confirm stage.
+            assert!(
+                r.stages.iter().any(|s| s.stage == Stage::Confirm),
+                "window 1 waits for room: {:?}",
+                r.stages.iter().map(|s| s.stage).collect::<Vec<_>>()
+            );
+        }
+        assert!(
+            r.notes.iter().any(|n| n.contains("confirm = window")),
+            "{:?}",
+            r.notes
+        );
+        drain_and_delete(&url, &queue).await;
+    }
+}
+
+/// Counts the basic.ack frames lapin receives (its trace of every frame), and those with `multiple` set.
+#[derive(Default, Clone)]
+struct AckCounter {
+    acks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    multiple: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AckCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Frame(String);
+        impl tracing::field::Visit for Frame {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "frame" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut frame = Frame(String::new());
+        event.record(&mut frame);
+        if frame.0.contains("Ack(Ack") {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.acks.fetch_add(1, Relaxed);
+            if frame.0.contains("multiple: true") {
+                self.multiple.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_window_counts_every_message_of_a_multiple_ack() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tracing_subscriber::layer::SubscriberExt;
+    let Some(url) = broker("confirm_window_counts_every_message_of_a_multiple_ack") else {
+        return;
+    };
+    // lapin traces every frame it handles on its I/O thread, so the counter has to be the global subscriber.
+    let counter = AckCounter::default();
+    let subscriber = tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(
+        counter.clone(),
+        tracing_subscriber::filter::Targets::new()
+            .with_target("lapin::channels", tracing::Level::TRACE),
+    ));
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        panic!("another test set the global tracing subscriber");
+    }
+    let queue = common::unique("tb-amqp-window-multiple");
+    let n = 5000;
+    let r = run(&window_toml(&queue, &url, n, 0, 256, "")).await;
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors.by_kind());
+    assert_eq!(r.publishes_ok, n);
+    assert_eq!(r.latency.len(), n, "one latency per message");
+    let (acks, multiple) = (counter.acks.load(Relaxed), counter.multiple.load(Relaxed));
+    assert!(
+        multiple > 0 && acks < n,
+        "RabbitMQ acked {n} persistent messages with {acks} basic.ack frames, {multiple} of them \
+         `multiple`: a test of ranges needs some"
+    );
+    eprintln!("{n} messages, {acks} basic.ack frames, {multiple} with multiple = true");
+    drain_and_delete(&url, &queue).await;
+}
+
+/// Runs `rabbitmqctl ARGS`; `Err` says why it could not.
+fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
+    match std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run rabbitmqctl: {e}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_window_counts_nacks_per_message() {
+    let test = "confirm_window_counts_nacks_per_message";
+    let Some(url) = broker(test) else {
+        return;
+    };
+    // A queue that holds 100 messages and nacks the rest. taskbench declares Celery's queue (durable, no
+    // arguments), and RabbitMQ refuses that declare on a queue declared with `x-max-length` (inequivalent
+    // arguments: the case would fail as `declare_conflict`). A policy sets the same limits without
+    // arguments, so the limit is applied to exactly this test's queue, and cleared after.
+    let queue = common::unique("tb-amqp-window-nack");
+    let policy = queue.clone();
+    let pattern = format!("^{queue}$");
+    if let Err(why) = rabbitmqctl(&[
+        "-q",
+        "set_policy",
+        "--apply-to",
+        "queues",
+        &policy,
+        &pattern,
+        r#"{"max-length": 100, "overflow": "reject-publish"}"#,
+    ]) {
+        common::skip(test, &why);
+        return;
+    }
+    let r = run(&window_toml(&queue, &url, 300, 0, 16, "")).await;
+    let cleared = rabbitmqctl(&["-q", "clear_policy", &policy]);
+    let conn = connect(&url).await;
+    let ch = conn.create_channel().await.unwrap();
+    delete(&ch, &queue).await;
+    let _ = conn.close(200, "OK".into()).await;
+    cleared.expect("clearing the test's policy");
+    let errors = r.errors.by_kind();
+    assert_eq!(r.publishes_ok, 100, "the first 100 fit: {errors:?}");
+    assert_eq!(r.latency.len(), 100, "only acked messages have a latency");
+    let nacked = errors.iter().find(|(k, _, _)| *k == "nack");
+    assert!(
+        nacked.is_some_and(|(_, n, _)| *n == 200),
+        "the other 200 are a nack each: {errors:?}"
+    );
+    assert_eq!(r.delivered, Some(100), "{errors:?}");
+}

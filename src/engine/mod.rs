@@ -44,6 +44,23 @@ pub trait Publisher: Send + 'static {
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
     }
+
+    /// Whether a message is done only after its publish call returned (a confirm window: at its own ack).
+    /// The engine then records a call's stages only, and each message when [`Publisher::settled`] hands
+    /// it over.
+    fn deferred(&self) -> bool {
+        false
+    }
+
+    /// A deferred publisher's messages settled since the last call, into `rec`: each one's latency (and
+    /// `ok`) or its error.
+    fn settled(&mut self, _rec: &mut Recorder) {}
+
+    /// A deferred publisher waits up to `within` for every message it sent to settle (after the warm-up
+    /// and after the last measured publish); what is still unsettled then counts as an error.
+    fn settle_all(&mut self, _within: Duration) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// What a case publishes to: it sets the backend up, makes publishers, and counts what arrived.
@@ -286,6 +303,9 @@ async fn publish_loop<P: Publisher>(
     let mut starts = vec![Instant::now(); batch];
     let mut clock = StageClock::new(shared.stage_timing);
     let mut rec = Recorder::new(shared.interval_ns.is_some());
+    let deferred = publisher.deferred();
+    // A deferred publisher's warm-up messages settle into this, never into the measured histogram.
+    let mut warm = Recorder::new(false);
 
     // Set when the publisher panicked: it publishes no more (the others go on).
     let mut broken = false;
@@ -312,10 +332,17 @@ async fn publish_loop<P: Publisher>(
             broken = true;
             break;
         }
-        if let Ok(Ok(())) = out {
+        if let Ok(Ok(())) = out
+            && !deferred
+        {
             rec.warmup_ok += n as u64;
         }
         clock.discard();
+    }
+    if deferred {
+        publisher.settle_all(shared.publish_timeout).await;
+        publisher.settled(&mut warm);
+        rec.warmup_ok += warm.ok;
     }
 
     shared.barrier.wait().await;
@@ -390,6 +417,9 @@ async fn publish_loop<P: Publisher>(
             free_at = virtual_start + (t1 - t0);
         }
         match out {
+            Ok(Ok(())) if deferred => {
+                clock.drain(|stage, ns| rec.record_stage(stage, ns, n as u64))
+            }
             Ok(Ok(())) => rec.record_publish(&starts[..n], t1, queued, &mut clock),
             Ok(Err(e)) => {
                 rec.errors.add(&e, n as u64);
@@ -410,12 +440,21 @@ async fn publish_loop<P: Publisher>(
                 clock.discard();
             }
         }
+        if deferred {
+            publisher.settled(&mut rec);
+        }
         rec.mark(t0, t1);
         done += n as u64;
         shared.progress[worker].0.store(done, Relaxed);
         if broken {
             break;
         }
+    }
+    if deferred && !broken && rec.first_start.is_some() {
+        // The last messages' acks are part of the measured time.
+        publisher.settle_all(shared.publish_timeout).await;
+        publisher.settled(&mut rec);
+        rec.last_end = Some(Instant::now());
     }
     publisher.close().await;
     rec

@@ -60,6 +60,8 @@ pub enum Confirm {
     Off,
     Each,
     Batch,
+    /// Up to `confirm_window` messages unconfirmed; each message is done at its own ack.
+    Window,
 }
 
 /// Backend-specific settings of a case (which apply where is in [`crate::backend::BACKENDS`]).
@@ -71,6 +73,7 @@ pub struct CaseOptions {
     pub keep: bool,
     pub confirm: Confirm,
     pub confirm_batch: usize,
+    pub confirm_window: usize,
     pub pool_size: usize,
     pub connections: usize,
     pub batch: usize,
@@ -86,6 +89,7 @@ impl Default for CaseOptions {
             keep: false,
             confirm: Confirm::Off,
             confirm_batch: 64,
+            confirm_window: 64,
             pool_size: 10,
             connections: 1,
             batch: 1,
@@ -229,6 +233,7 @@ with_settings! {
         keep: Option<Spanned<bool>>,
         confirm: Option<Spanned<String>>,
         confirm_batch: Option<Spanned<i64>>,
+        confirm_window: Option<Spanned<i64>>,
         pool_size: Option<Spanned<i64>>,
         connections: Option<Spanned<i64>>,
         batch: Option<Spanned<i64>>,
@@ -252,6 +257,7 @@ impl RawCase {
             at("keep", &self.keep),
             at("confirm", &self.confirm),
             at("confirm_batch", &self.confirm_batch),
+            at("confirm_window", &self.confirm_window),
             at("pool_size", &self.pool_size),
             at("connections", &self.connections),
             at("batch", &self.batch),
@@ -563,17 +569,40 @@ fn plan_case(
             "off" => Confirm::Off,
             "each" => Confirm::Each,
             "batch" => Confirm::Batch,
+            "window" => Confirm::Window,
             other => {
                 return Err(at.error(
                     c.span(),
                     in_case(format!("unknown confirm mode {other:?}")),
-                    Some("confirm is one of off, each, batch".into()),
+                    Some("confirm is one of off, each, batch, window".into()),
                 ));
             }
         };
     }
     if let Some(v) = &raw.confirm_batch {
         options.confirm_batch = positive(at, "confirm_batch", v, 1)? as usize;
+    }
+    if let Some(v) = &raw.confirm_window {
+        options.confirm_window = positive(at, "confirm_window", v, 1)? as usize;
+    }
+    if let Some(c) = &raw.confirm
+        && options.confirm == Confirm::Window
+    {
+        // A window's messages finish at their own acks, after their publish call: only a channel kept
+        // across publishes can hold them, and the open loop's queueing would not be in their latency.
+        let why = if path != PathKind::Pooled {
+            Some(format!("needs path = \"pooled\", not {path}"))
+        } else {
+            s.rate
+                .map(|r| format!("cannot be combined with `rate` ({})", r.get_ref()))
+        };
+        if let Some(why) = why {
+            return Err(at.error(
+                c.span(),
+                in_case(format!("`confirm = \"window\"` {why}")),
+                Some("a confirm window keeps one channel's unconfirmed messages across back-to-back publishes; use it on pooled with a closed loop".into()),
+            ));
+        }
     }
     if let Some(v) = &raw.pool_size {
         options.pool_size = positive(at, "pool_size", v, 1)? as usize;

@@ -60,6 +60,8 @@ pub struct Settings {
     path: PathKind,
     confirm: Confirm,
     confirm_batch: usize,
+    /// `confirm = "window"`: messages a channel may have unconfirmed.
+    confirm_window: usize,
     /// `pooled`: messages one publish call pipelines (sent together, then awaited together).
     pipeline: usize,
     publish_options: BasicPublishOptions,
@@ -102,6 +104,7 @@ impl Settings {
             path: case.path,
             confirm,
             confirm_batch: case.options.confirm_batch.max(1),
+            confirm_window: case.options.confirm_window.max(1),
             pipeline: case.options.batch.max(1),
             // With confirms on, an unroutable message comes back with its confirm and counts as `returned`;
             // without, the broker would drop it silently either way (and the delivered count shows it).
@@ -437,6 +440,10 @@ impl Target for AmqpTarget {
             (Confirm::Batch, _) => notes.push(format!(
                 "confirm = batch: {} messages are published back to back, then their acks are awaited; every message's latency runs from its start to the last ack of its batch",
                 s.confirm_batch
+            )),
+            (Confirm::Window, _) => notes.push(format!(
+                "confirm = window: up to {} messages unconfirmed per channel, the next sent as acks arrive; every message's latency runs from its send to its own ack (seen at the latest at the end of the next publish); the confirm stage is the wait for room in the window",
+                s.confirm_window
             )),
         }
         match s.path {
