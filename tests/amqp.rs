@@ -187,6 +187,7 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
     }
     combos.push(("pooled", "off", 16));
     combos.push(("pooled", "each", 16));
+    combos.push(("pooled", "window", 1));
     for (path, confirm, pipeline) in combos {
         let queue = common::unique(&format!("tb-amqp-{path}-{confirm}"));
         let n = if path == "fresh" { 20 } else { 50 };
@@ -195,6 +196,10 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
             format!("confirm = \"{confirm}\"\nconfirm_batch = 8\nkeep = true\nurl = \"{url}\"");
         if pipeline > 1 {
             extra.push_str(&format!("\nbatch = {pipeline}"));
+        }
+        if confirm == "window" {
+            // A window smaller than the case, so publishes wait for room (the confirm stage).
+            extra.push_str("\nconfirm_window = 8");
         }
         let toml = case_toml(&queue, path, n, &extra);
         let r = run(&toml).await;
