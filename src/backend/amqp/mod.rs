@@ -27,8 +27,8 @@ use lapin::options::{
 use lapin::types::{FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, Event, ExchangeKind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use wire::WireTemplate;
@@ -46,6 +46,71 @@ const SETTLE: SettleRules = SettleRules {
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The least time taskbench's own connection gets to connect.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The broker's `connection.blocked`/`unblocked` on a case's watched connections (`acquire` and `pooled`):
+/// how often, and for how long publishing was blocked. Updated by each connection's event listener, read
+/// for the case's notes.
+#[derive(Default)]
+pub struct FlowStats {
+    blocked: AtomicU64,
+    unblocked: AtomicU64,
+    /// Time from each connection.blocked to its connection.unblocked (or to the connection's end), summed.
+    blocked_ns: AtomicU64,
+    longest_ns: AtomicU64,
+    /// The broker's reason for the first block (e.g. "low on memory").
+    reason: Mutex<Option<String>>,
+}
+
+impl FlowStats {
+    fn block(&self, reason: &str) {
+        self.blocked.fetch_add(1, Relaxed);
+        let mut first = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(reason.to_string());
+        }
+    }
+
+    /// A block that started at `since` ended (`unblocked`: by connection.unblocked, else by the connection
+    /// going away).
+    fn unblock(&self, since: Instant, unblocked: bool) {
+        let ns = since.elapsed().as_nanos() as u64;
+        if unblocked {
+            self.unblocked.fetch_add(1, Relaxed);
+        }
+        self.blocked_ns.fetch_add(ns, Relaxed);
+        self.longest_ns.fetch_max(ns, Relaxed);
+    }
+
+    /// The note for the case: always there on watched paths, so "no block" is stated, not implied.
+    fn note(&self) -> String {
+        let blocked = self.blocked.load(Relaxed);
+        let unblocked = self.unblocked.load(Relaxed);
+        if blocked == 0 {
+            return "flow control: connection.blocked 0 times (no memory or disk alarm during the case); \
+                    credit-flow throttling sends no event, see docs/amqp.md"
+                .into();
+        }
+        let ns = |v: &AtomicU64| {
+            humantime::format_duration(Duration::from_millis(v.load(Relaxed) / 1_000_000))
+        };
+        let reason = self
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        let mut note = format!(
+            "flow control: connection.blocked {blocked} times ({reason:?}), connection.unblocked {unblocked} times; \
+             publishing blocked {} in total, longest {}",
+            ns(&self.blocked_ns),
+            ns(&self.longest_ns)
+        );
+        if unblocked < blocked {
+            note.push_str("; still blocked when the case ended (its time counted until the connection closed)");
+        }
+        note
+    }
+}
 
 /// What every publisher of a case needs to know; built once, shared read-only.
 pub struct Settings {
@@ -73,6 +138,8 @@ pub struct Settings {
     blocked_wait: Duration,
     /// How long taskbench's own connection may take to connect (a host that never answers).
     admin_timeout: Duration,
+    /// connection.blocked/unblocked seen by the case's connections.
+    flow: Arc<FlowStats>,
 }
 
 impl Settings {
@@ -118,6 +185,7 @@ impl Settings {
             keep: case.options.keep,
             blocked_wait: case.publish_timeout / 2,
             admin_timeout: case.publish_timeout.max(ADMIN_TIMEOUT),
+            flow: Arc::default(),
         })
     }
 
@@ -171,14 +239,30 @@ async fn connect(s: &Settings, watch: bool) -> Result<Live, PublishError> {
     if watch {
         let mut events = Box::pin(connection.events_listener());
         let flag = blocked.clone();
+        let flow = s.flow.clone();
         tokio::spawn(async move {
             use futures_core::Stream;
+            let mut since = None;
             while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
                 match event {
-                    Event::ConnectionBlocked(_) => flag.store(true, Relaxed),
-                    Event::ConnectionUnblocked => flag.store(false, Relaxed),
+                    Event::ConnectionBlocked(reason) => {
+                        flag.store(true, Relaxed);
+                        if since.is_none() {
+                            since = Some(Instant::now());
+                            flow.block(&reason);
+                        }
+                    }
+                    Event::ConnectionUnblocked => {
+                        flag.store(false, Relaxed);
+                        if let Some(at) = since.take() {
+                            flow.unblock(at, true);
+                        }
+                    }
                     _ => {}
                 }
+            }
+            if let Some(at) = since {
+                flow.unblock(at, false);
             }
         });
     }
@@ -447,15 +531,19 @@ impl Target for AmqpTarget {
             )),
         }
         match s.path {
-            PathKind::Acquire => notes.push(format!(
-                "acquire: a pool of up to {} connections, each with one channel, checked out per publish; the acquire stage includes connecting when the pool grows",
-                self.pool_size
-            )),
+            PathKind::Acquire => {
+                notes.push(format!(
+                    "acquire: a pool of up to {} connections, each with one channel, checked out per publish; the acquire stage includes connecting when the pool grows",
+                    self.pool_size
+                ));
+                notes.push(s.flow.note());
+            }
             PathKind::Pooled => {
                 notes.push(format!(
                     "pooled: one channel per publisher on {} shared connection(s), declared once per connection",
                     self.connections
                 ));
+                notes.push(s.flow.note());
                 if s.pipeline > 1 {
                     notes.push(format!(
                         "batch = {}: each publisher hands lapin {} messages at once and waits until all are written; every message's latency runs to the end of its batch",
