@@ -2,8 +2,9 @@
 
 use super::{Publisher, Target};
 use crate::message::TaskMessage;
-use crate::record::PublishError;
+use crate::record::{PublishError, Recorder};
 use crate::stage::{Stage, StageClock};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -23,6 +24,8 @@ pub struct Script {
     pub lose: u64,
     /// The publish call with this (1-based, per publisher) number panics.
     pub panic_on: Option<u64>,
+    /// Deferred (a confirm window): every message settles this long after its call returned.
+    pub settle_after: Option<Duration>,
 }
 
 pub struct FakeTarget {
@@ -43,9 +46,32 @@ pub struct FakePublisher {
     script: Script,
     arrived: Arc<AtomicU64>,
     count: u64,
+    /// Deferred messages not yet handed over: (sent, settles at).
+    unsettled: VecDeque<(tokio::time::Instant, tokio::time::Instant)>,
 }
 
 impl Publisher for FakePublisher {
+    fn deferred(&self) -> bool {
+        self.script.settle_after.is_some()
+    }
+
+    fn settled(&mut self, rec: &mut Recorder) {
+        let now = tokio::time::Instant::now();
+        while let Some(&(sent, at)) = self.unsettled.front() {
+            if at > now {
+                break;
+            }
+            self.unsettled.pop_front();
+            rec.record_latency((at - sent).as_nanos() as u64);
+        }
+    }
+
+    async fn settle_all(&mut self, within: Duration) {
+        if let Some(&(_, at)) = self.unsettled.back() {
+            tokio::time::sleep_until(at.min(tokio::time::Instant::now() + within)).await;
+        }
+    }
+
     fn batch_size(&self) -> usize {
         self.script.batch.max(1)
     }
@@ -78,6 +104,11 @@ impl Publisher for FakePublisher {
             ));
         }
         self.arrived.fetch_add(batch.len() as u64, Relaxed);
+        if let Some(after) = self.script.settle_after {
+            let now = tokio::time::Instant::now();
+            self.unsettled
+                .extend(batch.iter().map(|_| (now, now + after)));
+        }
         Ok(())
     }
 }
@@ -94,6 +125,7 @@ impl Target for FakeTarget {
             script: self.script.clone(),
             arrived: self.arrived.clone(),
             count: 0,
+            unsettled: VecDeque::new(),
         }
     }
 
