@@ -61,6 +61,7 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("keep", &[]),
             ("confirm", &[]),
             ("confirm_batch", &[]),
+            ("confirm_window", &[Pooled]),
             ("pool_size", &[Acquire]),
             ("connections", &[Pooled]),
             ("batch", &[Pooled]),

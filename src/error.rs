@@ -33,6 +33,8 @@ pub enum ErrorKind {
     Blocked,
     /// AMQP: the broker nacked a confirmed publish.
     Nack,
+    /// AMQP: a message sent in a confirm window was never confirmed (its channel dropped, or no ack came within `publish_timeout`).
+    Unconfirmed,
     /// AMQP: a mandatory publish came back unroutable.
     Returned,
     /// No connection could be checked out of the pool.
@@ -51,7 +53,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 20] = [
+    pub const ALL: [ErrorKind; 21] = [
         ErrorKind::Config,
         ErrorKind::Setup,
         ErrorKind::Unreachable,
@@ -65,6 +67,7 @@ impl ErrorKind {
         ErrorKind::Oom,
         ErrorKind::Blocked,
         ErrorKind::Nack,
+        ErrorKind::Unconfirmed,
         ErrorKind::Returned,
         ErrorKind::Pool,
         ErrorKind::Send,
@@ -90,6 +93,7 @@ impl ErrorKind {
             ErrorKind::Oom => "oom",
             ErrorKind::Blocked => "blocked",
             ErrorKind::Nack => "nack",
+            ErrorKind::Unconfirmed => "unconfirmed",
             ErrorKind::Returned => "returned",
             ErrorKind::Pool => "pool",
             ErrorKind::Send => "send",
@@ -132,6 +136,9 @@ impl ErrorKind {
                 "AMQP: the broker blocked publishers (a memory or disk alarm) for longer than a publish may wait"
             }
             ErrorKind::Nack => "AMQP: the broker nacked a confirmed publish",
+            ErrorKind::Unconfirmed => {
+                "AMQP: a message sent in a confirm window was never confirmed (its channel dropped, or no ack came within `publish_timeout`)"
+            }
             ErrorKind::Returned => "AMQP: a mandatory publish came back unroutable",
             ErrorKind::Pool => "no connection could be checked out of the pool",
             ErrorKind::Send => "writing the message failed in a way no other kind names",

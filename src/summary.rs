@@ -107,6 +107,7 @@ impl CaseSettings {
                 ("keep", json!(o.keep)),
                 ("confirm", json!(o.confirm)),
                 ("confirm_batch", json!(o.confirm_batch)),
+                ("confirm_window", json!(o.confirm_window)),
                 ("pool_size", json!(o.pool_size)),
                 ("connections", json!(o.connections)),
                 ("batch", json!(o.batch)),

@@ -187,6 +187,7 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
     }
     combos.push(("pooled", "off", 16));
     combos.push(("pooled", "each", 16));
+    combos.push(("pooled", "window", 1));
     for (path, confirm, pipeline) in combos {
         let queue = common::unique(&format!("tb-amqp-{path}-{confirm}"));
         let n = if path == "fresh" { 20 } else { 50 };
@@ -195,6 +196,10 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
             format!("confirm = \"{confirm}\"\nconfirm_batch = 8\nkeep = true\nurl = \"{url}\"");
         if pipeline > 1 {
             extra.push_str(&format!("\nbatch = {pipeline}"));
+        }
+        if confirm == "window" {
+            // A window smaller than the case, so publishes wait for room (the confirm stage).
+            extra.push_str("\nconfirm_window = 8");
         }
         let toml = case_toml(&queue, path, n, &extra);
         let r = run(&toml).await;
@@ -443,14 +448,7 @@ async fn pooled_reconnects_after_the_connection_drops() {
         std::thread::sleep(Duration::from_millis(1500));
         let mut closed = 0;
         for _ in 0..20 {
-            // Taskbench's own connection (the delivery check's) and the publishers' carry the same name:
-            // wait until both are listed, so the publishers' is among those closed.
-            let pids = connection_pids(&needle);
-            if pids.len() < 2 {
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-            for pid in pids {
+            for pid in connection_pids(&needle) {
                 let ok = std::process::Command::new("rabbitmqctl")
                     .args(["-q", "close_connection", &pid, "taskbench test: drop"])
                     .status()
@@ -770,4 +768,440 @@ async fn pooled_reconnects_to_a_dead_broker_at_a_bounded_rate() {
 /// `vhost` as the path of an AMQP URL.
 fn urlencode_vhost(vhost: &str) -> String {
     vhost.replace('%', "%25").replace('/', "%2f")
+}
+
+/// A one-publisher window case on `queue`: `publishes` measured after `warmup`, `extra` adds case keys.
+fn window_toml(
+    queue: &str,
+    url: &str,
+    publishes: u64,
+    warmup: u64,
+    window: usize,
+    extra: &str,
+) -> String {
+    format!(
+        "name = \"amqp-window\"\npublishes = {publishes}\nwarmup = {warmup}\nconcurrency = 1\n\
+         [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"window\"\n\
+         confirm_window = {window}\nurl = \"{url}\"\n{extra}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_window_records_every_message_once_at_its_own_ack() {
+    let Some(url) = broker("confirm_window_records_every_message_once_at_its_own_ack") else {
+        return;
+    };
+    for window in [1, 16, 256] {
+        let queue = common::unique(&format!("tb-amqp-window-{window}"));
+        // The warm-up's acks must not reach the measured histogram; 2 publishers share the connection.
+        let toml = window_toml(&queue, &url, 600, 50, window, "")
+            .replace("concurrency = 1", "concurrency = 2");
+        let r = run(&toml).await;
+        assert_eq!(
+            r.errors.total(),
+            0,
+            "window {window}: {:?}",
+            r.errors.by_kind()
+        );
+        assert_eq!(r.publishes_ok, 600, "window {window}: every message acked");
+        assert_eq!(
+            r.latency.len(),
+            600,
+            "window {window}: one latency per message, from its send to its own ack"
+        );
+        assert_eq!(
+            r.warmup_ok, 50,
+            "window {window}: the warm-up's acks counted apart"
+        );
+        assert_eq!(r.delivered, Some(600), "window {window}");
+        assert!(r.latency.min() > 0, "window {window}");
+        if window == 1 {
+            // Every publish after the first waits for the previous ack: the confirm stage.
+            assert!(
+                r.stages.iter().any(|s| s.stage == Stage::Confirm),
+                "window 1 waits for room: {:?}",
+                r.stages.iter().map(|s| s.stage).collect::<Vec<_>>()
+            );
+        }
+        assert!(
+            r.notes.iter().any(|n| n.contains("confirm = window")),
+            "{:?}",
+            r.notes
+        );
+        drain_and_delete(&url, &queue).await;
+    }
+}
+
+/// Counts the basic.ack frames lapin receives (its trace of every frame), and those with `multiple` set.
+#[derive(Default, Clone)]
+struct AckCounter {
+    acks: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    multiple: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AckCounter {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        struct Frame(String);
+        impl tracing::field::Visit for Frame {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "frame" {
+                    self.0 = format!("{value:?}");
+                }
+            }
+        }
+        let mut frame = Frame(String::new());
+        event.record(&mut frame);
+        if frame.0.contains("Ack(Ack") {
+            use std::sync::atomic::Ordering::Relaxed;
+            self.acks.fetch_add(1, Relaxed);
+            if frame.0.contains("multiple: true") {
+                self.multiple.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_window_counts_every_message_of_a_multiple_ack() {
+    use std::sync::atomic::Ordering::Relaxed;
+    use tracing_subscriber::layer::SubscriberExt;
+    let Some(url) = broker("confirm_window_counts_every_message_of_a_multiple_ack") else {
+        return;
+    };
+    // lapin traces every frame it handles on its I/O thread, so the counter has to be the global subscriber.
+    let counter = AckCounter::default();
+    let subscriber = tracing_subscriber::registry().with(tracing_subscriber::Layer::with_filter(
+        counter.clone(),
+        tracing_subscriber::filter::Targets::new()
+            .with_target("lapin::channels", tracing::Level::TRACE),
+    ));
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        panic!("another test set the global tracing subscriber");
+    }
+    let queue = common::unique("tb-amqp-window-multiple");
+    let n = 5000;
+    let r = run(&window_toml(&queue, &url, n, 0, 256, "")).await;
+    assert_eq!(r.errors.total(), 0, "{:?}", r.errors.by_kind());
+    assert_eq!(r.publishes_ok, n);
+    assert_eq!(r.latency.len(), n, "one latency per message");
+    let (acks, multiple) = (counter.acks.load(Relaxed), counter.multiple.load(Relaxed));
+    assert!(
+        multiple > 0 && acks < n,
+        "RabbitMQ acked {n} persistent messages with {acks} basic.ack frames, {multiple} of them \
+         `multiple`: a test of ranges needs some"
+    );
+    eprintln!("{n} messages, {acks} basic.ack frames, {multiple} with multiple = true");
+    drain_and_delete(&url, &queue).await;
+}
+
+/// Runs `rabbitmqctl ARGS`; `Err` says why it could not.
+fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
+    match std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+    {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => Err(format!(
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )),
+        Err(e) => Err(format!("cannot run rabbitmqctl: {e}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn confirm_window_counts_nacks_per_message() {
+    let test = "confirm_window_counts_nacks_per_message";
+    let Some(url) = broker(test) else {
+        return;
+    };
+    // A queue that holds 100 messages and nacks the rest. taskbench declares Celery's queue (durable, no
+    // arguments), and RabbitMQ refuses that declare on a queue declared with `x-max-length` (inequivalent
+    // arguments: the case would fail as `declare_conflict`). A policy sets the same limits without
+    // arguments, so the limit is applied to exactly this test's queue, and cleared after.
+    let queue = common::unique("tb-amqp-window-nack");
+    let policy = queue.clone();
+    let pattern = format!("^{queue}$");
+    if let Err(why) = rabbitmqctl(&[
+        "-q",
+        "set_policy",
+        "--apply-to",
+        "queues",
+        &policy,
+        &pattern,
+        r#"{"max-length": 100, "overflow": "reject-publish"}"#,
+    ]) {
+        common::skip(test, &why);
+        return;
+    }
+    let r = run(&window_toml(&queue, &url, 300, 0, 16, "")).await;
+    let cleared = rabbitmqctl(&["-q", "clear_policy", &policy]);
+    let conn = connect(&url).await;
+    let ch = conn.create_channel().await.unwrap();
+    delete(&ch, &queue).await;
+    let _ = conn.close(200, "OK".into()).await;
+    cleared.expect("clearing the test's policy");
+    let errors = r.errors.by_kind();
+    assert_eq!(r.publishes_ok, 100, "the first 100 fit: {errors:?}");
+    assert_eq!(r.latency.len(), 100, "only acked messages have a latency");
+    let nacked = errors.iter().find(|(k, _, _)| k.name() == "nack");
+    assert!(
+        nacked.is_some_and(|(_, n, _)| *n == 200),
+        "the other 200 are a nack each: {errors:?}"
+    );
+    assert_eq!(r.delivered, Some(100), "{errors:?}");
+}
+
+/// A RabbitMQ node of the test's own, so an alarm on it blocks nobody else: its own node name, AMQP and
+/// distribution ports (on loopback), config, plugins (none), mnesia, logs and Erlang cookie, all in a temp
+/// dir. Stopped by its PIDs when dropped.
+struct PrivateNode {
+    /// The `rabbitmq-server` script this test started (it runs the VM as its child).
+    child: std::process::Child,
+    dir: tempfile::TempDir,
+    name: String,
+    port: u16,
+}
+
+/// Where the Debian package keeps the scripts that run RabbitMQ as the calling user (`/usr/sbin`'s wrappers
+/// switch to the `rabbitmq` user, which would make the PIDs and the temp dir someone else's).
+const RABBITMQ_BIN: &str = "/usr/lib/rabbitmq/bin";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+impl PrivateNode {
+    /// Starts the node and waits until it runs; `Err` says why it cannot here.
+    fn start() -> Result<PrivateNode, String> {
+        let server = std::path::Path::new(RABBITMQ_BIN).join("rabbitmq-server");
+        if !server.exists() {
+            return Err(format!(
+                "no {} to start a private node with",
+                server.display()
+            ));
+        }
+        let dir = tempfile::tempdir().map_err(|e| format!("no temp dir: {e}"))?;
+        let (port, dist) = (free_port(), free_port());
+        let name = format!("tb-alarm-{}@localhost", std::process::id());
+        let d = dir.path();
+        std::fs::write(d.join("enabled_plugins"), "[].\n").unwrap();
+        std::fs::write(d.join("env.conf"), "").unwrap();
+        std::fs::write(
+            d.join("rabbitmq.conf"),
+            format!("listeners.tcp.local = 127.0.0.1:{port}\n"),
+        )
+        .unwrap();
+        let log = std::fs::File::create(d.join("server.out")).unwrap();
+        let child = std::process::Command::new(&server)
+            .current_dir(d)
+            .envs(Self::env(d, &name))
+            .env("RABBITMQ_NODE_PORT", port.to_string())
+            .env("RABBITMQ_DIST_PORT", dist.to_string())
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("RABBITMQ_ADVANCED_CONFIG_FILE", d.join("advanced.config"))
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("enabled_plugins"))
+            .env("RABBITMQ_PLUGINS_EXPAND_DIR", d.join("plugins"))
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_PID_FILE", d.join("pid"))
+            // Distribution on loopback only; one scheduler, so booting it leaves the other tests a core.
+            .env(
+                "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS",
+                "-kernel inet_dist_use_interface {127,0,0,1} +S 1:1",
+            )
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", server.display()))?;
+        let mut node = PrivateNode {
+            child,
+            dir,
+            name,
+            port,
+        };
+        // rabbitmqctl await_startup fails at once until the VM has registered its name with epmd.
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let tried = node.ctl().run(&["await_startup", "--timeout", "30"]);
+            if tried.is_ok() {
+                break;
+            }
+            let exited = node.child.try_wait().ok().flatten();
+            if exited.is_some() || std::time::Instant::now() >= deadline {
+                let out =
+                    std::fs::read_to_string(node.dir.path().join("server.out")).unwrap_or_default();
+                return Err(format!(
+                    "the private node did not start ({}): {}; its output: {out}",
+                    exited.map_or("still starting after 90 s".into(), |s| format!(
+                        "exited {s}"
+                    )),
+                    tried.unwrap_err()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        Ok(node)
+    }
+
+    /// What both the server and rabbitmqctl need to find this node and only it: its name, an empty
+    /// rabbitmq-env.conf (the system's names the shared node), and a HOME of its own (the Erlang cookie).
+    fn env(d: &std::path::Path, name: &str) -> Vec<(&'static str, std::ffi::OsString)> {
+        vec![
+            ("HOME", d.into()),
+            ("RABBITMQ_NODENAME", name.into()),
+            ("RABBITMQ_CONF_ENV_FILE", d.join("env.conf").into()),
+            ("ERL_EPMD_ADDRESS", "127.0.0.1".into()),
+        ]
+    }
+
+    /// `rabbitmqctl -n <this node> ARGS`, off the async threads.
+    fn ctl(&self) -> NodeCtl {
+        NodeCtl {
+            dir: self.dir.path().to_path_buf(),
+            name: self.name.clone(),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
+    }
+}
+
+impl Drop for PrivateNode {
+    fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        // The VM's PID (its pid file) gets SIGTERM, which stops RabbitMQ cleanly; the script exits with it.
+        // SIGTERM to the script alone is not enough: it leaves the VM running.
+        let vm = std::fs::read_to_string(self.dir.path().join("pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .map(Pid::from_raw);
+        let script = Pid::from_raw(self.child.id() as i32);
+        if let Some(vm) = vm {
+            let _ = kill(vm, Signal::SIGTERM);
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let vm_gone = |vm: Option<Pid>| vm.is_none_or(|p| kill(p, None).is_err());
+        while std::time::Instant::now() < deadline && !vm_gone(vm) {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if let Some(vm) = vm.filter(|p| kill(*p, None).is_ok()) {
+            let _ = kill(vm, Signal::SIGKILL);
+        }
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = kill(script, Signal::SIGTERM);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// The blocked time in a flow-control note ("publishing blocked 2s 960ms in total").
+fn blocked_total(note: &str) -> Duration {
+    let from =
+        note.find("publishing blocked ").expect("a blocked time") + "publishing blocked ".len();
+    let to = note[from..].find(" in total").expect("a blocked time") + from;
+    humantime::parse_duration(&note[from..to]).expect("a humantime duration")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
+    let test = "a_memory_alarm_on_a_private_node_is_counted_and_timed";
+    // Never the shared broker: other tests publish to it, and an alarm blocks every publisher on a node.
+    let node = match PrivateNode::start() {
+        Ok(node) => node,
+        Err(why) => return common::skip(test, &why),
+    };
+    let toml = |duration: &str| {
+        format!(
+            "name = \"alarm\"\nduration = \"{duration}\"\nrate = 200\nwarmup = 0\npublish_timeout = \"2s\"\n\
+             [task]\nqueue = \"tb-alarm\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\n\
+             url = \"{}\"\n",
+            node.url()
+        )
+    };
+    let flow_note = |r: &CaseResult| {
+        r.notes
+            .iter()
+            .find(|n| n.starts_with("flow control:"))
+            .cloned()
+            .unwrap_or_else(|| panic!("a flow-control note: {:?}", r.notes))
+    };
+
+    let quiet = run(&toml("1s")).await;
+    assert_eq!(quiet.errors.total(), 0, "{:?}", quiet.errors.by_kind());
+    assert!(
+        flow_note(&quiet).contains("connection.blocked 0 times"),
+        "{}",
+        flow_note(&quiet)
+    );
+
+    let case = toml("5s");
+    let runner = tokio::spawn(async move { run(&case).await });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let ctl = |args: &'static [&'static str]| {
+        let ctl = node.ctl();
+        tokio::task::spawn_blocking(move || ctl.run(args))
+    };
+    ctl(&["set_vm_memory_high_watermark", "0.000001"])
+        .await
+        .unwrap()
+        .expect("raising the alarm");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    ctl(&["set_vm_memory_high_watermark", "0.4"])
+        .await
+        .unwrap()
+        .expect("clearing the alarm");
+    let r = runner.await.unwrap();
+    let note = flow_note(&r);
+    eprintln!("{test}: {note}");
+    assert!(
+        note.contains("connection.blocked 1 times")
+            && note.contains("connection.unblocked 1 times"),
+        "{note}"
+    );
+    assert!(
+        note.contains("low on memory"),
+        "the broker's reason: {note}"
+    );
+    let blocked = blocked_total(&note);
+    assert!(
+        blocked >= Duration::from_millis(1000) && blocked < Duration::from_secs(5),
+        "blocked for about the alarm's 1.5 s (plus rabbitmqctl's start-up): {note}"
+    );
+    assert!(r.publishes_ok > 200, "publishing went on after the alarm");
+    drop(node);
+}
+
+/// rabbitmqctl for a [`PrivateNode`] (owned, so it can run on a blocking thread).
+struct NodeCtl {
+    dir: std::path::PathBuf,
+    name: String,
+}
+
+impl NodeCtl {
+    /// `rabbitmqctl -q -n <node> ARGS`; `Err` with its output when it fails.
+    fn run(&self, args: &[&str]) -> Result<(), String> {
+        let out =
+            std::process::Command::new(std::path::Path::new(RABBITMQ_BIN).join("rabbitmqctl"))
+                .envs(PrivateNode::env(&self.dir, &self.name))
+                .args(["-q", "-n", &self.name])
+                .args(args)
+                .output()
+                .map_err(|e| format!("cannot run rabbitmqctl: {e}"))?;
+        out.status.success().then_some(()).ok_or_else(|| {
+            format!(
+                "rabbitmqctl {args:?} on {}: {}{}",
+                self.name,
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
+        })
+    }
 }

@@ -3,7 +3,9 @@
 use super::{Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
+use crate::record::Recorder;
 use crate::stage::{Stage, StageClock};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -25,6 +27,8 @@ pub struct Script {
     pub panic_on: Option<u64>,
     /// Setting the backend up takes this long.
     pub prepare_takes: Option<Duration>,
+    /// Deferred (a confirm window): every message settles this long after its call returned.
+    pub settle_after: Option<Duration>,
 }
 
 pub struct FakeTarget {
@@ -45,9 +49,32 @@ pub struct FakePublisher {
     script: Script,
     arrived: Arc<AtomicU64>,
     count: u64,
+    /// Deferred messages not yet handed over: (sent, settles at).
+    unsettled: VecDeque<(tokio::time::Instant, tokio::time::Instant)>,
 }
 
 impl Publisher for FakePublisher {
+    fn deferred(&self) -> bool {
+        self.script.settle_after.is_some()
+    }
+
+    fn settled(&mut self, rec: &mut Recorder) {
+        let now = tokio::time::Instant::now();
+        while let Some(&(sent, at)) = self.unsettled.front() {
+            if at > now {
+                break;
+            }
+            self.unsettled.pop_front();
+            rec.record_latency((at - sent).as_nanos() as u64);
+        }
+    }
+
+    async fn settle_all(&mut self, within: Duration) {
+        if let Some(&(_, at)) = self.unsettled.back() {
+            tokio::time::sleep_until(at.min(tokio::time::Instant::now() + within)).await;
+        }
+    }
+
     fn batch_size(&self) -> usize {
         self.script.batch.max(1)
     }
@@ -80,6 +107,11 @@ impl Publisher for FakePublisher {
             ));
         }
         self.arrived.fetch_add(batch.len() as u64, Relaxed);
+        if let Some(after) = self.script.settle_after {
+            let now = tokio::time::Instant::now();
+            self.unsettled
+                .extend(batch.iter().map(|_| (now, now + after)));
+        }
         Ok(())
     }
 }
@@ -99,6 +131,7 @@ impl Target for FakeTarget {
             script: self.script.clone(),
             arrived: self.arrived.clone(),
             count: 0,
+            unsettled: VecDeque::new(),
         }
     }
 

@@ -8,7 +8,7 @@ pub(crate) mod fake;
 
 use crate::error::{ErrorKind, PublishError};
 use crate::message::{TaskMessage, TaskTemplate};
-use crate::record::{CaseResult, Recorders};
+use crate::record::{CaseResult, Recorder, Recorders};
 use crate::scenario::Case;
 use crate::stage::spans;
 use crate::stage::{Stage, StageClock};
@@ -43,6 +43,23 @@ pub trait Publisher: Send + 'static {
 
     /// Closes what the publisher holds, after its last publish (not timed).
     fn close(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Whether a message is done only after its publish call returned (a confirm window: at its own ack).
+    /// The engine then records a call's stages only, and each message when [`Publisher::settled`] hands
+    /// it over.
+    fn deferred(&self) -> bool {
+        false
+    }
+
+    /// A deferred publisher's messages settled since the last call, into `rec`: each one's latency (and
+    /// `ok`) or its error.
+    fn settled(&mut self, _rec: &mut Recorder) {}
+
+    /// A deferred publisher waits up to `within` for every message it sent to settle (after the warm-up
+    /// and after the last measured publish); what is still unsettled then counts as an error.
+    fn settle_all(&mut self, _within: Duration) -> impl Future<Output = ()> + Send {
         async {}
     }
 }
@@ -412,6 +429,7 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
     let mut starts = vec![Instant::now(); batch];
     let mut clock = StageClock::new(shared.stage_timing);
     let recorders = &shared.recorders;
+    let deferred = publisher.deferred();
 
     // Set when the publisher panicked: it publishes no more (the others go on).
     let mut broken = false;
@@ -438,10 +456,19 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
             broken = true;
             break;
         }
-        if let Ok(Ok(())) = out {
+        if let Ok(Ok(())) = out
+            && !deferred
+        {
             recorders.with(|rec| rec.warmup_ok += n as u64);
         }
         clock.discard();
+    }
+    if deferred {
+        // The warm-up's messages settle into a recorder of their own, never into the measured histogram.
+        let mut warm = Recorder::new(false);
+        publisher.settle_all(shared.publish_timeout).await;
+        publisher.settled(&mut warm);
+        recorders.with(|rec| rec.warmup_ok += warm.ok);
     }
 
     shared.barrier.wait().await;
@@ -449,6 +476,7 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
     let deadline = shared.duration.map(|d| start + d);
     let mut done = 0u64;
     let mut failed = 0u64;
+    let mut measured = false;
     // Open loop: when this publisher would have been free had every publish started on schedule.
     let mut free_at = start;
 
@@ -525,6 +553,9 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
                 rec.record_lag(lag);
             }
             match &out {
+                Ok(Ok(())) if deferred => {
+                    clock.drain(|stage, ns| rec.record_stage(stage, ns, n as u64))
+                }
                 Ok(Ok(())) => rec.record_publish(&starts[..n], t1, queued, &mut clock),
                 Ok(Err(e)) => rec.record_failure(e, n as u64, queued + (t1 - t0)),
                 Err(_) => rec.record_failure(
@@ -533,8 +564,12 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
                     queued + (t1 - t0),
                 ),
             }
+            if deferred {
+                publisher.settled(rec);
+            }
             rec.mark(t0, t1);
         });
+        measured = true;
         if let Ok(Err(e)) = &out {
             broken = e.kind == ErrorKind::Panic;
         }
@@ -550,6 +585,15 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
         if broken {
             break;
         }
+    }
+    if deferred && !broken && measured {
+        // The last messages' acks are part of the measured time.
+        publisher.settle_all(shared.publish_timeout).await;
+        let now = Instant::now();
+        recorders.with(|rec| {
+            publisher.settled(rec);
+            rec.mark(now, now);
+        });
     }
     publisher.close().await;
 }

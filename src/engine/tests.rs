@@ -440,3 +440,46 @@ async fn batches_split_the_count_and_charge_each_publish_the_call() {
     );
     assert_eq!(r.elapsed, ms(12));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deferred_publisher_records_each_message_when_it_settles() {
+    // Calls take 1 ms; each message settles 50 ms after its call (a confirm window's ack).
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        settle_after: Some(ms(50)),
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100\nwarmup = 5"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 100);
+    assert_eq!(
+        r.warmup_ok, 5,
+        "the warm-up settles apart, before the barrier"
+    );
+    assert_eq!(
+        r.latency.len(),
+        100,
+        "one latency per message, none for the warm-up"
+    );
+    for ns in [r.latency.min(), r.latency.max()] {
+        assert!(
+            (49_900_000..=50_100_000).contains(&ns),
+            "each from its send to its own settling, not to its call's end: {ns}"
+        );
+    }
+    let send = r.stages.iter().find(|s| s.stage == Stage::Send).unwrap();
+    assert_eq!(
+        send.histogram.len(),
+        100,
+        "the calls' stages are still recorded"
+    );
+    assert!(
+        r.elapsed >= ms(100 + 50),
+        "the last messages' settling is measured time: {:?}",
+        r.elapsed
+    );
+}

@@ -146,6 +146,8 @@ pub enum Confirm {
     Off,
     Each,
     Batch,
+    /// Up to `confirm_window` messages unconfirmed; each message is done at its own ack.
+    Window,
 }
 
 /// A case's backend-specific settings, one struct per kind of backend (which key applies to which backend
@@ -168,6 +170,8 @@ pub struct AmqpOptions {
     pub confirm: Confirm,
     /// Messages per confirm batch (`confirm = "batch"`).
     pub confirm_batch: usize,
+    /// Most messages unconfirmed at once (`confirm = "window"`).
+    pub confirm_window: usize,
     /// Connections in the pool (`acquire`).
     pub pool_size: usize,
     /// Connections the publishers share (`pooled`).
@@ -183,6 +187,7 @@ impl Default for AmqpOptions {
             keep: false,
             confirm: Confirm::Off,
             confirm_batch: 64,
+            confirm_window: 64,
             pool_size: 10,
             connections: 1,
             batch: 1,

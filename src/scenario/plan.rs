@@ -220,7 +220,7 @@ fn plan_case(
     }
 
     let options = match backend {
-        Backend::Amqp => BackendOptions::Amqp(amqp_options(at, raw, &in_case)?),
+        Backend::Amqp => BackendOptions::Amqp(amqp_options(at, raw, path, load.rate, &in_case)?),
         Backend::Redis => BackendOptions::Redis(redis_options(at, raw, &in_case)?),
         Backend::Unix | Backend::Fifo | Backend::Tcp => {
             let address = raw
@@ -511,6 +511,8 @@ fn backend_and_path(
 fn amqp_options(
     at: &Locator,
     raw: &RawCase,
+    path: PathKind,
+    rate: Option<f64>,
     in_case: &dyn Fn(String) -> String,
 ) -> Result<AmqpOptions, ScenarioError> {
     if let Some(url) = &raw.url {
@@ -526,14 +528,34 @@ fn amqp_options(
             "off" => Confirm::Off,
             "each" => Confirm::Each,
             "batch" => Confirm::Batch,
+            "window" => Confirm::Window,
             other => {
                 return Err(at.error(
                     c.span(),
                     in_case(format!("unknown confirm mode {other:?}")),
-                    Some("confirm is one of off, each, batch".into()),
+                    Some("confirm is one of off, each, batch, window".into()),
                 ));
             }
         };
+        if o.confirm == Confirm::Window {
+            // A window's messages finish at their own acks, after their publish call: only a channel kept
+            // across publishes can hold them, and the open loop's queueing would not be in their latency.
+            let why = if path != PathKind::Pooled {
+                Some(format!("needs path = \"pooled\", not {path}"))
+            } else {
+                rate.map(|r| format!("cannot be combined with `rate` ({r})"))
+            };
+            if let Some(why) = why {
+                return Err(at.error(
+                    c.span(),
+                    in_case(format!("`confirm = \"window\"` {why}")),
+                    Some("a confirm window keeps one channel's unconfirmed messages across back-to-back publishes; use it on pooled with a closed loop".into()),
+                ));
+            }
+        }
+    }
+    if let Some(v) = &raw.confirm_window {
+        o.confirm_window = positive(at, "confirm_window", v, 1)? as usize;
     }
     if let Some(v) = &raw.confirm_batch {
         o.confirm_batch = positive(at, "confirm_batch", v, 1)? as usize;

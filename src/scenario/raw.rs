@@ -134,6 +134,7 @@ raw_case! {
         keep: bool,
         confirm: String,
         confirm_batch: i64,
+        confirm_window: i64,
         pool_size: i64,
         connections: i64,
         batch: i64,

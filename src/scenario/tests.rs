@@ -246,7 +246,7 @@ fn unknown_confirm_mode() {
         err(&one_case(
             "backend = \"amqp\"\npath = \"pooled\"\nconfirm = \"always\""
         )),
-        "s.toml:6:11: case \"c\": unknown confirm mode \"always\"\n  hint: confirm is one of off, each, batch"
+        "s.toml:6:11: case \"c\": unknown confirm mode \"always\"\n  hint: confirm is one of off, each, batch, window"
     );
 }
 
@@ -302,6 +302,44 @@ fn unreadable_file() {
     assert_eq!(
         e,
         "/nonexistent/x.toml: cannot read the scenario: No such file or directory (os error 2)\n  hint: pass the path of a scenario TOML file, e.g. scenarios/quickstart.toml"
+    );
+}
+
+#[test]
+fn confirm_window_is_pooled_and_closed_loop_only() {
+    let s = parse(
+        &one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\nconfirm = \"window\"\nconfirm_window = 16",
+        ),
+        "s.toml",
+    )
+    .unwrap();
+    let BackendOptions::Amqp(o) = &s.cases[0].options else {
+        panic!("an amqp case has amqp options")
+    };
+    assert_eq!((o.confirm, o.confirm_window), (Confirm::Window, 16));
+    let hint = "\n  hint: a confirm window keeps one channel's unconfirmed messages across back-to-back publishes; use it on pooled with a closed loop";
+    assert_eq!(
+        err(&one_case(
+            "backend = \"amqp\"\npath = \"acquire\"\nconfirm = \"window\""
+        )),
+        format!(
+            "s.toml:6:11: case \"c\": `confirm = \"window\"` needs path = \"pooled\", not acquire{hint}"
+        )
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\nrate = 100\nconfirm = \"window\""
+        )),
+        format!(
+            "s.toml:7:11: case \"c\": `confirm = \"window\"` cannot be combined with `rate` (100){hint}"
+        )
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\nconfirm_window = 0"
+        )),
+        "s.toml:6:18: `confirm_window` must be 1 or more, not 0"
     );
 }
 

@@ -2,8 +2,8 @@
 //! says what to check.
 //!
 //! Kinds: `unreachable`, `auth`, `vhost`, `declare_conflict`, `queue_missing`, `connection_lost`,
-//! `channel_closed`, `nack`, `returned`, `blocked`, `server` (any other broker error). `timeout` comes from
-//! the engine.
+//! `channel_closed`, `nack`, `returned`, `unconfirmed`, `blocked`, `server` (any other broker error).
+//! `timeout` comes from the engine.
 
 use crate::error::{ErrorKind as Kind, PublishError};
 use lapin::protocol::{AMQPErrorKind, AMQPHardError, AMQPSoftError};
@@ -125,6 +125,18 @@ pub fn blocked(url: &str, waited: std::time::Duration) -> PublishError {
             "the broker at {url} blocked publishers (connection.blocked: a memory or disk alarm) and did not \
              unblock within {}; see `rabbitmqctl status` (alarms) and `rabbitmq-diagnostics alarms`",
             humantime::format_duration(waited)
+        ),
+    )
+}
+
+/// A confirm-window message whose channel was dropped (or that was waited for too long) before its confirm
+/// arrived: whether the broker took it is unknown.
+pub fn unconfirmed(url: &str, why: &str) -> PublishError {
+    PublishError::new(
+        Kind::Unconfirmed,
+        format!(
+            "a message published to {url} was never confirmed: {why}; the delivered count tells whether the \
+             broker took it"
         ),
     )
 }

@@ -29,8 +29,8 @@ use lapin::options::{
 use lapin::types::{FieldTable, ShortString};
 use lapin::uri::AMQPUri;
 use lapin::{Channel, Connection, ConnectionProperties, Event, ExchangeKind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use wire::WireTemplate;
@@ -49,6 +49,71 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The least time taskbench's own connection gets to connect.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The broker's `connection.blocked`/`unblocked` on a case's watched connections (`acquire` and `pooled`):
+/// how often, and for how long publishing was blocked. Updated by each connection's event listener, read
+/// for the case's notes.
+#[derive(Default)]
+pub struct FlowStats {
+    blocked: AtomicU64,
+    unblocked: AtomicU64,
+    /// Time from each connection.blocked to its connection.unblocked (or to the connection's end), summed.
+    blocked_ns: AtomicU64,
+    longest_ns: AtomicU64,
+    /// The broker's reason for the first block (e.g. "low on memory").
+    reason: Mutex<Option<String>>,
+}
+
+impl FlowStats {
+    fn block(&self, reason: &str) {
+        self.blocked.fetch_add(1, Relaxed);
+        let mut first = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if first.is_none() {
+            *first = Some(reason.to_string());
+        }
+    }
+
+    /// A block that started at `since` ended (`unblocked`: by connection.unblocked, else by the connection
+    /// going away).
+    fn unblock(&self, since: Instant, unblocked: bool) {
+        let ns = since.elapsed().as_nanos() as u64;
+        if unblocked {
+            self.unblocked.fetch_add(1, Relaxed);
+        }
+        self.blocked_ns.fetch_add(ns, Relaxed);
+        self.longest_ns.fetch_max(ns, Relaxed);
+    }
+
+    /// The note for the case: always there on watched paths, so "no block" is stated, not implied.
+    fn note(&self) -> String {
+        let blocked = self.blocked.load(Relaxed);
+        let unblocked = self.unblocked.load(Relaxed);
+        if blocked == 0 {
+            return "flow control: connection.blocked 0 times (no memory or disk alarm during the case); \
+                    credit-flow throttling sends no event, see docs/amqp.md"
+                .into();
+        }
+        let ns = |v: &AtomicU64| {
+            humantime::format_duration(Duration::from_millis(v.load(Relaxed) / 1_000_000))
+        };
+        let reason = self
+            .reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .unwrap_or_default();
+        let mut note = format!(
+            "flow control: connection.blocked {blocked} times ({reason:?}), connection.unblocked {unblocked} times; \
+             publishing blocked {} in total, longest {}",
+            ns(&self.blocked_ns),
+            ns(&self.longest_ns)
+        );
+        if unblocked < blocked {
+            note.push_str("; still blocked when the case ended (its time counted until the connection closed)");
+        }
+        note
+    }
+}
+
 /// What every publisher of a case needs to know; built once, shared read-only.
 pub struct Settings {
     uri: AMQPUri,
@@ -62,6 +127,8 @@ pub struct Settings {
     path: PathKind,
     confirm: Confirm,
     confirm_batch: usize,
+    /// `confirm = "window"`: messages a channel may have unconfirmed.
+    confirm_window: usize,
     /// `pooled`: messages one publish call pipelines (sent together, then awaited together).
     pipeline: usize,
     publish_options: BasicPublishOptions,
@@ -75,6 +142,8 @@ pub struct Settings {
     admin_timeout: Duration,
     /// Set when the run is interrupted: a reconnect backoff stops waiting.
     stop: Stop,
+    /// connection.blocked/unblocked seen by the case's connections.
+    flow: Arc<FlowStats>,
 }
 
 impl Settings {
@@ -106,6 +175,7 @@ impl Settings {
             path: case.path,
             confirm,
             confirm_batch: o.confirm_batch.max(1),
+            confirm_window: o.confirm_window.max(1),
             pipeline: o.batch.max(1),
             // With confirms on, an unroutable message comes back with its confirm and counts as `returned`;
             // without, the broker would drop it silently either way (and the delivered count shows it).
@@ -120,6 +190,7 @@ impl Settings {
             blocked_wait: case.publish_timeout / 2,
             admin_timeout: case.publish_timeout.max(ADMIN_TIMEOUT),
             stop,
+            flow: Arc::default(),
         })
     }
 
@@ -173,14 +244,30 @@ async fn connect(s: &Settings, watch: bool) -> Result<Live, PublishError> {
     if watch {
         let mut events = Box::pin(connection.events_listener());
         let flag = blocked.clone();
+        let flow = s.flow.clone();
         tokio::spawn(async move {
             use futures_core::Stream;
+            let mut since = None;
             while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
                 match event {
-                    Event::ConnectionBlocked(_) => flag.store(true, Relaxed),
-                    Event::ConnectionUnblocked => flag.store(false, Relaxed),
+                    Event::ConnectionBlocked(reason) => {
+                        flag.store(true, Relaxed);
+                        if since.is_none() {
+                            since = Some(Instant::now());
+                            flow.block(&reason);
+                        }
+                    }
+                    Event::ConnectionUnblocked => {
+                        flag.store(false, Relaxed);
+                        if let Some(at) = since.take() {
+                            flow.unblock(at, true);
+                        }
+                    }
                     _ => {}
                 }
+            }
+            if let Some(at) = since {
+                flow.unblock(at, false);
             }
         });
     }
@@ -443,17 +530,25 @@ impl Target for AmqpTarget {
                 "confirm = batch: {} messages are published back to back, then their acks are awaited; every message's latency runs from its start to the last ack of its batch",
                 s.confirm_batch
             )),
+            (Confirm::Window, _) => notes.push(format!(
+                "confirm = window: up to {} messages unconfirmed per channel, the next sent as acks arrive; every message's latency runs from its send to its own ack (seen at the latest at the end of the next publish); the confirm stage is the wait for room in the window",
+                s.confirm_window
+            )),
         }
         match s.path {
-            PathKind::Acquire => notes.push(format!(
-                "acquire: a pool of up to {} connections, each with one channel, checked out per publish; the acquire stage includes connecting when the pool grows",
-                self.pool_size
-            )),
+            PathKind::Acquire => {
+                notes.push(format!(
+                    "acquire: a pool of up to {} connections, each with one channel, checked out per publish; the acquire stage includes connecting when the pool grows",
+                    self.pool_size
+                ));
+                notes.push(s.flow.note());
+            }
             PathKind::Pooled => {
                 notes.push(format!(
                     "pooled: one channel per publisher on {} shared connection(s), declared once per connection",
                     self.connections
                 ));
+                notes.push(s.flow.note());
                 if s.pipeline > 1 {
                     notes.push(format!(
                         "batch = {}: each publisher hands lapin {} messages at once and waits until all are written; every message's latency runs to the end of its batch",

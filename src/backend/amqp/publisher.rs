@@ -20,11 +20,17 @@ use crate::backend::backoff::Backoff;
 use crate::engine::Publisher;
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
+use crate::record::{ErrorCounts, Recorder};
 use crate::scenario::Confirm;
 use crate::stage::{Stage, StageClock};
 use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
 use lapin::{Channel, Confirmation, PublisherConfirm};
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// One publisher of an AMQP case; the variant is the path.
 pub enum AmqpPublisher {
@@ -45,11 +51,18 @@ impl AmqpPublisher {
 
     pub(super) fn pooled(s: Arc<Settings>, slot: Slot) -> Self {
         let pending = Vec::with_capacity(s.confirm_batch);
+        // Boxed: the publisher enum stays small.
+        let window = Box::new(Window::new(if s.confirm == Confirm::Window {
+            s.confirm_window
+        } else {
+            0
+        }));
         AmqpPublisher::Pooled(PooledPublisher {
             s,
             slot,
             channel: None,
             pending,
+            window,
             dirty: false,
         })
     }
@@ -85,8 +98,35 @@ impl Publisher for AmqpPublisher {
     async fn close(&mut self) {
         if let AmqpPublisher::Pooled(p) = self {
             p.pending.clear();
+            p.window.abandon(&p.s, "the publisher closed");
             if let Some((_, channel)) = p.channel.take() {
                 close_channel(&channel).await;
+            }
+        }
+    }
+
+    fn deferred(&self) -> bool {
+        matches!(self, AmqpPublisher::Pooled(p) if p.s.confirm == Confirm::Window)
+    }
+
+    fn settled(&mut self, rec: &mut Recorder) {
+        if let AmqpPublisher::Pooled(p) = self {
+            p.window.hand_over(rec);
+        }
+    }
+
+    async fn settle_all(&mut self, within: Duration) {
+        if let AmqpPublisher::Pooled(p) = self {
+            let s = &*p.s;
+            let window = &mut p.window;
+            let all = async {
+                while !window.pending.is_empty() {
+                    window.settle_oldest(s).await;
+                }
+            };
+            if tokio::time::timeout(within, all).await.is_err() {
+                let why = format!("no confirm within {}", humantime::format_duration(within));
+                p.window.abandon(s, &why);
             }
         }
     }
@@ -129,7 +169,13 @@ async fn send(
 /// Waits for the broker's answer to one publish; an ack is success, anything else an error of its kind.
 #[inline]
 async fn settle(confirm: PublisherConfirm, s: &Settings) -> Result<(), PublishError> {
-    match confirm.await {
+    judge(confirm.await, s)
+}
+
+/// The broker's answer to one publish as success or an error of its kind.
+#[inline]
+fn judge(answer: lapin::Result<Confirmation>, s: &Settings) -> Result<(), PublishError> {
+    match answer {
         Ok(Confirmation::Ack(None) | Confirmation::NotRequested) => Ok(()),
         Ok(Confirmation::Ack(Some(returned))) => Err(error::returned(
             &s.url,
@@ -302,7 +348,10 @@ impl AcquirePublisher {
                     let _ = confirm.await;
                 }
                 // Celery's confirm_publish waits for the ack before the producer goes back to the pool.
-                Confirm::Each => clock.time(Stage::Confirm, settle(confirm, s)).await?,
+                // Window needs pooled (the scenario says so); anywhere else it is `each`.
+                Confirm::Each | Confirm::Window => {
+                    clock.time(Stage::Confirm, settle(confirm, s)).await?
+                }
                 Confirm::Batch => self.pending.push(confirm),
             }
             pooled.dirty = false;
@@ -369,12 +418,105 @@ impl Slot {
     }
 }
 
+/// `confirm = "window"`: the messages of one channel sent and not yet confirmed, and what settled since the
+/// engine last collected it.
+///
+/// A message's latency runs from its send (the start of its publish, after any wait for room) to the
+/// moment the publisher sees its own ack: the window is checked after every send and awaited when full, so
+/// an ack is seen at the latest at the end of the next publish call. lapin resolves each message's confirm
+/// by its delivery tag, `multiple` acks and nacks one by one over their whole range, so a message is counted
+/// exactly once: acked (latency, ok), nacked (`nack`), returned (`returned`), or lost with its channel.
+pub struct Window {
+    /// Sent and unconfirmed, oldest first: when each was sent, and its confirm.
+    pending: VecDeque<(Instant, PublisherConfirm)>,
+    /// Latencies (ns) of the acked messages not yet handed to the engine.
+    acked_ns: Vec<u64>,
+    /// Errors of the settled messages not yet handed to the engine, per message.
+    errors: ErrorCounts,
+}
+
+impl Window {
+    fn new(size: usize) -> Window {
+        Window {
+            pending: VecDeque::with_capacity(size),
+            acked_ns: Vec::with_capacity(size),
+            errors: ErrorCounts::default(),
+        }
+    }
+
+    /// Counts one settled message.
+    #[inline]
+    fn count(
+        &mut self,
+        sent: Instant,
+        seen: Instant,
+        answer: lapin::Result<Confirmation>,
+        s: &Settings,
+    ) {
+        match judge(answer, s) {
+            Ok(()) => self
+                .acked_ns
+                .push(seen.saturating_duration_since(sent).as_nanos() as u64),
+            Err(e) => self.errors.add(&e, 1),
+        }
+    }
+
+    /// Waits for the oldest message's confirm, then takes every later one already settled.
+    async fn settle_oldest(&mut self, s: &Settings) {
+        let Some((_, confirm)) = self.pending.front_mut() else {
+            return;
+        };
+        let answer = confirm.await;
+        let seen = Instant::now();
+        let (sent, _) = self.pending.pop_front().expect("the front was there");
+        self.count(sent, seen, answer, s);
+        self.reap(s, Some(seen));
+    }
+
+    /// Takes the settled messages off the front of the window without waiting (one poll of the oldest when
+    /// none is); `seen` is the time to stamp them with, read once when the first is found if `None`.
+    #[inline]
+    fn reap(&mut self, s: &Settings, mut seen: Option<Instant>) {
+        let mut cx = Context::from_waker(Waker::noop());
+        while let Some((_, confirm)) = self.pending.front_mut() {
+            let Poll::Ready(answer) = Pin::new(confirm).poll(&mut cx) else {
+                break;
+            };
+            let at = *seen.get_or_insert_with(Instant::now);
+            let (sent, _) = self.pending.pop_front().expect("the front was there");
+            self.count(sent, at, answer, s);
+        }
+    }
+
+    /// The channel is being dropped: what already settled is counted, the rest is an `unconfirmed` error
+    /// each (`why` says what happened).
+    fn abandon(&mut self, s: &Settings, why: &str) {
+        self.reap(s, None);
+        if !self.pending.is_empty() {
+            let lost = self.pending.len() as u64;
+            self.pending.clear();
+            self.errors.add(&error::unconfirmed(&s.url, why), lost);
+        }
+    }
+
+    /// Hands the settled messages to the engine's recorder.
+    fn hand_over(&mut self, rec: &mut Recorder) {
+        for ns in self.acked_ns.drain(..) {
+            rec.record_latency(ns);
+        }
+        if self.errors.total() > 0 {
+            rec.errors.merge(&std::mem::take(&mut self.errors));
+        }
+    }
+}
+
 /// Keeps one channel on its slot's connection for the whole case.
 pub struct PooledPublisher {
     s: Arc<Settings>,
     slot: Slot,
     channel: Option<(Arc<Live>, Channel)>,
     pending: Vec<PublisherConfirm>,
+    window: Box<Window>,
     dirty: bool,
 }
 
@@ -385,12 +527,18 @@ impl PooledPublisher {
             // The last publish was cancelled mid-way: its confirms are unknown, start clean.
             self.channel = None;
             self.pending.clear();
+            self.window.abandon(
+                &self.s,
+                "a publish on its channel was cancelled (publish_timeout)",
+            );
         }
         if let Some((live, channel)) = &self.channel {
             if channel.status().connected() && live.connected() {
                 return Ok(());
             }
             self.channel = None;
+            self.window
+                .abandon(&self.s, "its channel or connection closed");
         }
         let s = &*self.s;
         let live = self.slot.live(s, clock).await?;
@@ -412,6 +560,28 @@ impl PooledPublisher {
         let (live, channel) = self.channel.as_ref().expect("opened above");
         live.unblocked(s).await?;
         self.dirty = true;
+        if s.confirm == Confirm::Window {
+            let window = &mut self.window;
+            for message in batch {
+                // Room first: a message's latency starts at its send, not while it waits for a place.
+                while window.pending.len() >= s.confirm_window {
+                    clock.time(Stage::Confirm, window.settle_oldest(s)).await;
+                }
+                let sent = clock.last_lap().unwrap_or_else(Instant::now);
+                match send(channel, s, message, clock).await {
+                    Ok(confirm) => window.pending.push_back((sent, confirm)),
+                    Err(e) => {
+                        self.channel = None;
+                        self.window.abandon(s, "publishing on its channel failed");
+                        self.dirty = false;
+                        return Err(e);
+                    }
+                }
+            }
+            window.reap(s, None);
+            self.dirty = false;
+            return Ok(());
+        }
         if batch.len() > 1 {
             // Pipelined (`batch = N`, or a confirm batch, whose messages are all awaited together anyway):
             // every message's frames are queued before any write is awaited, so lapin's io loop writes
