@@ -4,6 +4,7 @@
 //! Reads [`CaseResult`]s; never reaches back into the engine or backends.
 
 pub mod breakdown;
+pub mod compare;
 pub mod hgrm;
 pub mod progress;
 pub mod table;

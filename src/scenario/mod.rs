@@ -6,6 +6,7 @@
 
 mod plan;
 mod raw;
+pub mod threshold;
 
 use crate::catalog::{Backend, PathKind};
 use crate::endpoint::Endpoint;
