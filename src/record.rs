@@ -4,6 +4,7 @@
 use crate::catalog::{Backend, PathKind};
 use crate::error::{ErrorKind, PublishError};
 use crate::scenario::Case;
+use crate::scenario::threshold::{Metric, Threshold};
 use crate::stage::{STAGE_COUNT, Stage, StageClock};
 use hdrhistogram::Histogram;
 use std::time::Duration;
@@ -180,6 +181,17 @@ pub struct CaseResult {
     pub interrupted: bool,
     /// Things a reader of the numbers must know (e.g. what latency means on this path).
     pub notes: Vec<String>,
+    /// The case's thresholds as checked when it ended (empty until [`CaseResult::check_thresholds`]).
+    pub thresholds: Vec<ThresholdResult>,
+}
+
+/// One threshold checked against a finished case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdResult {
+    pub threshold: Threshold,
+    /// The case's figure (ns, publishes/s or a count); `None` when it has none (nothing succeeded).
+    pub actual: Option<f64>,
+    pub passed: bool,
 }
 
 impl CaseResult {
@@ -202,6 +214,7 @@ impl CaseResult {
             schedule_lag: None,
             interrupted: false,
             notes: Vec::new(),
+            thresholds: Vec::new(),
         }
     }
 
@@ -291,6 +304,39 @@ impl CaseResult {
     /// Whether anything went wrong (an error, or a delivery count that does not add up).
     pub fn failed(&self) -> bool {
         self.errors.total() > 0
+    }
+
+    /// The figure a threshold on `metric` bounds.
+    pub fn metric(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            Metric::Throughput => Some(self.throughput()),
+            Metric::Errors => Some(self.errors.total() as f64),
+            Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
+            m => m
+                .quantile()
+                .filter(|_| !self.latency.is_empty())
+                .map(|q| self.latency.value_at_quantile(q) as f64),
+        }
+    }
+
+    /// Checks `thresholds` against what the case measured, keeping each outcome.
+    pub fn check_thresholds(&mut self, thresholds: &[Threshold]) {
+        self.thresholds = thresholds
+            .iter()
+            .map(|t| {
+                let actual = self.metric(t.metric);
+                ThresholdResult {
+                    threshold: t.clone(),
+                    actual,
+                    passed: t.passes(actual),
+                }
+            })
+            .collect();
+    }
+
+    /// Whether some threshold failed.
+    pub fn thresholds_failed(&self) -> bool {
+        self.thresholds.iter().any(|t| !t.passed)
     }
 }
 

@@ -5,6 +5,7 @@
 
 use crate::catalog::{Backend, PathKind};
 use crate::record::CaseResult;
+use crate::scenario::threshold::Op;
 use base64::Engine as _;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::{Deserializer, Serializer as _, V2DeflateSerializer};
@@ -65,6 +66,24 @@ pub struct CaseSummary {
     pub histogram: String,
     pub interrupted: bool,
     pub notes: Vec<String>,
+    /// The case's thresholds as checked when it ended (absent from summaries before 0.3).
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdSummary>,
+}
+
+/// One threshold of a case and whether the case met it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdSummary {
+    /// `p50`, `p90`, `p99`, `p999`, `max`, `throughput` or `errors`.
+    pub metric: String,
+    /// As written in the scenario, e.g. `< 2ms`.
+    pub expression: String,
+    pub op: Op,
+    /// The bound: ns for latencies, publishes/s for throughput, a count for errors.
+    pub limit: f64,
+    /// The case's figure in the same unit; `null` when it has none (nothing succeeded).
+    pub actual: Option<f64>,
+    pub passed: bool,
 }
 
 /// Percentiles of a histogram in ns; every field `null` when it holds nothing.
@@ -209,6 +228,18 @@ impl CaseSummary {
             histogram: encode_histogram(&r.latency),
             interrupted: r.interrupted,
             notes: r.notes.clone(),
+            thresholds: r
+                .thresholds
+                .iter()
+                .map(|t| ThresholdSummary {
+                    metric: t.threshold.metric.name().to_string(),
+                    expression: t.threshold.text.clone(),
+                    op: t.threshold.op,
+                    limit: t.threshold.value,
+                    actual: t.actual,
+                    passed: t.passed,
+                })
+                .collect(),
         }
     }
 
@@ -320,7 +351,8 @@ mod tests {
     async fn scripted_run() -> Summary {
         let scenario = crate::scenario::parse(
             "name = \"pinned\"\nwarmup = 2\npublishes = 40\n\
-             [[case]]\nname = \"ok\"\nbackend = \"unix\"\npath = \"fresh\"\n\
+             [thresholds]\nerrors = \"== 0\"\n\
+             [[case]]\nname = \"ok\"\nbackend = \"unix\"\npath = \"fresh\"\nthresholds = { p99 = \"< 5ms\" }\n\
              [[case]]\nname = \"flaky\"\nbackend = \"tcp\"\npath = \"raw\"\nrate = 1000.0\n",
             "pinned.toml",
         )
@@ -333,7 +365,9 @@ mod tests {
                 fail_every,
                 ..Script::default()
             };
-            results.push(run_case(FakeTarget::new(script), case, &RunControl::new()).await);
+            let mut result = run_case(FakeTarget::new(script), case, &RunControl::new()).await;
+            result.check_thresholds(&case.thresholds);
+            results.push(result);
         }
         let info = RunInfo {
             scenario: "pinned".into(),

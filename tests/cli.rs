@@ -373,3 +373,72 @@ fn an_interrupt_keeps_what_was_measured_and_exits_130() {
     assert!(cases[1]["publishes_ok"].as_u64().unwrap() > 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("second: interrupted"));
 }
+
+#[test]
+fn thresholds_pass_or_fail_the_run_and_are_in_summary_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"budgets\"\nwarmup = 10\npublishes = 500\n\
+         [thresholds]\np99 = \"< 10s\"\nerrors = \"== 0\"\n\
+         [[case]]\nname = \"met\"\nbackend = \"tcp\"\npath = \"raw\"\n\
+         [[case]]\nname = \"missed\"\nbackend = \"unix\"\npath = \"raw\"\n\
+         [case.thresholds]\nthroughput = \"> 1_000_000_000_000\"\n",
+    );
+    let out = dir.path().join("run");
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("threshold met: p99 < 10s: pass (is ")
+                .and(predicate::str::contains(
+                    "threshold met: errors == 0: pass (is 0)",
+                ))
+                .and(predicate::str::contains(
+                    "threshold missed: throughput > 1_000_000_000_000: FAIL (is ",
+                )),
+        );
+    let summary = read_summary(&out);
+    let met = &summary["cases"][0]["thresholds"];
+    assert_eq!(met.as_array().unwrap().len(), 2, "{met}");
+    assert_eq!(met[0]["metric"], "p99");
+    assert_eq!(met[0]["passed"], true);
+    assert_eq!(
+        met[0]["actual"].as_f64().unwrap(),
+        summary["cases"][0]["latency_ns"]["p99"].as_f64().unwrap()
+    );
+    let missed = &summary["cases"][1]["thresholds"];
+    assert_eq!(missed[1]["metric"], "throughput");
+    assert_eq!(missed[1]["passed"], false);
+    assert_eq!(missed[1]["limit"].as_f64(), Some(1e12));
+
+    // Without the failing case, every threshold holds: exit 0.
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--case", "met", "--out"])
+        .arg(dir.path().join("run2"))
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn a_bad_threshold_is_a_scenario_error_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"bad\"\n[[case]]\nname = \"c\"\nbackend = \"tcp\"\npath = \"raw\"\nthresholds = { p99 = \"below 2ms\" }\n",
+    );
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "scenario.toml:6:22: case \"c\": threshold `p99` = \"below 2ms\" has no comparison operator",
+        ));
+}

@@ -81,6 +81,8 @@ pub struct Case {
     pub profile_sample: f64,
     pub options: BackendOptions,
     pub task: Arc<TaskTemplate>,
+    /// Budgets checked when the case ends (`[thresholds]`, overridden key by key by the case's own).
+    pub thresholds: Vec<threshold::Threshold>,
 }
 
 /// Publisher confirms on AMQP.

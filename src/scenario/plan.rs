@@ -1,7 +1,8 @@
 //! Checking a parsed scenario and planning its cases: every default filled in, every value checked against
 //! what its backend and path allow, each error located at its key.
 
-use super::raw::{RawCase, RawScenario, RawTask, Settings};
+use super::raw::{RawCase, RawScenario, RawTask, RawThresholds, Settings};
+use super::threshold::{Kind, Metric, Threshold};
 use super::*;
 use crate::message::TaskSpec;
 use std::ops::Range;
@@ -19,6 +20,8 @@ pub(super) fn scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError
     check_file_name(&at, &raw.name, "scenario name")?;
     let task = task_spec(&at, raw.task.as_ref())?;
     let defaults = raw.settings();
+    let no_thresholds = RawThresholds::default();
+    let run_thresholds = raw.thresholds.as_ref().unwrap_or(&no_thresholds);
 
     let raw_cases = raw.case.as_deref().unwrap_or(&[]);
     if raw_cases.is_empty() {
@@ -30,7 +33,7 @@ pub(super) fn scenario(text: &str, file: &str) -> Result<Scenario, ScenarioError
     }
     let mut cases: Vec<Case> = Vec::with_capacity(raw_cases.len());
     for raw_case in raw_cases {
-        let case = plan_case(&at, raw_case.get_ref(), defaults, &task)?;
+        let case = plan_case(&at, raw_case.get_ref(), defaults, &task, run_thresholds)?;
         if cases.iter().any(|c| c.name == case.name) {
             return Err(at.error(
                 raw_case.get_ref().name.span(),
@@ -174,6 +177,7 @@ fn plan_case(
     raw: &RawCase,
     defaults: Settings,
     task: &TaskSpec,
+    run_thresholds: &RawThresholds,
 ) -> Result<Case, ScenarioError> {
     check_file_name(at, &raw.name, "case name")?;
     let name = raw.name.get_ref().clone();
@@ -244,6 +248,8 @@ fn plan_case(
         ));
     }
 
+    let thresholds = thresholds(at, raw.thresholds.as_ref(), run_thresholds, &in_case)?;
+
     Ok(Case {
         name,
         backend,
@@ -258,7 +264,48 @@ fn plan_case(
         profile_sample: load.profile_sample,
         options,
         task: template,
+        thresholds,
     })
+}
+
+/// A case's thresholds: each metric from the case's `thresholds`, else the scenario's `[thresholds]`.
+fn thresholds(
+    at: &Locator,
+    case: Option<&RawThresholds>,
+    run: &RawThresholds,
+    in_case: &dyn Fn(String) -> String,
+) -> Result<Vec<Threshold>, ScenarioError> {
+    let mut out = Vec::new();
+    for metric in Metric::ALL {
+        let (value, own) = match case.and_then(|c| c.get(metric)) {
+            Some(v) => (v, true),
+            None => match run.get(metric) {
+                Some(v) => (v, false),
+                None => continue,
+            },
+        };
+        let t = Threshold::parse(metric, value.get_ref()).map_err(|e| {
+            // A run-wide threshold is reported once, where it is written, without a case.
+            let message = if own { in_case(e) } else { e };
+            at.error(
+                value.span(),
+                message,
+                Some(match metric.kind() {
+                    Kind::Duration => format!(
+                        "write it like {} = \"< 2ms\" (OP is <, <=, >, >=, ==; units ns, us, ms, s)",
+                        metric.name()
+                    ),
+                    Kind::Number => format!(
+                        "write it like {} = \"{}\" (OP is <, <=, >, >=, ==)",
+                        metric.name(),
+                        if metric == Metric::Errors { "== 0" } else { "> 10000" }
+                    ),
+                }),
+            )
+        })?;
+        out.push(t);
+    }
+    Ok(out)
 }
 
 /// How hard and how long a case runs, from its settings (or the scenario's).

@@ -2,6 +2,7 @@
 //! checked yet. The run-wide settings a case may override, and a case's backend-specific keys, are each
 //! declared once, in a macro that also lists them.
 
+use super::threshold::Metric;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::ops::Range;
@@ -103,7 +104,36 @@ with_settings! {
     struct RawScenario {
         name: Spanned<String>,
         task: Option<RawTask>,
+        thresholds: Option<RawThresholds>,
         case: Option<Vec<Spanned<RawCase>>>,
+    }
+}
+
+/// A `[thresholds]` table (run-wide) or a case's `thresholds`: metric -> `"OP VALUE"`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThresholds {
+    p50: Option<Spanned<String>>,
+    p90: Option<Spanned<String>>,
+    p99: Option<Spanned<String>>,
+    p999: Option<Spanned<String>>,
+    max: Option<Spanned<String>>,
+    throughput: Option<Spanned<String>>,
+    errors: Option<Spanned<String>>,
+}
+
+impl RawThresholds {
+    /// The value set for `metric`, with where it is.
+    pub(super) fn get(&self, metric: Metric) -> Option<&Spanned<String>> {
+        match metric {
+            Metric::P50 => self.p50.as_ref(),
+            Metric::P90 => self.p90.as_ref(),
+            Metric::P99 => self.p99.as_ref(),
+            Metric::P999 => self.p999.as_ref(),
+            Metric::Max => self.max.as_ref(),
+            Metric::Throughput => self.throughput.as_ref(),
+            Metric::Errors => self.errors.as_ref(),
+        }
     }
 }
 
@@ -127,6 +157,7 @@ raw_case! {
         queue: Option<Spanned<String>>,
         priority: Option<Spanned<i64>>,
         payload_bytes: Option<Spanned<i64>>,
+        thresholds: Option<RawThresholds>,
     }
     backend {
         address: String,
