@@ -69,6 +69,26 @@ pub struct CaseSummary {
     /// The case's thresholds as checked when it ended (absent from summaries before 0.3).
     #[serde(default)]
     pub thresholds: Vec<ThresholdSummary>,
+    /// The measured run interval by interval (`interval` long each; absent from summaries before 0.3).
+    #[serde(default)]
+    pub timeline: Vec<IntervalSummary>,
+}
+
+/// One interval of a case's timeline: the publishes that ended in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalSummary {
+    /// From the start of the measured run, in seconds.
+    pub start_s: f64,
+    /// The interval's length (the last one ends with the case).
+    pub length_s: f64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Successful publishes per second in the interval.
+    pub throughput_per_s: f64,
+    /// Latency of the interval's successful publishes (ns); `null` when none succeeded.
+    pub p50: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
 }
 
 /// One threshold of a case and whether the case met it.
@@ -240,6 +260,20 @@ impl CaseSummary {
                     passed: t.passed,
                 })
                 .collect(),
+            timeline: r
+                .timeline
+                .iter()
+                .map(|i| IntervalSummary {
+                    start_s: i.start.as_secs_f64(),
+                    length_s: i.length.as_secs_f64(),
+                    ok: i.ok,
+                    failed: i.failed,
+                    throughput_per_s: i.throughput(),
+                    p50: i.p50,
+                    p99: i.p99,
+                    max: i.max,
+                })
+                .collect(),
         }
     }
 
@@ -350,7 +384,7 @@ mod tests {
     /// A deterministic run (virtual time) of two cases, one failing every fifth publish.
     async fn scripted_run() -> Summary {
         let scenario = crate::scenario::parse(
-            "name = \"pinned\"\nwarmup = 2\npublishes = 40\n\
+            "name = \"pinned\"\nwarmup = 2\npublishes = 40\ninterval = \"50ms\"\n\
              [thresholds]\nerrors = \"== 0\"\n\
              [[case]]\nname = \"ok\"\nbackend = \"unix\"\npath = \"fresh\"\nthresholds = { p99 = \"< 5ms\" }\n\
              [[case]]\nname = \"flaky\"\nbackend = \"tcp\"\npath = \"raw\"\nrate = 1000.0\n",

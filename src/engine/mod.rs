@@ -130,6 +130,8 @@ struct Shared {
     /// Open loop: nanoseconds between scheduled publishes.
     interval_ns: Option<f64>,
     publish_timeout: Duration,
+    /// Length of the timeline's intervals.
+    interval: Duration,
     stage_timing: bool,
     /// Trace one publish call in this many with spans, when profiling.
     trace_every: Option<u64>,
@@ -193,6 +195,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         duration: case.duration,
         interval_ns: case.rate.map(|r| 1e9 / r),
         publish_timeout: case.publish_timeout,
+        interval: case.interval,
         stage_timing: case.stage_timing,
         trace_every: control.trace_spans.then(|| case.sample_interval()),
         stop: control.stop.clone(),
@@ -235,7 +238,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         view.finish();
     }
 
-    let mut result = CaseResult::merge(case, &recorders);
+    let mut result = CaseResult::merge(case, &mut recorders);
     for p in panics {
         result.errors.add(
             &PublishError::new(ErrorKind::Panic, format!("a publisher panicked: {p}")),
@@ -315,6 +318,7 @@ async fn publish_loop<P: Publisher>(
 
     shared.barrier.wait().await;
     let start = *shared.start.get_or_init(Instant::now);
+    rec.start_intervals(start, shared.interval);
     let deadline = shared.duration.map(|d| start + d);
     let mut done = 0u64;
     // Open loop: when this publisher would have been free had every publish started on schedule.
@@ -387,12 +391,12 @@ async fn publish_loop<P: Publisher>(
         match out {
             Ok(Ok(())) => rec.record_publish(&starts[..n], t1, queued, &mut clock),
             Ok(Err(e)) => {
-                rec.errors.add(&e, n as u64);
+                rec.record_failure(&e, n as u64, t1);
                 clock.discard();
                 broken = e.kind == ErrorKind::Panic;
             }
             Err(_) => {
-                rec.errors.add(
+                rec.record_failure(
                     &PublishError::new(
                         ErrorKind::Timeout,
                         format!(
@@ -401,6 +405,7 @@ async fn publish_loop<P: Publisher>(
                         ),
                     ),
                     n as u64,
+                    t1,
                 );
                 clock.discard();
             }

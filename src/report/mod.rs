@@ -1,4 +1,4 @@
-//! Reporting: the run folder (summary.json, one .hgrm and flamegraphs per case), the side-by-side table,
+//! Reporting: the run folder (summary.json, one .hgrm, .hlog and flamegraphs per case), the side-by-side table,
 //! progress bars, and what `validate` lists.
 //!
 //! Reads [`CaseResult`]s; never reaches back into the engine or backends.
@@ -6,6 +6,7 @@
 pub mod breakdown;
 pub mod compare;
 pub mod hgrm;
+pub mod hlog;
 pub mod progress;
 pub mod table;
 
@@ -107,6 +108,12 @@ impl RunFolder {
             &format!("{}.hgrm", result.name),
             hgrm::percentile_distribution(&result.latency).as_bytes(),
         )?;
+        if !result.timeline.is_empty() {
+            self.write(
+                &format!("{}.hlog", result.name),
+                &hlog::interval_log(result)?,
+            )?;
+        }
         let subtitle = format!(
             "{} {}, {} publishes",
             result.backend,

@@ -262,6 +262,7 @@ fn plan_case(
         publish_timeout: load.publish_timeout,
         stage_timing: load.stage_timing,
         profile_sample: load.profile_sample,
+        interval: load.interval,
         options,
         task: template,
         thresholds,
@@ -318,6 +319,7 @@ struct Load {
     publish_timeout: Duration,
     stage_timing: bool,
     profile_sample: f64,
+    interval: Duration,
 }
 
 fn load(
@@ -377,8 +379,25 @@ fn load(
         .map(|d| parse_duration(at, "publish_timeout", d))
         .transpose()?
         .unwrap_or(DEFAULT_PUBLISH_TIMEOUT);
+    let interval = s
+        .interval
+        .map(|d| parse_duration(at, "interval", d))
+        .transpose()?
+        .unwrap_or(DEFAULT_INTERVAL);
+    if interval < MIN_INTERVAL {
+        let d = s.interval.expect("only a set interval can be this short");
+        return Err(at.error(
+            d.span(),
+            format!(
+                "`interval` must be at least {}",
+                humantime::format_duration(MIN_INTERVAL)
+            ),
+            Some("it is the length of one point of the timeline, e.g. \"1s\" or \"250ms\"".into()),
+        ));
+    }
     Ok(Load {
         publishes,
+        interval,
         warmup,
         concurrency,
         rate,

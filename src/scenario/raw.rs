@@ -22,6 +22,7 @@ macro_rules! with_settings {
             pub(super) publish_timeout: Option<Spanned<String>>,
             pub(super) stage_timing: Option<bool>,
             pub(super) profile_sample: Option<Spanned<f64>>,
+            pub(super) interval: Option<Spanned<String>>,
         }
         impl $name {
             pub(super) fn settings(&self) -> Settings<'_> {
@@ -34,6 +35,7 @@ macro_rules! with_settings {
                     publish_timeout: self.publish_timeout.as_ref(),
                     stage_timing: self.stage_timing,
                     profile_sample: self.profile_sample.as_ref(),
+                    interval: self.interval.as_ref(),
                 }
             }
         }
@@ -80,6 +82,7 @@ pub(super) struct Settings<'a> {
     pub(super) publish_timeout: Option<&'a Spanned<String>>,
     pub(super) stage_timing: Option<bool>,
     pub(super) profile_sample: Option<&'a Spanned<f64>>,
+    pub(super) interval: Option<&'a Spanned<String>>,
 }
 
 impl<'a> Settings<'a> {
@@ -94,6 +97,7 @@ impl<'a> Settings<'a> {
             publish_timeout: self.publish_timeout.or(defaults.publish_timeout),
             stage_timing: self.stage_timing.or(defaults.stage_timing),
             profile_sample: self.profile_sample.or(defaults.profile_sample),
+            interval: self.interval.or(defaults.interval),
         }
     }
 }

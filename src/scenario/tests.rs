@@ -466,3 +466,21 @@ fn bad_thresholds_name_their_line_and_column() {
         "{e}"
     );
 }
+
+#[test]
+fn interval_is_a_duration_of_at_least_10ms() {
+    let s = parse(
+        &one_case("backend = \"tcp\"\npath = \"raw\"\ninterval = \"250ms\""),
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(s.cases[0].interval, Duration::from_millis(250));
+    let s = parse(&one_case("backend = \"tcp\"\npath = \"raw\""), "s.toml").unwrap();
+    assert_eq!(s.cases[0].interval, DEFAULT_INTERVAL);
+    assert_eq!(
+        err(&one_case(
+            "backend = \"tcp\"\npath = \"raw\"\ninterval = \"1ms\""
+        )),
+        "s.toml:6:12: `interval` must be at least 10ms\n  hint: it is the length of one point of the timeline, e.g. \"1s\" or \"250ms\""
+    );
+}
