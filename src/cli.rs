@@ -87,6 +87,14 @@ enum Command {
     Flame(FlameArgs),
     /// Compare two runs case by case; --fail-if makes a regression exit 1.
     Compare(CompareArgs),
+    /// Render a run folder's report.html again, optionally against a baseline run.
+    Report {
+        /// A run folder written by `taskbench run`.
+        run_dir: PathBuf,
+        /// A run to compare with (the comparison of `taskbench compare`).
+        #[arg(long, value_name = "RUN_DIR")]
+        baseline: Option<PathBuf>,
+    },
     /// Receive and count frames for local backends with an `address`, until interrupted.
     Sink {
         /// Where to listen: unix:PATH, fifo:PATH or tcp:IP:PORT.
@@ -204,6 +212,12 @@ pub fn main() -> ExitCode {
         Command::Validate { scenario } => validate(scenario),
         Command::Flame(args) => flame(args),
         Command::Compare(args) => compare(args),
+        Command::Report { run_dir, baseline } => report::rerender(&run_dir, baseline.as_deref())
+            .map(|path| {
+                print_stdout(&format!("wrote {}\n", path.display()));
+                Ending::Ok
+            })
+            .map_err(UsageError),
         Command::Sink { listen } => sink(listen),
     };
     ExitCode::from(exit_code(outcome))

@@ -86,7 +86,18 @@ impl MetricChange {
         }
     }
 
-    fn change_text(&self) -> String {
+    /// The base value as the table writes it.
+    pub fn show_base(&self) -> String {
+        show(self.unit, self.base)
+    }
+
+    /// The new value as the table writes it.
+    pub fn show_new(&self) -> String {
+        show(self.unit, self.new)
+    }
+
+    /// The change, absolute and relative: `+1.14µs (+4.1%)`, `+3 (new)` from zero, `-` without values.
+    pub fn change_text(&self) -> String {
         match self.change {
             None => "-".into(),
             Some(c) => {

@@ -1,4 +1,4 @@
-//! Reporting: the run folder (summary.json, one .hgrm, .hlog and flamegraphs per case), the side-by-side table,
+//! Reporting: the run folder (summary.json, report.html, one .hgrm, .hlog and flamegraphs per case), the side-by-side table,
 //! progress bars, and what `validate` lists.
 //!
 //! Reads [`CaseResult`]s; never reaches back into the engine or backends.
@@ -7,6 +7,8 @@ pub mod breakdown;
 pub mod compare;
 pub mod hgrm;
 pub mod hlog;
+pub mod html;
+pub mod plot;
 pub mod progress;
 pub mod table;
 
@@ -51,7 +53,8 @@ impl RunWriter {
         let written = self
             .folder
             .write_case(end.result, end.cpu)
-            .and_then(|()| self.folder.write_summary(&summary));
+            .and_then(|()| self.folder.write_summary(&summary))
+            .and_then(|()| self.folder.write_report(&summary, None));
         if let Err(e) = written {
             eprintln!("error: {e:#}");
             self.failed = true;
@@ -68,6 +71,23 @@ impl RunWriter {
         out.push_str(&format!("results: {}\n", self.folder.dir.display()));
         out
     }
+}
+
+/// The report's file name in a run folder.
+pub const REPORT: &str = "report.html";
+
+/// Re-renders `dir`/report.html from its summary.json, against `baseline`'s when given; returns the path.
+pub fn rerender(dir: &Path, baseline: Option<&Path>) -> Result<PathBuf, String> {
+    let summary = Summary::read(dir)?;
+    let base = baseline.map(Summary::read).transpose()?;
+    let label = baseline.map(|b| b.display().to_string());
+    let folder = RunFolder {
+        dir: dir.to_path_buf(),
+    };
+    folder
+        .write_report(&summary, label.as_deref().zip(base.as_ref()))
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(dir.join(REPORT))
 }
 
 /// The folder one run writes into.
@@ -142,6 +162,16 @@ impl RunFolder {
     pub fn write(&self, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
         let path = self.dir.join(name);
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Writes (or rewrites, after each case) report.html from `summary` and the folder's flamegraphs.
+    pub fn write_report(
+        &self,
+        summary: &Summary,
+        baseline: Option<(&str, &Summary)>,
+    ) -> anyhow::Result<()> {
+        let html = html::render(&self.dir, summary, baseline).map_err(anyhow::Error::msg)?;
+        self.write(REPORT, html.as_bytes())
     }
 
     /// Writes (or rewrites, after each case) summary.json.
