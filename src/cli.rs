@@ -3,10 +3,12 @@
 
 use crate::endpoint::Endpoint;
 use crate::profile::{self, cpu, cpu::SpanBuffer, flame::SvgStyle, redraw};
+use crate::report::compare::{Comparison, FailIf};
 use crate::report::{self, RunWriter, progress::TerminalProgress};
 use crate::run::{self, RunOptions, preflight};
 use crate::scenario::{self, Overrides, Shard};
 use crate::sink::Sink;
+use crate::summary::Summary;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::io::Write;
 use std::num::{NonZeroU64, NonZeroUsize};
@@ -18,7 +20,7 @@ use std::time::{Duration, SystemTime};
 /// Exit code: every case ran without errors.
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the run finished but some publishes failed, a delivery check did not add up, or a result
-/// file could not be written.
+/// file could not be written; or `compare` found a regression (a `--fail-if` held).
 pub const EXIT_FAILURES: u8 = 1;
 /// Exit code: bad usage or a bad scenario.
 pub const EXIT_USAGE: u8 = 2;
@@ -84,6 +86,16 @@ enum Command {
     },
     /// Re-render a run's flamegraphs, or draw a differential flamegraph between two of its cases.
     Flame(FlameArgs),
+    /// Compare two runs case by case; --fail-if makes a regression exit 1.
+    Compare(CompareArgs),
+    /// Render a run folder's report.html again, optionally against a baseline run.
+    Report {
+        /// A run folder written by `taskbench run`.
+        run_dir: PathBuf,
+        /// A run to compare with (the comparison of `taskbench compare`).
+        #[arg(long, value_name = "RUN_DIR")]
+        baseline: Option<PathBuf>,
+    },
     /// Receive and count frames for local backends with an `address`, until interrupted.
     Sink {
         /// Where to listen: unix:PATH, fifo:PATH or tcp:IP:PORT.
@@ -133,6 +145,27 @@ struct RunArgs {
     /// Also record a CPU-time profile per case (<case>.cpu.folded / .svg) from tracing spans.
     #[arg(long, value_enum)]
     profile: Option<Profile>,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The base run folder (what was before).
+    base: PathBuf,
+    /// The new run folder (what is measured now).
+    new: PathBuf,
+    /// What to print: a table, JSON, or a markdown table for a pull request.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
+    format: CompareFormat,
+    /// Exit 1 when a case's change matches, e.g. "p99 > +10%", "throughput < -5%" (repeatable).
+    #[arg(long = "fail-if", value_name = "EXPR")]
+    fail_if: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CompareFormat {
+    Text,
+    Json,
+    Markdown,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -201,6 +234,13 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run(args, spans),
         Command::Validate { scenario } => validate(scenario),
         Command::Flame(args) => flame(args),
+        Command::Compare(args) => compare(args),
+        Command::Report { run_dir, baseline } => report::rerender(&run_dir, baseline.as_deref())
+            .map(|path| {
+                print_stdout(&format!("wrote {}\n", path.display()));
+                Ending::Ok
+            })
+            .map_err(UsageError),
         Command::Sink { listen } => sink(listen),
     };
     ExitCode::from(exit_code(outcome))
@@ -278,6 +318,52 @@ fn flame(args: FlameArgs) -> Result<Ending, UsageError> {
             .collect::<String>(),
     );
     Ok(Ending::Ok)
+}
+
+fn compare(args: CompareArgs) -> Result<Ending, UsageError> {
+    let fail_if = args
+        .fail_if
+        .iter()
+        .map(|e| FailIf::parse(e))
+        .collect::<Result<Vec<_>, _>>()?;
+    let base = Summary::read(&args.base)?;
+    let new = Summary::read(&args.new)?;
+    let comparison = Comparison::new(
+        &args.base.display().to_string(),
+        &base,
+        &args.new.display().to_string(),
+        &new,
+        &fail_if,
+    );
+    if comparison.cases.is_empty() {
+        return Err(UsageError(format!(
+            "no case is in both runs ({} has {}; {} has {})",
+            args.base.display(),
+            names(&base),
+            args.new.display(),
+            names(&new)
+        )));
+    }
+    print_stdout(&match args.format {
+        CompareFormat::Text => comparison.text(),
+        CompareFormat::Json => comparison.json(),
+        CompareFormat::Markdown => comparison.markdown(),
+    });
+    Ok(if comparison.failed() {
+        Ending::Failures
+    } else {
+        Ending::Ok
+    })
+}
+
+/// A run's case names, for an error message.
+fn names(summary: &Summary) -> String {
+    let names: Vec<&str> = summary.cases.iter().map(|c| c.name.as_str()).collect();
+    if names.is_empty() {
+        "no cases".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 fn sink(listen: Endpoint) -> Result<Ending, UsageError> {

@@ -4,11 +4,15 @@
 use crate::catalog::{Backend, PathKind};
 use crate::error::{ErrorKind, PublishError};
 use crate::scenario::Case;
+use crate::scenario::threshold::{Metric, Threshold};
 use crate::stage::{STAGE_COUNT, Stage, StageClock};
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{
+    Deserializer, Serializer as _, V2DeflateSerializer, V2Serializer,
+};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
 /// Largest latency a histogram tracks (10 minutes, in ns); longer values are clamped to it.
@@ -74,9 +78,37 @@ pub struct StageResult {
     pub total_ns: u64,
 }
 
+/// One closed interval of one publisher: its latencies (V2-encoded, small) and failed publishes.
+#[derive(Debug)]
+struct IntervalRecord {
+    index: u64,
+    encoded: Vec<u8>,
+    failed: u64,
+}
+
+/// A publisher's intervals: which one is open, when it ends, and the closed ones.
+#[derive(Debug)]
+struct Intervals {
+    start: Instant,
+    length: Duration,
+    /// The open interval's index and end: a publish ending at or after `end` closes it.
+    index: u64,
+    end: Instant,
+    failed: u64,
+    closed: Vec<IntervalRecord>,
+}
+
 /// What the publishers of one runtime thread measured (see [`Recorders`]).
+///
+/// Latencies are recorded into the open interval's histogram only (one record per publish, as without
+/// intervals); when a publish ends past the interval's end (one comparison of an instant the engine has
+/// already read), the interval is added to the case's histogram, encoded and reset, off the timed part of
+/// the loop.
 #[derive(Debug)]
 pub struct Recorder {
+    /// The open interval's latencies; [`Recorder::finish`] adds the last one to `latency`.
+    current: Histogram<u64>,
+    /// Every measured latency of the closed intervals (all of them after [`Recorder::finish`]).
     pub latency: Histogram<u64>,
     /// Sum of all recorded latencies (ns): exact, for per-stage shares and the wall profile.
     pub latency_total_ns: u64,
@@ -90,11 +122,19 @@ pub struct Recorder {
     pub errors: ErrorCounts,
     pub first_start: Option<Instant>,
     pub last_end: Option<Instant>,
+    intervals: Intervals,
+    /// The wall clock when the measured publishes started (for the interval log).
+    pub wall_start: Option<SystemTime>,
 }
+
+/// Far enough ahead that no publish ends after it: the one interval before [`Recorder::start_intervals`].
+const NEVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 impl Recorder {
     pub fn new(open_loop: bool) -> Self {
+        let now = Instant::now();
         Recorder {
+            current: new_histogram(),
             latency: new_histogram(),
             latency_total_ns: 0,
             stages: Default::default(),
@@ -106,13 +146,96 @@ impl Recorder {
             errors: ErrorCounts::default(),
             first_start: None,
             last_end: None,
+            intervals: Intervals {
+                start: now,
+                length: NEVER,
+                index: 0,
+                end: now + NEVER,
+                failed: 0,
+                closed: Vec::new(),
+            },
+            wall_start: None,
         }
+    }
+
+    /// Starts interval 0 at `start` (the measured run's start, shared by every publisher): each interval
+    /// is `length` long. Only the first call counts: the publishers sharing the recorder all make it.
+    pub fn start_intervals(&mut self, start: Instant, length: Duration) {
+        if self.wall_start.is_some() {
+            return;
+        }
+        self.intervals.start = start;
+        self.intervals.length = length;
+        self.intervals.index = 0;
+        self.intervals.end = start + length;
+        self.wall_start = Some(SystemTime::now());
+    }
+
+    /// Closes the open interval if `at` is past its end; the engine calls it with each publish's end.
+    #[inline]
+    pub fn roll(&mut self, at: Instant) {
+        if at >= self.intervals.end {
+            self.rotate(at);
+        }
+    }
+
+    /// Closes the open interval and opens the one `at` falls in (intervals nothing ended in are skipped:
+    /// the merge shows them as empty).
+    #[cold]
+    #[inline(never)]
+    fn rotate(&mut self, at: Instant) {
+        self.close_interval();
+        let iv = &mut self.intervals;
+        let index = (at.saturating_duration_since(iv.start).as_nanos()
+            / iv.length.as_nanos().max(1)) as u64;
+        iv.index = index.max(iv.index + 1);
+        let ns = (iv.length.as_nanos() as u64).saturating_mul(iv.index + 1);
+        iv.end = iv.start + Duration::from_nanos(ns);
+    }
+
+    /// Adds the open interval to the case's histogram and keeps it encoded.
+    fn close_interval(&mut self) {
+        let iv = &mut self.intervals;
+        if self.current.is_empty() && iv.failed == 0 {
+            return;
+        }
+        self.latency.add(&self.current).expect("same bounds");
+        let mut encoded = Vec::new();
+        V2Serializer::new()
+            .serialize(&self.current, &mut encoded)
+            .expect("serialising into memory cannot fail");
+        iv.closed.push(IntervalRecord {
+            index: iv.index,
+            encoded,
+            failed: iv.failed,
+        });
+        iv.failed = 0;
+        self.current.reset();
+    }
+
+    /// Records a failed publish call of `n` publishes that took `took` (from its intended start in an open
+    /// loop) and ended `at`: counted as errors like `e` in the interval `at` falls in, its duration kept
+    /// apart from the successes' latency.
+    pub fn record_failure(&mut self, e: &PublishError, n: u64, took: Duration, at: Instant) {
+        self.roll(at);
+        self.errors.add(e, n);
+        self.intervals.failed += n;
+        let ns = (took.as_nanos() as u64).clamp(1, HIGHEST_NS);
+        let _ = self
+            .failed_latency
+            .get_or_insert_with(new_histogram)
+            .record_n(ns, n);
+    }
+
+    /// Closes the last interval: `latency` then holds every measured publish.
+    pub fn finish(&mut self) {
+        self.close_interval();
     }
 
     /// Records one successful publish's latency.
     #[inline]
     pub fn record_latency(&mut self, ns: u64) {
-        self.latency.saturating_record(ns.max(1));
+        self.current.saturating_record(ns.max(1));
         self.latency_total_ns += ns;
         self.ok += 1;
     }
@@ -138,22 +261,12 @@ impl Recorder {
         queued: Duration,
         clock: &mut StageClock,
     ) {
+        self.roll(end);
         for s in starts {
             self.record_latency((queued + end.saturating_duration_since(*s)).as_nanos() as u64);
         }
         let n = starts.len() as u64;
         clock.drain(|stage, ns| self.record_stage(stage, ns, n));
-    }
-
-    /// Records a failed publish call of `publishes` publishes that took `took` (from its intended start in
-    /// an open loop): counted as errors like `e`, its duration kept apart from the successes' latency.
-    pub fn record_failure(&mut self, e: &PublishError, publishes: u64, took: Duration) {
-        self.errors.add(e, publishes);
-        let ns = (took.as_nanos() as u64).clamp(1, HIGHEST_NS);
-        let _ = self
-            .failed_latency
-            .get_or_insert_with(new_histogram)
-            .record_n(ns, publishes);
     }
 
     /// Records how late an open-loop publish started against its schedule.
@@ -184,6 +297,9 @@ impl Recorder {
 pub struct Recorders {
     slots: Box<[RecorderSlot]>,
     open_loop: bool,
+    /// When the measured run started and how long its intervals are: every recorder's timeline starts
+    /// there, whichever thread it belongs to and whenever it is first used.
+    intervals: OnceLock<(Instant, Duration)>,
 }
 
 /// One slot, on its own cache line so threads never share one by accident.
@@ -205,7 +321,14 @@ impl Recorders {
                 .map(|_| RecorderSlot(Mutex::new(None)))
                 .collect(),
             open_loop,
+            intervals: OnceLock::new(),
         }
+    }
+
+    /// Starts every recorder's intervals at `start` (the measured run's start), each `length` long; the
+    /// first call counts.
+    pub fn start_intervals(&self, start: Instant, length: Duration) {
+        let _ = self.intervals.set((start, length));
     }
 
     /// Runs `f` on the recorder of the calling thread (made on first use). `f` must not block.
@@ -213,7 +336,13 @@ impl Recorders {
     pub fn with<R>(&self, f: impl FnOnce(&mut Recorder) -> R) -> R {
         let slot = &self.slots[THREAD_SLOT.with(|s| *s) % self.slots.len()];
         let mut guard = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
-        f(guard.get_or_insert_with(|| Recorder::new(self.open_loop)))
+        let rec = guard.get_or_insert_with(|| Recorder::new(self.open_loop));
+        if rec.wall_start.is_none()
+            && let Some(&(start, length)) = self.intervals.get()
+        {
+            rec.start_intervals(start, length);
+        }
+        f(rec)
     }
 
     /// Takes every recorder that was used, leaving the slots empty.
@@ -251,6 +380,53 @@ pub struct CaseResult {
     pub interrupted: bool,
     /// Things a reader of the numbers must know (e.g. what latency means on this path).
     pub notes: Vec<String>,
+    /// The case's thresholds as checked when it ended (empty until [`CaseResult::check_thresholds`]).
+    pub thresholds: Vec<ThresholdResult>,
+    /// The measured run interval by interval (`interval` long each, the last one to the case's end).
+    pub timeline: Vec<IntervalResult>,
+    /// The wall clock when the measured publishes started.
+    pub wall_start: Option<SystemTime>,
+}
+
+/// One interval of a case, merged over its publishers: publishes that ended in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntervalResult {
+    /// From the start of the measured run.
+    pub start: Duration,
+    pub length: Duration,
+    pub ok: u64,
+    pub failed: u64,
+    /// min, p50, p90, p99, p99.9, max of the interval's latencies (ns); `None` when none succeeded.
+    pub p50: Option<u64>,
+    pub p90: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
+    /// The interval's latency histogram, HdrHistogram V2-deflate encoded (what an interval log holds).
+    pub histogram: Vec<u8>,
+}
+
+impl IntervalResult {
+    /// Successful publishes per second in the interval.
+    pub fn throughput(&self) -> f64 {
+        let s = self.length.as_secs_f64();
+        if s > 0.0 { self.ok as f64 / s } else { 0.0 }
+    }
+
+    /// The interval's latency histogram, decoded.
+    pub fn decode(&self) -> Histogram<u64> {
+        Deserializer::new()
+            .deserialize(&mut self.histogram.as_slice())
+            .expect("taskbench encoded it")
+    }
+}
+
+/// One threshold checked against a finished case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThresholdResult {
+    pub threshold: Threshold,
+    /// The case's figure (ns, publishes/s or a count); `None` when it has none (nothing succeeded).
+    pub actual: Option<f64>,
+    pub passed: bool,
 }
 
 impl CaseResult {
@@ -275,6 +451,9 @@ impl CaseResult {
             failed_latency: new_histogram(),
             interrupted: false,
             notes: Vec::new(),
+            thresholds: Vec::new(),
+            timeline: Vec::new(),
+            wall_start: None,
         }
     }
 
@@ -285,14 +464,17 @@ impl CaseResult {
         r
     }
 
-    /// Merges the publishers' recorders of one case.
-    pub fn merge(case: &Case, recorders: &[Recorder]) -> Self {
+    /// Merges the publishers' recorders of one case, closing their last intervals.
+    pub fn merge(case: &Case, recorders: &mut [Recorder]) -> Self {
+        for rec in recorders.iter_mut() {
+            rec.finish();
+        }
         let mut r = CaseResult::empty(case);
         let mut stages: [Option<Histogram<u64>>; STAGE_COUNT] = Default::default();
         let mut stage_total_ns = [0u64; STAGE_COUNT];
         let mut first: Option<Instant> = None;
         let mut last: Option<Instant> = None;
-        for rec in recorders {
+        for rec in recorders.iter() {
             r.latency.add(&rec.latency).expect("same bounds");
             r.latency_total_ns += rec.latency_total_ns;
             r.publishes_ok += rec.ok;
@@ -328,6 +510,8 @@ impl CaseResult {
         if let (Some(first), Some(last)) = (first, last) {
             r.elapsed = last.saturating_duration_since(first);
         }
+        r.wall_start = recorders.iter().filter_map(|rec| rec.wall_start).min();
+        r.timeline = timeline(recorders, last);
         r.stages = Stage::ALL
             .iter()
             .zip(stages)
@@ -368,6 +552,108 @@ impl CaseResult {
     pub fn failed(&self) -> bool {
         self.errors.total() > 0
     }
+
+    /// The figure a threshold on `metric` bounds.
+    pub fn metric(&self, metric: Metric) -> Option<f64> {
+        match metric {
+            Metric::Throughput => Some(self.throughput()),
+            Metric::Errors => Some(self.errors.total() as f64),
+            Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
+            m => m
+                .quantile()
+                .filter(|_| !self.latency.is_empty())
+                .map(|q| self.latency.value_at_quantile(q) as f64),
+        }
+    }
+
+    /// Checks `thresholds` against what the case measured, keeping each outcome.
+    pub fn check_thresholds(&mut self, thresholds: &[Threshold]) {
+        self.thresholds = thresholds
+            .iter()
+            .map(|t| {
+                let actual = self.metric(t.metric);
+                ThresholdResult {
+                    threshold: t.clone(),
+                    actual,
+                    passed: t.passes(actual),
+                }
+            })
+            .collect();
+    }
+
+    /// Whether some threshold failed.
+    pub fn thresholds_failed(&self) -> bool {
+        self.thresholds.iter().any(|t| !t.passed)
+    }
+}
+
+/// The publishers' intervals merged index by index, from interval 0 to the last one anything ended in;
+/// an interval in which nothing ended (a stall) is there, empty.
+fn timeline(recorders: &[Recorder], last_end: Option<Instant>) -> Vec<IntervalResult> {
+    // Every recorder that measured started its intervals at the same instant, with the same length.
+    let Some(first) = recorders.iter().find(|rec| rec.wall_start.is_some()) else {
+        return Vec::new();
+    };
+    let (start, length) = (first.intervals.start, first.intervals.length);
+    let Some(last_index) = recorders
+        .iter()
+        .filter_map(|rec| rec.intervals.closed.last().map(|i| i.index))
+        .max()
+    else {
+        return Vec::new();
+    };
+    if length >= NEVER {
+        return Vec::new();
+    }
+    let end = last_end.unwrap_or(start);
+    let mut cursors = vec![0usize; recorders.len()];
+    let mut merged = new_histogram();
+    let mut out = Vec::with_capacity(last_index as usize + 1);
+    for index in 0..=last_index {
+        merged.reset();
+        let mut failed = 0;
+        for (rec, cursor) in recorders.iter().zip(cursors.iter_mut()) {
+            while let Some(iv) = rec
+                .intervals
+                .closed
+                .get(*cursor)
+                .filter(|i| i.index == index)
+            {
+                let h: Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut iv.encoded.as_slice())
+                    .expect("encoded by close_interval");
+                merged.add(&h).expect("same bounds");
+                failed += iv.failed;
+                *cursor += 1;
+            }
+        }
+        let offset = Duration::from_nanos((length.as_nanos() as u64).saturating_mul(index));
+        // The last interval ends with the case.
+        let length = if index == last_index {
+            length
+                .min(end.saturating_duration_since(start + offset))
+                .max(Duration::from_nanos(1))
+        } else {
+            length
+        };
+        let q = |q: f64| (!merged.is_empty()).then(|| merged.value_at_quantile(q));
+        let mut histogram = Vec::new();
+        V2DeflateSerializer::new()
+            .serialize(&merged, &mut histogram)
+            .expect("serialising into memory cannot fail");
+        out.push(IntervalResult {
+            start: offset,
+            length,
+            ok: merged.len(),
+            failed,
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            max: (!merged.is_empty()).then(|| merged.max()),
+            histogram,
+        });
+    }
+    out
 }
 
 #[cfg(test)]
@@ -406,7 +692,7 @@ mod tests {
         .unwrap()
         .cases
         .remove(0);
-        let r = CaseResult::merge(&case, &[a, b]);
+        let r = CaseResult::merge(&case, &mut [a, b]);
         assert_eq!(r.publishes_ok, 2000);
         assert_eq!(r.latency.len(), 2000);
         let p50 = r.latency.value_at_quantile(0.5);
@@ -438,5 +724,70 @@ mod tests {
             Stage::Encode,
             "stages come in Stage::ALL order"
         );
+    }
+}
+
+#[cfg(test)]
+mod interval_tests {
+    use super::*;
+
+    #[test]
+    fn intervals_merge_by_index_and_a_stall_leaves_an_empty_one() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut a = Recorder::new(false);
+        let mut b = Recorder::new(false);
+        a.start_intervals(t0, ms(100));
+        b.start_intervals(t0, ms(100));
+        // a: 10 publishes of 1 ms in interval 0, nothing in 1 and 2 (stalled), one 250 ms publish ending in 3.
+        for i in 0..10 {
+            a.roll(t0 + ms(5 * i + 1));
+            a.record_latency(1_000_000);
+        }
+        a.roll(t0 + ms(310));
+        a.record_latency(250_000_000);
+        a.mark(t0, t0 + ms(310));
+        // b: 5 publishes in interval 0, a failure in 1.
+        for i in 0..5 {
+            b.roll(t0 + ms(10 * i + 1));
+            b.record_latency(2_000_000);
+        }
+        b.record_failure(
+            &PublishError::new(ErrorKind::Send, "x"),
+            2,
+            ms(10),
+            t0 + ms(150),
+        );
+        b.mark(t0, t0 + ms(150));
+
+        let case = crate::scenario::parse(
+            "name = \"t\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n",
+            "t.toml",
+        )
+        .unwrap()
+        .cases
+        .remove(0);
+        let r = CaseResult::merge(&case, &mut [a, b]);
+        assert_eq!(
+            r.latency.len(),
+            16,
+            "every latency is in the case's histogram"
+        );
+        let counts: Vec<(u64, u64)> = r.timeline.iter().map(|i| (i.ok, i.failed)).collect();
+        assert_eq!(counts, [(15, 0), (0, 2), (0, 0), (1, 0)]);
+        assert_eq!(r.timeline[3].start, ms(300));
+        assert_eq!(
+            r.timeline[3].length,
+            ms(10),
+            "the last interval ends with the case"
+        );
+        assert!(r.timeline[0].max.unwrap() < 2_100_000);
+        assert!(r.timeline[2].p99.is_none());
+        assert!(
+            r.timeline[3].max.unwrap() >= 249_000_000,
+            "the stall ends in interval 3"
+        );
+        assert_eq!(r.timeline[0].decode().len(), 15);
+        assert_eq!(r.timeline[0].throughput(), 150.0);
     }
 }

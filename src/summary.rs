@@ -7,6 +7,7 @@ use crate::backend::url::redact;
 use crate::catalog::{Backend, PathKind};
 use crate::message::FRAME_PREFIX_LEN;
 use crate::record::CaseResult;
+use crate::scenario::threshold::Op;
 use crate::scenario::{BackendOptions, Case, Shard};
 use base64::Engine as _;
 use hdrhistogram::Histogram;
@@ -201,6 +202,44 @@ pub struct CaseSummary {
     pub notes: Vec<String>,
     /// Everything the case ran with.
     pub settings: CaseSettings,
+    /// The case's thresholds as checked when it ended (absent from summaries before 0.3).
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdSummary>,
+    /// The measured run interval by interval (`interval` long each; absent from summaries before 0.3).
+    #[serde(default)]
+    pub timeline: Vec<IntervalSummary>,
+}
+
+/// One interval of a case's timeline: the publishes that ended in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalSummary {
+    /// From the start of the measured run, in seconds.
+    pub start_s: f64,
+    /// The interval's length (the last one ends with the case).
+    pub length_s: f64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Successful publishes per second in the interval.
+    pub throughput_per_s: f64,
+    /// Latency of the interval's successful publishes (ns); `null` when none succeeded.
+    pub p50: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
+}
+
+/// One threshold of a case and whether the case met it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdSummary {
+    /// `p50`, `p90`, `p99`, `p999`, `max`, `throughput` or `errors`.
+    pub metric: String,
+    /// As written in the scenario, e.g. `< 2ms`.
+    pub expression: String,
+    pub op: Op,
+    /// The bound: ns for latencies, publishes/s for throughput, a count for errors.
+    pub limit: f64,
+    /// The case's figure in the same unit; `null` when it has none (nothing succeeded).
+    pub actual: Option<f64>,
+    pub passed: bool,
 }
 
 /// Percentiles of a histogram in ns; every field `null` when it holds nothing.
@@ -351,6 +390,32 @@ impl CaseSummary {
             interrupted: r.interrupted,
             notes: r.notes.clone(),
             settings: CaseSettings::of(&r.case),
+            thresholds: r
+                .thresholds
+                .iter()
+                .map(|t| ThresholdSummary {
+                    metric: t.threshold.metric.name().to_string(),
+                    expression: t.threshold.text.clone(),
+                    op: t.threshold.op,
+                    limit: t.threshold.value,
+                    actual: t.actual,
+                    passed: t.passed,
+                })
+                .collect(),
+            timeline: r
+                .timeline
+                .iter()
+                .map(|i| IntervalSummary {
+                    start_s: i.start.as_secs_f64(),
+                    length_s: i.length.as_secs_f64(),
+                    ok: i.ok,
+                    failed: i.failed,
+                    throughput_per_s: i.throughput(),
+                    p50: i.p50,
+                    p99: i.p99,
+                    max: i.max,
+                })
+                .collect(),
         }
     }
 
@@ -461,8 +526,9 @@ mod tests {
     /// A deterministic run (virtual time) of two cases, one failing every fifth publish.
     async fn scripted_run() -> Summary {
         let scenario = crate::scenario::parse(
-            "name = \"pinned\"\nwarmup = 2\npublishes = 40\n\
-             [[case]]\nname = \"ok\"\nbackend = \"unix\"\npath = \"fresh\"\n\
+            "name = \"pinned\"\nwarmup = 2\npublishes = 40\ninterval = \"50ms\"\n\
+             [thresholds]\nerrors = \"== 0\"\n\
+             [[case]]\nname = \"ok\"\nbackend = \"unix\"\npath = \"fresh\"\nthresholds = { p99 = \"< 5ms\" }\n\
              [[case]]\nname = \"flaky\"\nbackend = \"tcp\"\npath = \"raw\"\nrate = 1000.0\n",
             "pinned.toml",
         )
@@ -475,7 +541,9 @@ mod tests {
                 fail_every,
                 ..Script::default()
             };
-            results.push(run_case(FakeTarget::new(script), case, &RunControl::new()).await);
+            let mut result = run_case(FakeTarget::new(script), case, &RunControl::new()).await;
+            result.check_thresholds(&case.thresholds);
+            results.push(result);
         }
         let info = RunInfo {
             scenario: "pinned".into(),

@@ -708,8 +708,10 @@ fn out_on_a_non_empty_folder_is_refused_unless_forced() {
         names,
         [
             "new.hgrm",
+            "new.hlog",
             "new.wall.folded",
             "new.wall.svg",
+            "report.html",
             "scenario.toml",
             "summary.json"
         ]
@@ -854,4 +856,155 @@ fn a_stopped_sink_first_drains_the_connections_queued_for_it() {
         waited < Duration::from_secs(5),
         "the drain is bounded: {waited:?}"
     );
+}
+
+#[test]
+fn thresholds_pass_or_fail_the_run_and_are_in_summary_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"budgets\"\nwarmup = 10\npublishes = 500\n\
+         [thresholds]\np99 = \"< 10s\"\nerrors = \"== 0\"\n\
+         [[case]]\nname = \"met\"\nbackend = \"tcp\"\npath = \"raw\"\n\
+         [[case]]\nname = \"missed\"\nbackend = \"unix\"\npath = \"raw\"\n\
+         [case.thresholds]\nthroughput = \"> 1_000_000_000_000\"\n",
+    );
+    let out = dir.path().join("run");
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(1)
+        .stdout(
+            predicate::str::contains("threshold met: p99 < 10s: pass (is ")
+                .and(predicate::str::contains(
+                    "threshold met: errors == 0: pass (is 0)",
+                ))
+                .and(predicate::str::contains(
+                    "threshold missed: throughput > 1_000_000_000_000: FAIL (is ",
+                )),
+        );
+    let summary = read_summary(&out);
+    let met = &summary["cases"][0]["thresholds"];
+    assert_eq!(met.as_array().unwrap().len(), 2, "{met}");
+    assert_eq!(met[0]["metric"], "p99");
+    assert_eq!(met[0]["passed"], true);
+    assert_eq!(
+        met[0]["actual"].as_f64().unwrap(),
+        summary["cases"][0]["latency_ns"]["p99"].as_f64().unwrap()
+    );
+    let missed = &summary["cases"][1]["thresholds"];
+    assert_eq!(missed[1]["metric"], "throughput");
+    assert_eq!(missed[1]["passed"], false);
+    assert_eq!(missed[1]["limit"].as_f64(), Some(1e12));
+
+    // Without the failing case, every threshold holds: exit 0.
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--case", "met", "--out"])
+        .arg(dir.path().join("run2"))
+        .assert()
+        .code(0);
+}
+
+#[test]
+fn a_bad_threshold_is_a_scenario_error_with_its_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"bad\"\n[[case]]\nname = \"c\"\nbackend = \"tcp\"\npath = \"raw\"\nthresholds = { p99 = \"below 2ms\" }\n",
+    );
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "scenario.toml:6:22: case \"c\": threshold `p99` = \"below 2ms\" has no comparison operator",
+        ));
+}
+
+#[test]
+fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = write_scenario(
+        dir.path(),
+        "name = \"over-time\"\nwarmup = 100\nduration = \"1200ms\"\ninterval = \"200ms\"\nrate = 5000.0\n\
+         [[case]]\nname = \"tcp-raw\"\nbackend = \"tcp\"\npath = \"raw\"\n",
+    );
+    let out = dir.path().join("run");
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let summary = read_summary(&out);
+    let case = &summary["cases"][0];
+    let timeline = case["timeline"].as_array().unwrap();
+    // 1.2 s in 200 ms intervals; the last publishes may end just past the last boundary.
+    assert!(
+        (6..=7).contains(&timeline.len()),
+        "{} intervals",
+        timeline.len()
+    );
+    let ok: u64 = timeline.iter().map(|i| i["ok"].as_u64().unwrap()).sum();
+    assert_eq!(ok, case["publishes_ok"].as_u64().unwrap());
+    for (k, i) in timeline.iter().enumerate() {
+        assert!(
+            (i["start_s"].as_f64().unwrap() - 0.2 * k as f64).abs() < 1e-9,
+            "{i}"
+        );
+        assert_eq!(i["failed"], 0);
+        if k + 1 < timeline.len() {
+            // At 5,000/s, a 200 ms interval holds about 1,000 publishes.
+            let n = i["ok"].as_u64().unwrap();
+            assert!((500..=1500).contains(&n), "interval {k}: {n} publishes");
+            let tp = i["throughput_per_s"].as_f64().unwrap();
+            assert!((tp - n as f64 / 0.2).abs() < 1e-6, "{i}");
+            let (p50, p99, max) = (
+                i["p50"].as_u64().unwrap(),
+                i["p99"].as_u64().unwrap(),
+                i["max"].as_u64().unwrap(),
+            );
+            assert!(p50 <= p99 && p99 <= max, "{i}");
+        }
+    }
+
+    let hlog = out.join("tcp-raw.hlog");
+    let text = std::fs::read_to_string(&hlog).unwrap();
+    assert!(
+        text.starts_with("#[Histogram log format version 1.3]"),
+        "{text}"
+    );
+    assert!(text.contains("#[StartTime: "), "{text}");
+    let test = "the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads";
+    let Some(read) = common::read_hlog_with_python(test, &hlog) else {
+        return;
+    };
+    let intervals = read["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), timeline.len(), "{read}");
+    let start_ms = read["start_time_sec"].as_f64().unwrap() * 1000.0;
+    for (py, ours) in intervals.iter().zip(timeline) {
+        assert_eq!(py["tag"], "tcp-raw");
+        assert_eq!(py["count"], ours["ok"], "{py} vs {ours}");
+        let offset = py["start_ms"].as_f64().unwrap() - start_ms;
+        assert!(
+            (offset - ours["start_s"].as_f64().unwrap() * 1000.0).abs() < 1.5,
+            "{py} vs {ours}"
+        );
+        assert_eq!(py["p50"], ours["p50"], "{py} vs {ours}");
+        assert_eq!(py["max"], ours["max"], "{py} vs {ours}");
+        // The Python package rounds a percentile's rank where HdrHistogram's Rust (and Java) code takes the
+        // ceiling, so its p99 may be the value one publish below: never above, never below the median.
+        let (a, b) = (py["p99"].as_u64().unwrap(), ours["p99"].as_u64().unwrap());
+        assert!(
+            a <= b && a >= ours["p50"].as_u64().unwrap(),
+            "p99: python {a}, taskbench {b}"
+        );
+    }
 }

@@ -582,6 +582,92 @@ async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
     );
 }
 
+/// A broker stall mid-case (SIGSTOP of a private redis-server for 500 ms) shows in the timeline: intervals
+/// with no publish ending in them, then one whose max holds the stall; and the same in the `.hlog` as the
+/// Python hdrhistogram package reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_shows_in_the_timeline_and_the_hlog() {
+    let test = "a_stall_shows_in_the_timeline_and_the_hlog";
+    let Some(server) = PrivateRedis::start(test, &[]) else {
+        return;
+    };
+    let url = server.url();
+    let queue = common::unique("tb-stall");
+    let case = run_case(
+        &url,
+        &queue,
+        "duration = \"3s\"\nwarmup = 100\ninterval = \"100ms\"",
+        "path = \"pooled\"",
+    );
+    let stall = async {
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        server.signal(nix::sys::signal::Signal::SIGSTOP);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.signal(nix::sys::signal::Signal::SIGCONT);
+    };
+    let (r, ()) = tokio::join!(case, stall);
+    assert_eq!(r.errors.total(), 0, "{}", errors(&r));
+    let line: Vec<String> = r
+        .timeline
+        .iter()
+        .map(|i| {
+            format!(
+                "{}:{}:{}",
+                i.start.as_millis(),
+                i.ok,
+                i.max.unwrap_or(0) / 1_000_000
+            )
+        })
+        .collect();
+    let line = line.join(" ");
+    // The stalled publish ends in one interval with a max of about 500 ms...
+    let stalled: Vec<_> = r
+        .timeline
+        .iter()
+        .filter(|i| i.max.is_some_and(|m| m >= 400_000_000))
+        .collect();
+    assert_eq!(stalled.len(), 1, "one interval holds the stall: {line}");
+    let end = stalled[0].start;
+    assert!(
+        end >= Duration::from_millis(1500) && end <= Duration::from_millis(2200),
+        "the stall ends about 1.7 s in: {line}"
+    );
+    // ...after four or more intervals in which nothing ended, while before and after publishes flowed.
+    let empty = r.timeline.iter().filter(|i| i.ok == 0).count();
+    assert!(empty >= 4, "{empty} empty intervals: {line}");
+    let busy = |i: &taskbench::record::IntervalResult| i.ok > 50;
+    assert!(r.timeline[..5].iter().all(busy), "before the stall: {line}");
+    assert!(
+        busy(r.timeline.last().unwrap()) || busy(&r.timeline[r.timeline.len() - 2]),
+        "after: {line}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let hlog = dir.path().join("c.hlog");
+    std::fs::write(&hlog, taskbench::report::hlog::interval_log(&r).unwrap()).unwrap();
+    let mut conn = connect(&url).await;
+    delete_queue(&mut conn, &queue).await;
+    let Some(read) = common::read_hlog_with_python(test, &hlog) else {
+        return;
+    };
+    let intervals = read["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), r.timeline.len());
+    let python_stalled: Vec<usize> = intervals
+        .iter()
+        .enumerate()
+        .filter(|(_, i)| i["max"].as_u64().is_some_and(|m| m >= 400_000_000))
+        .map(|(k, _)| k)
+        .collect();
+    let ours = r
+        .timeline
+        .iter()
+        .position(|i| i.max == stalled[0].max)
+        .unwrap();
+    assert_eq!(python_stalled, [ours], "{read}");
+    let zero = intervals.iter().filter(|i| i["count"] == 0).count();
+    assert_eq!(zero, empty, "{read}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_reconnects_after_its_connection_is_dropped() {
     let Some(server) =

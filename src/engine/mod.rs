@@ -215,6 +215,8 @@ struct Shared {
     /// Open loop: nanoseconds between scheduled publishes.
     interval_ns: Option<f64>,
     publish_timeout: Duration,
+    /// Length of the timeline's intervals.
+    interval: Duration,
     stage_timing: bool,
     /// Trace one publish call in this many with spans, when profiling.
     trace_every: Option<u64>,
@@ -290,6 +292,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         duration: case.duration,
         interval_ns: case.rate.map(|r| 1e9 / r),
         publish_timeout: case.publish_timeout,
+        interval: case.interval,
         stage_timing: case.stage_timing,
         trace_every: control.trace_spans.then(|| case.sample_interval()),
         stop: control.stop.clone(),
@@ -338,7 +341,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         view.finish();
     }
 
-    let mut result = CaseResult::merge(case, &shared.recorders.take_all());
+    let mut result = CaseResult::merge(case, &mut shared.recorders.take_all());
     for p in panics {
         result.errors.add(
             &PublishError::new(ErrorKind::Panic, format!("a publisher panicked: {p}")),
@@ -473,6 +476,7 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
 
     shared.barrier.wait().await;
     let start = *shared.start.get_or_init(Instant::now);
+    recorders.start_intervals(start, shared.interval);
     let deadline = shared.duration.map(|d| start + d);
     let mut done = 0u64;
     let mut failed = 0u64;
@@ -557,11 +561,12 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
                     clock.drain(|stage, ns| rec.record_stage(stage, ns, n as u64))
                 }
                 Ok(Ok(())) => rec.record_publish(&starts[..n], t1, queued, &mut clock),
-                Ok(Err(e)) => rec.record_failure(e, n as u64, queued + (t1 - t0)),
+                Ok(Err(e)) => rec.record_failure(e, n as u64, queued + (t1 - t0), t1),
                 Err(_) => rec.record_failure(
                     &timeout_error(shared.publish_timeout),
                     n as u64,
                     queued + (t1 - t0),
+                    t1,
                 ),
             }
             if deferred {

@@ -1,10 +1,14 @@
-//! Reporting: the run folder (summary.json, one .hgrm and flamegraphs per case), the side-by-side table,
+//! Reporting: the run folder (summary.json, report.html, one .hgrm, .hlog and flamegraphs per case), the side-by-side table,
 //! progress bars, and what `validate` lists.
 //!
 //! Reads [`CaseResult`]s; never reaches back into the engine or backends.
 
 pub mod breakdown;
+pub mod compare;
 pub mod hgrm;
+pub mod hlog;
+pub mod html;
+pub mod plot;
 pub mod progress;
 pub mod table;
 
@@ -68,7 +72,8 @@ impl RunWriter {
         let written = self
             .folder
             .write_case(end.result, end.cpu)
-            .and_then(|()| self.folder.write_summary(&summary));
+            .and_then(|()| self.folder.write_summary(&summary))
+            .and_then(|()| self.folder.write_report(&summary, None));
         if let Err(e) = written {
             eprintln!("error: {e:#}");
             self.failed = true;
@@ -85,6 +90,23 @@ impl RunWriter {
         out.push_str(&format!("results: {}\n", self.folder.dir.display()));
         out
     }
+}
+
+/// The report's file name in a run folder.
+pub const REPORT: &str = "report.html";
+
+/// Re-renders `dir`/report.html from its summary.json, against `baseline`'s when given; returns the path.
+pub fn rerender(dir: &Path, baseline: Option<&Path>) -> Result<PathBuf, String> {
+    let summary = Summary::read(dir)?;
+    let base = baseline.map(Summary::read).transpose()?;
+    let label = baseline.map(|b| b.display().to_string());
+    let folder = RunFolder {
+        dir: dir.to_path_buf(),
+    };
+    folder
+        .write_report(&summary, label.as_deref().zip(base.as_ref()))
+        .map_err(|e| format!("{e:#}"))?;
+    Ok(dir.join(REPORT))
 }
 
 /// The folder one run writes into.
@@ -151,6 +173,12 @@ impl RunFolder {
             &format!("{}.hgrm", result.name),
             hgrm::percentile_distribution(&result.latency).as_bytes(),
         )?;
+        if !result.timeline.is_empty() {
+            self.write(
+                &format!("{}.hlog", result.name),
+                &hlog::interval_log(result)?,
+            )?;
+        }
         let subtitle = format!(
             "{} {}, {} publishes",
             result.backend,
@@ -181,6 +209,16 @@ impl RunFolder {
         std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))
     }
 
+    /// Writes (or rewrites, after each case) report.html from `summary` and the folder's flamegraphs.
+    pub fn write_report(
+        &self,
+        summary: &Summary,
+        baseline: Option<(&str, &Summary)>,
+    ) -> anyhow::Result<()> {
+        let html = html::render(&self.dir, summary, baseline).map_err(anyhow::Error::msg)?;
+        self.write(REPORT, html.as_bytes())
+    }
+
     /// Writes (or rewrites, after each case) summary.json.
     pub fn write_summary(&self, summary: &Summary) -> anyhow::Result<()> {
         let path = self.dir.join("summary.json");
@@ -209,11 +247,11 @@ fn without_passwords(text: &str, scenario: &Scenario) -> String {
 }
 
 /// Whether `name` in `dir` is a file taskbench writes into a run folder: summary.json (and its temporary
-/// file), the scenario's copy, `<case>.hgrm`, folded stacks and flamegraphs (`taskbench flame`'s
-/// `diff-*.svg` too).
+/// file), the scenario's copy, report.html, `<case>.hgrm` and `.hlog`, folded stacks and flamegraphs
+/// (`taskbench flame`'s `diff-*.svg` too).
 fn is_run_file(dir: &Path, name: &str) -> bool {
     let named = matches!(name, "summary.json" | ".summary.json.tmp" | "scenario.toml")
-        || [".hgrm", ".folded", ".svg"]
+        || [".hgrm", ".hlog", ".folded", ".svg", ".html"]
             .iter()
             .any(|ext| name.len() > ext.len() && name.ends_with(ext));
     named && std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file())

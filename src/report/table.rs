@@ -2,6 +2,7 @@
 
 use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
+use crate::scenario::threshold::Kind;
 use comfy_table::{CellAlignment, Table, presets};
 
 /// The comparison table, one row per case.
@@ -105,6 +106,30 @@ fn explanations(results: &[CaseResult]) -> String {
     }
     for (note, cases) in notes {
         out.push_str(&format!("note ({}): {note}\n", cases.join(", ")));
+    }
+    out.push_str(&thresholds(results));
+    out
+}
+
+/// One line per threshold of each case: `pass` or `FAIL`, with the case's figure.
+pub fn thresholds(results: &[CaseResult]) -> String {
+    let mut out = String::new();
+    for r in results {
+        for t in &r.thresholds {
+            let metric = t.threshold.metric;
+            let actual = match (t.actual, metric.kind()) {
+                (None, _) => "nothing measured".to_string(),
+                (Some(a), Kind::Duration) => human_ns(a.round() as u64),
+                (Some(a), Kind::Number) => human_count(a.round() as u64),
+            };
+            out.push_str(&format!(
+                "threshold {}: {} {}: {} (is {actual})\n",
+                r.name,
+                metric.name(),
+                t.threshold.text,
+                if t.passed { "pass" } else { "FAIL" }
+            ));
+        }
     }
     out
 }

@@ -49,9 +49,11 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
-    /// Whether some publish failed or a delivery check did not add up.
+    /// Whether some publish failed, a delivery check did not add up, or a threshold was not met.
     pub fn failed(&self) -> bool {
-        self.results.iter().any(CaseResult::failed)
+        self.results
+            .iter()
+            .any(|r| r.failed() || r.thresholds_failed())
     }
 }
 
@@ -113,7 +115,8 @@ async fn run_cases(
             // Spans recorded between cases (setup of the last one) belong to no case.
             spans.take_folded(1.0);
         }
-        let result = backend::run_case(case, &control).await;
+        let mut result = backend::run_case(case, &control).await;
+        result.check_thresholds(&case.thresholds);
         let cpu = options
             .spans
             .as_ref()

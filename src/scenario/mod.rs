@@ -6,6 +6,7 @@
 
 mod plan;
 mod raw;
+pub mod threshold;
 
 use crate::catalog::{Backend, PathKind};
 use crate::endpoint::Endpoint;
@@ -27,6 +28,10 @@ pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_PAYLOAD_BYTES: usize = 16 << 20;
 /// The longest AMQP queue name (and routing key): a short string of at most 255 bytes.
 pub const MAX_AMQP_NAME: usize = 255;
+/// Length of one interval of a case's timeline when `interval` is not given.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// The shortest `interval`: each closes with an encode and a reset on every publisher, off the timed path.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
 /// Writes up to this size are atomic on a pipe (Linux `PIPE_BUF`), so FIFO frames never interleave.
 pub const PIPE_BUF: usize = 4096;
 
@@ -135,8 +140,12 @@ pub struct Case {
     pub stage_timing: bool,
     /// Share of publishes traced with spans under `--profile cpu` (0 < share <= 1).
     pub profile_sample: f64,
+    /// Length of one interval of the timeline (interval histograms, `<case>.hlog`).
+    pub interval: Duration,
     pub options: BackendOptions,
     pub task: Arc<TaskTemplate>,
+    /// Budgets checked when the case ends (`[thresholds]`, overridden key by key by the case's own).
+    pub thresholds: Vec<threshold::Threshold>,
 }
 
 /// Publisher confirms on AMQP.

@@ -1,7 +1,8 @@
 //! Checking a parsed scenario and planning its cases: every default filled in, every value checked against
 //! what its backend and path allow, each error located at its key.
 
-use super::raw::{RawCase, RawScenario, RawTask, Settings};
+use super::raw::{RawCase, RawScenario, RawTask, RawThresholds, Settings};
+use super::threshold::{Kind, Metric, Threshold};
 use super::*;
 use crate::message::TaskSpec;
 use std::ops::Range;
@@ -28,6 +29,8 @@ pub(super) fn scenario(
         .and_then(|t| t.queue.as_ref())
         .map(|q| q.span());
     let defaults = raw.settings();
+    let no_thresholds = RawThresholds::default();
+    let run_thresholds = raw.thresholds.as_ref().unwrap_or(&no_thresholds);
 
     let raw_cases = raw.case.as_deref().unwrap_or(&[]);
     if raw_cases.is_empty() {
@@ -46,6 +49,7 @@ pub(super) fn scenario(
             &task,
             task_queue.clone(),
             overrides,
+            run_thresholds,
         )?;
         if cases.iter().any(|c| c.name == case.name) {
             return Err(at.error(
@@ -206,6 +210,7 @@ fn plan_case(
     task: &TaskSpec,
     task_queue: Option<Range<usize>>,
     overrides: &Overrides,
+    run_thresholds: &RawThresholds,
 ) -> Result<Case, ScenarioError> {
     check_file_name(at, &raw.name, "case name")?;
     let name = raw.name.get_ref().clone();
@@ -305,6 +310,8 @@ fn plan_case(
         ));
     }
 
+    let thresholds = thresholds(at, raw.thresholds.as_ref(), run_thresholds, &in_case)?;
+
     Ok(Case {
         name,
         backend,
@@ -317,9 +324,51 @@ fn plan_case(
         publish_timeout: load.publish_timeout,
         stage_timing: load.stage_timing,
         profile_sample: load.profile_sample,
+        interval: load.interval,
         options,
         task: template,
+        thresholds,
     })
+}
+
+/// A case's thresholds: each metric from the case's `thresholds`, else the scenario's `[thresholds]`.
+fn thresholds(
+    at: &Locator,
+    case: Option<&RawThresholds>,
+    run: &RawThresholds,
+    in_case: &dyn Fn(String) -> String,
+) -> Result<Vec<Threshold>, ScenarioError> {
+    let mut out = Vec::new();
+    for metric in Metric::ALL {
+        let (value, own) = match case.and_then(|c| c.get(metric)) {
+            Some(v) => (v, true),
+            None => match run.get(metric) {
+                Some(v) => (v, false),
+                None => continue,
+            },
+        };
+        let t = Threshold::parse(metric, value.get_ref()).map_err(|e| {
+            // A run-wide threshold is reported once, where it is written, without a case.
+            let message = if own { in_case(e) } else { e };
+            at.error(
+                value.span(),
+                message,
+                Some(match metric.kind() {
+                    Kind::Duration => format!(
+                        "write it like {} = \"< 2ms\" (OP is <, <=, >, >=, ==; units ns, us, ms, s)",
+                        metric.name()
+                    ),
+                    Kind::Number => format!(
+                        "write it like {} = \"{}\" (OP is <, <=, >, >=, ==)",
+                        metric.name(),
+                        if metric == Metric::Errors { "== 0" } else { "> 10000" }
+                    ),
+                }),
+            )
+        })?;
+        out.push(t);
+    }
+    Ok(out)
 }
 
 /// How hard and how long a case runs, from its settings (or the scenario's).
@@ -332,6 +381,7 @@ struct Load {
     publish_timeout: Duration,
     stage_timing: bool,
     profile_sample: f64,
+    interval: Duration,
 }
 
 /// The case's settings, else the scenario's, else the defaults, with the command line's `overrides` over all.
@@ -398,8 +448,25 @@ fn load(
         .map(|d| parse_duration(at, "publish_timeout", d))
         .transpose()?
         .unwrap_or(DEFAULT_PUBLISH_TIMEOUT);
+    let interval = s
+        .interval
+        .map(|d| parse_duration(at, "interval", d))
+        .transpose()?
+        .unwrap_or(DEFAULT_INTERVAL);
+    if interval < MIN_INTERVAL {
+        let d = s.interval.expect("only a set interval can be this short");
+        return Err(at.error(
+            d.span(),
+            format!(
+                "`interval` must be at least {}",
+                humantime::format_duration(MIN_INTERVAL)
+            ),
+            Some("it is the length of one point of the timeline, e.g. \"1s\" or \"250ms\"".into()),
+        ));
+    }
     Ok(Load {
         publishes,
+        interval,
         warmup,
         concurrency,
         rate,

@@ -2,6 +2,7 @@
 //! checked yet. The run-wide settings a case may override, and a case's backend-specific keys, are each
 //! declared once, in a macro that also lists them.
 
+use super::threshold::Metric;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::ops::Range;
@@ -21,6 +22,7 @@ macro_rules! with_settings {
             pub(super) publish_timeout: Option<Spanned<String>>,
             pub(super) stage_timing: Option<bool>,
             pub(super) profile_sample: Option<Spanned<f64>>,
+            pub(super) interval: Option<Spanned<String>>,
         }
         impl $name {
             pub(super) fn settings(&self) -> Settings<'_> {
@@ -33,6 +35,7 @@ macro_rules! with_settings {
                     publish_timeout: self.publish_timeout.as_ref(),
                     stage_timing: self.stage_timing,
                     profile_sample: self.profile_sample.as_ref(),
+                    interval: self.interval.as_ref(),
                 }
             }
         }
@@ -79,6 +82,7 @@ pub(super) struct Settings<'a> {
     pub(super) publish_timeout: Option<&'a Spanned<String>>,
     pub(super) stage_timing: Option<bool>,
     pub(super) profile_sample: Option<&'a Spanned<f64>>,
+    pub(super) interval: Option<&'a Spanned<String>>,
 }
 
 impl<'a> Settings<'a> {
@@ -93,6 +97,7 @@ impl<'a> Settings<'a> {
             publish_timeout: self.publish_timeout.or(defaults.publish_timeout),
             stage_timing: self.stage_timing.or(defaults.stage_timing),
             profile_sample: self.profile_sample.or(defaults.profile_sample),
+            interval: self.interval.or(defaults.interval),
         }
     }
 }
@@ -103,7 +108,36 @@ with_settings! {
     struct RawScenario {
         name: Spanned<String>,
         task: Option<RawTask>,
+        thresholds: Option<RawThresholds>,
         case: Option<Vec<Spanned<RawCase>>>,
+    }
+}
+
+/// A `[thresholds]` table (run-wide) or a case's `thresholds`: metric -> `"OP VALUE"`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawThresholds {
+    p50: Option<Spanned<String>>,
+    p90: Option<Spanned<String>>,
+    p99: Option<Spanned<String>>,
+    p999: Option<Spanned<String>>,
+    max: Option<Spanned<String>>,
+    throughput: Option<Spanned<String>>,
+    errors: Option<Spanned<String>>,
+}
+
+impl RawThresholds {
+    /// The value set for `metric`, with where it is.
+    pub(super) fn get(&self, metric: Metric) -> Option<&Spanned<String>> {
+        match metric {
+            Metric::P50 => self.p50.as_ref(),
+            Metric::P90 => self.p90.as_ref(),
+            Metric::P99 => self.p99.as_ref(),
+            Metric::P999 => self.p999.as_ref(),
+            Metric::Max => self.max.as_ref(),
+            Metric::Throughput => self.throughput.as_ref(),
+            Metric::Errors => self.errors.as_ref(),
+        }
     }
 }
 
@@ -127,6 +161,7 @@ raw_case! {
         queue: Option<Spanned<String>>,
         priority: Option<Spanned<i64>>,
         payload_bytes: Option<Spanned<i64>>,
+        thresholds: Option<RawThresholds>,
     }
     backend {
         address: String,

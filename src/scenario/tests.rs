@@ -637,3 +637,95 @@ fn payload_over_the_bound() {
     .unwrap();
     assert_eq!(s.cases[0].task.body().len(), MAX_PAYLOAD_BYTES);
 }
+
+#[test]
+fn thresholds_are_run_wide_and_a_case_overrides_them_key_by_key() {
+    let s = parse(
+        r#"
+name = "t"
+[thresholds]
+p99 = "< 2ms"
+errors = "== 0"
+[[case]]
+name = "a"
+backend = "unix"
+path = "raw"
+thresholds = { p99 = "< 5ms", throughput = "> 10_000" }
+[[case]]
+name = "b"
+backend = "tcp"
+path = "raw"
+[case.thresholds]
+max = "<= 1s"
+"#,
+        "s.toml",
+    )
+    .unwrap();
+    let listed = |c: &Case| -> Vec<(&str, String)> {
+        c.thresholds
+            .iter()
+            .map(|t| (t.metric.name(), format!("{} {}", t.op, t.value)))
+            .collect()
+    };
+    assert_eq!(
+        listed(&s.cases[0]),
+        [
+            ("p99", "< 5000000".to_string()),
+            ("throughput", "> 10000".to_string()),
+            ("errors", "== 0".to_string())
+        ]
+    );
+    assert_eq!(
+        listed(&s.cases[1]),
+        [
+            ("p99", "< 2000000".to_string()),
+            ("max", "<= 1000000000".to_string()),
+            ("errors", "== 0".to_string())
+        ]
+    );
+}
+
+#[test]
+fn bad_thresholds_name_their_line_and_column() {
+    assert_eq!(
+        err(
+            "name = \"t\"\n[thresholds]\np99 = \"2ms\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n"
+        ),
+        "s.toml:3:7: threshold `p99` = \"2ms\" has no comparison operator\n  hint: write it like p99 = \"< 2ms\" (OP is <, <=, >, >=, ==; units ns, us, ms, s)"
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"unix\"\npath = \"raw\"\nthresholds = { errors = \"< none\" }"
+        )),
+        "s.toml:6:25: case \"c\": threshold `errors` = \"< none\": \"none\" is not a number\n  hint: write it like errors = \"== 0\" (OP is <, <=, >, >=, ==)"
+    );
+    let e = err(&one_case(
+        "backend = \"unix\"\npath = \"raw\"\nthresholds = { p98 = \"< 1ms\" }",
+    ));
+    assert!(e.starts_with("s.toml:6:16: unknown field `p98`"), "{e}");
+    let e = err(&one_case(
+        "backend = \"unix\"\npath = \"raw\"\n[case.thresholds]\np99 = \"< +10%\"",
+    ));
+    assert!(
+        e.starts_with("s.toml:7:7: case \"c\": threshold `p99` = \"< +10%\" is relative"),
+        "{e}"
+    );
+}
+
+#[test]
+fn interval_is_a_duration_of_at_least_10ms() {
+    let s = parse(
+        &one_case("backend = \"tcp\"\npath = \"raw\"\ninterval = \"250ms\""),
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(s.cases[0].interval, Duration::from_millis(250));
+    let s = parse(&one_case("backend = \"tcp\"\npath = \"raw\""), "s.toml").unwrap();
+    assert_eq!(s.cases[0].interval, DEFAULT_INTERVAL);
+    assert_eq!(
+        err(&one_case(
+            "backend = \"tcp\"\npath = \"raw\"\ninterval = \"1ms\""
+        )),
+        "s.toml:6:12: `interval` must be at least 10ms\n  hint: it is the length of one point of the timeline, e.g. \"1s\" or \"250ms\""
+    );
+}

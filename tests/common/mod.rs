@@ -162,3 +162,34 @@ impl Drop for CeleryWorker {
         let _ = self.child.wait();
     }
 }
+
+/// `<file>.hlog` read back by the Python `hdrhistogram` package's `HistogramLogReader` (from the venv
+/// `tests/run` installs), as JSON: `start_time_sec` and `intervals` [{tag, start_ms, end_ms, count, p50,
+/// p99, max}]. `None` (after skipping `test`) when there is no venv or it lacks the package.
+pub fn read_hlog_with_python(test: &str, file: &std::path::Path) -> Option<serde_json::Value> {
+    let Some(python) = celery_python() else {
+        skip(
+            test,
+            "TASKBENCH_PYTHON is not set (run the tests with tests/run)",
+        );
+        return None;
+    };
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/common/read_hlog.py");
+    let out = Command::new(&python)
+        .arg(script)
+        .arg(file)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if stderr.contains("No module named 'hdrh'") {
+            skip(
+                test,
+                "the venv has no hdrhistogram package (tests/run installs tests/celery/requirements.txt)",
+            );
+            return None;
+        }
+        panic!("read_hlog.py failed on {}: {stderr}", file.display());
+    }
+    Some(serde_json::from_slice(&out.stdout).unwrap())
+}

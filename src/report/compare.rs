@@ -1,0 +1,518 @@
+//! `taskbench compare`: two runs' summary.json case by case — throughput, latency percentiles, errors and
+//! each stage's mean, with absolute and relative change — and the `--fail-if` checks that turn a
+//! regression into exit status 1. The report's `--baseline` draws the same comparison.
+
+use crate::human::{human_count, human_ns};
+use crate::scenario::threshold::{Kind, Op, quantity};
+use crate::stage::Stage;
+use crate::summary::{CaseSummary, Summary};
+use comfy_table::{CellAlignment, Table, presets};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// What a figure counts, which decides how it is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    PerSecond,
+    Ns,
+    Count,
+}
+
+impl Unit {
+    fn show(self, v: f64) -> String {
+        match self {
+            Unit::Ns => human_ns(v.max(0.0).round() as u64),
+            Unit::PerSecond | Unit::Count => human_count(v.max(0.0).round() as u64),
+        }
+    }
+
+    fn show_signed(self, v: f64) -> String {
+        let sign = if v < 0.0 { "-" } else { "+" };
+        format!("{sign}{}", self.show(v.abs()))
+    }
+}
+
+/// One figure of one case in both runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricChange {
+    /// `throughput`, `p50`, `p90`, `p99`, `p999`, `max`, `errors`, or `<stage>.mean`.
+    pub metric: String,
+    pub unit: Unit,
+    /// `null` when the run has no value (no successful publish, or the stage was not timed).
+    pub base: Option<f64>,
+    pub new: Option<f64>,
+    /// new - base.
+    pub change: Option<f64>,
+    /// (new - base) / base, e.g. 0.1 for +10%; `null` when base is 0 and new is not (an unbounded change).
+    pub relative: Option<f64>,
+}
+
+impl MetricChange {
+    fn new(metric: impl Into<String>, unit: Unit, base: Option<f64>, new: Option<f64>) -> Self {
+        let (change, relative) = match (base, new) {
+            (Some(b), Some(n)) => {
+                let relative = if b != 0.0 {
+                    Some((n - b) / b)
+                } else if n == 0.0 {
+                    Some(0.0)
+                } else {
+                    None
+                };
+                (Some(n - b), relative)
+            }
+            _ => (None, None),
+        };
+        MetricChange {
+            metric: metric.into(),
+            unit,
+            base,
+            new,
+            change,
+            relative,
+        }
+    }
+
+    /// The relative change for checking: an increase from zero is +infinity.
+    fn relative_or_infinite(&self) -> Option<f64> {
+        match (self.relative, self.change) {
+            (Some(r), _) => Some(r),
+            (None, Some(c)) => Some(if c > 0.0 {
+                f64::INFINITY
+            } else {
+                f64::NEG_INFINITY
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// The base value as the table writes it.
+    pub fn show_base(&self) -> String {
+        show(self.unit, self.base)
+    }
+
+    /// The new value as the table writes it.
+    pub fn show_new(&self) -> String {
+        show(self.unit, self.new)
+    }
+
+    /// The change, absolute and relative: `+1.14µs (+4.1%)`, `+3 (new)` from zero, `-` without values.
+    pub fn change_text(&self) -> String {
+        match self.change {
+            None => "-".into(),
+            Some(c) => {
+                let rel = match self.relative {
+                    Some(r) => format!("{:+.1}%", r * 100.0),
+                    None => "new".into(),
+                };
+                format!("{} ({rel})", self.unit.show_signed(c))
+            }
+        }
+    }
+}
+
+/// One case present in both runs.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CaseComparison {
+    pub name: String,
+    pub metrics: Vec<MetricChange>,
+}
+
+/// The figures of one case compared, in output order: throughput, p50, p90, p99, p99.9, max, errors, then
+/// the mean of every stage either run timed, in stage order.
+pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
+    let mut metrics = vec![MetricChange::new(
+        "throughput",
+        Unit::PerSecond,
+        Some(base.throughput_per_s),
+        Some(new.throughput_per_s),
+    )];
+    let lat = |c: &CaseSummary, q: &str| {
+        let l = &c.latency_ns;
+        match q {
+            "p50" => l.p50,
+            "p90" => l.p90,
+            "p99" => l.p99,
+            "p999" => l.p999,
+            _ => l.max,
+        }
+        .map(|v| v as f64)
+    };
+    for q in ["p50", "p90", "p99", "p999", "max"] {
+        metrics.push(MetricChange::new(q, Unit::Ns, lat(base, q), lat(new, q)));
+    }
+    let errors = |c: &CaseSummary| Some(c.errors.values().sum::<u64>() as f64);
+    metrics.push(MetricChange::new(
+        "errors",
+        Unit::Count,
+        errors(base),
+        errors(new),
+    ));
+    let mean = |c: &CaseSummary, stage: &str| {
+        c.stages
+            .get(stage)
+            .filter(|s| s.count > 0)
+            .map(|s| s.total_ns as f64 / s.count as f64)
+    };
+    for stage in Stage::ALL.map(Stage::name) {
+        let (b, n) = (mean(base, stage), mean(new, stage));
+        if b.is_some() || n.is_some() {
+            metrics.push(MetricChange::new(format!("{stage}.mean"), Unit::Ns, b, n));
+        }
+    }
+    CaseComparison {
+        name: new.name.clone(),
+        metrics,
+    }
+}
+
+/// A `--fail-if` expression: `METRIC OP CHANGE`, e.g. `p99 > +10%` or `throughput < -5000`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailIf {
+    pub text: String,
+    pub metric: String,
+    pub op: Op,
+    pub bound: Bound,
+}
+
+/// What a `--fail-if` compares the change with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Bound {
+    /// A relative change, as a fraction (`+10%` is 0.1).
+    Relative(f64),
+    /// An absolute change in the metric's unit (ns for latencies).
+    Absolute(f64),
+}
+
+/// The metrics `--fail-if` knows, and each one's unit.
+fn metric_unit(metric: &str) -> Option<Unit> {
+    match metric {
+        "throughput" => Some(Unit::PerSecond),
+        "p50" | "p90" | "p99" | "p999" | "max" => Some(Unit::Ns),
+        "errors" => Some(Unit::Count),
+        _ => metric
+            .strip_suffix(".mean")
+            .filter(|s| Stage::ALL.iter().any(|st| st.name() == *s))
+            .map(|_| Unit::Ns),
+    }
+}
+
+impl FailIf {
+    /// Parses a `--fail-if` expression; the error says what is wrong and what is allowed.
+    pub fn parse(text: &str) -> Result<FailIf, String> {
+        let bad = |why: String| {
+            format!(
+                "--fail-if {text:?}: {why}\n  hint: write METRIC OP CHANGE, e.g. \"p99 > +10%\", \"throughput < -5%\", \"p50 > +200us\", \"errors > 0\"; metrics: throughput, p50, p90, p99, p999, max, errors, <stage>.mean (e.g. send.mean); OP: < <= > >= =="
+            )
+        };
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_'))
+            .unwrap_or(t.len());
+        let (word, rest) = t.split_at(split);
+        let metric = match word {
+            "p99.9" => "p999".to_string(),
+            w if !w.contains('.') && Stage::ALL.iter().any(|s| s.name() == w) => {
+                format!("{w}.mean")
+            }
+            w => w.to_string(),
+        };
+        if metric.is_empty() {
+            return Err(bad("no metric".into()));
+        }
+        let unit = metric_unit(&metric).ok_or_else(|| bad(format!("unknown metric {word:?}")))?;
+        let (op, value) =
+            Op::split(rest).ok_or_else(|| bad(format!("no comparison operator after {word:?}")))?;
+        if value.is_empty() {
+            return Err(bad("no change after the operator".into()));
+        }
+        let bound = if let Some(pct) = value.strip_suffix('%') {
+            let v = pct
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .ok_or_else(|| bad(format!("{value:?} is not a percentage")))?;
+            Bound::Relative(v / 100.0)
+        } else {
+            let (sign, magnitude) = match value.strip_prefix('-') {
+                Some(m) => (-1.0, m),
+                None => (1.0, value.strip_prefix('+').unwrap_or(value)),
+            };
+            let kind = if unit == Unit::Ns {
+                Kind::Duration
+            } else {
+                Kind::Number
+            };
+            Bound::Absolute(sign * quantity(magnitude, kind).map_err(bad)?)
+        };
+        Ok(FailIf {
+            text: t.to_string(),
+            metric,
+            op,
+            bound,
+        })
+    }
+}
+
+/// The outcome of one `--fail-if` on one case.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Check {
+    pub expression: String,
+    pub case: String,
+    /// The metric the expression names (`p99.9` reads `p999`, a bare stage name `<stage>.mean`).
+    pub metric: String,
+    /// The change the expression compared (relative as a fraction, or absolute); `null` when the case has
+    /// no value for the metric in one of the runs (then it cannot fail).
+    pub observed: Option<f64>,
+    /// The expression holds: a regression.
+    pub failed: bool,
+}
+
+/// Two runs compared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub base: String,
+    pub new: String,
+    pub cases: Vec<CaseComparison>,
+    /// Cases only one of the runs has (not compared).
+    pub only_in_base: Vec<String>,
+    pub only_in_new: Vec<String>,
+    pub checks: Vec<Check>,
+}
+
+impl Comparison {
+    /// Compares every case present in both runs, in the new run's order, and evaluates `fail_if` on each.
+    pub fn new(
+        base_label: &str,
+        base: &Summary,
+        new_label: &str,
+        new: &Summary,
+        fail_if: &[FailIf],
+    ) -> Comparison {
+        let cases: Vec<CaseComparison> = new
+            .cases
+            .iter()
+            .filter_map(|n| {
+                base.cases
+                    .iter()
+                    .find(|b| b.name == n.name)
+                    .map(|b| compare_case(b, n))
+            })
+            .collect();
+        let in_other = |s: &Summary, name: &str| s.cases.iter().any(|c| c.name == name);
+        let mut checks = Vec::new();
+        for f in fail_if {
+            for case in &cases {
+                let m = case.metrics.iter().find(|m| m.metric == f.metric);
+                let observed = m.and_then(|m| match f.bound {
+                    Bound::Relative(_) => m.relative_or_infinite(),
+                    Bound::Absolute(_) => m.change,
+                });
+                let bound = match f.bound {
+                    Bound::Relative(v) | Bound::Absolute(v) => v,
+                };
+                checks.push(Check {
+                    expression: f.text.clone(),
+                    case: case.name.clone(),
+                    metric: f.metric.clone(),
+                    observed,
+                    failed: observed.is_some_and(|o| f.op.holds(o, bound)),
+                });
+            }
+        }
+        Comparison {
+            base: base_label.to_string(),
+            new: new_label.to_string(),
+            cases,
+            only_in_base: base
+                .cases
+                .iter()
+                .filter(|c| !in_other(new, &c.name))
+                .map(|c| c.name.clone())
+                .collect(),
+            only_in_new: new
+                .cases
+                .iter()
+                .filter(|c| !in_other(base, &c.name))
+                .map(|c| c.name.clone())
+                .collect(),
+            checks,
+        }
+    }
+
+    /// Whether some `--fail-if` found a regression.
+    pub fn failed(&self) -> bool {
+        self.checks.iter().any(|c| c.failed)
+    }
+
+    /// The terminal table: one row per case and figure, then the checks.
+    pub fn text(&self) -> String {
+        let mut table = Table::new();
+        table.load_style(presets::NOTHING);
+        table.set_header(["case", "metric", "base", "new", "change"]);
+        for case in &self.cases {
+            for (i, m) in case.metrics.iter().enumerate() {
+                table.add_row([
+                    if i == 0 {
+                        case.name.clone()
+                    } else {
+                        String::new()
+                    },
+                    m.metric.clone(),
+                    show(m.unit, m.base),
+                    show(m.unit, m.new),
+                    m.change_text(),
+                ]);
+            }
+        }
+        for i in 2..5 {
+            if let Some(col) = table.column_mut(i) {
+                col.set_cell_alignment(CellAlignment::Right);
+            }
+        }
+        let mut out = format!("base: {}\nnew:  {}\n", self.base, self.new);
+        out.push_str(&table.trim_fmt());
+        out.push('\n');
+        out.push_str(&self.notes_and_checks(""));
+        out
+    }
+
+    /// A GitHub-flavoured markdown table, for a pull request.
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "Comparing `{}` (base) with `{}` (new)\n\n| case | metric | base | new | change |\n|---|---|---:|---:|---:|\n",
+            self.base, self.new
+        );
+        for case in &self.cases {
+            for m in &case.metrics {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} | {} |",
+                    case.name,
+                    m.metric,
+                    show(m.unit, m.base),
+                    show(m.unit, m.new),
+                    m.change_text()
+                );
+            }
+        }
+        let rest = self.notes_and_checks("- ");
+        if !rest.is_empty() {
+            out.push('\n');
+            out.push_str(&rest);
+        }
+        out
+    }
+
+    /// As pretty JSON with a final newline.
+    pub fn json(&self) -> String {
+        let mut text = serde_json::to_string_pretty(self).expect("a comparison serialises");
+        text.push('\n');
+        text
+    }
+
+    /// The lines under the table: cases not compared, and each `--fail-if` with what failed.
+    fn notes_and_checks(&self, bullet: &str) -> String {
+        let mut out = String::new();
+        if !self.only_in_base.is_empty() {
+            let _ = writeln!(
+                out,
+                "{bullet}only in base (not compared): {}",
+                self.only_in_base.join(", ")
+            );
+        }
+        if !self.only_in_new.is_empty() {
+            let _ = writeln!(
+                out,
+                "{bullet}only in new (not compared): {}",
+                self.only_in_new.join(", ")
+            );
+        }
+        let mut expressions: Vec<&str> = Vec::new();
+        for c in &self.checks {
+            if !expressions.contains(&c.expression.as_str()) {
+                expressions.push(&c.expression);
+            }
+        }
+        for e in expressions {
+            let failed: Vec<String> = self
+                .checks
+                .iter()
+                .filter(|c| c.expression == e && c.failed)
+                .map(|c| {
+                    let m = self
+                        .cases
+                        .iter()
+                        .find(|k| k.name == c.case)
+                        .and_then(|k| k.metrics.iter().find(|m| m.metric == c.metric));
+                    match m {
+                        Some(m) => format!(
+                            "{} {} -> {}, {}",
+                            c.case,
+                            show(m.unit, m.base),
+                            show(m.unit, m.new),
+                            m.change_text()
+                        ),
+                        None => c.case.clone(),
+                    }
+                })
+                .collect();
+            if failed.is_empty() {
+                let _ = writeln!(out, "{bullet}pass: {e}");
+            } else {
+                let _ = writeln!(out, "{bullet}FAIL: {e}: {}", failed.join("; "));
+            }
+        }
+        out
+    }
+}
+
+fn show(unit: Unit, v: Option<f64>) -> String {
+    v.map_or("-".into(), |v| unit.show(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fail_if_expressions_parse_or_say_why_not() {
+        let f = FailIf::parse("p99 > +10%").unwrap();
+        assert_eq!(
+            (f.metric.as_str(), f.op, f.bound),
+            ("p99", Op::Gt, Bound::Relative(0.1))
+        );
+        let f = FailIf::parse("throughput<-5%").unwrap();
+        assert_eq!((f.op, f.bound), (Op::Lt, Bound::Relative(-0.05)));
+        let f = FailIf::parse("p99.9 >= +200us").unwrap();
+        assert_eq!(
+            (f.metric.as_str(), f.bound),
+            ("p999", Bound::Absolute(200_000.0))
+        );
+        assert_eq!(FailIf::parse("send > 1ms").unwrap().metric, "send.mean");
+        assert_eq!(
+            FailIf::parse("errors > 0").unwrap().bound,
+            Bound::Absolute(0.0)
+        );
+        let e = FailIf::parse("p98 > +10%").unwrap_err();
+        assert!(e.contains("unknown metric \"p98\""), "{e}");
+        let e = FailIf::parse("p99 +10%").unwrap_err();
+        assert!(e.contains("no comparison operator"), "{e}");
+        let e = FailIf::parse("p99 > ten%").unwrap_err();
+        assert!(e.contains("not a percentage"), "{e}");
+        let e = FailIf::parse("p99 > 3 parsecs").unwrap_err();
+        assert!(e.contains("not a duration"), "{e}");
+    }
+
+    #[test]
+    fn changes_from_zero_are_unbounded() {
+        let m = MetricChange::new("errors", Unit::Count, Some(0.0), Some(3.0));
+        assert_eq!((m.change, m.relative), (Some(3.0), None));
+        assert_eq!(m.relative_or_infinite(), Some(f64::INFINITY));
+        assert_eq!(m.change_text(), "+3 (new)");
+        let m = MetricChange::new("p99", Unit::Ns, Some(2000.0), Some(2500.0));
+        assert_eq!(m.relative, Some(0.25));
+        assert_eq!(m.change_text(), "+500ns (+25.0%)");
+    }
+}

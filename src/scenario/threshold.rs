@@ -1,0 +1,257 @@
+//! Comparisons over a case's figures: the operator and quantity words that `taskbench compare --fail-if`
+//! and a scenario's thresholds both read, so `p99 > +10%` and `p99 = "< 2ms"` parse the same way; and the
+//! thresholds themselves (`[thresholds]`, a case's `thresholds`), checked at the end of each case.
+
+use std::fmt;
+
+/// A comparison operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Op {
+    #[serde(rename = "<")]
+    Lt,
+    #[serde(rename = "<=")]
+    Le,
+    #[serde(rename = ">")]
+    Gt,
+    #[serde(rename = ">=")]
+    Ge,
+    #[serde(rename = "==")]
+    Eq,
+}
+
+impl Op {
+    /// Splits a leading operator off `text` (after leading spaces); `None` when there is none.
+    pub fn split(text: &str) -> Option<(Op, &str)> {
+        let t = text.trim_start();
+        // Two-character operators first, so `<=` is not read as `<` followed by `=`.
+        for (word, op) in [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ] {
+            if let Some(rest) = t.strip_prefix(word) {
+                return Some((op, rest.trim()));
+            }
+        }
+        None
+    }
+
+    /// Whether `left op right` holds.
+    pub fn holds(self, left: f64, right: f64) -> bool {
+        match self {
+            Op::Lt => left < right,
+            Op::Le => left <= right,
+            Op::Gt => left > right,
+            Op::Ge => left >= right,
+            Op::Eq => left == right,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+        }
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.symbol())
+    }
+}
+
+/// What a quantity measures, which decides how its number is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A latency: a duration such as `2ms`, `850us`, `1.5s` (a bare number is nanoseconds).
+    Duration,
+    /// A plain number (publishes per second, a count); `_` and `,` may group digits.
+    Number,
+}
+
+/// Reads `text` as a quantity of `kind`, in nanoseconds for durations. The error says what was expected.
+pub fn quantity(text: &str, kind: Kind) -> Result<f64, String> {
+    let t = text.trim();
+    let plain: String = t.chars().filter(|c| !matches!(c, '_' | ',')).collect();
+    if let Ok(v) = plain.parse::<f64>()
+        && v.is_finite()
+    {
+        return Ok(v);
+    }
+    match kind {
+        Kind::Number => Err(format!("{t:?} is not a number")),
+        Kind::Duration => {
+            let split = t
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(t.len());
+            let (number, unit) = t.split_at(split);
+            let scale = match unit.trim() {
+                "ns" => 1.0,
+                "us" | "µs" => 1e3,
+                "ms" => 1e6,
+                "s" => 1e9,
+                _ => {
+                    return Err(format!(
+                        "{t:?} is not a duration (write it like 2ms, 850us, 1.5s)"
+                    ));
+                }
+            };
+            number
+                .parse::<f64>()
+                .map(|v| v * scale)
+                .map_err(|_| format!("{t:?} is not a duration (write it like 2ms, 850us, 1.5s)"))
+        }
+    }
+}
+
+/// A figure of a finished case that a threshold bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    P50,
+    P90,
+    P99,
+    P999,
+    Max,
+    Throughput,
+    Errors,
+}
+
+impl Metric {
+    /// Every metric, in the order thresholds are listed.
+    pub const ALL: [Metric; 7] = [
+        Metric::P50,
+        Metric::P90,
+        Metric::P99,
+        Metric::P999,
+        Metric::Max,
+        Metric::Throughput,
+        Metric::Errors,
+    ];
+
+    /// Its key in a `[thresholds]` table and in summary.json.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Metric::P50 => "p50",
+            Metric::P90 => "p90",
+            Metric::P99 => "p99",
+            Metric::P999 => "p999",
+            Metric::Max => "max",
+            Metric::Throughput => "throughput",
+            Metric::Errors => "errors",
+        }
+    }
+
+    /// A latency quantile (0..=1), or `None` for throughput and errors (max is the 1.0 quantile).
+    pub const fn quantile(self) -> Option<f64> {
+        match self {
+            Metric::P50 => Some(0.5),
+            Metric::P90 => Some(0.9),
+            Metric::P99 => Some(0.99),
+            Metric::P999 => Some(0.999),
+            Metric::Max => Some(1.0),
+            Metric::Throughput | Metric::Errors => None,
+        }
+    }
+
+    pub const fn kind(self) -> Kind {
+        match self.quantile() {
+            Some(_) => Kind::Duration,
+            None => Kind::Number,
+        }
+    }
+}
+
+/// One budget of a case, e.g. `p99 < 2ms`: the case fails when its figure does not satisfy it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Threshold {
+    pub metric: Metric,
+    pub op: Op,
+    /// In ns for latencies, publishes per second for throughput, a count for errors.
+    pub value: f64,
+    /// As written in the scenario, e.g. `< 2ms`.
+    pub text: String,
+}
+
+impl Threshold {
+    /// Reads the value of a threshold key (`"< 2ms"`); the error says what is expected.
+    pub fn parse(metric: Metric, text: &str) -> Result<Threshold, String> {
+        let (op, value) = Op::split(text).ok_or_else(|| {
+            format!(
+                "threshold `{}` = {text:?} has no comparison operator",
+                metric.name()
+            )
+        })?;
+        if value.ends_with('%') {
+            return Err(format!(
+                "threshold `{}` = {text:?} is relative; a scenario's thresholds are absolute",
+                metric.name()
+            ));
+        }
+        let value = quantity(value, metric.kind())
+            .map_err(|e| format!("threshold `{}` = {text:?}: {e}", metric.name()))?;
+        Ok(Threshold {
+            metric,
+            op,
+            value,
+            text: text.trim().to_string(),
+        })
+    }
+
+    /// Whether `actual` satisfies the threshold; a figure the case does not have (no publish succeeded)
+    /// satisfies none.
+    pub fn passes(&self, actual: Option<f64>) -> bool {
+        actual.is_some_and(|a| self.op.holds(a, self.value))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operators_and_quantities() {
+        assert_eq!(Op::split(" <= 2ms"), Some((Op::Le, "2ms")));
+        assert_eq!(Op::split("==0"), Some((Op::Eq, "0")));
+        assert_eq!(Op::split("> +10%"), Some((Op::Gt, "+10%")));
+        assert_eq!(Op::split("~ 3"), None);
+        assert_eq!(quantity("2ms", Kind::Duration), Ok(2e6));
+        assert_eq!(quantity("850us", Kind::Duration), Ok(850e3));
+        assert_eq!(quantity("1.5 s", Kind::Duration), Ok(1.5e9));
+        assert_eq!(quantity("1500", Kind::Duration), Ok(1500.0));
+        assert_eq!(quantity("10_000", Kind::Number), Ok(1e4));
+        assert!(quantity("2 parsecs", Kind::Duration).is_err());
+        assert!(quantity("2ms", Kind::Number).is_err());
+    }
+
+    #[test]
+    fn thresholds_read_absolute_bounds() {
+        let t = Threshold::parse(Metric::P99, "< 2ms").unwrap();
+        assert_eq!((t.op, t.value, t.text.as_str()), (Op::Lt, 2e6, "< 2ms"));
+        assert!(t.passes(Some(1.9e6)) && !t.passes(Some(2e6)) && !t.passes(None));
+        let t = Threshold::parse(Metric::Errors, "== 0").unwrap();
+        assert!(t.passes(Some(0.0)) && !t.passes(Some(1.0)));
+        let t = Threshold::parse(Metric::Throughput, ">= 10_000").unwrap();
+        assert!(t.passes(Some(1e4)));
+        assert!(
+            Threshold::parse(Metric::P99, "2ms")
+                .unwrap_err()
+                .contains("no comparison operator")
+        );
+        assert!(
+            Threshold::parse(Metric::P99, "< +10%")
+                .unwrap_err()
+                .contains("absolute")
+        );
+        assert!(
+            Threshold::parse(Metric::Throughput, "> 1ms")
+                .unwrap_err()
+                .contains("not a number")
+        );
+    }
+}
