@@ -1,6 +1,7 @@
 //! The command line: read the arguments, call the library, and map how each command ended to an exit code
 //! (in one place, [`exit_code`]).
 
+use crate::backend;
 use crate::endpoint::Endpoint;
 use crate::profile::{self, cpu, cpu::SpanBuffer, flame::SvgStyle, redraw};
 use crate::report::{self, RunWriter, progress::TerminalProgress};
@@ -185,13 +186,44 @@ pub fn main() -> ExitCode {
 
 fn validate(path: PathBuf) -> Result<Ending, UsageError> {
     let scenario = scenario::load(&path)?;
-    print_stdout(&report::listing(&scenario));
+    let found = check_python(&scenario)?;
+    let mut text = report::listing(&scenario);
+    for line in found {
+        text.push_str(&format!("python {line}\n"));
+    }
+    print_stdout(&text);
     Ok(Ending::Ok)
+}
+
+/// Runs every distinct interpreter (and `celery_app`) of the scenario's celery and kombu cases once;
+/// returns what each has, or the first problem (a usage error: nothing runs).
+fn check_python(scenario: &scenario::Scenario) -> Result<Vec<String>, UsageError> {
+    let mut seen: Vec<&scenario::PythonClient> = Vec::new();
+    let mut found = Vec::new();
+    for case in &scenario.cases {
+        let Some(client) = case.options.python() else {
+            continue;
+        };
+        if seen.iter().any(|c| {
+            c.python == client.python
+                && c.celery_app == client.celery_app
+                && c.pythonpath == client.pythonpath
+        }) {
+            continue;
+        }
+        seen.push(client);
+        let f = backend::python::probe::probe(client)
+            .map_err(|e| UsageError(format!("case {:?}: {e}", case.name)))?;
+        found.push(f.describe());
+    }
+    found.dedup();
+    Ok(found)
 }
 
 fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     let mut scenario = scenario::load(&args.scenario)?;
     scenario.select(&args.cases)?;
+    check_python(&scenario)?;
     if let Some(n) = args.publishes {
         scenario.set_publishes(n.get());
     }

@@ -102,6 +102,7 @@ with_settings! {
     #[serde(deny_unknown_fields)]
     struct RawScenario {
         name: Spanned<String>,
+        python: Option<Spanned<String>>,
         task: Option<RawTask>,
         case: Option<Vec<Spanned<RawCase>>>,
     }
@@ -139,5 +140,9 @@ raw_case! {
         batch: i64,
         multiplexed: bool,
         kombu_handshake: bool,
+        client: String,
+        python: String,
+        celery_app: String,
+        pythonpath: String,
     }
 }
