@@ -186,7 +186,7 @@ pub fn main() -> ExitCode {
 
 fn validate(path: PathBuf) -> Result<Ending, UsageError> {
     let scenario = scenario::load(&path)?;
-    let found = check_python(&scenario)?;
+    let found = check_python(&scenario, false)?;
     let mut text = report::listing(&scenario);
     for line in found {
         text.push_str(&format!("python {line}\n"));
@@ -196,8 +196,9 @@ fn validate(path: PathBuf) -> Result<Ending, UsageError> {
 }
 
 /// Runs every distinct interpreter (and `celery_app`) of the scenario's celery and kombu cases once;
-/// returns what each has, or the first problem (a usage error: nothing runs).
-fn check_python(scenario: &scenario::Scenario) -> Result<Vec<String>, UsageError> {
+/// returns what each has, or the first problem (a usage error: nothing runs). `profiling` (`--profile
+/// cpu`) also needs py-spy for each.
+fn check_python(scenario: &scenario::Scenario, profiling: bool) -> Result<Vec<String>, UsageError> {
     let mut seen: Vec<&scenario::PythonClient> = Vec::new();
     let mut found = Vec::new();
     for case in &scenario.cases {
@@ -214,6 +215,10 @@ fn check_python(scenario: &scenario::Scenario) -> Result<Vec<String>, UsageError
         seen.push(client);
         let f = backend::python::probe::probe(client)
             .map_err(|e| UsageError(format!("case {:?}: {e}", case.name)))?;
+        if profiling {
+            backend::python::spy::find(Some(f.executable.as_ref()))
+                .map_err(|e| UsageError(format!("case {:?}: {e}", case.name)))?;
+        }
         found.push(f.describe());
     }
     found.dedup();
@@ -223,7 +228,7 @@ fn check_python(scenario: &scenario::Scenario) -> Result<Vec<String>, UsageError
 fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     let mut scenario = scenario::load(&args.scenario)?;
     scenario.select(&args.cases)?;
-    check_python(&scenario)?;
+    check_python(&scenario, args.profile == Some(Profile::Cpu))?;
     if let Some(n) = args.publishes {
         scenario.set_publishes(n.get());
     }

@@ -193,6 +193,9 @@ pub struct CaseResult {
     pub interrupted: bool,
     /// Things a reader of the numbers must know (e.g. what latency means on this path).
     pub notes: Vec<String>,
+    /// A CPU profile of the case recorded outside taskbench's own spans, as folded stacks in ns: py-spy's
+    /// samples of a celery or kombu case's Python harnesses (`--profile cpu`).
+    pub cpu_folded: Option<String>,
 }
 
 impl CaseResult {
@@ -215,6 +218,7 @@ impl CaseResult {
             schedule_lag: None,
             interrupted: false,
             notes: Vec::new(),
+            cpu_folded: None,
         }
     }
 

@@ -471,3 +471,94 @@ async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
     assert_eq!(r.publishes_ok, 0);
     cleanup("redis", &queue).await;
 }
+
+#[test]
+fn profile_cpu_samples_the_harness_with_py_spy_after_warm_up() {
+    let test = "profile_cpu_samples_the_harness_with_py_spy_after_warm_up";
+    let Some(python) = python(test) else { return };
+    if !python.with_file_name("py-spy").is_file() {
+        common::skip(
+            test,
+            "no py-spy next to TASKBENCH_PYTHON; tests/run installs it",
+        );
+        return;
+    }
+    if !broker_up(test, "redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let queue = common::unique("tb-py-spy");
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        scenario(
+            &python,
+            "redis",
+            &queue,
+            "publishes = 1500\nwarmup = 50",
+            "path = \"acquire\"\nclient = \"celery\"",
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = taskbench(&[
+        "run",
+        file.to_str().unwrap(),
+        "--profile",
+        "cpu",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let folded = std::fs::read_to_string(out_dir.join("c.cpu.folded")).expect("c.cpu.folded");
+    // Python frames, from the harness's publish down: Celery's send_task under apply_async.
+    let under_publish = folded.lines().any(|l| {
+        l.starts_with("celery_publisher.<locals>.publish (")
+            && l.contains(";Task.apply_async (celery/app/task.py")
+            && l.contains(";Celery.send_task (celery/app/base.py")
+    });
+    assert!(under_publish, "{folded}");
+    assert!(
+        !folded.contains("(<frozen importlib._bootstrap>"),
+        "imports are not sampled: {folded}"
+    );
+    let svg = std::fs::read_to_string(out_dir.join("c.cpu.svg")).unwrap();
+    assert!(svg.contains("Celery.send_task"), "the flamegraph names it");
+    let r = tokio::runtime::Runtime::new().unwrap();
+    r.block_on(cleanup("redis", &queue));
+}
+
+#[test]
+fn profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it() {
+    let Some(python) =
+        python("profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        scenario(
+            &python,
+            "redis",
+            "tb-never-used",
+            "",
+            "path = \"pooled\"\nclient = \"kombu\"",
+        ),
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("taskbench")
+        .unwrap()
+        .args(["run", file.to_str().unwrap(), "--profile", "cpu"])
+        .env("TASKBENCH_PY_SPY", dir.path().join("no-py-spy"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TASKBENCH_PY_SPY=") && stderr.contains("is not a file"),
+        "{stderr}"
+    );
+}

@@ -27,7 +27,8 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             (Ok(target), Some(client)) => {
                 let url =
                     url::broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", redis::DEFAULT_URL);
-                let target = python::PythonTarget::new(target, case, client, url);
+                let target =
+                    python::PythonTarget::new(target, case, client, url, control.trace_spans);
                 engine::run_case(target, case, control).await
             }
             (Err(e), _) => CaseResult::failed_setup(case, e.kind, e.message),
@@ -37,7 +38,8 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             (Ok(target), Some(client)) => {
                 let url =
                     url::broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", amqp::DEFAULT_URL);
-                let target = python::PythonTarget::new(target, case, client, url);
+                let target =
+                    python::PythonTarget::new(target, case, client, url, control.trace_spans);
                 engine::run_case(target, case, control).await
             }
             (Err(e), _) => CaseResult::failed_setup(case, e.kind, e.message),

@@ -278,10 +278,13 @@ def serve(cfg):
     readline = sys.stdin.buffer.readline
     published = failed = busy_ns = 0
     stage_calls = 0
+    first = last = 0
     while True:
         command = readline()
         if command != b"p\n":
             break
+        if not first:
+            first = perf_ns()
         acc.clear()
         stack.clear()
         calls[0] = 0
@@ -294,7 +297,8 @@ def serve(cfg):
             failed += 1
             write(1, f"e {kind_of(exc)} {type(exc).__name__}: {one_line(exc)}\n".encode())
             continue
-        elapsed = perf_ns() - t0
+        last = perf_ns()
+        elapsed = last - t0
         busy_ns += elapsed
         published += 1
         stage_calls += calls[0]
@@ -307,7 +311,8 @@ def serve(cfg):
             close()
         except Exception:
             pass
-    stats = {"published": published, "failed": failed, "busy_ns": busy_ns, "stage_calls": stage_calls}
+    stats = {"published": published, "failed": failed, "busy_ns": busy_ns, "stage_calls": stage_calls,
+             "span_ns": max(0, last - first)}
     write(1, ("s " + json.dumps(stats) + "\n").encode())
 
 

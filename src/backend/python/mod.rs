@@ -10,6 +10,7 @@
 //! publishes it was asked for, and every later one of its publisher, as `harness` errors.
 
 pub mod probe;
+pub mod spy;
 
 use super::url::scrub;
 use crate::catalog::Client;
@@ -55,6 +56,12 @@ struct Stats {
     published: u64,
     #[serde(default)]
     stage_calls: u64,
+    /// Time spent inside publish calls, warm-up included.
+    #[serde(default)]
+    busy_ns: u64,
+    /// From the start of the first publish to the end of the last.
+    #[serde(default)]
+    span_ns: u64,
 }
 
 /// A harness's own failure report ("f {json}").
@@ -80,6 +87,10 @@ struct Shared {
     /// The broker URL as given to the harness (with its password: only ever passed on a pipe).
     url: String,
     stats: Mutex<Vec<Stats>>,
+    /// `--profile cpu`: py-spy, once `prepare` found it.
+    spy: Mutex<Option<PathBuf>>,
+    /// What each harness's py-spy recorded (folded text), or why it recorded nothing.
+    profiles: Mutex<Vec<Result<String, String>>>,
 }
 
 impl Shared {
@@ -263,11 +274,15 @@ pub struct PythonTarget<T: Broker> {
     harnesses: Mutex<Vec<Option<Harness>>>,
     ready: Vec<Ready>,
     path_note: String,
+    profile: bool,
+    /// Open loop: the harnesses wait for the schedule, so their busy share says nothing about the pipe.
+    open_loop: bool,
 }
 
 impl<T: Broker> PythonTarget<T> {
     /// `url` is the case's broker URL, resolved (with its password, which only the harness sees).
-    pub fn new(inner: T, case: &Case, client: &PythonClient, url: String) -> Self {
+    /// `profile`: sample the harnesses with py-spy over the measured publishes (`--profile cpu`).
+    pub fn new(inner: T, case: &Case, client: &PythonClient, url: String, profile: bool) -> Self {
         let path_note = match (client.client, case.path.name()) {
             (Client::Celery, "fresh") => "celery fresh: task.apply_async with broker_pool_limit = 0, so every call opens a connection and closes it",
             (Client::Celery, "acquire") => "celery acquire: task.apply_async as shipped, a producer checked out of the app's pool and returned on every call (what delay() does)",
@@ -285,7 +300,11 @@ impl<T: Broker> PythonTarget<T> {
                 python: client.python.clone(),
                 url,
                 stats: Mutex::new(Vec::new()),
+                spy: Mutex::new(None),
+                profiles: Mutex::new(Vec::new()),
             }),
+            profile,
+            open_loop: case.open_loop(),
             concurrency: case.concurrency,
             dir: None,
             harnesses: Mutex::new(Vec::new()),
@@ -337,7 +356,14 @@ impl<T: Broker> Target for PythonTarget<T> {
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
         self.inner.prepare().await?;
-        self.start_all().await
+        self.start_all().await?;
+        if self.profile {
+            let executable = self.ready.first().map(|r| PathBuf::from(&r.executable));
+            let spy = spy::find(executable.as_deref())
+                .map_err(|e| PublishError::new(ErrorKind::Setup, self.shared.clean(&e)))?;
+            *self.shared.spy.lock().expect("not poisoned") = Some(spy);
+        }
+        Ok(())
     }
 
     fn publisher(&self, worker: usize) -> PythonPublisher {
@@ -359,11 +385,20 @@ impl<T: Broker> Target for PythonTarget<T> {
             outstanding: 0,
             writing: false,
             line: Vec::with_capacity(128),
+            sampler: None,
+            worker,
+            dir: self.dir.as_ref().map(|d| d.path().to_path_buf()),
         }
     }
 
     async fn delivered(&mut self, expected: u64) -> Result<Option<u64>, PublishError> {
         self.inner.delivered(expected).await
+    }
+
+    fn cpu_profile(&mut self) -> Option<String> {
+        let profiles = std::mem::take(&mut *self.shared.profiles.lock().expect("not poisoned"));
+        let texts: Vec<String> = profiles.into_iter().filter_map(Result::ok).collect();
+        (!texts.is_empty()).then(|| spy::merge(&texts))
     }
 
     async fn finish(&mut self) {
@@ -406,9 +441,30 @@ impl<T: Broker> Target for PythonTarget<T> {
                 self.shared.python.display()
             ));
         }
+        for p in self.shared.profiles.lock().expect("not poisoned").iter() {
+            if let Err(why) = p {
+                notes.push(format!("no Python CPU profile: {why}"));
+            }
+        }
+        if self.profile {
+            notes.push(format!(
+                "--profile cpu: py-spy sampled each harness at {} Hz over the measured publishes only (attached after warm-up); the CPU view holds Python frames, {} ns per sample",
+                spy::RATE_HZ,
+                1_000_000_000 / spy::RATE_HZ
+            ));
+        }
         let stats = self.shared.stats.lock().expect("not poisoned");
         let published: u64 = stats.iter().map(|s| s.published).sum();
         let calls: u64 = stats.iter().map(|s| s.stage_calls).sum();
+        let (busy, span): (u64, u64) = stats
+            .iter()
+            .fold((0, 0), |(b, s), x| (b + x.busy_ns, s + x.span_ns));
+        if span > 0 && !self.open_loop {
+            notes.push(format!(
+                "the harnesses were inside the publish call {:.0}% of the time from their first publish to their last (warm-up included); the rest was waiting for the next command: the pipe round trip and the engine",
+                100.0 * busy as f64 / span as f64
+            ));
+        }
         if published > 0 && calls > 0 {
             notes.push(format!(
                 "{:.1} timed calls per publish (warm-up included)",
@@ -431,6 +487,11 @@ pub struct PythonPublisher {
     writing: bool,
     /// The answer being read; a cancelled read keeps what it had.
     line: Vec<u8>,
+    /// py-spy attached to this publisher's harness (`--profile cpu`, measured phase).
+    sampler: Option<spy::Sampler>,
+    worker: usize,
+    /// The case's temporary directory (py-spy writes there).
+    dir: Option<PathBuf>,
 }
 
 impl PythonPublisher {
@@ -554,7 +615,36 @@ impl Publisher for PythonPublisher {
         self.take_answer(clock)
     }
 
+    async fn measuring(&mut self) {
+        let spy = self.shared.spy.lock().expect("not poisoned").clone();
+        if let (Some(spy), Some(h), Some(dir)) = (spy, &self.harness, &self.dir) {
+            let out = dir.join(format!("py-spy-{}.txt", self.worker));
+            match spy::Sampler::attach(&spy, h.pid, out) {
+                Ok(sampler) => self.sampler = Some(sampler),
+                Err(e) => {
+                    tracing::warn!("no Python CPU profile: {e}");
+                    self.shared
+                        .profiles
+                        .lock()
+                        .expect("not poisoned")
+                        .push(Err(e));
+                }
+            }
+        }
+    }
+
     async fn close(&mut self) {
+        if let Some(sampler) = self.sampler.take() {
+            let profile = sampler.stop().await;
+            if let Err(why) = &profile {
+                tracing::warn!("no Python CPU profile: {why}");
+            }
+            self.shared
+                .profiles
+                .lock()
+                .expect("not poisoned")
+                .push(profile);
+        }
         let Some(mut h) = self.harness.take() else {
             return;
         };

@@ -13,9 +13,6 @@ pub struct Found {
     pub executable: String,
     pub celery: Option<String>,
     pub kombu: Option<String>,
-    /// The version of py-spy next to the interpreter (`<venv>/bin/py-spy`) or on PATH, if any.
-    #[serde(default)]
-    pub py_spy: Option<String>,
     /// Why `celery_app` could not be imported.
     #[serde(default)]
     pub app_error: Option<String>,
@@ -36,20 +33,13 @@ impl Found {
 }
 
 const PROBE: &str = r#"
-import json, os, shutil, subprocess, sys
+import json, sys
 out = {"python": sys.version.split()[0], "executable": sys.executable}
 for name in ("celery", "kombu"):
     try:
         out[name] = __import__(name).__version__
     except Exception:
         out[name] = None
-spy = os.path.join(os.path.dirname(sys.executable), "py-spy")
-spy = spy if os.access(spy, os.X_OK) else shutil.which("py-spy")
-if spy:
-    try:
-        out["py_spy"] = subprocess.run([spy, "--version"], capture_output=True, text=True, timeout=10).stdout.split()[-1]
-    except Exception:
-        pass
 app = sys.argv[1] if len(sys.argv) > 1 else ""
 if app and out["celery"]:
     if len(sys.argv) > 2 and sys.argv[2]:
