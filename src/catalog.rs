@@ -48,6 +48,54 @@ pub struct BackendSpec {
 
 use PathKind::{Acquire, Fresh, Pooled, Raw};
 
+/// Who publishes a broker case: taskbench's own Rust publishers, or real Celery or kombu in Python
+/// processes (the `client` case key; only `amqp` and `redis` take it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Client {
+    Taskbench,
+    Celery,
+    Kombu,
+}
+
+impl Client {
+    pub const ALL: [Client; 3] = [Client::Taskbench, Client::Celery, Client::Kombu];
+
+    /// The name used in scenario files and output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Client::Taskbench => "taskbench",
+            Client::Celery => "celery",
+            Client::Kombu => "kombu",
+        }
+    }
+
+    /// The client called `name` in scenario files.
+    pub fn from_name(name: &str) -> Option<Client> {
+        Client::ALL.into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl fmt::Display for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The backend keys a `client = "celery"` or `"kombu"` case takes (the others tune taskbench's own
+/// publishers). `python`, `celery_app` and `pythonpath` apply only to such cases, `celery_app` only to celery.
+pub const PYTHON_CLIENT_KEYS: &[&str] = &[
+    "url",
+    "keep",
+    "client",
+    "python",
+    "celery_app",
+    "pythonpath",
+];
+
+/// The backend keys that mean something only with a Python client.
+pub const PYTHON_ONLY_KEYS: &[&str] = &["python", "celery_app", "pythonpath"];
+
 const LOCAL_OPTIONS: &[(&str, &[PathKind])] = &[("address", &[])];
 
 /// The table of backends: the single definition everything else reads.
@@ -65,6 +113,10 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("pool_size", &[Acquire]),
             ("connections", &[Pooled]),
             ("batch", &[Pooled]),
+            ("client", &[]),
+            ("python", &[]),
+            ("celery_app", &[]),
+            ("pythonpath", &[]),
         ],
         local: false,
     },
@@ -79,6 +131,10 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("batch", &[Pooled]),
             ("multiplexed", &[Pooled]),
             ("kombu_handshake", &[Fresh]),
+            ("client", &[]),
+            ("python", &[]),
+            ("celery_app", &[]),
+            ("pythonpath", &[]),
         ],
         local: false,
     },

@@ -1,6 +1,7 @@
 //! The command line: read the arguments, call the library, and map how each command ended to an exit code
 //! (in one place, [`exit_code`]).
 
+use crate::backend;
 use crate::endpoint::Endpoint;
 use crate::profile::{self, cpu, cpu::SpanBuffer, flame::SvgStyle, redraw};
 use crate::report::compare::{Comparison, FailIf};
@@ -249,12 +250,46 @@ pub fn main() -> ExitCode {
 fn validate(path: PathBuf) -> Result<Ending, UsageError> {
     let scenario = scenario::load(&path)?;
     let notes = preflight::check(&scenario).map_err(UsageError)?;
+    let found = check_python(&scenario, false)?;
     let mut out = report::listing(&scenario);
+    for line in found {
+        out.push_str(&format!("python {line}\n"));
+    }
     for note in notes {
         out.push_str(&format!("note: {note}\n"));
     }
     print_stdout(&out);
     Ok(Ending::Ok)
+}
+
+/// Runs every distinct interpreter (and `celery_app`) of the scenario's celery and kombu cases once;
+/// returns what each has, or the first problem (a usage error: nothing runs). `profiling` (`--profile
+/// cpu`) also needs py-spy for each.
+fn check_python(scenario: &scenario::Scenario, profiling: bool) -> Result<Vec<String>, UsageError> {
+    let mut seen: Vec<&scenario::PythonClient> = Vec::new();
+    let mut found = Vec::new();
+    for case in &scenario.cases {
+        let Some(client) = case.options.python() else {
+            continue;
+        };
+        if seen.iter().any(|c| {
+            c.python == client.python
+                && c.celery_app == client.celery_app
+                && c.pythonpath == client.pythonpath
+        }) {
+            continue;
+        }
+        seen.push(client);
+        let f = backend::python::probe::probe(client)
+            .map_err(|e| UsageError(format!("case {:?}: {e}", case.name)))?;
+        if profiling {
+            backend::python::spy::find(Some(f.executable.as_ref()))
+                .map_err(|e| UsageError(format!("case {:?}: {e}", case.name)))?;
+        }
+        found.push(f.describe());
+    }
+    found.dedup();
+    Ok(found)
 }
 
 fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
@@ -268,6 +303,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     };
     let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;
+    check_python(&scenario, args.profile == Some(Profile::Cpu))?;
     for note in preflight::check(&scenario).map_err(UsageError)? {
         eprintln!("note: {note}");
     }

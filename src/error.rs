@@ -49,11 +49,13 @@ pub enum ErrorKind {
     DeliveryMismatch,
     /// A publisher panicked (a bug in taskbench: please report it).
     Panic,
+    /// The Python harness of a `celery` or `kombu` case died, or answered something taskbench cannot read.
+    Harness,
 }
 
 impl ErrorKind {
     /// Every kind.
-    pub const ALL: [ErrorKind; 21] = [
+    pub const ALL: [ErrorKind; 22] = [
         ErrorKind::Config,
         ErrorKind::Setup,
         ErrorKind::Unreachable,
@@ -75,6 +77,7 @@ impl ErrorKind {
         ErrorKind::Timeout,
         ErrorKind::DeliveryMismatch,
         ErrorKind::Panic,
+        ErrorKind::Harness,
     ];
 
     /// The stable name, as in summary.json.
@@ -101,6 +104,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::DeliveryMismatch => "delivery_mismatch",
             ErrorKind::Panic => "panic",
+            ErrorKind::Harness => "harness",
         }
     }
 
@@ -148,7 +152,17 @@ impl ErrorKind {
                 "the backend holds fewer messages than were reported published"
             }
             ErrorKind::Panic => "a publisher panicked (a bug in taskbench: please report it)",
+            ErrorKind::Harness => {
+                "the Python process of a `celery` or `kombu` case died or answered something taskbench cannot read"
+            }
         }
+    }
+}
+
+impl ErrorKind {
+    /// The kind called `name` (as in summary.json), e.g. one a Python harness reported.
+    pub fn from_name(name: &str) -> Option<ErrorKind> {
+        ErrorKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 

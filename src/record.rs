@@ -251,7 +251,8 @@ impl Recorder {
     }
 
     /// Records a successful publish call: each of its publishes' latency from its own start (plus any time
-    /// it spent `queued` in an open loop) to `end`, and the stages `clock` timed. The engine's one way of
+    /// it spent `queued` in an open loop) to `end`, or the latency another process measured and put on the
+    /// clock (plus `queued`), and the stages `clock` timed. The engine's one way of
     /// recording a publish (the overhead micro-benchmark calls it too).
     #[inline]
     pub fn record_publish(
@@ -262,8 +263,20 @@ impl Recorder {
         clock: &mut StageClock,
     ) {
         self.roll(end);
-        for s in starts {
-            self.record_latency((queued + end.saturating_duration_since(*s)).as_nanos() as u64);
+        match clock.take_measured() {
+            // Measured by the process that published (a Python harness): recorded exactly as it came.
+            Some(ns) => {
+                for _ in starts {
+                    self.record_latency(queued.as_nanos() as u64 + ns);
+                }
+            }
+            None => {
+                for s in starts {
+                    self.record_latency(
+                        (queued + end.saturating_duration_since(*s)).as_nanos() as u64
+                    );
+                }
+            }
         }
         let n = starts.len() as u64;
         clock.drain(|stage, ns| self.record_stage(stage, ns, n));
@@ -386,6 +399,9 @@ pub struct CaseResult {
     pub timeline: Vec<IntervalResult>,
     /// The wall clock when the measured publishes started.
     pub wall_start: Option<SystemTime>,
+    /// A CPU profile of the case recorded outside taskbench's own spans, as folded stacks in ns: py-spy's
+    /// samples of a celery or kombu case's Python harnesses (`--profile cpu`).
+    pub cpu_folded: Option<String>,
 }
 
 /// One interval of a case, merged over its publishers: publishes that ended in it.
@@ -454,6 +470,7 @@ impl CaseResult {
             thresholds: Vec::new(),
             timeline: Vec::new(),
             wall_start: None,
+            cpu_folded: None,
         }
     }
 

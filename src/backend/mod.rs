@@ -7,6 +7,7 @@
 pub mod amqp;
 pub mod backoff;
 pub mod local;
+pub mod python;
 pub mod redis;
 pub mod url;
 
@@ -22,13 +23,33 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             Ok(target) => engine::run_case(target, case, control).await,
             Err(e) => CaseResult::failed_setup(case, ErrorKind::Setup, format!("{e:#}")),
         },
-        BackendOptions::Redis(o) => match redis::RedisTarget::new(case, o, control.stop.clone()) {
-            Ok(target) => engine::run_case(target, case, control).await,
-            Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
+        BackendOptions::Redis(o) => match (
+            redis::RedisTarget::new(case, o, control.stop.clone()),
+            &o.python,
+        ) {
+            (Ok(target), None) => engine::run_case(target, case, control).await,
+            (Ok(target), Some(client)) => {
+                let url =
+                    url::broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", redis::DEFAULT_URL);
+                let target =
+                    python::PythonTarget::new(target, case, client, url, control.trace_spans);
+                engine::run_case(target, case, control).await
+            }
+            (Err(e), _) => CaseResult::failed_setup(case, e.kind, e.message),
         },
-        BackendOptions::Amqp(o) => match amqp::AmqpTarget::new(case, o, control.stop.clone()) {
-            Ok(target) => engine::run_case(target, case, control).await,
-            Err(e) => CaseResult::failed_setup(case, e.kind, e.message),
+        BackendOptions::Amqp(o) => match (
+            amqp::AmqpTarget::new(case, o, control.stop.clone()),
+            &o.python,
+        ) {
+            (Ok(target), None) => engine::run_case(target, case, control).await,
+            (Ok(target), Some(client)) => {
+                let url =
+                    url::broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", amqp::DEFAULT_URL);
+                let target =
+                    python::PythonTarget::new(target, case, client, url, control.trace_spans);
+                engine::run_case(target, case, control).await
+            }
+            (Err(e), _) => CaseResult::failed_setup(case, e.kind, e.message),
         },
     }
 }

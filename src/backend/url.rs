@@ -85,9 +85,45 @@ fn is_password_key(key: &str) -> bool {
     matches!(key.as_str(), "pass" | "passwd" | "pwd") || key.contains("password")
 }
 
+/// The password in `url`, if it has one (what [`redact`] hides), so that text from elsewhere (a Python
+/// harness's error messages) can be cleaned of it too.
+pub fn password(url: &str) -> Option<&str> {
+    let scheme_end = url.find("://")?;
+    let rest = &url[scheme_end + 3..];
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let userinfo = &authority[..authority.rfind('@')?];
+    let password = match userinfo.split_once(':') {
+        Some((_, password)) => password,
+        None if url.starts_with("redis") => userinfo,
+        None => return None,
+    };
+    (!password.is_empty()).then_some(password)
+}
+
+/// `text` with every occurrence of `url`'s password replaced by `***`.
+pub fn scrub(text: &str, url: &str) -> String {
+    match password(url) {
+        Some(p) => text.replace(p, "***"),
+        None => text.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scrub_hides_the_password_anywhere_in_a_message() {
+        let url = "amqp://guest:s3cret@127.0.0.1:5672/%2f";
+        assert_eq!(password(url), Some("s3cret"));
+        assert_eq!(
+            scrub("login s3cret refused for amqp://guest:s3cret@h", url),
+            "login *** refused for amqp://guest:***@h"
+        );
+        assert_eq!(password("redis://127.0.0.1:6379/0"), None);
+        assert_eq!(password("redis://pw@127.0.0.1:6379/0"), Some("pw"));
+        assert_eq!(scrub("nothing", "redis://127.0.0.1/0"), "nothing");
+    }
 
     #[test]
     fn userinfo_passwords_never_show() {

@@ -41,6 +41,12 @@ pub trait Publisher: Send + 'static {
         clock: &mut StageClock,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 
+    /// Called once after the warm-up and the start barrier, just before the first measured publish (a
+    /// Python publisher attaches its profiler here, so imports and warm-up are not sampled).
+    fn measuring(&mut self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
     /// Closes what the publisher holds, after its last publish (not timed).
     fn close(&mut self) -> impl Future<Output = ()> + Send {
         async {}
@@ -87,6 +93,12 @@ pub trait Target: Send + 'static {
     /// Things a reader of this case's numbers must know.
     fn notes(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// A CPU profile the target recorded itself (folded stacks in ns), after `finish`; `None` for targets
+    /// whose publishers taskbench's spans profile.
+    fn cpu_profile(&mut self) -> Option<String> {
+        None
     }
 }
 
@@ -380,6 +392,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         Some(Err(e)) => result.errors.add(&e, 1),
     }
     finish(&mut target, stop, &mut result).await;
+    result.cpu_folded = target.cpu_profile();
     result
 }
 
@@ -475,6 +488,9 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
     }
 
     shared.barrier.wait().await;
+    if !broken {
+        publisher.measuring().await;
+    }
     let start = *shared.start.get_or_init(Instant::now);
     recorders.start_intervals(start, shared.interval);
     let deadline = shared.duration.map(|d| start + d);

@@ -293,8 +293,12 @@ pub fn listing(scenario: &Scenario) -> String {
             .map_or(format!("closed loop x{}", c.concurrency), |r| {
                 format!("open loop {r}/s x{}", c.concurrency)
             });
+        let client = c
+            .options
+            .python()
+            .map_or(String::new(), |p| format!(" (client {})", p.client));
         out.push_str(&format!(
-            "  {}: {} {}, {count}, {mode}, body {} B, envelope {} B\n",
+            "  {}: {} {}{client}, {count}, {mode}, body {} B, envelope {} B\n",
             c.name,
             c.backend,
             c.path,

@@ -117,10 +117,15 @@ async fn run_cases(
         }
         let mut result = backend::run_case(case, &control).await;
         result.check_thresholds(&case.thresholds);
-        let cpu = options
+        let spans = options
             .spans
             .as_ref()
             .map(|s| s.take_folded(case.sample_interval() as f64));
+        // A Python case's profile is its harnesses' (py-spy), not the Rust side's spans.
+        let cpu = match &result.cpu_folded {
+            Some(text) if spans.is_some() => Folded::parse(text).ok(),
+            _ => spans,
+        };
         results.push(result);
         on_case(CaseEnd {
             result: results.last().expect("just pushed"),

@@ -8,7 +8,7 @@ mod plan;
 mod raw;
 pub mod threshold;
 
-use crate::catalog::{Backend, PathKind};
+use crate::catalog::{Backend, Client, PathKind};
 use crate::endpoint::Endpoint;
 use crate::message::TaskTemplate;
 use std::fmt;
@@ -187,6 +187,8 @@ pub struct AmqpOptions {
     pub connections: usize,
     /// Messages per pipelined publish call (`pooled`).
     pub batch: usize,
+    /// Real Celery or kombu publishes instead of taskbench (`client`); `None` is taskbench.
+    pub python: Option<PythonClient>,
 }
 
 impl Default for AmqpOptions {
@@ -200,6 +202,7 @@ impl Default for AmqpOptions {
             pool_size: 10,
             connections: 1,
             batch: 1,
+            python: None,
         }
     }
 }
@@ -219,6 +222,8 @@ pub struct RedisOptions {
     pub multiplexed: bool,
     /// Do kombu's connection handshake on every publish (`fresh`).
     pub kombu_handshake: bool,
+    /// Real Celery or kombu publishes instead of taskbench (`client`); `None` is taskbench.
+    pub python: Option<PythonClient>,
 }
 
 impl Default for RedisOptions {
@@ -230,7 +235,41 @@ impl Default for RedisOptions {
             batch: 1,
             multiplexed: false,
             kombu_handshake: true,
+            python: None,
         }
+    }
+}
+
+/// The interpreter used when neither the case nor the scenario names one and `TASKBENCH_PYTHON` is unset.
+pub const DEFAULT_PYTHON: &str = "python3";
+
+/// A broker case published by real Celery or kombu, one Python process per publisher (`client`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PythonClient {
+    /// `Client::Celery` or `Client::Kombu`.
+    pub client: Client,
+    /// The interpreter whose Celery and kombu are measured: the case's `python`, else the scenario's,
+    /// else `TASKBENCH_PYTHON`, else `python3`.
+    pub python: PathBuf,
+    /// `module:attribute` of the user's Celery app (`celery_app`); `None` builds a minimal app on the URL.
+    pub celery_app: Option<String>,
+    /// A directory put first on the harness's `sys.path` (`pythonpath`), to import `celery_app` from.
+    pub pythonpath: Option<PathBuf>,
+}
+
+impl BackendOptions {
+    /// The Python client of a broker case, if it is not taskbench's own.
+    pub fn python(&self) -> Option<&PythonClient> {
+        match self {
+            BackendOptions::Amqp(o) => o.python.as_ref(),
+            BackendOptions::Redis(o) => o.python.as_ref(),
+            BackendOptions::Local(_) => None,
+        }
+    }
+
+    /// Who publishes: taskbench, celery or kombu.
+    pub fn client(&self) -> Client {
+        self.python().map_or(Client::Taskbench, |p| p.client)
     }
 }
 

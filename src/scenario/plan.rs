@@ -42,15 +42,15 @@ pub(super) fn scenario(
     }
     let mut cases: Vec<Case> = Vec::with_capacity(raw_cases.len());
     for raw_case in raw_cases {
-        let case = plan_case(
-            &at,
-            raw_case.get_ref(),
+        let wide = RunWide {
             defaults,
-            &task,
-            task_queue.clone(),
+            python: raw.python.as_ref(),
+            task: &task,
+            task_queue: task_queue.clone(),
             overrides,
-            run_thresholds,
-        )?;
+            thresholds: run_thresholds,
+        };
+        let case = plan_case(&at, raw_case.get_ref(), wide)?;
         if cases.iter().any(|c| c.name == case.name) {
             return Err(at.error(
                 raw_case.get_ref().name.span(),
@@ -203,20 +203,32 @@ fn apply_task_overrides(
     Ok(())
 }
 
-fn plan_case(
-    at: &Locator,
-    raw: &RawCase,
-    defaults: Settings,
-    task: &TaskSpec,
+/// What the scenario sets for every case, and the command line's overrides over it.
+struct RunWide<'a> {
+    defaults: Settings<'a>,
+    python: Option<&'a Spanned<String>>,
+    task: &'a TaskSpec,
+    /// Where the scenario's `[task] queue` is, for errors about it.
     task_queue: Option<Range<usize>>,
-    overrides: &Overrides,
-    run_thresholds: &RawThresholds,
-) -> Result<Case, ScenarioError> {
+    overrides: &'a Overrides,
+    thresholds: &'a RawThresholds,
+}
+
+fn plan_case(at: &Locator, raw: &RawCase, wide: RunWide) -> Result<Case, ScenarioError> {
+    let RunWide {
+        defaults,
+        python: scenario_python,
+        task,
+        task_queue,
+        overrides,
+        thresholds: run_thresholds,
+    } = wide;
     check_file_name(at, &raw.name, "case name")?;
     let name = raw.name.get_ref().clone();
     let in_case = |msg: String| format!("case {name:?}: {msg}");
 
     let (backend, path) = backend_and_path(at, raw, &in_case)?;
+    let python = python_client(at, raw, scenario_python, &in_case)?;
 
     let s = raw.settings().over(defaults);
     let mut load = load(at, s, backend, path, overrides)?;
@@ -225,8 +237,14 @@ fn plan_case(
     }
 
     let options = match backend {
-        Backend::Amqp => BackendOptions::Amqp(amqp_options(at, raw, path, load.rate, &in_case)?),
-        Backend::Redis => BackendOptions::Redis(redis_options(at, raw, &in_case)?),
+        Backend::Amqp => BackendOptions::Amqp(AmqpOptions {
+            python,
+            ..amqp_options(at, raw, path, load.rate, &in_case)?
+        }),
+        Backend::Redis => BackendOptions::Redis(RedisOptions {
+            python,
+            ..redis_options(at, raw, &in_case)?
+        }),
         Backend::Unix | Backend::Fifo | Backend::Tcp => {
             let address = raw
                 .address
@@ -572,6 +590,110 @@ fn backend_and_path(
         }
     }
     Ok((backend, path))
+}
+
+/// The case's `client` and, for celery or kombu, its interpreter and app; checks that the case sets only keys
+/// its client takes. `None` for taskbench's own publishers (and for local backends, which have no client).
+fn python_client(
+    at: &Locator,
+    raw: &RawCase,
+    scenario_python: Option<&Spanned<String>>,
+    in_case: &dyn Fn(String) -> String,
+) -> Result<Option<PythonClient>, ScenarioError> {
+    use crate::catalog::{PYTHON_CLIENT_KEYS, PYTHON_ONLY_KEYS};
+    let client = match &raw.client {
+        None => Client::Taskbench,
+        Some(c) => Client::from_name(c.get_ref()).ok_or_else(|| {
+            let names: Vec<&str> = Client::ALL.iter().map(|c| c.name()).collect();
+            at.error(
+                c.span(),
+                in_case(format!("unknown client {:?}", c.get_ref())),
+                Some(format!("client is one of {}", names.join(", "))),
+            )
+        })?,
+    };
+    let keys = raw.backend_keys();
+    if client == Client::Taskbench {
+        if let Some((key, span)) = keys.iter().find(|(k, _)| PYTHON_ONLY_KEYS.contains(k)) {
+            return Err(at.error(
+                span.clone(),
+                in_case(format!("`{key}` applies only to a celery or kombu client")),
+                Some("add client = \"celery\" or client = \"kombu\" to the case".into()),
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some((key, span)) = keys.iter().find(|(k, _)| !PYTHON_CLIENT_KEYS.contains(k)) {
+        return Err(at.error(
+            span.clone(),
+            in_case(format!(
+                "`{key}` tunes taskbench's own publishers and does not apply to client `{client}`"
+            )),
+            Some(format!(
+                "a {client} case takes {}; configure Celery itself through celery_app",
+                PYTHON_CLIENT_KEYS.join(", ")
+            )),
+        ));
+    }
+    let celery_app = match &raw.celery_app {
+        Some(a) if client != Client::Celery => {
+            return Err(at.error(
+                a.span(),
+                in_case(format!(
+                    "`celery_app` applies only to client `celery`, not `{client}`"
+                )),
+                None,
+            ));
+        }
+        Some(a) => {
+            let ok = a
+                .get_ref()
+                .split_once(':')
+                .is_some_and(|(m, attr)| !m.is_empty() && !attr.is_empty());
+            if !ok {
+                return Err(at.error(
+                    a.span(),
+                    in_case(format!("celery_app {:?} is not `module:attribute`", a.get_ref())),
+                    Some("e.g. celery_app = \"proj.celery:app\" (with pythonpath = the directory proj is in)".into()),
+                ));
+            }
+            Some(a.get_ref().clone())
+        }
+        None => None,
+    };
+    let nonempty = |v: &Spanned<String>, key: &str| {
+        if v.get_ref().is_empty() {
+            Err(at.error(v.span(), in_case(format!("`{key}` is empty")), None))
+        } else {
+            Ok(v.get_ref().clone())
+        }
+    };
+    let python = match raw.python.as_ref().or(scenario_python) {
+        Some(p) => nonempty(p, "python")?,
+        None => std::env::var("TASKBENCH_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| DEFAULT_PYTHON.to_string()),
+    };
+    // A relative pythonpath is relative to the scenario file, so a scenario and its app can move together.
+    let pythonpath = raw
+        .pythonpath
+        .as_ref()
+        .map(|p| nonempty(p, "pythonpath"))
+        .transpose()?
+        .map(|p| {
+            let p = PathBuf::from(p);
+            match Path::new(at.file).parent() {
+                Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+                _ => p,
+            }
+        });
+    Ok(Some(PythonClient {
+        client,
+        python: PathBuf::from(python),
+        celery_app,
+        pythonpath,
+    }))
 }
 
 /// An `amqp` case's settings (the keys were checked to apply to its backend and path).

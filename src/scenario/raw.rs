@@ -107,6 +107,7 @@ with_settings! {
     #[serde(deny_unknown_fields)]
     struct RawScenario {
         name: Spanned<String>,
+        python: Option<Spanned<String>>,
         task: Option<RawTask>,
         thresholds: Option<RawThresholds>,
         case: Option<Vec<Spanned<RawCase>>>,
@@ -175,5 +176,9 @@ raw_case! {
         batch: i64,
         multiplexed: bool,
         kombu_handshake: bool,
+        client: String,
+        python: String,
+        celery_app: String,
+        pythonpath: String,
     }
 }

@@ -397,6 +397,10 @@ fn every_key_the_catalog_allows_changes_what_is_planned() {
             ("keep" | "multiplexed", _) => "true",
             ("kombu_handshake", _) => "false",
             ("confirm", _) => "\"each\"",
+            ("client", _) => "\"celery\"",
+            ("python", _) => "\"/opt/python3\"",
+            ("celery_app", _) => "\"proj:app\"",
+            ("pythonpath", _) => "\"/opt/proj\"",
             _ => "7",
         }
     }
@@ -413,15 +417,21 @@ fn every_key_the_catalog_allows_changes_what_is_planned() {
     let mut checked = 0;
     for spec in crate::catalog::BACKENDS {
         for path in spec.paths {
-            let plain = plan(spec.name, path.name(), "");
             for (key, paths) in spec.options {
                 if !paths.is_empty() && !paths.contains(path) {
                     continue;
                 }
+                // Keys that only a Python client takes are compared on a celery case.
+                let base = if crate::catalog::PYTHON_ONLY_KEYS.contains(key) {
+                    "client = \"celery\"\n"
+                } else {
+                    ""
+                };
+                let plain = plan(spec.name, path.name(), base);
                 let set = plan(
                     spec.name,
                     path.name(),
-                    &format!("{key} = {}\n", value(key, spec.name)),
+                    &format!("{base}{key} = {}\n", value(key, spec.name)),
                 );
                 assert_ne!(set, plain, "{key} on {} {path} changes nothing", spec.name);
                 checked += 1;
@@ -727,5 +737,98 @@ fn interval_is_a_duration_of_at_least_10ms() {
             "backend = \"tcp\"\npath = \"raw\"\ninterval = \"1ms\""
         )),
         "s.toml:6:12: `interval` must be at least 10ms\n  hint: it is the length of one point of the timeline, e.g. \"1s\" or \"250ms\""
+    );
+}
+
+#[test]
+fn a_celery_case_plans_its_interpreter_app_and_pythonpath() {
+    let s = parse(
+        r#"
+name = "py"
+python = "/opt/venv/bin/python"
+[[case]]
+name = "c"
+backend = "amqp"
+path = "acquire"
+client = "celery"
+celery_app = "proj.celery:app"
+pythonpath = "apps"
+[[case]]
+name = "k"
+backend = "redis"
+path = "pooled"
+client = "kombu"
+python = "/usr/bin/python3"
+[[case]]
+name = "t"
+backend = "redis"
+path = "pooled"
+"#,
+        "dir/py.toml",
+    )
+    .unwrap();
+    let c = s.cases[0].options.python().unwrap();
+    assert_eq!(c.client, crate::catalog::Client::Celery);
+    assert_eq!(c.python, PathBuf::from("/opt/venv/bin/python"));
+    assert_eq!(c.celery_app.as_deref(), Some("proj.celery:app"));
+    assert_eq!(c.pythonpath, Some(PathBuf::from("dir/apps")));
+    let k = s.cases[1].options.python().unwrap();
+    assert_eq!(k.client, crate::catalog::Client::Kombu);
+    assert_eq!(k.python, PathBuf::from("/usr/bin/python3"));
+    assert_eq!(
+        s.cases[2].options.client(),
+        crate::catalog::Client::Taskbench
+    );
+    assert!(s.cases[2].options.python().is_none());
+}
+
+#[test]
+fn client_errors_name_the_key_and_what_is_allowed() {
+    let e = err(&one_case(
+        "backend = \"amqp\"\npath = \"pooled\"\nclient = \"rust\"",
+    ));
+    assert!(e.contains("unknown client \"rust\""), "{e}");
+    assert!(
+        e.contains("client is one of taskbench, celery, kombu"),
+        "{e}"
+    );
+
+    let e = err(&one_case(
+        "backend = \"redis\"\npath = \"pooled\"\nclient = \"celery\"\nbatch = 4",
+    ));
+    assert!(
+        e.contains(
+            "`batch` tunes taskbench's own publishers and does not apply to client `celery`"
+        ),
+        "{e}"
+    );
+
+    let e = err(&one_case(
+        "backend = \"redis\"\npath = \"pooled\"\npython = \"python3\"",
+    ));
+    assert!(
+        e.contains("`python` applies only to a celery or kombu client"),
+        "{e}"
+    );
+
+    let e = err(&one_case(
+        "backend = \"redis\"\npath = \"pooled\"\nclient = \"kombu\"\ncelery_app = \"a:b\"",
+    ));
+    assert!(
+        e.contains("`celery_app` applies only to client `celery`"),
+        "{e}"
+    );
+
+    let e = err(&one_case(
+        "backend = \"amqp\"\npath = \"pooled\"\nclient = \"celery\"\ncelery_app = \"proj\"",
+    ));
+    assert!(e.contains("is not `module:attribute`"), "{e}");
+
+    let e = err(&one_case(
+        "backend = \"unix\"\npath = \"raw\"\nclient = \"celery\"",
+    ));
+    assert!(
+        e.contains("`client` does not apply to backend `unix`"),
+        "{e}"
     );
 }

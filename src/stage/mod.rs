@@ -91,6 +91,8 @@ pub struct StageClock {
     touched: u16,
     lap: Option<Instant>,
     traced: bool,
+    /// The latency of the publish in flight as another process measured it ([`StageClock::set_measured`]).
+    measured: Option<u64>,
 }
 
 impl StageClock {
@@ -102,7 +104,34 @@ impl StageClock {
             touched: 0,
             lap: None,
             traced: false,
+            measured: None,
         }
+    }
+
+    /// Replaces what was timed for the publish in flight with what another process measured (a Python
+    /// harness): the publish's latency, and the nanoseconds of each stage (kept only when stage timing is
+    /// on). The engine then records `latency_ns` instead of its own reading, and reads its own end time.
+    pub fn set_measured(
+        &mut self,
+        latency_ns: u64,
+        stages: impl IntoIterator<Item = (Stage, u64)>,
+    ) {
+        self.elapsed_ns = [0; STAGE_COUNT];
+        self.touched = 0;
+        if self.enabled {
+            for (stage, ns) in stages {
+                self.elapsed_ns[stage.index()] += ns;
+                self.touched |= 1 << stage.index();
+            }
+        }
+        self.lap = None;
+        self.measured = Some(latency_ns);
+    }
+
+    /// The latency [`StageClock::set_measured`] gave the publish in flight, once.
+    #[inline]
+    pub fn take_measured(&mut self) -> Option<u64> {
+        self.measured.take()
     }
 
     /// Whether the stages of the current publish also run inside `tracing` spans (a sampled publish).
@@ -188,6 +217,7 @@ impl StageClock {
         }
         self.touched = 0;
         self.lap = None;
+        self.measured = None;
     }
 
     /// Forgets the stages timed since the last drain (a failed publish records none).
@@ -259,6 +289,20 @@ mod tests {
             [(Stage::Connect, 5), (Stage::Send, 5)],
             "gaps count toward the next stage"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_measured_publish_replaces_what_was_timed_here() {
+        let mut clock = StageClock::new(true);
+        clock.begin(Instant::now());
+        clock.time_sync(Stage::Encode, || ());
+        clock.set_measured(900, [(Stage::Acquire, 100), (Stage::Send, 500)]);
+        assert_eq!(clock.last_lap(), None, "the engine reads its own end time");
+        assert_eq!(clock.take_measured(), Some(900));
+        assert_eq!(clock.take_measured(), None);
+        let mut seen = Vec::new();
+        clock.drain(|s, ns| seen.push((s, ns)));
+        assert_eq!(seen, [(Stage::Acquire, 100), (Stage::Send, 500)]);
     }
 
     #[tokio::test]

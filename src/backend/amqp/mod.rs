@@ -450,6 +450,13 @@ async fn open_channel_plain(live: &Live, s: &Settings) -> Result<Channel, Publis
         .map_err(|e| classify(&e, Doing::Channel, &s.url))
 }
 
+impl AmqpTarget {
+    /// What a reader must know about the broker and queue, whoever publishes (taskbench or a Python client).
+    pub fn broker_notes(&self) -> Vec<String> {
+        vec![format!("broker {}, queue {:?}", self.s.url, self.s.queue)]
+    }
+}
+
 impl Target for AmqpTarget {
     type Publisher = AmqpPublisher;
 
@@ -513,7 +520,7 @@ impl Target for AmqpTarget {
 
     fn notes(&self) -> Vec<String> {
         let s = &self.s;
-        let mut notes = vec![format!("broker {}, queue {:?}", s.url, s.queue)];
+        let mut notes = self.broker_notes();
         match (s.confirm, s.path) {
             (Confirm::Off, _) => notes.push(
                 "confirm = off: latency is time-to-socket (basic.publish handed to the socket), not time-to-broker; \

@@ -390,10 +390,7 @@ impl Target for RedisTarget {
     }
 
     fn notes(&self) -> Vec<String> {
-        let mut notes = vec![format!(
-            "redis at {}, list {:?}",
-            self.endpoint.shown, self.endpoint.list
-        )];
+        let mut notes = vec![self.broker_notes().remove(0)];
         notes.push(match self.path {
             PathKind::Fresh if self.kombu_handshake => "fresh: every publish opens a connection, sends kombu's PING, MULTI LLEN x4 and binding MULTI SADD x2, LPUSHes and closes".to_string(),
             PathKind::Fresh => "fresh without the kombu handshake: connect, LPUSH, close".to_string(),
@@ -410,6 +407,19 @@ impl Target for RedisTarget {
                 self.batch
             ));
         }
+        notes.extend(self.notes.iter().cloned());
+        notes
+    }
+}
+
+impl RedisTarget {
+    /// What a reader must know about the server and lists, whoever publishes (taskbench or a Python
+    /// client); the first is where, the rest what the cleanup found.
+    pub fn broker_notes(&self) -> Vec<String> {
+        let mut notes = vec![format!(
+            "redis at {}, list {:?}",
+            self.endpoint.shown, self.endpoint.list
+        )];
         notes.extend(self.notes.iter().cloned());
         notes
     }

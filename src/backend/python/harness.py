@@ -1,0 +1,398 @@
+"""taskbench's Python harness: real Celery or kombu publishing the scenario's task, one process per publisher.
+
+taskbench ships this file inside its binary (src/backend/python/harness.py), writes it to a temporary file
+and runs it as `python -u harness.py`. It talks to its one publisher over stdin/stdout, one line per
+message (docs/python-clients.md has the whole protocol):
+
+  taskbench -> harness   line 1: the case as JSON; then per publish "p"; at the end "q"
+  harness -> taskbench   "r {json}" ready (versions, which functions time which stage)
+                         "f {json}" failed to start (kind, message), then exit status 3
+                         "o LATENCY_NS [STAGE=NS ...]" one publish done, per publish
+                         "e KIND MESSAGE" one publish failed
+                         "s {json}" after "q": counters, then exit status 0
+
+`python harness.py --overhead` measures what recording a publish and timing a stage cost here, without a
+broker, and prints one JSON line.
+"""
+
+import functools
+import json
+import os
+import sys
+import time
+import uuid
+
+perf_ns = time.perf_counter_ns
+write = os.write
+
+# --- stages: Celery's and kombu's own functions, wrapped so their time is charged to a stage -------------
+
+# (stage, module, class, attribute). Applied where the installed version has them; the ready line says which
+# were wrapped. Stages are exclusive: a wrapped function called inside another (a connection checked out of
+# the pool while a producer is) is charged to its own stage, and taken out of the caller's.
+STAGE_FUNCTIONS = [
+    ("acquire", "kombu.resource", "Resource", "acquire"),
+    ("connect", "kombu.connection", "Connection", "_establish_connection"),
+    ("channel", "kombu.connection", "Connection", "channel"),
+    ("encode", "celery.app.amqp", "AMQP", "as_task_v2"),
+    ("encode", "kombu.messaging", "Producer", "_prepare"),
+    ("encode", "kombu.transport.virtual.base", "Channel", "prepare_message"),
+    ("encode", "amqp.channel", "Channel", "prepare_message"),
+    ("declare", "kombu.messaging", "Producer", "maybe_declare"),
+    ("send", "kombu.transport.virtual.base", "Channel", "basic_publish"),
+    ("send", "amqp.channel", "Channel", "_basic_publish"),
+    ("release", "kombu.resource", "Resource", "release"),
+    ("release", "kombu.pools", "ProducerPool", "release"),
+    ("close", "kombu.connection", "Connection", "_close"),
+]
+
+# Per publish: nanoseconds by stage, and the stack of wrapped calls in progress (each frame collects the
+# time of the wrapped calls inside it).
+acc = {}
+stack = []
+calls = [0]
+
+
+def timed(stage, fn):
+    push, pop, get, clock = stack.append, stack.pop, acc.get, perf_ns
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        frame = [0]
+        push(frame)
+        t0 = clock()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            elapsed = clock() - t0
+            pop()
+            acc[stage] = get(stage, 0) + elapsed - frame[0]
+            if stack:
+                stack[-1][0] += elapsed
+            calls[0] += 1
+
+    wrapper.__taskbench_stage__ = stage
+    return wrapper
+
+
+def wrap_stages():
+    """Wraps every function of STAGE_FUNCTIONS that exists; returns {stage: ["module.Class.attr", ...]}."""
+    import importlib
+
+    wrapped = {}
+    for stage, module, cls, attr in STAGE_FUNCTIONS:
+        try:
+            owner = getattr(importlib.import_module(module), cls)
+        except (ImportError, AttributeError):
+            continue
+        fn = owner.__dict__.get(attr)
+        if fn is None or hasattr(fn, "__taskbench_stage__"):
+            continue
+        setattr(owner, attr, timed(stage, fn))
+        if (module, attr) == ("amqp.channel", "_basic_publish"):
+            # py-amqp aliases basic_publish = _basic_publish at class creation: point the alias at the wrapper.
+            owner.basic_publish = owner._basic_publish
+        wrapped.setdefault(stage, []).append(f"{module}.{cls}.{attr}")
+    return wrapped
+
+
+# --- errors -------------------------------------------------------------------------------------------
+
+def kind_of(exc):
+    """The taskbench error kind of an exception raised by a publish (its cause chain included)."""
+    seen = set()
+    e = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        name = type(e).__name__
+        text = str(e)
+        if isinstance(e, ConnectionRefusedError) or "Connection refused" in text:
+            return "unreachable"
+        if name in ("AccessRefused", "AuthenticationError", "AuthenticationWrongNumberOfArgsError") \
+                or "WRONGPASS" in text or "NOAUTH" in text or "ACCESS_REFUSED" in text:
+            return "auth"
+        if name == "NotAllowed" or "NOT_ALLOWED" in text:
+            return "vhost"
+        if name == "PreconditionFailed" or "PRECONDITION_FAILED" in text:
+            return "declare_conflict"
+        if "OOM" in text:
+            return "oom"
+        if isinstance(e, TimeoutError) or name in ("TimeoutError", "timeout"):
+            return "timeout"
+        if isinstance(e, (ConnectionError, OSError)) or name in ("ConnectionError", "RecoverableConnectionError"):
+            return "connection_lost"
+        e = e.__cause__ or e.__context__
+    return "send"
+
+
+def one_line(text, limit=600):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def fail(kind, message):
+    write(1, ("f " + json.dumps({"kind": kind, "message": one_line(message, 2000)}) + "\n").encode())
+    sys.exit(3)
+
+
+# --- the clients --------------------------------------------------------------------------------------
+
+def load_app(cfg):
+    """The Celery app: the user's (celery_app = "module:attr"), or a minimal one; on the case's broker."""
+    from celery import Celery
+
+    spec = cfg.get("celery_app")
+    if spec:
+        import importlib
+
+        module, _, attr = spec.partition(":")
+        try:
+            obj = importlib.import_module(module)
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+        except Exception as exc:  # the user's code: anything can happen on import
+            fail("setup", f"celery_app {spec!r} could not be loaded: {type(exc).__name__}: {exc}"
+                          f" (sys.path[0] = {sys.path[0]!r}; set pythonpath to the directory {module.split('.')[0]} is in)")
+        if not isinstance(obj, Celery):
+            fail("setup", f"celery_app {spec!r} is a {type(obj).__name__}, not a Celery app")
+        app = obj
+    else:
+        app = Celery("taskbench")
+    # The case's broker, so that taskbench counts what arrived where it looks; everything else is the app's.
+    app.conf.broker_url = cfg["url"]
+    app.conf.broker_connection_retry_on_startup = True
+    if not spec:
+        app.conf.task_default_queue = cfg["queue"]
+    if cfg["path"] == "fresh":
+        app.conf.broker_pool_limit = 0
+    return app
+
+
+def celery_publisher(cfg):
+    app = load_app(cfg)
+    name, args, kwargs = cfg["task"], cfg["args"], cfg["kwargs"]
+    task = app.tasks.get(name)
+    if task is None:
+        # A stand-in registered under the task's name, so that apply_async runs as for a real task.
+        @app.task(name=name, shared=False)
+        def _taskbench_task(*a, **kw):
+            return None
+
+        task = app.tasks[name]
+    options = {"queue": cfg["queue"]}
+    if cfg.get("priority"):
+        options["priority"] = cfg["priority"]
+    apply_async = task.apply_async
+    closing = [app.close]
+    if cfg["path"] == "pooled":
+        # The blog's attempted fix: one producer checked out once and handed to every apply_async.
+        producer = app.producer_pool.acquire(block=True)
+        options["producer"] = producer
+        closing.insert(0, producer.release)
+
+    def publish():
+        apply_async(args, kwargs, **options)
+
+    return publish, closing
+
+
+def kombu_publisher(cfg):
+    import socket
+
+    from kombu import Connection, Producer, Queue, Exchange
+    from kombu.pools import producers
+
+    url, queue, name = cfg["url"], cfg["queue"], cfg["task"]
+    q = Queue(queue, Exchange(queue, type="direct"), routing_key=queue)
+    args, kwargs = cfg["args"], cfg["kwargs"]
+    body = (args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
+    origin = f"{os.getpid()}@{socket.gethostname()}"
+    base = {
+        "lang": "py", "task": name, "shadow": None, "eta": None, "expires": None, "group": None,
+        "group_index": None, "retries": 0, "timelimit": [None, None], "parent_id": None,
+        "argsrepr": repr(tuple(args)), "kwargsrepr": repr(kwargs), "origin": origin,
+        "ignore_result": False, "replaced_task_nesting": 0, "stamped_headers": None, "stamps": {},
+    }
+    extra = {"priority": cfg["priority"]} if cfg.get("priority") else {}
+
+    def send(producer):
+        task_id = str(uuid.uuid4())
+        headers = dict(base, id=task_id, root_id=task_id)
+        producer.publish(body, exchange="", routing_key=queue, declare=[q], serializer="json",
+                         headers=headers, correlation_id=task_id, delivery_mode=2, **extra)
+
+    path = cfg["path"]
+    if path == "fresh":
+        def publish():
+            with Connection(url) as conn:
+                send(Producer(conn))
+
+        return publish, []
+    conn = Connection(url)
+    if path == "acquire":
+        pool = producers[conn]
+
+        def publish():
+            with pool.acquire(block=True) as producer:
+                send(producer)
+
+        return publish, [pool.force_close_all, conn.release]
+    conn.connect()
+    producer = Producer(conn.channel())
+
+    def publish():
+        send(producer)
+
+    return publish, [conn.release]
+
+
+# --- the loop -----------------------------------------------------------------------------------------
+
+def serve(cfg):
+    if cfg.get("pythonpath"):
+        sys.path.insert(0, cfg["pythonpath"])
+    wrapped = wrap_stages() if cfg.get("stage_timing", True) else {}
+    try:
+        import celery
+        import kombu
+    except ImportError as exc:
+        fail("setup", f"{sys.executable} cannot import {exc.name}: install it with "
+                      f"{sys.executable} -m pip install 'celery[redis]'")
+    make = celery_publisher if cfg["client"] == "celery" else kombu_publisher
+    try:
+        publish, closing = make(cfg)
+    except SystemExit:
+        raise
+    except Exception as exc:
+        fail(kind_of(exc) if cfg["client"] == "kombu" else "setup", f"{type(exc).__name__}: {exc}")
+    ready = {
+        "pid": os.getpid(),
+        "python": sys.version.split()[0],
+        "executable": sys.executable,
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+        "stages": wrapped,
+    }
+    write(1, ("r " + json.dumps(ready) + "\n").encode())
+
+    readline = sys.stdin.buffer.readline
+    published = failed = busy_ns = 0
+    stage_calls = 0
+    first = last = 0
+    while True:
+        command = readline()
+        if command != b"p\n":
+            break
+        if not first:
+            first = perf_ns()
+        acc.clear()
+        stack.clear()
+        calls[0] = 0
+        t0 = perf_ns()
+        try:
+            publish()
+        except Exception as exc:
+            elapsed = perf_ns() - t0
+            busy_ns += elapsed
+            failed += 1
+            write(1, f"e {kind_of(exc)} {type(exc).__name__}: {one_line(exc)}\n".encode())
+            continue
+        last = perf_ns()
+        elapsed = last - t0
+        busy_ns += elapsed
+        published += 1
+        stage_calls += calls[0]
+        if acc:
+            write(1, ("o %d %s\n" % (elapsed, " ".join("%s=%d" % kv for kv in acc.items()))).encode())
+        else:
+            write(1, b"o %d\n" % elapsed)
+    for close in closing:
+        try:
+            close()
+        except Exception:
+            pass
+    stats = {"published": published, "failed": failed, "busy_ns": busy_ns, "stage_calls": stage_calls,
+             "span_ns": max(0, last - first)}
+    write(1, ("s " + json.dumps(stats) + "\n").encode())
+
+
+def overhead():
+    """What the harness adds to a publish, measured without a broker: recording (two clock reads, the
+    answer line and its write to a pipe), and stage timing (per timed call, and the longer answer line)."""
+    n = 100_000
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+
+    def drain():
+        try:
+            while os.read(r, 65536):
+                pass
+        except BlockingIOError:
+            pass
+
+    def noop():
+        return None
+
+    def bare_loop(fn):
+        t = perf_ns()
+        for _ in range(n):
+            fn()
+        return perf_ns() - t
+
+    def recorded_loop(fn):
+        t = perf_ns()
+        for i in range(n):
+            acc.clear()
+            stack.clear()
+            calls[0] = 0
+            t0 = perf_ns()
+            fn()
+            elapsed = perf_ns() - t0
+            if acc:
+                os.write(w, ("o %d %s\n" % (elapsed, " ".join("%s=%d" % kv for kv in acc.items()))).encode())
+            else:
+                os.write(w, b"o %d\n" % elapsed)
+            if i % 256 == 0:
+                drain()
+        return perf_ns() - t
+
+    # Ten timed calls over five stages, as a Celery publish on the acquire path makes (its notes say how
+    # many timed calls a publish made).
+    stages = ["acquire", "encode", "declare", "send", "release"]
+    timed_fns = [timed(stages[i % 5], noop) for i in range(10)]
+    bare_fns = [noop] * 10
+
+    def ten_timed():
+        for f in timed_fns:
+            f()
+
+    def ten_bare():
+        for f in bare_fns:
+            f()
+
+    rounds = []
+    for _ in range(5):
+        bare = bare_loop(noop)
+        recorded = recorded_loop(noop)
+        plain10 = recorded_loop(ten_bare)
+        timed10 = recorded_loop(ten_timed)
+        rounds.append(((recorded - bare) / n, (timed10 - plain10) / n))
+    record_ns = sorted(x[0] for x in rounds)[2]
+    stage_ns = sorted(x[1] for x in rounds)[2]
+    print(json.dumps({"python": sys.version.split()[0], "publishes": n,
+                      "record_ns_per_publish": round(record_ns),
+                      "stage_timing_ns_per_publish_of_10_timed_calls": round(stage_ns)}))
+
+
+def main():
+    if sys.argv[1:] == ["--overhead"]:
+        overhead()
+        return
+    line = sys.stdin.buffer.readline()
+    if not line:
+        return
+    serve(json.loads(line))
+
+
+if __name__ == "__main__":
+    main()

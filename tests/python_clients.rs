@@ -1,0 +1,660 @@
+//! `client = "celery"` and `client = "kombu"`: real Celery and kombu publishing through taskbench's engine,
+//! against the real brokers, and every error a user of them can hit.
+
+mod common;
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use taskbench::engine::RunControl;
+use taskbench::record::CaseResult;
+use taskbench::stage::Stage;
+
+const PATHS: [&str; 3] = ["fresh", "acquire", "pooled"];
+const CLIENTS: [&str; 2] = ["celery", "kombu"];
+
+/// The venv's Python (tests/run sets TASKBENCH_PYTHON), or `None` after reporting the skip.
+fn python(test: &str) -> Option<PathBuf> {
+    let python = common::celery_python();
+    if python.is_none() {
+        common::skip(
+            test,
+            "no Python with Celery (TASKBENCH_PYTHON); run the suite with tests/run",
+        );
+    }
+    python
+}
+
+fn redis_addr() -> String {
+    common::redis_url()
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn amqp_addr() -> String {
+    let parsed: lapin::uri::AMQPUri = common::amqp_url().parse().unwrap();
+    format!("{}:{}", parsed.authority.host, parsed.authority.port)
+}
+
+/// Whether the broker `backend` is reachable (else the skip is reported).
+fn broker_up(test: &str, backend: &str) -> bool {
+    let addr = if backend == "amqp" {
+        amqp_addr()
+    } else {
+        redis_addr()
+    };
+    let up = common::reachable(&addr);
+    if !up {
+        common::skip(test, &format!("no {backend} broker reachable at {addr}"));
+    }
+    up
+}
+
+fn url(backend: &str) -> String {
+    if backend == "amqp" {
+        common::amqp_url()
+    } else {
+        common::redis_url()
+    }
+}
+
+/// A one-case scenario; `extra` adds case keys.
+fn scenario(python: &Path, backend: &str, queue: &str, head: &str, case: &str) -> String {
+    format!(
+        "name = \"py-test\"\npython = \"{}\"\n{head}\n[task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"{backend}\"\nurl = \"{}\"\n{case}\n",
+        python.display(),
+        url(backend)
+    )
+}
+
+async fn run(toml: &str) -> CaseResult {
+    let scenario =
+        taskbench::scenario::parse(toml, "test.toml").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    taskbench::backend::run_case(&scenario.cases[0], &RunControl::new()).await
+}
+
+fn errors(r: &CaseResult) -> String {
+    format!("{:?}", r.errors.by_kind())
+}
+
+/// Every client and path publishes `n` tasks (two harnesses each), all kept in the queue; then a real
+/// Celery worker must run every one of them.
+async fn every_client_and_path_on(test: &str, backend: &str) {
+    let Some(python) = python(test) else { return };
+    if !broker_up(test, backend) || !broker_up(test, "redis") {
+        return;
+    }
+    let queue = common::unique(&format!("tb-py-{backend}"));
+    const N: u64 = 10;
+    const WARMUP: u64 = 2;
+    let mut total = 0;
+    for client in CLIENTS {
+        for path in PATHS {
+            let r = run(&scenario(
+                &python,
+                backend,
+                &queue,
+                &format!("publishes = {N}\nwarmup = {WARMUP}\nconcurrency = 2"),
+                &format!("path = \"{path}\"\nclient = \"{client}\"\nkeep = true"),
+            ))
+            .await;
+            let what = format!("{client} {path}: {} {:?}", errors(&r), r.notes);
+            assert_eq!(r.errors.total(), 0, "{what}");
+            assert_eq!(r.publishes_ok, N, "{what}");
+            assert_eq!(r.warmup_ok, WARMUP, "{what}");
+            assert_eq!(r.delivered, Some(N), "{what}");
+            // The histogram holds exactly the measured publishes, as the harness measured them.
+            assert_eq!(r.latency.len(), N, "{what}");
+            // Stages are exclusive slices of the measured latency: they never add up to more.
+            let stages = r.stages_total_ns();
+            assert!(stages > 0, "{what}: no stage timed");
+            assert!(
+                stages <= r.latency_total_ns,
+                "{what}: stages {stages} > latency {}",
+                r.latency_total_ns
+            );
+            let has = |s: Stage| r.stages.iter().any(|x| x.stage == s);
+            assert!(has(Stage::Send), "{what}: no send stage");
+            assert!(has(Stage::Encode), "{what}: no encode stage");
+            if path == "acquire" {
+                assert!(has(Stage::Acquire) && has(Stage::Release), "{what}");
+            }
+            if path == "fresh" {
+                assert!(has(Stage::Connect), "{what}");
+            }
+            assert!(
+                r.notes
+                    .iter()
+                    .any(|n| n.contains(&format!("client {client}: Celery "))),
+                "{what}: the versions are in the notes"
+            );
+            total += N + WARMUP;
+        }
+    }
+
+    let redis = common::redis_url();
+    // kombu 5.7 workers on Redis note their pidbox binding's deadline: remove it after if this test added it.
+    let client = redis::Client::open(redis.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let deadlines_before: u64 = redis::cmd("EXISTS")
+        .arg("_kombu.binding_deadlines")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut worker = common::CeleryWorker::start(&python, &url(backend), &queue, &redis);
+    let (q, r) = (queue.clone(), redis.clone());
+    let records = tokio::task::spawn_blocking(move || {
+        let records = worker.wait_for_executions(&r, &q, total as usize, Duration::from_secs(120));
+        drop(worker);
+        records
+    })
+    .await
+    .unwrap();
+    let ids: HashSet<&str> = records
+        .iter()
+        .map(|rec| {
+            assert_eq!(rec["task"], "tasks.add");
+            assert_eq!(rec["args"], serde_json::json!([2, 2]));
+            rec["id"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(records.len() as u64, total, "every published task ran once");
+    assert_eq!(ids.len() as u64, total, "every task had its own id");
+    cleanup(backend, &queue).await;
+    if backend == "redis" && deadlines_before == 0 {
+        let _: () = redis::cmd("ZREM")
+            .arg("_kombu.binding_deadlines")
+            .arg("celery.pidbox")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+}
+
+/// Deletes what the test left: the queue (and on Redis kombu's bindings), and the worker's records.
+async fn cleanup(backend: &str, queue: &str) {
+    let client = redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let mut keys = vec![format!("taskbench-executed:{queue}")];
+    if backend == "redis" {
+        keys.push(queue.to_string());
+        for step in [3, 6, 9] {
+            keys.push(format!("{queue}\x06\x16{step}"));
+        }
+        keys.push(format!("_kombu.binding.{queue}"));
+    }
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    if backend == "amqp" {
+        use lapin::options::{ExchangeDeleteOptions, QueueDeleteOptions};
+        let conn = lapin::Connection::connect(&common::amqp_url(), Default::default())
+            .await
+            .unwrap();
+        let ch = conn.create_channel().await.unwrap();
+        let _ = ch
+            .queue_delete(queue.into(), QueueDeleteOptions::default())
+            .await;
+        let _ = ch
+            .exchange_delete(queue.into(), ExchangeDeleteOptions::default())
+            .await;
+        let _ = conn.close(200, "OK".into()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_and_path_publishes_tasks_a_worker_runs_on_redis() {
+    every_client_and_path_on(
+        "every_client_and_path_publishes_tasks_a_worker_runs_on_redis",
+        "redis",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_and_path_publishes_tasks_a_worker_runs_on_amqp() {
+    every_client_and_path_on(
+        "every_client_and_path_publishes_tasks_a_worker_runs_on_amqp",
+        "amqp",
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_loop_python_case_keeps_its_schedule_and_counts_every_publish() {
+    let test = "an_open_loop_python_case_keeps_its_schedule_and_counts_every_publish";
+    let Some(python) = python(test) else { return };
+    if !broker_up(test, "redis") {
+        return;
+    }
+    let queue = common::unique("tb-py-open");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 60\nwarmup = 5\nrate = 300",
+        "path = \"pooled\"\nclient = \"celery\"",
+    ))
+    .await;
+    assert_eq!(r.errors.total(), 0, "{}", errors(&r));
+    assert_eq!(r.publishes_ok, 60);
+    assert_eq!(r.delivered, Some(60));
+    assert_eq!(r.schedule_lag.as_ref().map(|h| h.len()), Some(60));
+    // 60 publishes at 300/s take at least the schedule's 197 ms.
+    assert!(r.elapsed >= Duration::from_millis(190), "{:?}", r.elapsed);
+    cleanup("redis", &queue).await;
+}
+
+/// A Celery app that SIGKILLs its own process on its `die_at`-th publish (counting warm-up).
+fn dying_app(dir: &Path, die_at: u32) -> String {
+    std::fs::write(
+        dir.join("dying_app.py"),
+        format!(
+            "import os, signal\nfrom celery import Celery, signals\napp = Celery('dying')\ncount = [0]\n\
+             @signals.before_task_publish.connect\ndef _count(**kw):\n    count[0] += 1\n    \
+             if count[0] == {die_at}:\n        os.kill(os.getpid(), signal.SIGKILL)\n"
+        ),
+    )
+    .unwrap();
+    "dying_app:app".into()
+}
+
+fn taskbench(args: &[&str]) -> std::process::Output {
+    assert_cmd::Command::cargo_bin("taskbench")
+        .unwrap()
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
+    let test = "a_harness_killed_mid_case_costs_its_publishes_not_the_run";
+    let Some(python) = python(test) else { return };
+    if !broker_up(test, "redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = dying_app(dir.path(), 7);
+    let queue = common::unique("tb-py-dies");
+    let file = dir.path().join("dies.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"dies\"\npublishes = 20\nwarmup = 2\npython = \"{}\"\n[task]\nqueue = \"{queue}\"\n\
+             [[case]]\nname = \"dies\"\nbackend = \"redis\"\npath = \"acquire\"\nclient = \"celery\"\n\
+             celery_app = \"{app}\"\npythonpath = \"{}\"\n\
+             [[case]]\nname = \"lives\"\nbackend = \"redis\"\npath = \"pooled\"\nclient = \"kombu\"\n",
+            python.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = taskbench(&[
+        "run",
+        file.to_str().unwrap(),
+        "--format",
+        "json",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "failed publishes end with 1: {stderr}"
+    );
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dies = &summary["cases"][0];
+    // Publishes 1-2 are warm-up, 3-6 measured and fine; the 7th kills the harness: it and the 13 after
+    // it are errors of kind harness.
+    assert_eq!(dies["publishes_ok"], 4, "{dies}");
+    assert_eq!(dies["errors"]["harness"], 16, "{dies}");
+    assert_eq!(dies["delivered"], 4, "{dies}");
+    let message = dies["error_messages"]["harness"].as_str().unwrap();
+    assert!(message.contains("was killed by signal 9"), "{message}");
+    assert!(
+        message.contains("exited in the middle of the case"),
+        "{message}"
+    );
+    // The run went on.
+    let lives = &summary["cases"][1];
+    assert_eq!(lives["publishes_ok"], 20, "{lives}");
+    assert_eq!(lives["errors"], serde_json::json!({}), "{lives}");
+    let r = tokio::runtime::Runtime::new().unwrap();
+    r.block_on(cleanup("redis", &queue));
+}
+
+#[test]
+fn a_missing_interpreter_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        "name = \"s\"\n[[case]]\nname = \"c\"\nbackend = \"redis\"\npath = \"pooled\"\nclient = \"celery\"\n\
+         python = \"/nonexistent/bin/python\"\n",
+    )
+    .unwrap();
+    for command in ["validate", "run"] {
+        let out = taskbench(&[command, file.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains("cannot run python \"/nonexistent/bin/python\"")
+                && stderr.contains("TASKBENCH_PYTHON"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn an_interpreter_without_celery_is_a_usage_error_with_an_install_hint() {
+    let dir = tempfile::tempdir().unwrap();
+    // python3 without its site-packages (-S): no Celery, whatever is installed.
+    let bare = dir.path().join("bare-python");
+    std::fs::write(&bare, "#!/bin/sh\nexec python3 -S \"$@\"\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&bare, std::fs::Permissions::from_mode(0o755)).unwrap();
+    if !std::process::Command::new(&bare)
+        .args(["-c", "pass"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        common::skip(
+            "an_interpreter_without_celery_is_a_usage_error_with_an_install_hint",
+            "no python3 on PATH",
+        );
+        return;
+    }
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"s\"\npython = \"{}\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"acquire\"\nclient = \"kombu\"\n",
+            bare.display()
+        ),
+    )
+    .unwrap();
+    let out = taskbench(&["validate", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has no celery and kombu"), "{stderr}");
+    assert!(stderr.contains("celery missing, kombu missing"), "{stderr}");
+    assert!(
+        stderr.contains("-m pip install 'celery[redis]'"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn validate_prints_the_versions_it_found() {
+    let Some(python) = python("validate_prints_the_versions_it_found") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"s\"\npython = \"{}\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"acquire\"\nclient = \"celery\"\n",
+            python.display()
+        ),
+    )
+    .unwrap();
+    let out = taskbench(&["validate", file.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("c: amqp acquire (client celery)"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("python Python 3."), "{stdout}");
+    assert!(
+        stdout.contains(": celery 5.") && stdout.contains(", kombu 5."),
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
+    let test = "a_broken_celery_app_is_a_usage_error_and_a_setup_error";
+    let Some(python) = python(test) else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("broken_app.py"),
+        "import no_such_module_here\n",
+    )
+    .unwrap();
+    let file = dir.path().join("s.toml");
+    let case = format!(
+        "path = \"acquire\"\nclient = \"celery\"\ncelery_app = \"broken_app:app\"\npythonpath = \"{}\"",
+        dir.path().display()
+    );
+    let queue = common::unique("tb-py-broken");
+    std::fs::write(
+        &file,
+        scenario(&python, "redis", &queue, "publishes = 5", &case),
+    )
+    .unwrap();
+    let out = taskbench(&["validate", file.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("celery_app \"broken_app:app\" cannot be imported")
+            && stderr.contains("ModuleNotFoundError: No module named 'no_such_module_here'"),
+        "{stderr}"
+    );
+    // The harness says the same if the app breaks after the check (here: run in-process, no check).
+    if !broker_up(test, "redis") {
+        return;
+    }
+    let r = run(&scenario(&python, "redis", &queue, "publishes = 5", &case)).await;
+    let (kind, n, message) = r.errors.by_kind()[0];
+    assert_eq!((kind.name(), n), ("setup", 1), "{}", errors(&r));
+    assert!(
+        message.contains("celery_app 'broken_app:app' could not be loaded: ModuleNotFoundError"),
+        "{message}"
+    );
+    assert_eq!(r.publishes_ok, 0);
+    cleanup("redis", &queue).await;
+}
+
+#[test]
+fn profile_cpu_samples_the_harness_with_py_spy_after_warm_up() {
+    let test = "profile_cpu_samples_the_harness_with_py_spy_after_warm_up";
+    let Some(python) = python(test) else { return };
+    if !python.with_file_name("py-spy").is_file() {
+        common::skip(
+            test,
+            "no py-spy next to TASKBENCH_PYTHON; tests/run installs it",
+        );
+        return;
+    }
+    if !broker_up(test, "redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let queue = common::unique("tb-py-spy");
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        scenario(
+            &python,
+            "redis",
+            &queue,
+            "publishes = 1500\nwarmup = 50",
+            "path = \"acquire\"\nclient = \"celery\"",
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = taskbench(&[
+        "run",
+        file.to_str().unwrap(),
+        "--profile",
+        "cpu",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let folded = std::fs::read_to_string(out_dir.join("c.cpu.folded")).expect("c.cpu.folded");
+    // Python frames, from the harness's publish down: Celery's send_task under apply_async.
+    let under_publish = folded.lines().any(|l| {
+        l.starts_with("celery_publisher.<locals>.publish (")
+            && l.contains(";Task.apply_async (celery/app/task.py")
+            && l.contains(";Celery.send_task (celery/app/base.py")
+    });
+    assert!(under_publish, "{folded}");
+    assert!(
+        !folded.contains("(<frozen importlib._bootstrap>"),
+        "imports are not sampled: {folded}"
+    );
+    let svg = std::fs::read_to_string(out_dir.join("c.cpu.svg")).unwrap();
+    assert!(svg.contains("Celery.send_task"), "the flamegraph names it");
+    let r = tokio::runtime::Runtime::new().unwrap();
+    r.block_on(cleanup("redis", &queue));
+}
+
+#[test]
+fn profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it() {
+    let Some(python) =
+        python("profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        scenario(
+            &python,
+            "redis",
+            "tb-never-used",
+            "",
+            "path = \"pooled\"\nclient = \"kombu\"",
+        ),
+    )
+    .unwrap();
+    let out = assert_cmd::Command::cargo_bin("taskbench")
+        .unwrap()
+        .args(["run", file.to_str().unwrap(), "--profile", "cpu"])
+        .env("TASKBENCH_PY_SPY", dir.path().join("no-py-spy"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("TASKBENCH_PY_SPY=") && stderr.contains("is not a file"),
+        "{stderr}"
+    );
+}
+
+/// A Celery app that does `action` on its `at`-th publish (counting warm-up), from its task router, which
+/// `send_task` calls on every publish and whose exceptions it lets through.
+fn app_with(dir: &Path, name: &str, at: u32, action: &str) -> String {
+    std::fs::write(
+        dir.join(format!("{name}.py")),
+        format!(
+            "import time\nfrom celery import Celery\napp = Celery('{name}')\ncount = [0]\n\
+             def route(name, args, kwargs, options, task=None, **kw):\n    count[0] += 1\n    \
+             if count[0] == {at}:\n        {action}\n    return None\n\
+             app.conf.task_routes = (route,)\n"
+        ),
+    )
+    .unwrap();
+    format!("{name}:app")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on() {
+    let test = "a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on";
+    let Some(python) = python(test) else { return };
+    if !broker_up(test, "redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(
+        dir.path(),
+        "raising_app",
+        4,
+        "raise ValueError('no publish for you')",
+    );
+    let queue = common::unique("tb-py-raise");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 10\nwarmup = 1",
+        &format!(
+            "path = \"acquire\"\nclient = \"celery\"\ncelery_app = \"{app}\"\npythonpath = \"{}\"",
+            dir.path().display()
+        ),
+    ))
+    .await;
+    let by_kind = r.errors.by_kind();
+    assert_eq!(by_kind.len(), 1, "{by_kind:?}");
+    let (kind, n, message) = by_kind[0];
+    assert_eq!((kind.name(), n), ("send", 1), "{by_kind:?}");
+    assert_eq!(message, "celery: ValueError: no publish for you");
+    assert_eq!(r.publishes_ok, 9);
+    assert_eq!(r.delivered, Some(9));
+    cleanup("redis", &queue).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_answer() {
+    let test = "a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_answer";
+    let Some(python) = python(test) else { return };
+    if !broker_up(test, "redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = app_with(dir.path(), "slow_app", 5, "time.sleep(1.25)");
+    let queue = common::unique("tb-py-slow");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 12\nwarmup = 1\npublish_timeout = \"500ms\"",
+        &format!(
+            "path = \"pooled\"\nclient = \"celery\"\ncelery_app = \"{app}\"\npythonpath = \"{}\"",
+            dir.path().display()
+        ),
+    ))
+    .await;
+    let count = |kind: &str| {
+        r.errors
+            .by_kind()
+            .iter()
+            .find(|(k, _, _)| k.name() == kind)
+            .map_or(0, |(_, n, _)| *n)
+    };
+    // The 5th publish (4th measured) took 1.25 s: a timeout at 0.5 s, and the next publish, which waited for
+    // the harness to answer the late one, a timeout at 1 s; the one after gets its own answer. The harness did
+    // publish the slow one, so the queue holds one message more than reported.
+    assert_eq!(count("timeout"), 2, "{}", errors(&r));
+    assert_eq!(r.publishes_ok, 10, "{}", errors(&r));
+    assert_eq!(r.delivered, Some(11));
+    assert_eq!(count("delivery_mismatch"), 1, "{}", errors(&r));
+    assert_eq!(r.latency.len(), 10);
+    assert!(
+        r.latency.max() < 1_000_000_000,
+        "the late answer was not taken for a later publish's: max {}",
+        r.latency.max()
+    );
+    cleanup("redis", &queue).await;
+}
