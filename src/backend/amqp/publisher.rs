@@ -437,6 +437,8 @@ pub struct Window {
 
 impl Window {
     fn new(size: usize) -> Window {
+        // Room for a window's worth up front (bounded: a huge confirm_window grows as it fills).
+        let size = size.min(4096);
         Window {
             pending: VecDeque::with_capacity(size),
             acked_ns: Vec::with_capacity(size),
