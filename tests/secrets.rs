@@ -31,6 +31,7 @@ fn forms(dead: &str, dir: &Path) -> Vec<(&'static str, String, String, Fate)> {
         ("redis", "unix://{SOCK}?pass={S}", Runs),
         ("redis", "rediss://:{S}@{DEAD}/0", Refused),
         ("redis", "redis://:se#{S}@{DEAD}/0", Refused),
+        ("redis", "redis://:pa/{S}@{DEAD}/0", Refused),
         ("redis", "http://:{S}@{DEAD}/0", Refused),
         ("amqp", "amqp://guest:{S}@{DEAD}/%2f", Runs),
         ("amqp", "amqp://guest:{S}@{DEAD}/%2f?heartbeat=5", Runs),
@@ -210,6 +211,10 @@ fn a_password_from_the_environment_is_hidden_too() {
         (
             format!("rediss://:EnvRedisSecret@{dead}/0"),
             format!("amqps://guest:EnvAmqpSecret@{dead}/%2f"),
+        ),
+        (
+            format!("redis://:pa/EnvRedisSecret@{dead}/0"),
+            format!("amqp://guest:a/EnvAmqpSecret@{dead}/%2f"),
         ),
     ]
     .iter()
