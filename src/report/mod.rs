@@ -53,6 +53,16 @@ impl RunWriter {
             Some(s) => format!("{}-shard-{}-of-{}", info.started_at, s.index, s.count),
             None => info.started_at.clone(),
         };
+        if force
+            && let Some(out) = out
+            && same_file(&out.join("scenario.toml"), &scenario.file)
+        {
+            anyhow::bail!(
+                "the scenario {} is the run folder's scenario.toml, which --force would replace; pick \
+                 another --out",
+                scenario.file.display()
+            );
+        }
         let folder = RunFolder::create(out, &info.scenario, &name, force)?;
         if let Ok(text) = std::fs::read_to_string(&scenario.file) {
             let copy = folder.dir.join("scenario.toml");
@@ -226,6 +236,14 @@ impl RunFolder {
         std::fs::write(&tmp, summary.to_json())
             .with_context(|| format!("cannot write {}", tmp.display()))?;
         std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// Whether `a` and `b` are the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
 }
 
