@@ -406,12 +406,20 @@ fn sink(listen: Endpoint) -> Result<Ending, UsageError> {
     let runtime =
         run::runtime().map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async {
+        // Catch the signals before the socket exists: one sent as soon as it appears must stop the sink,
+        // not kill it with the default action.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
         let sink = Sink::start(&listen)?;
         eprintln!(
             "taskbench sink listening on {} (Ctrl-C to stop)",
             sink.endpoint()
         );
-        run::interrupted().await;
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
         let received = sink.drain_and_stop(crate::sink::DRAIN_IDLE, crate::sink::DRAIN_MAX);
         print_stdout(&format!("received {received}\n"));
         Ok(Ending::Ok)

@@ -734,6 +734,22 @@ fn out_on_a_non_empty_folder_is_refused_unless_forced() {
         )));
     assert!(out.join("new.hgrm").exists() && out.join("notes.txt").exists());
 
+    // --force never replaces the very scenario being run with its own copy (it would delete it).
+    std::fs::remove_file(out.join("notes.txt")).unwrap();
+    taskbench()
+        .arg("run")
+        .arg(out.join("scenario.toml"))
+        .arg("--out")
+        .arg(&out)
+        .arg("--force")
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "error: the scenario {} is the run folder's scenario.toml, which --force would replace; pick another --out",
+            out.join("scenario.toml").display()
+        )));
+    assert!(out.join("scenario.toml").exists());
+
     // An empty existing folder is fine.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();

@@ -31,6 +31,7 @@ fn forms(dead: &str, dir: &Path) -> Vec<(&'static str, String, String, Fate)> {
         ("redis", "unix://{SOCK}?pass={S}", Runs),
         ("redis", "rediss://:{S}@{DEAD}/0", Refused),
         ("redis", "redis://:se#{S}@{DEAD}/0", Refused),
+        ("redis", "redis://:pa/{S}@{DEAD}/0", Refused),
         ("redis", "http://:{S}@{DEAD}/0", Refused),
         ("amqp", "amqp://guest:{S}@{DEAD}/%2f", Runs),
         ("amqp", "amqp://guest:{S}@{DEAD}/%2f?heartbeat=5", Runs),
@@ -211,6 +212,10 @@ fn a_password_from_the_environment_is_hidden_too() {
             format!("rediss://:EnvRedisSecret@{dead}/0"),
             format!("amqps://guest:EnvAmqpSecret@{dead}/%2f"),
         ),
+        (
+            format!("redis://:pa/EnvRedisSecret@{dead}/0"),
+            format!("amqp://guest:a/EnvAmqpSecret@{dead}/%2f"),
+        ),
     ]
     .iter()
     .enumerate()
@@ -240,6 +245,52 @@ fn a_password_from_the_environment_is_hidden_too() {
                     String::from_utf8_lossy(bytes)
                 );
             }
+        }
+    }
+}
+
+#[test]
+fn the_scenario_copy_hides_every_url_not_only_the_cases_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = dead_port();
+    let file = dir.path().join("copy.toml");
+    // The case not run (--case), an escaped URL and a commented-out one all keep their secret in the file.
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"copy\"\npublishes = 2\nwarmup = 0\npublish_timeout = \"300ms\"\n\
+             # url = \"redis://:CommentSecret@{dead}/0\"\n\
+             [[case]]\nname = \"run\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"redis://:Escaped\\u0053ecret@{dead}/0\"\n\
+             [[case]]\nname = \"skipped\"\nbackend = \"amqp\"\npath = \"fresh\"\nurl = \"amqp://guest:SkippedSecret@{dead}/%2f\"\n"
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("run");
+    let outputs = run_and_collect(
+        "--case run",
+        &["run", "--case", "run"],
+        &file,
+        &out_dir,
+        None,
+        1,
+    );
+    let copy = std::fs::read_to_string(out_dir.join("scenario.toml")).unwrap();
+    assert!(
+        copy.contains("name = \"skipped\""),
+        "the copy is the whole file: {copy}"
+    );
+    for (what, bytes) in &outputs {
+        for secret in [
+            "CommentSecret",
+            "EscapedSecret",
+            "Escaped\\u0053ecret",
+            "SkippedSecret",
+        ] {
+            assert!(
+                !contains(bytes, secret),
+                "{what} shows {secret}: {}",
+                String::from_utf8_lossy(bytes)
+            );
         }
     }
 }

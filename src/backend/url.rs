@@ -17,8 +17,8 @@ const HIDDEN: &str = "***";
 /// query parameter that names one (`pass`, which redis-rs reads on `unix://` and `redis+unix://` socket
 /// URLs, `password`, `passwd`, `pwd`, and any key containing "password", `?ssl_password=` for instance),
 /// whatever the scheme (`amqps`, `rediss`, `valkey`, ...). Being a string function, it also hides the
-/// password of a URL the crates reject. A password must not hold an unescaped `/` (no crate accepts one);
-/// everything before the last `@` of the authority is treated as userinfo.
+/// password of a URL the crates reject: everything before the last `@` of the authority is treated as
+/// userinfo, even with an unescaped `/`, `?` or `#` in the password.
 pub fn redact(url: &str) -> String {
     let (scheme, rest) = match url.find("://") {
         Some(i) => (&url[..i + 3], &url[i + 3..]),
@@ -26,11 +26,21 @@ pub fn redact(url: &str) -> String {
     };
     let mut out = String::with_capacity(url.len());
     out.push_str(scheme);
-    // The authority runs to the first '/' (a '?' or '#' there may be part of an unescaped password).
+    // The authority runs to the first '/' (a '?' or '#' there may be part of an unescaped password), unless
+    // what precedes that '/' is no host:port but `user:pa` of an unescaped `user:pa/ss@host`: then the
+    // userinfo runs to the last '@'.
+    let first_slash = rest.find('/').unwrap_or(rest.len());
     let authority_end = if scheme.is_empty() {
         0
+    } else if !rest[..first_slash].contains('@')
+        && rest[..first_slash]
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.bytes().all(|b| b.is_ascii_digit()))
+        && let Some(at) = rest.rfind('@')
+    {
+        rest[at..].find('/').map_or(rest.len(), |p| at + p)
     } else {
-        rest.find('/').unwrap_or(rest.len())
+        first_slash
     };
     let (authority, tail) = rest.split_at(authority_end);
     let host = match authority.rfind('@') {
@@ -171,6 +181,20 @@ mod tests {
             "a '#' or '?' before the '@' is part of the password"
         );
         assert_eq!(redact("amqp://u:a%2Fb@host/%2f"), "amqp://u:***@host/%2f");
+        assert_eq!(
+            redact("redis://:pa/ss@host/0"),
+            "redis://:***@host/0",
+            "an unescaped '/' in the password"
+        );
+        assert_eq!(
+            redact("amqp://guest:a/b/c@host:5672/%2f"),
+            "amqp://guest:***@host:5672/%2f"
+        );
+        assert_eq!(
+            redact("redis://host:6379/0?note=a@b"),
+            "redis://host:6379/0?note=a@b",
+            "a port is a port: an '@' later is not userinfo"
+        );
     }
 
     #[test]

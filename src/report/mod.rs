@@ -18,7 +18,7 @@ use crate::message::FRAME_PREFIX_LEN;
 use crate::profile::{self, View, flame::SvgStyle, folded::Folded};
 use crate::record::CaseResult;
 use crate::run::{CaseEnd, RunOutcome};
-use crate::scenario::{BackendOptions, Scenario};
+use crate::scenario::Scenario;
 use crate::summary::{Environment, RunInfo, Summary};
 use anyhow::Context;
 use std::path::{Path, PathBuf};
@@ -53,10 +53,20 @@ impl RunWriter {
             Some(s) => format!("{}-shard-{}-of-{}", info.started_at, s.index, s.count),
             None => info.started_at.clone(),
         };
+        if force
+            && let Some(out) = out
+            && same_file(&out.join("scenario.toml"), &scenario.file)
+        {
+            anyhow::bail!(
+                "the scenario {} is the run folder's scenario.toml, which --force would replace; pick \
+                 another --out",
+                scenario.file.display()
+            );
+        }
         let folder = RunFolder::create(out, &info.scenario, &name, force)?;
         if let Ok(text) = std::fs::read_to_string(&scenario.file) {
             let copy = folder.dir.join("scenario.toml");
-            std::fs::write(&copy, without_passwords(&text, scenario))
+            std::fs::write(&copy, without_passwords(&text))
                 .with_context(|| format!("cannot copy the scenario to {}", copy.display()))?;
         }
         Ok(RunWriter {
@@ -229,21 +239,34 @@ impl RunFolder {
     }
 }
 
-/// `text` of `scenario`'s file with every case's broker URL shown with its password hidden, as everywhere
-/// else taskbench writes.
-fn without_passwords(text: &str, scenario: &Scenario) -> String {
-    let mut text = text.to_string();
-    for case in &scenario.cases {
-        let url = match &case.options {
-            BackendOptions::Amqp(o) => o.url.as_deref(),
-            BackendOptions::Redis(o) => o.url.as_deref(),
-            BackendOptions::Local(_) => None,
-        };
-        if let Some(url) = url {
-            text = text.replace(url, &redact(url));
-        }
+/// Whether `a` and `b` are the same existing file.
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
     }
-    text
+}
+
+/// `text` of a scenario file with the password of every URL in it hidden, as everywhere else taskbench
+/// writes: each `scheme://...` up to the next quote, whitespace or end of line goes through [`redact`].
+/// The whole file, not the cases' parsed URLs: a case left out by `--case`, a URL written with TOML
+/// escapes and one in a comment are all in the copy.
+fn without_passwords(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let start = rest[..i]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+            .map_or(0, |p| p + 1);
+        let end = rest[i..]
+            .find(['"', '\'', '\n', '\r', ' ', '\t'])
+            .map_or(rest.len(), |p| i + p);
+        out.push_str(&rest[..start]);
+        out.push_str(&redact(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether `name` in `dir` is a file taskbench writes into a run folder: summary.json (and its temporary
