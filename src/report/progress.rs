@@ -1,6 +1,6 @@
-//! A progress bar per case on stderr (indicatif); hidden when stderr is not a terminal. It shows successes
-//! and errors apart (a dead broker's fast failures must not look like speed) and, for a case bounded by
-//! time, the time elapsed of the total.
+//! A progress bar per case on stderr (indicatif); hidden when stderr is not a terminal. It shows successes,
+//! their rate over the last second and errors apart (a dead broker's fast failures must not look like
+//! speed, and a stall shows at once) and, for a case bounded by time, the time elapsed of the total.
 
 use crate::engine::ProgressView;
 use crate::human::human_count;
@@ -8,12 +8,19 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// How long the rate on the bar is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+
 /// The bar of the running case.
 struct Running {
     bar: ProgressBar,
     /// Bounded by time: the bar's length is the duration in ms, its position the time elapsed.
     duration: Option<Duration>,
     started: Instant,
+    /// The last second's start and the successes then: the rate shown is the current one, not the
+    /// average since the start, so a stall shows at once.
+    window: (Instant, u64),
+    rate: u64,
 }
 
 /// Shows the running case as a bar (bounded by count or by time) or a spinner (neither).
@@ -42,6 +49,8 @@ impl ProgressView for TerminalProgress {
             bar,
             duration: total.is_none().then_some(duration).flatten(),
             started: Instant::now(),
+            window: (Instant::now(), 0),
+            rate: 0,
         });
     }
 
@@ -52,8 +61,13 @@ impl ProgressView for TerminalProgress {
                 Some(d) => r.bar.set_position(elapsed.min(d).as_millis() as u64),
                 None => r.bar.set_position(ok + failed),
             }
-            let rate = (ok as f64 / elapsed.as_secs_f64().max(1e-3)).round() as u64;
-            let counts = status(ok, failed, rate);
+            let (since, ok_then) = r.window;
+            let span = since.elapsed();
+            if span >= RATE_WINDOW {
+                r.rate = (ok.saturating_sub(ok_then) as f64 / span.as_secs_f64()).round() as u64;
+                r.window = (Instant::now(), ok);
+            }
+            let counts = status(ok, failed, r.rate);
             r.bar.set_message(match r.duration {
                 Some(d) => format!("{}s/{}s {counts}", elapsed.min(d).as_secs(), d.as_secs()),
                 None => counts,
