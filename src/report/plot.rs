@@ -452,3 +452,51 @@ pub fn stages(cases: &[CaseSummary]) -> Result<String, String> {
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::CaseResult;
+    use crate::summary::IntervalSummary;
+
+    /// A case whose timeline is 1 ms at p99 every 100 ms, except `stall` (its max, in ns) in interval 5.
+    fn case(stall: Option<u64>) -> CaseSummary {
+        let planned = crate::scenario::parse(
+            "name = \"t\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n",
+            "t.toml",
+        )
+        .unwrap()
+        .cases
+        .remove(0);
+        let mut c = CaseSummary::new(&CaseResult::empty(&planned));
+        c.timeline = (0..10)
+            .map(|i| IntervalSummary {
+                start_s: i as f64 * 0.1,
+                length_s: 0.1,
+                ok: 100,
+                failed: 0,
+                throughput_per_s: 1000.0,
+                p50: Some(500_000),
+                p99: Some(1_000_000),
+                max: Some(if i == 5 {
+                    stall.unwrap_or(1_200_000)
+                } else {
+                    1_200_000
+                }),
+            })
+            .collect();
+        c
+    }
+
+    #[test]
+    fn a_stall_in_the_timeline_reaches_the_p99_plots_axis() {
+        // The 500 ms stall's max is drawn: the latency axis grows to label it; without it, it stays in ms.
+        let stalled = over_time(&[case(Some(500_000_000))], Over::P99).unwrap();
+        let calm = over_time(&[case(None)], Over::P99).unwrap();
+        let label = |svg: &str, text: &str| svg.contains(&format!(">\n{text}\n</text>"));
+        assert!(label(&stalled, "100ms"), "the axis reaches the stall");
+        assert!(label(&calm, "1.00ms"), "both draw the p99 of 1 ms");
+        assert!(!label(&calm, "100ms"), "no stall, no 100 ms label");
+        assert!(stalled.contains("<svg") && stalled.contains("</svg>"));
+    }
+}
