@@ -97,6 +97,18 @@ enum Command {
         #[arg(long, value_name = "RUN_DIR")]
         baseline: Option<PathBuf>,
     },
+    /// Merge the run folders of a scenario's shards (`run --shard I/N`) into one, as if one machine ran it.
+    Merge {
+        /// The shards' run folders.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// Where to write the merged run folder (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace the files taskbench wrote in `--out` before (as `run --force` does).
+        #[arg(long)]
+        force: bool,
+    },
     /// Receive and count frames for local backends with an `address`, until interrupted.
     Sink {
         /// Where to listen: unix:PATH, fifo:PATH or tcp:IP:PORT.
@@ -242,6 +254,14 @@ pub fn main() -> ExitCode {
                 Ending::Ok
             })
             .map_err(UsageError),
+        Command::Merge { runs, out, force } => {
+            report::merge::merge(&runs, &out, force, std::env::args().collect())
+                .map(|summary| {
+                    print_stdout(&report::merge::text(&summary, &out));
+                    Ending::Ok
+                })
+                .map_err(UsageError)
+        }
         Command::Sink { listen } => sink(listen),
     };
     ExitCode::from(exit_code(outcome))

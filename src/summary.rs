@@ -198,6 +198,13 @@ pub struct CaseSummary {
     pub failed_latency_ns: LatencySummary,
     /// The latency histogram: base64 of its HdrHistogram V2-deflate encoding (lossless).
     pub histogram: String,
+    /// The failed publishes' durations, encoded the same way (absent from summaries before 0.3).
+    #[serde(default)]
+    pub failed_histogram: Option<String>,
+    /// When the measured publishes started, in seconds since the Unix epoch (absent before 0.3): shards'
+    /// windows line up on it.
+    #[serde(default)]
+    pub started_unix_s: Option<f64>,
     pub interrupted: bool,
     pub notes: Vec<String>,
     /// Everything the case ran with.
@@ -255,12 +262,16 @@ pub struct LatencySummary {
 }
 
 /// One stage's timings over a case.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StageSummary {
     pub count: u64,
     pub total_ns: u64,
     pub p50: u64,
     pub p99: u64,
+    /// The stage's histogram, base64 of its V2-deflate encoding, so shards merge exactly (absent from
+    /// summaries before 0.3).
+    #[serde(default)]
+    pub histogram: Option<String>,
 }
 
 /// One line of a case's breakdown: how its latency divides between stages.
@@ -358,6 +369,7 @@ impl CaseSummary {
                     total_ns: s.total_ns,
                     p50: s.histogram.value_at_quantile(0.5),
                     p99: s.histogram.value_at_quantile(0.99),
+                    histogram: Some(encode_histogram(&s.histogram)),
                 };
                 (s.stage.name().to_string(), summary)
             })
@@ -387,6 +399,11 @@ impl CaseSummary {
             schedule_lag_ns: r.schedule_lag.as_ref().map(LatencySummary::of),
             failed_latency_ns: LatencySummary::of(&r.failed_latency),
             histogram: encode_histogram(&r.latency),
+            failed_histogram: Some(encode_histogram(&r.failed_latency)),
+            started_unix_s: r
+                .wall_start
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs_f64()),
             interrupted: r.interrupted,
             notes: r.notes.clone(),
             settings: CaseSettings::of(&r.case),
@@ -421,12 +438,8 @@ impl CaseSummary {
 
     /// The latency histogram, decoded from `histogram`.
     pub fn decode_histogram(&self) -> Result<Histogram<u64>, String> {
-        let bytes = base64::engine::general_purpose::STANDARD
-            .decode(&self.histogram)
-            .map_err(|e| format!("case {:?}: `histogram` is not base64: {e}", self.name))?;
-        Deserializer::new()
-            .deserialize(&mut bytes.as_slice())
-            .map_err(|e| format!("case {:?}: `histogram` does not decode: {e:?}", self.name))
+        decode_histogram(&self.histogram)
+            .map_err(|e| format!("case {:?}: `histogram` {e}", self.name))
     }
 }
 
@@ -451,28 +464,42 @@ impl LatencySummary {
 /// The rows of `r`'s breakdown, largest share first: the text answer to "where does the time go", the same
 /// numbers the wall flamegraph draws.
 pub fn breakdown(r: &CaseResult) -> Vec<BreakdownRow> {
-    let in_stages = r.stages_total_ns();
-    // In a pipelined batch each publish is charged the whole call, while its latency starts at its own
-    // encode, so the stages can add up to a little more than the latency: shares are of the larger.
-    let total = r.latency_total_ns.max(in_stages).max(1) as f64;
-    let mut rows: Vec<BreakdownRow> = r
+    let stages: Vec<(&str, &Histogram<u64>, u64)> = r
         .stages
         .iter()
-        .map(|s| BreakdownRow {
-            stage: s.stage.name().to_string(),
-            count: s.histogram.len(),
-            mean_ns: s.total_ns / s.histogram.len().max(1),
-            p50: Some(s.histogram.value_at_quantile(0.5)),
-            p99: Some(s.histogram.value_at_quantile(0.99)),
-            share: s.total_ns as f64 / total,
+        .map(|s| (s.stage.name(), &s.histogram, s.total_ns))
+        .collect();
+    breakdown_of(&stages, r.latency_total_ns, r.publishes_ok)
+}
+
+/// The breakdown rows of stages (name, histogram, summed ns) over `publishes_ok` publishes whose latencies
+/// add up to `latency_total_ns`.
+pub fn breakdown_of(
+    stages: &[(&str, &Histogram<u64>, u64)],
+    latency_total_ns: u64,
+    publishes_ok: u64,
+) -> Vec<BreakdownRow> {
+    let in_stages: u64 = stages.iter().map(|s| s.2).sum();
+    // In a pipelined batch each publish is charged the whole call, while its latency starts at its own
+    // encode, so the stages can add up to a little more than the latency: shares are of the larger.
+    let total = latency_total_ns.max(in_stages).max(1) as f64;
+    let mut rows: Vec<BreakdownRow> = stages
+        .iter()
+        .map(|(stage, h, total_ns)| BreakdownRow {
+            stage: stage.to_string(),
+            count: h.len(),
+            mean_ns: total_ns / h.len().max(1),
+            p50: Some(h.value_at_quantile(0.5)),
+            p99: Some(h.value_at_quantile(0.99)),
+            share: *total_ns as f64 / total,
         })
         .collect();
-    let outside = r.outside_stages_ns();
+    let outside = latency_total_ns.saturating_sub(in_stages);
     if !rows.is_empty() && outside > 0 {
         rows.push(BreakdownRow {
             stage: "(outside stages)".into(),
-            count: r.publishes_ok,
-            mean_ns: outside / r.publishes_ok.max(1),
+            count: publishes_ok,
+            mean_ns: outside / publishes_ok.max(1),
             p50: None,
             p99: None,
             share: outside as f64 / total,
@@ -480,6 +507,16 @@ pub fn breakdown(r: &CaseResult) -> Vec<BreakdownRow> {
     }
     rows.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.stage.cmp(&b.stage)));
     rows
+}
+
+/// A histogram from base64 of its V2-deflate encoding; the error says which step failed.
+pub fn decode_histogram(text: &str) -> Result<Histogram<u64>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("is not base64: {e}"))?;
+    Deserializer::new()
+        .deserialize(&mut bytes.as_slice())
+        .map_err(|e| format!("does not decode: {e:?}"))
 }
 
 /// An HDR histogram as base64 of its V2-deflate encoding (lossless; merge runs by decoding and adding).
@@ -569,6 +606,11 @@ mod tests {
         value["taskbench_version"] = "[version]".into();
         for case in value["cases"].as_array_mut().unwrap() {
             case["histogram"] = "[histogram]".into();
+            case["failed_histogram"] = "[histogram]".into();
+            case["started_unix_s"] = "[wall clock]".into();
+            for stage in case["stages"].as_object_mut().unwrap().values_mut() {
+                stage["histogram"] = "[histogram]".into();
+            }
             // The envelope carries `origin` (gen<pid>@<host>), whose length varies from run to run.
             case["settings"]["task"]["envelope_bytes"] = "[envelope bytes]".into();
         }

@@ -17,6 +17,13 @@ impl Folded {
         }
     }
 
+    /// Adds every stack of `other`.
+    pub fn add_all(&mut self, other: &Folded) {
+        for (stack, count) in &other.stacks {
+            self.add(stack, *count);
+        }
+    }
+
     /// Parses folded text; an error names the first bad line.
     pub fn parse(text: &str) -> Result<Folded, String> {
         let mut folded = Folded::default();

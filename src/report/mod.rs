@@ -8,6 +8,7 @@ pub mod compare;
 pub mod hgrm;
 pub mod hlog;
 pub mod html;
+pub mod merge;
 pub mod plot;
 pub mod progress;
 pub mod table;

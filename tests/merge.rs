@@ -1,0 +1,169 @@
+//! `taskbench merge` end to end: three shards run as three processes, merged into one run folder whose
+//! counts add up and whose histogram is exactly the shards' together; and the merges it refuses.
+
+mod common;
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use taskbench::summary::decode_histogram;
+
+fn taskbench() -> Command {
+    Command::cargo_bin("taskbench").unwrap()
+}
+
+fn summary(dir: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+}
+
+const SCENARIO: &str = "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\n\
+    [[case]]\nname = \"unix\"\nbackend = \"unix\"\npath = \"raw\"\n\
+    [[case]]\nname = \"tcp\"\nbackend = \"tcp\"\npath = \"fresh\"\npublishes = 600\n";
+
+/// Runs shard `i` of `n` of `text` into `dir/shard-i`.
+fn shard(dir: &Path, text: &str, i: u32, n: u32) -> PathBuf {
+    let scenario = dir.join(format!("scenario-{i}.toml"));
+    std::fs::write(&scenario, text).unwrap();
+    let out = dir.join(format!("shard-{i}"));
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .args(["--shard", &format!("{i}/{n}"), "--out"])
+        .arg(&out)
+        .assert()
+        .success();
+    out
+}
+
+#[test]
+fn three_shards_merge_into_one_run_that_adds_up_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards: Vec<PathBuf> = (0..3).map(|i| shard(dir.path(), SCENARIO, i, 3)).collect();
+    let merged = dir.path().join("merged");
+    taskbench()
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("unix: 3,001 publishes, 0 errors"));
+
+    let m = summary(&merged);
+    assert!(m["shard"].is_null(), "the merged run is a whole run");
+    let parts: Vec<Value> = shards.iter().map(|s| summary(s)).collect();
+    for (i, case) in m["cases"].as_array().unwrap().iter().enumerate() {
+        let sum = |key: &str| -> u64 {
+            parts
+                .iter()
+                .map(|p| p["cases"][i][key].as_u64().unwrap())
+                .sum()
+        };
+        assert_eq!(case["publishes_ok"].as_u64().unwrap(), sum("publishes_ok"));
+        assert_eq!(
+            case["delivered"].as_u64().unwrap(),
+            sum("delivered"),
+            "delivered adds up"
+        );
+        assert_eq!(case["settings"]["concurrency"], 3);
+        // The merged histogram is the one built from every shard's samples: decode and add them here.
+        let mut all =
+            decode_histogram(parts[0]["cases"][i]["histogram"].as_str().unwrap()).unwrap();
+        for p in &parts[1..] {
+            all.add(decode_histogram(p["cases"][i]["histogram"].as_str().unwrap()).unwrap())
+                .unwrap();
+        }
+        let merged_h = decode_histogram(case["histogram"].as_str().unwrap()).unwrap();
+        assert_eq!(merged_h.len(), sum("publishes_ok"));
+        assert_eq!(merged_h, all);
+        for (key, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
+            assert_eq!(case["latency_ns"][key], all.value_at_quantile(q), "{key}");
+        }
+        // Stages merge the same way: counts add up.
+        for (stage, s) in case["stages"].as_object().unwrap() {
+            let count: u64 = parts
+                .iter()
+                .map(|p| p["cases"][i]["stages"][stage]["count"].as_u64().unwrap())
+                .sum();
+            assert_eq!(s["count"].as_u64().unwrap(), count, "{stage}");
+        }
+        // The window is the union of the shards' windows, so throughput is over the longest span.
+        let longest = parts
+            .iter()
+            .map(|p| p["cases"][i]["elapsed_s"].as_f64().unwrap())
+            .fold(0.0, f64::max);
+        assert!(case["elapsed_s"].as_f64().unwrap() >= longest);
+        let ok: u64 = case["timeline"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["ok"].as_u64().unwrap())
+            .sum();
+        assert_eq!(
+            ok,
+            sum("publishes_ok"),
+            "the aligned timeline holds every publish"
+        );
+        assert!(
+            case["notes"][0]
+                .as_str()
+                .unwrap()
+                .starts_with("merged from 3 of 3 shards")
+        );
+    }
+    for file in [
+        "unix.hgrm",
+        "unix.wall.folded",
+        "unix.wall.svg",
+        "report.html",
+        "scenario.toml",
+    ] {
+        assert!(merged.join(file).exists(), "{file}");
+    }
+}
+
+#[test]
+fn merges_that_would_not_add_up_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = shard(dir.path(), SCENARIO, 0, 2);
+    let b = shard(dir.path(), SCENARIO, 1, 2);
+    let refuse = |runs: &[&PathBuf], says: &str| {
+        taskbench()
+            .arg("merge")
+            .args(runs)
+            .arg("--out")
+            .arg(dir.path().join("never"))
+            .assert()
+            .code(2)
+            .stderr(predicate::str::contains(says));
+        assert!(!dir.path().join("never").exists(), "nothing written");
+    };
+    refuse(&[&a, &a], "shard 0/2 is given twice");
+    let other = dir.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    let text = SCENARIO.replace("name = \"sharded\"", "name = \"other\"");
+    std::fs::rename(shard(&other, &text, 1, 2), other.join("o")).unwrap();
+    refuse(&[&a, &other.join("o")], "only shards of one scenario merge");
+    let three = shard(&other, SCENARIO, 2, 3);
+    refuse(&[&a, &three], "shards of one run share a count");
+    let whole = dir.path().join("whole");
+    let scenario = dir.path().join("whole.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&whole)
+        .assert()
+        .success();
+    refuse(&[&a, &whole], "is not a shard");
+    // The pair that belongs together merges.
+    taskbench()
+        .arg("merge")
+        .args([&a, &b])
+        .arg("--out")
+        .arg(dir.path().join("ok"))
+        .assert()
+        .success();
+}
