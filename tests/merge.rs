@@ -121,6 +121,32 @@ fn three_shards_merge_into_one_run_that_adds_up_exactly() {
     ] {
         assert!(merged.join(file).exists(), "{file}");
     }
+
+    // The same total load from one process: the same counts, case by case.
+    let scenario = dir.path().join("whole.toml");
+    std::fs::write(&scenario, SCENARIO).unwrap();
+    let whole = dir.path().join("whole");
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&whole)
+        .assert()
+        .success();
+    let w = summary(&whole);
+    let pairs = w["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(m["cases"].as_array().unwrap());
+    for (single, merged) in pairs {
+        for key in ["publishes_ok", "delivered"] {
+            assert_eq!(single[key], merged[key], "{}: {key}", single["name"]);
+        }
+        for key in ["concurrency", "publishes"] {
+            assert_eq!(single["settings"][key], merged["settings"][key], "{key}");
+        }
+    }
 }
 
 #[test]
