@@ -110,6 +110,7 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("confirm", &[]),
             ("confirm_batch", &[]),
             ("confirm_window", &[Pooled]),
+            ("queue_type", &[]),
             ("pool_size", &[Acquire]),
             ("connections", &[Pooled]),
             ("batch", &[Pooled]),

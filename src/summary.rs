@@ -109,6 +109,7 @@ impl CaseSettings {
                 ("confirm", json!(o.confirm)),
                 ("confirm_batch", json!(o.confirm_batch)),
                 ("confirm_window", json!(o.confirm_window)),
+                ("queue_type", json!(o.queue_type)),
                 ("pool_size", json!(o.pool_size)),
                 ("connections", json!(o.connections)),
                 ("batch", json!(o.batch)),

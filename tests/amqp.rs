@@ -1205,3 +1205,77 @@ impl NodeCtl {
         })
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
+    let Some(url) = broker("quorum_queues_are_declared_as_celery_declares_them_on_every_path")
+    else {
+        return;
+    };
+    for (path, confirm) in [("pooled", "each"), ("acquire", "batch"), ("fresh", "each")] {
+        let queue = common::unique(&format!("tb-quorum-{path}"));
+        let n = if path == "fresh" { 20 } else { 200 };
+        let r = run(&case_toml(
+            &queue,
+            path,
+            n,
+            &format!(
+                "url = \"{url}\"\nqueue_type = \"quorum\"\nconfirm = \"{confirm}\"\nkeep = true"
+            ),
+        ))
+        .await;
+        assert_eq!(r.errors.total(), 0, "{path}: {:?}", r.errors.by_kind());
+        assert_eq!(
+            r.delivered,
+            Some(n),
+            "{path}: every confirmed message is in the queue"
+        );
+        // The broker says what it declared: a quorum queue.
+        let out = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "list_queues", "name", "type"])
+            .output();
+        let listed = out
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        let line = listed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(queue.as_str()));
+        if let Some(line) = line {
+            assert!(line.contains("quorum"), "{path}: {line}");
+        } else if !listed.is_empty() {
+            panic!("{path}: {queue} not listed by rabbitmqctl: {listed}");
+        }
+        assert_eq!(
+            drain_and_delete(&url, &queue).await.len(),
+            n as usize,
+            "{path}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict() {
+    let Some(url) = broker("a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict")
+    else {
+        return;
+    };
+    let queue = common::unique("tb-quorum-conflict");
+    let classic = run(&case_toml(
+        &queue,
+        "pooled",
+        5,
+        &format!("url = \"{url}\"\nkeep = true"),
+    ))
+    .await;
+    assert_eq!(classic.errors.total(), 0, "{:?}", classic.errors.by_kind());
+    let r = run(&case_toml(
+        &queue,
+        "pooled",
+        5,
+        &format!("url = \"{url}\"\nqueue_type = \"quorum\""),
+    ))
+    .await;
+    let kinds: Vec<&str> = r.errors.by_kind().iter().map(|e| e.0.name()).collect();
+    assert_eq!(kinds, ["declare_conflict"], "{:?}", r.errors.by_kind());
+    drain_and_delete(&url, &queue).await;
+}

@@ -181,6 +181,8 @@ pub struct AmqpOptions {
     pub confirm_batch: usize,
     /// Most messages unconfirmed at once (`confirm = "window"`).
     pub confirm_window: usize,
+    /// The kind of queue declared (`queue_type`).
+    pub queue_type: QueueType,
     /// Connections in the pool (`acquire`).
     pub pool_size: usize,
     /// Connections the publishers share (`pooled`).
@@ -199,12 +201,24 @@ impl Default for AmqpOptions {
             confirm: Confirm::Off,
             confirm_batch: 64,
             confirm_window: 64,
+            queue_type: QueueType::Classic,
             pool_size: 10,
             connections: 1,
             batch: 1,
             python: None,
         }
     }
+}
+
+/// What kind of RabbitMQ queue a case declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum QueueType {
+    /// A classic queue, as Celery declares by default.
+    Classic,
+    /// A quorum queue (replicated, durable; `x-queue-type = quorum`), as Celery 5.5+ declares with
+    /// `task_queues = [Queue(..., queue_arguments={"x-queue-type": "quorum"})]`.
+    Quorum,
 }
 
 /// Settings of a `redis` case.

@@ -743,6 +743,19 @@ fn amqp_options(
             }
         }
     }
+    if let Some(t) = &raw.queue_type {
+        o.queue_type = match t.get_ref().as_str() {
+            "classic" => QueueType::Classic,
+            "quorum" => QueueType::Quorum,
+            other => {
+                return Err(at.error(
+                    t.span(),
+                    in_case(format!("unknown queue_type {other:?}")),
+                    Some("queue_type is classic (the default) or quorum".into()),
+                ));
+            }
+        };
+    }
     if let Some(v) = &raw.confirm_window {
         o.confirm_window = positive(at, "confirm_window", v, 1)? as usize;
     }

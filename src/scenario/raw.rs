@@ -171,6 +171,7 @@ raw_case! {
         confirm: String,
         confirm_batch: i64,
         confirm_window: i64,
+        queue_type: String,
         pool_size: i64,
         connections: i64,
         batch: i64,

@@ -397,6 +397,7 @@ fn every_key_the_catalog_allows_changes_what_is_planned() {
             ("keep" | "multiplexed", _) => "true",
             ("kombu_handshake", _) => "false",
             ("confirm", _) => "\"each\"",
+            ("queue_type", _) => "\"quorum\"",
             ("client", _) => "\"celery\"",
             ("python", _) => "\"/opt/python3\"",
             ("celery_app", _) => "\"proj:app\"",

@@ -18,7 +18,7 @@ use crate::catalog::PathKind;
 use crate::engine::Stop;
 use crate::engine::Target;
 use crate::error::{ErrorKind, PublishError};
-use crate::scenario::{AmqpOptions, Case, Confirm};
+use crate::scenario::{AmqpOptions, Case, Confirm, QueueType};
 use crate::settle::{Settle, SettleRules};
 use crate::stage::{Stage, StageClock};
 use error::{Doing, classify};
@@ -122,6 +122,8 @@ pub struct Settings {
     queue: String,
     /// The queue as the routing key (and exchange and binding names) lapin wants.
     routing_key: ShortString,
+    /// The queue's declare arguments: `x-queue-type` for a quorum queue, else none.
+    queue_arguments: FieldTable,
     /// The default exchange "".
     exchange: ShortString,
     path: PathKind,
@@ -171,6 +173,7 @@ impl Settings {
             uri,
             url,
             routing_key,
+            queue_arguments: queue_arguments(o.queue_type),
             exchange: ShortString::default(),
             path: case.path,
             confirm,
@@ -297,6 +300,18 @@ async fn open_channel(live: &Live, s: &Settings) -> Result<Channel, PublishError
 /// Declares what Celery declares for a queue, with exactly its flags: exchange `<queue>` (direct,
 /// durable), queue `<queue>` (durable, no arguments), binding `<queue>` -> `<queue>` with key `<queue>`.
 /// Returns the queue's message count.
+/// The arguments Celery declares a queue of `queue_type` with.
+fn queue_arguments(queue_type: QueueType) -> FieldTable {
+    let mut args = FieldTable::default();
+    if queue_type == QueueType::Quorum {
+        args.insert(
+            "x-queue-type".into(),
+            lapin::types::AMQPValue::LongString("quorum".into()),
+        );
+    }
+    args
+}
+
 async fn declare(
     channel: &Channel,
     s: &Settings,
@@ -320,7 +335,7 @@ async fn declare(
                 .queue_declare(
                     s.routing_key.clone(),
                     QueueDeclareOptions::durable(),
-                    FieldTable::default(),
+                    s.queue_arguments.clone(),
                 )
                 .await
         })
