@@ -9,6 +9,7 @@ use crate::summary::{CaseSummary, Summary};
 use comfy_table::{CellAlignment, Table, presets};
 use serde::Serialize;
 use std::fmt::Write as _;
+use std::path::Path;
 
 /// What a figure counts, which decides how it is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -282,6 +283,43 @@ pub struct Comparison {
 }
 
 impl Comparison {
+    /// Reads the run folders `base` and `new` and compares them with the `--fail-if` expressions
+    /// `fail_if`; an error (a bad expression, a folder without a summary, no case in both) says why.
+    pub fn of_runs(base: &Path, new: &Path, fail_if: &[String]) -> Result<Comparison, String> {
+        let fail_if = fail_if
+            .iter()
+            .map(|e| FailIf::parse(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let (base_run, new_run) = (Summary::read(base)?, Summary::read(new)?);
+        let comparison = Comparison::new(
+            &base.display().to_string(),
+            &base_run,
+            &new.display().to_string(),
+            &new_run,
+            &fail_if,
+        );
+        if comparison.cases.is_empty() {
+            let names = |s: &Summary| match s.cases.len() {
+                0 => "no cases".to_string(),
+                _ => s
+                    .cases
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            return Err(format!(
+                "no case is in both runs ({} has {}; {} has {})",
+                base.display(),
+                names(&base_run),
+                new.display(),
+                names(&new_run)
+            ));
+        }
+        Ok(comparison)
+    }
+
     /// Compares every case present in both runs, in the new run's order, and evaluates `fail_if` on each.
     pub fn new(
         base_label: &str,

@@ -17,7 +17,7 @@ use crate::catalog::Client;
 use crate::engine::{Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::message::TaskMessage;
-use crate::scenario::{Case, PythonClient};
+use crate::scenario::{Case, PythonClient, Scenario};
 use crate::stage::{Stage, StageClock};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -27,6 +27,35 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// Runs every distinct interpreter (and `celery_app`) of the scenario's celery and kombu cases once;
+/// returns what each has, or the first problem (nothing should run then). `profiling` (`--profile
+/// cpu`) also needs py-spy for each.
+pub fn check_interpreters(scenario: &Scenario, profiling: bool) -> Result<Vec<String>, String> {
+    let mut seen: Vec<&PythonClient> = Vec::new();
+    let mut found = Vec::new();
+    for case in &scenario.cases {
+        let Some(client) = case.options.python() else {
+            continue;
+        };
+        if seen.iter().any(|c| {
+            c.python == client.python
+                && c.celery_app == client.celery_app
+                && c.pythonpath == client.pythonpath
+        }) {
+            continue;
+        }
+        seen.push(client);
+        let f = probe::probe(client).map_err(|e| format!("case {:?}: {e}", case.name))?;
+        if profiling {
+            spy::find(Some(f.executable.as_ref()))
+                .map_err(|e| format!("case {:?}: {e}", case.name))?;
+        }
+        found.push(f.describe());
+    }
+    found.dedup();
+    Ok(found)
+}
 
 /// The harness, written to a temporary file for every case that runs it.
 pub const HARNESS: &str = include_str!("harness.py");

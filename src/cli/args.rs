@@ -1,0 +1,203 @@
+//! The command line's shape: every subcommand and flag (clap), and the parsers of the values that need one.
+
+use crate::endpoint::Endpoint;
+use crate::profile;
+use crate::scenario::Shard;
+use clap::{Parser, Subcommand, ValueEnum};
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+#[derive(Parser)]
+#[command(
+    name = "taskbench",
+    version,
+    about = "Measure how fast Celery tasks can be published, path by path"
+)]
+pub(super) struct Cli {
+    #[command(subcommand)]
+    pub(super) command: Command,
+    /// More log output on stderr (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(super) verbose: u8,
+}
+
+#[derive(Subcommand)]
+pub(super) enum Command {
+    /// Run a scenario's cases and compare them side by side.
+    Run(RunArgs),
+    /// Parse and check a scenario without running it.
+    Validate {
+        /// Scenario file (TOML).
+        scenario: PathBuf,
+    },
+    /// Re-render a run's flamegraphs, or draw a differential flamegraph between two of its cases.
+    Flame(FlameArgs),
+    /// Compare two runs case by case; --fail-if makes a regression exit 1.
+    Compare(CompareArgs),
+    /// Render a run folder's report.html again, optionally against a baseline run.
+    Report {
+        /// A run folder written by `taskbench run`.
+        run_dir: PathBuf,
+        /// A run to compare with (the comparison of `taskbench compare`).
+        #[arg(long, value_name = "RUN_DIR")]
+        baseline: Option<PathBuf>,
+    },
+    /// Merge the run folders of a scenario's shards (`run --shard I/N`) into one, as if one machine ran it.
+    Merge {
+        /// The shards' run folders.
+        #[arg(required = true, value_name = "RUN_DIR")]
+        runs: Vec<PathBuf>,
+        /// Where to write the merged run folder (must not exist or be empty).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace the files taskbench wrote in `--out` before (as `run --force` does).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Receive and count frames for local backends with an `address`, until interrupted.
+    Sink {
+        /// Where to listen: unix:PATH, fifo:PATH or tcp:IP:PORT.
+        #[arg(long)]
+        listen: Endpoint,
+    },
+}
+
+#[derive(clap::Args)]
+pub(super) struct RunArgs {
+    /// Scenario file (TOML).
+    pub(super) scenario: PathBuf,
+    /// Run folder to write (default: results/<scenario name>/<UTC timestamp>/).
+    #[arg(long)]
+    pub(super) out: Option<PathBuf>,
+    /// Reuse a non-empty --out folder: remove the files taskbench wrote there first (summary.json, *.hgrm,
+    /// *.folded, *.svg), leaving everything else.
+    #[arg(long)]
+    pub(super) force: bool,
+    /// Measured publishes per case, overriding the scenario.
+    #[arg(long)]
+    pub(super) publishes: Option<NonZeroU64>,
+    /// Publishers per case, overriding the scenario.
+    #[arg(short = 'c', long)]
+    pub(super) concurrency: Option<NonZeroUsize>,
+    /// Open loop at this many publishes per second per case, overriding the scenario.
+    #[arg(long, value_parser = parse_rate)]
+    pub(super) rate: Option<f64>,
+    /// Run each case this long ("30s", "2m"); unbounded by count unless --publishes or the file sets one.
+    #[arg(long, value_parser = parse_duration)]
+    pub(super) duration: Option<Duration>,
+    /// Unrecorded publishes per case before measuring, overriding the scenario.
+    #[arg(long)]
+    pub(super) warmup: Option<u64>,
+    /// Run shard INDEX of COUNT (from 0): this process's share of every case's load, on its own queue.
+    #[arg(long, env = "TASKBENCH_SHARD", value_name = "INDEX/COUNT")]
+    pub(super) shard: Option<Shard>,
+    /// Wait until this UTC time (RFC 3339, e.g. 2026-12-01T10:00:00Z) before the first case, so shards line up.
+    #[arg(long, env = "TASKBENCH_START_AT", value_parser = parse_start_at)]
+    pub(super) start_at: Option<SystemTime>,
+    /// Run only this case (repeatable).
+    #[arg(long = "case", value_name = "NAME")]
+    pub(super) cases: Vec<String>,
+    /// What to print on stdout: the table, or summary.json.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    pub(super) format: Format,
+    /// Also record a CPU-time profile per case (<case>.cpu.folded / .svg) from tracing spans.
+    #[arg(long, value_enum)]
+    pub(super) profile: Option<Profile>,
+}
+
+#[derive(clap::Args)]
+pub(super) struct CompareArgs {
+    /// The base run folder (what was before).
+    pub(super) base: PathBuf,
+    /// The new run folder (what is measured now).
+    pub(super) new: PathBuf,
+    /// What to print: a table, JSON, or a markdown table for a pull request.
+    #[arg(long, value_enum, default_value_t = CompareFormat::Text)]
+    pub(super) format: CompareFormat,
+    /// Exit 1 when a case's change matches, e.g. "p99 > +10%", "throughput < -5%" (repeatable).
+    #[arg(long = "fail-if", value_name = "EXPR")]
+    pub(super) fail_if: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum CompareFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum Profile {
+    /// Busy time inside spans, on `profile_sample` of the publishes.
+    Cpu,
+}
+
+#[derive(clap::Args)]
+pub(super) struct FlameArgs {
+    /// A run folder written by `taskbench run`.
+    pub(super) run_dir: PathBuf,
+    /// Only this case (repeatable; default: every case with a profile).
+    #[arg(long = "case", value_name = "NAME")]
+    pub(super) cases: Vec<String>,
+    /// Draw diff-<BASE>-<CASE>.svg: which frames grew (red) or shrank (blue) per publish from BASE to CASE.
+    #[arg(long, num_args = 2, value_names = ["BASE", "CASE"])]
+    pub(super) diff: Option<Vec<String>>,
+    /// Which profile: wall time per stage, or CPU time per span.
+    #[arg(long, value_enum, default_value_t = View::Wall)]
+    pub(super) view: View,
+    /// Image width in pixels (16 to 100000).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(16..=100_000))]
+    pub(super) width: Option<usize>,
+    /// Title to use instead of the default.
+    #[arg(long)]
+    pub(super) title: Option<String>,
+    /// Draw a flame chart (stacks as recorded) instead of a flame graph.
+    #[arg(long)]
+    pub(super) flamechart: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum View {
+    Wall,
+    Cpu,
+}
+
+impl From<View> for profile::View {
+    fn from(view: View) -> Self {
+        match view {
+            View::Wall => profile::View::Wall,
+            View::Cpu => profile::View::Cpu,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(super) enum Format {
+    Text,
+    Json,
+}
+
+pub(super) fn parse_start_at(s: &str) -> Result<SystemTime, String> {
+    humantime::parse_rfc3339_weak(s)
+        .map_err(|e| format!("{s:?} is not a time ({e}); write it like 2026-12-01T10:00:00Z"))
+}
+
+pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(format!(
+            "{s:?} is not a rate: give publishes per second, more than 0"
+        )),
+    }
+}
+
+pub(super) fn parse_duration(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("the duration must be longer than zero".into()),
+        Err(e) => Err(format!(
+            "{s:?} is not a duration ({e}); write it like 30s, 500ms or 2m"
+        )),
+    }
+}

@@ -1,0 +1,224 @@
+//! The command line: read the arguments, call the library, and map how each command ended to an exit code
+//! (in one place, [`exit_code`]).
+
+mod args;
+
+use crate::backend;
+use crate::endpoint::Endpoint;
+use crate::profile::{cpu, cpu::SpanBuffer, flame::SvgStyle, redraw};
+use crate::report::compare::Comparison;
+use crate::report::{self, RunWriter, progress::TerminalProgress};
+use crate::run::{self, RunOptions, preflight};
+use crate::scenario::{self, Overrides};
+use crate::sink::Sink;
+use args::{Cli, Command, CompareArgs, CompareFormat, FlameArgs, Format, Profile, RunArgs};
+use clap::Parser;
+use std::io::Write;
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Exit code: every case ran without errors.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the run finished but some publishes failed, a delivery check did not add up, or a result
+/// file could not be written; or `compare` found a regression (a `--fail-if` held).
+pub const EXIT_FAILURES: u8 = 1;
+/// Exit code: bad usage or a bad scenario.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code: interrupted (after writing what was measured).
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// How a command that did its work ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Ending {
+    /// Everything ran and added up.
+    Ok,
+    /// It ran to the end, but something failed (already reported on stderr).
+    Failures,
+    /// Ctrl-C or SIGTERM ended it early, after writing what was measured.
+    Interrupted,
+}
+
+/// Why a command could not do its work: bad usage, a bad scenario or run folder, or no runtime.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl<E: std::fmt::Display> From<E> for UsageError {
+    fn from(e: E) -> Self {
+        UsageError(e.to_string())
+    }
+}
+
+/// The one place outcomes become exit codes; an error is printed on stderr first.
+fn exit_code(outcome: Result<Ending, UsageError>) -> u8 {
+    match outcome {
+        Ok(Ending::Ok) => EXIT_OK,
+        Ok(Ending::Failures) => EXIT_FAILURES,
+        Ok(Ending::Interrupted) => EXIT_INTERRUPTED,
+        Err(UsageError(message)) => {
+            eprintln!("error: {message}");
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let profiling =
+        matches!(&cli.command, Command::Run(args) if args.profile == Some(Profile::Cpu));
+    let log_filter = match cli.verbose {
+        0 => "warn,lapin=off",
+        1 => "info",
+        _ => "debug",
+    };
+    let spans = cpu::install_tracing(log_filter, profiling);
+    let outcome = match cli.command {
+        Command::Run(args) => run(args, spans),
+        Command::Validate { scenario } => validate(scenario),
+        Command::Flame(args) => flame(args),
+        Command::Compare(args) => compare(args),
+        Command::Report { run_dir, baseline } => report::rerender(&run_dir, baseline.as_deref())
+            .map(|path| {
+                print_stdout(&format!("wrote {}\n", path.display()));
+                Ending::Ok
+            })
+            .map_err(UsageError),
+        Command::Merge { runs, out, force } => {
+            report::merge::merge(&runs, &out, force, std::env::args().collect())
+                .map(|summary| {
+                    print_stdout(&report::merge::text(&summary, &out));
+                    Ending::Ok
+                })
+                .map_err(UsageError)
+        }
+        Command::Sink { listen } => sink(listen),
+    };
+    ExitCode::from(exit_code(outcome))
+}
+
+fn validate(path: PathBuf) -> Result<Ending, UsageError> {
+    let scenario = scenario::load(&path)?;
+    let notes = preflight::check(&scenario).map_err(UsageError)?;
+    let found = backend::python::check_interpreters(&scenario, false).map_err(UsageError)?;
+    let mut out = report::listing(&scenario);
+    for line in found {
+        out.push_str(&format!("python {line}\n"));
+    }
+    for note in notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    print_stdout(&out);
+    Ok(Ending::Ok)
+}
+
+fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
+    let overrides = Overrides {
+        publishes: args.publishes.map(NonZeroU64::get),
+        warmup: args.warmup,
+        concurrency: args.concurrency.map(NonZeroUsize::get),
+        rate: args.rate,
+        duration: args.duration,
+        shard: args.shard,
+    };
+    let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
+    scenario.select(&args.cases)?;
+    backend::python::check_interpreters(&scenario, args.profile == Some(Profile::Cpu))
+        .map_err(UsageError)?;
+    for note in preflight::check(&scenario).map_err(UsageError)? {
+        eprintln!("note: {note}");
+    }
+    let mut writer = RunWriter::create(
+        args.out.as_deref(),
+        &scenario,
+        std::env::args().collect(),
+        args.force,
+    )
+    .map_err(|e| UsageError(format!("{e:#}")))?;
+    let options = RunOptions {
+        spans,
+        progress: Some(Arc::new(TerminalProgress::default())),
+        handle_signals: true,
+        start_at: args.start_at,
+        ..RunOptions::default()
+    };
+    let outcome = run::run(&scenario, options, &mut |end| writer.case_ended(end))
+        .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
+
+    print_stdout(&writer.final_output(&outcome, args.format == Format::Json));
+    Ok(if outcome.interrupted {
+        Ending::Interrupted
+    } else if writer.failed || outcome.failed() {
+        Ending::Failures
+    } else {
+        Ending::Ok
+    })
+}
+
+fn flame(args: FlameArgs) -> Result<Ending, UsageError> {
+    let what = redraw::Redraw {
+        dir: args.run_dir,
+        cases: args.cases,
+        diff: args.diff.map(|pair| (pair[0].clone(), pair[1].clone())),
+        view: args.view.into(),
+        style: SvgStyle {
+            width: args.width,
+            title: args.title,
+            flame_chart: args.flamechart,
+        },
+    };
+    let written = redraw::redraw(&what).map_err(UsageError)?;
+    print_stdout(
+        &written
+            .iter()
+            .map(|p| format!("wrote {}\n", p.display()))
+            .collect::<String>(),
+    );
+    Ok(Ending::Ok)
+}
+
+fn compare(args: CompareArgs) -> Result<Ending, UsageError> {
+    let comparison =
+        Comparison::of_runs(&args.base, &args.new, &args.fail_if).map_err(UsageError)?;
+    print_stdout(&match args.format {
+        CompareFormat::Text => comparison.text(),
+        CompareFormat::Json => comparison.json(),
+        CompareFormat::Markdown => comparison.markdown(),
+    });
+    Ok(if comparison.failed() {
+        Ending::Failures
+    } else {
+        Ending::Ok
+    })
+}
+
+fn sink(listen: Endpoint) -> Result<Ending, UsageError> {
+    let runtime =
+        run::runtime().map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        // Catch the signals before the socket exists: one sent as soon as it appears must stop the sink,
+        // not kill it with the default action.
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let sink = Sink::start(&listen)?;
+        eprintln!(
+            "taskbench sink listening on {} (Ctrl-C to stop)",
+            sink.endpoint()
+        );
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+        let received = sink.drain_and_stop(crate::sink::DRAIN_IDLE, crate::sink::DRAIN_MAX);
+        print_stdout(&format!("received {received}\n"));
+        Ok(Ending::Ok)
+    })
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error.
+fn print_stdout(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
