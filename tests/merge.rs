@@ -193,3 +193,74 @@ fn merges_that_would_not_add_up_are_refused() {
         .assert()
         .success();
 }
+
+#[test]
+fn shards_against_the_local_brokers_merge_and_each_proves_its_delivery() {
+    let redis = common::redis_url();
+    let amqp = common::amqp_url();
+    let reach = |url: &str, default_port: u16| {
+        let rest = url.split("://").nth(1).unwrap_or("");
+        let host_port = rest
+            .rsplit('@')
+            .next()
+            .unwrap_or("")
+            .split('/')
+            .next()
+            .unwrap_or("");
+        if host_port.contains(':') {
+            host_port.to_string()
+        } else {
+            format!("{host_port}:{default_port}")
+        }
+    };
+    for (url, port) in [(&redis, 6379), (&amqp, 5672)] {
+        if !common::reachable(&reach(url, port)) {
+            common::skip(
+                "shards_against_the_local_brokers_merge_and_each_proves_its_delivery",
+                &format!(
+                    "no broker reachable at {}",
+                    taskbench::backend::url::redact(url)
+                ),
+            );
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let queue = common::unique("tb-shards");
+    let text = format!(
+        "name = \"sharded-brokers\"\npublishes = 1500\nwarmup = 30\nconcurrency = 3\n\
+         [task]\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"redis\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{redis}\"\n\
+         [[case]]\nname = \"amqp\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{amqp}\"\n"
+    );
+    let shards: Vec<PathBuf> = (0..3).map(|i| shard(dir.path(), &text, i, 3)).collect();
+    for (i, s) in shards.iter().enumerate() {
+        let summary = summary(s);
+        for case in summary["cases"].as_array().unwrap() {
+            assert_eq!(case["delivered"], case["publishes_ok"], "shard {i}: {case}");
+            assert_eq!(
+                case["settings"]["task"]["queue"],
+                format!("{queue}-shard-{i}")
+            );
+        }
+    }
+    let merged = dir.path().join("merged");
+    taskbench()
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged)
+        .assert()
+        .success();
+    // Taskbench purged what it published; the shards' queues themselves go too.
+    for i in 0..3 {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .args(["-q", "delete_queue", &format!("{queue}-shard-{i}")])
+            .output();
+    }
+    for case in summary(&merged)["cases"].as_array().unwrap() {
+        assert_eq!(case["publishes_ok"], 1500, "{case}");
+        assert_eq!(case["delivered"], 1500, "{case}");
+        assert_eq!(case["warmup_ok"], 30, "{case}");
+    }
+}
