@@ -48,7 +48,10 @@ fn three_shards_merge_into_one_run_that_adds_up_exactly() {
         .arg(&merged)
         .assert()
         .success()
-        .stdout(predicate::str::contains("unix: 3,001 publishes, 0 errors"));
+        .stdout(
+            predicate::str::contains("throughput/s")
+                .and(predicate::str::contains("merged from 3 of 3 shards")),
+        );
 
     let m = summary(&merged);
     assert!(m["shard"].is_null(), "the merged run is a whole run");

@@ -4,7 +4,7 @@
 //! summed; then the usual summary.json, .hgrm, flamegraphs and report.html.
 
 use super::RunFolder;
-use crate::human::{human_count, human_ns};
+use crate::human::human_count;
 use crate::profile::{self, View, flame::SvgStyle, folded::Folded};
 use crate::summary::{
     CaseSummary, IntervalSummary, LatencySummary, StageSummary, Summary, breakdown_of,
@@ -359,23 +359,9 @@ fn timeline(parts: &[&CaseSummary], start: f64) -> Vec<IntervalSummary> {
         .collect()
 }
 
-/// What `taskbench merge` prints: a line per merged case.
+/// What `taskbench merge` prints: the side-by-side table of the merged cases, and where they are.
 pub fn text(summary: &Summary, out: &Path) -> String {
-    let mut s = String::new();
-    for c in &summary.cases {
-        let q = |v: Option<u64>| v.map_or("-".to_string(), human_ns);
-        s.push_str(&format!(
-            "{}: {} publishes, {} errors, {}/s, p50 {}, p99 {}, max {}, delivered {}\n",
-            c.name,
-            human_count(c.publishes_ok),
-            human_count(c.errors.values().sum()),
-            human_count(c.throughput_per_s.round() as u64),
-            q(c.latency_ns.p50),
-            q(c.latency_ns.p99),
-            q(c.latency_ns.max),
-            c.delivered.map_or("-".to_string(), human_count)
-        ));
-    }
+    let mut s = super::table::comparison_of(&summary.cases);
     s.push_str(&format!("merged run: {}\n", out.display()));
     s
 }

@@ -3,66 +3,105 @@
 use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
 use crate::scenario::threshold::Kind;
+use crate::summary::CaseSummary;
 use comfy_table::{CellAlignment, Table, presets};
+
+/// The comparison table's columns.
+const HEADER: [&str; 12] = [
+    "case",
+    "backend",
+    "path",
+    "publishes",
+    "errors",
+    "throughput/s",
+    "p50",
+    "p90",
+    "p99",
+    "p99.9",
+    "max",
+    "failed max",
+];
 
 /// The comparison table, one row per case.
 pub fn comparison(results: &[CaseResult]) -> String {
-    let mut table = Table::new();
-    table.load_style(presets::NOTHING);
-    table.set_header([
-        "case",
-        "backend",
-        "path",
-        "publishes",
-        "errors",
-        "throughput/s",
-        "p50",
-        "p90",
-        "p99",
-        "p99.9",
-        "max",
-        "failed max",
-    ]);
-    for r in results {
-        let q = |q: f64| {
-            if r.latency.is_empty() {
-                "-".to_string()
-            } else {
-                human_ns(r.latency.value_at_quantile(q))
-            }
-        };
-        let max = if r.latency.is_empty() {
-            "-".to_string()
-        } else {
-            human_ns(r.latency.max())
-        };
-        table.add_row([
+    let rows = results.iter().map(|r| {
+        let q = |q: f64| (!r.latency.is_empty()).then(|| r.latency.value_at_quantile(q));
+        [
             r.name.clone(),
             r.backend.to_string(),
             r.path.to_string(),
             human_count(r.publishes_ok),
             human_count(r.errors.total()),
             human_count(r.throughput().round() as u64),
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(0.999),
-            max,
-            if r.failed_latency.is_empty() {
-                "-".to_string()
-            } else {
-                human_ns(r.failed_latency.max())
-            },
-        ]);
+            ns(q(0.5)),
+            ns(q(0.9)),
+            ns(q(0.99)),
+            ns(q(0.999)),
+            ns((!r.latency.is_empty()).then(|| r.latency.max())),
+            ns((!r.failed_latency.is_empty()).then(|| r.failed_latency.max())),
+        ]
+    });
+    let mut out = layout(rows);
+    out.push_str(&explanations(results));
+    out
+}
+
+/// The same table from a run folder's summary (a merged run's, say), with each case's notes under it.
+pub fn comparison_of(cases: &[CaseSummary]) -> String {
+    let rows = cases.iter().map(|c| {
+        let l = &c.latency_ns;
+        [
+            c.name.clone(),
+            c.backend.to_string(),
+            c.path.to_string(),
+            human_count(c.publishes_ok),
+            human_count(c.errors.values().sum()),
+            human_count(c.throughput_per_s.round() as u64),
+            ns(l.p50),
+            ns(l.p90),
+            ns(l.p99),
+            ns(l.p999),
+            ns(l.max),
+            ns(c.failed_latency_ns.max),
+        ]
+    });
+    let mut out = layout(rows);
+    for c in cases {
+        for (kind, n) in &c.errors {
+            let message = c.error_messages.get(kind).map_or("", String::as_str);
+            out.push_str(&format!(
+                "{}: {} {kind} errors: {message}\n",
+                c.name,
+                human_count(*n)
+            ));
+        }
+        for note in &c.notes {
+            out.push_str(&format!("note ({}): {note}\n", c.name));
+        }
     }
-    for i in 3..12 {
+    out
+}
+
+/// A latency in ns for a cell, `-` when there is none.
+fn ns(v: Option<u64>) -> String {
+    v.map_or("-".to_string(), human_ns)
+}
+
+/// The rows under [`HEADER`], numbers right-aligned.
+fn layout(rows: impl Iterator<Item = [String; 12]>) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    table.set_header(HEADER);
+    for row in rows {
+        table.add_row(row);
+    }
+    for i in 3..HEADER.len() {
         if let Some(col) = table.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
     let mut out = table.trim_fmt();
     out.push('\n');
-    out.push_str(&explanations(results));
     out
 }
 
