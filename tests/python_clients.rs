@@ -187,6 +187,7 @@ async fn cleanup(backend: &str, queue: &str) {
             keys.push(format!("{queue}\x06\x16{step}"));
         }
         keys.push(format!("_kombu.binding.{queue}"));
+        keys.push(format!("_kombu.binding_permanent.{queue}"));
     }
     let _: () = redis::cmd("DEL")
         .arg(&keys)

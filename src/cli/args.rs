@@ -101,7 +101,8 @@ pub(super) struct RunArgs {
     /// What to print on stdout: the table, or summary.json.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(super) format: Format,
-    /// Also record a CPU-time profile per case (<case>.cpu.folded / .svg) from tracing spans.
+    /// Also record a CPU-time profile per case (<case>.cpu.folded / .svg): from tracing spans, or on a
+    /// celery/kombu case from py-spy samples of its Python harnesses (Python frames).
     #[arg(long, value_enum)]
     pub(super) profile: Option<Profile>,
 }

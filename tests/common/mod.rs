@@ -107,6 +107,9 @@ impl CeleryWorker {
                 "--without-mingle",
                 "--without-heartbeat",
             ])
+            // A node name of its own: two workers named celery@<host> on one RabbitMQ (another test, or
+            // another checkout's suite) fight over the exclusive pidbox queue and one exits.
+            .args(["--hostname", &format!("{queue}@%h")])
             .env("CELERY_BROKER_URL", broker)
             .env("TASKBENCH_RECORD_REDIS", record_redis)
             .current_dir(&dir)
