@@ -28,10 +28,26 @@ hz=$(getconf CLK_TCK)
 dir=$(mktemp -d "${TMPDIR:-/tmp}/taskbench-cluster.XXXXXX")
 run_id=$$
 declare -a vm_pids=() script_pids=()
+child=""  # the bounded command running now, if any
+exec 3>&1 4>&2  # the script's own stdout/stderr: a trap runs inside whatever redirection was active
+
+# bounded SECONDS CMD...: CMD under timeout, in the background so that a signal to this script is handled at
+# once (bash runs a trap only after a foreground command returns) and the command is stopped with the nodes.
+bounded() {
+  local s=$1; shift
+  timeout "$s" "$@" &
+  child=$!
+  local rc=0
+  wait "$child" || rc=$?
+  child=""
+  return $rc
+}
 
 stop_all() {
   local rc=$?
+  exec 1>&3 2>&4
   local i pid
+  if [ -n "$child" ]; then kill -TERM "$child" 2>/dev/null || true; wait "$child" 2>/dev/null || true; fi
   for i in "${!names[@]}"; do
     [ -f "$dir/${names[$i]}/pid" ] || continue
     pid=$(cat "$dir/${names[$i]}/pid" 2>/dev/null || true)
@@ -63,7 +79,7 @@ node_env() {
 }
 ctl() {  # ctl NODE ARGS...: rabbitmqctl on one of ours, bounded in time
   local n=$1; shift
-  env $(node_env "$n") timeout 120 "$bin/rabbitmqctl" -q -n "$n@localhost" "$@"
+  bounded 120 env $(node_env "$n") "$bin/rabbitmqctl" -q -n "$n@localhost" "$@"
 }
 
 : > "$dir/env.conf"
@@ -130,7 +146,7 @@ publishes_arg=()
 echo "loadavg before: $(cat /proc/loadavg)"
 for case in classic-each classic-window-64 quorum-each quorum-window-64; do
   c0=$(ticks); t0=$(date +%s.%N)
-  timeout 600 "$tb" run "$dir/bench-cluster.toml" --case "$case" "${publishes_arg[@]}" \
+  bounded 600 "$tb" run "$dir/bench-cluster.toml" --case "$case" "${publishes_arg[@]}" \
     --out "$dir/runs/$case" > "$dir/runs-$case.txt" 2>&1 || echo "  ($case: taskbench exited $?, see $dir/runs-$case.txt)"
   c1=$(ticks); t1=$(date +%s.%N)
   echo "$case $t0 $t1 | $c0 | $c1" >> "$dir/cpu.txt"
