@@ -65,6 +65,8 @@ stop_all() {
   local left=""
   for pid in "${vm_pids[@]}" "${script_pids[@]}"; do kill -0 "$pid" 2>/dev/null && left="$left $pid"; done
   echo "== stopped by PID: VMs ${vm_pids[*]:-none}, scripts ${script_pids[*]:-none}${left:+; STILL RUNNING:$left}"
+  # The nodes' data (~100 MB a run, mostly quorum logs) goes once they are gone; logs and run folders stay.
+  [ -z "$left" ] && rm -rf "$dir"/tb-?/mnesia
   echo "node logs and run folders: $dir"
   exit $rc
 }
