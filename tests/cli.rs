@@ -489,7 +489,7 @@ fn what_cannot_run_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"big\"\n[[case]]\nname = \"many\"\nbackend = \"unix\"\npath = \"raw\"\nconcurrency = 100000\n",
+        "name = \"big\"\n[[case]]\nname = \"many\"\nbackend = \"unix\"\npath = \"raw\"\nconcurrency = 10000000\n",
     );
     for command in ["validate", "run"] {
         taskbench()
@@ -499,7 +499,7 @@ fn what_cannot_run_is_refused_before_anything_starts() {
             .assert()
             .code(2)
             .stderr(predicate::str::contains(
-                "100,000 publishers need about 200,065 file descriptors",
+                "10,000,000 publishers need about 20,000,065 file descriptors",
             ));
     }
     assert!(

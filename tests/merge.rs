@@ -96,7 +96,10 @@ fn three_shards_merge_into_one_run_that_adds_up_exactly() {
             .iter()
             .map(|p| p["cases"][i]["elapsed_s"].as_f64().unwrap())
             .fold(0.0, f64::max);
-        assert!(case["elapsed_s"].as_f64().unwrap() >= longest);
+        let elapsed = case["elapsed_s"].as_f64().unwrap();
+        assert!(elapsed >= longest);
+        let throughput = case["throughput_per_s"].as_f64().unwrap();
+        assert!((throughput - sum("publishes_ok") as f64 / elapsed).abs() < 1e-6 * throughput);
         let ok: u64 = case["timeline"]
             .as_array()
             .unwrap()
@@ -174,6 +177,11 @@ fn merges_that_would_not_add_up_are_refused() {
     let text = SCENARIO.replace("name = \"sharded\"", "name = \"other\"");
     std::fs::rename(shard(&other, &text, 1, 2), other.join("o")).unwrap();
     refuse(&[&a, &other.join("o")], "only shards of one scenario merge");
+    let edited = dir.path().join("edited");
+    std::fs::create_dir(&edited).unwrap();
+    let text = SCENARIO.replace("path = \"fresh\"", "path = \"raw\"");
+    std::fs::rename(shard(&edited, &text, 1, 2), edited.join("e")).unwrap();
+    refuse(&[&a, &edited.join("e")], "ran with other settings");
     let three = shard(&other, SCENARIO, 2, 3);
     refuse(&[&a, &three], "shards of one run share a count");
     let whole = dir.path().join("whole");

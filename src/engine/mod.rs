@@ -370,6 +370,8 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         }
         false => None,
     };
+    // A stop during the delivery check makes the case an interrupted one too.
+    result.interrupted = control.stopped();
     match checked {
         None => result.notes.push(
             "the delivery check was skipped: the run was interrupted before it finished".into(),
@@ -481,8 +483,8 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
     }
     if deferred {
         // The warm-up's messages settle into a recorder of their own, never into the measured histogram.
-        let mut warm = Recorder::new(false);
         publisher.settle_all(shared.publish_timeout).await;
+        let mut warm = Recorder::new(false);
         publisher.settled(&mut warm);
         recorders.with(|rec| rec.warmup_ok += warm.ok);
     }
@@ -586,6 +588,8 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
                 ),
             }
             if deferred {
+                // The acks that came in count in the interval they arrived in.
+                rec.roll(t1);
                 publisher.settled(rec);
             }
             rec.mark(t0, t1);
@@ -612,6 +616,7 @@ async fn publish_loop<P: Publisher>(mut publisher: P, shared: Arc<Shared>, worke
         publisher.settle_all(shared.publish_timeout).await;
         let now = Instant::now();
         recorders.with(|rec| {
+            rec.roll(now);
             publisher.settled(rec);
             rec.mark(now, now);
         });

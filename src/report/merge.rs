@@ -158,6 +158,16 @@ fn check_shards(runs: &[(PathBuf, Summary)]) -> Result<(), String> {
                 names(s)
             ));
         }
+        for (a, b) in first.cases.iter().zip(&s.cases) {
+            if let Some(why) = differs(a, b) {
+                return Err(format!(
+                    "case {:?} ran with other settings in {} than in {} ({why}): shards must run the same scenario",
+                    a.name,
+                    dir.display(),
+                    first_dir.display()
+                ));
+            }
+        }
         if shard.count != first.shard.expect("first is a shard").count {
             return Err(format!(
                 "{} is shard {shard} but {} is one of {}: shards of one run share a count",
@@ -176,6 +186,34 @@ fn check_shards(runs: &[(PathBuf, Summary)]) -> Result<(), String> {
         seen.push((shard.index, dir));
     }
     Ok(())
+}
+
+/// What makes two shards' runs of a case different, beyond the share of the load each took.
+fn differs(a: &CaseSummary, b: &CaseSummary) -> Option<&'static str> {
+    let (x, y) = (&a.settings, &b.settings);
+    if (a.backend, a.path, a.mode) != (b.backend, b.path, b.mode) {
+        Some("backend, path or loop")
+    } else if x.options != y.options {
+        Some("backend options")
+    } else if (x.duration_s, x.publish_timeout_s, x.stage_timing)
+        != (y.duration_s, y.publish_timeout_s, y.stage_timing)
+    {
+        Some("duration, publish_timeout or stage timing")
+    } else if (
+        &x.task.name,
+        &x.task.args,
+        x.task.priority,
+        x.task.body_bytes,
+    ) != (
+        &y.task.name,
+        &y.task.args,
+        y.task.priority,
+        y.task.body_bytes,
+    ) {
+        Some("task")
+    } else {
+        None
+    }
 }
 
 fn decode(what: &str, case: &str, text: Option<&str>) -> Result<Option<Histogram<u64>>, String> {
@@ -291,6 +329,7 @@ fn merge_case(parts: &[&CaseSummary]) -> Result<CaseSummary, String> {
             })
             .collect(),
         breakdown,
+        // Schedule lag is a per-shard figure without a histogram to merge; each shard's summary has it.
         schedule_lag_ns: None,
         failed_latency_ns: LatencySummary::of(&failed),
         histogram: encode_histogram(&latency),
@@ -309,12 +348,14 @@ fn merge_case(parts: &[&CaseSummary]) -> Result<CaseSummary, String> {
 /// counts added, the max the largest; p50 and p99 only where one shard alone contributed (the shards'
 /// .hlog files hold each interval's histogram for an exact merge).
 fn timeline(parts: &[&CaseSummary], start: f64) -> Vec<IntervalSummary> {
-    let Some(length) = parts
+    // The interval length: the longest first interval (a one-interval timeline's is cut at its end).
+    let length = parts
         .iter()
-        .find_map(|p| p.timeline.first().map(|i| i.length_s))
-    else {
+        .filter_map(|p| p.timeline.first().map(|i| i.length_s))
+        .fold(0.0f64, f64::max);
+    if length <= 0.0 {
         return Vec::new();
-    };
+    }
     let mut out: Vec<(IntervalSummary, usize)> = Vec::new();
     for p in parts {
         let Some(own) = p.started_unix_s else {

@@ -770,6 +770,20 @@ fn amqp_options(
     }
     if let Some(v) = &raw.batch {
         o.batch = positive(at, "batch", v, 1)? as usize;
+        if o.batch > 1 && o.confirm == Confirm::Window {
+            // A window's failed batch would count its messages both as the call's errors and as
+            // unconfirmed: refused until the window accounts a partial batch once.
+            return Err(at.error(
+                v.span(),
+                in_case(format!(
+                    "`batch = {}` cannot be combined with `confirm = \"window\"`",
+                    o.batch
+                )),
+                Some(
+                    "a confirm window already keeps many messages in flight; use batch = 1".into(),
+                ),
+            ));
+        }
     }
     Ok(o)
 }

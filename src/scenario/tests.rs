@@ -833,3 +833,14 @@ fn client_errors_name_the_key_and_what_is_allowed() {
         "{e}"
     );
 }
+
+#[test]
+fn a_confirm_window_refuses_a_batch() {
+    let e = err(&one_case(
+        "backend = \"amqp\"\npath = \"pooled\"\nconfirm = \"window\"\nbatch = 4",
+    ));
+    assert!(
+        e.contains("`batch = 4` cannot be combined with `confirm = \"window\"`"),
+        "{e}"
+    );
+}

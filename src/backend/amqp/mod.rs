@@ -571,12 +571,8 @@ impl Target for AmqpTarget {
                     self.connections
                 ));
                 notes.push(s.flow.note());
-                if s.pipeline > 1 && s.confirm == Confirm::Window {
-                    notes.push(format!(
-                        "batch = {}: each publish call carries {} messages, sent one after another into the window; each is still timed to its own ack",
-                        s.pipeline, s.pipeline
-                    ));
-                } else if s.pipeline > 1 {
+                // (A window with batch > 1 is refused by the scenario.)
+                if s.pipeline > 1 {
                     notes.push(format!(
                         "batch = {}: each publisher hands lapin {} messages at once and waits until all are written; every message's latency runs to the end of its batch",
                         s.pipeline, s.pipeline
