@@ -2,6 +2,8 @@
 //! its three formats and its exit codes: 0 without a regression, 1 when a --fail-if holds, 2 for a bad
 //! expression or a folder that is not a run.
 
+mod common;
+
 use assert_cmd::Command;
 use predicates::prelude::*;
 use serde_json::Value;
@@ -20,20 +22,9 @@ fn runs() -> &'static (PathBuf, PathBuf, PathBuf, PathBuf) {
         let dir =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("compare-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let run = |name: &str, cases: &[&str]| {
             let out = dir.join(name);
-            let mut cmd = taskbench();
-            cmd.current_dir(manifest).args([
-                "run",
-                "scenarios/quickstart.toml",
-                "--publishes",
-                "2000",
-            ]);
-            for c in cases {
-                cmd.args(["--case", c]);
-            }
-            cmd.arg("--out").arg(&out).assert().success();
+            common::quickstart_run(&out, 2000, cases);
             out
         };
         let a = run("a", &["unix-raw", "tcp-raw"]);

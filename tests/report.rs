@@ -23,20 +23,9 @@ fn runs() -> &'static (PathBuf, PathBuf) {
         let dir =
             Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("report-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
-        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         let run = |name: &str, cases: &[&str]| {
             let out = dir.join(name);
-            let mut cmd = taskbench();
-            cmd.current_dir(manifest).args([
-                "run",
-                "scenarios/quickstart.toml",
-                "--publishes",
-                "3000",
-            ]);
-            for c in cases {
-                cmd.args(["--case", c]);
-            }
-            cmd.arg("--out").arg(&out).assert().success();
+            common::quickstart_run(&out, 3000, cases);
             out
         };
         (run("a", &CASES), run("b", &CASES[..2]))

@@ -27,7 +27,7 @@ pub const EXIT_FAILURES: u8 = 1;
 /// Exit code: bad usage or a bad scenario.
 pub const EXIT_USAGE: u8 = 2;
 /// Exit code: interrupted (after writing what was measured).
-pub const EXIT_INTERRUPTED: u8 = 130;
+pub const EXIT_INTERRUPTED: u8 = run::EXIT_INTERRUPTED;
 
 /// How a command that did its work ended.
 #[derive(Debug, PartialEq, Eq)]

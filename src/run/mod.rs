@@ -13,6 +13,9 @@ use crate::scenario::Scenario;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// The exit code of a run ended by Ctrl-C or SIGTERM; the CLI's [`crate::cli`] exit codes use it too.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
 /// How to run, beyond what the scenario says.
 #[derive(Default)]
 pub struct RunOptions {
@@ -90,7 +93,7 @@ async fn run_cases(
             );
             interrupted().await;
             eprintln!("interrupted twice: quitting; summary.json holds the cases finished before");
-            std::process::exit(130);
+            std::process::exit(i32::from(EXIT_INTERRUPTED));
         });
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 /// Descriptors the process needs besides its publishers' (stdio, the runtime, a sink's listener, files).
 const BASE_DESCRIPTORS: u64 = 64;
-/// Memory one local publisher costs: 4,355 B each measured with 10,000 (bench/publishers.sh), rounded up.
+/// Memory one local publisher costs: 4.4-4.9 KB each measured with 10,000 (bench/publishers.sh), rounded up.
 const LOCAL_PUBLISHER_BYTES: u64 = 8 << 10;
 /// Memory one broker publisher is allowed for: a bound for the check, not a measurement (socket buffers
 /// and client state, which the broker crates size).

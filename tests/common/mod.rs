@@ -196,3 +196,23 @@ pub fn read_hlog_with_python(test: &str, file: &std::path::Path) -> Option<serde
     }
     Some(serde_json::from_slice(&out.stdout).unwrap())
 }
+
+/// Runs `scenarios/quickstart.toml` with only `cases`, `publishes` each, into `out`; panics if it fails.
+pub fn quickstart_run(out: &std::path::Path, publishes: u64, cases: &[&str]) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskbench"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+        "run",
+        "scenarios/quickstart.toml",
+        "--publishes",
+        &publishes.to_string(),
+    ]);
+    for c in cases {
+        cmd.args(["--case", c]);
+    }
+    let done = cmd.arg("--out").arg(out).output().expect("run taskbench");
+    assert!(
+        done.status.success(),
+        "the quickstart run failed: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+}
