@@ -409,16 +409,28 @@ async fn conflicting_declare_is_a_declare_conflict() {
     let _ = conn.close(200, "OK".into()).await;
 }
 
-/// PIDs (as rabbitmqctl prints them) of the broker connections whose client name contains `needle`.
-fn connection_pids(needle: &str) -> Vec<String> {
+/// The broker connections whose client name contains `needle`: their PIDs (as rabbitmqctl prints them) and
+/// how many channels each has open.
+fn connections(needle: &str) -> Vec<(String, u64)> {
     let out = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "list_connections", "pid", "client_properties"])
+        .args([
+            "-q",
+            "list_connections",
+            "pid",
+            "channels",
+            "client_properties",
+        ])
         .output();
     let Ok(out) = out else { return Vec::new() };
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| l.contains(needle))
-        .filter_map(|l| l.split_whitespace().next().map(str::to_string))
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let pid = fields.next()?.to_string();
+            let channels = fields.next()?.parse().ok()?;
+            Some((pid, channels))
+        })
         .collect()
 }
 
@@ -441,27 +453,27 @@ async fn pooled_reconnects_after_the_connection_drops() {
     }
     let queue = common::unique("tb-amqp-drop");
     let toml = format!(
-        "name = \"drop\"\nduration = \"6s\"\nrate = 500\nwarmup = 0\nconcurrency = 2\n[task]\nqueue = \"{queue}\"\n\
+        "name = \"drop\"\nduration = \"8s\"\nrate = 500\nwarmup = 0\nconcurrency = 2\n[task]\nqueue = \"{queue}\"\n\
          [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nkeep = true\nurl = \"{url}\"\n"
     );
     let runner = tokio::spawn(async move { run(&toml).await });
-    // Close taskbench's connection (and only it: found by its name, which carries the unique queue name).
+    // Close the publishers' connection (found by its name, which carries the unique queue name).
     let needle = queue.clone();
     let closed = tokio::task::spawn_blocking(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        // Close every connection carrying the case's name (the publishers' and taskbench's own, which the
-        // broker may list in either order or one at a time) for two seconds, so the publishers' is among them.
+        // Several connections carry the case's name (the publishers', taskbench's own for the queue counts,
+        // and on a loaded machine the setup's may still be open): the publishers' is the one with a channel
+        // per publisher. Wait for it, then close it.
         let mut closed = 0;
-        let until = std::time::Instant::now() + Duration::from_secs(2);
-        while std::time::Instant::now() < until {
-            for pid in connection_pids(&needle) {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while closed == 0 && std::time::Instant::now() < until {
+            for (pid, _) in connections(&needle).into_iter().filter(|(_, ch)| *ch >= 2) {
                 let ok = std::process::Command::new("rabbitmqctl")
                     .args(["-q", "close_connection", &pid, "taskbench test: drop"])
                     .status()
                     .is_ok_and(|s| s.success());
                 closed += ok as usize;
             }
-            std::thread::sleep(Duration::from_millis(300));
+            std::thread::sleep(Duration::from_millis(200));
         }
         closed
     })
@@ -469,7 +481,7 @@ async fn pooled_reconnects_after_the_connection_drops() {
     .unwrap();
     let r = runner.await.unwrap();
     drain_and_delete(&url, &queue).await;
-    assert!(closed > 0, "found and closed taskbench's connection");
+    assert!(closed > 0, "found and closed the publishers' connection");
     let connects = r
         .stages
         .iter()
