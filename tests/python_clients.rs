@@ -659,3 +659,118 @@ async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_a
     );
     cleanup("redis", &queue).await;
 }
+
+/// A TCP proxy to RabbitMQ that reads the AMQP frames each client sends and records, per connection, whether
+/// the client sent `connection.close` (class 10, method 50) before its socket closed.
+struct CloseWatcher {
+    port: u16,
+    /// One entry per proxied connection that ended: whether it ended with the AMQP handshake.
+    ended: std::sync::Arc<std::sync::Mutex<Vec<bool>>>,
+}
+
+impl CloseWatcher {
+    async fn start(broker: String) -> CloseWatcher {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let watcher = CloseWatcher {
+            port: listener.local_addr().unwrap().port(),
+            ended: Default::default(),
+        };
+        let ended = watcher.ended.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&broker).await else {
+                    continue;
+                };
+                let ended = ended.clone();
+                tokio::spawn(async move {
+                    let (mut client_r, mut client_w) = client.into_split();
+                    let (mut server_r, mut server_w) = server.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_r, &mut client_w).await;
+                    });
+                    // Client -> broker: forward everything, and parse the frames after the protocol header.
+                    let (mut seen, mut at, mut closed) = (Vec::new(), 8, false); // after "AMQP\0\0\x09\x01"
+                    let mut buf = [0u8; 16384];
+                    loop {
+                        let n = match client_r.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if server_w.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                        seen.extend_from_slice(&buf[..n]);
+                        // A frame: type u8, channel u16, size u32, payload, 0xCE; a method frame's payload
+                        // starts with its class u16 and method u16.
+                        while seen.len() >= at + 7 {
+                            let size = u32::from_be_bytes(seen[at + 3..at + 7].try_into().unwrap());
+                            let end = at + 7 + size as usize + 1;
+                            if seen.len() < end {
+                                break;
+                            }
+                            let method = &seen[at..end];
+                            if method[0] == 1
+                                && method[1..3] == [0, 0]
+                                && method[7..11] == [0, 10, 0, 50]
+                            {
+                                closed = true;
+                            }
+                            at = end;
+                        }
+                    }
+                    ended.lock().unwrap().push(closed);
+                });
+            }
+        });
+        watcher
+    }
+}
+
+/// RabbitMQ drops what it has not yet routed from a connection that vanishes without `connection.close`
+/// (with confirms off nothing tells the publisher). So every Python client and path must end its
+/// connections with the handshake, or the delivered count comes up short on a loaded broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_python_client_and_path_closes_its_amqp_connections_with_the_handshake() {
+    let test = "every_python_client_and_path_closes_its_amqp_connections_with_the_handshake";
+    let Some(python) = python(test) else { return };
+    if !broker_up(test, "amqp") {
+        return;
+    }
+    let watcher = CloseWatcher::start(amqp_addr()).await;
+    let proxied = url("amqp").replacen(&amqp_addr(), &format!("127.0.0.1:{}", watcher.port), 1);
+    let queue = common::unique("tb-py-close");
+    for client in CLIENTS {
+        for path in PATHS {
+            let toml = scenario(
+                &python,
+                "amqp",
+                &queue,
+                "publishes = 20\nwarmup = 2\nconcurrency = 1",
+                &format!("path = \"{path}\"\nclient = \"{client}\""),
+            )
+            .replace(&url("amqp"), &proxied);
+            watcher.ended.lock().unwrap().clear();
+            let r = run(&toml).await;
+            let what = format!("{client} {path}: {}", errors(&r));
+            assert_eq!(r.errors.total(), 0, "{what}");
+            assert_eq!(r.delivered, Some(20), "{what}");
+            // The proxy sees the connections end a moment after the clients closed them: the harness's
+            // (one per publish on `fresh`) and taskbench's own, for the queue count.
+            let mut ended = Vec::new();
+            for _ in 0..50 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                ended = watcher.ended.lock().unwrap().clone();
+                if ended.len() >= 2 {
+                    break;
+                }
+            }
+            assert!(ended.len() >= 2, "{what}: connections ended: {ended:?}");
+            assert!(
+                ended.iter().all(|&closed| closed),
+                "{what}: a connection ended without connection.close: {ended:?}"
+            );
+        }
+    }
+    cleanup("amqp", &queue).await;
+}

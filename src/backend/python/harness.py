@@ -168,6 +168,13 @@ def load_app(cfg):
     return app
 
 
+def close_pooled(producer_pool):
+    """Closes, with the broker's handshake, the connection of the producer a pool hands out (the harness
+    publishes from one thread, so that is the one its publishes went through)."""
+    with producer_pool.acquire(block=False) as producer:
+        producer.connection.close()
+
+
 def celery_publisher(cfg):
     app = load_app(cfg)
     name, args, kwargs = cfg["task"], cfg["args"], cfg["kwargs"]
@@ -183,12 +190,15 @@ def celery_publisher(cfg):
     if cfg.get("priority"):
         options["priority"] = cfg["priority"]
     apply_async = task.apply_async
-    closing = [app.close]
+    # app.close() only drops the pool: the process would then exit with its connection open, and RabbitMQ
+    # drops what it had not yet routed from a connection that vanishes (seen: 182 of 5,200 publishes under
+    # load). So the connection the publishes used is closed with the AMQP handshake first.
+    closing = [lambda: close_pooled(app.producer_pool), app.close]
     if cfg["path"] == "pooled":
         # The blog's attempted fix: one producer checked out once and handed to every apply_async.
         producer = app.producer_pool.acquire(block=True)
         options["producer"] = producer
-        closing.insert(0, producer.release)
+        closing[0:1] = [producer.connection.close, producer.release]
 
     def publish():
         apply_async(args, kwargs, **options)
@@ -236,7 +246,8 @@ def kombu_publisher(cfg):
             with pool.acquire(block=True) as producer:
                 send(producer)
 
-        return publish, [pool.force_close_all, conn.release]
+        # force_close_all drops the connections without the handshake (see celery_publisher).
+        return publish, [lambda: close_pooled(pool), pool.force_close_all, conn.release]
     conn.connect()
     producer = Producer(conn.channel())
 
