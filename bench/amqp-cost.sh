@@ -101,7 +101,7 @@ if command -v perf >/dev/null && perf stat -x, -e "$perf_events" true >/dev/null
   echo "== syscalls: perf stat (tracepoints, no slowdown), one run each of $n and $small publishes"
   for size in "$n" "$small"; do
     perf stat -x, -o "$out/perf-$size.txt" -e "$perf_events" \
-      "$tb" run "$out/cost-$size.toml" --out "$out/perf-run" --format json > "$out/perf-$size.json" 2>/dev/null
+      "$tb" run "$out/cost-$size.toml" --out "$out/perf-run-$size" --format json > "$out/perf-$size.json" 2>/dev/null
   done
   python3 - "$out" "$n" "$small" <<'PY'
 import json, sys
@@ -130,7 +130,7 @@ fi
 
 echo "== syscalls: strace -f -c, one run each of $n and $small publishes"
 for size in "$n" "$small"; do
-  strace -f -c -o "$out/strace-$size.txt" "$tb" run "$out/cost-$size.toml" --out "$out/strace-run" --format json > "$out/strace-$size.json" 2>/dev/null
+  strace -f -c -o "$out/strace-$size.txt" "$tb" run "$out/cost-$size.toml" --out "$out/strace-run-$size" --format json > "$out/strace-$size.json" 2>/dev/null
 done
 python3 - "$out" "$n" "$small" <<'EOF'
 import json, sys

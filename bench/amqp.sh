@@ -1,23 +1,23 @@
 #!/usr/bin/env bash
 # The AMQP benchmark (docs/amqp.md): in one run, on the same broker,
 #   1. taskbench scenarios/celery-amqp.toml: pooled (confirm off, batch, each), acquire and fresh, one publisher;
-#   2. the peers: Celery send_task, kombu with the producer kept open, kombu with a connection per publish
-#      (bench/celery_peer.py in the tests/run venv, on its own queue, which it deletes when done);
+#   2. the peers, as taskbench cases of scenarios/celery-vs-taskbench.toml (real Celery and kombu in the
+#      tests/run venv): Celery apply_async as shipped (what delay() does), Celery with one producer passed in,
+#      kombu with the producer kept open, kombu with a connection per publish;
 #   3. the broker's ceiling: taskbench pooled, confirms off, with more publishers and connections, and the
 #      broker's CPU use while it absorbs them;
 # and prints taskbench / kombu ratios. Figures drift from machine to machine: compare ratios of one run.
 #
-# Usage: bench/amqp.sh            (PEER_N=5000 peer publishes; TASKBENCH_AMQP_URL, PEER_URL to override;
-#                                  PEER_PYTHON, PEER_SCRIPT for another Python or peer script)
+# Usage: bench/amqp.sh            (TASKBENCH_AMQP_URL for another broker; TASKBENCH_PYTHON for another
+#                                  interpreter with Celery, default target/celery-venv/bin/python)
 # Needs: a RabbitMQ on the URL, rabbitmqctl (to delete the ceiling queue), target/celery-venv (tests/run
 # creates it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-peer_n=${PEER_N:-5000}
-peer_url=${PEER_URL:-amqp://guest:guest@127.0.0.1:5672//}
-peer_py=${PEER_PYTHON:-target/celery-venv/bin/python}
-peer_script=${PEER_SCRIPT:-bench/celery_peer.py}
+peer_url=${TASKBENCH_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//}
+peer_py=${TASKBENCH_PYTHON:-target/celery-venv/bin/python}
+peer_cases=(amqp-celery-acquire amqp-celery-pooled amqp-kombu-pooled amqp-kombu-fresh)
 out=$(mktemp -d "${TMPDIR:-/tmp}/taskbench-amqp-bench.XXXXXX")
 
 cargo build --release --quiet
@@ -26,13 +26,13 @@ tb=target/release/taskbench
 echo "== taskbench: scenarios/celery-amqp.toml"
 "$tb" run scenarios/celery-amqp.toml --out "$out/paths" || true
 
-echo "== peers: celery_peer.py (N=$peer_n)"
+echo "== peers: scenarios/celery-vs-taskbench.toml, cases ${peer_cases[*]}"
 if [ -x "$peer_py" ]; then
-  # The peer publishes to its own queue (taskbench-peer-<pid>) and deletes it and its exchange at the end.
-  "$peer_py" "$peer_script" "$peer_url" "$peer_n" | tee "$out/peer.jsonl"
+  # The scenario's own queue; each case purges it after itself.
+  TASKBENCH_PYTHON="$peer_py" "$tb" run scenarios/celery-vs-taskbench.toml \
+    $(printf -- '--case %s ' "${peer_cases[@]}") --out "$out/peers" || true
 else
-  echo "no $peer_py: run tests/run once to create the Celery venv; peers skipped"
-  : > "$out/peer.jsonl"
+  echo "no $peer_py: run tests/run once to create the Celery venv (or set TASKBENCH_PYTHON); peers skipped"
 fi
 
 echo "== broker ceiling: pooled, confirm off, more publishers"
@@ -89,38 +89,39 @@ import json, sys
 out = sys.argv[1]
 tb = {c["name"]: c for c in json.load(open(f"{out}/paths/summary.json"))["cases"]}
 ceiling = {c["name"]: c for c in json.load(open(f"{out}/ceiling/summary.json"))["cases"]}
-peers = {}
-for line in open(f"{out}/peer.jsonl"):
-    line = line.strip()
-    if line.startswith("{"):
-        p = json.loads(line)
-        peers[p["path"]] = p
+try:
+    peers = {c["name"]: c for c in json.load(open(f"{out}/peers/summary.json"))["cases"]}
+except FileNotFoundError:
+    peers = {}
 def row(name, per_s, p50_us, errors=""):
     print(f"  {name:28} {per_s:>10,.0f}/s   p50 {p50_us:>8.1f} us  {errors}")
 print("taskbench (one publisher):")
 for name, c in tb.items():
     errs = c["errors"] and f"errors {c['errors']}" or ""
     row(name, c["throughput_per_s"], c["latency_ns"]["p50"] / 1000, errs)
-print("peers (one Python process):")
-for name, p in peers.items():
-    row(name, p["per_s"], p["p50_us"])
+print("peers (real Celery and kombu, one Python process each):")
+for name, c in peers.items():
+    errs = c["errors"] and f"errors {c['errors']}" or ""
+    row(name, c["throughput_per_s"], c["latency_ns"]["p50"] / 1000, errs)
 print("ceiling (confirms off unless named):")
 for name, c in ceiling.items():
     errs = c["errors"] and f"errors {c['errors']}" or ""
     row(name, c["throughput_per_s"], c["latency_ns"]["p50"] / 1000, errs)
-kept = peers.get("kombu-pooled-producer")
-send = peers.get("celery-send_task")
-fresh = peers.get("kombu-fresh-connection")
+def per_s(case):
+    return case and case["throughput_per_s"]
+kept = per_s(peers.get("amqp-kombu-pooled"))
+send = per_s(peers.get("amqp-celery-acquire"))
+fresh = per_s(peers.get("amqp-kombu-fresh"))
 def ratio(a, b, what):
     if a and b:
         print(f"  {what:60} {a / b:6.1f}x")
 print("ratios:")
-ratio(tb.get("pooled-off", {}).get("throughput_per_s"), kept and kept["per_s"], "taskbench pooled confirm=off / kombu producer kept open")
-ratio(tb.get("pooled-off-pipelined", {}).get("throughput_per_s"), kept and kept["per_s"], "taskbench pooled confirm=off batch=64 / kombu producer kept open")
-ratio(tb.get("pooled-off", {}).get("throughput_per_s"), send and send["per_s"], "taskbench pooled confirm=off / Celery send_task")
-ratio(tb.get("pooled-batch", {}).get("throughput_per_s"), kept and kept["per_s"], "taskbench pooled confirm=batch / kombu producer kept open (no confirms)")
-ratio(tb.get("acquire-off", {}).get("throughput_per_s"), send and send["per_s"], "taskbench acquire / Celery send_task (both check out per publish)")
-ratio(tb.get("fresh-off", {}).get("throughput_per_s"), fresh and fresh["per_s"], "taskbench fresh / kombu connection per publish")
+ratio(tb.get("pooled-off", {}).get("throughput_per_s"), kept, "taskbench pooled confirm=off / kombu producer kept open")
+ratio(tb.get("pooled-off-pipelined", {}).get("throughput_per_s"), kept, "taskbench pooled confirm=off batch=64 / kombu producer kept open")
+ratio(tb.get("pooled-off", {}).get("throughput_per_s"), send, "taskbench pooled confirm=off / Celery apply_async as shipped (delay())")
+ratio(tb.get("pooled-batch", {}).get("throughput_per_s"), kept, "taskbench pooled confirm=batch / kombu producer kept open (no confirms)")
+ratio(tb.get("acquire-off", {}).get("throughput_per_s"), send, "taskbench acquire / Celery apply_async as shipped (both check out per publish)")
+ratio(tb.get("fresh-off", {}).get("throughput_per_s"), fresh, "taskbench fresh / kombu connection per publish")
 best = max(ceiling.values(), key=lambda c: c["throughput_per_s"])
 top = max((c for n, c in tb.items() if n.startswith("pooled-off")), key=lambda c: c["throughput_per_s"], default=None)
 if top:

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
 # Benchmarks taskbench's redis backend against redis-benchmark (the same LPUSH, value size and concurrency)
-# and against Celery/kombu (bench/celery_peer.py), in one run on one server, and prints the ratios.
+# and against real Celery/kombu (the redis cases of scenarios/celery-vs-taskbench.toml), in one run on one
+# server, and prints the ratios.
 #
 # Usage: bench/redis.sh [REDIS_URL]      (default: $TASKBENCH_REDIS_URL, else redis://127.0.0.1:6379/0)
-# Needs redis-cli and redis-benchmark; the Celery peer runs if target/celery-venv exists (tests/run makes
-# it). Pairs: pooled c=1 vs -c 1; pooled c=50 vs -c 50; pooled batch=32 c=50 vs -c 50 -P 32; fresh without
+# Needs redis-cli and redis-benchmark; the Celery peers run if target/celery-venv exists (tests/run makes
+# it; TASKBENCH_PYTHON for another interpreter). Pairs: pooled c=1 vs -c 1; pooled c=50 vs -c 50; pooled batch=32 c=50 vs -c 50 -P 32; fresh without
 # the kombu handshake vs -c 1 -k 0. taskbench runs each twice: with one runtime thread (as redis-benchmark
 # has one) and with one per core (taskbench's default). Pairs run interleaved ROUNDS times (default 2) and the best
 # of each counts, since a shared machine only ever slows a run down.
-# Deletes what it pushed: its own queue, redis-benchmark's `mylist` (it refuses to run if `mylist` already
-# exists) and the Celery peer's own queue (taskbench-bench-<pid>-peer, which the peer also deletes itself).
+# Deletes what it pushed: its own queue and redis-benchmark's `mylist` (it refuses to run if `mylist`
+# already exists); the Celery peers' cases delete their queue's lists themselves.
 # Takes about a minute and a half.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,7 +32,6 @@ N1=${N1:-60000}         # c=1 publishes
 N50=${N50:-200000}      # c=50 publishes
 NP=${NP:-400000}        # pipelined publishes
 NFRESH=${NFRESH:-5000}  # reconnect-per-publish publishes (each leaves a socket in TIME_WAIT)
-NCELERY=${NCELERY:-3000}
 ROUNDS=${ROUNDS:-2}
 
 if [ "$("${cli[@]}" EXISTS mylist)" != 0 ]; then
@@ -42,11 +42,8 @@ fi
 cargo build --release --quiet
 tb=target/release/taskbench
 queue="taskbench-bench-$$"
-peer_queue="$queue-peer"
-# kombu's keys for the peer's queue: its four priority lists and its two binding sets.
-peer_keys=("$peer_queue" "$peer_queue"$'\x06\x16'{3,6,9} "_kombu.binding.$peer_queue" "_kombu.binding_permanent.$peer_queue")
 work=$(mktemp -d)
-trap 'rm -rf "$work"; "${cli[@]}" DEL "$queue" mylist "${peer_keys[@]}" >/dev/null' EXIT
+trap 'rm -rf "$work"; "${cli[@]}" DEL "$queue" mylist >/dev/null' EXIT
 
 # write_case FILE NAME PUBLISHES CONCURRENCY EXTRA-KEYS: a one-case scenario on the bench queue.
 write_case() {
@@ -70,7 +67,7 @@ write_case() {
 # (TOKIO_WORKER_THREADS in the environment sets taskbench's runtime threads.)
 taskbench_case() {
   write_case "$work/$1.toml" "$@"
-  "$tb" run "$work/$1.toml" --out "$work/$1" --format json |
+  "$tb" run "$work/$1.toml" --out "$work/$1" --force --format json |
     python3 -c 'import json,sys; c=json.load(sys.stdin)["cases"][0]; assert not c["errors"], c["errors"]; print(round(c["throughput_per_s"]), round(c["latency_ns"]["p50"]/1000, 1))'
 }
 
@@ -123,15 +120,16 @@ printf '  %-34s %9s tasks/s, p50 %s µs\n' "fresh (kombu handshake) c=1" $(taskb
 printf '  %-34s %9s tasks/s, p50 %s µs\n' "acquire c=1 (bb8, pool_size 10)" $(taskbench_case acquire "$N1" 1 'path = "acquire"')
 printf '  %-34s %9s tasks/s, p50 %s µs\n' "pooled c=50 multiplexed" $(taskbench_case pooled-mux "$N50" 50 'path = "pooled"\nmultiplexed = true')
 
-python=target/celery-venv/bin/python
+python=${TASKBENCH_PYTHON:-target/celery-venv/bin/python}
+peer_cases=(redis-celery-acquire redis-celery-pooled redis-kombu-pooled redis-kombu-fresh)
 if [ -x "$python" ]; then
   echo
-  echo "Celery/kombu on the same server (celery_peer.py $NCELERY, queue '$peer_queue'):"
-  peer=$(PEER_QUEUE="$peer_queue" "$python" bench/celery_peer.py "$url" "$NCELERY")
-  echo "$peer" | sed 's/^/  /'
-  send_task=$(echo "$peer" | python3 -c 'import json,sys; print(next(p for p in map(json.loads, filter(str.strip, sys.stdin)) if p["path"] == "celery-send_task")["per_s"])')
+  echo "Celery/kombu on the same server (scenarios/celery-vs-taskbench.toml: ${peer_cases[*]}):"
+  TASKBENCH_PYTHON="$python" TASKBENCH_REDIS_URL="$url" "$tb" run scenarios/celery-vs-taskbench.toml \
+    $(printf -- '--case %s ' "${peer_cases[@]}") --out "$work/peers" | sed 's/^/  /'
+  send_task=$(python3 -c 'import json,sys; print(round(next(c for c in json.load(open(sys.argv[1]))["cases"] if c["name"] == "redis-celery-acquire")["throughput_per_s"]))' "$work/peers/summary.json")
   pooled=$(cat "$work/pair0.t1" "$work/pair0.tn" | best | cut -d' ' -f1)
-  printf 'taskbench pooled c=1 (best above): %s tasks/s = %sx Celery send_task (%s tasks/s)\n' \
+  printf 'taskbench pooled c=1 (best above): %s tasks/s = %sx Celery apply_async as shipped (delay(): %s tasks/s)\n' \
     "$pooled" "$(ratio "$pooled" "$send_task")" "$send_task"
 else
   echo "(no $python: run tests/run once to create it, for the Celery comparison)"
