@@ -23,7 +23,7 @@ fn summary(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
-const SCENARIO: &str = "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\n\
+const SCENARIO: &str = "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\ninterval = \"20ms\"\n\
     [[case]]\nname = \"unix\"\nbackend = \"unix\"\npath = \"raw\"\n\
     [[case]]\nname = \"tcp\"\nbackend = \"tcp\"\npath = \"fresh\"\npublishes = 600\n";
 
@@ -123,10 +123,17 @@ fn expected_slots(
         } else {
             vec![None; timeline.len()]
         };
-        let own = case["started_unix_s"].as_f64().unwrap();
+        // The shard's start from the earliest first: seconds since the epoch lose sub-microseconds.
+        let from_start = case["started_unix_s"].as_f64().unwrap() - start;
+        let mut last_slot = None;
         for (t, logged) in timeline.iter().zip(logged) {
-            let at = own + t["start_s"].as_f64().unwrap() - start;
-            let slot = ((at / length) + 1e-9).floor().max(0.0) as usize;
+            let at = from_start + t["start_s"].as_f64().unwrap();
+            let slot = ((at / length) + 1e-6).floor().max(0.0) as usize;
+            // A shard's intervals are the grid's length: each lands in the slot after its previous one's.
+            if let Some(last) = last_slot {
+                assert_eq!(slot, last + 1, "shard {k}'s interval at {t}");
+            }
+            last_slot = Some(slot);
             while slots.len() <= slot {
                 slots.push((
                     Histogram::new_with_bounds(1, 600_000_000_000, 3).unwrap(),

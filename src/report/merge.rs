@@ -452,7 +452,7 @@ struct MergedTimeline {
 
 /// The shards' timelines of case `name` on one wall-clock grid from `start` (the earliest shard's measured
 /// start), with the first shard's interval length. Each shard interval goes whole into the grid interval
-/// its own start falls in: shards started together (`--start-at`) share the grid to within their start's
+/// its own start falls in (a start within a millionth of an interval below a grid boundary counts as on it): shards started together (`--start-at`) share the grid to within their start's
 /// jitter, while the intervals of shards started apart straddle it, and their publishes are counted up to
 /// one interval early. Counts are added and the histograms of the shard intervals in one grid interval
 /// (`logged`, from the shards' .hlog files) too, so p50, p99 and max are those of the sum; where a shard's
@@ -479,9 +479,12 @@ fn timeline(
         let Some(own) = p.started_unix_s else {
             continue;
         };
+        // The shard's start from the earliest first: an offset added to seconds since the epoch loses its
+        // sub-microseconds (the earliest shard's second interval fell into the first), a difference does not.
+        let from_start = own - start;
         for (j, i) in p.timeline.iter().enumerate() {
-            let at = own + i.start_s - start;
-            let index = ((at / length) + 1e-9).floor().max(0.0) as usize;
+            let at = from_start + i.start_s;
+            let index = ((at / length) + 1e-6).floor().max(0.0) as usize;
             while grid.len() <= index {
                 let k = grid.len() as f64;
                 grid.push((
