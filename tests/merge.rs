@@ -1,12 +1,18 @@
 //! `taskbench merge` end to end: three shards run as three processes, merged into one run folder whose
-//! counts add up and whose histogram is exactly the shards' together; and the merges it refuses.
+//! counts add up and whose histogram, and each timeline interval's, is exactly the shards' together; a
+//! shard's missing interval log; and the merges it refuses.
 
 mod common;
 
 use assert_cmd::Command;
+use base64::Engine;
+use hdrhistogram::Histogram;
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 use taskbench::summary::decode_histogram;
 
 fn taskbench() -> Command {
@@ -17,7 +23,7 @@ fn summary(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
 }
 
-const SCENARIO: &str = "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\n\
+const SCENARIO: &str = "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\ninterval = \"20ms\"\n\
     [[case]]\nname = \"unix\"\nbackend = \"unix\"\npath = \"raw\"\n\
     [[case]]\nname = \"tcp\"\nbackend = \"tcp\"\npath = \"fresh\"\npublishes = 600\n";
 
@@ -36,10 +42,126 @@ fn shard(dir: &Path, text: &str, i: u32, n: u32) -> PathBuf {
     out
 }
 
+/// Runs the `n` shards of `text` at once, as `n` processes that wait for one `--start-at` (as the README
+/// says to run shards), into `dir/shard-i`.
+fn shards_together(dir: &Path, text: &str, n: u32) -> Vec<PathBuf> {
+    let at =
+        humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(3)).to_string();
+    let running: Vec<(PathBuf, std::process::Child)> = (0..n)
+        .map(|i| {
+            let scenario = dir.join(format!("scenario-{i}.toml"));
+            std::fs::write(&scenario, text).unwrap();
+            let out = dir.join(format!("shard-{i}"));
+            let child = std::process::Command::new(env!("CARGO_BIN_EXE_taskbench"))
+                .arg("run")
+                .arg(&scenario)
+                .args(["--shard", &format!("{i}/{n}"), "--start-at", &at, "--out"])
+                .arg(&out)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            (out, child)
+        })
+        .collect();
+    running
+        .into_iter()
+        .map(|(out, child)| {
+            let done = child.wait_with_output().unwrap();
+            let stderr = String::from_utf8_lossy(&done.stderr);
+            assert!(done.status.success(), "{}: {stderr}", out.display());
+            assert!(
+                !stderr.contains("--start-at was"),
+                "a shard started after --start-at: {stderr}"
+            );
+            out
+        })
+        .collect()
+}
+
+/// The intervals of the interval log `path` as (offset from its BaseTime in s, histogram), read with the
+/// hdrhistogram crate's own reader (not taskbench's).
+fn read_hlog(path: &Path) -> Vec<(f64, Histogram<u64>)> {
+    let text = std::fs::read(path).unwrap();
+    IntervalLogIterator::new(&text)
+        .filter_map(|entry| match entry.unwrap() {
+            LogEntry::Interval(i) => {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(i.encoded_histogram())
+                    .unwrap();
+                let h: Histogram<u64> = Deserializer::new()
+                    .deserialize(&mut bytes.as_slice())
+                    .unwrap();
+                Some((i.start_timestamp().as_secs_f64(), h))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// Case `i`'s merged timeline built here from the shards: each shard interval (its histogram from the
+/// shard's .hlog, where `has_hlog`) put in the slot of the merged grid its wall-clock start falls in. Per
+/// slot: the sum of the histograms of the shards that have a log, and which shards contributed.
+fn expected_slots(
+    shards: &[PathBuf],
+    parts: &[Value],
+    merged_case: &Value,
+    i: usize,
+    has_hlog: &dyn Fn(usize) -> bool,
+) -> Vec<(Histogram<u64>, Vec<usize>)> {
+    let start = merged_case["started_unix_s"].as_f64().unwrap();
+    let length = merged_case["timeline"][0]["length_s"].as_f64().unwrap();
+    let name = merged_case["name"].as_str().unwrap();
+    let mut slots: Vec<(Histogram<u64>, Vec<usize>)> = Vec::new();
+    for (k, (dir, p)) in shards.iter().zip(parts).enumerate() {
+        let case = &p["cases"][i];
+        let timeline = case["timeline"].as_array().unwrap();
+        let logged = if has_hlog(k) {
+            let logged = read_hlog(&dir.join(format!("{name}.hlog")));
+            assert_eq!(logged.len(), timeline.len(), "shard {k}'s {name}.hlog");
+            logged.into_iter().map(Some).collect()
+        } else {
+            vec![None; timeline.len()]
+        };
+        // The shard's start from the earliest first: seconds since the epoch lose sub-microseconds.
+        let from_start = case["started_unix_s"].as_f64().unwrap() - start;
+        let mut last_slot = None;
+        for (t, logged) in timeline.iter().zip(logged) {
+            let at = from_start + t["start_s"].as_f64().unwrap();
+            let slot = ((at / length) + 1e-6).floor().max(0.0) as usize;
+            // A shard's intervals are the grid's length: each lands in the slot after its previous one's.
+            if let Some(last) = last_slot {
+                assert_eq!(slot, last + 1, "shard {k}'s interval at {t}");
+            }
+            last_slot = Some(slot);
+            while slots.len() <= slot {
+                slots.push((
+                    Histogram::new_with_bounds(1, 600_000_000_000, 3).unwrap(),
+                    Vec::new(),
+                ));
+            }
+            if let Some((_, h)) = logged {
+                assert_eq!(h.len(), t["ok"].as_u64().unwrap(), "shard {k}: {t}");
+                slots[slot].0.add(&h).unwrap();
+            }
+            slots[slot].1.push(k);
+        }
+    }
+    slots
+}
+
+fn quantile(h: &Histogram<u64>, q: f64) -> Value {
+    if h.is_empty() {
+        Value::Null
+    } else {
+        h.value_at_quantile(q).into()
+    }
+}
+
 #[test]
 fn three_shards_merge_into_one_run_that_adds_up_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let shards: Vec<PathBuf> = (0..3).map(|i| shard(dir.path(), SCENARIO, i, 3)).collect();
+    let shards = shards_together(dir.path(), SCENARIO, 3);
     let merged = dir.path().join("merged");
     taskbench()
         .arg("merge")
@@ -117,9 +239,84 @@ fn three_shards_merge_into_one_run_that_adds_up_exactly() {
                 .unwrap()
                 .starts_with("merged from 3 of 3 shards")
         );
+
+        // Each interval of the merged timeline is the sum of the shards' intervals in it, read from their
+        // .hlog files here: p50, p99 and max are the sum's, where several shards contributed too.
+        let timeline = case["timeline"].as_array().unwrap();
+        let slots = expected_slots(&shards, &parts, case, i, &|_| true);
+        assert_eq!(timeline.len(), slots.len(), "{case}");
+        for (n, (t, (h, from))) in timeline.iter().zip(&slots).enumerate() {
+            assert_eq!(t["ok"].as_u64().unwrap(), h.len(), "interval {n}");
+            assert_eq!(
+                t["p99"],
+                quantile(h, 0.99),
+                "interval {n} from shards {from:?}"
+            );
+            assert_eq!(
+                t["p50"],
+                quantile(h, 0.5),
+                "interval {n} from shards {from:?}"
+            );
+            let max = if h.is_empty() {
+                Value::Null
+            } else {
+                h.max().into()
+            };
+            assert_eq!(t["max"], max, "interval {n}");
+        }
+        if i == 0 {
+            // The shards started together, so their first case's intervals overlap: the merge had to add.
+            assert!(
+                slots.iter().any(|(_, from)| from.len() > 1),
+                "no interval of {} has more than one shard: {slots:?}",
+                case["name"]
+            );
+        }
+
+        // The merged .hlog holds the merged intervals: every publish, interval by interval.
+        let name = case["name"].as_str().unwrap();
+        let hlog = merged.join(format!("{name}.hlog"));
+        let logged = read_hlog(&hlog);
+        assert_eq!(logged.len(), timeline.len(), "{name}.hlog");
+        let logged_ok: u64 = logged.iter().map(|(_, h)| h.len()).sum();
+        assert_eq!(
+            logged_ok,
+            case["publishes_ok"].as_u64().unwrap(),
+            "{name}.hlog"
+        );
+        for (n, ((at, h), t)) in logged.iter().zip(timeline).enumerate() {
+            assert_eq!(
+                h.len(),
+                t["ok"].as_u64().unwrap(),
+                "{name}.hlog interval {n}"
+            );
+            assert_eq!(quantile(h, 0.99), t["p99"], "{name}.hlog interval {n}");
+            assert!(
+                (at - t["start_s"].as_f64().unwrap()).abs() < 0.0015,
+                "{at} vs {t}"
+            );
+        }
+        // And HdrHistogram's Python reader reads it the same.
+        let test = "three_shards_merge_into_one_run_that_adds_up_exactly";
+        if let Some(read) = common::read_hlog_with_python(test, &hlog) {
+            let intervals = read["intervals"].as_array().unwrap();
+            assert_eq!(intervals.len(), timeline.len(), "{read}");
+            let start_ms = read["start_time_sec"].as_f64().unwrap() * 1000.0;
+            assert!(
+                (start_ms - case["started_unix_s"].as_f64().unwrap() * 1000.0).abs() < 1.5,
+                "{read}"
+            );
+            for (py, t) in intervals.iter().zip(timeline) {
+                assert_eq!(py["tag"], name);
+                assert_eq!(py["count"], t["ok"], "{py} vs {t}");
+                assert_eq!(py["max"], t["max"], "{py} vs {t}");
+            }
+        }
     }
     for file in [
         "unix.hgrm",
+        "unix.hlog",
+        "tcp.hlog",
         "unix.wall.folded",
         "unix.wall.svg",
         "report.html",
@@ -151,6 +348,77 @@ fn three_shards_merge_into_one_run_that_adds_up_exactly() {
         }
         for key in ["concurrency", "publishes"] {
             assert_eq!(single["settings"][key], merged["settings"][key], "{key}");
+        }
+    }
+}
+
+#[test]
+fn a_shard_without_its_interval_log_merges_with_a_note_and_null_percentiles_where_it_overlaps() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards = shards_together(dir.path(), SCENARIO, 3);
+    // Shard 1's unix.hlog is gone and shard 2's tcp.hlog is not an interval log.
+    std::fs::remove_file(shards[1].join("unix.hlog")).unwrap();
+    std::fs::write(shards[2].join("tcp.hlog"), "not,an interval log\n").unwrap();
+    let merged = dir.path().join("merged");
+    taskbench()
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged)
+        .assert()
+        .success();
+    let m = summary(&merged);
+    let parts: Vec<Value> = shards.iter().map(|s| summary(s)).collect();
+    for (i, (name, lost, says)) in [
+        ("unix", 1, "shard 1/3's unix.hlog is missing"),
+        ("tcp", 2, "shard 2/3's tcp.hlog cannot be read"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = &m["cases"][i];
+        assert_eq!(case["name"], name);
+        let notes = case["notes"].as_array().unwrap();
+        let note = notes
+            .iter()
+            .filter_map(Value::as_str)
+            .find(|n| n.contains(says))
+            .unwrap_or_else(|| panic!("no note that {says}: {notes:?}"));
+        assert!(
+            note.contains(
+                &shards[lost]
+                    .join(format!("{name}.hlog"))
+                    .display()
+                    .to_string()
+            ),
+            "{note}"
+        );
+        assert!(
+            !merged.join(format!("{name}.hlog")).exists(),
+            "no merged {name}.hlog without every shard's"
+        );
+        // Counts still add up; p50 and p99 are null where the shard without a log shares an interval, and
+        // exact (the other shards' sum) where it does not.
+        let timeline = case["timeline"].as_array().unwrap();
+        let ok: u64 = timeline.iter().map(|t| t["ok"].as_u64().unwrap()).sum();
+        assert_eq!(ok, case["publishes_ok"].as_u64().unwrap());
+        let slots = expected_slots(&shards, &parts, case, i, &|k| k != lost);
+        assert_eq!(timeline.len(), slots.len());
+        let mut nulled = 0;
+        for (n, (t, (h, from))) in timeline.iter().zip(&slots).enumerate() {
+            if from.contains(&lost) && from.len() > 1 {
+                assert!(
+                    t["p50"].is_null() && t["p99"].is_null(),
+                    "interval {n}: {t}"
+                );
+                assert!(t["max"].is_u64(), "the max stays: {t}");
+                nulled += 1;
+            } else if !from.contains(&lost) {
+                assert_eq!(t["p99"], quantile(h, 0.99), "interval {n} from {from:?}");
+            }
+        }
+        if i == 0 {
+            assert!(nulled > 0, "shard {lost} overlapped no other: {slots:?}");
         }
     }
 }

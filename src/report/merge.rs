@@ -1,7 +1,8 @@
 //! `taskbench merge`: the run folders of a scenario's shards (`--shard I/N`) as one run folder, as if one
 //! machine had run all the load: histograms added exactly (their V2 encodings), counts and errors summed,
-//! throughput over the union of the shards' windows, timelines aligned on the wall clock, folded stacks
-//! summed; then the usual summary.json, .hgrm, flamegraphs and report.html.
+//! throughput over the union of the shards' windows, timelines aligned on the wall clock with each
+//! interval's histogram (from the shards' `.hlog` files) added exactly, folded stacks summed; then the usual
+//! summary.json, .hgrm, .hlog, flamegraphs and report.html.
 
 use super::RunFolder;
 use crate::human::human_count;
@@ -11,8 +12,10 @@ use crate::summary::{
     decode_histogram, encode_histogram,
 };
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use indexmap::IndexMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, UNIX_EPOCH};
 
 /// Merges the run folders `dirs` (one per shard) into `out`, which must be empty or not exist (or, with
 /// `force`, hold only taskbench's files); returns the merged summary. Runs of different scenarios, runs that are not shards, and a shard given twice are
@@ -64,11 +67,32 @@ pub fn merge(
             missing.join(", ")
         ));
     }
+    let mut hlogs: Vec<Option<Vec<u8>>> = Vec::new();
     for i in 0..first.cases.len() {
         let parts: Vec<&CaseSummary> = runs.iter().map(|(_, s)| &s.cases[i]).collect();
-        let mut c = merge_case(&parts)?;
+        let mut unlogged: Vec<String> = Vec::new();
+        let logged: Vec<Option<Vec<Vec<u8>>>> = runs
+            .iter()
+            .map(|(dir, s)| match shard_intervals(dir, &s.cases[i]) {
+                Ok(intervals) => Some(intervals),
+                Err(why) => {
+                    unlogged.push(format!("shard {}'s {why}", s.shard.expect("checked")));
+                    None
+                }
+            })
+            .collect();
+        let (mut c, hlog) = merge_case(&parts, &logged)?;
         c.notes.insert(0, note.clone());
+        if !unlogged.is_empty() {
+            c.notes.push(format!(
+                "{}: the timeline's p50 and p99 are null where that shard's intervals share one with \
+                 another shard's (counts and max stay exact), and no merged {}.hlog is written",
+                unlogged.join("; "),
+                c.name
+            ));
+        }
         merged.cases.push(c);
+        hlogs.push(hlog);
     }
 
     let folder = RunFolder::create(Some(out), &merged.scenario, &merged.started_at, force)
@@ -78,7 +102,12 @@ pub fn merge(
             .write("scenario.toml", text.as_bytes())
             .map_err(|e| format!("{e:#}"))?;
     }
-    for c in &merged.cases {
+    for (c, hlog) in merged.cases.iter().zip(&hlogs) {
+        if let Some(hlog) = hlog {
+            folder
+                .write(&format!("{}.hlog", c.name), hlog)
+                .map_err(|e| format!("{e:#}"))?;
+        }
         let latency = c.decode_histogram()?;
         folder
             .write(
@@ -221,8 +250,67 @@ fn decode(what: &str, case: &str, text: Option<&str>) -> Result<Option<Histogram
         .transpose()
 }
 
-/// `parts` (the same case from every shard) as one case.
-fn merge_case(parts: &[&CaseSummary]) -> Result<CaseSummary, String> {
+/// The interval histograms (V2-deflate encoded) of `part`, a shard's case, read from its run folder `dir`'s
+/// `<case>.hlog`, one for each interval of `part`'s timeline, in its order (none when the timeline is
+/// empty: the run wrote no log). An error names the file and says what is wrong with it: missing, not
+/// readable, or not the log of that timeline (another count of intervals, or of publishes in one).
+fn shard_intervals(dir: &Path, part: &CaseSummary) -> Result<Vec<Vec<u8>>, String> {
+    if part.timeline.is_empty() {
+        return Ok(Vec::new());
+    }
+    let file = format!("{}.hlog", part.name);
+    let path = dir.join(&file);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("{file} is missing ({})", path.display()));
+        }
+        Err(e) => return Err(format!("{file} cannot be read ({}: {e})", path.display())),
+    };
+    let unreadable = |why: String| format!("{file} cannot be read ({}: {why})", path.display());
+    let logged = super::hlog::read(&bytes).map_err(unreadable)?;
+    let mismatch = |why: String| {
+        format!(
+            "{file} does not match the shard's summary.json ({}: {why})",
+            path.display()
+        )
+    };
+    if logged.len() != part.timeline.len() {
+        return Err(mismatch(format!(
+            "{} intervals where summary.json's timeline has {}",
+            logged.len(),
+            part.timeline.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(logged.len());
+    for (n, (l, t)) in logged.into_iter().zip(&part.timeline).enumerate() {
+        // The log's timestamps are written to the millisecond.
+        let at = l.start.as_secs_f64();
+        if l.count != t.ok || (at - t.start_s).abs() > 0.002 || l.tag.as_deref() != Some(&part.name)
+        {
+            return Err(mismatch(format!(
+                "interval {} holds {} publishes from {at:.3} s tagged {:?} where summary.json's timeline \
+                 has {} from {:.3} s of case {:?}",
+                n + 1,
+                l.count,
+                l.tag.as_deref().unwrap_or(""),
+                t.ok,
+                t.start_s,
+                part.name
+            )));
+        }
+        out.push(l.encoded);
+    }
+    Ok(out)
+}
+
+/// `parts` (the same case from every shard) as one case, with `logged[k]` the interval histograms of
+/// `parts[k]`'s timeline (see [`shard_intervals`]; `None` when they could not be read); and the merged
+/// interval log when every shard's was read.
+fn merge_case(
+    parts: &[&CaseSummary],
+    logged: &[Option<Vec<Vec<u8>>>],
+) -> Result<(CaseSummary, Option<Vec<u8>>), String> {
     let first = parts[0];
     let name = first.name.as_str();
     let mut latency = crate::record::new_histogram();
@@ -272,7 +360,10 @@ fn merge_case(parts: &[&CaseSummary]) -> Result<CaseSummary, String> {
     let (start, elapsed_s) = if windows.len() == parts.len() {
         let start = windows.iter().map(|w| w.0).fold(f64::MAX, f64::min);
         let end = windows.iter().map(|w| w.1).fold(f64::MIN, f64::max);
-        (Some(start), end - start)
+        // Never shorter than a shard's own window: shards that started together (`--start-at`) span the
+        // same seconds, and `end - start` in seconds since the epoch rounds off a shard's elapsed time.
+        let longest = parts.iter().map(|p| p.elapsed_s).fold(0.0, f64::max);
+        (Some(start), (end - start).max(longest))
     } else {
         notes.push(
             "a shard did not record when it started: the elapsed time is the longest shard's"
@@ -299,7 +390,12 @@ fn merge_case(parts: &[&CaseSummary]) -> Result<CaseSummary, String> {
                 .into(),
         );
     }
-    Ok(CaseSummary {
+    let merged_timeline = match start {
+        Some(start) => timeline(name, parts, logged, start),
+        None => MergedTimeline::default(),
+    };
+    notes.extend(merged_timeline.notes);
+    let case = CaseSummary {
         concurrency: settings.concurrency,
         rate: settings.rate,
         publishes_ok,
@@ -337,36 +433,61 @@ fn merge_case(parts: &[&CaseSummary]) -> Result<CaseSummary, String> {
         started_unix_s: start,
         interrupted: parts.iter().any(|p| p.interrupted),
         thresholds: Vec::new(),
-        timeline: start.map_or_else(Vec::new, |start| timeline(parts, start)),
+        timeline: merged_timeline.intervals,
         notes,
         settings,
         ..first.clone()
-    })
+    };
+    Ok((case, merged_timeline.hlog))
 }
 
-/// The shards' timelines on one wall-clock grid from `start`, with the first shard's interval length:
-/// counts added, the max the largest; p50 and p99 only where one shard alone contributed (the shards'
-/// .hlog files hold each interval's histogram for an exact merge).
-fn timeline(parts: &[&CaseSummary], start: f64) -> Vec<IntervalSummary> {
+/// A merged timeline: its intervals, its interval log (when every shard's intervals were added) and what a
+/// reader must know about it.
+#[derive(Default)]
+struct MergedTimeline {
+    intervals: Vec<IntervalSummary>,
+    hlog: Option<Vec<u8>>,
+    notes: Vec<String>,
+}
+
+/// The shards' timelines of case `name` on one wall-clock grid from `start` (the earliest shard's measured
+/// start), with the first shard's interval length. Each shard interval goes whole into the grid interval
+/// its own start falls in (a start within a millionth of an interval below a grid boundary counts as on it): shards started together (`--start-at`) share the grid to within their start's
+/// jitter, while the intervals of shards started apart straddle it, and their publishes are counted up to
+/// one interval early. Counts are added and the histograms of the shard intervals in one grid interval
+/// (`logged`, from the shards' .hlog files) too, so p50, p99 and max are those of the sum; where a shard's
+/// histograms are missing (`None`), a grid interval it shares with another shard's has p50 and p99 null
+/// (its max, the largest, stays exact), and no interval log is written.
+fn timeline(
+    name: &str,
+    parts: &[&CaseSummary],
+    logged: &[Option<Vec<Vec<u8>>>],
+    start: f64,
+) -> MergedTimeline {
+    let mut merged = MergedTimeline::default();
     // The interval length: the longest first interval (a one-interval timeline's is cut at its end).
     let length = parts
         .iter()
         .filter_map(|p| p.timeline.first().map(|i| i.length_s))
         .fold(0.0f64, f64::max);
-    if length <= 0.0 {
-        return Vec::new();
+    if !(length > 0.0 && length.is_finite()) {
+        return merged;
     }
-    let mut out: Vec<(IntervalSummary, usize)> = Vec::new();
-    for p in parts {
+    // Each grid interval with the shard intervals in it, as (shard, interval) indices.
+    let mut grid: Vec<(IntervalSummary, Vec<(usize, usize)>)> = Vec::new();
+    for (k, p) in parts.iter().enumerate() {
         let Some(own) = p.started_unix_s else {
             continue;
         };
-        for i in &p.timeline {
-            let at = own + i.start_s - start;
-            let index = ((at / length) + 1e-9).floor().max(0.0) as usize;
-            while out.len() <= index {
-                let k = out.len() as f64;
-                out.push((
+        // The shard's start from the earliest first: an offset added to seconds since the epoch loses its
+        // sub-microseconds (the earliest shard's second interval fell into the first), a difference does not.
+        let from_start = own - start;
+        for (j, i) in p.timeline.iter().enumerate() {
+            let at = from_start + i.start_s;
+            let index = ((at / length) + 1e-6).floor().max(0.0) as usize;
+            while grid.len() <= index {
+                let k = grid.len() as f64;
+                grid.push((
                     IntervalSummary {
                         start_s: k * length,
                         length_s: length,
@@ -377,27 +498,96 @@ fn timeline(parts: &[&CaseSummary], start: f64) -> Vec<IntervalSummary> {
                         p99: None,
                         max: None,
                     },
-                    0,
+                    Vec::new(),
                 ));
             }
-            let (m, shards) = &mut out[index];
+            let (m, from) = &mut grid[index];
             m.ok += i.ok;
             m.failed += i.failed;
             m.max = m.max.max(i.max);
-            *shards += 1;
-            (m.p50, m.p99) = if *shards == 1 {
-                (i.p50, i.p99)
-            } else {
-                (None, None)
-            };
+            from.push((k, j));
         }
     }
-    out.into_iter()
-        .map(|(mut m, _)| {
-            m.throughput_per_s = m.ok as f64 / m.length_s;
-            m
-        })
-        .collect()
+
+    let mut out = Vec::new();
+    let mut serializer = V2DeflateSerializer::new();
+    let mut log = None;
+    if logged.iter().all(Option::is_some) {
+        match Duration::try_from_secs_f64(start) {
+            Ok(since_epoch) => {
+                match super::hlog::begin(name, UNIX_EPOCH + since_epoch, &mut out, &mut serializer)
+                {
+                    Ok(l) => log = Some(l),
+                    Err(e) => merged.notes.push(format!("no merged {name}.hlog: {e:#}")),
+                }
+            }
+            Err(_) => merged.notes.push(format!(
+                "no merged {name}.hlog: the shards' start ({start} s since the epoch) is not a time"
+            )),
+        }
+    }
+    // Added up in an auto-resizing histogram: a shard's log written with other bounds still adds.
+    let mut sum = crate::record::new_histogram();
+    sum.auto(true);
+    let mut failed_to_add = false;
+    for (m, from) in &mut grid {
+        sum.reset();
+        let mut exact = true;
+        for &(k, j) in from.iter() {
+            let added = logged[k]
+                .as_ref()
+                .and_then(|intervals| intervals.get(j))
+                .and_then(|encoded| {
+                    Deserializer::new()
+                        .deserialize::<u64, _>(&mut encoded.as_slice())
+                        .ok()
+                })
+                .is_some_and(|h| sum.add(&h).is_ok());
+            if !added && logged[k].is_some() {
+                failed_to_add = true;
+            }
+            exact &= added;
+        }
+        if exact {
+            let q = |q: f64| (!sum.is_empty()).then(|| sum.value_at_quantile(q));
+            (m.p50, m.p99) = (q(0.5), q(0.99));
+            m.max = (!sum.is_empty()).then(|| sum.max());
+        } else if let [(k, j)] = from[..] {
+            // One shard interval alone: its own percentiles are the grid interval's.
+            let i = &parts[k].timeline[j];
+            (m.p50, m.p99) = (i.p50, i.p99);
+        }
+        m.throughput_per_s = m.ok as f64 / m.length_s;
+        if let Some(l) = &mut log {
+            let written = match (
+                exact,
+                Duration::try_from_secs_f64(m.start_s),
+                Duration::try_from_secs_f64(m.length_s),
+            ) {
+                (true, Ok(at), Ok(length)) => super::hlog::write(l, name, &sum, at, length),
+                (false, _, _) => Err(anyhow::anyhow!("an interval's histograms did not add up")),
+                _ => Err(anyhow::anyhow!(
+                    "an interval's start or length is not a time"
+                )),
+            };
+            if let Err(e) = written {
+                merged.notes.push(format!("no merged {name}.hlog: {e:#}"));
+                log = None;
+            }
+        }
+    }
+    if failed_to_add {
+        merged.notes.push(
+            "a shard's interval histogram did not decode or add: the grid intervals it is in have p50 \
+             and p99 null where it shares one with another shard's"
+                .into(),
+        );
+    }
+    let complete = log.is_some() && !grid.is_empty();
+    drop(log);
+    merged.hlog = complete.then_some(out);
+    merged.intervals = grid.into_iter().map(|(m, _)| m).collect();
+    merged
 }
 
 /// What `taskbench merge` prints: the side-by-side table of the merged cases, and where they are.
