@@ -46,7 +46,7 @@ fn shard(dir: &Path, text: &str, i: u32, n: u32) -> PathBuf {
 /// says to run shards), into `dir/shard-i`.
 fn shards_together(dir: &Path, text: &str, n: u32) -> Vec<PathBuf> {
     let at =
-        humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(3)).to_string();
+        humantime::format_rfc3339_millis(SystemTime::now() + Duration::from_secs(5)).to_string();
     let running: Vec<(PathBuf, std::process::Child)> = (0..n)
         .map(|i| {
             let scenario = dir.join(format!("scenario-{i}.toml"));
