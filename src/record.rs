@@ -125,6 +125,8 @@ pub struct Recorder {
     intervals: Intervals,
     /// The wall clock when the measured publishes started (for the interval log).
     pub wall_start: Option<SystemTime>,
+    /// Where a closed interval goes for the progress bar (see [`Recorders::keeping_latest`]).
+    latest: Option<Arc<LatestSlot>>,
 }
 
 /// Far enough ahead that no publish ends after it: the one interval before [`Recorder::start_intervals`].
@@ -155,6 +157,7 @@ impl Recorder {
                 closed: Vec::new(),
             },
             wall_start: None,
+            latest: None,
         }
     }
 
@@ -184,7 +187,7 @@ impl Recorder {
     #[cold]
     #[inline(never)]
     fn rotate(&mut self, at: Instant) {
-        self.close_interval();
+        self.close_interval(true);
         let iv = &mut self.intervals;
         let index = (at.saturating_duration_since(iv.start).as_nanos()
             / iv.length.as_nanos().max(1)) as u64;
@@ -193,13 +196,20 @@ impl Recorder {
         iv.end = iv.start + Duration::from_nanos(ns);
     }
 
-    /// Adds the open interval to the case's histogram and keeps it encoded.
-    fn close_interval(&mut self) {
+    /// Adds the open interval to the case's histogram and keeps it encoded; if it is `complete` (a publish
+    /// ended past it) and had successes, offers it to the case's latest-interval slot too.
+    fn close_interval(&mut self, complete: bool) {
         let iv = &mut self.intervals;
         if self.current.is_empty() && iv.failed == 0 {
             return;
         }
         self.latency.add(&self.current).expect("same bounds");
+        if complete
+            && !self.current.is_empty()
+            && let Some(latest) = &self.latest
+        {
+            latest.offer(iv.index, &self.current);
+        }
         let mut encoded = Vec::new();
         V2Serializer::new()
             .serialize(&self.current, &mut encoded)
@@ -227,9 +237,10 @@ impl Recorder {
             .record_n(ns, n);
     }
 
-    /// Closes the last interval: `latency` then holds every measured publish.
+    /// Closes the last interval: `latency` then holds every measured publish. The last interval ends with
+    /// the case, not with a publish past it, so it is not offered to the latest-interval slot.
     pub fn finish(&mut self) {
-        self.close_interval();
+        self.close_interval(false);
     }
 
     /// Records one successful publish's latency.
@@ -313,6 +324,59 @@ pub struct Recorders {
     /// When the measured run started and how long its intervals are: every recorder's timeline starts
     /// there, whichever thread it belongs to and whenever it is first used.
     intervals: OnceLock<(Instant, Duration)>,
+    /// The newest closed interval, for a progress view ([`Recorders::keeping_latest`]).
+    latest: Option<Arc<LatestSlot>>,
+}
+
+/// The newest interval a thread closed with successes in it, merged over the threads that have closed it so
+/// far. A thread offers its interval once, when a publish of its own ends past it (off the timed part of the
+/// loop, like the interval's encode): the lock is taken once per interval per thread, never per publish.
+#[derive(Debug, Default)]
+struct LatestSlot(Mutex<Option<(u64, Histogram<u64>)>>);
+
+impl LatestSlot {
+    /// A thread's closed interval `index`: a newer index than the one held replaces it, the same one adds to
+    /// it, an older one (a thread that rolled over after another had already closed a later interval) is
+    /// dropped: the slot shows the newest interval, not a mix.
+    fn offer(&self, index: u64, interval: &Histogram<u64>) {
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut *held {
+            Some((i, _)) if *i > index => {}
+            Some((i, merged)) => {
+                if *i < index {
+                    merged.reset();
+                    *i = index;
+                }
+                merged.add(interval).expect("same bounds");
+            }
+            None => {
+                let mut merged = new_histogram();
+                merged.add(interval).expect("same bounds");
+                *held = Some((index, merged));
+            }
+        }
+    }
+
+    fn read(&self) -> Option<LatestInterval> {
+        let held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        held.as_ref().map(|(index, h)| LatestInterval {
+            index: *index,
+            ok: h.len(),
+            p99: h.value_at_quantile(0.99),
+        })
+    }
+}
+
+/// The newest interval of a running case that some thread closed with successes in it (see
+/// [`Recorders::latest_interval`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LatestInterval {
+    /// Its number from the start of the measured run: the index of its entry in [`CaseResult::timeline`].
+    pub index: u64,
+    /// Successful publishes in it, of the threads that have closed it so far.
+    pub ok: u64,
+    /// Their p99 latency (ns).
+    pub p99: u64,
 }
 
 /// One slot, on its own cache line so threads never share one by accident.
@@ -335,7 +399,28 @@ impl Recorders {
                 .collect(),
             open_loop,
             intervals: OnceLock::new(),
+            latest: None,
         }
+    }
+
+    /// Also keeps the newest closed interval for [`Recorders::latest_interval`] (a progress view reads it):
+    /// at each interval's close a thread then takes one more lock and adds the interval to it. Without this,
+    /// closing an interval costs what it did before.
+    pub fn keeping_latest(mut self) -> Self {
+        self.latest = Some(Arc::default());
+        self
+    }
+
+    /// The newest interval a thread closed with successes in it, merged over the threads that have closed
+    /// it so far; `None` until one closed (and always without [`Recorders::keeping_latest`]). The warm-up
+    /// is never in it, nor the last interval (it closes with the case).
+    ///
+    /// A thread closes an interval when one of its own publishes ends past it, so at an interval's turn a
+    /// thread that publishes slowly adds its part later than the others (until it does, the figures are those
+    /// of the threads that have); and when nothing ends at all (a stall), the interval held stays the one
+    /// before the stall.
+    pub fn latest_interval(&self) -> Option<LatestInterval> {
+        self.latest.as_ref()?.read()
     }
 
     /// Starts every recorder's intervals at `start` (the measured run's start), each `length` long; the
@@ -349,7 +434,10 @@ impl Recorders {
     pub fn with<R>(&self, f: impl FnOnce(&mut Recorder) -> R) -> R {
         let slot = &self.slots[THREAD_SLOT.with(|s| *s) % self.slots.len()];
         let mut guard = slot.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let rec = guard.get_or_insert_with(|| Recorder::new(self.open_loop));
+        let rec = guard.get_or_insert_with(|| Recorder {
+            latest: self.latest.clone(),
+            ..Recorder::new(self.open_loop)
+        });
         if rec.wall_start.is_none()
             && let Some(&(start, length)) = self.intervals.get()
         {
@@ -806,5 +894,98 @@ mod interval_tests {
         );
         assert_eq!(r.timeline[0].decode().len(), 15);
         assert_eq!(r.timeline[0].throughput(), 150.0);
+    }
+}
+
+#[cfg(test)]
+mod latest_tests {
+    use super::*;
+
+    /// Two threads' recorders sharing `recorders`' latest-interval slot, their intervals 100 ms long.
+    fn two(recorders: &Recorders, t0: Instant) -> (Recorder, Recorder) {
+        let make = || {
+            let mut r = Recorder {
+                latest: recorders.latest.clone(),
+                ..Recorder::new(false)
+            };
+            r.start_intervals(t0, Duration::from_millis(100));
+            r
+        };
+        (make(), make())
+    }
+
+    fn publish(rec: &mut Recorder, at: Instant, ns: u64) {
+        rec.roll(at);
+        rec.record_latency(ns);
+    }
+
+    #[test]
+    fn the_newest_interval_is_merged_over_threads_and_a_late_one_is_dropped() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let recorders = Recorders::new(2, false).keeping_latest();
+        let (mut a, mut b) = two(&recorders, t0);
+        // Interval 0: a 99 publishes of 1 ms, b one of 50 ms.
+        for i in 0..99 {
+            publish(&mut a, t0 + ms(i / 2), 1_000_000);
+        }
+        publish(&mut b, t0 + ms(60), 50_000_000);
+        assert_eq!(recorders.latest_interval(), None, "nothing closed yet");
+
+        // a's first publish of interval 1 closes its interval 0: a's part alone until b rolls over.
+        publish(&mut a, t0 + ms(101), 3_000_000);
+        let l = recorders.latest_interval().unwrap();
+        assert_eq!((l.index, l.ok), (0, 99));
+        assert!(l.p99 < 1_010_000, "{l:?}");
+        publish(&mut b, t0 + ms(102), 3_000_000);
+        let l = recorders.latest_interval().unwrap();
+        assert_eq!((l.index, l.ok), (0, 100), "b's part is added");
+        assert!(l.p99 < 1_010_000, "99 of 100 took 1 ms: {l:?}");
+
+        // a goes on into interval 2, b stalls: interval 1 is a's part only; when b's stalled publish ends
+        // in interval 3 its interval 1 is older than what the slot holds, and dropped.
+        publish(&mut a, t0 + ms(150), 4_000_000);
+        publish(&mut a, t0 + ms(201), 1_000_000);
+        publish(&mut a, t0 + ms(301), 1_000_000);
+        let l = recorders.latest_interval().unwrap();
+        assert_eq!((l.index, l.ok), (2, 1));
+        publish(&mut b, t0 + ms(310), 200_000_000);
+        assert_eq!(recorders.latest_interval().unwrap().index, 2, "late");
+
+        // finish() closes the last intervals with the case, not past them: not offered.
+        a.finish();
+        b.finish();
+        assert_eq!(recorders.latest_interval().unwrap().index, 2);
+        // Everything still reached the case's own histograms.
+        assert_eq!(a.latency.len() + b.latency.len(), 106);
+    }
+
+    #[test]
+    fn an_interval_with_failures_only_is_not_offered_and_nothing_is_kept_unless_asked() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let recorders = Recorders::new(1, false).keeping_latest();
+        let (mut a, _) = two(&recorders, t0);
+        publish(&mut a, t0 + ms(10), 1_000_000);
+        let e = PublishError::new(ErrorKind::Send, "x");
+        a.record_failure(&e, 1, ms(1), t0 + ms(110));
+        a.record_failure(&e, 1, ms(1), t0 + ms(210));
+        let l = recorders.latest_interval().unwrap();
+        assert_eq!((l.index, l.ok), (0, 1), "interval 1 had no success");
+
+        let plain = Recorders::new(1, false);
+        plain.start_intervals(t0, ms(100));
+        plain.with(|rec| publish(rec, t0 + ms(10), 1_000_000));
+        plain.with(|rec| publish(rec, t0 + ms(110), 1_000_000));
+        assert_eq!(plain.latest_interval(), None);
+        let kept = Recorders::new(1, false).keeping_latest();
+        kept.start_intervals(t0, ms(100));
+        kept.with(|rec| publish(rec, t0 + ms(10), 1_000_000));
+        kept.with(|rec| publish(rec, t0 + ms(110), 1_000_000));
+        assert_eq!(
+            kept.latest_interval().map(|l| l.index),
+            Some(0),
+            "via with()"
+        );
     }
 }
