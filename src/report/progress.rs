@@ -2,7 +2,7 @@
 //! their rate over the last second and errors apart (a dead broker's fast failures must not look like
 //! speed, and a stall shows at once) and, for a case bounded by time, the time elapsed of the total.
 
-use crate::engine::ProgressView;
+use crate::engine::{IntervalLatency, ProgressView};
 use crate::human::human_count;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::sync::Mutex;
@@ -54,7 +54,7 @@ impl ProgressView for TerminalProgress {
         });
     }
 
-    fn update(&self, ok: u64, failed: u64) {
+    fn update(&self, ok: u64, failed: u64, _latest: Option<IntervalLatency>) {
         if let Some(r) = &mut *self.running.lock().expect("progress lock") {
             let elapsed = r.started.elapsed();
             match r.duration {
