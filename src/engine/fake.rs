@@ -17,6 +17,8 @@ pub struct Script {
     pub stages: Vec<(Stage, Duration)>,
     /// The publish with this (1-based, per publisher) number takes this much longer in its last stage.
     pub stall: Option<(u64, Duration)>,
+    /// From the call with this (1-based, per publisher) number on, the last stage takes this much longer.
+    pub slower_from: Option<(u64, Duration)>,
     /// Every n-th publish of a publisher fails.
     pub fail_every: Option<u64>,
     /// Messages per publish call.
@@ -93,6 +95,12 @@ impl Publisher for FakePublisher {
             let mut took = *took;
             if i == last && self.script.stall.is_some_and(|(n, _)| n == self.count) {
                 took += self.script.stall.unwrap().1;
+            }
+            if i == last
+                && let Some((from, more)) = self.script.slower_from
+                && self.count >= from
+            {
+                took += more;
             }
             clock.time(*stage, tokio::time::sleep(took)).await;
         }

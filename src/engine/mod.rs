@@ -106,10 +106,40 @@ pub trait Target: Send + 'static {
 pub trait ProgressView: Send + Sync {
     /// A case starts; `total` measured publishes if bounded by count, `duration` if bounded by time.
     fn start(&self, case: &str, total: Option<u64>, duration: Option<Duration>);
-    /// Measured publishes so far: `ok` succeeded, `failed` did not.
-    fn update(&self, ok: u64, failed: u64);
+    /// Measured publishes so far: `ok` succeeded, `failed` did not; and the latency of the newest interval
+    /// of the timeline closed with successes in it (`None` until one is).
+    fn update(&self, ok: u64, failed: u64, latest: Option<IntervalLatency>);
     /// The case ended.
     fn finish(&self);
+}
+
+/// The latency of a running case's newest closed interval with successes in it, as a progress view gets it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IntervalLatency {
+    /// The interval's index in the timeline (`CaseResult::timeline`).
+    pub index: u64,
+    /// The timeline's interval length.
+    pub length: Duration,
+    /// p99 of the interval's successful publishes (ns).
+    pub p99: u64,
+    /// How long ago the interval ended: under `length` while publishes keep ending, growing past it when
+    /// nothing newer closed (a stall, or publishes that end seldom).
+    pub ended_ago: Duration,
+}
+
+/// The newest closed interval's latency (see [`Recorders::latest_interval`]), once the measured run started.
+fn interval_latency(shared: &Shared) -> Option<IntervalLatency> {
+    let start = *shared.start.get()?;
+    let latest = shared.recorders.latest_interval()?;
+    let length = shared.interval;
+    let end =
+        start + Duration::from_nanos((length.as_nanos() as u64).saturating_mul(latest.index + 1));
+    Some(IntervalLatency {
+        index: latest.index,
+        length,
+        p99: latest.p99,
+        ended_ago: Instant::now().saturating_duration_since(end),
+    })
 }
 
 /// The interrupt: a flag the publish loops read between publishes, and a wake-up for the few places that
@@ -310,7 +340,14 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         stop: control.stop.clone(),
         progress: (0..case.concurrency).map(|_| Progress::default()).collect(),
         template: case.task.clone(),
-        recorders: Recorders::new(runtime_threads(), case.rate.is_some()),
+        recorders: {
+            let recorders = Recorders::new(runtime_threads(), case.rate.is_some());
+            // Only a view reads the newest interval: without one, closing an interval costs no more.
+            match control.progress {
+                Some(_) => recorders.keeping_latest(),
+                None => recorders,
+            }
+        },
     });
 
     if let Some(view) = &control.progress {
@@ -322,7 +359,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
             loop {
                 tokio::time::sleep(PROGRESS_EVERY).await;
                 let (ok, failed) = progress_totals(&shared.progress);
-                view.update(ok, failed);
+                view.update(ok, failed, interval_latency(&shared));
             }
         })
     });
@@ -349,7 +386,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     }
     if let Some(view) = &control.progress {
         let (ok, failed) = progress_totals(&shared.progress);
-        view.update(ok, failed);
+        view.update(ok, failed, interval_latency(&shared));
         view.finish();
     }
 

@@ -483,3 +483,90 @@ async fn a_deferred_publisher_records_each_message_when_it_settles() {
         r.elapsed
     );
 }
+
+/// A progress view that keeps the interval latency of every update.
+#[derive(Default)]
+struct Recording(std::sync::Mutex<Vec<IntervalLatency>>);
+
+impl ProgressView for Recording {
+    fn start(&self, _case: &str, _total: Option<u64>, _duration: Option<Duration>) {}
+    fn update(&self, _ok: u64, _failed: u64, latest: Option<IntervalLatency>) {
+        self.0.lock().unwrap().extend(latest);
+    }
+    fn finish(&self) {}
+}
+
+/// Runs `case` with a [`Recording`] view; returns the result and every interval latency the view got.
+async fn run_watched(script: Script, case: &Case) -> (CaseResult, Vec<IntervalLatency>) {
+    let view = Arc::new(Recording::default());
+    let control = RunControl {
+        progress: Some(view.clone()),
+        ..RunControl::new()
+    };
+    let r = run_case(FakeTarget::new(script), case, &control).await;
+    let seen = std::mem::take(&mut *view.0.lock().unwrap());
+    (r, seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_view_gets_each_closed_intervals_p99_as_the_timeline_records_it() {
+    // 10 ms publishes, 40 ms from the 36th call on (the 31st measured); the warm-up's 3rd call stalls
+    // for 500 ms, which must never show: the warm-up is not measured.
+    let script = Script {
+        stages: vec![(Stage::Send, ms(10))],
+        stall: Some((3, ms(500))),
+        slower_from: Some((36, ms(30))),
+        ..Script::default()
+    };
+    let (r, seen) = run_watched(
+        script,
+        &case("publishes = 60\nwarmup = 5\ninterval = \"250ms\""),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, 60);
+    let p99s: Vec<Option<u64>> = r.timeline.iter().map(|i| i.p99).collect();
+    assert!(
+        p99s.iter().any(|p| p.is_some_and(|p| p < 20_000_000))
+            && p99s.iter().any(|p| p.is_some_and(|p| p > 35_000_000)),
+        "the intervals differ: {p99s:?}"
+    );
+    assert!(!seen.is_empty());
+    for l in &seen {
+        let recorded = &r.timeline[l.index as usize];
+        assert_eq!(Some(l.p99), recorded.p99, "interval {}: {l:?}", l.index);
+        assert_eq!(l.length, ms(250));
+        // Publishes kept ending: an interval is the latest from its close until a publish (40 ms at most)
+        // ends past the next one.
+        assert!(l.ended_ago <= l.length + ms(40), "{l:?}");
+        assert!(l.p99 < 100_000_000, "not the warm-up's stall: {l:?}");
+    }
+    // Every interval but the last (it closes with the case, not past it) was shown, in order.
+    let mut shown: Vec<u64> = seen.iter().map(|l| l.index).collect();
+    assert!(shown.is_sorted(), "{shown:?}");
+    shown.dedup();
+    assert_eq!(shown, (0..r.timeline.len() as u64 - 1).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn during_a_stall_the_view_keeps_the_last_p99_and_sees_it_age() {
+    // 10 ms publishes; the 30th (starting at 290 ms) stalls for 2 s. Interval 0 (to 250 ms) closed; interval 1
+    // holds four publishes that cannot close until the stall ends at 2.31 s, in interval 9.
+    let script = Script {
+        stages: vec![(Stage::Send, ms(10))],
+        stall: Some((30, Duration::from_secs(2))),
+        ..Script::default()
+    };
+    let (r, seen) = run_watched(script, &case("publishes = 60\ninterval = \"250ms\"")).await;
+    let during: Vec<&IntervalLatency> = seen.iter().filter(|l| l.index == 0).collect();
+    let oldest = during.iter().map(|l| l.ended_ago).max().unwrap();
+    assert!(
+        (ms(1900)..=ms(2100)).contains(&oldest),
+        "interval 0 stayed the latest through the stall, ageing: {oldest:?}"
+    );
+    let stall = seen
+        .iter()
+        .find(|l| l.index == 9)
+        .expect("the interval the stall ended in is shown once closed");
+    assert_eq!(Some(stall.p99), r.timeline[9].p99);
+    assert!(stall.p99 >= 2_000_000_000, "{stall:?}");
+}
