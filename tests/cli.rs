@@ -828,7 +828,7 @@ fn a_stopped_sink_first_drains_the_connections_queued_for_it() {
         .args(["sink", "--listen"])
         .arg(format!("unix:{}", sock.display()))
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
@@ -858,8 +858,13 @@ fn a_stopped_sink_first_drains_the_connections_queued_for_it() {
     let started = Instant::now();
     let out = child.wait_with_output().unwrap();
     let waited = started.elapsed();
-    assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{:?}: {printed} {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         printed.starts_with(&format!("received {N} frames (")),
         "{printed}"
@@ -962,9 +967,10 @@ fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads
     let summary = read_summary(&out);
     let case = &summary["cases"][0];
     let timeline = case["timeline"].as_array().unwrap();
-    // 1.2 s in 200 ms intervals; the last publishes may end just past the last boundary.
+    // 1.2 s in 200 ms intervals; the last publishes may end just past the last boundary (on a loaded
+    // machine, the open loop's late publishes a little further).
     assert!(
-        (6..=7).contains(&timeline.len()),
+        (6..=9).contains(&timeline.len()),
         "{} intervals",
         timeline.len()
     );
@@ -977,19 +983,28 @@ fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads
         );
         assert_eq!(i["failed"], 0);
         if k + 1 < timeline.len() {
-            // At 5,000/s, a 200 ms interval holds about 1,000 publishes.
             let n = i["ok"].as_u64().unwrap();
-            assert!((500..=1500).contains(&n), "interval {k}: {n} publishes");
             let tp = i["throughput_per_s"].as_f64().unwrap();
             assert!((tp - n as f64 / 0.2).abs() < 1e-6, "{i}");
-            let (p50, p99, max) = (
-                i["p50"].as_u64().unwrap(),
-                i["p99"].as_u64().unwrap(),
-                i["max"].as_u64().unwrap(),
-            );
-            assert!(p50 <= p99 && p99 <= max, "{i}");
+            if n > 0 {
+                let (p50, p99, max) = (
+                    i["p50"].as_u64().unwrap(),
+                    i["p99"].as_u64().unwrap(),
+                    i["max"].as_u64().unwrap(),
+                );
+                assert!(p50 <= p99 && p99 <= max, "{i}");
+            }
         }
     }
+    // At 5,000/s, a 200 ms interval holds about 1,000 publishes: the median interval does (a stall on a
+    // loaded machine moves publishes from one interval into the next, the open loop catching up).
+    let mut counts: Vec<u64> = timeline[..timeline.len() - 1]
+        .iter()
+        .map(|i| i["ok"].as_u64().unwrap())
+        .collect();
+    counts.sort_unstable();
+    let median = counts[counts.len() / 2];
+    assert!((500..=1500).contains(&median), "interval counts {counts:?}");
 
     let hlog = out.join("tcp-raw.hlog");
     let text = std::fs::read_to_string(&hlog).unwrap();
