@@ -102,7 +102,8 @@ pub(super) struct RunArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(super) format: Format,
     /// Also record a CPU-time profile per case (<case>.cpu.folded / .svg): from tracing spans, or on a
-    /// celery/kombu case from py-spy samples of its Python harnesses (Python frames).
+    /// celery/kombu case from py-spy samples of its Python harnesses (Python frames), which also get a
+    /// wall-clock profile, waiting included (<case>.pywall.folded / .svg).
     #[arg(long, value_enum)]
     pub(super) profile: Option<Profile>,
 }
