@@ -19,7 +19,16 @@ venv=$PWD/target/celery-venv
 cargo build --release --quiet
 bin=target/release/taskbench
 out=$(mktemp -d)
-trap 'rm -rf "$out"' EXIT
+# The cases purge their RabbitMQ queue and delete their Redis lists; the queue and exchange themselves go
+# at the end (rabbitmqctl cannot delete an exchange; kombu can).
+cleanup() {
+  "$venv/bin/python" -c 'import sys; from kombu import Connection
+c = Connection(sys.argv[1]); ch = c.channel(); ch.queue_delete(sys.argv[2]); ch.exchange_delete(sys.argv[2]); c.release()' \
+    "${TASKBENCH_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//}" taskbench-bench-pywall ||
+    echo "(could not delete the queue taskbench-bench-pywall: it was purged, delete it by hand)"
+  rm -rf "$out"
+}
+trap cleanup EXIT
 # The CPU-sampler-only stand-in: py-spy itself, except for the wall sampler (the one given --idle), which
 # waits for taskbench's SIGINT and records nothing.
 cat >"$out/cpu-only-py-spy" <<SH
