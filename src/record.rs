@@ -534,6 +534,10 @@ pub struct CaseResult {
     /// A CPU profile of the case recorded outside taskbench's own spans, as folded stacks in ns: py-spy's
     /// samples of a celery or kombu case's Python harnesses (`--profile cpu`).
     pub cpu_folded: Option<String>,
+    /// A wall-clock profile of the case, waiting included, recorded outside taskbench's stage clock, as
+    /// folded stacks in ns: py-spy's idle-inclusive samples of a celery or kombu case's harnesses
+    /// (`--profile cpu`; the `pywall` view).
+    pub pywall_folded: Option<String>,
 }
 
 /// One interval of a case, merged over its publishers: publishes that ended in it.
@@ -603,6 +607,7 @@ impl CaseResult {
             timeline: Vec::new(),
             wall_start: None,
             cpu_folded: None,
+            pywall_folded: None,
         }
     }
 

@@ -174,4 +174,16 @@ fn flame_errors_say_what_to_do() {
             predicate::str::contains("no cpu profile for case \"u\"")
                 .and(predicate::str::contains("run with --profile cpu")),
         );
+    // The pywall view is py-spy's, of celery and kombu cases only.
+    taskbench()
+        .arg("flame")
+        .arg(&out)
+        .args(["--case", "u", "--view", "pywall"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("no pywall profile for case \"u\"").and(
+                predicate::str::contains("only a celery or kombu case run with --profile cpu"),
+            ),
+        );
 }

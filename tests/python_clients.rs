@@ -530,6 +530,155 @@ fn profile_cpu_samples_the_harness_with_py_spy_after_warm_up() {
     r.block_on(cleanup("redis", &queue));
 }
 
+/// The ns of a folded file's stacks that contain `frame`, and of all its stacks.
+fn folded_ns(folded: &str, frame: &str) -> (u64, u64) {
+    folded.lines().fold((0, 0), |(with, all), line| {
+        let (stack, n) = line.rsplit_once(' ').expect("stack count");
+        let n: u64 = n.parse().expect("a count");
+        (with + if stack.contains(frame) { n } else { 0 }, all + n)
+    })
+}
+
+#[test]
+fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
+    let test = "profile_cpu_also_samples_the_wall_clock_waiting_included";
+    let Some(python) = python(test) else { return };
+    if !python.with_file_name("py-spy").is_file() {
+        common::skip(
+            test,
+            "no py-spy next to TASKBENCH_PYTHON; tests/run installs it",
+        );
+        return;
+    }
+    if !broker_up(test, "redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // `sleepy` sleeps 50 ms in its task router on every publish: time in which the harness's thread sleeps,
+    // which py-spy's CPU samples leave out and only idle-inclusive samples see.
+    std::fs::write(
+        dir.path().join("sleepy_app.py"),
+        "import time\nfrom celery import Celery\napp = Celery('sleepy')\n\
+         def route(name, args, kwargs, options, task=None, **kw):\n    time.sleep(0.05)\n    return None\n\
+         app.conf.task_routes = (route,)\n",
+    )
+    .unwrap();
+    let queue = common::unique("tb-py-spy-wall");
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "name = \"py-test\"\npython = \"{}\"\nwarmup = 20\n\
+             [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
+             [[case]]\nname = \"plain\"\nbackend = \"redis\"\nurl = \"{url}\"\npath = \"acquire\"\nclient = \"celery\"\npublishes = 1000\n\
+             [[case]]\nname = \"sleepy\"\nbackend = \"redis\"\nurl = \"{url}\"\npath = \"acquire\"\nclient = \"celery\"\npublishes = 60\nwarmup = 5\n\
+             celery_app = \"sleepy_app:app\"\npythonpath = \"{}\"\n",
+            python.display(),
+            dir.path().display(),
+            url = url("redis"),
+        ),
+    )
+    .unwrap();
+    let out_dir = dir.path().join("out");
+    let out = taskbench(&[
+        "run",
+        file.to_str().unwrap(),
+        "--profile",
+        "cpu",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r = tokio::runtime::Runtime::new().unwrap();
+    r.block_on(cleanup("redis", &queue));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("with --nonblocking --idle (the pywall view"),
+        "the notes say how it was sampled: {stdout}"
+    );
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
+            .unwrap();
+    let sleepy = &summary["cases"][1];
+    assert_eq!(sleepy["name"], "sleepy");
+    let read = |name: &str| {
+        std::fs::read_to_string(out_dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    // The stage clock's wall view is still there, as on every case.
+    assert!(read("sleepy.wall.folded").starts_with("publish"));
+    let (cpu, wall) = (read("sleepy.cpu.folded"), read("sleepy.pywall.folded"));
+    // Python frames from the harness's publish down, as in the CPU view.
+    assert!(
+        wall.lines()
+            .any(|l| l.starts_with("celery_publisher.<locals>.publish (")
+                && l.contains(";Celery.send_task (celery/app/base.py")),
+        "{wall}"
+    );
+    let router = ";route (sleepy_app.py:";
+    let (slept, wall_total) = folded_ns(&wall, router);
+    let (slept_on_cpu, cpu_total) = folded_ns(&cpu, router);
+    // 60 publishes sleeping 50 ms each: 3 s, less what py-spy missed while it attached.
+    assert!(
+        slept >= 1_500_000_000,
+        "the pywall view has the router's sleep: {slept} ns\n{wall}"
+    );
+    let latency_total = sleepy["latency_total_ns"].as_u64().unwrap();
+    assert!(
+        slept as f64 <= 1.1 * latency_total as f64,
+        "{slept} ns asleep in {latency_total} ns of publishes"
+    );
+    // py-spy's own pauses wake the sleeping thread, and on a loaded machine it may still wait for a core
+    // when the next CPU sample looks: up to a third of the sleep was counted as CPU at load average 6-11.
+    assert!(
+        slept_on_cpu * 2 < slept,
+        "the CPU view leaves most of the sleep out: {slept_on_cpu} ns there, {slept} ns in the pywall view"
+    );
+    // Every sample is of the wall clock: the view adds up to the measured run, far above the CPU view.
+    let elapsed_ns = sleepy["elapsed_s"].as_f64().unwrap() * 1e9;
+    assert!(
+        (0.6..1.2).contains(&(wall_total as f64 / elapsed_ns)),
+        "the pywall view holds {wall_total} ns of a {elapsed_ns} ns run"
+    );
+    assert!(
+        wall_total as f64 > 1.5 * cpu_total as f64,
+        "pywall {wall_total} ns, cpu {cpu_total} ns"
+    );
+    assert!(
+        read("sleepy.pywall.svg").contains("wall-clock time per Python frame, waiting included")
+    );
+    assert!(out_dir.join("plain.pywall.svg").exists());
+
+    // `taskbench flame` draws the view again, and diffs it: the sleep is what `sleepy` adds.
+    let again = taskbench(&[
+        "flame",
+        out_dir.to_str().unwrap(),
+        "--view",
+        "pywall",
+        "--case",
+        "sleepy",
+        "--width",
+        "640",
+    ]);
+    assert_eq!(again.status.code(), Some(0), "{again:?}");
+    assert!(read("sleepy.pywall.svg").contains("width=\"640\""));
+    let diff = taskbench(&[
+        "flame",
+        out_dir.to_str().unwrap(),
+        "--diff",
+        "plain",
+        "sleepy",
+        "--view",
+        "pywall",
+    ]);
+    assert_eq!(diff.status.code(), Some(0), "{diff:?}");
+    let svg = read("diff-plain-sleepy.pywall.svg");
+    assert!(
+        svg.contains("sleepy vs plain") && svg.contains("route (sleepy_app.py"),
+        "the diff draws the frame that grew"
+    );
+}
+
 #[test]
 fn profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it() {
     let Some(python) =

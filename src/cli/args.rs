@@ -102,7 +102,8 @@ pub(super) struct RunArgs {
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(super) format: Format,
     /// Also record a CPU-time profile per case (<case>.cpu.folded / .svg): from tracing spans, or on a
-    /// celery/kombu case from py-spy samples of its Python harnesses (Python frames).
+    /// celery/kombu case from py-spy samples of its Python harnesses (Python frames), which also get a
+    /// wall-clock profile, waiting included (<case>.pywall.folded / .svg).
     #[arg(long, value_enum)]
     pub(super) profile: Option<Profile>,
 }
@@ -144,7 +145,8 @@ pub(super) struct FlameArgs {
     /// Draw diff-<BASE>-<CASE>.svg: which frames grew (red) or shrank (blue) per publish from BASE to CASE.
     #[arg(long, num_args = 2, value_names = ["BASE", "CASE"])]
     pub(super) diff: Option<Vec<String>>,
-    /// Which profile: wall time per stage, or CPU time per span.
+    /// Which profile: wall time per stage, CPU time per span (Python frames on a celery or kombu case), or
+    /// pywall: wall-clock time per Python frame, waiting included (celery and kombu cases).
     #[arg(long, value_enum, default_value_t = View::Wall)]
     pub(super) view: View,
     /// Image width in pixels (16 to 100000).
@@ -162,6 +164,7 @@ pub(super) struct FlameArgs {
 pub(super) enum View {
     Wall,
     Cpu,
+    Pywall,
 }
 
 impl From<View> for profile::View {
@@ -169,6 +172,7 @@ impl From<View> for profile::View {
         match view {
             View::Wall => profile::View::Wall,
             View::Cpu => profile::View::Cpu,
+            View::Pywall => profile::View::PyWall,
         }
     }
 }

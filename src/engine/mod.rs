@@ -100,6 +100,13 @@ pub trait Target: Send + 'static {
     fn cpu_profile(&mut self) -> Option<String> {
         None
     }
+
+    /// A wall-clock profile the target sampled itself, waiting included (folded stacks in ns), after
+    /// `finish`: py-spy's idle-inclusive samples of a celery or kombu case's harnesses, the `pywall` view;
+    /// `None` for every other target.
+    fn pywall_profile(&mut self) -> Option<String> {
+        None
+    }
 }
 
 /// Receives a running case's progress (the terminal shows it as a bar).
@@ -432,6 +439,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     }
     finish(&mut target, stop, &mut result).await;
     result.cpu_folded = target.cpu_profile();
+    result.pywall_folded = target.pywall_profile();
     result
 }
 

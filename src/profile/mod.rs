@@ -16,19 +16,28 @@ use flame::SvgStyle;
 use folded::Folded;
 use std::path::Path;
 
-/// Which profile of a case: wall time per stage, or CPU (busy) time per span.
+/// Which profile of a case: wall time per stage, CPU (busy) time per span (or, on a celery or kombu case,
+/// per Python frame), or wall-clock time per Python frame with the waiting included (`pywall`, celery and
+/// kombu cases only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
     Wall,
     Cpu,
+    /// py-spy's idle-inclusive samples of a celery or kombu case's harnesses. Its own name, not `wall`:
+    /// `<case>.wall.*` is the stage clock's view on every case, Python ones included, and stays so.
+    PyWall,
 }
 
 impl View {
+    /// Every view, in the order a run folder lists them.
+    pub const ALL: [View; 3] = [View::Wall, View::Cpu, View::PyWall];
+
     /// The name in file names (`<case>.<view>.folded`) and on the command line.
     pub fn name(self) -> &'static str {
         match self {
             View::Wall => "wall",
             View::Cpu => "cpu",
+            View::PyWall => "pywall",
         }
     }
 
@@ -37,6 +46,7 @@ impl View {
         let what = match self {
             View::Cpu => "CPU (busy) time per span",
             View::Wall => "wall time per stage",
+            View::PyWall => "wall-clock time per Python frame, waiting included",
         };
         format!(
             "{case}: ns of {what}, summed over {} publishes",

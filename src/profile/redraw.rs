@@ -71,6 +71,9 @@ fn load(dir: &Path, case: &CaseSummary, view: View) -> Result<Folded, String> {
         let why = match view {
             View::Cpu => "run with --profile cpu",
             View::Wall => "its stage timing was off",
+            View::PyWall => {
+                "only a celery or kombu case run with --profile cpu has one (py-spy's idle-inclusive samples)"
+            }
         };
         format!(
             "no {} profile for case {:?} ({}: {e}); {why}",
@@ -133,6 +136,7 @@ fn draw_diff(what: &Redraw, base: &CaseSummary, case: &CaseSummary) -> Result<Pa
         .map_err(|e| e.to_string())?;
     let suffix = match view {
         View::Cpu => ".cpu",
+        View::PyWall => ".pywall",
         View::Wall => "",
     };
     let path = what

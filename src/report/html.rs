@@ -194,13 +194,17 @@ fn svg_height(svg: &str) -> u32 {
         .map_or(400, |h| h.ceil() as u32)
 }
 
-/// Each case's flamegraph SVGs in `dir` (wall, then CPU), as data URIs.
+/// Each case's flamegraph SVGs in `dir` (wall, then CPU, then Python wall-clock), as data URIs.
 fn flames(dir: &Path, cases: &[CaseSummary]) -> Vec<Flame> {
     let mut out = Vec::new();
     for c in cases {
         for (suffix, view) in [
             ("wall", "wall time per stage"),
             ("cpu", "CPU time per span"),
+            (
+                "pywall",
+                "wall-clock time per Python frame, waiting included",
+            ),
         ] {
             let path = dir.join(format!("{}.{suffix}.svg", c.name));
             if let Ok(svg) = std::fs::read_to_string(&path) {

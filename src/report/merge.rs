@@ -115,7 +115,7 @@ pub fn merge(
                 super::hgrm::percentile_distribution(&latency).as_bytes(),
             )
             .map_err(|e| format!("{e:#}"))?;
-        for view in [View::Wall, View::Cpu] {
+        for view in View::ALL {
             let mut folded = Folded::default();
             let mut any = false;
             for (dir, _) in &runs {

@@ -177,8 +177,9 @@ impl RunFolder {
         Ok(RunFolder { dir })
     }
 
-    /// Writes the files of one finished case: `<case>.hgrm`, the wall profile when stages were timed, and
-    /// the CPU profile when one was recorded.
+    /// Writes the files of one finished case: `<case>.hgrm`, the wall profile when stages were timed, the
+    /// CPU profile when one was recorded, and the Python wall-clock profile when the case's target sampled
+    /// one (`CaseResult::pywall_folded`).
     pub fn write_case(&self, result: &CaseResult, cpu: Option<&Folded>) -> anyhow::Result<()> {
         self.write(
             &format!("{}.hgrm", result.name),
@@ -197,7 +198,16 @@ impl RunFolder {
             human_count(result.publishes_ok)
         );
         let wall = (!result.stages.is_empty()).then(|| Folded::wall(result));
-        for (view, folded) in [(View::Wall, wall.as_ref()), (View::Cpu, cpu)] {
+        let pywall = result
+            .pywall_folded
+            .as_deref()
+            .map(Folded::parse)
+            .transpose();
+        for (view, folded) in [
+            (View::Wall, wall.as_ref()),
+            (View::Cpu, cpu),
+            (View::PyWall, pywall.as_ref().ok().and_then(Option::as_ref)),
+        ] {
             if let Some(folded) = folded {
                 let title = view.title(&result.name, result.publishes_ok);
                 profile::write_profile(
@@ -210,6 +220,12 @@ impl RunFolder {
                     &SvgStyle::default(),
                 )?;
             }
+        }
+        if let Err(e) = pywall {
+            anyhow::bail!(
+                "the pywall profile of {} could not be read: {e}",
+                result.name
+            );
         }
         Ok(())
     }

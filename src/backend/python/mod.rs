@@ -118,8 +118,8 @@ struct Shared {
     stats: Mutex<Vec<Stats>>,
     /// `--profile cpu`: py-spy, once `prepare` found it.
     spy: Mutex<Option<PathBuf>>,
-    /// What each harness's py-spy recorded (folded text), or why it recorded nothing.
-    profiles: Mutex<Vec<Result<String, String>>>,
+    /// What each harness's samplers recorded, or why one recorded nothing.
+    profiles: Mutex<Vec<(spy::Sampling, Result<spy::Recorded, String>)>>,
 }
 
 impl Shared {
@@ -130,6 +130,17 @@ impl Shared {
     /// A message from or about a harness, safe to print.
     fn clean(&self, text: &str) -> String {
         scrub(text, &self.url)
+    }
+
+    /// Every harness's samples of one kind, summed (folded text in ns); `None` when none recorded any.
+    fn profile(&self, sampling: spy::Sampling) -> Option<String> {
+        let profiles = self.profiles.lock().expect("not poisoned");
+        let texts: Vec<String> = profiles
+            .iter()
+            .filter(|(s, _)| *s == sampling)
+            .filter_map(|(_, r)| r.as_ref().ok().map(|r| r.folded.clone()))
+            .collect();
+        (!texts.is_empty()).then(|| spy::merge(&texts))
     }
 }
 
@@ -414,7 +425,7 @@ impl<T: Broker> Target for PythonTarget<T> {
             outstanding: 0,
             writing: false,
             line: Vec::with_capacity(128),
-            sampler: None,
+            samplers: Vec::new(),
             worker,
             dir: self.dir.as_ref().map(|d| d.path().to_path_buf()),
         }
@@ -425,9 +436,11 @@ impl<T: Broker> Target for PythonTarget<T> {
     }
 
     fn cpu_profile(&mut self) -> Option<String> {
-        let profiles = std::mem::take(&mut *self.shared.profiles.lock().expect("not poisoned"));
-        let texts: Vec<String> = profiles.into_iter().filter_map(Result::ok).collect();
-        (!texts.is_empty()).then(|| spy::merge(&texts))
+        self.shared.profile(spy::Sampling::Cpu)
+    }
+
+    fn pywall_profile(&mut self) -> Option<String> {
+        self.shared.profile(spy::Sampling::Wall)
     }
 
     async fn finish(&mut self) {
@@ -470,18 +483,41 @@ impl<T: Broker> Target for PythonTarget<T> {
                 self.shared.python.display()
             ));
         }
-        for p in self.shared.profiles.lock().expect("not poisoned").iter() {
+        let profiles = self.shared.profiles.lock().expect("not poisoned");
+        for (sampling, p) in profiles.iter() {
             if let Err(why) = p {
-                notes.push(format!("no Python CPU profile: {why}"));
+                notes.push(format!("no {}: {why}", sampling.profile_name()));
             }
         }
         if self.profile {
             notes.push(format!(
-                "--profile cpu: py-spy sampled each harness at {} Hz over the measured publishes only (attached after warm-up); the CPU view holds Python frames, {} ns per sample",
+                "--profile cpu: two py-spy processes sampled each harness at {} Hz over the measured publishes only (attached after warm-up), {} ns per sample: one pausing it for each sample and leaving idle samples out (the cpu view, Python frames on CPU), one with --nonblocking --idle (the pywall view, Python frames on the wall clock, waiting on the broker included)",
                 spy::RATE_HZ,
-                1_000_000_000 / spy::RATE_HZ
+                spy::NS_PER_SAMPLE
             ));
+            for sampling in [spy::Sampling::Cpu, spy::Sampling::Wall] {
+                let (samples, errors) = profiles
+                    .iter()
+                    .filter(|(s, _)| *s == sampling)
+                    .filter_map(|(_, r)| r.as_ref().ok())
+                    .fold((0, 0), |(n, e), r| (n + r.samples, e + r.errors));
+                if samples + errors > 0 {
+                    let kept = match sampling {
+                        spy::Sampling::Wall if errors > 0 => format!(
+                            ", drawn as the frame {}: the harness's stack changed while py-spy read it, so it was running Python, not waiting",
+                            spy::UNREADABLE
+                        ),
+                        _ => String::new(),
+                    };
+                    notes.push(format!(
+                        "{}: py-spy took {samples} samples and failed {errors} ({:.1}%){kept}",
+                        sampling.profile_name(),
+                        100.0 * errors as f64 / (samples + errors) as f64
+                    ));
+                }
+            }
         }
+        drop(profiles);
         let stats = self.shared.stats.lock().expect("not poisoned");
         let published: u64 = stats.iter().map(|s| s.published).sum();
         let calls: u64 = stats.iter().map(|s| s.stage_calls).sum();
@@ -516,8 +552,9 @@ pub struct PythonPublisher {
     writing: bool,
     /// The answer being read; a cancelled read keeps what it had.
     line: Vec<u8>,
-    /// py-spy attached to this publisher's harness (`--profile cpu`, measured phase).
-    sampler: Option<spy::Sampler>,
+    /// py-spy attached to this publisher's harness (`--profile cpu`, measured phase): the CPU sampler and
+    /// the wall-clock one.
+    samplers: Vec<spy::Sampler>,
     worker: usize,
     /// The case's temporary directory (py-spy writes there).
     dir: Option<PathBuf>,
@@ -647,32 +684,44 @@ impl Publisher for PythonPublisher {
     async fn measuring(&mut self) {
         let spy = self.shared.spy.lock().expect("not poisoned").clone();
         if let (Some(spy), Some(h), Some(dir)) = (spy, &self.harness, &self.dir) {
-            let out = dir.join(format!("py-spy-{}.txt", self.worker));
-            match spy::Sampler::attach(&spy, h.pid, out) {
-                Ok(sampler) => self.sampler = Some(sampler),
-                Err(e) => {
-                    tracing::warn!("no Python CPU profile: {e}");
-                    self.shared
-                        .profiles
-                        .lock()
-                        .expect("not poisoned")
-                        .push(Err(e));
+            for (sampling, file) in [
+                (spy::Sampling::Cpu, format!("py-spy-{}.txt", self.worker)),
+                (
+                    spy::Sampling::Wall,
+                    format!("py-spy-wall-{}.txt", self.worker),
+                ),
+            ] {
+                match spy::Sampler::attach(&spy, h.pid, dir.join(file), sampling) {
+                    Ok(sampler) => self.samplers.push(sampler),
+                    Err(e) => {
+                        tracing::warn!("no {}: {e}", sampling.profile_name());
+                        self.shared
+                            .profiles
+                            .lock()
+                            .expect("not poisoned")
+                            .push((sampling, Err(e)));
+                    }
                 }
             }
         }
     }
 
     async fn close(&mut self) {
-        if let Some(sampler) = self.sampler.take() {
-            let profile = sampler.stop().await;
+        // Both samplers stop together, so that they cover the same stretch of the harness's time.
+        let samplers = std::mem::take(&mut self.samplers);
+        let stops = samplers.into_iter().map(|sampler| async move {
+            let sampling = sampler.sampling();
+            (sampling, sampler.stop().await)
+        });
+        for (sampling, profile) in futures_util::future::join_all(stops).await {
             if let Err(why) = &profile {
-                tracing::warn!("no Python CPU profile: {why}");
+                tracing::warn!("no {}: {why}", sampling.profile_name());
             }
             self.shared
                 .profiles
                 .lock()
                 .expect("not poisoned")
-                .push(profile);
+                .push((sampling, profile));
         }
         let Some(mut h) = self.harness.take() else {
             return;

@@ -1,6 +1,17 @@
-//! `--profile cpu` on a celery or kombu case: py-spy samples each harness process over the measured
-//! publishes (attached after warm-up, stopped before the harness quits) and its folded stacks become the
-//! case's CPU profile, frames named as py-spy names them (`Celery.send_task (celery/app/base.py:1033)`).
+//! `--profile cpu` on a celery or kombu case: two py-spy processes sample each harness process over the
+//! measured publishes (attached after warm-up, stopped before the harness quits), and their folded stacks
+//! become the case's CPU profile and its Python wall-clock profile (the `pywall` view), frames named as
+//! py-spy names them (`Celery.send_task (celery/app/base.py:1033)`).
+//!
+//! Why two samplers and why this pair: py-spy's output (raw, speedscope, chrometrace) does not say which
+//! samples were idle, so one sampler with `--idle` cannot give both views. Two blocking samplers cannot share
+//! a process: each ptrace-stops it for every sample and a second tracer's attach fails while the first holds
+//! it (53% and 66% of the two's samples were errors when tried here). `--nonblocking` reads the harness's
+//! memory without stopping it, so the idle-inclusive sampler coexists with the blocking CPU one, whose
+//! samples stay as they were. Its price: a read fails when the harness's stack changes under it, which
+//! happens only while the harness runs Python, so the failed samples (py-spy counts them; the view keeps
+//! them as the frame `(unreadable)`) are running time, not waiting; now and then a read is torn instead and
+//! its stack lands in `(harness)`. docs/python-clients.md has the figures.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -9,6 +20,10 @@ use tokio::process::{Child, Command};
 
 /// Samples per second.
 pub const RATE_HZ: u64 = 500;
+/// What one sample stands for.
+pub const NS_PER_SAMPLE: u64 = 1_000_000_000 / RATE_HZ;
+/// The wall view's frame for the samples py-spy failed to read (a stack that changed as it was read).
+pub const UNREADABLE: &str = "(unreadable)";
 /// How long py-spy may take to write its output after SIGINT.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -44,29 +59,82 @@ pub fn find(executable: Option<&Path>) -> Result<PathBuf, String> {
     ))
 }
 
+/// What a sampler records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sampling {
+    /// On-CPU samples only (py-spy's default: a thread the OS shows sleeping is left out), pausing the
+    /// harness for each sample so that stacks are whole: the CPU view.
+    Cpu,
+    /// Every sample, idle ones included (`--idle`), without pausing the harness (`--nonblocking`), so that
+    /// it can run beside the CPU sampler: the pywall view, where the publish's wall-clock time goes,
+    /// waiting on the broker's socket included.
+    Wall,
+}
+
+impl Sampling {
+    /// py-spy's arguments for it, after `record`'s common ones.
+    fn args(self) -> &'static [&'static str] {
+        match self {
+            Sampling::Cpu => &[],
+            Sampling::Wall => &["--nonblocking", "--idle"],
+        }
+    }
+
+    /// What the notes call its profile.
+    pub fn profile_name(self) -> &'static str {
+        match self {
+            Sampling::Cpu => "Python CPU profile",
+            Sampling::Wall => "Python wall-clock (pywall) profile",
+        }
+    }
+}
+
+/// What a sampler recorded: folded stacks in ns, and py-spy's own count of samples and failed ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub folded: String,
+    pub samples: u64,
+    pub errors: u64,
+}
+
 /// A py-spy process recording one harness.
 pub struct Sampler {
     child: Child,
     out: PathBuf,
+    /// Its stderr: why it failed.
     log: PathBuf,
+    /// Its stdout: its closing count of samples and errors.
+    said: PathBuf,
     pid: u32,
+    sampling: Sampling,
 }
 
 impl Sampler {
     /// Starts `py-spy record` on process `pid`, writing folded stacks to `out`.
-    pub fn attach(spy: &Path, pid: u32, out: PathBuf) -> Result<Sampler, String> {
+    pub fn attach(
+        spy: &Path,
+        pid: u32,
+        out: PathBuf,
+        sampling: Sampling,
+    ) -> Result<Sampler, String> {
         let log = out.with_extension("log");
-        let log_file = std::fs::File::create(&log)
-            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let said = out.with_extension("stdout");
+        let create = |path: &Path| {
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))
+        };
+        let (log_file, said_file) = (create(&log)?, create(&said)?);
         let child = Command::new(spy)
-            .args(["record", "--format", "raw", "--function", "--rate"])
+            .args(["record", "--format", "raw", "--function"])
+            .args(sampling.args())
+            .arg("--rate")
             .arg(RATE_HZ.to_string())
             .arg("--pid")
             .arg(pid.to_string())
             .arg("--output")
             .arg(&out)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(said_file)
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
@@ -76,12 +144,19 @@ impl Sampler {
             child,
             out,
             log,
+            said,
+            sampling,
         })
+    }
+
+    /// What it records.
+    pub fn sampling(&self) -> Sampling {
+        self.sampling
     }
 
     /// Stops the sampler (SIGINT to its own pid, then it writes its output) and returns its folded stacks in
     /// ns, or why there are none (ptrace not permitted, the harness gone).
-    pub async fn stop(mut self) -> Result<String, String> {
+    pub async fn stop(mut self) -> Result<Recorded, String> {
         if let Ok(None) = self.child.try_wait() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid as i32),
@@ -97,10 +172,40 @@ impl Sampler {
         }
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         match std::fs::read_to_string(&self.out) {
-            Ok(text) if !text.trim().is_empty() => Ok(to_ns(&text)),
+            Ok(text) if !text.trim().is_empty() => {
+                let said = std::fs::read_to_string(&self.said).unwrap_or_default();
+                Ok(recorded(self.sampling, &text, &said))
+            }
             _ => Err(explain(&log)),
         }
     }
+}
+
+/// A sampler's result from py-spy's raw output and what it printed on stdout.
+fn recorded(sampling: Sampling, raw: &str, said: &str) -> Recorded {
+    let (samples, errors) = counts(said).unwrap_or_default();
+    let mut folded = to_ns(raw);
+    if sampling == Sampling::Wall && errors > 0 {
+        // Each sampling interval gives one sample of the harness's one thread or one error, so the wall
+        // view keeps the failed ones as a frame of their own: its total stays the wall clock, and what
+        // py-spy could not read shows instead of vanishing.
+        folded.push_str(&format!("{UNREADABLE} {}\n", errors * NS_PER_SAMPLE));
+    }
+    Recorded {
+        folded,
+        samples,
+        errors,
+    }
+}
+
+/// py-spy's closing count, `Wrote raw flamegraph data to '...'. Samples: N Errors: M`: (N, M).
+fn counts(log: &str) -> Option<(u64, u64)> {
+    let line = log.lines().rev().find(|l| l.contains("Samples: "))?;
+    let after = |word: &str| -> Option<u64> {
+        let rest = &line[line.find(word)? + word.len()..];
+        rest.split_whitespace().next()?.parse().ok()
+    };
+    Some((after("Samples: ")?, after("Errors: ").unwrap_or(0)))
 }
 
 /// Why py-spy recorded nothing, from what it printed, with the fix when it is ptrace.
@@ -129,7 +234,7 @@ fn explain(log: &str) -> String {
 /// py-spy's folded lines (counts are samples) as taskbench's: frames from the harness's `publish` down
 /// (what runs outside a publish is one frame, `(harness)`), counts in ns.
 pub fn to_ns(text: &str) -> String {
-    let per_sample = 1_000_000_000 / RATE_HZ;
+    let per_sample = NS_PER_SAMPLE;
     let mut out = String::new();
     for line in text.lines() {
         let Some((stack, count)) = line.rsplit_once(' ') else {
@@ -191,6 +296,44 @@ mod tests {
             "publish (h.py:30);Task.apply_async (celery/app/task.py:500);Celery.send_task (celery/app/base.py:1033) 6000000\n(harness) 2000000\n"
         );
         assert_eq!(merge(&["a 1\nb 2\n".into(), "a 3\n".into()]), "a 4\nb 2\n");
+    }
+
+    #[test]
+    fn reads_py_spys_count_of_samples_and_errors() {
+        let log = "py-spy> Sampling process 500 times a second. Press Control-C to exit.\n\n\
+                   py-spy> Stopped sampling because Control-C pressed\n\
+                   py-spy> Wrote raw flamegraph data to '/tmp/x/py-spy-0.txt'. Samples: 1867 Errors: 46\n\
+                   py-spy> You can use the flamegraph.pl script from https://github.com/brendangregg/flamegraph to generate a SVG\n";
+        assert_eq!(counts(log), Some((1867, 46)));
+        assert_eq!(counts("Error: Permission denied (os error 13)\n"), None);
+    }
+
+    #[test]
+    fn the_wall_view_keeps_its_failed_samples_as_a_frame_and_the_cpu_view_does_not() {
+        let raw = "<module> (h.py:1);main (h.py:9);serve (h.py:20);publish (h.py:30) 3\n";
+        let said = "py-spy> Wrote raw flamegraph data to 'x'. Samples: 3 Errors: 2\n";
+        let wall = recorded(Sampling::Wall, raw, said);
+        assert_eq!(
+            wall.folded,
+            "publish (h.py:30) 6000000\n(unreadable) 4000000\n"
+        );
+        assert_eq!((wall.samples, wall.errors), (3, 2));
+        let cpu = recorded(Sampling::Cpu, raw, said);
+        assert_eq!(cpu.folded, "publish (h.py:30) 6000000\n");
+        assert_eq!(
+            recorded(Sampling::Wall, raw, "").folded,
+            "publish (h.py:30) 6000000\n",
+            "no count printed: nothing added"
+        );
+    }
+
+    #[test]
+    fn only_the_wall_sampler_includes_idle_samples_and_leaves_the_harness_running() {
+        assert!(
+            Sampling::Cpu.args().is_empty(),
+            "the CPU sampler is py-spy's default: blocking, on-CPU only"
+        );
+        assert_eq!(Sampling::Wall.args(), ["--nonblocking", "--idle"]);
     }
 
     #[test]
