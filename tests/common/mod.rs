@@ -82,6 +82,9 @@ pub fn celery_python() -> Option<PathBuf> {
 /// A Celery worker process running tests/celery/tasks.py; stopped (by its PID) when dropped.
 pub struct CeleryWorker {
     child: Child,
+    /// Where it records executions, and the key: deleted when the worker is dropped.
+    record_redis: String,
+    record_key: String,
 }
 
 impl CeleryWorker {
@@ -116,7 +119,11 @@ impl CeleryWorker {
             .stdin(Stdio::null())
             .spawn()
             .expect("start the celery worker");
-        CeleryWorker { child }
+        CeleryWorker {
+            child,
+            record_redis: record_redis.to_string(),
+            record_key: format!("taskbench-executed:{queue}"),
+        }
     }
 
     /// Waits until `n` executions were recorded for `queue` (or `timeout` passes); returns the records.
@@ -155,14 +162,17 @@ impl Drop for CeleryWorker {
             nix::sys::signal::Signal::SIGTERM,
         );
         let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
+        while Instant::now() < deadline && !matches!(self.child.try_wait(), Ok(Some(_))) {
             std::thread::sleep(Duration::from_millis(100));
         }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        // The record list is the test's own: once the worker is gone, leave nothing on the shared Redis.
+        let _ = redis::Client::open(self.record_redis.as_str())
+            .and_then(|c| c.get_connection())
+            .and_then(|mut c| redis::cmd("DEL").arg(&self.record_key).query::<()>(&mut c));
     }
 }
 
