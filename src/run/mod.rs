@@ -13,7 +13,7 @@ use crate::scenario::Scenario;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-/// The exit code of a run ended by Ctrl-C or SIGTERM; the CLI's [`crate::cli`] exit codes use it too.
+/// The exit code of a run ended by Ctrl-C or SIGTERM; the command line's exit codes (`cli::exit_code`) use it too.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// How to run, beyond what the scenario says.
