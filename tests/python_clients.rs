@@ -26,6 +26,19 @@ fn python(test: &str) -> Option<PathBuf> {
     python
 }
 
+/// The venv's Python when py-spy is installed next to it, or `None` after reporting the skip.
+fn python_with_py_spy(test: &str) -> Option<PathBuf> {
+    let python = python(test)?;
+    if !python.with_file_name("py-spy").is_file() {
+        common::skip(
+            test,
+            "no py-spy next to TASKBENCH_PYTHON; tests/run installs it",
+        );
+        return None;
+    }
+    Some(python)
+}
+
 fn redis_addr() -> String {
     common::redis_url()
         .trim_start_matches("redis://")
@@ -476,14 +489,9 @@ async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
 #[test]
 fn profile_cpu_samples_the_harness_with_py_spy_after_warm_up() {
     let test = "profile_cpu_samples_the_harness_with_py_spy_after_warm_up";
-    let Some(python) = python(test) else { return };
-    if !python.with_file_name("py-spy").is_file() {
-        common::skip(
-            test,
-            "no py-spy next to TASKBENCH_PYTHON; tests/run installs it",
-        );
+    let Some(python) = python_with_py_spy(test) else {
         return;
-    }
+    };
     if !broker_up(test, "redis") {
         return;
     }
@@ -542,14 +550,9 @@ fn folded_ns(folded: &str, frame: &str) -> (u64, u64) {
 #[test]
 fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
     let test = "profile_cpu_also_samples_the_wall_clock_waiting_included";
-    let Some(python) = python(test) else { return };
-    if !python.with_file_name("py-spy").is_file() {
-        common::skip(
-            test,
-            "no py-spy next to TASKBENCH_PYTHON; tests/run installs it",
-        );
+    let Some(python) = python_with_py_spy(test) else {
         return;
-    }
+    };
     if !broker_up(test, "redis") {
         return;
     }
