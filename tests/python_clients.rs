@@ -288,6 +288,17 @@ fn taskbench(args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Writes `toml` to `dir/s.toml` and runs it with `args` into the run folder `dir/out`.
+fn run_scenario(dir: &Path, toml: &str, args: &[&str]) -> (std::process::Output, PathBuf) {
+    let file = dir.join("s.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out_dir = dir.join("out");
+    let mut all = vec!["run", file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", out_dir.to_str().unwrap()]);
+    (taskbench(&all), out_dir)
+}
+
 #[test]
 fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
     let test = "a_harness_killed_mid_case_costs_its_publishes_not_the_run";
@@ -298,28 +309,15 @@ fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
     let dir = tempfile::tempdir().unwrap();
     let app = dying_app(dir.path(), 7);
     let queue = common::unique("tb-py-dies");
-    let file = dir.path().join("dies.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "name = \"dies\"\npublishes = 20\nwarmup = 2\npython = \"{}\"\n[task]\nqueue = \"{queue}\"\n\
+    let toml = format!(
+        "name = \"dies\"\npublishes = 20\nwarmup = 2\npython = \"{}\"\n[task]\nqueue = \"{queue}\"\n\
              [[case]]\nname = \"dies\"\nbackend = \"redis\"\npath = \"acquire\"\nclient = \"celery\"\n\
              celery_app = \"{app}\"\npythonpath = \"{}\"\n\
              [[case]]\nname = \"lives\"\nbackend = \"redis\"\npath = \"pooled\"\nclient = \"kombu\"\n",
-            python.display(),
-            dir.path().display()
-        ),
-    )
-    .unwrap();
-    let out_dir = dir.path().join("out");
-    let out = taskbench(&[
-        "run",
-        file.to_str().unwrap(),
-        "--format",
-        "json",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+        python.display(),
+        dir.path().display()
+    );
+    let (out, _) = run_scenario(dir.path(), &toml, &["--format", "json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
         out.status.code(),
@@ -497,27 +495,14 @@ fn profile_cpu_samples_the_harness_with_py_spy_after_warm_up() {
     }
     let dir = tempfile::tempdir().unwrap();
     let queue = common::unique("tb-py-spy");
-    let file = dir.path().join("s.toml");
-    std::fs::write(
-        &file,
-        scenario(
-            &python,
-            "redis",
-            &queue,
-            "publishes = 1500\nwarmup = 50",
-            "path = \"acquire\"\nclient = \"celery\"",
-        ),
-    )
-    .unwrap();
-    let out_dir = dir.path().join("out");
-    let out = taskbench(&[
-        "run",
-        file.to_str().unwrap(),
-        "--profile",
-        "cpu",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+    let toml = scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 1500\nwarmup = 50",
+        "path = \"acquire\"\nclient = \"celery\"",
+    );
+    let (out, out_dir) = run_scenario(dir.path(), &toml, &["--profile", "cpu"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     let folded = std::fs::read_to_string(out_dir.join("c.cpu.folded")).expect("c.cpu.folded");
@@ -567,30 +552,17 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
     )
     .unwrap();
     let queue = common::unique("tb-py-spy-wall");
-    let file = dir.path().join("s.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "name = \"py-test\"\npython = \"{}\"\nwarmup = 20\n\
+    let toml = format!(
+        "name = \"py-test\"\npython = \"{}\"\nwarmup = 20\n\
              [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
              [[case]]\nname = \"plain\"\nbackend = \"redis\"\nurl = \"{url}\"\npath = \"acquire\"\nclient = \"celery\"\npublishes = 1000\n\
              [[case]]\nname = \"sleepy\"\nbackend = \"redis\"\nurl = \"{url}\"\npath = \"acquire\"\nclient = \"celery\"\npublishes = 60\nwarmup = 5\n\
              celery_app = \"sleepy_app:app\"\npythonpath = \"{}\"\n",
-            python.display(),
-            dir.path().display(),
-            url = url("redis"),
-        ),
-    )
-    .unwrap();
-    let out_dir = dir.path().join("out");
-    let out = taskbench(&[
-        "run",
-        file.to_str().unwrap(),
-        "--profile",
-        "cpu",
-        "--out",
-        out_dir.to_str().unwrap(),
-    ]);
+        python.display(),
+        dir.path().display(),
+        url = url("redis"),
+    );
+    let (out, out_dir) = run_scenario(dir.path(), &toml, &["--profile", "cpu"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let r = tokio::runtime::Runtime::new().unwrap();
