@@ -181,17 +181,7 @@ pub fn spectrum(cases: &[CaseSummary]) -> Result<String, String> {
             .draw()
             .map_err(err)?;
         for (i, name, points) in &series {
-            let colour = case_colour(*i);
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    colour.stroke_width(2),
-                ))
-                .map_err(err)?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-                });
+            case_line(&mut chart, *i, name, points)?;
         }
         chart
             .configure_series_labels()
@@ -326,6 +316,29 @@ pub fn over_time(cases: &[CaseSummary], what: Over) -> Result<String, String> {
     })
 }
 
+/// Case `k`'s line, in its colour, with its legend entry.
+fn case_line<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    k: usize,
+    name: &str,
+    points: &[(f64, f64)],
+) -> Result<(), String>
+where
+    X: Ranged<ValueType = f64>,
+    Y: Ranged<ValueType = f64>,
+{
+    let colour = case_colour(k);
+    chart
+        .draw_series(LineSeries::new(
+            points.iter().copied(),
+            colour.stroke_width(2),
+        ))
+        .map_err(err)?
+        .label(name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2)));
+    Ok(())
+}
+
 /// The case lines of a timeline chart, the error crosses, and the legend.
 fn lines<'a, X, Y>(
     chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
@@ -337,19 +350,13 @@ where
     Y: Ranged<ValueType = f64>,
 {
     for (k, name, points) in series {
-        let colour = case_colour(*k);
+        case_line(chart, *k, name, points)?;
         chart
-            .draw_series(LineSeries::new(
-                points.iter().copied(),
-                colour.stroke_width(2),
-            ))
-            .map_err(err)?
-            .label(*name)
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(2))
-            });
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 2, colour.filled())))
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 2, case_colour(*k).filled())),
+            )
             .map_err(err)?;
     }
     if !errors.is_empty() {
