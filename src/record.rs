@@ -548,7 +548,7 @@ pub struct IntervalResult {
     pub length: Duration,
     pub ok: u64,
     pub failed: u64,
-    /// min, p50, p90, p99, p99.9, max of the interval's latencies (ns); `None` when none succeeded.
+    /// p50, p90, p99 and max of the interval's latencies (ns); `None` when none succeeded.
     pub p50: Option<u64>,
     pub p90: Option<u64>,
     pub p99: Option<u64>,
