@@ -14,15 +14,15 @@ pub(super) fn scenario(
     file: &str,
     overrides: &Overrides,
 ) -> Result<Scenario, ScenarioError> {
-    let at = Locator { text, file };
+    let scenario_file = ScenarioFile { name: file, text };
     let raw: RawScenario = toml::from_str(text).map_err(|e| {
         let span = e.span().unwrap_or(0..0);
-        at.error(span, e.message().trim().to_string(), None)
+        scenario_file.error(span, e.message().trim().to_string(), None)
     })?;
 
     let name = raw.name.get_ref().clone();
-    check_file_name(&at, &raw.name, "scenario name")?;
-    let task = task_spec(&at, raw.task.as_ref())?;
+    check_file_name(&scenario_file, &raw.name, "scenario name")?;
+    let task = task_spec(&scenario_file, raw.task.as_ref())?;
     let task_queue = raw
         .task
         .as_ref()
@@ -34,7 +34,7 @@ pub(super) fn scenario(
 
     let raw_cases = raw.case.as_deref().unwrap_or(&[]);
     if raw_cases.is_empty() {
-        return Err(at.error(
+        return Err(scenario_file.error(
             0..0,
             "the scenario has no cases".into(),
             Some("add at least one [[case]] with name, backend and path".into()),
@@ -50,9 +50,9 @@ pub(super) fn scenario(
             overrides,
             thresholds: run_thresholds,
         };
-        let case = plan_case(&at, raw_case.get_ref(), wide)?;
+        let case = plan_case(&scenario_file, raw_case.get_ref(), wide)?;
         if cases.iter().any(|c| c.name == case.name) {
-            return Err(at.error(
+            return Err(scenario_file.error(
                 raw_case.get_ref().name.span(),
                 format!("case name {:?} is used twice", case.name),
                 Some("give every case its own name".into()),
@@ -68,20 +68,22 @@ pub(super) fn scenario(
     })
 }
 
-/// Turns byte spans into file:line:column errors.
-struct Locator<'a> {
+/// The scenario file being planned, its name and text: turns a byte span of it into a file:line:column error.
+struct ScenarioFile<'a> {
+    /// What errors call the file (its path as given).
+    name: &'a str,
     text: &'a str,
-    file: &'a str,
 }
 
-impl Locator<'_> {
+impl ScenarioFile<'_> {
+    /// An error at `span`, about the scenario as a whole or a value that reads the same wherever it is set.
     fn error(&self, span: Range<usize>, message: String, hint: Option<String>) -> ScenarioError {
         let start = span.start.min(self.text.len());
         let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         ScenarioError {
-            file: self.file.to_string(),
+            file: self.name.to_string(),
             line,
             column,
             message,
@@ -90,7 +92,29 @@ impl Locator<'_> {
     }
 }
 
-fn check_file_name(at: &Locator, name: &Spanned<String>, what: &str) -> Result<(), ScenarioError> {
+/// One `[[case]]` of the scenario file: errors at a key of that case, their message led by the case's name
+/// (`case "NAME": ...`).
+struct CaseLocator<'a> {
+    /// The file the case is in, for errors about a value that do not name the case (a count or duration
+    /// reads the same in a case as in the scenario's defaults).
+    file: &'a ScenarioFile<'a>,
+    /// The case's `name`.
+    name: &'a str,
+}
+
+impl CaseLocator<'_> {
+    /// An error at `span`, a key of this case, whose message names the case.
+    fn error(&self, span: Range<usize>, message: String, hint: Option<String>) -> ScenarioError {
+        self.file
+            .error(span, format!("case {:?}: {message}", self.name), hint)
+    }
+}
+
+fn check_file_name(
+    file: &ScenarioFile,
+    name: &Spanned<String>,
+    what: &str,
+) -> Result<(), ScenarioError> {
     let ok = !name.get_ref().is_empty()
         && name
             .get_ref()
@@ -100,7 +124,7 @@ fn check_file_name(at: &Locator, name: &Spanned<String>, what: &str) -> Result<(
     if ok {
         Ok(())
     } else {
-        Err(at.error(
+        Err(file.error(
             name.span(),
             format!("{what} {:?} cannot name a file", name.get_ref()),
             Some("use letters, digits, '-', '_' and '.' (it names files in the run folder)".into()),
@@ -108,14 +132,19 @@ fn check_file_name(at: &Locator, name: &Spanned<String>, what: &str) -> Result<(
     }
 }
 
-fn positive(at: &Locator, key: &str, v: &Spanned<i64>, min: i64) -> Result<u64, ScenarioError> {
+fn positive(
+    file: &ScenarioFile,
+    key: &str,
+    v: &Spanned<i64>,
+    min: i64,
+) -> Result<u64, ScenarioError> {
     if *v.get_ref() < min {
         let allowed = if min == 0 {
             "zero or more"
         } else {
             "1 or more"
         };
-        return Err(at.error(
+        return Err(file.error(
             v.span(),
             format!("`{key}` must be {allowed}, not {}", v.get_ref()),
             None,
@@ -124,11 +153,15 @@ fn positive(at: &Locator, key: &str, v: &Spanned<i64>, min: i64) -> Result<u64, 
     Ok(*v.get_ref() as u64)
 }
 
-fn parse_duration(at: &Locator, key: &str, v: &Spanned<String>) -> Result<Duration, ScenarioError> {
+fn parse_duration(
+    file: &ScenarioFile,
+    key: &str,
+    v: &Spanned<String>,
+) -> Result<Duration, ScenarioError> {
     match humantime::parse_duration(v.get_ref()) {
         Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err(at.error(v.span(), format!("`{key}` must be longer than zero"), None)),
-        Err(e) => Err(at.error(
+        Ok(_) => Err(file.error(v.span(), format!("`{key}` must be longer than zero"), None)),
+        Err(e) => Err(file.error(
             v.span(),
             format!("`{key}` = {:?} is not a duration: {e}", v.get_ref()),
             Some("write it like \"30s\", \"500ms\" or \"2m\"".into()),
@@ -136,12 +169,12 @@ fn parse_duration(at: &Locator, key: &str, v: &Spanned<String>) -> Result<Durati
     }
 }
 
-fn task_spec(at: &Locator, raw: Option<&RawTask>) -> Result<TaskSpec, ScenarioError> {
+fn task_spec(file: &ScenarioFile, raw: Option<&RawTask>) -> Result<TaskSpec, ScenarioError> {
     let mut spec = TaskSpec::default();
     let Some(raw) = raw else { return Ok(spec) };
     if let Some(name) = &raw.name {
         if name.get_ref().is_empty() {
-            return Err(at.error(name.span(), "task `name` is empty".into(), None));
+            return Err(file.error(name.span(), "task `name` is empty".into(), None));
         }
         spec.name = name.get_ref().clone();
     }
@@ -152,7 +185,7 @@ fn task_spec(at: &Locator, raw: Option<&RawTask>) -> Result<TaskSpec, ScenarioEr
         spec.kwargs = kwargs.clone();
     }
     apply_task_overrides(
-        at,
+        file,
         &mut spec,
         raw.queue.as_ref(),
         raw.priority.as_ref(),
@@ -162,7 +195,7 @@ fn task_spec(at: &Locator, raw: Option<&RawTask>) -> Result<TaskSpec, ScenarioEr
 }
 
 fn apply_task_overrides(
-    at: &Locator,
+    file: &ScenarioFile,
     spec: &mut TaskSpec,
     queue: Option<&Spanned<String>>,
     priority: Option<&Spanned<i64>>,
@@ -170,13 +203,13 @@ fn apply_task_overrides(
 ) -> Result<(), ScenarioError> {
     if let Some(queue) = queue {
         if queue.get_ref().is_empty() {
-            return Err(at.error(queue.span(), "`queue` is empty".into(), None));
+            return Err(file.error(queue.span(), "`queue` is empty".into(), None));
         }
         spec.queue = queue.get_ref().clone();
     }
     if let Some(p) = priority {
         if !(0..=9).contains(p.get_ref()) {
-            return Err(at.error(
+            return Err(file.error(
                 p.span(),
                 format!("`priority` must be 0 to 9, not {}", p.get_ref()),
                 None,
@@ -185,9 +218,9 @@ fn apply_task_overrides(
         spec.priority = *p.get_ref() as u8;
     }
     if let Some(b) = payload_bytes {
-        let bytes = positive(at, "payload_bytes", b, 1)?;
+        let bytes = positive(file, "payload_bytes", b, 1)?;
         if bytes > MAX_PAYLOAD_BYTES as u64 {
-            return Err(at.error(
+            return Err(file.error(
                 b.span(),
                 format!(
                     "`payload_bytes` = {bytes} is over the limit of {MAX_PAYLOAD_BYTES} bytes (16 MiB)"
@@ -214,7 +247,7 @@ struct RunWide<'a> {
     thresholds: &'a RawThresholds,
 }
 
-fn plan_case(at: &Locator, raw: &RawCase, wide: RunWide) -> Result<Case, ScenarioError> {
+fn plan_case(file: &ScenarioFile, raw: &RawCase, wide: RunWide) -> Result<Case, ScenarioError> {
     let RunWide {
         defaults,
         python: scenario_python,
@@ -223,38 +256,33 @@ fn plan_case(at: &Locator, raw: &RawCase, wide: RunWide) -> Result<Case, Scenari
         overrides,
         thresholds: run_thresholds,
     } = wide;
-    check_file_name(at, &raw.name, "case name")?;
+    check_file_name(file, &raw.name, "case name")?;
     let name = raw.name.get_ref().clone();
-    let in_case = |msg: String| format!("case {name:?}: {msg}");
+    let case = CaseLocator { file, name: &name };
 
-    let (backend, path) = backend_and_path(at, raw, &in_case)?;
-    let python = python_client(at, raw, scenario_python, &in_case)?;
+    let (backend, path) = backend_and_path(&case, raw)?;
+    let python = python_client(&case, raw, scenario_python)?;
 
     let s = raw.settings().over(defaults);
-    let mut load = load(at, s, backend, path, overrides)?;
+    let mut load = load(file, s, backend, path, overrides)?;
     if let Some(shard) = overrides.shard {
-        load = sharded(at, raw, load, shard, &in_case)?;
+        load = sharded(&case, raw, load, shard)?;
     }
 
     let options = match backend {
         Backend::Amqp => BackendOptions::Amqp(AmqpOptions {
             python,
-            ..amqp_options(at, raw, path, load.rate, &in_case)?
+            ..amqp_options(&case, raw, path, load.rate)?
         }),
         Backend::Redis => BackendOptions::Redis(RedisOptions {
             python,
-            ..redis_options(at, raw, &in_case)?
+            ..redis_options(&case, raw)?
         }),
         Backend::Unix | Backend::Fifo | Backend::Tcp => {
             let address = raw
                 .address
                 .as_ref()
-                .map(|a| {
-                    local_endpoint(at, backend, a).map_err(|mut e| {
-                        e.message = in_case(e.message);
-                        e
-                    })
-                })
+                .map(|a| local_endpoint(&case, backend, a))
                 .transpose()?;
             BackendOptions::Local(LocalOptions { address })
         }
@@ -267,12 +295,12 @@ fn plan_case(at: &Locator, raw: &RawCase, wide: RunWide) -> Result<Case, Scenari
         } else {
             "`rate`"
         };
-        return Err(at.error(
+        return Err(case.error(
             b.span(),
-            in_case(format!(
+            format!(
                 "`batch = {}` cannot be combined with {from} ({rate})",
                 options.batch(),
-            )),
+            ),
             Some(
                 "a batch pipelines back-to-back publishes; use batch with a closed loop (no rate)"
                     .into(),
@@ -281,7 +309,7 @@ fn plan_case(at: &Locator, raw: &RawCase, wide: RunWide) -> Result<Case, Scenari
     }
     let mut task = task.clone();
     apply_task_overrides(
-        at,
+        file,
         &mut task,
         raw.queue.as_ref(),
         raw.priority.as_ref(),
@@ -297,12 +325,12 @@ fn plan_case(at: &Locator, raw: &RawCase, wide: RunWide) -> Result<Case, Scenari
             .map(|q| q.span())
             .or(task_queue)
             .unwrap_or(raw.backend.span());
-        return Err(at.error(
+        return Err(case.error(
             span,
-            in_case(format!(
+            format!(
                 "the queue name is {} bytes long; AMQP allows at most {MAX_AMQP_NAME}",
                 task.queue.len()
-            )),
+            ),
             Some(
                 "an AMQP queue name (and routing key) is a short string: use a shorter `queue`"
                     .into(),
@@ -314,21 +342,21 @@ fn plan_case(at: &Locator, raw: &RawCase, wide: RunWide) -> Result<Case, Scenari
             .payload_bytes
             .as_ref()
             .map_or(raw.name.span(), |p| p.span());
-        at.error(span, in_case(e.to_string()), None)
+        case.error(span, e.to_string(), None)
     })?;
     let concurrency = load.concurrency;
     if backend == Backend::Fifo && concurrency > 1 && template.frame_len() > PIPE_BUF {
-        return Err(at.error(
+        return Err(case.error(
             raw.backend.span(),
-            in_case(format!(
+            format!(
                 "a {}-byte frame is larger than a pipe's atomic write ({PIPE_BUF} bytes), so {concurrency} publishers would interleave on the FIFO",
                 template.frame_len()
-            )),
+            ),
             Some("use concurrency = 1 on fifo with large payloads, or a smaller payload_bytes".into()),
         ));
     }
 
-    let thresholds = thresholds(at, raw.thresholds.as_ref(), run_thresholds, &in_case)?;
+    let thresholds = thresholds(&case, raw.thresholds.as_ref(), run_thresholds)?;
 
     Ok(Case {
         name,
@@ -351,38 +379,41 @@ fn plan_case(at: &Locator, raw: &RawCase, wide: RunWide) -> Result<Case, Scenari
 
 /// A case's thresholds: each metric from the case's `thresholds`, else the scenario's `[thresholds]`.
 fn thresholds(
-    at: &Locator,
-    case: Option<&RawThresholds>,
-    run: &RawThresholds,
-    in_case: &dyn Fn(String) -> String,
+    case: &CaseLocator,
+    of_case: Option<&RawThresholds>,
+    run_wide: &RawThresholds,
 ) -> Result<Vec<Threshold>, ScenarioError> {
     let mut out = Vec::new();
     for metric in Metric::ALL {
-        let (value, own) = match case.and_then(|c| c.get(metric)) {
+        let (value, own) = match of_case.and_then(|c| c.get(metric)) {
             Some(v) => (v, true),
-            None => match run.get(metric) {
+            None => match run_wide.get(metric) {
                 Some(v) => (v, false),
                 None => continue,
             },
         };
         let t = Threshold::parse(metric, value.get_ref()).map_err(|e| {
+            let hint = match metric.kind() {
+                Kind::Duration => format!(
+                    "write it like {} = \"< 2ms\" (OP is <, <=, >, >=, ==; units ns, us, ms, s)",
+                    metric.name()
+                ),
+                Kind::Number => format!(
+                    "write it like {} = \"{}\" (OP is <, <=, >, >=, ==)",
+                    metric.name(),
+                    if metric == Metric::Errors {
+                        "== 0"
+                    } else {
+                        "> 10000"
+                    }
+                ),
+            };
             // A run-wide threshold is reported once, where it is written, without a case.
-            let message = if own { in_case(e) } else { e };
-            at.error(
-                value.span(),
-                message,
-                Some(match metric.kind() {
-                    Kind::Duration => format!(
-                        "write it like {} = \"< 2ms\" (OP is <, <=, >, >=, ==; units ns, us, ms, s)",
-                        metric.name()
-                    ),
-                    Kind::Number => format!(
-                        "write it like {} = \"{}\" (OP is <, <=, >, >=, ==)",
-                        metric.name(),
-                        if metric == Metric::Errors { "== 0" } else { "> 10000" }
-                    ),
-                }),
-            )
+            if own {
+                case.error(value.span(), e, Some(hint))
+            } else {
+                case.file.error(value.span(), e, Some(hint))
+            }
         })?;
         out.push(t);
     }
@@ -406,7 +437,7 @@ struct Load {
 /// A file's values are checked even when overridden, so a scenario that runs with overrides also runs
 /// without them.
 fn load(
-    at: &Locator,
+    file: &ScenarioFile,
     s: Settings,
     backend: Backend,
     path: PathKind,
@@ -414,29 +445,32 @@ fn load(
 ) -> Result<Load, ScenarioError> {
     let duration = s
         .duration
-        .map(|d| parse_duration(at, "duration", d))
+        .map(|d| parse_duration(file, "duration", d))
         .transpose()?;
     let duration = overrides.duration.or(duration);
     let publishes = s
         .publishes
-        .map(|p| positive(at, "publishes", p, 1))
+        .map(|p| positive(file, "publishes", p, 1))
         .transpose()?;
     let publishes = match (overrides.publishes, publishes) {
         (Some(n), _) | (None, Some(n)) => Some(n),
         (None, None) if duration.is_some() => None,
         (None, None) => Some(DEFAULT_PUBLISHES),
     };
-    let warmup = s.warmup.map(|w| positive(at, "warmup", w, 0)).transpose()?;
+    let warmup = s
+        .warmup
+        .map(|w| positive(file, "warmup", w, 0))
+        .transpose()?;
     let warmup = overrides.warmup.or(warmup).unwrap_or(DEFAULT_WARMUP);
     let concurrency = s
         .concurrency
-        .map(|c| positive(at, "concurrency", c, 1))
+        .map(|c| positive(file, "concurrency", c, 1))
         .transpose()?
         .map(|c| c as usize);
     let concurrency = overrides.concurrency.or(concurrency).unwrap_or(1);
     let rate = match s.rate {
         Some(r) if !(r.get_ref().is_finite() && *r.get_ref() > 0.0) => {
-            return Err(at.error(
+            return Err(file.error(
                 r.span(),
                 format!(
                     "`rate` must be more than 0 publishes per second, not {}",
@@ -449,7 +483,7 @@ fn load(
     };
     let profile_sample = match s.profile_sample {
         Some(p) if !(*p.get_ref() > 0.0 && *p.get_ref() <= 1.0) => {
-            return Err(at.error(
+            return Err(file.error(
                 p.span(),
                 format!(
                     "`profile_sample` must be more than 0 and at most 1, not {}",
@@ -463,17 +497,17 @@ fn load(
     };
     let publish_timeout = s
         .publish_timeout
-        .map(|d| parse_duration(at, "publish_timeout", d))
+        .map(|d| parse_duration(file, "publish_timeout", d))
         .transpose()?
         .unwrap_or(DEFAULT_PUBLISH_TIMEOUT);
     let interval = s
         .interval
-        .map(|d| parse_duration(at, "interval", d))
+        .map(|d| parse_duration(file, "interval", d))
         .transpose()?
         .unwrap_or(DEFAULT_INTERVAL);
     if interval < MIN_INTERVAL {
         let d = s.interval.expect("only a set interval can be this short");
-        return Err(at.error(
+        return Err(file.error(
             d.span(),
             format!(
                 "`interval` must be at least {}",
@@ -498,19 +532,16 @@ fn load(
 /// `load`'s share for `shard`: publishes, warm-up and publishers split so the shards add up exactly, the
 /// rate divided; every shard needs a publisher and a publish of its own.
 fn sharded(
-    at: &Locator,
+    case: &CaseLocator,
     raw: &RawCase,
     mut load: Load,
     shard: Shard,
-    in_case: &dyn Fn(String) -> String,
 ) -> Result<Load, ScenarioError> {
     let count = shard.count as u64;
     let too_few = |what: &str, n: u64| {
-        at.error(
+        case.error(
             raw.name.span(),
-            in_case(format!(
-                "{n} {what} cannot be split over {count} shards (--shard {shard})"
-            )),
+            format!("{n} {what} cannot be split over {count} shards (--shard {shard})"),
             Some(format!(
                 "give the case at least {count} {what}, or run fewer shards"
             )),
@@ -537,31 +568,28 @@ fn sharded(
 /// The case's backend and path, checked against the catalog together with every backend-specific key the
 /// case sets (does it apply to this backend and this path?).
 fn backend_and_path(
-    at: &Locator,
+    case: &CaseLocator,
     raw: &RawCase,
-    in_case: &dyn Fn(String) -> String,
 ) -> Result<(Backend, PathKind), ScenarioError> {
     let backend = Backend::from_name(raw.backend.get_ref()).ok_or_else(|| {
-        at.error(
+        case.error(
             raw.backend.span(),
-            in_case(format!("unknown backend {:?}", raw.backend.get_ref())),
+            format!("unknown backend {:?}", raw.backend.get_ref()),
             Some(format!("backends: {}", Backend::names().join(", "))),
         )
     })?;
     let spec = backend.spec();
     let path = PathKind::from_name(raw.path.get_ref()).ok_or_else(|| {
-        at.error(
+        case.error(
             raw.path.span(),
-            in_case(format!("unknown path {:?}", raw.path.get_ref())),
+            format!("unknown path {:?}", raw.path.get_ref()),
             Some(format!("paths on {backend}: {}", path_names(spec.paths))),
         )
     })?;
     if !spec.paths.contains(&path) {
-        return Err(at.error(
+        return Err(case.error(
             raw.path.span(),
-            in_case(format!(
-                "path `{path}` is not supported on backend `{backend}`"
-            )),
+            format!("path `{path}` is not supported on backend `{backend}`"),
             Some(format!("paths on {backend}: {}", path_names(spec.paths))),
         ));
     }
@@ -573,16 +601,16 @@ fn backend_and_path(
                     .filter(|s| s.options.iter().any(|(k, _)| *k == key))
                     .map(|s| s.name)
                     .collect();
-                return Err(at.error(
+                return Err(case.error(
                     span,
-                    in_case(format!("`{key}` does not apply to backend `{backend}`")),
+                    format!("`{key}` does not apply to backend `{backend}`"),
                     Some(format!("`{key}` is for backend {}", owners.join(", "))),
                 ));
             }
             Some((_, paths)) if !paths.is_empty() && !paths.contains(&path) => {
-                return Err(at.error(
+                return Err(case.error(
                     span,
-                    in_case(format!("`{key}` does not apply to path `{path}`")),
+                    format!("`{key}` does not apply to path `{path}`"),
                     Some(format!("`{key}` is for path {}", path_names(paths))),
                 ));
             }
@@ -595,19 +623,18 @@ fn backend_and_path(
 /// The case's `client` and, for celery or kombu, its interpreter and app; checks that the case sets only keys
 /// its client takes. `None` for taskbench's own publishers (and for local backends, which have no client).
 fn python_client(
-    at: &Locator,
+    case: &CaseLocator,
     raw: &RawCase,
     scenario_python: Option<&Spanned<String>>,
-    in_case: &dyn Fn(String) -> String,
 ) -> Result<Option<PythonClient>, ScenarioError> {
     use crate::catalog::{PYTHON_CLIENT_KEYS, PYTHON_ONLY_KEYS};
     let client = match &raw.client {
         None => Client::Taskbench,
         Some(c) => Client::from_name(c.get_ref()).ok_or_else(|| {
             let names: Vec<&str> = Client::ALL.iter().map(|c| c.name()).collect();
-            at.error(
+            case.error(
                 c.span(),
-                in_case(format!("unknown client {:?}", c.get_ref())),
+                format!("unknown client {:?}", c.get_ref()),
                 Some(format!("client is one of {}", names.join(", "))),
             )
         })?,
@@ -615,20 +642,20 @@ fn python_client(
     let keys = raw.backend_keys();
     if client == Client::Taskbench {
         if let Some((key, span)) = keys.iter().find(|(k, _)| PYTHON_ONLY_KEYS.contains(k)) {
-            return Err(at.error(
+            return Err(case.error(
                 span.clone(),
-                in_case(format!("`{key}` applies only to a celery or kombu client")),
+                format!("`{key}` applies only to a celery or kombu client"),
                 Some("add client = \"celery\" or client = \"kombu\" to the case".into()),
             ));
         }
         return Ok(None);
     }
     if let Some((key, span)) = keys.iter().find(|(k, _)| !PYTHON_CLIENT_KEYS.contains(k)) {
-        return Err(at.error(
+        return Err(case.error(
             span.clone(),
-            in_case(format!(
+            format!(
                 "`{key}` tunes taskbench's own publishers and does not apply to client `{client}`"
-            )),
+            ),
             Some(format!(
                 "a {client} case takes {}; configure Celery itself through celery_app",
                 PYTHON_CLIENT_KEYS.join(", ")
@@ -637,11 +664,9 @@ fn python_client(
     }
     let celery_app = match &raw.celery_app {
         Some(a) if client != Client::Celery => {
-            return Err(at.error(
+            return Err(case.error(
                 a.span(),
-                in_case(format!(
-                    "`celery_app` applies only to client `celery`, not `{client}`"
-                )),
+                format!("`celery_app` applies only to client `celery`, not `{client}`"),
                 None,
             ));
         }
@@ -651,9 +676,9 @@ fn python_client(
                 .split_once(':')
                 .is_some_and(|(m, attr)| !m.is_empty() && !attr.is_empty());
             if !ok {
-                return Err(at.error(
+                return Err(case.error(
                     a.span(),
-                    in_case(format!("celery_app {:?} is not `module:attribute`", a.get_ref())),
+                    format!("celery_app {:?} is not `module:attribute`", a.get_ref()),
                     Some("e.g. celery_app = \"proj.celery:app\" (with pythonpath = the directory proj is in)".into()),
                 ));
             }
@@ -663,7 +688,7 @@ fn python_client(
     };
     let nonempty = |v: &Spanned<String>, key: &str| {
         if v.get_ref().is_empty() {
-            Err(at.error(v.span(), in_case(format!("`{key}` is empty")), None))
+            Err(case.error(v.span(), format!("`{key}` is empty"), None))
         } else {
             Ok(v.get_ref().clone())
         }
@@ -683,7 +708,7 @@ fn python_client(
         .transpose()?
         .map(|p| {
             let p = PathBuf::from(p);
-            match Path::new(at.file).parent() {
+            match Path::new(case.file.name).parent() {
                 Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
                 _ => p,
             }
@@ -698,14 +723,13 @@ fn python_client(
 
 /// An `amqp` case's settings (the keys were checked to apply to its backend and path).
 fn amqp_options(
-    at: &Locator,
+    case: &CaseLocator,
     raw: &RawCase,
     path: PathKind,
     rate: Option<f64>,
-    in_case: &dyn Fn(String) -> String,
 ) -> Result<AmqpOptions, ScenarioError> {
     if let Some(url) = &raw.url {
-        check_url(at, Backend::Amqp, url, in_case)?;
+        check_url(case, Backend::Amqp, url)?;
     }
     let mut o = AmqpOptions {
         url: raw.url.as_ref().map(|u| u.get_ref().clone()),
@@ -719,9 +743,9 @@ fn amqp_options(
             "batch" => Confirm::Batch,
             "window" => Confirm::Window,
             other => {
-                return Err(at.error(
+                return Err(case.error(
                     c.span(),
-                    in_case(format!("unknown confirm mode {other:?}")),
+                    format!("unknown confirm mode {other:?}"),
                     Some("confirm is one of off, each, batch, window".into()),
                 ));
             }
@@ -735,9 +759,9 @@ fn amqp_options(
                 rate.map(|r| format!("cannot be combined with `rate` ({r})"))
             };
             if let Some(why) = why {
-                return Err(at.error(
+                return Err(case.error(
                     c.span(),
-                    in_case(format!("`confirm = \"window\"` {why}")),
+                    format!("`confirm = \"window\"` {why}"),
                     Some("a confirm window keeps one channel's unconfirmed messages across back-to-back publishes; use it on pooled with a closed loop".into()),
                 ));
             }
@@ -748,37 +772,37 @@ fn amqp_options(
             "classic" => QueueType::Classic,
             "quorum" => QueueType::Quorum,
             other => {
-                return Err(at.error(
+                return Err(case.error(
                     t.span(),
-                    in_case(format!("unknown queue_type {other:?}")),
+                    format!("unknown queue_type {other:?}"),
                     Some("queue_type is classic (the default) or quorum".into()),
                 ));
             }
         };
     }
     if let Some(v) = &raw.confirm_window {
-        o.confirm_window = positive(at, "confirm_window", v, 1)? as usize;
+        o.confirm_window = positive(case.file, "confirm_window", v, 1)? as usize;
     }
     if let Some(v) = &raw.confirm_batch {
-        o.confirm_batch = positive(at, "confirm_batch", v, 1)? as usize;
+        o.confirm_batch = positive(case.file, "confirm_batch", v, 1)? as usize;
     }
     if let Some(v) = &raw.pool_size {
-        o.pool_size = positive(at, "pool_size", v, 1)? as usize;
+        o.pool_size = positive(case.file, "pool_size", v, 1)? as usize;
     }
     if let Some(v) = &raw.connections {
-        o.connections = positive(at, "connections", v, 1)? as usize;
+        o.connections = positive(case.file, "connections", v, 1)? as usize;
     }
     if let Some(v) = &raw.batch {
-        o.batch = positive(at, "batch", v, 1)? as usize;
+        o.batch = positive(case.file, "batch", v, 1)? as usize;
         if o.batch > 1 && o.confirm == Confirm::Window {
             // A window's failed batch would count its messages both as the call's errors and as
             // unconfirmed: refused until the window accounts a partial batch once.
-            return Err(at.error(
+            return Err(case.error(
                 v.span(),
-                in_case(format!(
+                format!(
                     "`batch = {}` cannot be combined with `confirm = \"window\"`",
                     o.batch
-                )),
+                ),
                 Some(
                     "a confirm window already keeps many messages in flight; use batch = 1".into(),
                 ),
@@ -789,13 +813,9 @@ fn amqp_options(
 }
 
 /// A `redis` case's settings (the keys were checked to apply to its backend and path).
-fn redis_options(
-    at: &Locator,
-    raw: &RawCase,
-    in_case: &dyn Fn(String) -> String,
-) -> Result<RedisOptions, ScenarioError> {
+fn redis_options(case: &CaseLocator, raw: &RawCase) -> Result<RedisOptions, ScenarioError> {
     if let Some(url) = &raw.url {
-        check_url(at, Backend::Redis, url, in_case)?;
+        check_url(case, Backend::Redis, url)?;
     }
     let mut o = RedisOptions {
         url: raw.url.as_ref().map(|u| u.get_ref().clone()),
@@ -803,10 +823,10 @@ fn redis_options(
         ..RedisOptions::default()
     };
     if let Some(v) = &raw.pool_size {
-        o.pool_size = positive(at, "pool_size", v, 1)? as usize;
+        o.pool_size = positive(case.file, "pool_size", v, 1)? as usize;
     }
     if let Some(v) = &raw.batch {
-        o.batch = positive(at, "batch", v, 1)? as usize;
+        o.batch = positive(case.file, "batch", v, 1)? as usize;
     }
     if let Some(v) = &raw.multiplexed {
         o.multiplexed = *v.get_ref();
@@ -828,10 +848,9 @@ const TLS_SCHEMES: &[&str] = &["rediss", "valkeys", "amqps"];
 /// host (or socket path), and whatever else the backend's client library refuses. Messages never repeat
 /// the URL (it may hold a password); the error points at it.
 fn check_url(
-    at: &Locator,
+    case: &CaseLocator,
     backend: Backend,
     url: &Spanned<String>,
-    in_case: &dyn Fn(String) -> String,
 ) -> Result<(), ScenarioError> {
     let value = url.get_ref().as_str();
     let (schemes, a_url, example): (&[&str], &str, &str) = match backend {
@@ -846,8 +865,7 @@ fn check_url(
             "\"redis://127.0.0.1:6379/0\" or \"redis+unix:///run/redis.sock?db=0\"",
         ),
     };
-    let fail =
-        |message: String, hint: String| Err(at.error(url.span(), in_case(message), Some(hint)));
+    let fail = |message: String, hint: String| Err(case.error(url.span(), message, Some(hint)));
     let Some((scheme, rest)) = value.split_once("://") else {
         return fail(
             format!("`url` is not {a_url}: it has no scheme://"),
@@ -937,7 +955,7 @@ fn default_profile_sample(backend: Backend, path: PathKind) -> f64 {
 /// The endpoint a local backend's `address` names (backend-specific options are checked before, so only
 /// unix, fifo and tcp get here).
 fn local_endpoint(
-    at: &Locator,
+    case: &CaseLocator,
     backend: Backend,
     a: &Spanned<String>,
 ) -> Result<Endpoint, ScenarioError> {
@@ -953,7 +971,7 @@ fn local_endpoint(
             Backend::Tcp => "a tcp address is HOST:PORT with an IP, e.g. \"127.0.0.1:7878\"",
             _ => "the address is the path of the socket or FIFO a `taskbench sink` listens on",
         };
-        at.error(
+        case.error(
             a.span(),
             format!("address {value:?} is not valid for backend `{backend}`"),
             Some(hint.into()),
