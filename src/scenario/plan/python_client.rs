@@ -1,0 +1,110 @@
+//! A broker case published by real Celery or kombu (`client`): the client, its interpreter, app and
+//! `pythonpath`, and which keys such a case may set.
+
+use super::locator::CaseLocator;
+use crate::catalog::Client;
+use crate::scenario::raw::RawCase;
+use crate::scenario::{DEFAULT_PYTHON, PythonClient, ScenarioError};
+use std::path::{Path, PathBuf};
+use toml::Spanned;
+
+/// The case's `client` and, for celery or kombu, its interpreter and app; checks that the case sets only keys
+/// its client takes. `None` for taskbench's own publishers (and for local backends, which have no client).
+pub(super) fn python_client(
+    case: &CaseLocator,
+    raw: &RawCase,
+    scenario_python: Option<&Spanned<String>>,
+) -> Result<Option<PythonClient>, ScenarioError> {
+    use crate::catalog::{PYTHON_CLIENT_KEYS, PYTHON_ONLY_KEYS};
+    let client = match &raw.client {
+        None => Client::Taskbench,
+        Some(c) => Client::from_name(c.get_ref()).ok_or_else(|| {
+            let names: Vec<&str> = Client::ALL.iter().map(|c| c.name()).collect();
+            case.error(
+                c.span(),
+                format!("unknown client {:?}", c.get_ref()),
+                Some(format!("client is one of {}", names.join(", "))),
+            )
+        })?,
+    };
+    let keys = raw.backend_keys();
+    if client == Client::Taskbench {
+        if let Some((key, span)) = keys.iter().find(|(k, _)| PYTHON_ONLY_KEYS.contains(k)) {
+            return Err(case.error(
+                span.clone(),
+                format!("`{key}` applies only to a celery or kombu client"),
+                Some("add client = \"celery\" or client = \"kombu\" to the case".into()),
+            ));
+        }
+        return Ok(None);
+    }
+    if let Some((key, span)) = keys.iter().find(|(k, _)| !PYTHON_CLIENT_KEYS.contains(k)) {
+        return Err(case.error(
+            span.clone(),
+            format!(
+                "`{key}` tunes taskbench's own publishers and does not apply to client `{client}`"
+            ),
+            Some(format!(
+                "a {client} case takes {}; configure Celery itself through celery_app",
+                PYTHON_CLIENT_KEYS.join(", ")
+            )),
+        ));
+    }
+    let celery_app = match &raw.celery_app {
+        Some(a) if client != Client::Celery => {
+            return Err(case.error(
+                a.span(),
+                format!("`celery_app` applies only to client `celery`, not `{client}`"),
+                None,
+            ));
+        }
+        Some(a) => {
+            let ok = a
+                .get_ref()
+                .split_once(':')
+                .is_some_and(|(m, attr)| !m.is_empty() && !attr.is_empty());
+            if !ok {
+                return Err(case.error(
+                    a.span(),
+                    format!("celery_app {:?} is not `module:attribute`", a.get_ref()),
+                    Some("e.g. celery_app = \"proj.celery:app\" (with pythonpath = the directory proj is in)".into()),
+                ));
+            }
+            Some(a.get_ref().clone())
+        }
+        None => None,
+    };
+    let nonempty = |v: &Spanned<String>, key: &str| {
+        if v.get_ref().is_empty() {
+            Err(case.error(v.span(), format!("`{key}` is empty"), None))
+        } else {
+            Ok(v.get_ref().clone())
+        }
+    };
+    let python = match raw.python.as_ref().or(scenario_python) {
+        Some(p) => nonempty(p, "python")?,
+        None => std::env::var("TASKBENCH_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty())
+            .unwrap_or_else(|| DEFAULT_PYTHON.to_string()),
+    };
+    // A relative pythonpath is relative to the scenario file, so a scenario and its app can move together.
+    let pythonpath = raw
+        .pythonpath
+        .as_ref()
+        .map(|p| nonempty(p, "pythonpath"))
+        .transpose()?
+        .map(|p| {
+            let p = PathBuf::from(p);
+            match Path::new(case.file.name).parent() {
+                Some(dir) if p.is_relative() && !dir.as_os_str().is_empty() => dir.join(p),
+                _ => p,
+            }
+        });
+    Ok(Some(PythonClient {
+        client,
+        python: PathBuf::from(python),
+        celery_app,
+        pythonpath,
+    }))
+}
