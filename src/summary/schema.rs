@@ -1,0 +1,220 @@
+//! summary.json's shape: one serde type per object in the file, from the whole run down to a case's
+//! timeline interval.
+
+use crate::catalog::{Backend, PathKind};
+use crate::scenario::Shard;
+use crate::scenario::threshold::Op;
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+/// A whole run: what ran, when, and every case finished so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub scenario_file: String,
+    /// RFC 3339, UTC, seconds.
+    pub started_at: String,
+    pub taskbench_version: String,
+    /// Where and how the run ran: enough to run it again the same way.
+    pub environment: Environment,
+    /// Which share of the load this run was (`--shard`); `null` for a whole run.
+    pub shard: Option<Shard>,
+    /// The run was interrupted (Ctrl-C / SIGTERM): the last case is partial, later ones did not run.
+    pub interrupted: bool,
+    pub cases: Vec<CaseSummary>,
+}
+
+/// The machine and the command behind a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    pub host: String,
+    /// Cores this process may use.
+    pub cores: usize,
+    /// Async runtime worker threads (`TOKIO_WORKER_THREADS`, else one per core).
+    pub runtime_threads: usize,
+    /// The git commit taskbench was built from (empty if built outside a git checkout).
+    pub git_commit: String,
+    /// The command line, as given.
+    pub command_line: Vec<String>,
+    pub os: String,
+}
+
+impl Environment {
+    /// This process's environment.
+    pub fn current(command_line: Vec<String>) -> Environment {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Environment {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            cores,
+            runtime_threads: std::env::var("TOKIO_WORKER_THREADS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(cores),
+            git_commit: env!("TASKBENCH_GIT_COMMIT").to_string(),
+            command_line,
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        }
+    }
+}
+
+/// Everything a case ran with, resolved (defaults filled in, overrides applied, passwords hidden).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseSettings {
+    /// Measured publishes; `null` when bounded by `duration_s` only.
+    pub publishes: Option<u64>,
+    pub warmup: u64,
+    pub concurrency: usize,
+    pub rate: Option<f64>,
+    pub duration_s: Option<f64>,
+    pub publish_timeout_s: f64,
+    pub stage_timing: bool,
+    pub profile_sample: f64,
+    pub task: TaskSettings,
+    /// The backend's keys, as a scenario would write them (`url` with its password hidden; `null` for
+    /// "from the environment or the default").
+    pub options: IndexMap<String, serde_json::Value>,
+}
+
+/// The task a case published.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskSettings {
+    pub name: String,
+    pub args: Vec<serde_json::Value>,
+    pub kwargs: serde_json::Map<String, serde_json::Value>,
+    pub queue: String,
+    pub priority: u8,
+    /// The message body's size, and the whole kombu envelope's (what a Redis LPUSH carries).
+    pub body_bytes: usize,
+    pub envelope_bytes: usize,
+}
+
+/// Open loop (a rate) or closed loop (back to back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    Open,
+    Closed,
+}
+
+/// One case's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CaseSummary {
+    pub name: String,
+    pub backend: Backend,
+    pub path: PathKind,
+    pub mode: Mode,
+    pub concurrency: usize,
+    /// Publishes per second scheduled across all publishers (open loop).
+    pub rate: Option<f64>,
+    pub publishes_ok: u64,
+    pub warmup_ok: u64,
+    /// Error kind -> count, most frequent first.
+    pub errors: IndexMap<String, u64>,
+    /// Error kind -> the first message of that kind.
+    pub error_messages: IndexMap<String, String>,
+    /// Measured publishes the backend confirmed it holds; `null` when it cannot tell.
+    pub delivered: Option<u64>,
+    pub elapsed_s: f64,
+    pub throughput_per_s: f64,
+    pub latency_ns: LatencySummary,
+    /// Sum of every measured latency (ns), exact.
+    pub latency_total_ns: u64,
+    /// Stage name -> its timings, in stage order.
+    pub stages: IndexMap<String, StageSummary>,
+    pub breakdown: Vec<BreakdownRow>,
+    /// How late open-loop publishes started against their schedule.
+    pub schedule_lag_ns: Option<LatencySummary>,
+    /// How long the failed and timed-out publishes took (all `null` when none failed): a stall shows here
+    /// even when every publish it caught failed.
+    pub failed_latency_ns: LatencySummary,
+    /// The latency histogram: base64 of its HdrHistogram V2-deflate encoding (lossless).
+    pub histogram: String,
+    /// The failed publishes' durations, encoded the same way (absent from summaries before 0.3).
+    #[serde(default)]
+    pub failed_histogram: Option<String>,
+    /// When the measured publishes started, in seconds since the Unix epoch (absent before 0.3): shards'
+    /// windows line up on it.
+    #[serde(default)]
+    pub started_unix_s: Option<f64>,
+    pub interrupted: bool,
+    pub notes: Vec<String>,
+    /// Everything the case ran with.
+    pub settings: CaseSettings,
+    /// The case's thresholds as checked when it ended (absent from summaries before 0.3).
+    #[serde(default)]
+    pub thresholds: Vec<ThresholdSummary>,
+    /// The measured run interval by interval (`interval` long each; absent from summaries before 0.3).
+    #[serde(default)]
+    pub timeline: Vec<IntervalSummary>,
+}
+
+/// One interval of a case's timeline: the publishes that ended in it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalSummary {
+    /// From the start of the measured run, in seconds.
+    pub start_s: f64,
+    /// The interval's length (the last one ends with the case).
+    pub length_s: f64,
+    pub ok: u64,
+    pub failed: u64,
+    /// Successful publishes per second in the interval.
+    pub throughput_per_s: f64,
+    /// Latency of the interval's successful publishes (ns); `null` when none succeeded.
+    pub p50: Option<u64>,
+    pub p99: Option<u64>,
+    pub max: Option<u64>,
+}
+
+/// One threshold of a case and whether the case met it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThresholdSummary {
+    /// `p50`, `p90`, `p99`, `p999`, `max`, `throughput` or `errors`.
+    pub metric: String,
+    /// As written in the scenario, e.g. `< 2ms`.
+    pub expression: String,
+    pub op: Op,
+    /// The bound: ns for latencies, publishes/s for throughput, a count for errors.
+    pub limit: f64,
+    /// The case's figure in the same unit; `null` when it has none (nothing succeeded).
+    pub actual: Option<f64>,
+    pub passed: bool,
+}
+
+/// Percentiles of a histogram in ns; every field `null` when it holds nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencySummary {
+    pub min: Option<u64>,
+    pub p50: Option<u64>,
+    pub p90: Option<u64>,
+    pub p99: Option<u64>,
+    pub p999: Option<u64>,
+    pub max: Option<u64>,
+    pub mean: Option<u64>,
+}
+
+/// One stage's timings over a case.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageSummary {
+    pub count: u64,
+    pub total_ns: u64,
+    pub p50: u64,
+    pub p99: u64,
+    /// The stage's histogram, base64 of its V2-deflate encoding, so shards merge exactly (absent from
+    /// summaries before 0.3).
+    #[serde(default)]
+    pub histogram: Option<String>,
+}
+
+/// One line of a case's breakdown: how its latency divides between stages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BreakdownRow {
+    /// A stage name, or `(outside stages)` for the rest of the latency.
+    pub stage: String,
+    pub count: u64,
+    pub mean_ns: u64,
+    /// `None` for the time outside stages, which has no histogram.
+    pub p50: Option<u64>,
+    pub p99: Option<u64>,
+    /// Share of the case's summed latency, 0..=1.
+    pub share: f64,
+}
