@@ -11,6 +11,7 @@ pub mod cli;
 pub mod endpoint;
 pub mod engine;
 pub mod error;
+pub mod facts;
 pub mod human;
 pub mod message;
 pub mod profile;
