@@ -1,7 +1,7 @@
 //! summary.json, the machine-readable record of a run, as types: one definition that `run` writes and
 //! `flame` (and any later reader) reads back, so a renamed key is a compile error, not a silent zero.
 //!
-//! The keys listed in the README (and DESIGN) are a stable interface: add fields, never rename them.
+//! The keys listed in docs/output.md (and DESIGN) are a stable interface: add fields, never rename them.
 
 use crate::backend::url::redact;
 use crate::catalog::{Backend, PathKind};
@@ -199,10 +199,10 @@ pub struct CaseSummary {
     pub failed_latency_ns: LatencySummary,
     /// The latency histogram: base64 of its HdrHistogram V2-deflate encoding (lossless).
     pub histogram: String,
-    /// The failed publishes' durations, encoded the same way (absent from summaries before 0.3).
+    /// The failed publishes' durations, encoded the same way (absent from summaries before 0.2.0).
     #[serde(default)]
     pub failed_histogram: Option<String>,
-    /// When the measured publishes started, in seconds since the Unix epoch (absent before 0.3): shards'
+    /// When the measured publishes started, in seconds since the Unix epoch (absent before 0.2.0): shards'
     /// windows line up on it.
     #[serde(default)]
     pub started_unix_s: Option<f64>,
@@ -210,10 +210,10 @@ pub struct CaseSummary {
     pub notes: Vec<String>,
     /// Everything the case ran with.
     pub settings: CaseSettings,
-    /// The case's thresholds as checked when it ended (absent from summaries before 0.3).
+    /// The case's thresholds as checked when it ended (absent from summaries before 0.2.0).
     #[serde(default)]
     pub thresholds: Vec<ThresholdSummary>,
-    /// The measured run interval by interval (`interval` long each; absent from summaries before 0.3).
+    /// The measured run interval by interval (`interval` long each; absent from summaries before 0.2.0).
     #[serde(default)]
     pub timeline: Vec<IntervalSummary>,
 }
@@ -270,7 +270,7 @@ pub struct StageSummary {
     pub p50: u64,
     pub p99: u64,
     /// The stage's histogram, base64 of its V2-deflate encoding, so shards merge exactly (absent from
-    /// summaries before 0.3).
+    /// summaries before 0.2.0).
     #[serde(default)]
     pub histogram: Option<String>,
 }
