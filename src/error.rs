@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// What kind of failure a publish (or a case's setup or delivery check) met. The names are a stable
-/// interface: summary.json and the table key errors by them, and the README lists them.
+/// interface: summary.json and the table key errors by them, and docs/cli.md lists them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ErrorKind {
     /// A URL or setting the backend cannot use (an unparsable URL, an unknown scheme).
@@ -108,7 +108,7 @@ impl ErrorKind {
         }
     }
 
-    /// What the kind means, as the README's table of error kinds says it.
+    /// What the kind means, as the table of error kinds in docs/cli.md says it.
     pub const fn meaning(self) -> &'static str {
         match self {
             ErrorKind::Config => {
@@ -201,11 +201,11 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_kind_with_its_meaning() {
-        let readme = include_str!("../README.md");
+    fn the_cli_manual_lists_every_kind_with_its_meaning() {
+        let manual = include_str!("../docs/cli.md");
         for kind in ErrorKind::ALL {
             let row = format!("| `{}` | {} |", kind.name(), kind.meaning());
-            assert!(readme.contains(&row), "README.md lacks the row {row}");
+            assert!(manual.contains(&row), "docs/cli.md lacks the row {row}");
         }
     }
 }

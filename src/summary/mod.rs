@@ -1,7 +1,7 @@
 //! summary.json, the machine-readable record of a run, as types: one definition that `run` writes and
 //! `flame` (and any later reader) reads back, so a renamed key is a compile error, not a silent zero.
 //!
-//! The keys listed in the README (and DESIGN) are a stable interface: add fields, never rename them.
+//! The keys listed in docs/output.md are a stable interface: add fields, never rename them.
 //!
 //! `schema.rs` holds the serde types, `from_result.rs` builds them from a finished case's
 //! [`CaseResult`](crate::record::CaseResult), and `json.rs` reads and writes the file (and the base64

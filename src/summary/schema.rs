@@ -129,10 +129,10 @@ pub struct CaseSummary {
     pub failed_latency_ns: LatencySummary,
     /// The latency histogram: base64 of its HdrHistogram V2-deflate encoding (lossless).
     pub histogram: String,
-    /// The failed publishes' durations, encoded the same way (absent from summaries before 0.3).
+    /// The failed publishes' durations, encoded the same way (absent from summaries before 0.2.0).
     #[serde(default)]
     pub failed_histogram: Option<String>,
-    /// When the measured publishes started, in seconds since the Unix epoch (absent before 0.3): shards'
+    /// When the measured publishes started, in seconds since the Unix epoch (absent before 0.2.0): shards'
     /// windows line up on it.
     #[serde(default)]
     pub started_unix_s: Option<f64>,
@@ -140,10 +140,10 @@ pub struct CaseSummary {
     pub notes: Vec<String>,
     /// Everything the case ran with.
     pub settings: CaseSettings,
-    /// The case's thresholds as checked when it ended (absent from summaries before 0.3).
+    /// The case's thresholds as checked when it ended (absent from summaries before 0.2.0).
     #[serde(default)]
     pub thresholds: Vec<ThresholdSummary>,
-    /// The measured run interval by interval (`interval` long each; absent from summaries before 0.3).
+    /// The measured run interval by interval (`interval` long each; absent from summaries before 0.2.0).
     #[serde(default)]
     pub timeline: Vec<IntervalSummary>,
 }
@@ -200,7 +200,7 @@ pub struct StageSummary {
     pub p50: u64,
     pub p99: u64,
     /// The stage's histogram, base64 of its V2-deflate encoding, so shards merge exactly (absent from
-    /// summaries before 0.3).
+    /// summaries before 0.2.0).
     #[serde(default)]
     pub histogram: Option<String>,
 }

@@ -123,7 +123,7 @@ fn add_parts(parts: &[&CaseSummary], name: &str) -> Result<Added, String> {
         for (stage, s) in &p.stages {
             let h = decode("stage histogram", name, s.histogram.as_deref())?.ok_or_else(|| {
                 format!(
-                    "case {name:?}: stage {stage:?} has no histogram (a summary.json from before 0.3); \
+                    "case {name:?}: stage {stage:?} has no histogram (a summary.json from before 0.2.0); \
                      run the shards again with this taskbench"
                 )
             })?;
