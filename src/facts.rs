@@ -141,12 +141,22 @@ impl CaseFacts {
         out
     }
 
-    /// The sentences for people, in the order a reader wants them: where the harnesses were, how their
-    /// time went, what the samplers saw, then flow control and what the queue held.
+    /// The sentences for people: what the harnesses were, flow control and what the queue held, then the
+    /// harnesses' own figures.
     pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.described();
+        if let Some(p) = &self.python {
+            notes.extend(p.figures());
+        }
+        notes
+    }
+
+    /// The sentences of [`CaseFacts::notes`] without the Python harnesses' own figures, which a table
+    /// shows better when there are many cases.
+    pub fn described(&self) -> Vec<String> {
         let mut notes = Vec::new();
         if let Some(p) = &self.python {
-            notes.extend(p.notes());
+            notes.extend(p.described());
         }
         if let Some(f) = &self.flow_control {
             notes.push(f.note());
@@ -195,18 +205,23 @@ impl PythonFacts {
         self
     }
 
-    /// The harnesses' sentences. The figures particular to one case (pids, busy share, timed calls,
-    /// samples) each get a sentence of their own, so that the shared ones group across cases.
+    /// The harnesses' sentences: those of [`PythonFacts::described`], then one per figure particular to
+    /// this case ([`PythonFacts::figures`]), so that the first kind groups across cases.
     pub fn notes(&self) -> Vec<String> {
+        let mut notes = self.described();
+        notes.extend(self.figures());
+        notes
+    }
+
+    /// What the harnesses were and what they timed: the same words for every case of one client on one
+    /// installation.
+    pub fn described(&self) -> Vec<String> {
         let mut notes = Vec::new();
         match &self.versions {
-            Some(v) => {
-                notes.push(format!(
-                    "client {}: Celery {}, kombu {}, Python {} ({}); one harness process per publisher",
-                    self.client, v.celery, v.kombu, v.python, v.executable
-                ));
-                notes.push(self.pids_note());
-            }
+            Some(v) => notes.push(format!(
+                "client {}: Celery {}, kombu {}, Python {} ({}); one harness process per publisher",
+                self.client, v.celery, v.kombu, v.python, v.executable
+            )),
             None => notes.push(format!("client {} ({})", self.client, self.interpreter)),
         }
         if !self.stages.is_empty() {
@@ -222,10 +237,18 @@ impl PythonFacts {
         }
         for p in &self.profilers {
             notes.extend(p.errors.iter().map(|why| format!("no {}: {why}", p.title)));
-            if let Some(n) = p.note() {
-                notes.push(n);
-            }
         }
+        notes
+    }
+
+    /// This case's own figures, a sentence each: which processes, how busy they were, how many calls
+    /// were timed, how many samples py-spy took.
+    pub fn figures(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.pids.is_empty() {
+            notes.push(self.pids_note());
+        }
+        notes.extend(self.profilers.iter().filter_map(ProfilerFacts::note));
         if let Some(share) = self.busy_share {
             notes.push(format!(
                 "the harnesses were inside the publish call {:.0}% of the time from their first publish to their last (warm-up included); the rest was waiting for the next command: the pipe round trip and the engine",
@@ -328,10 +351,11 @@ mod tests {
         let shared: Vec<&String> = na.iter().filter(|n| nb.contains(n)).collect();
         assert_eq!(
             shared,
-            [&na[0], &na[2], &na[4]],
+            [&na[0], &na[1], &na[4]],
             "the version line, the stage map and the timed calls are the same words for both"
         );
-        assert_eq!(na[1], "harness pid 41, 42");
+        assert_eq!(a.described(), b.described());
+        assert_eq!(na[2], "harness pid 41, 42");
         assert!(na[3].contains("inside the publish call 93% of the time"));
         assert!(nb[3].contains("inside the publish call 50% of the time"));
     }

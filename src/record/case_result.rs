@@ -5,6 +5,7 @@ use super::new_histogram;
 use super::recorder::{ErrorCounts, NEVER, Recorder};
 use crate::catalog::{Backend, PathKind};
 use crate::error::{ErrorKind, PublishError};
+use crate::facts::CaseFacts;
 use crate::scenario::Case;
 use crate::scenario::threshold::{Metric, Threshold};
 use crate::stage::{STAGE_COUNT, Stage};
@@ -38,8 +39,12 @@ pub struct CaseResult {
     /// How long the failed and timed-out measured publishes took (empty when none failed).
     pub failed_latency: Histogram<u64>,
     pub interrupted: bool,
-    /// Things a reader of the numbers must know (e.g. what latency means on this path).
+    /// Things a reader of the numbers must know (e.g. what latency means on this path): the same words
+    /// for every case on the same path, so a run says each once.
     pub notes: Vec<String>,
+    /// What the backend counted besides latency; the sentences for its figures come from
+    /// [`CaseFacts::notes`].
+    pub facts: CaseFacts,
     /// The case's thresholds as checked when it ended (empty until [`CaseResult::check_thresholds`]).
     pub thresholds: Vec<ThresholdResult>,
     /// The measured run interval by interval (`interval` long each, the last one to the case's end).
@@ -126,6 +131,7 @@ impl CaseResult {
             failed_latency: new_histogram(),
             interrupted: false,
             notes: Vec::new(),
+            facts: CaseFacts::default(),
             thresholds: Vec::new(),
             timeline: Vec::new(),
             wall_start: None,

@@ -1,5 +1,6 @@
 //! The side-by-side table of a run's cases, and the lines under it that explain errors and caveats.
 
+use crate::facts::PythonFacts;
 use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
 use crate::scenario::threshold::Kind;
@@ -75,11 +76,101 @@ pub fn comparison_of(cases: &[CaseSummary]) -> String {
                 human_count(*n)
             ));
         }
-        for note in &c.notes {
-            out.push_str(&format!("note ({}): {note}\n", c.name));
+    }
+    // A summary's notes hold the harnesses' figures as sentences too; the table below shows those.
+    out.push_str(&grouped_notes(cases.iter().map(|c| {
+        let figures = c.facts.python.as_ref().map(PythonFacts::figures);
+        let notes = c
+            .notes
+            .iter()
+            .filter(move |n| !figures.iter().flatten().any(|f| f == *n));
+        (c.name.as_str(), notes.cloned().collect())
+    })));
+    out.push_str(&harnesses(
+        cases
+            .iter()
+            .filter_map(|c| Some((c.name.as_str(), c.facts.python.as_ref()?))),
+    ));
+    out
+}
+
+/// Notes, each said once with the cases it applies to (all of them said as such).
+fn grouped_notes<'a>(cases: impl Iterator<Item = (&'a str, Vec<String>)>) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    let mut notes: Vec<(String, Vec<&str>)> = Vec::new();
+    for (name, case_notes) in cases {
+        names.push(name);
+        for note in case_notes {
+            match notes.iter_mut().find(|(n, _)| *n == note) {
+                Some((_, cases)) => cases.push(name),
+                None => notes.push((note, vec![name])),
+            }
         }
     }
+    let mut out = String::new();
+    for (note, cases) in notes {
+        let which = match cases.len() == names.len() && names.len() > 1 {
+            true => "all cases".to_string(),
+            false => cases.join(", "),
+        };
+        out.push_str(&format!("note ({which}): {note}\n"));
+    }
     out
+}
+
+/// The Python harnesses' own figures, one row per `celery` or `kombu` case; empty without such cases.
+fn harnesses<'a>(cases: impl Iterator<Item = (&'a str, &'a PythonFacts)>) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    table.set_header([
+        "case",
+        "harness pids",
+        "busy",
+        "timed calls/publish",
+        "py-spy samples (failed)",
+    ]);
+    let mut any = false;
+    for (name, p) in cases {
+        any = true;
+        let pids: Vec<String> = p.pids.iter().map(u32::to_string).collect();
+        let samples: Vec<String> = p
+            .profilers
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {} ({})",
+                    s.view,
+                    human_count(s.samples),
+                    human_count(s.failed)
+                )
+            })
+            .collect();
+        table.add_row([
+            name.to_string(),
+            pids.join(" "),
+            p.busy_share
+                .map_or("-".into(), |b| format!("{:.0}%", 100.0 * b)),
+            p.timed_calls_per_publish
+                .map_or("-".into(), |c| format!("{c:.1}")),
+            if samples.is_empty() {
+                "-".into()
+            } else {
+                samples.join(", ")
+            },
+        ]);
+    }
+    if !any {
+        return String::new();
+    }
+    for i in 2..4 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    format!(
+        "Python harnesses (busy: the share of the time from their first publish to their last spent inside the publish call, warm-up included; the rest waited for the next command):\n{}\n",
+        table.trim_fmt()
+    )
 }
 
 /// A latency in ns for a cell, `-` when there is none.
@@ -134,18 +225,15 @@ fn explanations(results: &[CaseResult]) -> String {
                 ));
         }
     }
-    let mut notes: Vec<(&str, Vec<&str>)> = Vec::new();
-    for r in results {
-        for note in &r.notes {
-            match notes.iter_mut().find(|(n, _)| n == note) {
-                Some((_, cases)) => cases.push(&r.name),
-                None => notes.push((note, vec![&r.name])),
-            }
-        }
-    }
-    for (note, cases) in notes {
-        out.push_str(&format!("note ({}): {note}\n", cases.join(", ")));
-    }
+    out.push_str(&grouped_notes(results.iter().map(|r| {
+        let notes = r.notes.iter().cloned().chain(r.facts.described());
+        (r.name.as_str(), notes.collect())
+    })));
+    out.push_str(&harnesses(
+        results
+            .iter()
+            .filter_map(|r| Some((r.name.as_str(), r.facts.python.as_ref()?))),
+    ));
     out.push_str(&thresholds(results));
     out
 }

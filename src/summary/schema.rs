@@ -2,6 +2,7 @@
 //! timeline interval.
 
 use crate::catalog::{Backend, PathKind};
+use crate::facts::CaseFacts;
 use crate::scenario::Shard;
 use crate::scenario::threshold::Op;
 use indexmap::IndexMap;
@@ -137,7 +138,11 @@ pub struct CaseSummary {
     #[serde(default)]
     pub started_unix_s: Option<f64>,
     pub interrupted: bool,
+    /// What a reader must know, as sentences: the path's explanations, then [`CaseFacts::notes`].
     pub notes: Vec<String>,
+    /// The figures behind the notes as typed fields (absent from summaries of 0.2.0 and before).
+    #[serde(default, skip_serializing_if = "CaseFacts::is_empty")]
+    pub facts: CaseFacts,
     /// Everything the case ran with.
     pub settings: CaseSettings,
     /// The case's thresholds as checked when it ended (absent from summaries before 0.2.0).

@@ -2,8 +2,9 @@
 //! the union of the shards' windows, settings summed where each shard took a share of the load.
 
 use super::timeline::{MergedTimeline, timeline};
+use crate::facts::CaseFacts;
 use crate::summary::{
-    CaseSettings, CaseSummary, LatencySummary, StageSummary, breakdown_of, decode_histogram,
+    CaseSettings, CaseSummary, LatencySummary, Mode, StageSummary, breakdown_of, decode_histogram,
     encode_histogram,
 };
 use hdrhistogram::Histogram;
@@ -51,6 +52,8 @@ pub(super) fn merge_case(
         None => MergedTimeline::default(),
     };
     notes.extend(merged_timeline.notes);
+    let facts = CaseFacts::merged(parts.iter().map(|p| &p.facts), first.mode == Mode::Open);
+    notes.extend(facts.notes());
     // Every field named (no `..first`): a field added to CaseSummary fails to compile here until merge
     // decides what to do with it.
     let case = CaseSummary {
@@ -83,6 +86,7 @@ pub(super) fn merge_case(
         started_unix_s: start,
         interrupted: parts.iter().any(|p| p.interrupted),
         notes,
+        facts,
         settings,
         thresholds: Vec::new(),
         timeline: merged_timeline.intervals,
@@ -133,8 +137,10 @@ fn add_parts(parts: &[&CaseSummary], name: &str) -> Result<Added, String> {
             entry.0.add(h).expect("same bounds");
             entry.1 += s.total_ns;
         }
+        // The sentences of a shard's figures are said again from the merged figures.
+        let figures = p.facts.notes();
         for n in &p.notes {
-            if !notes.contains(n) {
+            if !notes.contains(n) && !figures.contains(n) {
                 notes.push(n.clone());
             }
         }
