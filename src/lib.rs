@@ -2,7 +2,7 @@
 //!
 //! The modules form layers that import downward only (ARCHITECTURE.md has the map, and
 //! `tests/layers.rs` keeps it): the shared words (`catalog`, `endpoint`, `error`, `human`, `message`,
-//! `settle`, `stage`) -> `scenario` -> `record` -> `engine` -> `sink` -> `backend` -> `summary` ->
+//! `settle`, `stage`, `facts`) -> `scenario` -> `record` -> `engine` -> `sink` -> `backend` -> `summary` ->
 //! `profile` -> `run` -> `report` -> `cli`.
 
 pub mod backend;

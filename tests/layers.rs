@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // The shared words: import nothing of the crate.
     &[
-        "catalog", "endpoint", "error", "human", "message", "settle", "stage",
+        "catalog", "endpoint", "error", "facts", "human", "message", "settle", "stage",
     ],
     &["scenario"],
     &["record"],
