@@ -1,8 +1,8 @@
 //! The publishers: one module per backend, each with an [`crate::engine::Target`] implementation, and the
 //! dispatch from a case to the one that runs it.
 //!
-//! Adding a backend means: a variant in [`crate::catalog::Backend`] with its row in
-//! [`crate::catalog::BACKENDS`], a module here with a `Target`, and an arm in [`run_case`].
+//! Adding a backend touches the catalog, the scenario, this module and its tests: ARCHITECTURE.md's
+//! "Where to add" lists every step, in order.
 
 pub mod amqp;
 pub mod backoff;
