@@ -12,25 +12,26 @@
 #                                  interpreter with Celery, default target/celery-venv/bin/python)
 # Needs: a RabbitMQ on the URL, rabbitmqctl (to delete the ceiling queue), target/celery-venv (tests/run
 # creates it).
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 peer_url=${TASKBENCH_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672//}
 peer_py=${TASKBENCH_PYTHON:-target/celery-venv/bin/python}
 peer_cases=(amqp-celery-acquire amqp-celery-pooled amqp-kombu-pooled amqp-kombu-fresh)
 out=$(mktemp -d "${TMPDIR:-/tmp}/taskbench-amqp-bench.XXXXXX")
 
-cargo build --release --quiet
-tb=target/release/taskbench
+tb=$(bench_taskbench)
 
 echo "== taskbench: scenarios/celery-amqp.toml"
-"$tb" run scenarios/celery-amqp.toml --out "$out/paths" || true
+"$tb" run scenarios/celery-amqp.toml "${smoke_run_args[@]}" --out "$out/paths" || true
 
 echo "== peers: scenarios/celery-vs-taskbench.toml, cases ${peer_cases[*]}"
 if [ -x "$peer_py" ]; then
   # The scenario's own queue; each case purges it after itself.
+  case_args=()
+  for c in "${peer_cases[@]}"; do case_args+=(--case "$c"); done
   TASKBENCH_PYTHON="$peer_py" "$tb" run scenarios/celery-vs-taskbench.toml \
-    $(printf -- '--case %s ' "${peer_cases[@]}") --out "$out/peers" || true
+    "${case_args[@]}" "${smoke_run_args[@]}" --out "$out/peers" || true
 else
   echo "no $peer_py: run tests/run once to create the Celery venv (or set TASKBENCH_PYTHON); peers skipped"
 fi
@@ -70,7 +71,7 @@ EOF
 beam=$(pgrep -o -x beam.smp || true)
 cpu_ticks() { [ -n "$beam" ] && awk '{print $14 + $15}' "/proc/$beam/stat" || echo 0; }
 t0=$(date +%s.%N); c0=$(cpu_ticks)
-"$tb" run "$out/ceiling.toml" --out "$out/ceiling" || true
+"$tb" run "$out/ceiling.toml" "${smoke_run_args[@]}" --out "$out/ceiling" || true
 t1=$(date +%s.%N); c1=$(cpu_ticks)
 if [ -n "$beam" ]; then
   awk -v c="$((c1 - c0))" -v hz="$(getconf CLK_TCK)" -v t0="$t0" -v t1="$t1" -v n="$(nproc)" 'BEGIN {
@@ -84,47 +85,4 @@ if [ -x "$peer_py" ]; then  # rabbitmqctl cannot delete an exchange; kombu can
 fi
 
 echo "== ratios"
-python3 - "$out" <<'EOF'
-import json, sys
-out = sys.argv[1]
-tb = {c["name"]: c for c in json.load(open(f"{out}/paths/summary.json"))["cases"]}
-ceiling = {c["name"]: c for c in json.load(open(f"{out}/ceiling/summary.json"))["cases"]}
-try:
-    peers = {c["name"]: c for c in json.load(open(f"{out}/peers/summary.json"))["cases"]}
-except FileNotFoundError:
-    peers = {}
-def row(name, per_s, p50_us, errors=""):
-    print(f"  {name:28} {per_s:>10,.0f}/s   p50 {p50_us:>8.1f} us  {errors}")
-print("taskbench (one publisher):")
-for name, c in tb.items():
-    errs = c["errors"] and f"errors {c['errors']}" or ""
-    row(name, c["throughput_per_s"], c["latency_ns"]["p50"] / 1000, errs)
-print("peers (real Celery and kombu, one Python process each):")
-for name, c in peers.items():
-    errs = c["errors"] and f"errors {c['errors']}" or ""
-    row(name, c["throughput_per_s"], c["latency_ns"]["p50"] / 1000, errs)
-print("ceiling (confirms off unless named):")
-for name, c in ceiling.items():
-    errs = c["errors"] and f"errors {c['errors']}" or ""
-    row(name, c["throughput_per_s"], c["latency_ns"]["p50"] / 1000, errs)
-def per_s(case):
-    return case and case["throughput_per_s"]
-kept = per_s(peers.get("amqp-kombu-pooled"))
-send = per_s(peers.get("amqp-celery-acquire"))
-fresh = per_s(peers.get("amqp-kombu-fresh"))
-def ratio(a, b, what):
-    if a and b:
-        print(f"  {what:60} {a / b:6.1f}x")
-print("ratios:")
-ratio(tb.get("pooled-off", {}).get("throughput_per_s"), kept, "taskbench pooled confirm=off / kombu producer kept open")
-ratio(tb.get("pooled-off-pipelined", {}).get("throughput_per_s"), kept, "taskbench pooled confirm=off batch=64 / kombu producer kept open")
-ratio(tb.get("pooled-off", {}).get("throughput_per_s"), send, "taskbench pooled confirm=off / Celery apply_async as shipped (delay())")
-ratio(tb.get("pooled-batch", {}).get("throughput_per_s"), kept, "taskbench pooled confirm=batch / kombu producer kept open (no confirms)")
-ratio(tb.get("acquire-off", {}).get("throughput_per_s"), send, "taskbench acquire / Celery apply_async as shipped (both check out per publish)")
-ratio(tb.get("fresh-off", {}).get("throughput_per_s"), fresh, "taskbench fresh / kombu connection per publish")
-best = max(ceiling.values(), key=lambda c: c["throughput_per_s"])
-top = max((c for n, c in tb.items() if n.startswith("pooled-off")), key=lambda c: c["throughput_per_s"], default=None)
-if top:
-    ratio(top["throughput_per_s"], best["throughput_per_s"], f"best one-publisher case ({top['name']}) / broker ceiling ({best['name']})")
-print(f"run folder: {out}")
-EOF
+python3 -m bench.amqp_ratios "$out"

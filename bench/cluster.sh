@@ -11,18 +11,20 @@
 # The shared broker (5672/25672/15672) is never addressed: every rabbitmqctl call names a tb-* node and
 # runs with this run's HOME (cookie) and an empty rabbitmq-env.conf.
 #
-# Usage: bench/cluster.sh            (TB=path/to/taskbench, default target/release/taskbench;
-#                                     PUBLISHES=N to override the scenario's 20000; NODES=1 for one node)
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# Usage: bench/cluster.sh            (TASKBENCH_BIN=path/to/taskbench, default a release build of this
+#                                     checkout; PUBLISHES=N to override the scenario's 20000; NODES=1 for
+#                                     one node)
+TASKBENCH_BIN=${TASKBENCH_BIN:-${TB:-}}  # TB: this script's older name for it
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
-tb=${TB:-target/release/taskbench}
+tb=$(bench_taskbench)
 nodes=${NODES:-3}
+PUBLISHES=${PUBLISHES:-$(bench_count "" 200)}
 bin=/usr/lib/rabbitmq/bin
 names=(tb-a tb-b tb-c)
 base_port=5701
 hz=$(getconf CLK_TCK)
-[ -x "$tb" ] || { echo "no $tb: cargo build --release first (or TB=...)" >&2; exit 2; }
 [ -x "$bin/rabbitmq-server" ] || { echo "no $bin/rabbitmq-server" >&2; exit 2; }
 
 dir=$(mktemp -d "${TMPDIR:-/tmp}/taskbench-cluster.XXXXXX")
@@ -51,7 +53,7 @@ stop_all() {
   for i in "${!names[@]}"; do
     [ -f "$dir/${names[$i]}/pid" ] || continue
     pid=$(cat "$dir/${names[$i]}/pid" 2>/dev/null || true)
-    [[ "$pid" =~ ^[0-9]+$ ]] && vm_pids[$i]=$pid
+    [[ "$pid" =~ ^[0-9]+$ ]] && vm_pids[i]=$pid
   done
   for pid in "${vm_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   local deadline=$((SECONDS + 20))
@@ -60,7 +62,7 @@ stop_all() {
     if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
   done
   for pid in "${script_pids[@]}"; do
-    kill -0 "$pid" 2>/dev/null && kill -TERM "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then kill -TERM "$pid" 2>/dev/null || true; fi
   done
   local left=""
   for pid in "${vm_pids[@]}" "${script_pids[@]}"; do kill -0 "$pid" 2>/dev/null && left="$left $pid"; done
@@ -73,15 +75,16 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT TERM
 
-# What rabbitmq-server and rabbitmqctl need to find node $1 and only it.
+# node_env NODE: node_vars becomes what rabbitmq-server and rabbitmqctl need to find NODE and only it.
 node_env() {
   local n=$1
-  echo "HOME=$dir" "RABBITMQ_NODENAME=$n@localhost" "RABBITMQ_CONF_ENV_FILE=$dir/env.conf" \
-    "ERL_EPMD_ADDRESS=127.0.0.1" "RABBITMQ_CTL_DIST_PORT_MIN=35701" "RABBITMQ_CTL_DIST_PORT_MAX=35713"
+  node_vars=("HOME=$dir" "RABBITMQ_NODENAME=$n@localhost" "RABBITMQ_CONF_ENV_FILE=$dir/env.conf"
+    "ERL_EPMD_ADDRESS=127.0.0.1" "RABBITMQ_CTL_DIST_PORT_MIN=35701" "RABBITMQ_CTL_DIST_PORT_MAX=35713")
 }
 ctl() {  # ctl NODE ARGS...: rabbitmqctl on one of ours, bounded in time
   local n=$1; shift
-  bounded 120 env $(node_env "$n") "$bin/rabbitmqctl" -q -n "$n@localhost" "$@"
+  node_env "$n"
+  bounded 120 env "${node_vars[@]}" "$bin/rabbitmqctl" -q -n "$n@localhost" "$@"
 }
 
 : > "$dir/env.conf"
@@ -95,14 +98,15 @@ for ((i = 0; i < nodes; i++)); do
   mkdir -p "$d"
   echo "[]." > "$d/enabled_plugins"
   printf 'listeners.tcp.local = 127.0.0.1:%s\n' "$port" > "$d/rabbitmq.conf"
-  env $(node_env "$n") \
+  node_env "$n"
+  env "${node_vars[@]}" \
     RABBITMQ_NODE_PORT=$port RABBITMQ_DIST_PORT=$((port + 20000)) \
     RABBITMQ_CONFIG_FILE="$d/rabbitmq.conf" RABBITMQ_ADVANCED_CONFIG_FILE="$d/advanced.config" \
     RABBITMQ_ENABLED_PLUGINS_FILE="$d/enabled_plugins" RABBITMQ_PLUGINS_EXPAND_DIR="$d/plugins" \
     RABBITMQ_MNESIA_BASE="$d/mnesia" RABBITMQ_LOG_BASE="$d/log" RABBITMQ_PID_FILE="$d/pid" \
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}" \
     "$bin/rabbitmq-server" < /dev/null > "$d/server.out" 2>&1 &
-  script_pids[$i]=$!
+  script_pids[i]=$!
 done
 for ((i = 0; i < nodes; i++)); do
   n=${names[$i]}
@@ -113,7 +117,7 @@ for ((i = 0; i < nodes; i++)); do
     fi
     sleep 0.5
   done
-  vm_pids[$i]=$(cat "$dir/$n/pid")
+  vm_pids[i]=$(cat "$dir/$n/pid")
   echo "  $n@localhost up: amqp 127.0.0.1:$((base_port + i)), dist $((base_port + i + 20000)), beam.smp pid ${vm_pids[$i]}"
 done
 
@@ -128,12 +132,7 @@ if [ "$nodes" -gt 1 ]; then
   done
 fi
 ctl tb-a cluster_status --formatter json > "$dir/cluster_status.json"
-python3 - "$dir/cluster_status.json" <<'EOF'
-import json, sys
-s = json.load(open(sys.argv[1]))
-print("  running nodes:", ", ".join(sorted(s["running_nodes"])))
-print("  disk nodes:   ", ", ".join(sorted(s["disk_nodes"])))
-EOF
+python3 -m bench.cluster_table status "$dir/cluster_status.json"
 
 echo "== taskbench: scenarios/bench-cluster.toml against tb-a (127.0.0.1:$base_port), queues tb-cluster-$run_id-*"
 sed "s/queue = \"tb-cluster-/queue = \"tb-cluster-$run_id-/" scenarios/bench-cluster.toml > "$dir/bench-cluster.toml"
@@ -141,7 +140,7 @@ export TASKBENCH_AMQP_URL="amqp://guest:guest@127.0.0.1:$base_port/%2f"
 ticks() {  # utime + stime of every VM, in clock ticks, space-separated
   local pid out=""
   for pid in "${vm_pids[@]}"; do out="$out $(awk '{print $14 + $15}' "/proc/$pid/stat")"; done
-  echo $out
+  echo "${out# }"
 }
 publishes_arg=()
 [ -n "${PUBLISHES:-}" ] && publishes_arg=(--publishes "$PUBLISHES")
@@ -156,30 +155,7 @@ done
 echo "loadavg after:  $(cat /proc/loadavg)"
 
 echo "== results (one publisher, pooled, persistent, connected to tb-a; broker CPU = % of one core per node over the case)"
-python3 - "$dir" "$hz" "$nodes" <<'EOF'
-import json, sys
-d, hz, nodes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-names = ["tb-a", "tb-b", "tb-c"][:nodes]
-print(f"  {'case':18} {'publishes/s':>11} {'p50 us':>8} {'p99 us':>8} {'errors':>6} {'delivered':>9}   "
-      + "  ".join(f"{n:>5}" for n in names) + "   broker CPU us/publish")
-for line in open(f"{d}/cpu.txt"):
-    head, c0, c1 = line.split("|")
-    case, t0, t1 = head.split()
-    wall = float(t1) - float(t0)
-    c0, c1 = [int(x) for x in c0.split()], [int(x) for x in c1.split()]
-    per = [100 * (b - a) / hz / wall for a, b in zip(c0, c1)]
-    try:
-        c = json.load(open(f"{d}/runs/{case}/summary.json"))["cases"][0]
-    except Exception as e:
-        print(f"  {case:18} no summary ({e})"); continue
-    n = c["publishes_ok"] + c["warmup_ok"]  # the CPU window holds the warmup too
-    total_cpu_us = sum(b - a for a, b in zip(c0, c1)) / hz * 1e6
-    lat = c["latency_ns"]
-    errs = sum(c["errors"].values())
-    print(f"  {case:18} {c['throughput_per_s']:>11,.0f} {lat['p50'] / 1000:>8.1f} {lat['p99'] / 1000:>8.1f} "
-          f"{errs:>6} {str(c.get('delivered')):>9}   " + "  ".join(f"{p:>4.0f}%" for p in per)
-          + f"   {total_cpu_us / max(n, 1):>8.1f}  (over {wall:.1f} s, incl. connect, warmup, purge)")
-EOF
+python3 -m bench.cluster_table results "$dir" "$hz" "$nodes"
 
 # A quorum queue's message count in list_queues comes from periodically emitted stats (every 5 s by
 # default), so right after the purge it can still show the messages; wait that long before listing.

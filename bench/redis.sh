@@ -12,8 +12,8 @@
 # Deletes what it pushed: its own queue and redis-benchmark's `mylist` (it refuses to run if `mylist`
 # already exists); the Celery peers' cases delete their queue's lists themselves.
 # Takes about a minute and a half.
-set -euo pipefail
-cd "$(dirname "$0")/.."
+# shellcheck source=lib.sh
+source "$(dirname "$0")/lib.sh"
 
 url=${1:-${TASKBENCH_REDIS_URL:-redis://127.0.0.1:6379/0}}
 case "$url" in
@@ -28,19 +28,18 @@ port=${hostport##*:}
 cli=(redis-cli -h "$host" -p "$port")
 bench=(redis-benchmark -h "$host" -p "$port" -t lpush)
 
-N1=${N1:-60000}         # c=1 publishes
-N50=${N50:-200000}      # c=50 publishes
-NP=${NP:-400000}        # pipelined publishes
-NFRESH=${NFRESH:-5000}  # reconnect-per-publish publishes (each leaves a socket in TIME_WAIT)
-ROUNDS=${ROUNDS:-2}
+N1=${N1:-$(bench_count 60000 300)}           # c=1 publishes
+N50=${N50:-$(bench_count 200000 1000)}       # c=50 publishes
+NP=${NP:-$(bench_count 400000 2000)}         # pipelined publishes
+NFRESH=${NFRESH:-$(bench_count 5000 50)}     # reconnect-per-publish publishes (each leaves a socket in TIME_WAIT)
+ROUNDS=${ROUNDS:-$(bench_count 2 1)}
 
 if [ "$("${cli[@]}" EXISTS mylist)" != 0 ]; then
   echo "bench/redis.sh: key 'mylist' exists on $host:$port; redis-benchmark LPUSHes to it, so this will not run" >&2
   exit 2
 fi
 
-cargo build --release --quiet
-tb=target/release/taskbench
+tb=$(bench_taskbench)
 queue="taskbench-bench-$$"
 work=$(mktemp -d)
 trap 'rm -rf "$work"; "${cli[@]}" DEL "$queue" mylist >/dev/null' EXIT
@@ -68,7 +67,7 @@ write_case() {
 taskbench_case() {
   write_case "$work/$1.toml" "$@"
   "$tb" run "$work/$1.toml" --out "$work/$1" --force --format json |
-    python3 -c 'import json,sys; c=json.load(sys.stdin)["cases"][0]; assert not c["errors"], c["errors"]; print(round(c["throughput_per_s"]), round(c["latency_ns"]["p50"]/1000, 1))'
+    python3 -m bench.summary - --no-errors '{throughput_per_s:.0f} {latency_ns.p50_us:.1f}'
 }
 
 # redis_benchmark ARGS... -> prints "throughput p50_us"
@@ -79,7 +78,7 @@ redis_benchmark() {
 }
 
 best() { sort -n -r | head -1; }
-ratio() { python3 -c "print(f'{$1 / $2:.2f}')"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f\n", a / b }'; }
 
 # The envelope's size, so redis-benchmark pushes values of the same size.
 write_case "$work/size.toml" probe 1 1 'path = "pooled"\nkeep = true\nwarmup = 0'
@@ -93,7 +92,7 @@ counts=("$N1" "$N50" "$NP" "$NFRESH")
 concurrency=(1 50 50 1)
 keys=('path = "pooled"' 'path = "pooled"' 'path = "pooled"\nbatch = 32' 'path = "fresh"\nkombu_handshake = false')
 peers=("-c 1" "-c 50" "-c 50 -P 32" "-c 1 -k 0")
-for round in $(seq "$ROUNDS"); do
+for _ in $(seq "$ROUNDS"); do
   for i in "${!labels[@]}"; do
     TOKIO_WORKER_THREADS=1 taskbench_case "pair$i-1t" "${counts[$i]}" "${concurrency[$i]}" "${keys[$i]}" >>"$work/pair$i.t1"
     TOKIO_WORKER_THREADS=$(nproc) taskbench_case "pair$i" "${counts[$i]}" "${concurrency[$i]}" "${keys[$i]}" >>"$work/pair$i.tn"
@@ -116,18 +115,28 @@ done
 
 echo
 echo "other taskbench paths, default threads (no redis-benchmark peer):"
-printf '  %-34s %9s tasks/s, p50 %s µs\n' "fresh (kombu handshake) c=1" $(taskbench_case fresh "$NFRESH" 1 'path = "fresh"')
-printf '  %-34s %9s tasks/s, p50 %s µs\n' "acquire c=1 (bb8, pool_size 10)" $(taskbench_case acquire "$N1" 1 'path = "acquire"')
-printf '  %-34s %9s tasks/s, p50 %s µs\n' "pooled c=50 multiplexed" $(taskbench_case pooled-mux "$N50" 50 'path = "pooled"\nmultiplexed = true')
+# other LABEL NAME PUBLISHES CONCURRENCY EXTRA-KEYS: one taskbench case, one line.
+other() {
+  local label=$1 line tput p50
+  shift
+  line=$(taskbench_case "$@")
+  read -r tput p50 <<<"$line"
+  printf '  %-34s %9s tasks/s, p50 %s µs\n' "$label" "$tput" "$p50"
+}
+other "fresh (kombu handshake) c=1" fresh "$NFRESH" 1 'path = "fresh"'
+other "acquire c=1 (bb8, pool_size 10)" acquire "$N1" 1 'path = "acquire"'
+other "pooled c=50 multiplexed" pooled-mux "$N50" 50 'path = "pooled"\nmultiplexed = true'
 
 python=${TASKBENCH_PYTHON:-target/celery-venv/bin/python}
 peer_cases=(redis-celery-acquire redis-celery-pooled redis-kombu-pooled redis-kombu-fresh)
 if [ -x "$python" ]; then
   echo
   echo "Celery/kombu on the same server (scenarios/celery-vs-taskbench.toml: ${peer_cases[*]}):"
+  case_args=()
+  for c in "${peer_cases[@]}"; do case_args+=(--case "$c"); done
   TASKBENCH_PYTHON="$python" TASKBENCH_REDIS_URL="$url" "$tb" run scenarios/celery-vs-taskbench.toml \
-    $(printf -- '--case %s ' "${peer_cases[@]}") --out "$work/peers" | sed 's/^/  /'
-  send_task=$(python3 -c 'import json,sys; print(round(next(c for c in json.load(open(sys.argv[1]))["cases"] if c["name"] == "redis-celery-acquire")["throughput_per_s"]))' "$work/peers/summary.json")
+    "${case_args[@]}" "${smoke_run_args[@]}" --out "$work/peers" | sed 's/^/  /'
+  send_task=$(python3 -m bench.summary "$work/peers/summary.json" --case redis-celery-acquire '{throughput_per_s:.0f}')
   pooled=$(cat "$work/pair0.t1" "$work/pair0.tn" | best | cut -d' ' -f1)
   printf 'taskbench pooled c=1 (best above): %s tasks/s = %sx Celery apply_async as shipped (delay(): %s tasks/s)\n' \
     "$pooled" "$(ratio "$pooled" "$send_task")" "$send_task"

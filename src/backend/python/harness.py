@@ -152,7 +152,8 @@ def load_app(cfg):
                 obj = getattr(obj, part)
         except Exception as exc:  # the user's code: anything can happen on import
             fail("setup", f"celery_app {spec!r} could not be loaded: {type(exc).__name__}: {exc}"
-                          f" (sys.path[0] = {sys.path[0]!r}; set pythonpath to the directory {module.split('.')[0]} is in)")
+                          f" (sys.path[0] = {sys.path[0]!r};"
+                          f" set pythonpath to the directory {module.split('.')[0]} is in)")
         if not isinstance(obj, Celery):
             fail("setup", f"celery_app {spec!r} is a {type(obj).__name__}, not a Celery app")
         app = obj
@@ -209,7 +210,7 @@ def celery_publisher(cfg):
 def kombu_publisher(cfg):
     import socket
 
-    from kombu import Connection, Producer, Queue, Exchange
+    from kombu import Connection, Exchange, Producer, Queue
     from kombu.pools import producers
 
     url, queue, name = cfg["url"], cfg["queue"], cfg["task"]

@@ -1,0 +1,277 @@
+//! Smoke runs of the bench/ scripts: each runs once in its smoke mode (BENCH_SMOKE=1: tiny counts, one
+//! round) on this build's binary, and must exit 0 and print its result lines. This checks that a script
+//! still runs (its flags, the scenarios and summary.json fields it reads), never what it measures. A script
+//! that needs a broker, a binary or the Celery venv skips without it, as the broker tests do.
+
+mod common;
+
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The scripts measure CPU and share brokers and fixed queue names: one at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+/// A script that runs longer than this is stuck: it is stopped with everything it started.
+const HANG: Duration = Duration::from_secs(600);
+
+/// What a script needs besides this build's binary.
+enum Need {
+    /// The RabbitMQ of the tests (TASKBENCH_AMQP_URL) and `rabbitmqctl` allowed to reach it.
+    RabbitMq,
+    /// The Redis of the tests (TASKBENCH_REDIS_URL).
+    Redis,
+    /// A program on PATH (or at this absolute path).
+    Program(&'static str),
+    /// The Celery venv (TASKBENCH_PYTHON) with py-spy next to its python.
+    PySpy,
+}
+
+/// Why `need` is missing, or `None` when it is there.
+fn missing(need: &Need) -> Option<String> {
+    match need {
+        Need::RabbitMq => {
+            let url = common::amqp_url();
+            let parsed: lapin::uri::AMQPUri = url.parse().expect("TASKBENCH_AMQP_URL parses");
+            let addr = format!("{}:{}", parsed.authority.host, parsed.authority.port);
+            let ctl_ok = Command::new("rabbitmqctl")
+                .args(["-q", "status"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if !common::reachable(&addr) {
+                Some(format!("no RabbitMQ reachable at {addr}"))
+            } else if !ctl_ok {
+                Some("rabbitmqctl cannot reach the RabbitMQ node".into())
+            } else {
+                None
+            }
+        }
+        Need::Redis => {
+            let url = common::redis_url();
+            let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).ok();
+            let up = info.is_some_and(|info| match info.addr() {
+                redis::ConnectionAddr::Tcp(host, port) => {
+                    common::reachable(&format!("{host}:{port}"))
+                }
+                _ => false,
+            });
+            (!up).then(|| format!("no Redis reachable at {url}"))
+        }
+        Need::Program(name) => {
+            (!on_path(name)).then(|| format!("{name} is not installed (not on PATH)"))
+        }
+        Need::PySpy => match common::celery_python() {
+            None => Some("TASKBENCH_PYTHON is not set (run the tests with tests/run)".into()),
+            Some(python) => {
+                let py_spy = python.with_file_name("py-spy");
+                (!py_spy.exists()).then(|| format!("no py-spy at {}", py_spy.display()))
+            }
+        },
+    }
+}
+
+fn on_path(program: &str) -> bool {
+    if Path::new(program).is_absolute() {
+        return Path::new(program).exists();
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
+}
+
+/// The calling test's name, from its thread (`cargo test` names each test's thread after it).
+fn test_name() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or("bench_smoke");
+    name.rsplit("::").next().unwrap_or(name).to_string()
+}
+
+/// Runs `bench/<script> ARGS` in smoke mode with `env`, after checking `needs` (skipping the test when one
+/// is missing: `None`); asserts it exits 0 and returns its output (stdout, then stderr: `/usr/bin/time` and
+/// progress write there).
+fn smoke(script: &str, args: &[&str], env: &[(&str, &str)], needs: &[Need]) -> Option<String> {
+    let test = test_name();
+    if let Some(why) = needs.iter().find_map(missing) {
+        common::skip(&test, &why);
+        return None;
+    }
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // Run folders the scripts keep (and mktemp's) go to a folder of the test's own, removed after.
+    let tmp = tempfile::tempdir().unwrap();
+    // Output goes to files, not pipes: a daemon the script starts (epmd) may keep a pipe open for good.
+    let (stdout_file, stderr_file) = (tmp.path().join("stdout"), tmp.path().join("stderr"));
+    let mut command = Command::new(root.join("bench").join(script));
+    command
+        .args(args)
+        .env("BENCH_SMOKE", "1")
+        .env("TASKBENCH_BIN", env!("CARGO_BIN_EXE_taskbench"))
+        .env("TMPDIR", tmp.path())
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(File::create(&stdout_file).unwrap())
+        .stderr(File::create(&stderr_file).unwrap())
+        // A group of its own, so that a hung script is stopped with the servers it started.
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = command.spawn().expect("start the bench script");
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > HANG {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("bench/{script} still ran after {HANG:?}: stopped");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&stdout_file).unwrap();
+    let stderr = std::fs::read_to_string(&stderr_file).unwrap();
+    eprintln!(
+        "bench/{script} ({:.1?}):\n{stdout}{stderr}",
+        started.elapsed()
+    );
+    assert!(
+        status.success(),
+        "bench/{script} failed ({status}):\n--- stdout\n{stdout}--- stderr\n{stderr}"
+    );
+    Some(stdout + &stderr)
+}
+
+/// Asserts that `output` has a line containing every one of `parts`.
+#[track_caller]
+fn assert_line(output: &str, parts: &[&str]) {
+    assert!(
+        output
+            .lines()
+            .any(|line| parts.iter().all(|p| line.contains(p))),
+        "no line with {parts:?} in:\n{output}"
+    );
+}
+
+#[test]
+fn raw() {
+    let Some(out) = smoke("raw.sh", &[], &[], &[Need::Program("/usr/bin/time")]) else {
+        return;
+    };
+    for case in ["unix-raw-stages-on", "unix-raw-stages-off"] {
+        assert_line(&out, &[case, "/s", "ns/publish", "errors 0"]);
+    }
+    assert_line(&out, &["2000 publishes: max RSS", "KiB"]);
+}
+
+#[test]
+fn profile() {
+    // Redis is optional: without it the script prints the raw rows and says it skipped the Redis ones.
+    let Some(out) = smoke("profile.sh", &[], &[], &[]) else {
+        return;
+    };
+    assert_line(
+        &out,
+        &["--profile cpu", "unix-raw-trace-all", "/s", "errors 0"],
+    );
+    if missing(&Need::Redis).is_none() {
+        assert_line(
+            &out,
+            &["--profile cpu", "redis-pooled-trace-all", "errors 0"],
+        );
+    }
+}
+
+#[test]
+fn publishers() {
+    let Some(out) = smoke("publishers.sh", &[], &[], &[Need::Program("/usr/bin/time")]) else {
+        return;
+    };
+    assert_line(&out, &["100 publishers: max RSS", "MiB", "0 errors"]);
+}
+
+#[test]
+fn interrupt() {
+    let Some(out) = smoke("interrupt.sh", &[], &[], &[Need::Program("redis-server")]) else {
+        return;
+    };
+    assert_line(&out, &["redis SIGSTOPped: exit", "ms after SIGINT"]);
+    assert_line(&out, &["open loop at 0.1/s: exit", "ms after SIGINT"]);
+}
+
+#[test]
+fn broker_cpu() {
+    let needs = [Need::RabbitMq, Need::Redis];
+    let Some(out) = smoke("broker-cpu.sh", &[], &[], &needs) else {
+        return;
+    };
+    for case in ["amqp-taskbench-pooled", "redis-taskbench-acquire"] {
+        assert_line(&out, &[case, "/s", "broker CPU"]);
+    }
+}
+
+#[test]
+fn redis() {
+    let needs = [
+        Need::Redis,
+        Need::Program("redis-cli"),
+        Need::Program("redis-benchmark"),
+    ];
+    let url = common::redis_url();
+    let Some(out) = smoke("redis.sh", &[&url], &[], &needs) else {
+        return;
+    };
+    assert_line(&out, &["pooled batch=32 c=50", "-c 50 -P 32"]);
+    assert_line(&out, &["pooled c=50 multiplexed", "tasks/s"]);
+    if common::celery_python().is_some() {
+        assert_line(&out, &["Celery apply_async as shipped"]);
+    }
+}
+
+#[test]
+fn amqp() {
+    let Some(out) = smoke("amqp.sh", &[], &[], &[Need::RabbitMq]) else {
+        return;
+    };
+    assert_line(&out, &["pooled-off", "/s", "p50"]);
+    assert_line(&out, &["pooled-x4-4conn-b64", "/s"]);
+    assert_line(&out, &["best one-publisher case", "broker ceiling"]);
+}
+
+#[test]
+fn amqp_cost() {
+    let needs = [Need::RabbitMq, Need::Program("strace")];
+    let Some(out) = smoke("amqp-cost.sh", &[], &[], &needs) else {
+        return;
+    };
+    assert_line(&out, &["CPU PER PUBLISH:", "µs"]);
+    assert_line(&out, &["SYSCALLS PER PUBLISH (strace):"]);
+}
+
+#[test]
+fn pywall() {
+    let needs = [Need::RabbitMq, Need::Redis, Need::PySpy];
+    let Some(out) = smoke("pywall.sh", &[], &[], &needs) else {
+        return;
+    };
+    for mode in ["none", "cpu", "both"] {
+        assert_line(&out, &[mode, "amqp-celery-acquire", "us"]);
+    }
+    assert_line(&out, &["medians:"]);
+}
+
+#[test]
+fn cluster() {
+    // One node of its own (not the shared broker): starting three would take minutes on a small machine.
+    let needs = [Need::Program("/usr/lib/rabbitmq/bin/rabbitmq-server")];
+    let Some(out) = smoke("cluster.sh", &[], &[("NODES", "1")], &needs) else {
+        return;
+    };
+    assert_line(&out, &["running nodes:", "tb-a@localhost"]);
+    for case in ["classic-each", "quorum-window-64"] {
+        assert_line(&out, &[case, "%"]);
+    }
+    assert_line(&out, &["stopped by PID: VMs"]);
+}
