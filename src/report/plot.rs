@@ -35,12 +35,10 @@ fn draw(
         paint(&root)?;
         root.present().map_err(|e| e.to_string())?;
     }
-    // Scale with the page instead of a fixed pixel size.
+    // Scale with the page instead of a fixed pixel size (plotters writes the viewBox itself).
     Ok(svg.replacen(
         &format!("width=\"{width}\" height=\"{height}\""),
-        &format!(
-            "width=\"100%\" viewBox=\"0 0 {width} {height}\" preserveAspectRatio=\"xMinYMin meet\""
-        ),
+        "width=\"100%\" preserveAspectRatio=\"xMinYMin meet\"",
         1,
     ))
 }
