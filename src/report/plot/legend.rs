@@ -25,7 +25,7 @@ const TOP: i32 = 44;
 const ROW: i32 = 18;
 const SWATCH: i32 = 22;
 /// Width of one character at the legend's font size, a little more than the average of sans-serif faces.
-const CHAR_PX: f64 = 6.4;
+const CHAR_PX: f64 = 6.0;
 /// Names longer than this are cut (the table lists them whole).
 const MAX_CHARS: usize = 40;
 

@@ -18,7 +18,7 @@ const SHORT: usize = 2;
 /// Highest over lowest figure from which the throughput axis is logarithmic (the p99 axis always is).
 const LOG_FROM_RATIO: f64 = 20.0;
 /// Width of one character of a label at its font size, a little more than the average of sans-serif faces.
-const CHAR_PX: f64 = 5.9;
+const CHAR_PX: f64 = 5.4;
 
 /// Which figure of the timeline to draw.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
