@@ -1,7 +1,9 @@
 //! report.html end to end: written into every run folder, redrawn by `taskbench report` (with a baseline),
-//! self-contained, and loaded in a real browser (headless Chromium from the distribution): no console
-//! message at all, a screenshot that is not blank, and every case on the page. Without Chromium the browser
-//! test skips (fails under TASKBENCH_REQUIRE_BROKERS=1; .ci/run installs it).
+//! self-contained, readable at fourteen cases (legends beside the plots, a colour per case, a throughput
+//! axis that shows a 1,000/s and a 35,000/s case, a short case named in place, the notes said once and
+//! folded away below the plots), and loaded in a real browser (headless Chromium from the distribution):
+//! no console message at all, a screenshot that is not blank, and every case on the page. Without Chromium
+//! the browser test skips (fails under TASKBENCH_REQUIRE_BROKERS=1; .ci/run installs it).
 
 mod common;
 
@@ -29,6 +31,134 @@ fn runs() -> &'static (PathBuf, PathBuf) {
             out
         };
         (run("a", &CASES), run("b", &CASES[..2]))
+    })
+}
+
+/// Fourteen local cases as a Celery-vs-taskbench run has them: eight open-loop cases at 500 to 2,000/s
+/// lasting about half a second (several points each), four closed-loop ones going as fast as they can
+/// (tens of thousands a second, one or two points), two of a few dozen publishes.
+const FOURTEEN: &str = r#"
+name = "fourteen"
+publishes = 500
+warmup = 20
+interval = "100ms"
+
+[[case]]
+name = "unix-fresh-1k"
+backend = "unix"
+path = "fresh"
+rate = 1000
+
+[[case]]
+name = "tcp-fresh-1k"
+backend = "tcp"
+path = "fresh"
+rate = 1000
+
+[[case]]
+name = "fifo-fresh-1k"
+backend = "fifo"
+path = "fresh"
+rate = 1000
+
+[[case]]
+name = "unix-raw-1k"
+backend = "unix"
+path = "raw"
+rate = 1000
+
+[[case]]
+name = "tcp-raw-1k"
+backend = "tcp"
+path = "raw"
+rate = 1000
+
+[[case]]
+name = "fifo-raw-1k"
+backend = "fifo"
+path = "raw"
+rate = 1000
+
+[[case]]
+name = "unix-fresh-2k"
+backend = "unix"
+path = "fresh"
+rate = 2000
+publishes = 1000
+
+[[case]]
+name = "tcp-fresh-500"
+backend = "tcp"
+path = "fresh"
+rate = 500
+publishes = 250
+
+[[case]]
+name = "unix-raw"
+backend = "unix"
+path = "raw"
+publishes = 5000
+
+[[case]]
+name = "tcp-raw"
+backend = "tcp"
+path = "raw"
+publishes = 5000
+
+[[case]]
+name = "fifo-raw"
+backend = "fifo"
+path = "raw"
+publishes = 5000
+
+[[case]]
+name = "unix-fresh"
+backend = "unix"
+path = "fresh"
+publishes = 2000
+
+[[case]]
+name = "tcp-raw-short"
+backend = "tcp"
+path = "raw"
+publishes = 40
+
+[[case]]
+name = "unix-fresh-short"
+backend = "unix"
+path = "fresh"
+publishes = 30
+"#;
+
+/// The case names of [`FOURTEEN`], in order.
+fn fourteen_names() -> Vec<&'static str> {
+    FOURTEEN
+        .lines()
+        .filter_map(|l| l.strip_prefix("name = \""))
+        .filter_map(|l| l.strip_suffix('"'))
+        .skip(1)
+        .collect()
+}
+
+/// The run folder of [`FOURTEEN`] (made once).
+fn fourteen() -> &'static PathBuf {
+    static RUN: OnceLock<PathBuf> = OnceLock::new();
+    RUN.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("report-fourteen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let scenario = dir.join("fourteen.toml");
+        std::fs::write(&scenario, FOURTEEN).unwrap();
+        let out = dir.join("run");
+        taskbench()
+            .arg("run")
+            .arg(&scenario)
+            .arg("--out")
+            .arg(&out)
+            .assert()
+            .code(0);
+        out
     })
 }
 
@@ -88,6 +218,242 @@ fn report_redraws_a_run_and_compares_it_with_a_baseline() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("is not a run folder"));
+}
+
+/// The inline SVG of report.html's plot `id`.
+fn plot_svg(html: &str, id: &str) -> String {
+    let open = format!("id=\"{id}\">");
+    let start = html
+        .find(&format!("{open}<svg"))
+        .unwrap_or_else(|| panic!("no {id} plot"))
+        + open.len();
+    let end = start + html[start..].find("</svg>").unwrap() + "</svg>".len();
+    html[start..end].to_string()
+}
+
+/// A rectangle in an SVG's pixels.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    left: f64,
+    top: f64,
+    right: f64,
+    bottom: f64,
+}
+
+impl Bounds {
+    fn contains(&self, (x, y): (f64, f64)) -> bool {
+        (self.left..=self.right).contains(&x) && (self.top..=self.bottom).contains(&y)
+    }
+}
+
+fn attr(n: roxmltree::Node, name: &str) -> f64 {
+    n.attribute(name)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no number {name} in {n:?}"))
+}
+
+/// The plot area: what the mesh covers. plotters draws the grid (and an error's red cross, left out)
+/// as `<line>`s, the axes, the data and the legend's marks as other elements.
+fn plot_area(doc: &roxmltree::Document) -> Bounds {
+    let mut b = Bounds {
+        left: f64::MAX,
+        top: f64::MAX,
+        right: f64::MIN,
+        bottom: f64::MIN,
+    };
+    for n in doc.descendants().filter(|n| n.has_tag_name("line")) {
+        if n.attribute("stroke") == Some("#FF0000") {
+            continue;
+        }
+        for (x, y) in [("x1", "y1"), ("x2", "y2")] {
+            b.left = b.left.min(attr(n, x));
+            b.right = b.right.max(attr(n, x));
+            b.top = b.top.min(attr(n, y));
+            b.bottom = b.bottom.max(attr(n, y));
+        }
+    }
+    assert!(b.left < b.right && b.top < b.bottom, "no mesh: {b:?}");
+    b
+}
+
+/// Each `<text>`'s anchor and content.
+fn texts(doc: &roxmltree::Document) -> Vec<((f64, f64), String)> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .map(|n| {
+            let text = n.text().unwrap_or_default().trim().to_string();
+            ((attr(n, "x"), attr(n, "y")), text)
+        })
+        .collect()
+}
+
+/// The points of each line drawn in `colour` (`#RRGGBB`) at 2 px inside `area`: a case's line.
+fn case_lines(doc: &roxmltree::Document, area: Bounds, colour: &str) -> Vec<Vec<(f64, f64)>> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("polyline"))
+        .filter(|n| {
+            n.attribute("stroke")
+                .is_some_and(|s| s.eq_ignore_ascii_case(colour))
+                && n.attribute("stroke-width") == Some("2")
+        })
+        .map(|n| {
+            n.attribute("points")
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.split_once(','))
+                .map(|(x, y)| (x.parse().unwrap(), y.parse().unwrap()))
+                .collect::<Vec<(f64, f64)>>()
+        })
+        .filter(|points| points.iter().all(|p| area.contains(*p)))
+        .collect()
+}
+
+/// Each case's swatch colour in report.html's table, by case name.
+fn table_colours(html: &str, names: &[&str]) -> Vec<String> {
+    names
+        .iter()
+        .map(|name| {
+            let row = &html[html
+                .find(&format!("data-case=\"{name}\""))
+                .unwrap_or_else(|| panic!("{name} not in the table"))..];
+            let at = row.find("background: ").unwrap() + "background: ".len();
+            row[at..at + 7].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn at_fourteen_cases_legends_stand_beside_the_plots_and_every_case_has_its_own_colour() {
+    let names = fourteen_names();
+    assert_eq!(names.len(), 14);
+    let html = std::fs::read_to_string(fourteen().join("report.html")).unwrap();
+    let colours = table_colours(&html, &names);
+    for (k, c) in colours.iter().enumerate() {
+        assert!(
+            !colours[..k].contains(c),
+            "{} has the colour of {}: {c}",
+            names[k],
+            names[colours.iter().position(|o| o == c).unwrap()]
+        );
+    }
+    for id in ["spectrum", "throughput", "p99"] {
+        let svg = plot_svg(&html, id);
+        let doc = roxmltree::Document::parse(&svg).unwrap();
+        let area = plot_area(&doc);
+        let texts = texts(&doc);
+        for (name, colour) in names.iter().zip(&colours) {
+            let (at, _) = texts
+                .iter()
+                .find(|(_, t)| t == name)
+                .unwrap_or_else(|| panic!("{name} has no legend entry in the {id} plot"));
+            // Text runs rightwards from its anchor: an anchor right of the plot area keeps it out.
+            assert!(
+                at.0 > area.right,
+                "{name}'s legend entry at {at:?} is inside the {id} plot area {area:?}"
+            );
+            let mark = doc.descendants().find(|n| {
+                n.has_tag_name("circle")
+                    && attr(*n, "cx") > area.right
+                    && (attr(*n, "cy") - at.1).abs() < 2.0
+            });
+            let fill = mark.and_then(|n| n.attribute("fill")).unwrap_or_default();
+            assert!(
+                fill.eq_ignore_ascii_case(colour),
+                "{name}'s legend mark in the {id} plot is {fill}, its table swatch {colour}"
+            );
+            assert!(
+                !case_lines(&doc, area, colour).is_empty(),
+                "{name} has no line in the {id} plot"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_throughput_axis_shows_a_1000_per_s_case_and_a_35000_per_s_one_and_a_short_case_is_named() {
+    let names = fourteen_names();
+    let html = std::fs::read_to_string(fourteen().join("report.html")).unwrap();
+    let colours = table_colours(&html, &names);
+    let colour = |name: &str| &colours[names.iter().position(|n| *n == name).unwrap()];
+    let svg = plot_svg(&html, "throughput");
+    let doc = roxmltree::Document::parse(&svg).unwrap();
+    let area = plot_area(&doc);
+    let texts = texts(&doc);
+    for label in ["1,000", "10,000"] {
+        assert!(
+            texts.iter().any(|(_, t)| t == label),
+            "the throughput axis has no {label} label"
+        );
+    }
+    // 1,000/s and 2,000/s lie apart, not both flat at the bottom of an axis made for 35,000/s.
+    let mean_y = |name: &str| {
+        let points: Vec<(f64, f64)> = case_lines(&doc, area, colour(name)).concat();
+        points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64
+    };
+    let (one, two) = (mean_y("unix-fresh-1k"), mean_y("unix-fresh-2k"));
+    assert!(
+        one - two > 15.0,
+        "1,000/s at y {one:.0} and 2,000/s at y {two:.0} are drawn too close (plot {area:?})"
+    );
+    // A case of a few dozen publishes is named (with how long it ran) where it is drawn, in the plot.
+    let (at, _) = texts
+        .iter()
+        .find(|(_, t)| t.starts_with("tcp-raw-short ("))
+        .expect("the short case has no label");
+    assert!(
+        area.contains(*at),
+        "the short case's label at {at:?} is outside the plot {area:?}"
+    );
+    let dots = doc.descendants().filter(|n| {
+        n.has_tag_name("circle")
+            && n.attribute("fill")
+                .is_some_and(|f| f.eq_ignore_ascii_case(colour("tcp-raw-short")))
+            && area.contains((attr(*n, "cx"), attr(*n, "cy")))
+    });
+    assert!(
+        dots.map(|n| attr(n, "r")).any(|r| r >= 4.0),
+        "the short case has no visible marker"
+    );
+}
+
+#[test]
+fn notes_are_said_once_and_folded_away_below_the_plots() {
+    let html = std::fs::read_to_string(fourteen().join("report.html")).unwrap();
+    // Every case's sink note is the same: said once, for all cases, inside the closed notes.
+    let note = "the sink reads asynchronously";
+    assert_eq!(html.matches(note).count(), 1, "said more than once");
+    let details = html
+        .find("<details id=\"notes\">")
+        .expect("no closed notes");
+    let last_plot = html.find("id=\"p99\"").unwrap();
+    let at = html.find(note).unwrap();
+    assert!(
+        last_plot < details && details < at,
+        "the notes are not below the plots, folded"
+    );
+    let heading = html[details..at]
+        .rfind("<h3>")
+        .map(|h| &html[details + h..at]);
+    assert!(
+        heading.is_some_and(|h| h.starts_with("<h3>all cases</h3>")),
+        "not under 'all cases': {heading:?}"
+    );
+    // The eight open-loop cases' lag is one note, with each case's figures in its table.
+    assert_eq!(html.matches("open loop at ").count(), 1);
+    let figures = &html[at..];
+    for case in ["unix-fresh-1k", "tcp-fresh-500", "unix-fresh-2k"] {
+        assert!(
+            figures.contains(&format!("<tr><td>{case}</td>")),
+            "{case} has no lag row"
+        );
+    }
+    // Between the table and the first plot: no note.
+    let table_end = html.find("</table>").unwrap();
+    let first_plot = html.find("id=\"spectrum\"").unwrap();
+    assert!(
+        !html[table_end..first_plot].contains("<li>"),
+        "a note under the table"
+    );
 }
 
 /// The distribution's Chromium, if installed.
@@ -163,7 +529,7 @@ fn the_report_loads_in_a_browser_without_a_console_message() {
         common::skip(test, "no chromium on PATH (apt-get install chromium)");
         return;
     };
-    let (a, _) = runs();
+    let page = fourteen().join("report.html");
     let dir = tempfile::tempdir().unwrap();
 
     // The check sees a console error: a page that logs one is caught.
@@ -179,7 +545,7 @@ fn the_report_loads_in_a_browser_without_a_console_message() {
         "the console check sees nothing: {console:?}"
     );
 
-    let (console, shot) = load(&browser, &a.join("report.html"), dir.path());
+    let (console, shot) = load(&browser, &page, dir.path());
     assert!(console.is_empty(), "console messages: {console:#?}");
     let share = ink(&shot);
     assert!(
@@ -188,7 +554,7 @@ fn the_report_loads_in_a_browser_without_a_console_message() {
         share * 100.0
     );
 
-    // Every case is on the rendered page (the DOM after load).
+    // Every case is on the rendered page (the DOM after load), and the notes are folded: closed.
     let profile = tempfile::tempdir().unwrap();
     let dom = std::process::Command::new(&browser)
         .args([
@@ -199,11 +565,15 @@ fn the_report_loads_in_a_browser_without_a_console_message() {
             "--dump-dom",
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
-        .arg(format!("file://{}", a.join("report.html").display()))
+        .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
     let dom = String::from_utf8_lossy(&dom.stdout);
-    for case in CASES {
+    assert!(
+        dom.contains("<details id=\"notes\"><summary>"),
+        "the notes are not in a closed <details>"
+    );
+    for case in fourteen_names() {
         assert!(
             dom.contains(&format!("data-case=\"{case}\"")),
             "{case} not in the page"

@@ -1,8 +1,11 @@
 //! `report.html`: one self-contained page per run folder (no network: plots are inline SVG, flamegraphs
-//! embedded as data URIs) with the side-by-side table and notes, every case's percentile spectrum,
-//! throughput and p99 over time, the per-stage breakdown and the flamegraphs; with a baseline, the
-//! comparison of `taskbench compare`. Rendered from summary.json (and the folder's flamegraph SVGs), so
-//! `taskbench report` can redraw any run folder.
+//! embedded as data URIs) with the side-by-side table and what went wrong, every case's percentile
+//! spectrum, throughput and p99 over time, the per-stage breakdown, the notes (each said once, folded
+//! away) and the flamegraphs; with a baseline, the comparison of `taskbench compare`. Rendered from
+//! summary.json (and the folder's flamegraph SVGs), so `taskbench report` can redraw any run folder.
+
+mod figures;
+mod notes;
 
 use crate::human::{human_count, human_ns};
 use crate::report::compare::Comparison;
@@ -23,8 +26,12 @@ struct Page<'a> {
     version: &'a str,
     interrupted: bool,
     cases: Vec<Row>,
-    notes: Vec<String>,
-    thresholds: Vec<ThresholdLine>,
+    /// Whether any case has thresholds (the table shows their column).
+    thresholds: bool,
+    problems: Vec<String>,
+    note_groups: Vec<notes::NoteGroup>,
+    /// How many notes the groups hold.
+    note_count: usize,
     comparison: Option<CompareView>,
     spectrum: String,
     throughput: String,
@@ -48,15 +55,9 @@ struct Row {
     p99: String,
     p999: String,
     max: String,
-}
-
-#[derive(Serialize)]
-struct ThresholdLine {
-    case: String,
-    metric: String,
-    expression: String,
-    passed: bool,
-    actual: String,
+    /// The thresholds in a word, or the failed ones.
+    thresholds: String,
+    thresholds_failed: bool,
 }
 
 #[derive(Serialize)]
@@ -95,6 +96,7 @@ fn ns(v: Option<u64>) -> String {
 
 fn row(i: usize, c: &CaseSummary) -> Row {
     let l = &c.latency_ns;
+    let (thresholds, thresholds_failed) = notes::thresholds(c);
     Row {
         name: c.name.clone(),
         colour: plot::case_colour_css(i),
@@ -108,77 +110,9 @@ fn row(i: usize, c: &CaseSummary) -> Row {
         p99: ns(l.p99),
         p999: ns(l.p999),
         max: ns(l.max),
+        thresholds,
+        thresholds_failed,
     }
-}
-
-/// The lines under the table: interruptions, errors by kind, open-loop lag and notes (as the terminal).
-fn notes(cases: &[CaseSummary]) -> Vec<String> {
-    let mut out = Vec::new();
-    for c in cases {
-        if c.interrupted {
-            out.push(format!(
-                "{}: interrupted; the numbers cover what ran",
-                c.name
-            ));
-        }
-        for (kind, n) in &c.errors {
-            let message = c.error_messages.get(kind).map_or("", String::as_str);
-            out.push(format!(
-                "{}: {} {kind} error{}: {message}",
-                c.name,
-                human_count(*n),
-                if *n == 1 { "" } else { "s" }
-            ));
-        }
-        if let Some(lag) = &c.schedule_lag_ns
-            && lag.max.is_some()
-        {
-            out.push(format!(
-                "{}: open loop at {}/s: started late by p50 {}, p99 {}, max {}",
-                c.name,
-                human_count(c.rate.unwrap_or(0.0).round() as u64),
-                ns(lag.p50),
-                ns(lag.p99),
-                ns(lag.max)
-            ));
-        }
-    }
-    let mut grouped: Vec<(&str, Vec<&str>)> = Vec::new();
-    for c in cases {
-        for note in &c.notes {
-            match grouped.iter_mut().find(|(n, _)| n == note) {
-                Some((_, names)) => names.push(&c.name),
-                None => grouped.push((note, vec![&c.name])),
-            }
-        }
-    }
-    for (note, names) in grouped {
-        out.push(format!("note ({}): {note}", names.join(", ")));
-    }
-    out
-}
-
-fn thresholds(cases: &[CaseSummary]) -> Vec<ThresholdLine> {
-    let mut out = Vec::new();
-    for c in cases {
-        for t in &c.thresholds {
-            let actual = match t.actual {
-                None => "nothing measured".to_string(),
-                Some(a) if matches!(t.metric.as_str(), "throughput" | "errors") => {
-                    human_count(a.round() as u64)
-                }
-                Some(a) => human_ns(a.round() as u64),
-            };
-            out.push(ThresholdLine {
-                case: c.name.clone(),
-                metric: t.metric.clone(),
-                expression: t.expression.clone(),
-                passed: t.passed,
-                actual,
-            });
-        }
-    }
-    out
 }
 
 /// The height an SVG declares (inferno writes it in px), for the embedding frame.
@@ -275,6 +209,7 @@ pub fn render(
     }
     stage_legend.sort_by_key(|s| plot::stage_order(&s.name));
     let has_stages = !stage_legend.is_empty();
+    let note_groups = notes::grouped(cases);
     let page = Page {
         scenario: &summary.scenario,
         scenario_file: &summary.scenario_file,
@@ -282,8 +217,10 @@ pub fn render(
         version: &summary.taskbench_version,
         interrupted: summary.interrupted,
         cases: cases.iter().enumerate().map(|(i, c)| row(i, c)).collect(),
-        notes: notes(cases),
-        thresholds: thresholds(cases),
+        thresholds: cases.iter().any(|c| !c.thresholds.is_empty()),
+        problems: notes::problems(cases),
+        note_count: note_groups.iter().map(|g| g.notes.len()).sum(),
+        note_groups,
         comparison: baseline.map(|(label, base)| comparison(label, base, summary)),
         spectrum: plot::spectrum(cases)?,
         throughput: plot::over_time(cases, Over::Throughput)?,
