@@ -148,15 +148,17 @@ pub struct Case {
     pub thresholds: Vec<threshold::Threshold>,
 }
 
-/// Publisher confirms on AMQP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Confirm {
-    Off,
-    Each,
-    Batch,
-    /// Up to `confirm_window` messages unconfirmed; each message is done at its own ack.
-    Window,
+named_enum! {
+    /// Publisher confirms on AMQP (`confirm`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Confirm {
+        Off => "off",
+        Each => "each",
+        Batch => "batch",
+        /// Up to `confirm_window` messages unconfirmed; each message is done at its own ack.
+        Window => "window",
+    }
 }
 
 /// A case's backend-specific settings, one struct per kind of backend (which key applies to which backend
@@ -210,15 +212,17 @@ impl Default for AmqpOptions {
     }
 }
 
-/// What kind of RabbitMQ queue a case declares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueType {
-    /// A classic queue, as Celery declares by default.
-    Classic,
-    /// A quorum queue (replicated, durable; `x-queue-type = quorum`), as Celery 5.5+ declares with
-    /// `task_queues = [Queue(..., queue_arguments={"x-queue-type": "quorum"})]`.
-    Quorum,
+named_enum! {
+    /// What kind of RabbitMQ queue a case declares (`queue_type`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum QueueType {
+        /// A classic queue, as Celery declares by default.
+        Classic => "classic",
+        /// A quorum queue (replicated, durable; `x-queue-type = quorum`), as Celery 5.5+ declares with
+        /// `task_queues = [Queue(..., queue_arguments={"x-queue-type": "quorum"})]`.
+        Quorum => "quorum",
+    }
 }
 
 /// Settings of a `redis` case.

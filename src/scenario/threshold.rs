@@ -2,40 +2,33 @@
 //! and a scenario's thresholds both read, so `p99 > +10%` and `p99 = "< 2ms"` parse the same way; and the
 //! thresholds themselves (`[thresholds]`, a case's `thresholds`), checked at the end of each case.
 
-use std::fmt;
-
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Op {
-    #[serde(rename = "<")]
-    Lt,
-    #[serde(rename = "<=")]
-    Le,
-    #[serde(rename = ">")]
-    Gt,
-    #[serde(rename = ">=")]
-    Ge,
-    #[serde(rename = "==")]
-    Eq,
+named_enum! {
+    /// A comparison operator, named by its symbol.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub enum Op {
+        #[serde(rename = "<")]
+        Lt => "<",
+        #[serde(rename = "<=")]
+        Le => "<=",
+        #[serde(rename = ">")]
+        Gt => ">",
+        #[serde(rename = ">=")]
+        Ge => ">=",
+        #[serde(rename = "==")]
+        Eq => "==",
+    }
 }
 
 impl Op {
     /// Splits a leading operator off `text` (after leading spaces); `None` when there is none.
     pub fn split(text: &str) -> Option<(Op, &str)> {
         let t = text.trim_start();
-        // Two-character operators first, so `<=` is not read as `<` followed by `=`.
-        for (word, op) in [
-            ("<=", Op::Le),
-            (">=", Op::Ge),
-            ("==", Op::Eq),
-            ("<", Op::Lt),
-            (">", Op::Gt),
-        ] {
-            if let Some(rest) = t.strip_prefix(word) {
-                return Some((op, rest.trim()));
-            }
-        }
-        None
+        // The longest operator that starts `t`, so `<=` is not read as `<` followed by `=`.
+        Op::ALL
+            .into_iter()
+            .filter(|op| t.starts_with(op.name()))
+            .max_by_key(|op| op.name().len())
+            .map(|op| (op, t[op.name().len()..].trim()))
     }
 
     /// Whether `left op right` holds.
@@ -47,22 +40,6 @@ impl Op {
             Op::Ge => left >= right,
             Op::Eq => left == right,
         }
-    }
-
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-            Op::Eq => "==",
-        }
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.symbol())
     }
 }
 
@@ -110,43 +87,22 @@ pub fn quantity(text: &str, kind: Kind) -> Result<f64, String> {
     }
 }
 
-/// A figure of a finished case that a threshold bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    P50,
-    P90,
-    P99,
-    P999,
-    Max,
-    Throughput,
-    Errors,
+named_enum! {
+    /// A figure of a finished case that a threshold bounds, named by its key in a `[thresholds]` table and
+    /// in summary.json. The order is the order thresholds are listed in.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Metric {
+        P50 => "p50",
+        P90 => "p90",
+        P99 => "p99",
+        P999 => "p999",
+        Max => "max",
+        Throughput => "throughput",
+        Errors => "errors",
+    }
 }
 
 impl Metric {
-    /// Every metric, in the order thresholds are listed.
-    pub const ALL: [Metric; 7] = [
-        Metric::P50,
-        Metric::P90,
-        Metric::P99,
-        Metric::P999,
-        Metric::Max,
-        Metric::Throughput,
-        Metric::Errors,
-    ];
-
-    /// Its key in a `[thresholds]` table and in summary.json.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Metric::P50 => "p50",
-            Metric::P90 => "p90",
-            Metric::P99 => "p99",
-            Metric::P999 => "p999",
-            Metric::Max => "max",
-            Metric::Throughput => "throughput",
-            Metric::Errors => "errors",
-        }
-    }
-
     /// A latency quantile (0..=1), or `None` for throughput and errors (max is the 1.0 quantile).
     pub const fn quantile(self) -> Option<f64> {
         match self {
@@ -227,6 +183,13 @@ mod tests {
         assert_eq!(quantity("10_000", Kind::Number), Ok(1e4));
         assert!(quantity("2 parsecs", Kind::Duration).is_err());
         assert!(quantity("2ms", Kind::Number).is_err());
+    }
+
+    #[test]
+    fn operators_serialise_as_their_symbol() {
+        for op in Op::ALL {
+            assert_eq!(serde_json::to_value(op).unwrap(), op.name());
+        }
     }
 
     #[test]
