@@ -161,7 +161,7 @@ fn flame(args: FlameArgs) -> Result<Ending, UsageError> {
         dir: args.run_dir,
         cases: args.cases,
         diff: args.diff.map(|pair| (pair[0].clone(), pair[1].clone())),
-        view: args.view.into(),
+        view: args.view,
         style: SvgStyle {
             width: args.width,
             title: args.title,

@@ -3,7 +3,7 @@
 //! regression into exit status 1. The report's `--baseline` draws the same comparison.
 
 use crate::human::{human_count, human_ns};
-use crate::scenario::threshold::{Kind, Op, quantity};
+use crate::scenario::threshold::{Kind, Metric, Op, quantity};
 use crate::stage::Stage;
 use crate::summary::{CaseSummary, Summary};
 use comfy_table::{CellAlignment, Table, presets};
@@ -21,6 +21,15 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// What `metric` counts.
+    fn of(metric: Metric) -> Unit {
+        match metric {
+            Metric::Throughput => Unit::PerSecond,
+            Metric::P50 | Metric::P90 | Metric::P99 | Metric::P999 | Metric::Max => Unit::Ns,
+            Metric::Errors => Unit::Count,
+        }
+    }
+
     fn show(self, v: f64) -> String {
         match self {
             Unit::Ns => human_ns(v.max(0.0).round() as u64),
@@ -122,40 +131,20 @@ pub struct CaseComparison {
 /// The figures of one case compared, in output order: throughput, p50, p90, p99, p99.9, max, errors, then
 /// the mean of every stage either run timed, in stage order.
 pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
-    let mut metrics = vec![MetricChange::new(
-        "throughput",
-        Unit::PerSecond,
-        Some(base.throughput_per_s),
-        Some(new.throughput_per_s),
-    )];
-    let lat = |c: &CaseSummary, q: &str| {
-        let l = &c.latency_ns;
-        match q {
-            "p50" => l.p50,
-            "p90" => l.p90,
-            "p99" => l.p99,
-            "p999" => l.p999,
-            _ => l.max,
-        }
-        .map(|v| v as f64)
-    };
-    for q in ["p50", "p90", "p99", "p999", "max"] {
-        metrics.push(MetricChange::new(q, Unit::Ns, lat(base, q), lat(new, q)));
-    }
-    let errors = |c: &CaseSummary| Some(c.errors.values().sum::<u64>() as f64);
-    metrics.push(MetricChange::new(
-        "errors",
-        Unit::Count,
-        errors(base),
-        errors(new),
-    ));
+    let latencies = Metric::ALL.into_iter().filter(|m| m.quantile().is_some());
+    let figures = std::iter::once(Metric::Throughput)
+        .chain(latencies)
+        .chain([Metric::Errors]);
+    let mut metrics: Vec<MetricChange> = figures
+        .map(|m| MetricChange::new(m.name(), Unit::of(m), figure(base, m), figure(new, m)))
+        .collect();
     let mean = |c: &CaseSummary, stage: &str| {
         c.stages
             .get(stage)
             .filter(|s| s.count > 0)
             .map(|s| s.total_ns as f64 / s.count as f64)
     };
-    for stage in Stage::ALL.map(Stage::name) {
+    for stage in Stage::NAMES {
         let (b, n) = (mean(base, stage), mean(new, stage));
         if b.is_some() || n.is_some() {
             metrics.push(MetricChange::new(format!("{stage}.mean"), Unit::Ns, b, n));
@@ -165,6 +154,21 @@ pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
         name: new.name.clone(),
         metrics,
     }
+}
+
+/// A case's figure for `metric`; a latency is `None` when no publish succeeded.
+fn figure(case: &CaseSummary, metric: Metric) -> Option<f64> {
+    let l = &case.latency_ns;
+    let ns = match metric {
+        Metric::Throughput => return Some(case.throughput_per_s),
+        Metric::Errors => return Some(case.errors.values().sum::<u64>() as f64),
+        Metric::P50 => l.p50,
+        Metric::P90 => l.p90,
+        Metric::P99 => l.p99,
+        Metric::P999 => l.p999,
+        Metric::Max => l.max,
+    };
+    ns.map(|v| v as f64)
 }
 
 /// A `--fail-if` expression: `METRIC OP CHANGE`, e.g. `p99 > +10%` or `throughput < -5000`.
@@ -185,15 +189,13 @@ pub enum Bound {
     Absolute(f64),
 }
 
-/// The metrics `--fail-if` knows, and each one's unit.
+/// The metrics `--fail-if` knows (a case's figures and `<stage>.mean`), and each one's unit.
 fn metric_unit(metric: &str) -> Option<Unit> {
-    match metric {
-        "throughput" => Some(Unit::PerSecond),
-        "p50" | "p90" | "p99" | "p999" | "max" => Some(Unit::Ns),
-        "errors" => Some(Unit::Count),
-        _ => metric
+    match Metric::from_name(metric) {
+        Some(m) => Some(Unit::of(m)),
+        None => metric
             .strip_suffix(".mean")
-            .filter(|s| Stage::ALL.iter().any(|st| st.name() == *s))
+            .and_then(Stage::from_name)
             .map(|_| Unit::Ns),
     }
 }
@@ -213,7 +215,7 @@ impl FailIf {
         let (word, rest) = t.split_at(split);
         let metric = match word {
             "p99.9" => "p999".to_string(),
-            w if !w.contains('.') && Stage::ALL.iter().any(|s| s.name() == w) => {
+            w if Stage::from_name(w).is_some() => {
                 format!("{w}.mean")
             }
             w => w.to_string(),
