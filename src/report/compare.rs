@@ -3,7 +3,7 @@
 //! regression into exit status 1. The report's `--baseline` draws the same comparison.
 
 use crate::human::{human_count, human_ns};
-use crate::scenario::threshold::{Kind, Metric, Op, quantity};
+use crate::scenario::threshold::{Kind, Metric, Op, QuantityError, quantity};
 use crate::stage::Stage;
 use crate::summary::{CaseSummary, Summary};
 use comfy_table::{CellAlignment, Table, presets};
@@ -200,13 +200,40 @@ fn metric_unit(metric: &str) -> Option<Unit> {
     }
 }
 
+/// Why a `--fail-if` expression cannot be read: what is wrong, and how to write one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "--fail-if {text:?}: {problem}\n  hint: write METRIC OP CHANGE, e.g. \"p99 > +10%\", \"throughput < -5%\", \"p50 > +200us\", \"errors > 0\"; metrics: throughput, p50, p90, p99, p999, max, errors, <stage>.mean (e.g. send.mean); OP: < <= > >= =="
+)]
+pub struct FailIfError {
+    /// The expression as given.
+    pub text: String,
+    pub problem: FailIfProblem,
+}
+
+/// What is wrong with a `--fail-if` expression.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FailIfProblem {
+    #[error("no metric")]
+    NoMetric,
+    #[error("unknown metric {0:?}")]
+    UnknownMetric(String),
+    #[error("no comparison operator after {0:?}")]
+    NoOperator(String),
+    #[error("no change after the operator")]
+    NoChange,
+    #[error("{0:?} is not a percentage")]
+    NotAPercentage(String),
+    #[error(transparent)]
+    Quantity(#[from] QuantityError),
+}
+
 impl FailIf {
     /// Parses a `--fail-if` expression; the error says what is wrong and what is allowed.
-    pub fn parse(text: &str) -> Result<FailIf, String> {
-        let bad = |why: String| {
-            format!(
-                "--fail-if {text:?}: {why}\n  hint: write METRIC OP CHANGE, e.g. \"p99 > +10%\", \"throughput < -5%\", \"p50 > +200us\", \"errors > 0\"; metrics: throughput, p50, p90, p99, p999, max, errors, <stage>.mean (e.g. send.mean); OP: < <= > >= =="
-            )
+    pub fn parse(text: &str) -> Result<FailIf, FailIfError> {
+        let bad = |problem: FailIfProblem| FailIfError {
+            text: text.to_string(),
+            problem,
         };
         let t = text.trim();
         let split = t
@@ -221,13 +248,14 @@ impl FailIf {
             w => w.to_string(),
         };
         if metric.is_empty() {
-            return Err(bad("no metric".into()));
+            return Err(bad(FailIfProblem::NoMetric));
         }
-        let unit = metric_unit(&metric).ok_or_else(|| bad(format!("unknown metric {word:?}")))?;
+        let unit = metric_unit(&metric)
+            .ok_or_else(|| bad(FailIfProblem::UnknownMetric(word.to_string())))?;
         let (op, value) =
-            Op::split(rest).ok_or_else(|| bad(format!("no comparison operator after {word:?}")))?;
+            Op::split(rest).ok_or_else(|| bad(FailIfProblem::NoOperator(word.to_string())))?;
         if value.is_empty() {
-            return Err(bad("no change after the operator".into()));
+            return Err(bad(FailIfProblem::NoChange));
         }
         let bound = if let Some(pct) = value.strip_suffix('%') {
             let v = pct
@@ -235,7 +263,7 @@ impl FailIf {
                 .parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite())
-                .ok_or_else(|| bad(format!("{value:?} is not a percentage")))?;
+                .ok_or_else(|| bad(FailIfProblem::NotAPercentage(value.to_string())))?;
             Bound::Relative(v / 100.0)
         } else {
             let (sign, magnitude) = match value.strip_prefix('-') {
@@ -247,7 +275,7 @@ impl FailIf {
             } else {
                 Kind::Number
             };
-            Bound::Absolute(sign * quantity(magnitude, kind).map_err(bad)?)
+            Bound::Absolute(sign * quantity(magnitude, kind).map_err(|e| bad(e.into()))?)
         };
         Ok(FailIf {
             text: t.to_string(),
@@ -536,13 +564,23 @@ mod tests {
             Bound::Absolute(0.0)
         );
         let e = FailIf::parse("p98 > +10%").unwrap_err();
-        assert!(e.contains("unknown metric \"p98\""), "{e}");
+        assert_eq!(e.problem, FailIfProblem::UnknownMetric("p98".into()));
+        assert!(
+            e.to_string().starts_with(
+                "--fail-if \"p98 > +10%\": unknown metric \"p98\"\n  hint: write METRIC OP CHANGE"
+            ),
+            "{e}"
+        );
         let e = FailIf::parse("p99 +10%").unwrap_err();
-        assert!(e.contains("no comparison operator"), "{e}");
+        assert!(e.to_string().contains("no comparison operator"), "{e}");
         let e = FailIf::parse("p99 > ten%").unwrap_err();
-        assert!(e.contains("not a percentage"), "{e}");
+        assert!(e.to_string().contains("not a percentage"), "{e}");
         let e = FailIf::parse("p99 > 3 parsecs").unwrap_err();
-        assert!(e.contains("not a duration"), "{e}");
+        assert!(
+            e.to_string()
+                .contains(": \"3 parsecs\" is not a duration (write it like 2ms"),
+            "{e}"
+        );
     }
 
     #[test]

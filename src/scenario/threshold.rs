@@ -52,8 +52,17 @@ pub enum Kind {
     Number,
 }
 
+/// A quantity that is not of its kind; the message says how to write one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("{0:?} is not a duration (write it like 2ms, 850us, 1.5s)")]
+    NotADuration(String),
+}
+
 /// Reads `text` as a quantity of `kind`, in nanoseconds for durations. The error says what was expected.
-pub fn quantity(text: &str, kind: Kind) -> Result<f64, String> {
+pub fn quantity(text: &str, kind: Kind) -> Result<f64, QuantityError> {
     let t = text.trim();
     let plain: String = t.chars().filter(|c| !matches!(c, '_' | ',')).collect();
     if let Ok(v) = plain.parse::<f64>()
@@ -62,8 +71,9 @@ pub fn quantity(text: &str, kind: Kind) -> Result<f64, String> {
         return Ok(v);
     }
     match kind {
-        Kind::Number => Err(format!("{t:?} is not a number")),
+        Kind::Number => Err(QuantityError::NotANumber(t.to_string())),
         Kind::Duration => {
+            let not_a_duration = || QuantityError::NotADuration(t.to_string());
             let split = t
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
                 .unwrap_or(t.len());
@@ -73,16 +83,12 @@ pub fn quantity(text: &str, kind: Kind) -> Result<f64, String> {
                 "us" | "µs" => 1e3,
                 "ms" => 1e6,
                 "s" => 1e9,
-                _ => {
-                    return Err(format!(
-                        "{t:?} is not a duration (write it like 2ms, 850us, 1.5s)"
-                    ));
-                }
+                _ => return Err(not_a_duration()),
             };
             number
                 .parse::<f64>()
                 .map(|v| v * scale)
-                .map_err(|_| format!("{t:?} is not a duration (write it like 2ms, 850us, 1.5s)"))
+                .map_err(|_| not_a_duration())
         }
     }
 }
@@ -134,23 +140,40 @@ pub struct Threshold {
     pub text: String,
 }
 
+/// Why the value of a threshold key cannot be read, as the scenario's error says it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThresholdError {
+    #[error("threshold `{metric}` = {text:?} has no comparison operator")]
+    NoOperator { metric: Metric, text: String },
+    #[error("threshold `{metric}` = {text:?} is relative; a scenario's thresholds are absolute")]
+    Relative { metric: Metric, text: String },
+    #[error("threshold `{metric}` = {text:?}: {quantity}")]
+    Quantity {
+        metric: Metric,
+        text: String,
+        quantity: QuantityError,
+    },
+}
+
 impl Threshold {
     /// Reads the value of a threshold key (`"< 2ms"`); the error says what is expected.
-    pub fn parse(metric: Metric, text: &str) -> Result<Threshold, String> {
-        let (op, value) = Op::split(text).ok_or_else(|| {
-            format!(
-                "threshold `{}` = {text:?} has no comparison operator",
-                metric.name()
-            )
+    pub fn parse(metric: Metric, text: &str) -> Result<Threshold, ThresholdError> {
+        let (op, value) = Op::split(text).ok_or_else(|| ThresholdError::NoOperator {
+            metric,
+            text: text.to_string(),
         })?;
         if value.ends_with('%') {
-            return Err(format!(
-                "threshold `{}` = {text:?} is relative; a scenario's thresholds are absolute",
-                metric.name()
-            ));
+            return Err(ThresholdError::Relative {
+                metric,
+                text: text.to_string(),
+            });
         }
-        let value = quantity(value, metric.kind())
-            .map_err(|e| format!("threshold `{}` = {text:?}: {e}", metric.name()))?;
+        let value =
+            quantity(value, metric.kind()).map_err(|quantity| ThresholdError::Quantity {
+                metric,
+                text: text.to_string(),
+                quantity,
+            })?;
         Ok(Threshold {
             metric,
             op,
@@ -201,20 +224,18 @@ mod tests {
         assert!(t.passes(Some(0.0)) && !t.passes(Some(1.0)));
         let t = Threshold::parse(Metric::Throughput, ">= 10_000").unwrap();
         assert!(t.passes(Some(1e4)));
-        assert!(
-            Threshold::parse(Metric::P99, "2ms")
-                .unwrap_err()
-                .contains("no comparison operator")
+        let e = Threshold::parse(Metric::P99, "2ms").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "threshold `p99` = \"2ms\" has no comparison operator"
         );
-        assert!(
-            Threshold::parse(Metric::P99, "< +10%")
-                .unwrap_err()
-                .contains("absolute")
-        );
-        assert!(
-            Threshold::parse(Metric::Throughput, "> 1ms")
-                .unwrap_err()
-                .contains("not a number")
+        let e = Threshold::parse(Metric::P99, "< +10%").unwrap_err();
+        assert!(matches!(e, ThresholdError::Relative { .. }), "{e}");
+        assert!(e.to_string().contains("absolute"), "{e}");
+        let e = Threshold::parse(Metric::Throughput, "> 1ms").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "threshold `throughput` = \"> 1ms\": \"1ms\" is not a number"
         );
     }
 }
