@@ -315,13 +315,13 @@ pub struct Comparison {
 impl Comparison {
     /// Reads the run folders `base` and `new` and compares them with the `--fail-if` expressions
     /// `fail_if`; an error (a bad expression, a folder without a summary, no case in both) says why.
-    pub fn of_runs(base: &Path, new: &Path, fail_if: &[String]) -> Result<Comparison, String> {
+    pub fn of_runs(base: &Path, new: &Path, fail_if: &[String]) -> anyhow::Result<Comparison> {
         let fail_if = fail_if
             .iter()
             .map(|e| FailIf::parse(e))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let (base_run, new_run) = (Summary::read(base)?, Summary::read(new)?);
+            .collect::<Result<Vec<_>, _>>()?;
+        let read = |dir: &Path| Summary::read(dir).map_err(anyhow::Error::msg);
+        let (base_run, new_run) = (read(base)?, read(new)?);
         let comparison = Comparison::new(
             &base.display().to_string(),
             &base_run,
@@ -339,13 +339,13 @@ impl Comparison {
                     .collect::<Vec<_>>()
                     .join(", "),
             };
-            return Err(format!(
+            anyhow::bail!(
                 "no case is in both runs ({} has {}; {} has {})",
                 base.display(),
                 names(&base_run),
                 new.display(),
                 names(&new_run)
-            ));
+            );
         }
         Ok(comparison)
     }
