@@ -3,42 +3,44 @@
 //! of the crate.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// Where a task goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// RabbitMQ over AMQP 0-9-1.
-    Amqp,
-    /// Redis lists, kombu's Redis transport.
-    Redis,
-    /// A Unix domain stream socket, raw frames.
-    Unix,
-    /// A named pipe, raw frames.
-    Fifo,
-    /// A TCP stream, raw frames.
-    Tcp,
+named_enum! {
+    /// Where a task goes. Each has one row in [`BACKENDS`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Backend {
+        /// RabbitMQ over AMQP 0-9-1.
+        Amqp => "amqp",
+        /// Redis lists, kombu's Redis transport.
+        Redis => "redis",
+        /// A Unix domain stream socket, raw frames.
+        Unix => "unix",
+        /// A named pipe, raw frames.
+        Fifo => "fifo",
+        /// A TCP stream, raw frames.
+        Tcp => "tcp",
+    }
 }
 
-/// How each publish reaches the backend.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PathKind {
-    /// A new connection for every publish, closed after it.
-    Fresh,
-    /// A connection checked out of a pool for every publish and returned after it.
-    Acquire,
-    /// One connection/channel per publisher for the whole case.
-    Pooled,
-    /// Frames straight onto one long-lived local stream per publisher.
-    Raw,
+named_enum! {
+    /// How each publish reaches the backend.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum PathKind {
+        /// A new connection for every publish, closed after it.
+        Fresh => "fresh",
+        /// A connection checked out of a pool for every publish and returned after it.
+        Acquire => "acquire",
+        /// One connection/channel per publisher for the whole case.
+        Pooled => "pooled",
+        /// Frames straight onto one long-lived local stream per publisher.
+        Raw => "raw",
+    }
 }
 
 /// What a backend accepts: its paths, and the case keys that mean something for it.
 pub struct BackendSpec {
     pub backend: Backend,
-    pub name: &'static str,
     pub paths: &'static [PathKind],
     /// Case keys specific to this backend, each with the paths it applies to (empty = all paths).
     pub options: &'static [(&'static str, &'static [PathKind])],
@@ -48,37 +50,15 @@ pub struct BackendSpec {
 
 use PathKind::{Acquire, Fresh, Pooled, Raw};
 
-/// Who publishes a broker case: taskbench's own Rust publishers, or real Celery or kombu in Python
-/// processes (the `client` case key; only `amqp` and `redis` take it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Client {
-    Taskbench,
-    Celery,
-    Kombu,
-}
-
-impl Client {
-    pub const ALL: [Client; 3] = [Client::Taskbench, Client::Celery, Client::Kombu];
-
-    /// The name used in scenario files and output.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Client::Taskbench => "taskbench",
-            Client::Celery => "celery",
-            Client::Kombu => "kombu",
-        }
-    }
-
-    /// The client called `name` in scenario files.
-    pub fn from_name(name: &str) -> Option<Client> {
-        Client::ALL.into_iter().find(|c| c.name() == name)
-    }
-}
-
-impl fmt::Display for Client {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+named_enum! {
+    /// Who publishes a broker case: taskbench's own Rust publishers, or real Celery or kombu in Python
+    /// processes (the `client` case key; only `amqp` and `redis` take it).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Client {
+        Taskbench => "taskbench",
+        Celery => "celery",
+        Kombu => "kombu",
     }
 }
 
@@ -102,7 +82,6 @@ const LOCAL_OPTIONS: &[(&str, &[PathKind])] = &[("address", &[])];
 pub const BACKENDS: &[BackendSpec] = &[
     BackendSpec {
         backend: Backend::Amqp,
-        name: "amqp",
         paths: &[Fresh, Acquire, Pooled],
         options: &[
             ("url", &[]),
@@ -123,7 +102,6 @@ pub const BACKENDS: &[BackendSpec] = &[
     },
     BackendSpec {
         backend: Backend::Redis,
-        name: "redis",
         paths: &[Fresh, Acquire, Pooled],
         options: &[
             ("url", &[]),
@@ -141,26 +119,30 @@ pub const BACKENDS: &[BackendSpec] = &[
     },
     BackendSpec {
         backend: Backend::Unix,
-        name: "unix",
         paths: &[Fresh, Raw],
         options: LOCAL_OPTIONS,
         local: true,
     },
     BackendSpec {
         backend: Backend::Fifo,
-        name: "fifo",
         paths: &[Fresh, Raw],
         options: LOCAL_OPTIONS,
         local: true,
     },
     BackendSpec {
         backend: Backend::Tcp,
-        name: "tcp",
         paths: &[Fresh, Raw],
         options: LOCAL_OPTIONS,
         local: true,
     },
 ];
+
+impl BackendSpec {
+    /// The backend's name, as in scenario files and output.
+    pub const fn name(&self) -> &'static str {
+        self.backend.name()
+    }
+}
 
 impl Backend {
     /// This backend's row in [`BACKENDS`].
@@ -170,48 +152,6 @@ impl Backend {
             .find(|s| s.backend == self)
             .expect("every backend has a row in BACKENDS")
     }
-
-    /// The backend called `name` in scenario files.
-    pub fn from_name(name: &str) -> Option<Backend> {
-        BACKENDS.iter().find(|s| s.name == name).map(|s| s.backend)
-    }
-
-    /// Names of all backends, for error messages.
-    pub fn names() -> Vec<&'static str> {
-        BACKENDS.iter().map(|s| s.name).collect()
-    }
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.spec().name)
-    }
-}
-
-impl PathKind {
-    /// Every path.
-    pub const ALL: [PathKind; 4] = [Fresh, Acquire, Pooled, Raw];
-
-    /// The name used in scenario files and output.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Fresh => "fresh",
-            Acquire => "acquire",
-            Pooled => "pooled",
-            Raw => "raw",
-        }
-    }
-
-    /// The path called `name` in scenario files.
-    pub fn from_name(name: &str) -> Option<PathKind> {
-        PathKind::ALL.into_iter().find(|p| p.name() == name)
-    }
-}
-
-impl fmt::Display for PathKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 #[cfg(test)]
@@ -219,26 +159,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_backend_has_one_row_and_names_round_trip() {
-        for b in [
-            Backend::Amqp,
-            Backend::Redis,
-            Backend::Unix,
-            Backend::Fifo,
-            Backend::Tcp,
-        ] {
-            assert_eq!(BACKENDS.iter().filter(|s| s.backend == b).count(), 1);
-            assert_eq!(Backend::from_name(b.spec().name), Some(b));
+    fn every_backend_has_one_row() {
+        for b in Backend::ALL {
+            assert_eq!(BACKENDS.iter().filter(|s| s.backend == b).count(), 1, "{b}");
+        }
+        assert_eq!(BACKENDS.len(), Backend::COUNT);
+    }
+
+    #[test]
+    fn names_are_what_serde_writes() {
+        let serde_name = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        for b in Backend::ALL {
+            assert_eq!(serde_name(serde_json::to_value(b).unwrap()), b.name());
         }
         for p in PathKind::ALL {
-            assert_eq!(PathKind::from_name(p.name()), Some(p));
+            assert_eq!(serde_name(serde_json::to_value(p).unwrap()), p.name());
+        }
+        for c in Client::ALL {
+            assert_eq!(serde_name(serde_json::to_value(c).unwrap()), c.name());
         }
     }
 
     #[test]
     fn raw_is_local_only() {
         for s in BACKENDS {
-            assert_eq!(s.paths.contains(&Raw), s.local, "{}", s.name);
+            assert_eq!(s.paths.contains(&Raw), s.local, "{}", s.name());
         }
     }
 }

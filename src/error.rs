@@ -1,113 +1,59 @@
 //! Why a publish failed: the error every publisher, the engine and the reports share, and the one
 //! vocabulary of error kinds (the keys of `errors` in summary.json) across backends.
 
-use std::fmt;
-
-/// What kind of failure a publish (or a case's setup or delivery check) met. The names are a stable
-/// interface: summary.json and the table key errors by them, and docs/cli.md lists them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ErrorKind {
-    /// A URL or setting the backend cannot use (an unparsable URL, an unknown scheme).
-    Config,
-    /// The case could not be set up (the embedded sink did not start, a pool could not be built).
-    Setup,
-    /// No connection: refused, no such socket or host, timed out, or cut before the handshake finished.
-    Unreachable,
-    /// The broker refused the user or password, or the user may not use the resource.
-    Auth,
-    /// AMQP: the vhost does not exist or the user may not use it.
-    Vhost,
-    /// AMQP: the queue or exchange exists with flags other than Celery's.
-    DeclareConflict,
-    /// AMQP: the queue was deleted during the case.
-    QueueMissing,
-    /// An open connection dropped (closed by the broker or an operator, reset, or broken mid-publish).
-    ConnectionLost,
-    /// AMQP: the broker closed the channel.
-    ChannelClosed,
-    /// The broker answered with an error no other kind names (an AMQP error, a Redis error reply).
-    Server,
-    /// Redis: the server is at `maxmemory`.
-    Oom,
-    /// AMQP: the broker blocked publishers (a memory or disk alarm) for longer than a publish may wait.
-    Blocked,
-    /// AMQP: the broker nacked a confirmed publish.
-    Nack,
-    /// AMQP: a message sent in a confirm window was never confirmed (its channel dropped, or no ack came within `publish_timeout`).
-    Unconfirmed,
-    /// AMQP: a mandatory publish came back unroutable.
-    Returned,
-    /// No connection could be checked out of the pool.
-    Pool,
-    /// Writing the message failed in a way no other kind names.
-    Send,
-    /// The delivery check after the case could not read the queue.
-    Check,
-    /// A publish took longer than `publish_timeout`.
-    Timeout,
-    /// The backend holds fewer messages than were reported published.
-    DeliveryMismatch,
-    /// A publisher panicked (a bug in taskbench: please report it).
-    Panic,
-    /// The Python harness of a `celery` or `kombu` case died, or answered something taskbench cannot read.
-    Harness,
+named_enum! {
+    /// What kind of failure a publish (or a case's setup or delivery check) met. The names are a stable
+    /// interface: summary.json and the table key errors by them, and docs/cli.md lists them.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum ErrorKind {
+        /// A URL or setting the backend cannot use (an unparsable URL, an unknown scheme).
+        Config => "config",
+        /// The case could not be set up (the embedded sink did not start, a pool could not be built).
+        Setup => "setup",
+        /// No connection: refused, no such socket or host, timed out, or cut before the handshake finished.
+        Unreachable => "unreachable",
+        /// The broker refused the user or password, or the user may not use the resource.
+        Auth => "auth",
+        /// AMQP: the vhost does not exist or the user may not use it.
+        Vhost => "vhost",
+        /// AMQP: the queue or exchange exists with flags other than Celery's.
+        DeclareConflict => "declare_conflict",
+        /// AMQP: the queue was deleted during the case.
+        QueueMissing => "queue_missing",
+        /// An open connection dropped (closed by the broker or an operator, reset, or broken mid-publish).
+        ConnectionLost => "connection_lost",
+        /// AMQP: the broker closed the channel.
+        ChannelClosed => "channel_closed",
+        /// The broker answered with an error no other kind names (an AMQP error, a Redis error reply).
+        Server => "server",
+        /// Redis: the server is at `maxmemory`.
+        Oom => "oom",
+        /// AMQP: the broker blocked publishers (a memory or disk alarm) for longer than a publish may wait.
+        Blocked => "blocked",
+        /// AMQP: the broker nacked a confirmed publish.
+        Nack => "nack",
+        /// AMQP: a message sent in a confirm window was never confirmed (its channel dropped, or no ack came within `publish_timeout`).
+        Unconfirmed => "unconfirmed",
+        /// AMQP: a mandatory publish came back unroutable.
+        Returned => "returned",
+        /// No connection could be checked out of the pool.
+        Pool => "pool",
+        /// Writing the message failed in a way no other kind names.
+        Send => "send",
+        /// The delivery check after the case could not read the queue.
+        Check => "check",
+        /// A publish took longer than `publish_timeout`.
+        Timeout => "timeout",
+        /// The backend holds fewer messages than were reported published.
+        DeliveryMismatch => "delivery_mismatch",
+        /// A publisher panicked (a bug in taskbench: please report it).
+        Panic => "panic",
+        /// The Python harness of a `celery` or `kombu` case died, or answered something taskbench cannot read.
+        Harness => "harness",
+    }
 }
 
 impl ErrorKind {
-    /// Every kind.
-    pub const ALL: [ErrorKind; 22] = [
-        ErrorKind::Config,
-        ErrorKind::Setup,
-        ErrorKind::Unreachable,
-        ErrorKind::Auth,
-        ErrorKind::Vhost,
-        ErrorKind::DeclareConflict,
-        ErrorKind::QueueMissing,
-        ErrorKind::ConnectionLost,
-        ErrorKind::ChannelClosed,
-        ErrorKind::Server,
-        ErrorKind::Oom,
-        ErrorKind::Blocked,
-        ErrorKind::Nack,
-        ErrorKind::Unconfirmed,
-        ErrorKind::Returned,
-        ErrorKind::Pool,
-        ErrorKind::Send,
-        ErrorKind::Check,
-        ErrorKind::Timeout,
-        ErrorKind::DeliveryMismatch,
-        ErrorKind::Panic,
-        ErrorKind::Harness,
-    ];
-
-    /// The stable name, as in summary.json.
-    pub const fn name(self) -> &'static str {
-        match self {
-            ErrorKind::Config => "config",
-            ErrorKind::Setup => "setup",
-            ErrorKind::Unreachable => "unreachable",
-            ErrorKind::Auth => "auth",
-            ErrorKind::Vhost => "vhost",
-            ErrorKind::DeclareConflict => "declare_conflict",
-            ErrorKind::QueueMissing => "queue_missing",
-            ErrorKind::ConnectionLost => "connection_lost",
-            ErrorKind::ChannelClosed => "channel_closed",
-            ErrorKind::Server => "server",
-            ErrorKind::Oom => "oom",
-            ErrorKind::Blocked => "blocked",
-            ErrorKind::Nack => "nack",
-            ErrorKind::Unconfirmed => "unconfirmed",
-            ErrorKind::Returned => "returned",
-            ErrorKind::Pool => "pool",
-            ErrorKind::Send => "send",
-            ErrorKind::Check => "check",
-            ErrorKind::Timeout => "timeout",
-            ErrorKind::DeliveryMismatch => "delivery_mismatch",
-            ErrorKind::Panic => "panic",
-            ErrorKind::Harness => "harness",
-        }
-    }
-
     /// What the kind means, as the table of error kinds in docs/cli.md says it.
     pub const fn meaning(self) -> &'static str {
         match self {
@@ -159,19 +105,6 @@ impl ErrorKind {
     }
 }
 
-impl ErrorKind {
-    /// The kind called `name` (as in summary.json), e.g. one a Python harness reported.
-    pub fn from_name(name: &str) -> Option<ErrorKind> {
-        ErrorKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-}
-
-impl fmt::Display for ErrorKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 /// Why a publish failed: its kind and a message for people (naming the broker, password hidden).
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishError {
@@ -191,14 +124,6 @@ impl PublishError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_kind_has_its_own_name() {
-        let mut names: Vec<&str> = ErrorKind::ALL.iter().map(|k| k.name()).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), ErrorKind::ALL.len());
-    }
 
     #[test]
     fn the_cli_manual_lists_every_kind_with_its_meaning() {

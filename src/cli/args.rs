@@ -1,8 +1,9 @@
 //! The command line's shape: every subcommand and flag (clap), and the parsers of the values that need one.
 
 use crate::endpoint::Endpoint;
-use crate::profile;
+use crate::profile::View;
 use crate::scenario::Shard;
+use clap::builder::PossibleValue;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
@@ -160,20 +161,14 @@ pub(super) struct FlameArgs {
     pub(super) flamechart: bool,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub(super) enum View {
-    Wall,
-    Cpu,
-    Pywall,
-}
+/// `--view` takes the views' own names, so a view added to [`View`] is on the command line too.
+impl ValueEnum for View {
+    fn value_variants<'a>() -> &'a [Self] {
+        &View::ALL
+    }
 
-impl From<View> for profile::View {
-    fn from(view: View) -> Self {
-        match view {
-            View::Wall => profile::View::Wall,
-            View::Cpu => profile::View::Cpu,
-            View::Pywall => profile::View::PyWall,
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()))
     }
 }
 

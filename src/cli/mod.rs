@@ -11,6 +11,7 @@ use crate::report::{self, RunWriter, progress::TerminalProgress};
 use crate::run::{self, RunOptions, preflight};
 use crate::scenario::{self, Overrides};
 use crate::sink::Sink;
+use anyhow::Context;
 use args::{Cli, Command, CompareArgs, CompareFormat, FlameArgs, Format, Profile, RunArgs};
 use clap::Parser;
 use std::io::Write;
@@ -40,24 +41,19 @@ enum Ending {
     Interrupted,
 }
 
-/// Why a command could not do its work: bad usage, a bad scenario or run folder, or no runtime.
-#[derive(Debug)]
-struct UsageError(String);
+/// How a command ended, or why it could not do its work: bad usage, a bad scenario or run folder, or no
+/// runtime (an error, with the context it gathered on the way up).
+type Outcome = anyhow::Result<Ending>;
 
-impl<E: std::fmt::Display> From<E> for UsageError {
-    fn from(e: E) -> Self {
-        UsageError(e.to_string())
-    }
-}
-
-/// The one place outcomes become exit codes; an error is printed on stderr first.
-fn exit_code(outcome: Result<Ending, UsageError>) -> u8 {
+/// The one place outcomes become exit codes, and errors are printed (`error: ` and the error with its
+/// causes, on stderr).
+fn exit_code(outcome: Outcome) -> u8 {
     match outcome {
         Ok(Ending::Ok) => EXIT_OK,
         Ok(Ending::Failures) => EXIT_FAILURES,
         Ok(Ending::Interrupted) => EXIT_INTERRUPTED,
-        Err(UsageError(message)) => {
-            eprintln!("error: {message}");
+        Err(e) => {
+            eprintln!("error: {e:#}");
             EXIT_USAGE
         }
     }
@@ -83,25 +79,25 @@ pub fn main() -> ExitCode {
             .map(|path| {
                 print_stdout(&format!("wrote {}\n", path.display()));
                 Ending::Ok
-            })
-            .map_err(UsageError),
+            }),
         Command::Merge { runs, out, force } => {
             report::merge::merge(&runs, &out, force, std::env::args().collect())
                 .map(|summary| {
                     print_stdout(&report::merge::text(&summary, &out));
                     Ending::Ok
                 })
-                .map_err(UsageError)
+                .map_err(anyhow::Error::msg)
         }
         Command::Sink { listen } => sink(listen),
     };
     ExitCode::from(exit_code(outcome))
 }
 
-fn validate(path: PathBuf) -> Result<Ending, UsageError> {
+fn validate(path: PathBuf) -> Outcome {
     let scenario = scenario::load(&path)?;
-    let notes = preflight::check(&scenario).map_err(UsageError)?;
-    let found = backend::python::check_interpreters(&scenario, false).map_err(UsageError)?;
+    let notes = preflight::check(&scenario)?;
+    let found =
+        backend::python::check_interpreters(&scenario, false).map_err(anyhow::Error::msg)?;
     let mut out = report::listing(&scenario);
     for line in found {
         out.push_str(&format!("python {line}\n"));
@@ -113,7 +109,7 @@ fn validate(path: PathBuf) -> Result<Ending, UsageError> {
     Ok(Ending::Ok)
 }
 
-fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
+fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
     let overrides = Overrides {
         publishes: args.publishes.map(NonZeroU64::get),
         warmup: args.warmup,
@@ -125,8 +121,8 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;
     backend::python::check_interpreters(&scenario, args.profile == Some(Profile::Cpu))
-        .map_err(UsageError)?;
-    for note in preflight::check(&scenario).map_err(UsageError)? {
+        .map_err(anyhow::Error::msg)?;
+    for note in preflight::check(&scenario)? {
         eprintln!("note: {note}");
     }
     let mut writer = RunWriter::create(
@@ -134,8 +130,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
         &scenario,
         std::env::args().collect(),
         args.force,
-    )
-    .map_err(|e| UsageError(format!("{e:#}")))?;
+    )?;
     let options = RunOptions {
         spans,
         progress: Some(Arc::new(TerminalProgress::default())),
@@ -144,7 +139,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
         ..RunOptions::default()
     };
     let outcome = run::run(&scenario, options, &mut |end| writer.case_ended(end))
-        .map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
+        .context("cannot start the async runtime")?;
 
     print_stdout(&writer.final_output(&outcome, args.format == Format::Json));
     Ok(if outcome.interrupted {
@@ -156,19 +151,19 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Result<Ending, UsageError> {
     })
 }
 
-fn flame(args: FlameArgs) -> Result<Ending, UsageError> {
+fn flame(args: FlameArgs) -> Outcome {
     let what = redraw::Redraw {
         dir: args.run_dir,
         cases: args.cases,
         diff: args.diff.map(|pair| (pair[0].clone(), pair[1].clone())),
-        view: args.view.into(),
+        view: args.view,
         style: SvgStyle {
             width: args.width,
             title: args.title,
             flame_chart: args.flamechart,
         },
     };
-    let written = redraw::redraw(&what).map_err(UsageError)?;
+    let written = redraw::redraw(&what)?;
     print_stdout(
         &written
             .iter()
@@ -178,9 +173,8 @@ fn flame(args: FlameArgs) -> Result<Ending, UsageError> {
     Ok(Ending::Ok)
 }
 
-fn compare(args: CompareArgs) -> Result<Ending, UsageError> {
-    let comparison =
-        Comparison::of_runs(&args.base, &args.new, &args.fail_if).map_err(UsageError)?;
+fn compare(args: CompareArgs) -> Outcome {
+    let comparison = Comparison::of_runs(&args.base, &args.new, &args.fail_if)?;
     print_stdout(&match args.format {
         CompareFormat::Text => comparison.text(),
         CompareFormat::Json => comparison.json(),
@@ -193,9 +187,8 @@ fn compare(args: CompareArgs) -> Result<Ending, UsageError> {
     })
 }
 
-fn sink(listen: Endpoint) -> Result<Ending, UsageError> {
-    let runtime =
-        run::runtime().map_err(|e| UsageError(format!("cannot start the async runtime: {e}")))?;
+fn sink(listen: Endpoint) -> Outcome {
+    let runtime = run::runtime().context("cannot start the async runtime")?;
     runtime.block_on(async {
         // Catch the signals before the socket exists: one sent as soon as it appears must stop the sink,
         // not kill it with the default action.

@@ -3,6 +3,15 @@
 use crate::record::CaseResult;
 use std::collections::BTreeMap;
 
+/// A line of folded text that is not `frame;frame count`, by its number (from 1).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FoldedError {
+    #[error("line {line}: expected `frame;frame count`, got {text:?}")]
+    NoCount { line: usize, text: String },
+    #[error("line {line}: {count:?} is not a whole number")]
+    BadCount { line: usize, count: String },
+}
+
 /// Counts per stack, in nanoseconds.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Folded {
@@ -25,19 +34,21 @@ impl Folded {
     }
 
     /// Parses folded text; an error names the first bad line.
-    pub fn parse(text: &str) -> Result<Folded, String> {
+    pub fn parse(text: &str) -> Result<Folded, FoldedError> {
         let mut folded = Folded::default();
         for (i, line) in text
             .lines()
             .enumerate()
             .filter(|(_, l)| !l.trim().is_empty())
         {
-            let (stack, count) = line.rsplit_once(' ').ok_or_else(|| {
-                format!("line {}: expected `frame;frame count`, got {line:?}", i + 1)
+            let (stack, count) = line.rsplit_once(' ').ok_or_else(|| FoldedError::NoCount {
+                line: i + 1,
+                text: line.to_string(),
             })?;
-            let count: u64 = count
-                .parse()
-                .map_err(|_| format!("line {}: {count:?} is not a whole number", i + 1))?;
+            let count: u64 = count.parse().map_err(|_| FoldedError::BadCount {
+                line: i + 1,
+                count: count.to_string(),
+            })?;
             folded.add(stack, count);
         }
         Ok(folded)
@@ -112,12 +123,14 @@ mod tests {
         assert_eq!(f.to_text(), "publish 5\npublish;send 12\n");
         assert_eq!(f.total(), 17);
         assert_eq!(
-            Folded::parse("publish;send ten").unwrap_err(),
+            Folded::parse("publish;send ten").unwrap_err().to_string(),
             "line 1: \"ten\" is not a whole number"
         );
         assert_eq!(
-            Folded::parse("nospace").unwrap_err(),
-            "line 1: expected `frame;frame count`, got \"nospace\""
+            Folded::parse("publish 1\n\nnospace")
+                .unwrap_err()
+                .to_string(),
+            "line 3: expected `frame;frame count`, got \"nospace\""
         );
     }
 

@@ -16,31 +16,22 @@ use flame::SvgStyle;
 use folded::Folded;
 use std::path::Path;
 
-/// Which profile of a case: wall time per stage, CPU (busy) time per span (or, on a celery or kombu case,
-/// per Python frame), or wall-clock time per Python frame with the waiting included (`pywall`, celery and
-/// kombu cases only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum View {
-    Wall,
-    Cpu,
-    /// py-spy's idle-inclusive samples of a celery or kombu case's harnesses. Its own name, not `wall`:
-    /// `<case>.wall.*` is the stage clock's view on every case, Python ones included, and stays so.
-    PyWall,
+named_enum! {
+    /// Which profile of a case: wall time per stage, CPU (busy) time per span (or, on a celery or kombu case,
+    /// per Python frame), or wall-clock time per Python frame with the waiting included (`pywall`, celery and
+    /// kombu cases only). The name is the one in file names (`<case>.<view>.folded`) and on the command
+    /// line; the order is the order a run folder lists them in.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum View {
+        Wall => "wall",
+        Cpu => "cpu",
+        /// py-spy's idle-inclusive samples of a celery or kombu case's harnesses. Its own name, not `wall`:
+        /// `<case>.wall.*` is the stage clock's view on every case, Python ones included, and stays so.
+        PyWall => "pywall",
+    }
 }
 
 impl View {
-    /// Every view, in the order a run folder lists them.
-    pub const ALL: [View; 3] = [View::Wall, View::Cpu, View::PyWall];
-
-    /// The name in file names (`<case>.<view>.folded`) and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            View::Wall => "wall",
-            View::Cpu => "cpu",
-            View::PyWall => "pywall",
-        }
-    }
-
     /// A flamegraph's title for case `case`, saying what its numbers mean.
     pub fn title(self, case: &str, publishes: u64) -> String {
         let what = match self {

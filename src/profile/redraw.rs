@@ -6,6 +6,7 @@ use super::folded::Folded;
 use super::{View, write_profile};
 use crate::human::human_count;
 use crate::summary::{CaseSummary, Summary};
+use anyhow::{Context, anyhow};
 use std::path::{Path, PathBuf};
 
 /// What to draw.
@@ -21,12 +22,13 @@ pub struct Redraw {
 }
 
 /// Draws what `what` asks for and returns the files written.
-pub fn redraw(what: &Redraw) -> Result<Vec<PathBuf>, String> {
-    let summary = Summary::read(&what.dir)?;
+pub fn redraw(what: &Redraw) -> anyhow::Result<Vec<PathBuf>> {
+    let summary = Summary::read(&what.dir).map_err(anyhow::Error::msg)?;
+    let case = |name: &str| summary.case(name).map_err(anyhow::Error::msg);
     match &what.diff {
-        Some((base, case)) => {
-            let (base, case) = (summary.case(base)?, summary.case(case)?);
-            Ok(vec![draw_diff(what, base, case)?])
+        Some((base, new)) => {
+            let (base, new) = (case(base)?, case(new)?);
+            Ok(vec![draw_diff(what, base, new)?])
         }
         None => {
             let selected: Vec<&CaseSummary> = if what.cases.is_empty() {
@@ -38,15 +40,15 @@ pub fn redraw(what: &Redraw) -> Result<Vec<PathBuf>, String> {
             } else {
                 what.cases
                     .iter()
-                    .map(|n| summary.case(n))
-                    .collect::<Result<_, _>>()?
+                    .map(|n| case(n))
+                    .collect::<anyhow::Result<_>>()?
             };
             if selected.is_empty() {
-                return Err(format!(
+                anyhow::bail!(
                     "{} has no {} profiles to render",
                     what.dir.display(),
                     what.view.name()
-                ));
+                );
             }
             selected
                 .into_iter()
@@ -65,7 +67,7 @@ fn describe(case: &CaseSummary) -> String {
     format!("{} {}", case.backend, case.path)
 }
 
-fn load(dir: &Path, case: &CaseSummary, view: View) -> Result<Folded, String> {
+fn load(dir: &Path, case: &CaseSummary, view: View) -> anyhow::Result<Folded> {
     let path = folded_path(dir, case, view);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         let why = match view {
@@ -75,17 +77,17 @@ fn load(dir: &Path, case: &CaseSummary, view: View) -> Result<Folded, String> {
                 "only a celery or kombu case run with --profile cpu has one (py-spy's idle-inclusive samples)"
             }
         };
-        format!(
+        anyhow!(
             "no {} profile for case {:?} ({}: {e}); {why}",
             view.name(),
             case.name,
             path.display()
         )
     })?;
-    Folded::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    Folded::parse(&text).with_context(|| path.display().to_string())
 }
 
-fn draw_case(what: &Redraw, case: &CaseSummary) -> Result<PathBuf, String> {
+fn draw_case(what: &Redraw, case: &CaseSummary) -> anyhow::Result<PathBuf> {
     let folded = load(&what.dir, case, what.view)?;
     let title = what.view.title(&case.name, case.publishes_ok);
     let subtitle = format!(
@@ -101,19 +103,19 @@ fn draw_case(what: &Redraw, case: &CaseSummary) -> Result<PathBuf, String> {
         &title,
         &subtitle,
         &what.style,
-    )
-    .map_err(|e| format!("{e:#}"))?;
+    )?;
     Ok(what
         .dir
         .join(format!("{}.{}.svg", case.name, what.view.name())))
 }
 
-fn draw_diff(what: &Redraw, base: &CaseSummary, case: &CaseSummary) -> Result<PathBuf, String> {
+fn draw_diff(what: &Redraw, base: &CaseSummary, case: &CaseSummary) -> anyhow::Result<PathBuf> {
     if base.publishes_ok == 0 || case.publishes_ok == 0 {
-        return Err(format!(
+        anyhow::bail!(
             "case {:?} or {:?} has no successful publishes to compare",
-            base.name, case.name
-        ));
+            base.name,
+            case.name
+        );
     }
     let view = what.view;
     // Per publish, so cases of different lengths compare.
@@ -132,8 +134,7 @@ fn draw_diff(what: &Redraw, base: &CaseSummary, case: &CaseSummary) -> Result<Pa
         base.name,
         describe(base)
     );
-    let svg = flame::render_diff(&before, &after, &title, &subtitle, &what.style)
-        .map_err(|e| e.to_string())?;
+    let svg = flame::render_diff(&before, &after, &title, &subtitle, &what.style)?;
     let suffix = match view {
         View::Cpu => ".cpu",
         View::PyWall => ".pywall",
@@ -142,6 +143,6 @@ fn draw_diff(what: &Redraw, base: &CaseSummary, case: &CaseSummary) -> Result<Pa
     let path = what
         .dir
         .join(format!("diff-{}-{}{suffix}.svg", base.name, case.name));
-    std::fs::write(&path, svg).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, svg).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(path)
 }

@@ -3,7 +3,7 @@
 //! regression into exit status 1. The report's `--baseline` draws the same comparison.
 
 use crate::human::{human_count, human_ns};
-use crate::scenario::threshold::{Kind, Op, quantity};
+use crate::scenario::threshold::{Kind, Metric, Op, QuantityError, quantity};
 use crate::stage::Stage;
 use crate::summary::{CaseSummary, Summary};
 use comfy_table::{CellAlignment, Table, presets};
@@ -21,6 +21,15 @@ pub enum Unit {
 }
 
 impl Unit {
+    /// What `metric` counts.
+    fn of(metric: Metric) -> Unit {
+        match metric {
+            Metric::Throughput => Unit::PerSecond,
+            Metric::P50 | Metric::P90 | Metric::P99 | Metric::P999 | Metric::Max => Unit::Ns,
+            Metric::Errors => Unit::Count,
+        }
+    }
+
     fn show(self, v: f64) -> String {
         match self {
             Unit::Ns => human_ns(v.max(0.0).round() as u64),
@@ -122,40 +131,20 @@ pub struct CaseComparison {
 /// The figures of one case compared, in output order: throughput, p50, p90, p99, p99.9, max, errors, then
 /// the mean of every stage either run timed, in stage order.
 pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
-    let mut metrics = vec![MetricChange::new(
-        "throughput",
-        Unit::PerSecond,
-        Some(base.throughput_per_s),
-        Some(new.throughput_per_s),
-    )];
-    let lat = |c: &CaseSummary, q: &str| {
-        let l = &c.latency_ns;
-        match q {
-            "p50" => l.p50,
-            "p90" => l.p90,
-            "p99" => l.p99,
-            "p999" => l.p999,
-            _ => l.max,
-        }
-        .map(|v| v as f64)
-    };
-    for q in ["p50", "p90", "p99", "p999", "max"] {
-        metrics.push(MetricChange::new(q, Unit::Ns, lat(base, q), lat(new, q)));
-    }
-    let errors = |c: &CaseSummary| Some(c.errors.values().sum::<u64>() as f64);
-    metrics.push(MetricChange::new(
-        "errors",
-        Unit::Count,
-        errors(base),
-        errors(new),
-    ));
+    let latencies = Metric::ALL.into_iter().filter(|m| m.quantile().is_some());
+    let figures = std::iter::once(Metric::Throughput)
+        .chain(latencies)
+        .chain([Metric::Errors]);
+    let mut metrics: Vec<MetricChange> = figures
+        .map(|m| MetricChange::new(m.name(), Unit::of(m), figure(base, m), figure(new, m)))
+        .collect();
     let mean = |c: &CaseSummary, stage: &str| {
         c.stages
             .get(stage)
             .filter(|s| s.count > 0)
             .map(|s| s.total_ns as f64 / s.count as f64)
     };
-    for stage in Stage::ALL.map(Stage::name) {
+    for stage in Stage::NAMES {
         let (b, n) = (mean(base, stage), mean(new, stage));
         if b.is_some() || n.is_some() {
             metrics.push(MetricChange::new(format!("{stage}.mean"), Unit::Ns, b, n));
@@ -165,6 +154,21 @@ pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
         name: new.name.clone(),
         metrics,
     }
+}
+
+/// A case's figure for `metric`; a latency is `None` when no publish succeeded.
+fn figure(case: &CaseSummary, metric: Metric) -> Option<f64> {
+    let l = &case.latency_ns;
+    let ns = match metric {
+        Metric::Throughput => return Some(case.throughput_per_s),
+        Metric::Errors => return Some(case.errors.values().sum::<u64>() as f64),
+        Metric::P50 => l.p50,
+        Metric::P90 => l.p90,
+        Metric::P99 => l.p99,
+        Metric::P999 => l.p999,
+        Metric::Max => l.max,
+    };
+    ns.map(|v| v as f64)
 }
 
 /// A `--fail-if` expression: `METRIC OP CHANGE`, e.g. `p99 > +10%` or `throughput < -5000`.
@@ -185,26 +189,51 @@ pub enum Bound {
     Absolute(f64),
 }
 
-/// The metrics `--fail-if` knows, and each one's unit.
+/// The metrics `--fail-if` knows (a case's figures and `<stage>.mean`), and each one's unit.
 fn metric_unit(metric: &str) -> Option<Unit> {
-    match metric {
-        "throughput" => Some(Unit::PerSecond),
-        "p50" | "p90" | "p99" | "p999" | "max" => Some(Unit::Ns),
-        "errors" => Some(Unit::Count),
-        _ => metric
+    match Metric::from_name(metric) {
+        Some(m) => Some(Unit::of(m)),
+        None => metric
             .strip_suffix(".mean")
-            .filter(|s| Stage::ALL.iter().any(|st| st.name() == *s))
+            .and_then(Stage::from_name)
             .map(|_| Unit::Ns),
     }
 }
 
+/// Why a `--fail-if` expression cannot be read: what is wrong, and how to write one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error(
+    "--fail-if {text:?}: {problem}\n  hint: write METRIC OP CHANGE, e.g. \"p99 > +10%\", \"throughput < -5%\", \"p50 > +200us\", \"errors > 0\"; metrics: throughput, p50, p90, p99, p999, max, errors, <stage>.mean (e.g. send.mean); OP: < <= > >= =="
+)]
+pub struct FailIfError {
+    /// The expression as given.
+    pub text: String,
+    pub problem: FailIfProblem,
+}
+
+/// What is wrong with a `--fail-if` expression.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum FailIfProblem {
+    #[error("no metric")]
+    NoMetric,
+    #[error("unknown metric {0:?}")]
+    UnknownMetric(String),
+    #[error("no comparison operator after {0:?}")]
+    NoOperator(String),
+    #[error("no change after the operator")]
+    NoChange,
+    #[error("{0:?} is not a percentage")]
+    NotAPercentage(String),
+    #[error(transparent)]
+    Quantity(#[from] QuantityError),
+}
+
 impl FailIf {
     /// Parses a `--fail-if` expression; the error says what is wrong and what is allowed.
-    pub fn parse(text: &str) -> Result<FailIf, String> {
-        let bad = |why: String| {
-            format!(
-                "--fail-if {text:?}: {why}\n  hint: write METRIC OP CHANGE, e.g. \"p99 > +10%\", \"throughput < -5%\", \"p50 > +200us\", \"errors > 0\"; metrics: throughput, p50, p90, p99, p999, max, errors, <stage>.mean (e.g. send.mean); OP: < <= > >= =="
-            )
+    pub fn parse(text: &str) -> Result<FailIf, FailIfError> {
+        let bad = |problem: FailIfProblem| FailIfError {
+            text: text.to_string(),
+            problem,
         };
         let t = text.trim();
         let split = t
@@ -213,19 +242,20 @@ impl FailIf {
         let (word, rest) = t.split_at(split);
         let metric = match word {
             "p99.9" => "p999".to_string(),
-            w if !w.contains('.') && Stage::ALL.iter().any(|s| s.name() == w) => {
+            w if Stage::from_name(w).is_some() => {
                 format!("{w}.mean")
             }
             w => w.to_string(),
         };
         if metric.is_empty() {
-            return Err(bad("no metric".into()));
+            return Err(bad(FailIfProblem::NoMetric));
         }
-        let unit = metric_unit(&metric).ok_or_else(|| bad(format!("unknown metric {word:?}")))?;
+        let unit = metric_unit(&metric)
+            .ok_or_else(|| bad(FailIfProblem::UnknownMetric(word.to_string())))?;
         let (op, value) =
-            Op::split(rest).ok_or_else(|| bad(format!("no comparison operator after {word:?}")))?;
+            Op::split(rest).ok_or_else(|| bad(FailIfProblem::NoOperator(word.to_string())))?;
         if value.is_empty() {
-            return Err(bad("no change after the operator".into()));
+            return Err(bad(FailIfProblem::NoChange));
         }
         let bound = if let Some(pct) = value.strip_suffix('%') {
             let v = pct
@@ -233,7 +263,7 @@ impl FailIf {
                 .parse::<f64>()
                 .ok()
                 .filter(|v| v.is_finite())
-                .ok_or_else(|| bad(format!("{value:?} is not a percentage")))?;
+                .ok_or_else(|| bad(FailIfProblem::NotAPercentage(value.to_string())))?;
             Bound::Relative(v / 100.0)
         } else {
             let (sign, magnitude) = match value.strip_prefix('-') {
@@ -245,7 +275,7 @@ impl FailIf {
             } else {
                 Kind::Number
             };
-            Bound::Absolute(sign * quantity(magnitude, kind).map_err(bad)?)
+            Bound::Absolute(sign * quantity(magnitude, kind).map_err(|e| bad(e.into()))?)
         };
         Ok(FailIf {
             text: t.to_string(),
@@ -285,13 +315,13 @@ pub struct Comparison {
 impl Comparison {
     /// Reads the run folders `base` and `new` and compares them with the `--fail-if` expressions
     /// `fail_if`; an error (a bad expression, a folder without a summary, no case in both) says why.
-    pub fn of_runs(base: &Path, new: &Path, fail_if: &[String]) -> Result<Comparison, String> {
+    pub fn of_runs(base: &Path, new: &Path, fail_if: &[String]) -> anyhow::Result<Comparison> {
         let fail_if = fail_if
             .iter()
             .map(|e| FailIf::parse(e))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let (base_run, new_run) = (Summary::read(base)?, Summary::read(new)?);
+            .collect::<Result<Vec<_>, _>>()?;
+        let read = |dir: &Path| Summary::read(dir).map_err(anyhow::Error::msg);
+        let (base_run, new_run) = (read(base)?, read(new)?);
         let comparison = Comparison::new(
             &base.display().to_string(),
             &base_run,
@@ -309,13 +339,13 @@ impl Comparison {
                     .collect::<Vec<_>>()
                     .join(", "),
             };
-            return Err(format!(
+            anyhow::bail!(
                 "no case is in both runs ({} has {}; {} has {})",
                 base.display(),
                 names(&base_run),
                 new.display(),
                 names(&new_run)
-            ));
+            );
         }
         Ok(comparison)
     }
@@ -534,13 +564,23 @@ mod tests {
             Bound::Absolute(0.0)
         );
         let e = FailIf::parse("p98 > +10%").unwrap_err();
-        assert!(e.contains("unknown metric \"p98\""), "{e}");
+        assert_eq!(e.problem, FailIfProblem::UnknownMetric("p98".into()));
+        assert!(
+            e.to_string().starts_with(
+                "--fail-if \"p98 > +10%\": unknown metric \"p98\"\n  hint: write METRIC OP CHANGE"
+            ),
+            "{e}"
+        );
         let e = FailIf::parse("p99 +10%").unwrap_err();
-        assert!(e.contains("no comparison operator"), "{e}");
+        assert!(e.to_string().contains("no comparison operator"), "{e}");
         let e = FailIf::parse("p99 > ten%").unwrap_err();
-        assert!(e.contains("not a percentage"), "{e}");
+        assert!(e.to_string().contains("not a percentage"), "{e}");
         let e = FailIf::parse("p99 > 3 parsecs").unwrap_err();
-        assert!(e.contains("not a duration"), "{e}");
+        assert!(
+            e.to_string()
+                .contains(": \"3 parsecs\" is not a duration (write it like 2ms"),
+            "{e}"
+        );
     }
 
     #[test]

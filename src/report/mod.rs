@@ -107,16 +107,15 @@ impl RunWriter {
 pub const REPORT: &str = "report.html";
 
 /// Re-renders `dir`/report.html from its summary.json, against `baseline`'s when given; returns the path.
-pub fn rerender(dir: &Path, baseline: Option<&Path>) -> Result<PathBuf, String> {
-    let summary = Summary::read(dir)?;
-    let base = baseline.map(Summary::read).transpose()?;
+pub fn rerender(dir: &Path, baseline: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let read = |dir: &Path| Summary::read(dir).map_err(anyhow::Error::msg);
+    let summary = read(dir)?;
+    let base = baseline.map(read).transpose()?;
     let label = baseline.map(|b| b.display().to_string());
     let folder = RunFolder {
         dir: dir.to_path_buf(),
     };
-    folder
-        .write_report(&summary, label.as_deref().zip(base.as_ref()))
-        .map_err(|e| format!("{e:#}"))?;
+    folder.write_report(&summary, label.as_deref().zip(base.as_ref()))?;
     Ok(dir.join(REPORT))
 }
 
@@ -222,10 +221,9 @@ impl RunFolder {
             }
         }
         if let Err(e) = pywall {
-            anyhow::bail!(
-                "the pywall profile of {} could not be read: {e}",
-                result.name
-            );
+            return Err(e).with_context(|| {
+                format!("the pywall profile of {} could not be read", result.name)
+            });
         }
         Ok(())
     }

@@ -17,9 +17,49 @@ const BROKER_PUBLISHER_BYTES: u64 = 64 << 10;
 /// A case expected to run longer than this is announced.
 const LONG_CASE: Duration = Duration::from_secs(3600);
 
+/// Why a scenario cannot run in this process: a case needs more than it may have, with the numbers.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PreflightError {
+    #[error(
+        "case {case:?}: {} publishers need about {} file descriptors, more than this process may open \
+         ({}, `ulimit -n`); raise the limit (`ulimit -n`, LimitNOFILE) or lower `concurrency`{}",
+        human_count(*publishers),
+        human_count(*needed),
+        human_count(*limit),
+        if *own_sink {
+            "; a standalone `taskbench sink` (the case's `address`) halves what this process needs"
+        } else {
+            ""
+        }
+    )]
+    Descriptors {
+        case: String,
+        publishers: u64,
+        needed: u64,
+        limit: u64,
+        /// The case's publishers talk to the embedded sink, whose ends count here too.
+        own_sink: bool,
+    },
+    #[error(
+        "case {case:?}: {} publishers need about {} MiB, more than the {} MiB of memory available \
+         (MemAvailable in /proc/meminfo); lower `concurrency`",
+        human_count(*publishers),
+        human_count(*needed >> 20),
+        human_count(*available >> 20)
+    )]
+    Memory {
+        case: String,
+        publishers: u64,
+        /// Bytes.
+        needed: u64,
+        /// Bytes.
+        available: u64,
+    },
+}
+
 /// Checks `scenario` against this process's limits; returns notes for the reader (long cases), or why it
 /// cannot run, naming the number that was exceeded.
-pub fn check(scenario: &Scenario) -> Result<Vec<String>, String> {
+pub fn check(scenario: &Scenario) -> Result<Vec<String>, PreflightError> {
     check_with(scenario, raise_descriptor_limit(), available_memory())
 }
 
@@ -28,40 +68,32 @@ fn check_with(
     scenario: &Scenario,
     limit: Option<u64>,
     available: Option<u64>,
-) -> Result<Vec<String>, String> {
+) -> Result<Vec<String>, PreflightError> {
     let mut notes = Vec::new();
     for case in &scenario.cases {
+        let publishers = case.concurrency as u64;
         let fds = descriptors(case);
         if let Some(limit) = limit
             && fds > limit
         {
-            let halve = match &case.options {
-                BackendOptions::Local(o) if o.address.is_none() => {
-                    "; a standalone `taskbench sink` (the case's `address`) halves what this process needs"
-                }
-                _ => "",
-            };
-            return Err(format!(
-                "case {:?}: {} publishers need about {} file descriptors, more than this process may open \
-                 ({}, `ulimit -n`); raise the limit (`ulimit -n`, LimitNOFILE) or lower `concurrency`{halve}",
-                case.name,
-                human_count(case.concurrency as u64),
-                human_count(fds),
-                human_count(limit),
-            ));
+            return Err(PreflightError::Descriptors {
+                case: case.name.clone(),
+                publishers,
+                needed: fds,
+                limit,
+                own_sink: matches!(&case.options, BackendOptions::Local(o) if o.address.is_none()),
+            });
         }
         let bytes = memory(case);
         if let Some(available) = available
             && bytes > available
         {
-            return Err(format!(
-                "case {:?}: {} publishers need about {} MiB, more than the {} MiB of memory available \
-                 (MemAvailable in /proc/meminfo); lower `concurrency`",
-                case.name,
-                human_count(case.concurrency as u64),
-                human_count(bytes >> 20),
-                human_count(available >> 20),
-            ));
+            return Err(PreflightError::Memory {
+                case: case.name.clone(),
+                publishers,
+                needed: bytes,
+                available,
+            });
         }
         if let Some(note) = long_case(case) {
             notes.push(note);
@@ -158,6 +190,18 @@ mod tests {
         // Fixed limits, so the test means the same on a machine allowing more descriptors than this one.
         let e = check_with(&s, Some(20_000), Some(8 << 30)).unwrap_err();
         assert!(
+            matches!(
+                e,
+                PreflightError::Descriptors {
+                    needed: 200_065,
+                    limit: 20_000,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = e.to_string();
+        assert!(
             e.contains("100,000 publishers need about 200,065 file descriptors"),
             "{e}"
         );
@@ -167,6 +211,17 @@ mod tests {
                 "backend = \"unix\"\npath = \"raw\"\nconcurrency = 100\n"
             ))
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn too_many_publishers_for_the_memory_are_refused_with_the_numbers() {
+        let s = case("backend = \"unix\"\npath = \"raw\"\nconcurrency = 100000\n");
+        let e = check_with(&s, None, Some(512 << 20)).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "case \"c\": 100,000 publishers need about 781 MiB, more than the 512 MiB of memory available \
+             (MemAvailable in /proc/meminfo); lower `concurrency`"
         );
     }
 

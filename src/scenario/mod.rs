@@ -48,23 +48,32 @@ pub struct Scenario {
 impl Scenario {
     /// Keeps only the cases called `names`, in the scenario's order (all of them when `names` is empty); an
     /// unknown name is an error that lists the cases there are.
-    pub fn select(&mut self, names: &[String]) -> Result<(), String> {
+    pub fn select(&mut self, names: &[String]) -> Result<(), UnknownCase> {
         if let Some(name) = names
             .iter()
             .find(|n| !self.cases.iter().any(|c| &c.name == *n))
         {
-            let all: Vec<&str> = self.cases.iter().map(|c| c.name.as_str()).collect();
-            return Err(format!(
-                "no case named {name:?} in {}; cases: {}",
-                self.file.display(),
-                all.join(", ")
-            ));
+            return Err(UnknownCase {
+                name: name.clone(),
+                file: self.file.clone(),
+                cases: self.cases.iter().map(|c| c.name.clone()).collect(),
+            });
         }
         if !names.is_empty() {
             self.cases.retain(|c| names.contains(&c.name));
         }
         Ok(())
     }
+}
+
+/// A case `--case` asks for that the scenario does not have.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("no case named {name:?} in {}; cases: {}", file.display(), cases.join(", "))]
+pub struct UnknownCase {
+    pub name: String,
+    pub file: PathBuf,
+    /// The cases the scenario has.
+    pub cases: Vec<String>,
 }
 
 /// Settings the command line imposes on every case (`--publishes`, `--concurrency`, ...), over the file's.
@@ -99,12 +108,16 @@ impl Shard {
     }
 }
 
+/// A `--shard` that is not `INDEX/COUNT` with `0 <= INDEX < COUNT`, as given.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0:?} is not a shard: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/3")]
+pub struct NotAShard(pub String);
+
 impl std::str::FromStr for Shard {
-    type Err = String;
+    type Err = NotAShard;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad =
-            || format!("{s:?} is not a shard: write INDEX/COUNT with 0 <= INDEX < COUNT, e.g. 0/3");
+        let bad = || NotAShard(s.to_string());
         let (i, n) = s.split_once('/').ok_or_else(bad)?;
         let (index, count): (u32, u32) = (
             i.trim().parse().map_err(|_| bad())?,
@@ -148,15 +161,17 @@ pub struct Case {
     pub thresholds: Vec<threshold::Threshold>,
 }
 
-/// Publisher confirms on AMQP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Confirm {
-    Off,
-    Each,
-    Batch,
-    /// Up to `confirm_window` messages unconfirmed; each message is done at its own ack.
-    Window,
+named_enum! {
+    /// Publisher confirms on AMQP (`confirm`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Confirm {
+        Off => "off",
+        Each => "each",
+        Batch => "batch",
+        /// Up to `confirm_window` messages unconfirmed; each message is done at its own ack.
+        Window => "window",
+    }
 }
 
 /// A case's backend-specific settings, one struct per kind of backend (which key applies to which backend
@@ -210,15 +225,17 @@ impl Default for AmqpOptions {
     }
 }
 
-/// What kind of RabbitMQ queue a case declares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum QueueType {
-    /// A classic queue, as Celery declares by default.
-    Classic,
-    /// A quorum queue (replicated, durable; `x-queue-type = quorum`), as Celery 5.5+ declares with
-    /// `task_queues = [Queue(..., queue_arguments={"x-queue-type": "quorum"})]`.
-    Quorum,
+named_enum! {
+    /// What kind of RabbitMQ queue a case declares (`queue_type`).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "lowercase")]
+    pub enum QueueType {
+        /// A classic queue, as Celery declares by default.
+        Classic => "classic",
+        /// A quorum queue (replicated, durable; `x-queue-type = quorum`), as Celery 5.5+ declares with
+        /// `task_queues = [Queue(..., queue_arguments={"x-queue-type": "quorum"})]`.
+        Quorum => "quorum",
+    }
 }
 
 /// Settings of a `redis` case.

@@ -428,13 +428,18 @@ fn every_key_the_catalog_allows_changes_what_is_planned() {
                 } else {
                     ""
                 };
-                let plain = plan(spec.name, path.name(), base);
+                let plain = plan(spec.name(), path.name(), base);
                 let set = plan(
-                    spec.name,
+                    spec.name(),
                     path.name(),
-                    &format!("{base}{key} = {}\n", value(key, spec.name)),
+                    &format!("{base}{key} = {}\n", value(key, spec.name())),
                 );
-                assert_ne!(set, plain, "{key} on {} {path} changes nothing", spec.name);
+                assert_ne!(
+                    set,
+                    plain,
+                    "{key} on {} {path} changes nothing",
+                    spec.name()
+                );
                 checked += 1;
             }
         }
@@ -843,4 +848,14 @@ fn a_confirm_window_refuses_a_batch() {
         e.contains("`batch = 4` cannot be combined with `confirm = \"window\"`"),
         "{e}"
     );
+}
+
+#[test]
+fn option_names_are_what_serde_writes() {
+    for c in Confirm::ALL {
+        assert_eq!(serde_json::to_value(c).unwrap(), c.name());
+    }
+    for q in QueueType::ALL {
+        assert_eq!(serde_json::to_value(q).unwrap(), q.name());
+    }
 }

@@ -2,40 +2,33 @@
 //! and a scenario's thresholds both read, so `p99 > +10%` and `p99 = "< 2ms"` parse the same way; and the
 //! thresholds themselves (`[thresholds]`, a case's `thresholds`), checked at the end of each case.
 
-use std::fmt;
-
-/// A comparison operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum Op {
-    #[serde(rename = "<")]
-    Lt,
-    #[serde(rename = "<=")]
-    Le,
-    #[serde(rename = ">")]
-    Gt,
-    #[serde(rename = ">=")]
-    Ge,
-    #[serde(rename = "==")]
-    Eq,
+named_enum! {
+    /// A comparison operator, named by its symbol.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+    pub enum Op {
+        #[serde(rename = "<")]
+        Lt => "<",
+        #[serde(rename = "<=")]
+        Le => "<=",
+        #[serde(rename = ">")]
+        Gt => ">",
+        #[serde(rename = ">=")]
+        Ge => ">=",
+        #[serde(rename = "==")]
+        Eq => "==",
+    }
 }
 
 impl Op {
     /// Splits a leading operator off `text` (after leading spaces); `None` when there is none.
     pub fn split(text: &str) -> Option<(Op, &str)> {
         let t = text.trim_start();
-        // Two-character operators first, so `<=` is not read as `<` followed by `=`.
-        for (word, op) in [
-            ("<=", Op::Le),
-            (">=", Op::Ge),
-            ("==", Op::Eq),
-            ("<", Op::Lt),
-            (">", Op::Gt),
-        ] {
-            if let Some(rest) = t.strip_prefix(word) {
-                return Some((op, rest.trim()));
-            }
-        }
-        None
+        // The longest operator that starts `t`, so `<=` is not read as `<` followed by `=`.
+        Op::ALL
+            .into_iter()
+            .filter(|op| t.starts_with(op.name()))
+            .max_by_key(|op| op.name().len())
+            .map(|op| (op, t[op.name().len()..].trim()))
     }
 
     /// Whether `left op right` holds.
@@ -48,22 +41,6 @@ impl Op {
             Op::Eq => left == right,
         }
     }
-
-    pub fn symbol(self) -> &'static str {
-        match self {
-            Op::Lt => "<",
-            Op::Le => "<=",
-            Op::Gt => ">",
-            Op::Ge => ">=",
-            Op::Eq => "==",
-        }
-    }
-}
-
-impl fmt::Display for Op {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.symbol())
-    }
 }
 
 /// What a quantity measures, which decides how its number is written.
@@ -75,8 +52,17 @@ pub enum Kind {
     Number,
 }
 
+/// A quantity that is not of its kind; the message says how to write one.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuantityError {
+    #[error("{0:?} is not a number")]
+    NotANumber(String),
+    #[error("{0:?} is not a duration (write it like 2ms, 850us, 1.5s)")]
+    NotADuration(String),
+}
+
 /// Reads `text` as a quantity of `kind`, in nanoseconds for durations. The error says what was expected.
-pub fn quantity(text: &str, kind: Kind) -> Result<f64, String> {
+pub fn quantity(text: &str, kind: Kind) -> Result<f64, QuantityError> {
     let t = text.trim();
     let plain: String = t.chars().filter(|c| !matches!(c, '_' | ',')).collect();
     if let Ok(v) = plain.parse::<f64>()
@@ -85,8 +71,9 @@ pub fn quantity(text: &str, kind: Kind) -> Result<f64, String> {
         return Ok(v);
     }
     match kind {
-        Kind::Number => Err(format!("{t:?} is not a number")),
+        Kind::Number => Err(QuantityError::NotANumber(t.to_string())),
         Kind::Duration => {
+            let not_a_duration = || QuantityError::NotADuration(t.to_string());
             let split = t
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
                 .unwrap_or(t.len());
@@ -96,57 +83,32 @@ pub fn quantity(text: &str, kind: Kind) -> Result<f64, String> {
                 "us" | "µs" => 1e3,
                 "ms" => 1e6,
                 "s" => 1e9,
-                _ => {
-                    return Err(format!(
-                        "{t:?} is not a duration (write it like 2ms, 850us, 1.5s)"
-                    ));
-                }
+                _ => return Err(not_a_duration()),
             };
             number
                 .parse::<f64>()
                 .map(|v| v * scale)
-                .map_err(|_| format!("{t:?} is not a duration (write it like 2ms, 850us, 1.5s)"))
+                .map_err(|_| not_a_duration())
         }
     }
 }
 
-/// A figure of a finished case that a threshold bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Metric {
-    P50,
-    P90,
-    P99,
-    P999,
-    Max,
-    Throughput,
-    Errors,
+named_enum! {
+    /// A figure of a finished case that a threshold bounds, named by its key in a `[thresholds]` table and
+    /// in summary.json. The order is the order thresholds are listed in.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Metric {
+        P50 => "p50",
+        P90 => "p90",
+        P99 => "p99",
+        P999 => "p999",
+        Max => "max",
+        Throughput => "throughput",
+        Errors => "errors",
+    }
 }
 
 impl Metric {
-    /// Every metric, in the order thresholds are listed.
-    pub const ALL: [Metric; 7] = [
-        Metric::P50,
-        Metric::P90,
-        Metric::P99,
-        Metric::P999,
-        Metric::Max,
-        Metric::Throughput,
-        Metric::Errors,
-    ];
-
-    /// Its key in a `[thresholds]` table and in summary.json.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Metric::P50 => "p50",
-            Metric::P90 => "p90",
-            Metric::P99 => "p99",
-            Metric::P999 => "p999",
-            Metric::Max => "max",
-            Metric::Throughput => "throughput",
-            Metric::Errors => "errors",
-        }
-    }
-
     /// A latency quantile (0..=1), or `None` for throughput and errors (max is the 1.0 quantile).
     pub const fn quantile(self) -> Option<f64> {
         match self {
@@ -178,23 +140,40 @@ pub struct Threshold {
     pub text: String,
 }
 
+/// Why the value of a threshold key cannot be read, as the scenario's error says it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThresholdError {
+    #[error("threshold `{metric}` = {text:?} has no comparison operator")]
+    NoOperator { metric: Metric, text: String },
+    #[error("threshold `{metric}` = {text:?} is relative; a scenario's thresholds are absolute")]
+    Relative { metric: Metric, text: String },
+    #[error("threshold `{metric}` = {text:?}: {quantity}")]
+    Quantity {
+        metric: Metric,
+        text: String,
+        quantity: QuantityError,
+    },
+}
+
 impl Threshold {
     /// Reads the value of a threshold key (`"< 2ms"`); the error says what is expected.
-    pub fn parse(metric: Metric, text: &str) -> Result<Threshold, String> {
-        let (op, value) = Op::split(text).ok_or_else(|| {
-            format!(
-                "threshold `{}` = {text:?} has no comparison operator",
-                metric.name()
-            )
+    pub fn parse(metric: Metric, text: &str) -> Result<Threshold, ThresholdError> {
+        let (op, value) = Op::split(text).ok_or_else(|| ThresholdError::NoOperator {
+            metric,
+            text: text.to_string(),
         })?;
         if value.ends_with('%') {
-            return Err(format!(
-                "threshold `{}` = {text:?} is relative; a scenario's thresholds are absolute",
-                metric.name()
-            ));
+            return Err(ThresholdError::Relative {
+                metric,
+                text: text.to_string(),
+            });
         }
-        let value = quantity(value, metric.kind())
-            .map_err(|e| format!("threshold `{}` = {text:?}: {e}", metric.name()))?;
+        let value =
+            quantity(value, metric.kind()).map_err(|quantity| ThresholdError::Quantity {
+                metric,
+                text: text.to_string(),
+                quantity,
+            })?;
         Ok(Threshold {
             metric,
             op,
@@ -230,6 +209,13 @@ mod tests {
     }
 
     #[test]
+    fn operators_serialise_as_their_symbol() {
+        for op in Op::ALL {
+            assert_eq!(serde_json::to_value(op).unwrap(), op.name());
+        }
+    }
+
+    #[test]
     fn thresholds_read_absolute_bounds() {
         let t = Threshold::parse(Metric::P99, "< 2ms").unwrap();
         assert_eq!((t.op, t.value, t.text.as_str()), (Op::Lt, 2e6, "< 2ms"));
@@ -238,20 +224,18 @@ mod tests {
         assert!(t.passes(Some(0.0)) && !t.passes(Some(1.0)));
         let t = Threshold::parse(Metric::Throughput, ">= 10_000").unwrap();
         assert!(t.passes(Some(1e4)));
-        assert!(
-            Threshold::parse(Metric::P99, "2ms")
-                .unwrap_err()
-                .contains("no comparison operator")
+        let e = Threshold::parse(Metric::P99, "2ms").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "threshold `p99` = \"2ms\" has no comparison operator"
         );
-        assert!(
-            Threshold::parse(Metric::P99, "< +10%")
-                .unwrap_err()
-                .contains("absolute")
-        );
-        assert!(
-            Threshold::parse(Metric::Throughput, "> 1ms")
-                .unwrap_err()
-                .contains("not a number")
+        let e = Threshold::parse(Metric::P99, "< +10%").unwrap_err();
+        assert!(matches!(e, ThresholdError::Relative { .. }), "{e}");
+        assert!(e.to_string().contains("absolute"), "{e}");
+        let e = Threshold::parse(Metric::Throughput, "> 1ms").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "threshold `throughput` = \"> 1ms\": \"1ms\" is not a number"
         );
     }
 }

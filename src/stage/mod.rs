@@ -10,69 +10,42 @@ use std::future::Future;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-/// A named part of one publish. The order here is the order stages are listed in output.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Stage {
-    /// Open a connection (TCP/Unix connect, AMQP handshake, Redis connect).
-    Connect,
-    /// A client greeting after connecting (kombu's PING on Redis).
-    Handshake,
-    /// Open an AMQP channel.
-    Channel,
-    /// Declare exchange/queue (AMQP) or the queue-length check kombu does (Redis).
-    Declare,
-    /// Bind the queue (AMQP binding, kombu's binding SADD on Redis).
-    Bind,
-    /// Check a connection or producer out of a pool.
-    Acquire,
-    /// Build the message for this publish (fresh task id, envelope).
-    Encode,
-    /// Put the message on the wire (and, where the protocol answers, read the reply).
-    Send,
-    /// Wait for the broker's publisher confirm.
-    Confirm,
-    /// Return a connection or producer to its pool.
-    Release,
-    /// Close a channel or connection opened for this publish.
-    Close,
+named_enum! {
+    /// A named part of one publish. The order here is the order stages are listed in output.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+    pub enum Stage {
+        /// Open a connection (TCP/Unix connect, AMQP handshake, Redis connect).
+        Connect => "connect",
+        /// A client greeting after connecting (kombu's PING on Redis).
+        Handshake => "handshake",
+        /// Open an AMQP channel.
+        Channel => "channel",
+        /// Declare exchange/queue (AMQP) or the queue-length check kombu does (Redis).
+        Declare => "declare",
+        /// Bind the queue (AMQP binding, kombu's binding SADD on Redis).
+        Bind => "bind",
+        /// Check a connection or producer out of a pool.
+        Acquire => "acquire",
+        /// Build the message for this publish (fresh task id, envelope).
+        Encode => "encode",
+        /// Put the message on the wire (and, where the protocol answers, read the reply).
+        Send => "send",
+        /// Wait for the broker's publisher confirm.
+        Confirm => "confirm",
+        /// Return a connection or producer to its pool.
+        Release => "release",
+        /// Close a channel or connection opened for this publish.
+        Close => "close",
+    }
 }
 
 /// How many stages there are; arrays indexed by stage have this length.
-pub const STAGE_COUNT: usize = 11;
+pub const STAGE_COUNT: usize = Stage::COUNT;
+
+// `StageClock::touched` holds one bit per stage.
+const _: () = assert!(STAGE_COUNT <= u16::BITS as usize);
 
 impl Stage {
-    /// Every stage, in output order.
-    pub const ALL: [Stage; STAGE_COUNT] = [
-        Stage::Connect,
-        Stage::Handshake,
-        Stage::Channel,
-        Stage::Declare,
-        Stage::Bind,
-        Stage::Acquire,
-        Stage::Encode,
-        Stage::Send,
-        Stage::Confirm,
-        Stage::Release,
-        Stage::Close,
-    ];
-
-    /// The stable name used in output, summary.json and span names.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Stage::Connect => "connect",
-            Stage::Handshake => "handshake",
-            Stage::Channel => "channel",
-            Stage::Declare => "declare",
-            Stage::Bind => "bind",
-            Stage::Acquire => "acquire",
-            Stage::Encode => "encode",
-            Stage::Send => "send",
-            Stage::Confirm => "confirm",
-            Stage::Release => "release",
-            Stage::Close => "close",
-        }
-    }
-
     /// Position in [`Stage::ALL`], for indexing per-stage arrays.
     pub const fn index(self) -> usize {
         self as usize

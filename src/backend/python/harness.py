@@ -98,6 +98,24 @@ def wrap_stages():
 
 # --- errors -------------------------------------------------------------------------------------------
 
+class ErrorKind:
+    """The error kinds this harness reports: each is the name of one of taskbench's (src/error.rs).
+
+    taskbench reads a name it does not know as `send` (or `setup`), so tests/harness_kinds.rs checks every
+    name here against its list, and that the harness reports a kind only through this class.
+    """
+
+    UNREACHABLE = "unreachable"
+    AUTH = "auth"
+    VHOST = "vhost"
+    DECLARE_CONFLICT = "declare_conflict"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    CONNECTION_LOST = "connection_lost"
+    SEND = "send"
+    SETUP = "setup"
+
+
 def kind_of(exc):
     """The taskbench error kind of an exception raised by a publish (its cause chain included)."""
     seen = set()
@@ -107,22 +125,22 @@ def kind_of(exc):
         name = type(e).__name__
         text = str(e)
         if isinstance(e, ConnectionRefusedError) or "Connection refused" in text:
-            return "unreachable"
+            return ErrorKind.UNREACHABLE
         if name in ("AccessRefused", "AuthenticationError", "AuthenticationWrongNumberOfArgsError") \
                 or "WRONGPASS" in text or "NOAUTH" in text or "ACCESS_REFUSED" in text:
-            return "auth"
+            return ErrorKind.AUTH
         if name == "NotAllowed" or "NOT_ALLOWED" in text:
-            return "vhost"
+            return ErrorKind.VHOST
         if name == "PreconditionFailed" or "PRECONDITION_FAILED" in text:
-            return "declare_conflict"
+            return ErrorKind.DECLARE_CONFLICT
         if "OOM" in text:
-            return "oom"
+            return ErrorKind.OOM
         if isinstance(e, TimeoutError) or name in ("TimeoutError", "timeout"):
-            return "timeout"
+            return ErrorKind.TIMEOUT
         if isinstance(e, (ConnectionError, OSError)) or name in ("ConnectionError", "RecoverableConnectionError"):
-            return "connection_lost"
+            return ErrorKind.CONNECTION_LOST
         e = e.__cause__ or e.__context__
-    return "send"
+    return ErrorKind.SEND
 
 
 def one_line(text, limit=600):
@@ -151,11 +169,11 @@ def load_app(cfg):
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except Exception as exc:  # the user's code: anything can happen on import
-            fail("setup", f"celery_app {spec!r} could not be loaded: {type(exc).__name__}: {exc}"
-                          f" (sys.path[0] = {sys.path[0]!r};"
-                          f" set pythonpath to the directory {module.split('.')[0]} is in)")
+            fail(ErrorKind.SETUP, f"celery_app {spec!r} could not be loaded: {type(exc).__name__}: {exc}"
+                                  f" (sys.path[0] = {sys.path[0]!r};"
+                                  f" set pythonpath to the directory {module.split('.')[0]} is in)")
         if not isinstance(obj, Celery):
-            fail("setup", f"celery_app {spec!r} is a {type(obj).__name__}, not a Celery app")
+            fail(ErrorKind.SETUP, f"celery_app {spec!r} is a {type(obj).__name__}, not a Celery app")
         app = obj
     else:
         app = Celery("taskbench")
@@ -268,7 +286,7 @@ def serve(cfg):
         import celery
         import kombu
     except ImportError as exc:
-        fail("setup", f"{sys.executable} cannot import {exc.name}: install it with "
+        fail(ErrorKind.SETUP, f"{sys.executable} cannot import {exc.name}: install it with "
                       f"{sys.executable} -m pip install 'celery[redis]'")
     make = celery_publisher if cfg["client"] == "celery" else kombu_publisher
     try:
@@ -276,7 +294,7 @@ def serve(cfg):
     except SystemExit:
         raise
     except Exception as exc:
-        fail(kind_of(exc) if cfg["client"] == "kombu" else "setup", f"{type(exc).__name__}: {exc}")
+        fail(kind_of(exc) if cfg["client"] == "kombu" else ErrorKind.SETUP, f"{type(exc).__name__}: {exc}")
     ready = {
         "pid": os.getpid(),
         "python": sys.version.split()[0],

@@ -4,7 +4,7 @@
 use super::locator::CaseLocator;
 use super::url::check_url;
 use super::value::positive;
-use crate::catalog::{BACKENDS, Backend, PathKind};
+use crate::catalog::{BACKENDS, Backend, BackendSpec, PathKind};
 use crate::endpoint::Endpoint;
 use crate::scenario::raw::RawCase;
 use crate::scenario::{
@@ -23,7 +23,7 @@ pub(super) fn backend_and_path(
         case.error(
             raw.backend.span(),
             format!("unknown backend {:?}", raw.backend.get_ref()),
-            Some(format!("backends: {}", Backend::names().join(", "))),
+            Some(format!("backends: {}", Backend::NAMES.join(", "))),
         )
     })?;
     let spec = backend.spec();
@@ -47,7 +47,7 @@ pub(super) fn backend_and_path(
                 let owners: Vec<&str> = BACKENDS
                     .iter()
                     .filter(|s| s.options.iter().any(|(k, _)| *k == key))
-                    .map(|s| s.name)
+                    .map(BackendSpec::name)
                     .collect();
                 return Err(case.error(
                     span,
@@ -136,19 +136,13 @@ fn amqp_options(
         ..AmqpOptions::default()
     };
     if let Some(c) = &raw.confirm {
-        o.confirm = match c.get_ref().as_str() {
-            "off" => Confirm::Off,
-            "each" => Confirm::Each,
-            "batch" => Confirm::Batch,
-            "window" => Confirm::Window,
-            other => {
-                return Err(case.error(
-                    c.span(),
-                    format!("unknown confirm mode {other:?}"),
-                    Some("confirm is one of off, each, batch, window".into()),
-                ));
-            }
-        };
+        o.confirm = Confirm::from_name(c.get_ref()).ok_or_else(|| {
+            case.error(
+                c.span(),
+                format!("unknown confirm mode {:?}", c.get_ref()),
+                Some(format!("confirm is one of {}", Confirm::NAMES.join(", "))),
+            )
+        })?;
         if o.confirm == Confirm::Window {
             // A window's messages finish at their own acks, after their publish call: only a channel kept
             // across publishes can hold them, and the open loop's queueing would not be in their latency.
@@ -167,17 +161,13 @@ fn amqp_options(
         }
     }
     if let Some(t) = &raw.queue_type {
-        o.queue_type = match t.get_ref().as_str() {
-            "classic" => QueueType::Classic,
-            "quorum" => QueueType::Quorum,
-            other => {
-                return Err(case.error(
-                    t.span(),
-                    format!("unknown queue_type {other:?}"),
-                    Some("queue_type is classic (the default) or quorum".into()),
-                ));
-            }
-        };
+        o.queue_type = QueueType::from_name(t.get_ref()).ok_or_else(|| {
+            case.error(
+                t.span(),
+                format!("unknown queue_type {:?}", t.get_ref()),
+                Some("queue_type is classic (the default) or quorum".into()),
+            )
+        })?;
     }
     if let Some(v) = &raw.confirm_window {
         o.confirm_window = positive(case.file, "confirm_window", v, 1)? as usize;

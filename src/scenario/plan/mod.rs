@@ -183,9 +183,9 @@ fn thresholds(
             };
             // A run-wide threshold is reported once, where it is written, without a case.
             if own {
-                case.error(value.span(), e, Some(hint))
+                case.error(value.span(), e.to_string(), Some(hint))
             } else {
-                case.file.error(value.span(), e, Some(hint))
+                case.file.error(value.span(), e.to_string(), Some(hint))
             }
         })?;
         out.push(t);

@@ -19,11 +19,10 @@ pub(super) fn python_client(
     let client = match &raw.client {
         None => Client::Taskbench,
         Some(c) => Client::from_name(c.get_ref()).ok_or_else(|| {
-            let names: Vec<&str> = Client::ALL.iter().map(|c| c.name()).collect();
             case.error(
                 c.span(),
                 format!("unknown client {:?}", c.get_ref()),
-                Some(format!("client is one of {}", names.join(", "))),
+                Some(format!("client is one of {}", Client::NAMES.join(", "))),
             )
         })?,
     };
