@@ -590,8 +590,7 @@ fn the_binary_never_prints_the_password_even_with_trace_logs() {
         case_toml(&queue, "pooled", 5, &format!("url = \"{bad}\"")),
     )
     .unwrap();
-    let out = assert_cmd::Command::cargo_bin("taskbench")
-        .unwrap()
+    let out = common::taskbench()
         .env("RUST_LOG", "trace")
         .arg("run")
         .arg(&scenario)

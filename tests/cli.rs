@@ -2,15 +2,12 @@
 
 mod common;
 
-use assert_cmd::Command;
+use assert_cmd::prelude::*;
+use common::taskbench;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
-
-fn taskbench() -> Command {
-    Command::cargo_bin("taskbench").unwrap()
-}
 
 fn read_summary(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
@@ -250,7 +247,7 @@ struct SinkProcess(std::process::Child);
 
 impl SinkProcess {
     fn start(listen: &str, ready: &Path) -> SinkProcess {
-        let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        let child = taskbench()
             .args(["sink", "--listen", listen])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
@@ -342,7 +339,7 @@ fn an_interrupt_keeps_what_was_measured_and_exits_130() {
         "name = \"long\"\nduration = \"60s\"\nrate = 2000\n[[case]]\nname = \"first\"\nbackend = \"unix\"\npath = \"raw\"\nduration = \"1s\"\n[[case]]\nname = \"second\"\nbackend = \"unix\"\npath = \"raw\"\n[[case]]\nname = \"never\"\nbackend = \"unix\"\npath = \"raw\"\n",
     );
     let out_dir = dir.path().join("r");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+    let child = taskbench()
         .arg("run")
         .arg(&scenario)
         .arg("--out")
@@ -533,7 +530,7 @@ fn three_shards_split_the_load_and_start_together() {
     let start_at = humantime::format_rfc3339_millis(start_at).to_string();
     let shards: Vec<_> = (0..3)
         .map(|i| {
-            std::process::Command::new(env!("CARGO_BIN_EXE_taskbench"))
+            taskbench()
                 .current_dir(dir.path())
                 .arg("run")
                 .arg(&scenario)
@@ -623,7 +620,8 @@ fn log_lines_on_a_terminal_are_coloured_unless_no_color() {
     }
     let dir = tempfile::tempdir().unwrap();
     let scenario = logging_scenario(dir.path());
-    let bin = assert_cmd::cargo::cargo_bin("taskbench");
+    let bin = taskbench();
+    let bin = Path::new(bin.get_program());
     for (n, no_color) in [None, Some("1")].iter().enumerate() {
         let command = format!(
             "{} -vv run {} --out {}",
@@ -824,7 +822,7 @@ fn a_stopped_sink_first_drains_the_connections_queued_for_it() {
     use std::os::unix::net::UnixStream;
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("drain.sock");
-    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+    let child = taskbench()
         .args(["sink", "--listen"])
         .arg(format!("unix:{}", sock.display()))
         .stdout(std::process::Stdio::piped())

@@ -4,15 +4,12 @@
 
 mod common;
 
-use assert_cmd::Command;
+use assert_cmd::prelude::*;
+use common::taskbench;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-fn taskbench() -> Command {
-    Command::cargo_bin("taskbench").unwrap()
-}
 
 /// Two runs of unix-raw and tcp-raw (made once for every test here), and a third of tcp-raw only, under
 /// cargo's target tmp dir (a static is never dropped, so a TempDir would not clean up either).

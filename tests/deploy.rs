@@ -93,7 +93,7 @@ fn the_configmaps_scenario_is_one_taskbench_accepts() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("scenario.toml");
     std::fs::write(&path, scenario).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_taskbench"))
+    let out = common::taskbench()
         .arg("validate")
         .arg(&path)
         .output()

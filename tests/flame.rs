@@ -1,14 +1,13 @@
 //! Profiles end to end: `run --profile cpu` writes both views per case, their numbers agree with the
 //! stage histograms, and `taskbench flame` re-renders and diffs them.
 
-use assert_cmd::Command;
+mod common;
+
+use assert_cmd::prelude::*;
+use common::taskbench;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::Path;
-
-fn taskbench() -> Command {
-    Command::cargo_bin("taskbench").unwrap()
-}
 
 /// Runs a two-case local scenario with CPU profiling into `dir/run`.
 fn profiled_run(dir: &Path) -> std::path::PathBuf {

@@ -4,8 +4,9 @@
 
 mod common;
 
-use assert_cmd::Command;
+use assert_cmd::prelude::*;
 use base64::Engine;
+use common::taskbench;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
@@ -14,10 +15,6 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 use taskbench::summary::decode_histogram;
-
-fn taskbench() -> Command {
-    Command::cargo_bin("taskbench").unwrap()
-}
 
 fn summary(dir: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
@@ -52,7 +49,7 @@ fn shards_together(dir: &Path, text: &str, n: u32) -> Vec<PathBuf> {
             let scenario = dir.join(format!("scenario-{i}.toml"));
             std::fs::write(&scenario, text).unwrap();
             let out = dir.join(format!("shard-{i}"));
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_taskbench"))
+            let child = taskbench()
                 .arg("run")
                 .arg(&scenario)
                 .args(["--shard", &format!("{i}/{n}"), "--start-at", &at, "--out"])

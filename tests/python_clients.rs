@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::taskbench;
 use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -280,23 +281,20 @@ fn dying_app(dir: &Path, die_at: u32) -> String {
     "dying_app:app".into()
 }
 
-fn taskbench(args: &[&str]) -> std::process::Output {
-    assert_cmd::Command::cargo_bin("taskbench")
-        .unwrap()
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 /// Writes `toml` to `dir/s.toml` and runs it with `args` into the run folder `dir/out`.
 fn run_scenario(dir: &Path, toml: &str, args: &[&str]) -> (std::process::Output, PathBuf) {
     let file = dir.join("s.toml");
     std::fs::write(&file, toml).unwrap();
     let out_dir = dir.join("out");
-    let mut all = vec!["run", file.to_str().unwrap()];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--out", out_dir.to_str().unwrap()]);
-    (taskbench(&all), out_dir)
+    let out = taskbench()
+        .arg("run")
+        .arg(&file)
+        .args(args)
+        .arg("--out")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    (out, out_dir)
 }
 
 #[test]
@@ -356,7 +354,7 @@ fn a_missing_interpreter_is_a_usage_error() {
     )
     .unwrap();
     for command in ["validate", "run"] {
-        let out = taskbench(&[command, file.to_str().unwrap()]);
+        let out = taskbench().arg(command).arg(&file).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
         assert!(
@@ -395,7 +393,7 @@ fn an_interpreter_without_celery_is_a_usage_error_with_an_install_hint() {
         ),
     )
     .unwrap();
-    let out = taskbench(&["validate", file.to_str().unwrap()]);
+    let out = taskbench().arg("validate").arg(&file).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("has no celery and kombu"), "{stderr}");
@@ -421,7 +419,7 @@ fn validate_prints_the_versions_it_found() {
         ),
     )
     .unwrap();
-    let out = taskbench(&["validate", file.to_str().unwrap()]);
+    let out = taskbench().arg("validate").arg(&file).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         out.status.code(),
@@ -461,7 +459,7 @@ async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
         scenario(&python, "redis", &queue, "publishes = 5", &case),
     )
     .unwrap();
-    let out = taskbench(&["validate", file.to_str().unwrap()]);
+    let out = taskbench().arg("validate").arg(&file).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
@@ -625,27 +623,20 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
     assert!(out_dir.join("plain.pywall.svg").exists());
 
     // `taskbench flame` draws the view again, and diffs it: the sleep is what `sleepy` adds.
-    let again = taskbench(&[
-        "flame",
-        out_dir.to_str().unwrap(),
-        "--view",
-        "pywall",
-        "--case",
-        "sleepy",
-        "--width",
-        "640",
-    ]);
+    let again = taskbench()
+        .arg("flame")
+        .arg(&out_dir)
+        .args(["--view", "pywall", "--case", "sleepy", "--width", "640"])
+        .output()
+        .unwrap();
     assert_eq!(again.status.code(), Some(0), "{again:?}");
     assert!(read("sleepy.pywall.svg").contains("width=\"640\""));
-    let diff = taskbench(&[
-        "flame",
-        out_dir.to_str().unwrap(),
-        "--diff",
-        "plain",
-        "sleepy",
-        "--view",
-        "pywall",
-    ]);
+    let diff = taskbench()
+        .arg("flame")
+        .arg(&out_dir)
+        .args(["--diff", "plain", "sleepy", "--view", "pywall"])
+        .output()
+        .unwrap();
     assert_eq!(diff.status.code(), Some(0), "{diff:?}");
     let svg = read("diff-plain-sleepy.pywall.svg");
     assert!(
@@ -674,8 +665,7 @@ fn profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it() {
         ),
     )
     .unwrap();
-    let out = assert_cmd::Command::cargo_bin("taskbench")
-        .unwrap()
+    let out = taskbench()
         .args(["run", file.to_str().unwrap(), "--profile", "cpu"])
         .env("TASKBENCH_PY_SPY", dir.path().join("no-py-spy"))
         .output()

@@ -6,6 +6,7 @@
 mod common;
 
 use base64::Engine as _;
+use common::taskbench;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -833,8 +834,7 @@ fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
         ),
     )
     .unwrap();
-    let out = assert_cmd::Command::cargo_bin("taskbench")
-        .unwrap()
+    let out = taskbench()
         .args([
             "run",
             scenario.to_str().unwrap(),
@@ -868,8 +868,7 @@ fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
         ),
     )
     .unwrap();
-    let out = assert_cmd::Command::cargo_bin("taskbench")
-        .unwrap()
+    let out = taskbench()
         .args(["run", scenario.to_str().unwrap(), "--out"])
         .arg(dir.path().join("out2"))
         .output()
@@ -1045,7 +1044,7 @@ fn an_interrupt_ends_a_reconnect_backoff_at_once() {
     )
     .unwrap();
     let out_dir = dir.path().join("out");
-    let child = Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+    let child = taskbench()
         .args(["run", scenario.to_str().unwrap(), "--out"])
         .arg(&out_dir)
         .stdout(Stdio::piped())
@@ -1107,7 +1106,7 @@ fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
     )
     .unwrap();
     let out = dir.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_taskbench"))
+    let mut child = taskbench()
         .arg("run")
         .arg(&scenario)
         .arg("--out")

@@ -2,6 +2,9 @@
 //! against a port nothing listens on, with the most verbose logging, and every byte of output and of the run
 //! folder searched for the secret.
 
+mod common;
+
+use common::taskbench;
 use std::path::Path;
 
 /// Whether a form gets as far as connecting, or `validate` refuses it (TLS, which this build lacks; a
@@ -101,7 +104,7 @@ fn run_and_collect(
     rust_log: Option<&str>,
     expected: i32,
 ) -> Vec<(String, Vec<u8>)> {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"));
+    let mut cmd = taskbench();
     cmd.args(args).arg(file);
     let runs = args.contains(&"run");
     if runs {
@@ -221,7 +224,7 @@ fn a_password_from_the_environment_is_hidden_too() {
     .enumerate()
     {
         let out_dir = dir.path().join(format!("run{n}"));
-        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        let out = taskbench()
             .args(["-vv", "run"])
             .arg(&file)
             .arg("--out")

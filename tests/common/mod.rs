@@ -1,10 +1,16 @@
-//! Shared by the integration tests: broker URLs, skip-or-fail when a broker is missing, unique names, and
-//! a real Celery worker to prove that what taskbench publishes runs.
+//! Shared by the integration tests: the taskbench command, broker URLs, skip-or-fail when a broker is
+//! missing, unique names, and a real Celery worker to prove that what taskbench publishes runs.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The taskbench binary under test, ready for arguments: run it with `.output()` or `.spawn()`, or with
+/// `assert_cmd::prelude::*` in scope, `.assert()`.
+pub fn taskbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_taskbench"))
+}
 
 /// Whether a missing broker fails the test (CI) instead of skipping it.
 pub fn brokers_required() -> bool {
@@ -209,7 +215,7 @@ pub fn read_hlog_with_python(test: &str, file: &std::path::Path) -> Option<serde
 
 /// Runs `scenarios/quickstart.toml` with only `cases`, `publishes` each, into `out`; panics if it fails.
 pub fn quickstart_run(out: &std::path::Path, publishes: u64, cases: &[&str]) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskbench"));
+    let mut cmd = taskbench();
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "run",
         "scenarios/quickstart.toml",
