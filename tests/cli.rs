@@ -8,9 +8,11 @@ use predicates::prelude::*;
 use serde_json::Value;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use taskbench::summary::{Mode, Summary};
 
-fn read_summary(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
+/// The run folder's summary.json, read through the library's own type.
+fn read_summary(dir: &Path) -> Summary {
+    Summary::read(dir).unwrap()
 }
 
 fn write_scenario(dir: &Path, text: &str) -> std::path::PathBuf {
@@ -39,10 +41,10 @@ fn quickstart_runs_every_case_and_its_counts_add_up() {
         .stdout(predicate::str::contains("throughput/s").and(predicate::str::contains("unix-raw")));
 
     let summary = read_summary(&out);
-    assert_eq!(summary["scenario"], "quickstart");
-    assert_eq!(summary["taskbench_version"], env!("CARGO_PKG_VERSION"));
-    let cases = summary["cases"].as_array().unwrap();
-    let names: Vec<&str> = cases.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(summary.scenario, "quickstart");
+    assert_eq!(summary.taskbench_version, env!("CARGO_PKG_VERSION"));
+    let cases = &summary.cases;
+    let names: Vec<&str> = cases.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
         [
@@ -55,33 +57,35 @@ fn quickstart_runs_every_case_and_its_counts_add_up() {
         ]
     );
     for c in cases {
-        let name = c["name"].as_str().unwrap();
-        assert_eq!(c["publishes_ok"], 2000, "{name}");
-        assert_eq!(c["delivered"], 2000, "{name}: the sink got every publish");
-        assert_eq!(c["errors"], serde_json::json!({}), "{name}");
-        let lat = &c["latency_ns"];
+        let name = &c.name;
+        assert_eq!(c.publishes_ok, 2000, "{name}");
+        assert_eq!(
+            c.delivered,
+            Some(2000),
+            "{name}: the sink got every publish"
+        );
+        assert!(c.errors.is_empty(), "{name}: {:?}", c.errors);
+        let lat = &c.latency_ns;
         let (min, p50, p99, max) = (
-            lat["min"].as_u64().unwrap(),
-            lat["p50"].as_u64().unwrap(),
-            lat["p99"].as_u64().unwrap(),
-            lat["max"].as_u64().unwrap(),
+            lat.min.unwrap(),
+            lat.p50.unwrap(),
+            lat.p99.unwrap(),
+            lat.max.unwrap(),
         );
-        assert!(min <= p50 && p50 <= p99 && p99 <= max, "{name}: {lat}");
-        let expected_tput = 2000.0 / c["elapsed_s"].as_f64().unwrap();
-        assert!(
-            (c["throughput_per_s"].as_f64().unwrap() - expected_tput).abs() < 1e-6 * expected_tput
-        );
-        assert_eq!(c["stages"]["send"]["count"], 2000, "{name}");
-        assert_eq!(c["stages"]["encode"]["count"], 2000, "{name}");
-        assert!(!c["histogram"].as_str().unwrap().is_empty());
+        assert!(min <= p50 && p50 <= p99 && p99 <= max, "{name}: {lat:?}");
+        let expected_tput = 2000.0 / c.elapsed_s;
+        assert!((c.throughput_per_s - expected_tput).abs() < 1e-6 * expected_tput);
+        assert_eq!(c.stages["send"].count, 2000, "{name}");
+        assert_eq!(c.stages["encode"].count, 2000, "{name}");
+        assert!(!c.histogram.is_empty());
         assert!(out.join(format!("{name}.hgrm")).exists(), "{name}.hgrm");
     }
-    let fresh = &cases[3]["stages"];
+    let fresh = &cases[3].stages;
     assert_eq!(
-        fresh["connect"]["count"], 2000,
+        fresh["connect"].count, 2000,
         "fresh connects for every publish"
     );
-    assert_eq!(fresh["close"]["count"], 2000);
+    assert_eq!(fresh["close"].count, 2000);
 }
 
 #[test]
@@ -126,6 +130,7 @@ fn json_format_prints_the_summary() {
         .output()
         .unwrap();
     assert!(out.status.success());
+    // Read untyped on purpose: this test pins the key names, the stable interface scripts read.
     let printed: Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert_eq!(printed["cases"][0]["publishes_ok"], 100);
     for key in ["scenario", "started_at", "taskbench_version", "cases"] {
@@ -173,7 +178,8 @@ fn json_format_prints_the_summary() {
         case["latency_ns"]["p50"].as_u64().unwrap()
     );
     // The file in the run folder says the same as stdout.
-    assert_eq!(read_summary(&dir.path().join("r")), printed);
+    let file = std::fs::read_to_string(dir.path().join("r/summary.json")).unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&file).unwrap(), printed);
 }
 
 #[test]
@@ -291,10 +297,9 @@ fn an_external_sink_receives_every_frame() {
         .assert()
         .success();
     let summary = read_summary(&dir.path().join("r"));
-    assert_eq!(summary["cases"][0]["publishes_ok"], 300);
+    assert_eq!(summary.cases[0].publishes_ok, 300);
     assert_eq!(
-        summary["cases"][0]["delivered"],
-        Value::Null,
+        summary.cases[0].delivered, None,
         "an external sink's count is its own"
     );
     std::thread::sleep(Duration::from_millis(300));
@@ -327,8 +332,8 @@ fn a_stopped_external_sink_gives_counted_errors_and_exit_1() {
             "u: 40 unreachable errors: cannot connect to unix:",
         ));
     let summary = read_summary(&dir.path().join("r"));
-    assert_eq!(summary["cases"][0]["publishes_ok"], 0);
-    assert_eq!(summary["cases"][0]["errors"]["unreachable"], 40);
+    assert_eq!(summary.cases[0].publishes_ok, 0);
+    assert_eq!(summary.cases[0].errors["unreachable"], 40);
 }
 
 #[test]
@@ -363,11 +368,11 @@ fn an_interrupt_keeps_what_was_measured_and_exits_130() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(130));
     let summary = read_summary(&out_dir);
-    assert_eq!(summary["interrupted"], true);
-    let cases = summary["cases"].as_array().unwrap();
+    assert!(summary.interrupted);
+    let cases = &summary.cases;
     assert_eq!(cases.len(), 2, "the third case never started");
-    assert_eq!(cases[1]["interrupted"], true);
-    assert!(cases[1]["publishes_ok"].as_u64().unwrap() > 0);
+    assert!(cases[1].interrupted);
+    assert!(cases[1].publishes_ok > 0);
     assert!(String::from_utf8_lossy(&out.stdout).contains("second: interrupted"));
 }
 
@@ -389,43 +394,36 @@ fn command_line_overrides_change_every_case() {
         .assert()
         .success();
     let summary = read_summary(&out);
-    for c in summary["cases"].as_array().unwrap() {
-        assert_eq!(c["concurrency"], 3, "{c}");
-        assert_eq!(c["warmup_ok"], 0, "{c}");
-        assert_eq!(c["publishes_ok"], 90, "{c}");
+    for c in &summary.cases {
+        assert_eq!(c.concurrency, 3, "{c:?}");
+        assert_eq!(c.warmup_ok, 0, "{c:?}");
+        assert_eq!(c.publishes_ok, 90, "{c:?}");
         // The resolved settings are recorded, overrides applied.
-        let settings = &c["settings"];
+        let settings = &c.settings;
         assert_eq!(
-            (
-                &settings["concurrency"],
-                &settings["warmup"],
-                &settings["publishes"]
-            ),
-            (&Value::from(3), &Value::from(0), &Value::from(90)),
-            "{settings}"
+            (settings.concurrency, settings.warmup, settings.publishes),
+            (3, 0, Some(90)),
+            "{settings:?}"
         );
-        assert_eq!(settings["task"]["name"], "tasks.add");
-        assert_eq!(settings["publish_timeout_s"], 5.0);
+        assert_eq!(settings.task.name, "tasks.add");
+        assert_eq!(settings.publish_timeout_s, 5.0);
     }
     // ... and how to run it again: the scenario as it was, the command line, the build and the machine.
     assert_eq!(
         std::fs::read_to_string(out.join("scenario.toml")).unwrap(),
         std::fs::read_to_string(&scenario).unwrap()
     );
-    let env = &summary["environment"];
-    let args: Vec<&str> = env["command_line"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap())
-        .collect();
-    assert_eq!(&args[1..4], ["run", scenario.to_str().unwrap(), "-c"]);
-    assert!(env["cores"].as_u64().unwrap() >= 1 && env["runtime_threads"].as_u64().unwrap() >= 1);
-    assert!(!env["host"].as_str().unwrap().is_empty());
+    let env = &summary.environment;
     assert_eq!(
-        env["git_commit"].as_str().unwrap().len(),
+        &env.command_line[1..4],
+        ["run", scenario.to_str().unwrap(), "-c"]
+    );
+    assert!(env.cores >= 1 && env.runtime_threads >= 1);
+    assert!(!env.host.is_empty());
+    assert_eq!(
+        env.git_commit.len(),
         12,
-        "built from this git checkout: {env}"
+        "built from this git checkout: {env:?}"
     );
 
     // --duration alone: the file's count no longer bounds a case that did not set one itself...
@@ -440,10 +438,11 @@ fn command_line_overrides_change_every_case() {
         .arg(&out)
         .assert()
         .success();
-    let case = &read_summary(&out)["cases"][0];
-    assert_eq!(case["mode"], "open");
-    assert_eq!(case["rate"], 200.0);
-    let n = case["publishes_ok"].as_u64().unwrap();
+    let summary = read_summary(&out);
+    let case = &summary.cases[0];
+    assert_eq!(case.mode, Mode::Open);
+    assert_eq!(case.rate, Some(200.0));
+    let n = case.publishes_ok;
     assert!(
         (40..=61).contains(&n),
         "about 60 publishes in 300 ms at 200/s: {n}"
@@ -559,14 +558,19 @@ fn three_shards_split_the_load_and_start_together() {
     for run in &runs {
         let name = run.file_name().unwrap().to_str().unwrap().to_string();
         let summary = read_summary(run);
-        let index = summary["shard"]["index"].as_u64().unwrap();
-        assert_eq!(summary["shard"]["count"], 3);
-        assert!(name.ends_with(&format!("-shard-{index}-of-3")), "{name}");
-        indexes.push(index);
-        let case = &summary["cases"][0];
-        total += case["publishes_ok"].as_u64().unwrap();
-        assert_eq!(case["settings"]["concurrency"], 1);
-        assert_eq!(case["delivered"], case["publishes_ok"]);
+        let shard = summary
+            .shard
+            .expect("a shard's run says which shard it was");
+        assert_eq!(shard.count, 3);
+        assert!(
+            name.ends_with(&format!("-shard-{}-of-3", shard.index)),
+            "{name}"
+        );
+        indexes.push(shard.index);
+        let case = &summary.cases[0];
+        total += case.publishes_ok;
+        assert_eq!(case.settings.concurrency, 1);
+        assert_eq!(case.delivered, Some(case.publishes_ok));
     }
     indexes.sort();
     assert_eq!(indexes, [0, 1, 2]);
@@ -714,7 +718,7 @@ fn out_on_a_non_empty_folder_is_refused_unless_forced() {
             "summary.json"
         ]
     );
-    assert_eq!(read_summary(&out)["scenario"], "two");
+    assert_eq!(read_summary(&out).scenario, "two");
 
     // A folder holding anyone else's file is never cleared, not even with --force.
     std::fs::write(out.join("notes.txt"), "mine").unwrap();
@@ -906,18 +910,18 @@ fn thresholds_pass_or_fail_the_run_and_are_in_summary_json() {
                 )),
         );
     let summary = read_summary(&out);
-    let met = &summary["cases"][0]["thresholds"];
-    assert_eq!(met.as_array().unwrap().len(), 2, "{met}");
-    assert_eq!(met[0]["metric"], "p99");
-    assert_eq!(met[0]["passed"], true);
+    let met = &summary.cases[0].thresholds;
+    assert_eq!(met.len(), 2, "{met:?}");
+    assert_eq!(met[0].metric, "p99");
+    assert!(met[0].passed);
     assert_eq!(
-        met[0]["actual"].as_f64().unwrap(),
-        summary["cases"][0]["latency_ns"]["p99"].as_f64().unwrap()
+        met[0].actual,
+        summary.cases[0].latency_ns.p99.map(|ns| ns as f64)
     );
-    let missed = &summary["cases"][1]["thresholds"];
-    assert_eq!(missed[1]["metric"], "throughput");
-    assert_eq!(missed[1]["passed"], false);
-    assert_eq!(missed[1]["limit"].as_f64(), Some(1e12));
+    let missed = &summary.cases[1].thresholds;
+    assert_eq!(missed[1].metric, "throughput");
+    assert!(!missed[1].passed);
+    assert_eq!(missed[1].limit, 1e12);
 
     // Without the failing case, every threshold holds: exit 0.
     taskbench()
@@ -963,8 +967,8 @@ fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads
         .assert()
         .success();
     let summary = read_summary(&out);
-    let case = &summary["cases"][0];
-    let timeline = case["timeline"].as_array().unwrap();
+    let case = &summary.cases[0];
+    let timeline = &case.timeline;
     // 1.2 s in 200 ms intervals; the last publishes may end just past the last boundary (on a loaded
     // machine, the open loop's late publishes a little further).
     assert!(
@@ -972,25 +976,19 @@ fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads
         "{} intervals",
         timeline.len()
     );
-    let ok: u64 = timeline.iter().map(|i| i["ok"].as_u64().unwrap()).sum();
-    assert_eq!(ok, case["publishes_ok"].as_u64().unwrap());
+    let ok: u64 = timeline.iter().map(|i| i.ok).sum();
+    assert_eq!(ok, case.publishes_ok);
     for (k, i) in timeline.iter().enumerate() {
-        assert!(
-            (i["start_s"].as_f64().unwrap() - 0.2 * k as f64).abs() < 1e-9,
-            "{i}"
-        );
-        assert_eq!(i["failed"], 0);
+        assert!((i.start_s - 0.2 * k as f64).abs() < 1e-9, "{i:?}");
+        assert_eq!(i.failed, 0);
         if k + 1 < timeline.len() {
-            let n = i["ok"].as_u64().unwrap();
-            let tp = i["throughput_per_s"].as_f64().unwrap();
-            assert!((tp - n as f64 / 0.2).abs() < 1e-6, "{i}");
-            if n > 0 {
-                let (p50, p99, max) = (
-                    i["p50"].as_u64().unwrap(),
-                    i["p99"].as_u64().unwrap(),
-                    i["max"].as_u64().unwrap(),
-                );
-                assert!(p50 <= p99 && p99 <= max, "{i}");
+            assert!(
+                (i.throughput_per_s - i.ok as f64 / 0.2).abs() < 1e-6,
+                "{i:?}"
+            );
+            if i.ok > 0 {
+                let (p50, p99, max) = (i.p50.unwrap(), i.p99.unwrap(), i.max.unwrap());
+                assert!(p50 <= p99 && p99 <= max, "{i:?}");
             }
         }
     }
@@ -998,7 +996,7 @@ fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads
     // loaded machine moves publishes from one interval into the next, the open loop catching up).
     let mut counts: Vec<u64> = timeline[..timeline.len() - 1]
         .iter()
-        .map(|i| i["ok"].as_u64().unwrap())
+        .map(|i| i.ok)
         .collect();
     counts.sort_unstable();
     let median = counts[counts.len() / 2];
@@ -1020,19 +1018,19 @@ fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads
     let start_ms = read["start_time_sec"].as_f64().unwrap() * 1000.0;
     for (py, ours) in intervals.iter().zip(timeline) {
         assert_eq!(py["tag"], "tcp-raw");
-        assert_eq!(py["count"], ours["ok"], "{py} vs {ours}");
+        assert_eq!(py["count"].as_u64(), Some(ours.ok), "{py} vs {ours:?}");
         let offset = py["start_ms"].as_f64().unwrap() - start_ms;
         assert!(
-            (offset - ours["start_s"].as_f64().unwrap() * 1000.0).abs() < 1.5,
-            "{py} vs {ours}"
+            (offset - ours.start_s * 1000.0).abs() < 1.5,
+            "{py} vs {ours:?}"
         );
-        assert_eq!(py["p50"], ours["p50"], "{py} vs {ours}");
-        assert_eq!(py["max"], ours["max"], "{py} vs {ours}");
+        assert_eq!(py["p50"].as_u64(), ours.p50, "{py} vs {ours:?}");
+        assert_eq!(py["max"].as_u64(), ours.max, "{py} vs {ours:?}");
         // The Python package rounds a percentile's rank where HdrHistogram's Rust (and Java) code takes the
         // ceiling, so its p99 may be the value one publish below: never above, never below the median.
-        let (a, b) = (py["p99"].as_u64().unwrap(), ours["p99"].as_u64().unwrap());
+        let (a, b) = (py["p99"].as_u64().unwrap(), ours.p99.unwrap());
         assert!(
-            a <= b && a >= ours["p50"].as_u64().unwrap(),
+            a <= b && a >= ours.p50.unwrap(),
             "p99: python {a}, taskbench {b}"
         );
     }

@@ -4,13 +4,13 @@
 mod common;
 
 use common::taskbench;
-use serde_json::Value;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use taskbench::engine::RunControl;
 use taskbench::record::CaseResult;
 use taskbench::stage::Stage;
+use taskbench::summary::Summary;
 
 const PATHS: [&str; 3] = ["fresh", "acquire", "pooled"];
 const CLIENTS: [&str; 2] = ["celery", "kombu"];
@@ -322,23 +322,23 @@ fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
         Some(1),
         "failed publishes end with 1: {stderr}"
     );
-    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let dies = &summary["cases"][0];
+    let summary: Summary = serde_json::from_slice(&out.stdout).unwrap();
+    let dies = &summary.cases[0];
     // Publishes 1-2 are warm-up, 3-6 measured and fine; the 7th kills the harness: it and the 13 after
     // it are errors of kind harness.
-    assert_eq!(dies["publishes_ok"], 4, "{dies}");
-    assert_eq!(dies["errors"]["harness"], 16, "{dies}");
-    assert_eq!(dies["delivered"], 4, "{dies}");
-    let message = dies["error_messages"]["harness"].as_str().unwrap();
+    assert_eq!(dies.publishes_ok, 4, "{dies:?}");
+    assert_eq!(dies.errors.get("harness"), Some(&16), "{dies:?}");
+    assert_eq!(dies.delivered, Some(4), "{dies:?}");
+    let message = &dies.error_messages["harness"];
     assert!(message.contains("was killed by signal 9"), "{message}");
     assert!(
         message.contains("exited in the middle of the case"),
         "{message}"
     );
     // The run went on.
-    let lives = &summary["cases"][1];
-    assert_eq!(lives["publishes_ok"], 20, "{lives}");
-    assert_eq!(lives["errors"], serde_json::json!({}), "{lives}");
+    let lives = &summary.cases[1];
+    assert_eq!(lives.publishes_ok, 20, "{lives:?}");
+    assert!(lives.errors.is_empty(), "{lives:?}");
     let r = tokio::runtime::Runtime::new().unwrap();
     r.block_on(cleanup("redis", &queue));
 }
@@ -570,11 +570,9 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
         stdout.contains("with --nonblocking --idle (the pywall view"),
         "the notes say how it was sampled: {stdout}"
     );
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
-    let sleepy = &summary["cases"][1];
-    assert_eq!(sleepy["name"], "sleepy");
+    let summary = Summary::read(&out_dir).unwrap();
+    let sleepy = &summary.cases[1];
+    assert_eq!(sleepy.name, "sleepy");
     let read = |name: &str| {
         std::fs::read_to_string(out_dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     };
@@ -596,7 +594,7 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
         slept >= 1_500_000_000,
         "the pywall view has the router's sleep: {slept} ns\n{wall}"
     );
-    let latency_total = sleepy["latency_total_ns"].as_u64().unwrap();
+    let latency_total = sleepy.latency_total_ns;
     assert!(
         slept as f64 <= 1.1 * latency_total as f64,
         "{slept} ns asleep in {latency_total} ns of publishes"
@@ -608,7 +606,7 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
         "the CPU view leaves most of the sleep out: {slept_on_cpu} ns there, {slept} ns in the pywall view"
     );
     // Every sample is of the wall clock: the view adds up to the measured run, far above the CPU view.
-    let elapsed_ns = sleepy["elapsed_s"].as_f64().unwrap() * 1e9;
+    let elapsed_ns = sleepy.elapsed_s * 1e9;
     assert!(
         (0.6..1.2).contains(&(wall_total as f64 / elapsed_ns)),
         "the pywall view holds {wall_total} ns of a {elapsed_ns} ns run"

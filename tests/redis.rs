@@ -14,8 +14,10 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use taskbench::backend::redis::kombu;
+use taskbench::catalog::Backend;
 use taskbench::engine::RunControl;
 use taskbench::record::CaseResult;
+use taskbench::summary::Summary;
 
 const BODY: &str =
     r#"[[2, 2], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#;
@@ -851,12 +853,13 @@ fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
-    for case in summary["cases"].as_array().unwrap() {
-        assert_eq!(case["backend"], "redis");
-        assert_eq!(case["publishes_ok"], 50, "{case}");
-        assert_eq!(case["delivered"], 50, "{case}");
-        assert_eq!(case["errors"], json!({}), "{case}");
+    let summary: Summary = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
+    for case in &summary.cases {
+        let name = &case.name;
+        assert_eq!(case.backend, Backend::Redis, "{name}");
+        assert_eq!(case.publishes_ok, 50, "{name}");
+        assert_eq!(case.delivered, Some(50), "{name}");
+        assert!(case.errors.is_empty(), "{name}: {:?}", case.errors);
     }
 
     // A server that is not there: the run finishes, says why without the password, and exits 1.
@@ -1074,12 +1077,10 @@ fn an_interrupt_ends_a_reconnect_backoff_at_once() {
         took < Duration::from_millis(300),
         "the backoff wait ended at the interrupt: exit took {took:?}"
     );
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
-    let case = &summary["cases"][0];
-    assert_eq!(case["interrupted"], true);
-    assert!(case["publishes_ok"].as_u64().unwrap() > 0, "{case}");
+    let summary = Summary::read(&out_dir).unwrap();
+    let case = &summary.cases[0];
+    assert!(case.interrupted);
+    assert!(case.publishes_ok > 0, "{case:?}");
 }
 
 #[test]
@@ -1142,19 +1143,14 @@ fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
         took < Duration::from_secs(1),
         "exited {took:?} after SIGINT"
     );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["interrupted"], true);
-    let cases = summary["cases"].as_array().unwrap();
+    let summary = Summary::read(&out).unwrap();
+    assert!(summary.interrupted);
+    let cases = &summary.cases;
     assert_eq!(
         cases.len(),
         1,
         "the partial case is kept, the next never ran"
     );
-    assert_eq!(cases[0]["interrupted"], true);
-    assert!(
-        cases[0]["publishes_ok"].as_u64().unwrap() > 0,
-        "{}",
-        cases[0]
-    );
+    assert!(cases[0].interrupted);
+    assert!(cases[0].publishes_ok > 0, "{:?}", cases[0]);
 }
