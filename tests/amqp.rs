@@ -35,9 +35,23 @@ fn broker(test: &str) -> Option<String> {
 /// A one-case scenario on queue `queue`; `extra` adds case keys.
 fn case_toml(queue: &str, path: &str, publishes: u64, extra: &str) -> String {
     format!(
-        "name = \"amqp-test\"\npublishes = {publishes}\nwarmup = 0\nconcurrency = 2\n\
-         [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"{path}\"\n{extra}\n"
+        r#"
+            name = "amqp-test"
+            publishes = {publishes}
+            warmup = 0
+            concurrency = 2
+
+            [task]
+            name = "tasks.add"
+            args = [2, 2]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "{path}"
+            {extra}
+        "#
     )
 }
 
@@ -192,8 +206,14 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
         let queue = common::unique(&format!("tb-amqp-{path}-{confirm}"));
         let n = if path == "fresh" { 20 } else { 50 };
         // confirm_batch 8 over 50 publishes also exercises a short last batch.
-        let mut extra =
-            format!("confirm = \"{confirm}\"\nconfirm_batch = 8\nkeep = true\nurl = \"{url}\"");
+        let mut extra = format!(
+            r#"
+                confirm = "{confirm}"
+                confirm_batch = 8
+                keep = true
+                url = "{url}"
+            "#
+        );
         if pipeline > 1 {
             extra.push_str(&format!("\nbatch = {pipeline}"));
         }
@@ -244,7 +264,12 @@ async fn fresh_path_times_every_stage_of_a_publish() {
         &queue,
         "fresh",
         5,
-        &format!("confirm = \"each\"\nurl = \"{url}\""),
+        &format!(
+            r#"
+                confirm = "each"
+                url = "{url}"
+            "#
+        ),
     ))
     .await;
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors.by_kind());
@@ -274,7 +299,7 @@ async fn queue_is_purged_after_the_case_unless_keep() {
         &queue,
         "pooled",
         30,
-        &format!("url = \"{url}\""),
+        &format!(r#"url = "{url}""#),
     ))
     .await;
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors.by_kind());
@@ -297,7 +322,12 @@ async fn delivered_counts_only_this_cases_messages() {
         &queue,
         "pooled",
         10,
-        &format!("keep = true\nurl = \"{url}\""),
+        &format!(
+            r#"
+                keep = true
+                url = "{url}"
+            "#
+        ),
     ))
     .await;
     assert_eq!(first.delivered, Some(10));
@@ -305,7 +335,12 @@ async fn delivered_counts_only_this_cases_messages() {
         &queue,
         "pooled",
         15,
-        &format!("keep = true\nurl = \"{url}\""),
+        &format!(
+            r#"
+                keep = true
+                url = "{url}"
+            "#
+        ),
     ))
     .await;
     assert_eq!(second.errors.total(), 0, "{:?}", second.errors.by_kind());
@@ -342,7 +377,7 @@ async fn wrong_port_is_unreachable() {
         &queue,
         "pooled",
         5,
-        "url = \"amqp://guest:s3cret@127.0.0.1:1/%2f\"",
+        r#"url = "amqp://guest:s3cret@127.0.0.1:1/%2f""#,
     ))
     .await;
     assert_setup_error(&r, "unreachable", "amqp://guest:***@127.0.0.1:1/%2f");
@@ -360,7 +395,7 @@ async fn wrong_password_is_an_auth_error() {
     let bad = format!("amqp://{user}:s3cret@{host}/%2f");
     let queue = common::unique("tb-amqp-auth");
     for path in ["fresh", "acquire", "pooled"] {
-        let r = run(&case_toml(&queue, path, 5, &format!("url = \"{bad}\""))).await;
+        let r = run(&case_toml(&queue, path, 5, &format!(r#"url = "{bad}""#))).await;
         assert_setup_error(&r, "auth", &format!("amqp://{user}:***@{host}/%2f"));
     }
 }
@@ -378,7 +413,13 @@ async fn missing_vhost_is_a_vhost_error() {
         a.userinfo.username, a.userinfo.password, a.host, a.port
     );
     let queue = common::unique("tb-amqp-vhost");
-    let r = run(&case_toml(&queue, "pooled", 5, &format!("url = \"{bad}\""))).await;
+    let r = run(&case_toml(
+        &queue,
+        "pooled",
+        5,
+        &format!(r#"url = "{bad}""#),
+    ))
+    .await;
     assert_setup_error(&r, "vhost", &taskbench::backend::url::redact(&bad));
 }
 
@@ -398,7 +439,13 @@ async fn conflicting_declare_is_a_declare_conflict() {
     )
     .await
     .unwrap();
-    let r = run(&case_toml(&queue, "pooled", 5, &format!("url = \"{url}\""))).await;
+    let r = run(&case_toml(
+        &queue,
+        "pooled",
+        5,
+        &format!(r#"url = "{url}""#),
+    ))
+    .await;
     assert_setup_error(
         &r,
         "declare_conflict",
@@ -453,8 +500,24 @@ async fn pooled_reconnects_after_the_connection_drops() {
     }
     let queue = common::unique("tb-amqp-drop");
     let toml = format!(
-        "name = \"drop\"\nduration = \"8s\"\nrate = 500\nwarmup = 0\nconcurrency = 2\n[task]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nkeep = true\nurl = \"{url}\"\n"
+        r#"
+            name = "drop"
+            duration = "8s"
+            rate = 500
+            warmup = 0
+            concurrency = 2
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "pooled"
+            confirm = "each"
+            keep = true
+            url = "{url}"
+        "#
     );
     let runner = tokio::spawn(async move { run(&toml).await });
     // Close the publishers' connection (found by its name, which carries the unique queue name).
@@ -546,7 +609,13 @@ async fn a_celery_worker_executes_what_taskbench_published() {
             &queue,
             path,
             n,
-            &format!("confirm = \"{confirm}\"\nkeep = true\nurl = \"{url}\""),
+            &format!(
+                r#"
+                    confirm = "{confirm}"
+                    keep = true
+                    url = "{url}"
+                "#
+            ),
         ))
         .await;
         assert_eq!(r.errors.total(), 0, "{path}: {:?}", r.errors.by_kind());
@@ -587,7 +656,7 @@ fn the_binary_never_prints_the_password_even_with_trace_logs() {
     let queue = common::unique("tb-amqp-pw");
     std::fs::write(
         &scenario,
-        case_toml(&queue, "pooled", 5, &format!("url = \"{bad}\"")),
+        case_toml(&queue, "pooled", 5, &format!(r#"url = "{bad}""#)),
     )
     .unwrap();
     let out = common::taskbench()
@@ -621,8 +690,22 @@ async fn a_queue_deleted_mid_case_gives_returned_messages() {
     };
     let queue = common::unique("tb-amqp-returned");
     let toml = format!(
-        "name = \"ret\"\nduration = \"3s\"\nrate = 300\nwarmup = 0\n[task]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
+        r#"
+            name = "ret"
+            duration = "3s"
+            rate = 300
+            warmup = 0
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "pooled"
+            confirm = "each"
+            url = "{url}"
+        "#
     );
     let runner = tokio::spawn(async move { run(&toml).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -726,9 +809,23 @@ async fn pooled_reconnects_to_a_dead_broker_at_a_bounded_rate() {
     );
     let queue = common::unique("tb-dead-amqp");
     let toml = format!(
-        "name = \"amqp-dead\"\nduration = \"4s\"\nrate = 500\nwarmup = 0\nconcurrency = 2\npublish_timeout = \"500ms\"\n\
-         [task]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nurl = \"{via_proxy}\"\n"
+        r#"
+            name = "amqp-dead"
+            duration = "4s"
+            rate = 500
+            warmup = 0
+            concurrency = 2
+            publish_timeout = "500ms"
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "pooled"
+            url = "{via_proxy}"
+        "#
     );
     // Dead from 0.5 s to 2.5 s of a 4 s case (open loop, to leave the other tests some CPU).
     let outage = async {
@@ -794,10 +891,26 @@ fn window_toml(
     extra: &str,
 ) -> String {
     format!(
-        "name = \"amqp-window\"\npublishes = {publishes}\nwarmup = {warmup}\nconcurrency = 1\n\
-         [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"window\"\n\
-         confirm_window = {window}\nurl = \"{url}\"\n{extra}\n"
+        r#"
+            name = "amqp-window"
+            publishes = {publishes}
+            warmup = {warmup}
+            concurrency = 1
+
+            [task]
+            name = "tasks.add"
+            args = [2, 2]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "pooled"
+            confirm = "window"
+            confirm_window = {window}
+            url = "{url}"
+            {extra}
+        "#
     )
 }
 
@@ -1134,9 +1247,22 @@ async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
     };
     let toml = |duration: &str| {
         format!(
-            "name = \"alarm\"\nduration = \"{duration}\"\nrate = 200\nwarmup = 0\npublish_timeout = \"2s\"\n\
-             [task]\nqueue = \"tb-alarm\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\n\
-             url = \"{}\"\n",
+            r#"
+                name = "alarm"
+                duration = "{duration}"
+                rate = 200
+                warmup = 0
+                publish_timeout = "2s"
+
+                [task]
+                queue = "tb-alarm"
+
+                [[case]]
+                name = "c"
+                backend = "amqp"
+                path = "pooled"
+                url = "{}"
+            "#,
             node.url()
         )
     };
@@ -1234,7 +1360,12 @@ async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
             path,
             n,
             &format!(
-                "url = \"{url}\"\nqueue_type = \"quorum\"\nconfirm = \"{confirm}\"\nkeep = true"
+                r#"
+                    url = "{url}"
+                    queue_type = "quorum"
+                    confirm = "{confirm}"
+                    keep = true
+                "#
             ),
         ))
         .await;
@@ -1278,7 +1409,12 @@ async fn a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict() {
         &queue,
         "pooled",
         5,
-        &format!("url = \"{url}\"\nkeep = true"),
+        &format!(
+            r#"
+                url = "{url}"
+                keep = true
+            "#
+        ),
     ))
     .await;
     assert_eq!(classic.errors.total(), 0, "{:?}", classic.errors.by_kind());
@@ -1286,7 +1422,12 @@ async fn a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict() {
         &queue,
         "pooled",
         5,
-        &format!("url = \"{url}\"\nqueue_type = \"quorum\""),
+        &format!(
+            r#"
+                url = "{url}"
+                queue_type = "quorum"
+            "#
+        ),
     ))
     .await;
     let kinds: Vec<&str> = r.errors.by_kind().iter().map(|e| e.0.name()).collect();

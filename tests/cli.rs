@@ -93,7 +93,16 @@ fn default_run_folder_is_results_scenario_timestamp() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"tiny\"\npublishes = 50\nwarmup = 0\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\n",
+        r#"
+            name = "tiny"
+            publishes = 50
+            warmup = 0
+
+            [[case]]
+            name = "u"
+            backend = "unix"
+            path = "raw"
+        "#,
     );
     taskbench()
         .current_dir(dir.path())
@@ -119,7 +128,15 @@ fn json_format_prints_the_summary() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"j\"\npublishes = 100\n[[case]]\nname = \"t\"\nbackend = \"tcp\"\npath = \"raw\"\n",
+        r#"
+            name = "j"
+            publishes = 100
+
+            [[case]]
+            name = "t"
+            backend = "tcp"
+            path = "raw"
+        "#,
     );
     let out = taskbench()
         .arg("run")
@@ -185,9 +202,15 @@ fn json_format_prints_the_summary() {
 #[test]
 fn a_bad_scenario_exits_2_naming_the_line() {
     let dir = tempfile::tempdir().unwrap();
+    // Not indented: the error names the line and the column.
     let scenario = write_scenario(
         dir.path(),
-        "name = \"bad\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"raw\"\n",
+        r#"name = "bad"
+[[case]]
+name = "c"
+backend = "amqp"
+path = "raw"
+"#,
     );
     let shown = scenario.display().to_string();
     for cmd in ["run", "validate"] {
@@ -285,7 +308,18 @@ fn an_external_sink_receives_every_frame() {
     let scenario = write_scenario(
         dir.path(),
         &format!(
-            "name = \"ext\"\npublishes = 300\nwarmup = 20\nconcurrency = 3\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\naddress = \"{}\"\n",
+            r#"
+                name = "ext"
+                publishes = 300
+                warmup = 20
+                concurrency = 3
+
+                [[case]]
+                name = "u"
+                backend = "unix"
+                path = "raw"
+                address = "{}"
+            "#,
             sock.display()
         ),
     );
@@ -317,7 +351,17 @@ fn a_stopped_external_sink_gives_counted_errors_and_exit_1() {
     let scenario = write_scenario(
         dir.path(),
         &format!(
-            "name = \"gone\"\npublishes = 40\nwarmup = 5\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\naddress = \"{}\"\n",
+            r#"
+                name = "gone"
+                publishes = 40
+                warmup = 5
+
+                [[case]]
+                name = "u"
+                backend = "unix"
+                path = "raw"
+                address = "{}"
+            "#,
             sock.display()
         ),
     );
@@ -341,7 +385,27 @@ fn an_interrupt_keeps_what_was_measured_and_exits_130() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"long\"\nduration = \"60s\"\nrate = 2000\n[[case]]\nname = \"first\"\nbackend = \"unix\"\npath = \"raw\"\nduration = \"1s\"\n[[case]]\nname = \"second\"\nbackend = \"unix\"\npath = \"raw\"\n[[case]]\nname = \"never\"\nbackend = \"unix\"\npath = \"raw\"\n",
+        r#"
+            name = "long"
+            duration = "60s"
+            rate = 2000
+
+            [[case]]
+            name = "first"
+            backend = "unix"
+            path = "raw"
+            duration = "1s"
+
+            [[case]]
+            name = "second"
+            backend = "unix"
+            path = "raw"
+
+            [[case]]
+            name = "never"
+            backend = "unix"
+            path = "raw"
+        "#,
     );
     let out_dir = dir.path().join("r");
     let child = taskbench()
@@ -381,9 +445,23 @@ fn command_line_overrides_change_every_case() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"o\"\npublishes = 50\nwarmup = 5\nconcurrency = 1\n\
-         [[case]]\nname = \"a\"\nbackend = \"unix\"\npath = \"raw\"\n\
-         [[case]]\nname = \"b\"\nbackend = \"tcp\"\npath = \"raw\"\nconcurrency = 2\n",
+        r#"
+            name = "o"
+            publishes = 50
+            warmup = 5
+            concurrency = 1
+
+            [[case]]
+            name = "a"
+            backend = "unix"
+            path = "raw"
+
+            [[case]]
+            name = "b"
+            backend = "tcp"
+            path = "raw"
+            concurrency = 2
+        "#,
     );
     let out = dir.path().join("r");
     taskbench()
@@ -427,8 +505,15 @@ fn command_line_overrides_change_every_case() {
     );
 
     // --duration alone: the file's count no longer bounds a case that did not set one itself...
-    let text =
-        "name = \"d\"\nwarmup = 0\n[[case]]\nname = \"a\"\nbackend = \"unix\"\npath = \"raw\"\n";
+    let text = r#"
+        name = "d"
+        warmup = 0
+
+        [[case]]
+        name = "a"
+        backend = "unix"
+        path = "raw"
+    "#;
     let scenario = write_scenario(dir.path(), text);
     let out = dir.path().join("d");
     taskbench()
@@ -454,7 +539,15 @@ fn bad_overrides_exit_2_and_say_why() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"b\"\n[[case]]\nname = \"r\"\nbackend = \"redis\"\npath = \"pooled\"\nbatch = 8\n",
+        r#"
+            name = "b"
+
+            [[case]]
+            name = "r"
+            backend = "redis"
+            path = "pooled"
+            batch = 8
+        "#,
     );
     taskbench()
         .arg("run")
@@ -485,7 +578,15 @@ fn what_cannot_run_is_refused_before_anything_starts() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"big\"\n[[case]]\nname = \"many\"\nbackend = \"unix\"\npath = \"raw\"\nconcurrency = 10000000\n",
+        r#"
+            name = "big"
+
+            [[case]]
+            name = "many"
+            backend = "unix"
+            path = "raw"
+            concurrency = 10000000
+        "#,
     );
     for command in ["validate", "run"] {
         taskbench()
@@ -504,7 +605,15 @@ fn what_cannot_run_is_refused_before_anything_starts() {
     );
     let scenario = write_scenario(
         dir.path(),
-        "name = \"long\"\npublishes = 1000000000000\n[[case]]\nname = \"l\"\nbackend = \"unix\"\npath = \"raw\"\n",
+        r#"
+            name = "long"
+            publishes = 1000000000000
+
+            [[case]]
+            name = "l"
+            backend = "unix"
+            path = "raw"
+        "#,
     );
     taskbench()
         .arg("validate")
@@ -521,8 +630,17 @@ fn three_shards_split_the_load_and_start_together() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\n\
-         [[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\n",
+        r#"
+            name = "sharded"
+            publishes = 3001
+            warmup = 0
+            concurrency = 3
+
+            [[case]]
+            name = "u"
+            backend = "unix"
+            path = "raw"
+        "#,
     );
     let launched = Instant::now();
     let start_at = std::time::SystemTime::now() + Duration::from_millis(1500);
@@ -584,7 +702,18 @@ fn three_shards_split_the_load_and_start_together() {
 fn logging_scenario(dir: &Path) -> std::path::PathBuf {
     write_scenario(
         dir,
-        "name = \"logs\"\npublishes = 2\nwarmup = 0\npublish_timeout = \"200ms\"\n[[case]]\nname = \"a\"\nbackend = \"amqp\"\npath = \"fresh\"\nurl = \"amqp://127.0.0.1:1/%2f\"\n",
+        r#"
+            name = "logs"
+            publishes = 2
+            warmup = 0
+            publish_timeout = "200ms"
+
+            [[case]]
+            name = "a"
+            backend = "amqp"
+            path = "fresh"
+            url = "amqp://127.0.0.1:1/%2f"
+        "#,
     )
 }
 
@@ -662,7 +791,16 @@ fn out_on_a_non_empty_folder_is_refused_unless_forced() {
     let dir = tempfile::tempdir().unwrap();
     let one = write_scenario(
         dir.path(),
-        "name = \"one\"\npublishes = 20\nwarmup = 0\n[[case]]\nname = \"old\"\nbackend = \"unix\"\npath = \"raw\"\n",
+        r#"
+            name = "one"
+            publishes = 20
+            warmup = 0
+
+            [[case]]
+            name = "old"
+            backend = "unix"
+            path = "raw"
+        "#,
     );
     let out = dir.path().join("r");
     taskbench()
@@ -677,7 +815,16 @@ fn out_on_a_non_empty_folder_is_refused_unless_forced() {
     let two = dir.path().join("two.toml");
     std::fs::write(
         &two,
-        "name = \"two\"\npublishes = 20\nwarmup = 0\n[[case]]\nname = \"new\"\nbackend = \"unix\"\npath = \"raw\"\n",
+        r#"
+            name = "two"
+            publishes = 20
+            warmup = 0
+
+            [[case]]
+            name = "new"
+            backend = "unix"
+            path = "raw"
+        "#,
     )
     .unwrap();
     taskbench()
@@ -768,34 +915,51 @@ fn out_on_a_non_empty_folder_is_refused_unless_forced() {
 fn validate_refuses_what_cannot_run_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let long_queue = "q".repeat(300);
-    for (body, message) in [
+    // The case's last key (line 6 of the file) is what each refuses.
+    for (backend, path, key, message) in [
         (
-            "backend = \"redis\"\npath = \"pooled\"\nurl = \"http://127.0.0.1:6379/0\"".to_string(),
-            "s.toml:6:7: case \"c\": `url` has the scheme \"http\", which the redis backend cannot use",
+            "redis",
+            "pooled",
+            r#"url = "http://127.0.0.1:6379/0""#.to_string(),
+            r#"s.toml:6:7: case "c": `url` has the scheme "http", which the redis backend cannot use"#,
         ),
         (
-            "backend = \"amqp\"\npath = \"fresh\"\nurl = \"redis://127.0.0.1/0\"".to_string(),
-            "s.toml:6:7: case \"c\": `url` has the scheme \"redis\", which the amqp backend cannot use",
+            "amqp",
+            "fresh",
+            r#"url = "redis://127.0.0.1/0""#.to_string(),
+            r#"s.toml:6:7: case "c": `url` has the scheme "redis", which the amqp backend cannot use"#,
         ),
         (
-            "backend = \"amqp\"\npath = \"fresh\"\nurl = \"amqp:///%2f\"".to_string(),
-            "s.toml:6:7: case \"c\": `url` names no host",
+            "amqp",
+            "fresh",
+            r#"url = "amqp:///%2f""#.to_string(),
+            r#"s.toml:6:7: case "c": `url` names no host"#,
         ),
         (
-            format!("backend = \"amqp\"\npath = \"fresh\"\nqueue = \"{long_queue}\""),
-            "s.toml:6:9: case \"c\": the queue name is 300 bytes long; AMQP allows at most 255",
+            "amqp",
+            "fresh",
+            format!(r#"queue = "{long_queue}""#),
+            r#"s.toml:6:9: case "c": the queue name is 300 bytes long; AMQP allows at most 255"#,
         ),
         (
-            "backend = \"unix\"\npath = \"raw\"\npayload_bytes = 50000000".to_string(),
+            "unix",
+            "raw",
+            "payload_bytes = 50000000".to_string(),
             "s.toml:6:17: `payload_bytes` = 50000000 is over the limit of 16777216 bytes (16 MiB)",
         ),
     ] {
         let file = dir.path().join("s.toml");
-        std::fs::write(
-            &file,
-            format!("name = \"t\"\n[[case]]\nname = \"c\"\n{body}\n"),
-        )
-        .unwrap();
+        // Not indented: the error names the line and the column.
+        let text = format!(
+            r#"name = "t"
+[[case]]
+name = "c"
+backend = "{backend}"
+path = "{path}"
+{key}
+"#
+        );
+        std::fs::write(&file, text).unwrap();
         for cmd in ["validate", "run"] {
             taskbench()
                 .current_dir(dir.path())
@@ -886,11 +1050,28 @@ fn thresholds_pass_or_fail_the_run_and_are_in_summary_json() {
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"budgets\"\nwarmup = 10\npublishes = 500\n\
-         [thresholds]\np99 = \"< 10s\"\nerrors = \"== 0\"\n\
-         [[case]]\nname = \"met\"\nbackend = \"tcp\"\npath = \"raw\"\n\
-         [[case]]\nname = \"missed\"\nbackend = \"unix\"\npath = \"raw\"\n\
-         [case.thresholds]\nthroughput = \"> 1_000_000_000_000\"\n",
+        r#"
+            name = "budgets"
+            warmup = 10
+            publishes = 500
+
+            [thresholds]
+            p99 = "< 10s"
+            errors = "== 0"
+
+            [[case]]
+            name = "met"
+            backend = "tcp"
+            path = "raw"
+
+            [[case]]
+            name = "missed"
+            backend = "unix"
+            path = "raw"
+
+            [case.thresholds]
+            throughput = "> 1_000_000_000_000"
+        "#,
     );
     let out = dir.path().join("run");
     taskbench()
@@ -936,9 +1117,16 @@ fn thresholds_pass_or_fail_the_run_and_are_in_summary_json() {
 #[test]
 fn a_bad_threshold_is_a_scenario_error_with_its_place() {
     let dir = tempfile::tempdir().unwrap();
+    // Not indented: the error names the line and the column.
     let scenario = write_scenario(
         dir.path(),
-        "name = \"bad\"\n[[case]]\nname = \"c\"\nbackend = \"tcp\"\npath = \"raw\"\nthresholds = { p99 = \"below 2ms\" }\n",
+        r#"name = "bad"
+[[case]]
+name = "c"
+backend = "tcp"
+path = "raw"
+thresholds = { p99 = "below 2ms" }
+"#,
     );
     taskbench()
         .arg("run")
@@ -955,8 +1143,18 @@ fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads
     let dir = tempfile::tempdir().unwrap();
     let scenario = write_scenario(
         dir.path(),
-        "name = \"over-time\"\nwarmup = 100\nduration = \"1200ms\"\ninterval = \"200ms\"\nrate = 5000.0\n\
-         [[case]]\nname = \"tcp-raw\"\nbackend = \"tcp\"\npath = \"raw\"\n",
+        r#"
+            name = "over-time"
+            warmup = 100
+            duration = "1200ms"
+            interval = "200ms"
+            rate = 5000.0
+
+            [[case]]
+            name = "tcp-raw"
+            backend = "tcp"
+            path = "raw"
+        "#,
     );
     let out = dir.path().join("run");
     taskbench()

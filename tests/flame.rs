@@ -14,9 +14,22 @@ fn profiled_run(dir: &Path) -> std::path::PathBuf {
     let scenario = dir.join("s.toml");
     std::fs::write(
         &scenario,
-        "name = \"prof\"\npublishes = 400\nwarmup = 10\nprofile_sample = 0.5\n\
-         [[case]]\nname = \"raw\"\nbackend = \"unix\"\npath = \"raw\"\n\
-         [[case]]\nname = \"fresh\"\nbackend = \"unix\"\npath = \"fresh\"\n",
+        r#"
+            name = "prof"
+            publishes = 400
+            warmup = 10
+            profile_sample = 0.5
+
+            [[case]]
+            name = "raw"
+            backend = "unix"
+            path = "raw"
+
+            [[case]]
+            name = "fresh"
+            backend = "unix"
+            path = "fresh"
+        "#,
     )
     .unwrap();
     let out = dir.join("run");
@@ -151,7 +164,19 @@ fn flame_errors_say_what_to_do() {
 
     // A run without --profile cpu has wall profiles only.
     let scenario = dir.path().join("s.toml");
-    std::fs::write(&scenario, "name = \"w\"\npublishes = 50\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\n").unwrap();
+    std::fs::write(
+        &scenario,
+        r#"
+            name = "w"
+            publishes = 50
+
+            [[case]]
+            name = "u"
+            backend = "unix"
+            path = "raw"
+        "#,
+    )
+    .unwrap();
     let out = dir.path().join("run");
     taskbench()
         .arg("run")

@@ -19,9 +19,24 @@ fn summary(dir: &Path) -> Summary {
     Summary::read(dir).unwrap()
 }
 
-const SCENARIO: &str = "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\ninterval = \"20ms\"\n\
-    [[case]]\nname = \"unix\"\nbackend = \"unix\"\npath = \"raw\"\n\
-    [[case]]\nname = \"tcp\"\nbackend = \"tcp\"\npath = \"fresh\"\npublishes = 600\n";
+const SCENARIO: &str = r#"
+    name = "sharded"
+    publishes = 3001
+    warmup = 0
+    concurrency = 3
+    interval = "20ms"
+
+    [[case]]
+    name = "unix"
+    backend = "unix"
+    path = "raw"
+
+    [[case]]
+    name = "tcp"
+    backend = "tcp"
+    path = "fresh"
+    publishes = 600
+"#;
 
 /// Runs shard `i` of `n` of `text` into `dir/shard-i`.
 fn shard(dir: &Path, text: &str, i: u32, n: u32) -> PathBuf {
@@ -381,12 +396,12 @@ fn merges_that_would_not_add_up_are_refused() {
     refuse(&[&a, &a], "shard 0/2 is given twice");
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
-    let text = SCENARIO.replace("name = \"sharded\"", "name = \"other\"");
+    let text = SCENARIO.replace(r#"name = "sharded""#, r#"name = "other""#);
     std::fs::rename(shard(&other, &text, 1, 2), other.join("o")).unwrap();
     refuse(&[&a, &other.join("o")], "only shards of one scenario merge");
     let edited = dir.path().join("edited");
     std::fs::create_dir(&edited).unwrap();
-    let text = SCENARIO.replace("path = \"fresh\"", "path = \"raw\"");
+    let text = SCENARIO.replace(r#"path = "fresh""#, r#"path = "raw""#);
     std::fs::rename(shard(&edited, &text, 1, 2), edited.join("e")).unwrap();
     refuse(&[&a, &edited.join("e")], "ran with other settings");
     let three = shard(&other, SCENARIO, 2, 3);
@@ -446,10 +461,28 @@ fn shards_against_the_local_brokers_merge_and_each_proves_its_delivery() {
     let dir = tempfile::tempdir().unwrap();
     let queue = common::unique("tb-shards");
     let text = format!(
-        "name = \"sharded-brokers\"\npublishes = 1500\nwarmup = 30\nconcurrency = 3\n\
-         [task]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"redis\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{redis}\"\n\
-         [[case]]\nname = \"amqp\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{amqp}\"\n"
+        r#"
+            name = "sharded-brokers"
+            publishes = 1500
+            warmup = 30
+            concurrency = 3
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "redis"
+            backend = "redis"
+            path = "pooled"
+            url = "{redis}"
+
+            [[case]]
+            name = "amqp"
+            backend = "amqp"
+            path = "pooled"
+            confirm = "each"
+            url = "{amqp}"
+        "#
     );
     let shards: Vec<PathBuf> = (0..3).map(|i| shard(dir.path(), &text, i, 3)).collect();
     for (i, s) in shards.iter().enumerate() {

@@ -79,8 +79,22 @@ fn url(backend: &str) -> String {
 /// A one-case scenario; `extra` adds case keys.
 fn scenario(python: &Path, backend: &str, queue: &str, head: &str, case: &str) -> String {
     format!(
-        "name = \"py-test\"\npython = \"{}\"\n{head}\n[task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"{backend}\"\nurl = \"{}\"\n{case}\n",
+        r#"
+            name = "py-test"
+            python = "{}"
+            {head}
+
+            [task]
+            name = "tasks.add"
+            args = [2, 2]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "{backend}"
+            url = "{}"
+            {case}
+        "#,
         python.display(),
         url(backend)
     )
@@ -114,7 +128,13 @@ async fn every_client_and_path_on(test: &str, backend: &str) {
                 backend,
                 &queue,
                 &format!("publishes = {N}\nwarmup = {WARMUP}\nconcurrency = 2"),
-                &format!("path = \"{path}\"\nclient = \"{client}\"\nkeep = true"),
+                &format!(
+                    r#"
+                        path = "{path}"
+                        client = "{client}"
+                        keep = true
+                    "#
+                ),
             ))
             .await;
             let what = format!("{client} {path}: {} {:?}", errors(&r), r.notes);
@@ -255,7 +275,10 @@ async fn an_open_loop_python_case_keeps_its_schedule_and_counts_every_publish() 
         "redis",
         &queue,
         "publishes = 60\nwarmup = 5\nrate = 300",
-        "path = \"pooled\"\nclient = \"celery\"",
+        r#"
+            path = "pooled"
+            client = "celery"
+        "#,
     ))
     .await;
     assert_eq!(r.errors.total(), 0, "{}", errors(&r));
@@ -308,10 +331,29 @@ fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
     let app = dying_app(dir.path(), 7);
     let queue = common::unique("tb-py-dies");
     let toml = format!(
-        "name = \"dies\"\npublishes = 20\nwarmup = 2\npython = \"{}\"\n[task]\nqueue = \"{queue}\"\n\
-             [[case]]\nname = \"dies\"\nbackend = \"redis\"\npath = \"acquire\"\nclient = \"celery\"\n\
-             celery_app = \"{app}\"\npythonpath = \"{}\"\n\
-             [[case]]\nname = \"lives\"\nbackend = \"redis\"\npath = \"pooled\"\nclient = \"kombu\"\n",
+        r#"
+            name = "dies"
+            publishes = 20
+            warmup = 2
+            python = "{}"
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "dies"
+            backend = "redis"
+            path = "acquire"
+            client = "celery"
+            celery_app = "{app}"
+            pythonpath = "{}"
+
+            [[case]]
+            name = "lives"
+            backend = "redis"
+            path = "pooled"
+            client = "kombu"
+        "#,
         python.display(),
         dir.path().display()
     );
@@ -349,8 +391,16 @@ fn a_missing_interpreter_is_a_usage_error() {
     let file = dir.path().join("s.toml");
     std::fs::write(
         &file,
-        "name = \"s\"\n[[case]]\nname = \"c\"\nbackend = \"redis\"\npath = \"pooled\"\nclient = \"celery\"\n\
-         python = \"/nonexistent/bin/python\"\n",
+        r#"
+            name = "s"
+
+            [[case]]
+            name = "c"
+            backend = "redis"
+            path = "pooled"
+            client = "celery"
+            python = "/nonexistent/bin/python"
+        "#,
     )
     .unwrap();
     for command in ["validate", "run"] {
@@ -388,7 +438,16 @@ fn an_interpreter_without_celery_is_a_usage_error_with_an_install_hint() {
     std::fs::write(
         &file,
         format!(
-            "name = \"s\"\npython = \"{}\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"acquire\"\nclient = \"kombu\"\n",
+            r#"
+                name = "s"
+                python = "{}"
+
+                [[case]]
+                name = "c"
+                backend = "amqp"
+                path = "acquire"
+                client = "kombu"
+            "#,
             bare.display()
         ),
     )
@@ -414,7 +473,16 @@ fn validate_prints_the_versions_it_found() {
     std::fs::write(
         &file,
         format!(
-            "name = \"s\"\npython = \"{}\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"acquire\"\nclient = \"celery\"\n",
+            r#"
+                name = "s"
+                python = "{}"
+
+                [[case]]
+                name = "c"
+                backend = "amqp"
+                path = "acquire"
+                client = "celery"
+            "#,
             python.display()
         ),
     )
@@ -450,7 +518,12 @@ async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
     .unwrap();
     let file = dir.path().join("s.toml");
     let case = format!(
-        "path = \"acquire\"\nclient = \"celery\"\ncelery_app = \"broken_app:app\"\npythonpath = \"{}\"",
+        r#"
+            path = "acquire"
+            client = "celery"
+            celery_app = "broken_app:app"
+            pythonpath = "{}"
+        "#,
         dir.path().display()
     );
     let queue = common::unique("tb-py-broken");
@@ -498,7 +571,10 @@ fn profile_cpu_samples_the_harness_with_py_spy_after_warm_up() {
         "redis",
         &queue,
         "publishes = 1500\nwarmup = 50",
-        "path = \"acquire\"\nclient = \"celery\"",
+        r#"
+            path = "acquire"
+            client = "celery"
+        "#,
     );
     let (out, out_dir) = run_scenario(dir.path(), &toml, &["--profile", "cpu"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -551,11 +627,35 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
     .unwrap();
     let queue = common::unique("tb-py-spy-wall");
     let toml = format!(
-        "name = \"py-test\"\npython = \"{}\"\nwarmup = 20\n\
-             [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
-             [[case]]\nname = \"plain\"\nbackend = \"redis\"\nurl = \"{url}\"\npath = \"acquire\"\nclient = \"celery\"\npublishes = 1000\n\
-             [[case]]\nname = \"sleepy\"\nbackend = \"redis\"\nurl = \"{url}\"\npath = \"acquire\"\nclient = \"celery\"\npublishes = 60\nwarmup = 5\n\
-             celery_app = \"sleepy_app:app\"\npythonpath = \"{}\"\n",
+        r#"
+            name = "py-test"
+            python = "{}"
+            warmup = 20
+
+            [task]
+            name = "tasks.add"
+            args = [2, 2]
+            queue = "{queue}"
+
+            [[case]]
+            name = "plain"
+            backend = "redis"
+            url = "{url}"
+            path = "acquire"
+            client = "celery"
+            publishes = 1000
+
+            [[case]]
+            name = "sleepy"
+            backend = "redis"
+            url = "{url}"
+            path = "acquire"
+            client = "celery"
+            publishes = 60
+            warmup = 5
+            celery_app = "sleepy_app:app"
+            pythonpath = "{}"
+        "#,
         python.display(),
         dir.path().display(),
         url = url("redis"),
@@ -659,7 +759,10 @@ fn profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it() {
             "redis",
             "tb-never-used",
             "",
-            "path = \"pooled\"\nclient = \"kombu\"",
+            r#"
+                path = "pooled"
+                client = "kombu"
+            "#,
         ),
     )
     .unwrap();
@@ -713,7 +816,12 @@ async fn a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on() 
         &queue,
         "publishes = 10\nwarmup = 1",
         &format!(
-            "path = \"acquire\"\nclient = \"celery\"\ncelery_app = \"{app}\"\npythonpath = \"{}\"",
+            r#"
+                path = "acquire"
+                client = "celery"
+                celery_app = "{app}"
+                pythonpath = "{}"
+            "#,
             dir.path().display()
         ),
     ))
@@ -742,9 +850,18 @@ async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_a
         &python,
         "redis",
         &queue,
-        "publishes = 12\nwarmup = 1\npublish_timeout = \"500ms\"",
+        r#"
+            publishes = 12
+            warmup = 1
+            publish_timeout = "500ms"
+        "#,
         &format!(
-            "path = \"pooled\"\nclient = \"celery\"\ncelery_app = \"{app}\"\npythonpath = \"{}\"",
+            r#"
+                path = "pooled"
+                client = "celery"
+                celery_app = "{app}"
+                pythonpath = "{}"
+            "#,
             dir.path().display()
         ),
     ))
@@ -859,7 +976,12 @@ async fn every_python_client_and_path_closes_its_amqp_connections_with_the_hands
                 "amqp",
                 &queue,
                 "publishes = 20\nwarmup = 2\nconcurrency = 1",
-                &format!("path = \"{path}\"\nclient = \"{client}\""),
+                &format!(
+                    r#"
+                        path = "{path}"
+                        client = "{client}"
+                    "#
+                ),
             )
             .replace(&url("amqp"), &proxied);
             watcher.ended.lock().unwrap().clear();

@@ -24,15 +24,43 @@ const BODY: &str =
 
 /// Every path, as case keys (beyond backend and path), each with a short name.
 const PATHS: &[(&str, &str)] = &[
-    ("fresh", "path = \"fresh\""),
-    ("fresh-bare", "path = \"fresh\"\nkombu_handshake = false"),
-    ("acquire", "path = \"acquire\"\npool_size = 2"),
-    ("pooled", "path = \"pooled\""),
-    ("pooled-mux", "path = \"pooled\"\nmultiplexed = true"),
-    ("pooled-batch", "path = \"pooled\"\nbatch = 8"),
+    ("fresh", r#"path = "fresh""#),
+    (
+        "fresh-bare",
+        r#"
+            path = "fresh"
+            kombu_handshake = false
+        "#,
+    ),
+    (
+        "acquire",
+        r#"
+            path = "acquire"
+            pool_size = 2
+        "#,
+    ),
+    ("pooled", r#"path = "pooled""#),
+    (
+        "pooled-mux",
+        r#"
+            path = "pooled"
+            multiplexed = true
+        "#,
+    ),
+    (
+        "pooled-batch",
+        r#"
+            path = "pooled"
+            batch = 8
+        "#,
+    ),
     (
         "pooled-mux-batch",
-        "path = \"pooled\"\nmultiplexed = true\nbatch = 8",
+        r#"
+            path = "pooled"
+            multiplexed = true
+            batch = 8
+        "#,
     ),
 ];
 
@@ -56,7 +84,19 @@ fn shared_redis(test: &str) -> Option<String> {
 /// Runs one redis case described by `case_keys` (TOML lines) on `queue` and returns its result.
 async fn run_case(url: &str, queue: &str, settings: &str, case_keys: &str) -> CaseResult {
     let text = format!(
-        "name = \"t\"\n{settings}\n[task]\nqueue = \"{queue}\"\n[[case]]\nname = \"c\"\nbackend = \"redis\"\nurl = \"{url}\"\n{case_keys}\n"
+        r#"
+            name = "t"
+            {settings}
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "redis"
+            url = "{url}"
+            {case_keys}
+        "#
     );
     let scenario = taskbench::scenario::parse(&text, "test.toml").expect("scenario parses");
     taskbench::backend::run_case(&scenario.cases[0], &RunControl::new()).await
@@ -236,7 +276,7 @@ async fn without_keep_the_case_leaves_the_server_clean() {
         &url,
         &queue,
         "publishes = 30\nwarmup = 5",
-        "path = \"fresh\"",
+        r#"path = "fresh""#,
     )
     .await;
     assert_eq!(r.errors.total(), 0, "{}", errors(&r));
@@ -263,7 +303,13 @@ async fn priorities_land_on_kombus_lists() {
             &url,
             &queue,
             "publishes = 3\nwarmup = 0",
-            &format!("path = \"pooled\"\npriority = {priority}\nkeep = true"),
+            &format!(
+                r#"
+                    path = "pooled"
+                    priority = {priority}
+                    keep = true
+                "#
+            ),
         )
         .await;
         assert_eq!(r.errors.total(), 0, "priority {priority}: {}", errors(&r));
@@ -555,8 +601,13 @@ async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
     let case = run_case(
         &url,
         &queue,
-        "duration = \"3s\"\nwarmup = 0\nconcurrency = 2\npublish_timeout = \"300ms\"",
-        "path = \"pooled\"",
+        r#"
+            duration = "3s"
+            warmup = 0
+            concurrency = 2
+            publish_timeout = "300ms"
+        "#,
+        r#"path = "pooled""#,
     );
     let freeze = async {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -599,8 +650,12 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
     let case = run_case(
         &url,
         &queue,
-        "duration = \"3s\"\nwarmup = 100\ninterval = \"100ms\"",
-        "path = \"pooled\"",
+        r#"
+            duration = "3s"
+            warmup = 100
+            interval = "100ms"
+        "#,
+        r#"path = "pooled""#,
     );
     let stall = async {
         tokio::time::sleep(Duration::from_millis(1200)).await;
@@ -680,16 +735,26 @@ async fn pooled_reconnects_after_its_connection_is_dropped() {
     };
     let url = server.url();
     for keys in [
-        "path = \"pooled\"",
-        "path = \"pooled\"\nmultiplexed = true",
-        "path = \"pooled\"\nbatch = 4",
-        "path = \"acquire\"",
+        r#"path = "pooled""#,
+        r#"
+            path = "pooled"
+            multiplexed = true
+        "#,
+        r#"
+            path = "pooled"
+            batch = 4
+        "#,
+        r#"path = "acquire""#,
     ] {
         let queue = common::unique("tb-drop");
         let case = run_case(
             &url,
             &queue,
-            "duration = \"2s\"\nwarmup = 0\nconcurrency = 2",
+            r#"
+                duration = "2s"
+                warmup = 0
+                concurrency = 2
+            "#,
             keys,
         );
         let cut = async {
@@ -830,9 +895,28 @@ fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
     std::fs::write(
         &scenario,
         format!(
-            "name = \"bin\"\npublishes = 50\nwarmup = 5\nconcurrency = 2\n[task]\nqueue = \"{queue}\"\n\
-             [[case]]\nname = \"fresh\"\nbackend = \"redis\"\npath = \"fresh\"\nurl = \"{url}\"\n\
-             [[case]]\nname = \"pooled\"\nbackend = \"redis\"\npath = \"pooled\"\nbatch = 4\nurl = \"{url}\"\n"
+            r#"
+                name = "bin"
+                publishes = 50
+                warmup = 5
+                concurrency = 2
+
+                [task]
+                queue = "{queue}"
+
+                [[case]]
+                name = "fresh"
+                backend = "redis"
+                path = "fresh"
+                url = "{url}"
+
+                [[case]]
+                name = "pooled"
+                backend = "redis"
+                path = "pooled"
+                batch = 4
+                url = "{url}"
+            "#
         ),
     )
     .unwrap();
@@ -866,8 +950,16 @@ fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
     std::fs::write(
         &scenario,
         format!(
-            "name = \"bin\"\npublishes = 5\n[[case]]\nname = \"down\"\nbackend = \"redis\"\npath = \"pooled\"\n\
-             url = \"redis://:hunter2@127.0.0.1:{port}/0\"\n"
+            r#"
+                name = "bin"
+                publishes = 5
+
+                [[case]]
+                name = "down"
+                backend = "redis"
+                path = "pooled"
+                url = "redis://:hunter2@127.0.0.1:{port}/0"
+            "#
         ),
     )
     .unwrap();
@@ -937,9 +1029,12 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
         made
     };
     for keys in [
-        "path = \"pooled\"",
-        "path = \"pooled\"\nbatch = 16",
-        "path = \"acquire\"",
+        r#"path = "pooled""#,
+        r#"
+            path = "pooled"
+            batch = 16
+        "#,
+        r#"path = "acquire""#,
     ] {
         let few = allocations(1_000, keys);
         let many = allocations(11_000, keys);
@@ -957,9 +1052,12 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
 async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
     let test = "a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again";
     for keys in [
-        "path = \"pooled\"",
-        "path = \"pooled\"\nmultiplexed = true",
-        "path = \"acquire\"",
+        r#"path = "pooled""#,
+        r#"
+            path = "pooled"
+            multiplexed = true
+        "#,
+        r#"path = "acquire""#,
     ] {
         let Some(mut server) = PrivateRedis::start(test, &[]) else {
             return;
@@ -971,7 +1069,13 @@ async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
         let case = run_case(
             &url,
             &queue,
-            "duration = \"4s\"\nrate = 1000\nwarmup = 0\nconcurrency = 1\npublish_timeout = \"500ms\"",
+            r#"
+                duration = "4s"
+                rate = 1000
+                warmup = 0
+                concurrency = 1
+                publish_timeout = "500ms"
+            "#,
             keys,
         );
         let outage = async {
@@ -1039,8 +1143,21 @@ fn an_interrupt_ends_a_reconnect_backoff_at_once() {
     std::fs::write(
         &scenario,
         format!(
-            "name = \"dead\"\nduration = \"60s\"\nwarmup = 0\npublish_timeout = \"10s\"\n[task]\nqueue = \"{}\"\n\
-             [[case]]\nname = \"c\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{}\"\n",
+            r#"
+                name = "dead"
+                duration = "60s"
+                warmup = 0
+                publish_timeout = "10s"
+
+                [task]
+                queue = "{}"
+
+                [[case]]
+                name = "c"
+                backend = "redis"
+                path = "pooled"
+                url = "{}"
+            "#,
             common::unique("tb-int"),
             server.url()
         ),
@@ -1097,10 +1214,28 @@ fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
     std::fs::write(
         &scenario,
         format!(
-            "name = \"int\"\nduration = \"60s\"\nwarmup = 0\nconcurrency = 2\npublish_timeout = \"30s\"\n\
-             [task]\nqueue = \"{queue}\"\n\
-             [[case]]\nname = \"stalled\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{}\"\n\
-             [[case]]\nname = \"never\"\nbackend = \"redis\"\npath = \"fresh\"\nurl = \"{}\"\n",
+            r#"
+                name = "int"
+                duration = "60s"
+                warmup = 0
+                concurrency = 2
+                publish_timeout = "30s"
+
+                [task]
+                queue = "{queue}"
+
+                [[case]]
+                name = "stalled"
+                backend = "redis"
+                path = "pooled"
+                url = "{}"
+
+                [[case]]
+                name = "never"
+                backend = "redis"
+                path = "fresh"
+                url = "{}"
+            "#,
             server.url(),
             server.url()
         ),
