@@ -20,14 +20,14 @@ use taskbench::record::CaseResult;
 use taskbench::stage::Stage;
 
 /// The broker URL, or `None` (after reporting the skip) when nothing listens there.
-fn broker(test: &str) -> Option<String> {
+fn broker() -> Option<String> {
     let url = common::amqp_url();
     let parsed: lapin::uri::AMQPUri = url.parse().expect("TASKBENCH_AMQP_URL parses");
     let addr = format!("{}:{}", parsed.authority.host, parsed.authority.port);
     if common::reachable(&addr) {
         Some(url)
     } else {
-        common::skip(test, &format!("no RabbitMQ reachable at {addr}"));
+        common::skip_test(&format!("no RabbitMQ reachable at {addr}"));
         None
     }
 }
@@ -189,7 +189,7 @@ fn check_celery_message(m: &lapin::message::BasicGetMessage, queue: &str) -> Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
-    let Some(url) = broker("every_path_and_confirm_mode_delivers_exact_celery_messages") else {
+    let Some(url) = broker() else {
         return;
     };
     // (path, confirm, pipeline batch): every path x confirm mode, plus pooled pipelined.
@@ -256,7 +256,7 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_path_times_every_stage_of_a_publish() {
-    let Some(url) = broker("fresh_path_times_every_stage_of_a_publish") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-stages");
@@ -291,7 +291,7 @@ async fn fresh_path_times_every_stage_of_a_publish() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queue_is_purged_after_the_case_unless_keep() {
-    let Some(url) = broker("queue_is_purged_after_the_case_unless_keep") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-purge");
@@ -314,7 +314,7 @@ async fn queue_is_purged_after_the_case_unless_keep() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivered_counts_only_this_cases_messages() {
-    let Some(url) = broker("delivered_counts_only_this_cases_messages") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-baseline");
@@ -385,7 +385,7 @@ async fn wrong_port_is_unreachable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_password_is_an_auth_error() {
-    let Some(url) = broker("wrong_password_is_an_auth_error") else {
+    let Some(url) = broker() else {
         return;
     };
     let mut parsed: lapin::uri::AMQPUri = url.parse().unwrap();
@@ -402,7 +402,7 @@ async fn wrong_password_is_an_auth_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_vhost_is_a_vhost_error() {
-    let Some(url) = broker("missing_vhost_is_a_vhost_error") else {
+    let Some(url) = broker() else {
         return;
     };
     let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
@@ -425,7 +425,7 @@ async fn missing_vhost_is_a_vhost_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conflicting_declare_is_a_declare_conflict() {
-    let Some(url) = broker("conflicting_declare_is_a_declare_conflict") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-conflict");
@@ -483,7 +483,7 @@ fn connections(needle: &str) -> Vec<(String, u64)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_reconnects_after_the_connection_drops() {
-    let Some(url) = broker("pooled_reconnects_after_the_connection_drops") else {
+    let Some(url) = broker() else {
         return;
     };
     if std::process::Command::new("rabbitmqctl")
@@ -492,10 +492,7 @@ async fn pooled_reconnects_after_the_connection_drops() {
         .output()
         .map_or(true, |o| !o.status.success())
     {
-        common::skip(
-            "pooled_reconnects_after_the_connection_drops",
-            "rabbitmqctl cannot reach the broker to close a connection",
-        );
+        common::skip_test("rabbitmqctl cannot reach the broker to close a connection");
         return;
     }
     let queue = common::unique("tb-amqp-drop");
@@ -578,13 +575,9 @@ async fn pooled_reconnects_after_the_connection_drops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_celery_worker_executes_what_taskbench_published() {
-    let test = "a_celery_worker_executes_what_taskbench_published";
-    let Some(url) = broker(test) else { return };
+    let Some(url) = broker() else { return };
     let Some(python) = common::celery_python() else {
-        common::skip(
-            test,
-            "no Celery venv (TASKBENCH_PYTHON); run the suite with tests/run",
-        );
+        common::skip_test("no Celery venv (TASKBENCH_PYTHON); run the suite with tests/run");
         return;
     };
     let redis = common::redis_url();
@@ -595,10 +588,7 @@ async fn a_celery_worker_executes_what_taskbench_published() {
         .unwrap()
         .to_string();
     if !common::reachable(&redis_addr) {
-        common::skip(
-            test,
-            &format!("no Redis at {redis_addr} to record executions"),
-        );
+        common::skip_test(&format!("no Redis at {redis_addr} to record executions"));
         return;
     }
     let queue = common::unique("tb-amqp-worker");
@@ -642,7 +632,7 @@ async fn a_celery_worker_executes_what_taskbench_published() {
 
 #[test]
 fn the_binary_never_prints_the_password_even_with_trace_logs() {
-    let Some(url) = broker("the_binary_never_prints_the_password_even_with_trace_logs") else {
+    let Some(url) = broker() else {
         return;
     };
     let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
@@ -685,7 +675,7 @@ fn the_binary_never_prints_the_password_even_with_trace_logs() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queue_deleted_mid_case_gives_returned_messages() {
-    let Some(url) = broker("a_queue_deleted_mid_case_gives_returned_messages") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-returned");
@@ -792,8 +782,7 @@ impl DeadlyProxy {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_reconnects_to_a_dead_broker_at_a_bounded_rate() {
     use std::sync::atomic::Ordering::Relaxed;
-    let test = "pooled_reconnects_to_a_dead_broker_at_a_bounded_rate";
-    let Some(url) = broker(test) else { return };
+    let Some(url) = broker() else { return };
     let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
     let proxy = DeadlyProxy::start(format!(
         "{}:{}",
@@ -916,7 +905,7 @@ fn window_toml(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirm_window_records_every_message_once_at_its_own_ack() {
-    let Some(url) = broker("confirm_window_records_every_message_once_at_its_own_ack") else {
+    let Some(url) = broker() else {
         return;
     };
     for window in [1, 16, 256] {
@@ -993,7 +982,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AckCounter {
 async fn confirm_window_counts_every_message_of_a_multiple_ack() {
     use std::sync::atomic::Ordering::Relaxed;
     use tracing_subscriber::layer::SubscriberExt;
-    let Some(url) = broker("confirm_window_counts_every_message_of_a_multiple_ack") else {
+    let Some(url) = broker() else {
         return;
     };
     // lapin traces every frame it handles on its I/O thread, so the counter has to be the global subscriber.
@@ -1039,8 +1028,7 @@ fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn confirm_window_counts_nacks_per_message() {
-    let test = "confirm_window_counts_nacks_per_message";
-    let Some(url) = broker(test) else {
+    let Some(url) = broker() else {
         return;
     };
     // A queue that holds 100 messages and nacks the rest. taskbench declares Celery's queue (durable, no
@@ -1059,7 +1047,7 @@ async fn confirm_window_counts_nacks_per_message() {
         &pattern,
         r#"{"max-length": 100, "overflow": "reject-publish"}"#,
     ]) {
-        common::skip(test, &why);
+        common::skip_test(&why);
         return;
     }
     let r = run(&window_toml(&queue, &url, 300, 0, 16, "")).await;
@@ -1239,11 +1227,10 @@ fn blocked_total(note: &str) -> Duration {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
-    let test = "a_memory_alarm_on_a_private_node_is_counted_and_timed";
     // Never the shared broker: other tests publish to it, and an alarm blocks every publisher on a node.
     let node = match PrivateNode::start() {
         Ok(node) => node,
-        Err(why) => return common::skip(test, &why),
+        Err(why) => return common::skip_test(&why),
     };
     let toml = |duration: &str| {
         format!(
@@ -1300,7 +1287,7 @@ async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
         .expect("clearing the alarm");
     let r = runner.await.unwrap();
     let note = flow_note(&r);
-    eprintln!("{test}: {note}");
+    eprintln!("{}: {note}", common::test_name());
     assert!(
         note.contains("connection.blocked 1 times")
             && note.contains("connection.unblocked 1 times"),
@@ -1348,8 +1335,7 @@ impl NodeCtl {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
-    let Some(url) = broker("quorum_queues_are_declared_as_celery_declares_them_on_every_path")
-    else {
+    let Some(url) = broker() else {
         return;
     };
     for (path, confirm) in [("pooled", "each"), ("acquire", "batch"), ("fresh", "each")] {
@@ -1400,8 +1386,7 @@ async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict() {
-    let Some(url) = broker("a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict")
-    else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-quorum-conflict");

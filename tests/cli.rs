@@ -1207,8 +1207,7 @@ fn the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads
         "{text}"
     );
     assert!(text.contains("#[StartTime: "), "{text}");
-    let test = "the_timeline_is_in_summary_json_and_an_hlog_hdrhistograms_python_reader_reads";
-    let Some(read) = common::read_hlog_with_python(test, &hlog) else {
+    let Some(read) = common::read_hlog_with_python(&hlog) else {
         return;
     };
     let intervals = read["intervals"].as_array().unwrap();

@@ -28,13 +28,12 @@ fn read(name: &str) -> String {
 }
 
 /// The `kubernetes-validate` next to the Celery test interpreter, if installed.
-fn validator(test: &str) -> Option<PathBuf> {
+fn validator() -> Option<PathBuf> {
     let found = common::celery_python()
         .and_then(|p| p.parent().map(|bin| bin.join("kubernetes-validate")))
         .filter(|v| v.exists());
     if found.is_none() {
-        common::skip(
-            test,
+        common::skip_test(
             "kubernetes-validate is not installed next to TASKBENCH_PYTHON (tests/run installs it)",
         );
     }
@@ -43,9 +42,7 @@ fn validator(test: &str) -> Option<PathBuf> {
 
 #[test]
 fn the_manifests_pass_kubernetes_schemas_and_a_broken_one_does_not() {
-    let Some(validate) =
-        validator("the_manifests_pass_kubernetes_schemas_and_a_broken_one_does_not")
-    else {
+    let Some(validate) = validator() else {
         return;
     };
     let files = manifests();

@@ -260,8 +260,7 @@ fn three_shards_merge_into_one_run_that_adds_up_exactly() {
             assert!((at - t.start_s).abs() < 0.0015, "{at} vs {t:?}");
         }
         // And HdrHistogram's Python reader reads it the same.
-        let test = "three_shards_merge_into_one_run_that_adds_up_exactly";
-        if let Some(read) = common::read_hlog_with_python(test, &hlog) {
+        if let Some(read) = common::read_hlog_with_python(&hlog) {
             let intervals = read["intervals"].as_array().unwrap();
             assert_eq!(intervals.len(), timeline.len(), "{read}");
             let start_ms = read["start_time_sec"].as_f64().unwrap() * 1000.0;
@@ -448,13 +447,10 @@ fn shards_against_the_local_brokers_merge_and_each_proves_its_delivery() {
     };
     for (url, port) in [(&redis, 6379), (&amqp, 5672)] {
         if !common::reachable(&reach(url, port)) {
-            common::skip(
-                "shards_against_the_local_brokers_merge_and_each_proves_its_delivery",
-                &format!(
-                    "no broker reachable at {}",
-                    taskbench::backend::url::redact(url)
-                ),
-            );
+            common::skip_test(&format!(
+                "no broker reachable at {}",
+                taskbench::backend::url::redact(url)
+            ));
             return;
         }
     }

@@ -16,25 +16,19 @@ const PATHS: [&str; 3] = ["fresh", "acquire", "pooled"];
 const CLIENTS: [&str; 2] = ["celery", "kombu"];
 
 /// The venv's Python (tests/run sets TASKBENCH_PYTHON), or `None` after reporting the skip.
-fn python(test: &str) -> Option<PathBuf> {
+fn python() -> Option<PathBuf> {
     let python = common::celery_python();
     if python.is_none() {
-        common::skip(
-            test,
-            "no Python with Celery (TASKBENCH_PYTHON); run the suite with tests/run",
-        );
+        common::skip_test("no Python with Celery (TASKBENCH_PYTHON); run the suite with tests/run");
     }
     python
 }
 
 /// The venv's Python when py-spy is installed next to it, or `None` after reporting the skip.
-fn python_with_py_spy(test: &str) -> Option<PathBuf> {
-    let python = python(test)?;
+fn python_with_py_spy() -> Option<PathBuf> {
+    let python = python()?;
     if !python.with_file_name("py-spy").is_file() {
-        common::skip(
-            test,
-            "no py-spy next to TASKBENCH_PYTHON; tests/run installs it",
-        );
+        common::skip_test("no py-spy next to TASKBENCH_PYTHON; tests/run installs it");
         return None;
     }
     Some(python)
@@ -55,7 +49,7 @@ fn amqp_addr() -> String {
 }
 
 /// Whether the broker `backend` is reachable (else the skip is reported).
-fn broker_up(test: &str, backend: &str) -> bool {
+fn broker_up(backend: &str) -> bool {
     let addr = if backend == "amqp" {
         amqp_addr()
     } else {
@@ -63,7 +57,7 @@ fn broker_up(test: &str, backend: &str) -> bool {
     };
     let up = common::reachable(&addr);
     if !up {
-        common::skip(test, &format!("no {backend} broker reachable at {addr}"));
+        common::skip_test(&format!("no {backend} broker reachable at {addr}"));
     }
     up
 }
@@ -112,9 +106,9 @@ fn errors(r: &CaseResult) -> String {
 
 /// Every client and path publishes `n` tasks (two harnesses each), all kept in the queue; then a real
 /// Celery worker must run every one of them.
-async fn every_client_and_path_on(test: &str, backend: &str) {
-    let Some(python) = python(test) else { return };
-    if !broker_up(test, backend) || !broker_up(test, "redis") {
+async fn every_client_and_path_on(backend: &str) {
+    let Some(python) = python() else { return };
+    if !broker_up(backend) || !broker_up("redis") {
         return;
     }
     let queue = common::unique(&format!("tb-py-{backend}"));
@@ -246,27 +240,18 @@ async fn cleanup(backend: &str, queue: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_and_path_publishes_tasks_a_worker_runs_on_redis() {
-    every_client_and_path_on(
-        "every_client_and_path_publishes_tasks_a_worker_runs_on_redis",
-        "redis",
-    )
-    .await;
+    every_client_and_path_on("redis").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_client_and_path_publishes_tasks_a_worker_runs_on_amqp() {
-    every_client_and_path_on(
-        "every_client_and_path_publishes_tasks_a_worker_runs_on_amqp",
-        "amqp",
-    )
-    .await;
+    every_client_and_path_on("amqp").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_loop_python_case_keeps_its_schedule_and_counts_every_publish() {
-    let test = "an_open_loop_python_case_keeps_its_schedule_and_counts_every_publish";
-    let Some(python) = python(test) else { return };
-    if !broker_up(test, "redis") {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
         return;
     }
     let queue = common::unique("tb-py-open");
@@ -322,9 +307,8 @@ fn run_scenario(dir: &Path, toml: &str, args: &[&str]) -> (std::process::Output,
 
 #[test]
 fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
-    let test = "a_harness_killed_mid_case_costs_its_publishes_not_the_run";
-    let Some(python) = python(test) else { return };
-    if !broker_up(test, "redis") {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -428,10 +412,7 @@ fn an_interpreter_without_celery_is_a_usage_error_with_an_install_hint() {
         .status()
         .is_ok_and(|s| s.success())
     {
-        common::skip(
-            "an_interpreter_without_celery_is_a_usage_error_with_an_install_hint",
-            "no python3 on PATH",
-        );
+        common::skip_test("no python3 on PATH");
         return;
     }
     let file = dir.path().join("s.toml");
@@ -465,7 +446,7 @@ fn an_interpreter_without_celery_is_a_usage_error_with_an_install_hint() {
 
 #[test]
 fn validate_prints_the_versions_it_found() {
-    let Some(python) = python("validate_prints_the_versions_it_found") else {
+    let Some(python) = python() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -508,8 +489,7 @@ fn validate_prints_the_versions_it_found() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
-    let test = "a_broken_celery_app_is_a_usage_error_and_a_setup_error";
-    let Some(python) = python(test) else { return };
+    let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("broken_app.py"),
@@ -541,7 +521,7 @@ async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
         "{stderr}"
     );
     // The harness says the same if the app breaks after the check (here: run in-process, no check).
-    if !broker_up(test, "redis") {
+    if !broker_up("redis") {
         return;
     }
     let r = run(&scenario(&python, "redis", &queue, "publishes = 5", &case)).await;
@@ -557,11 +537,10 @@ async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
 
 #[test]
 fn profile_cpu_samples_the_harness_with_py_spy_after_warm_up() {
-    let test = "profile_cpu_samples_the_harness_with_py_spy_after_warm_up";
-    let Some(python) = python_with_py_spy(test) else {
+    let Some(python) = python_with_py_spy() else {
         return;
     };
-    if !broker_up(test, "redis") {
+    if !broker_up("redis") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -608,11 +587,10 @@ fn folded_ns(folded: &str, frame: &str) -> (u64, u64) {
 
 #[test]
 fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
-    let test = "profile_cpu_also_samples_the_wall_clock_waiting_included";
-    let Some(python) = python_with_py_spy(test) else {
+    let Some(python) = python_with_py_spy() else {
         return;
     };
-    if !broker_up(test, "redis") {
+    if !broker_up("redis") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -745,9 +723,7 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
 
 #[test]
 fn profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it() {
-    let Some(python) =
-        python("profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it")
-    else {
+    let Some(python) = python() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -797,9 +773,8 @@ fn app_with(dir: &Path, name: &str, at: u32, action: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on() {
-    let test = "a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on";
-    let Some(python) = python(test) else { return };
-    if !broker_up(test, "redis") {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -838,9 +813,8 @@ async fn a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_answer() {
-    let test = "a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_answer";
-    let Some(python) = python(test) else { return };
-    if !broker_up(test, "redis") {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -961,9 +935,8 @@ impl CloseWatcher {
 /// connections with the handshake, or the delivered count comes up short on a loaded broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_python_client_and_path_closes_its_amqp_connections_with_the_handshake() {
-    let test = "every_python_client_and_path_closes_its_amqp_connections_with_the_handshake";
-    let Some(python) = python(test) else { return };
-    if !broker_up(test, "amqp") {
+    let Some(python) = python() else { return };
+    if !broker_up("amqp") {
         return;
     }
     let watcher = CloseWatcher::start(amqp_addr()).await;

@@ -65,7 +65,7 @@ const PATHS: &[(&str, &str)] = &[
 ];
 
 /// The shared server's URL, or `None` (after skipping) when nothing answers there.
-fn shared_redis(test: &str) -> Option<String> {
+fn shared_redis() -> Option<String> {
     let url = common::redis_url();
     let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).ok()?;
     let up = match info.addr() {
@@ -76,7 +76,7 @@ fn shared_redis(test: &str) -> Option<String> {
     if up {
         Some(url)
     } else {
-        common::skip(test, &format!("no Redis reachable at {url}"));
+        common::skip_test(&format!("no Redis reachable at {url}"));
         None
     }
 }
@@ -229,7 +229,7 @@ fn check_envelope(text: &str, queue: &str, priority: u8) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_path_pushes_exactly_n_kombu_envelopes() {
-    let Some(url) = shared_redis("every_path_pushes_exactly_n_kombu_envelopes") else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let mut conn = connect(&url).await;
@@ -267,7 +267,7 @@ async fn every_path_pushes_exactly_n_kombu_envelopes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_keep_the_case_leaves_the_server_clean() {
-    let Some(url) = shared_redis("without_keep_the_case_leaves_the_server_clean") else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let mut conn = connect(&url).await;
@@ -293,7 +293,7 @@ async fn without_keep_the_case_leaves_the_server_clean() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn priorities_land_on_kombus_lists() {
-    let Some(url) = shared_redis("priorities_land_on_kombus_lists") else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let mut conn = connect(&url).await;
@@ -353,7 +353,7 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     /// Starts one with extra `args`, or `None` (after skipping) if redis-server is not installed.
-    fn start(test: &str, args: &[&str]) -> Option<PrivateRedis> {
+    fn start(args: &[&str]) -> Option<PrivateRedis> {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -365,7 +365,7 @@ impl PrivateRedis {
         let child = match Self::spawn(port, &socket, dir.path(), &args) {
             Ok(child) => child,
             Err(e) => {
-                common::skip(test, &format!("cannot start redis-server: {e}"));
+                common::skip_test(&format!("cannot start redis-server: {e}"));
                 return None;
             }
         };
@@ -451,7 +451,7 @@ impl Drop for PrivateRedis {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_path_works_over_a_unix_socket() {
-    let Some(server) = PrivateRedis::start("every_path_works_over_a_unix_socket", &[]) else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let url = server.unix_url();
@@ -478,10 +478,7 @@ async fn every_path_works_over_a_unix_socket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_an_auth_error_that_hides_the_password() {
-    let Some(server) = PrivateRedis::start(
-        "a_wrong_password_is_an_auth_error_that_hides_the_password",
-        &["--requirepass", "right-secret"],
-    ) else {
+    let Some(server) = PrivateRedis::start(&["--requirepass", "right-secret"]) else {
         return;
     };
     let good = format!("redis://:right-secret@127.0.0.1:{}/0", server.port);
@@ -537,10 +534,9 @@ async fn an_unreachable_server_is_a_connect_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oom_replies_are_counted_and_the_case_goes_on() {
-    let Some(server) = PrivateRedis::start(
-        "oom_replies_are_counted_and_the_case_goes_on",
-        &["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"],
-    ) else {
+    let Some(server) =
+        PrivateRedis::start(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"])
+    else {
         return;
     };
     let url = server.url();
@@ -590,10 +586,7 @@ async fn oom_replies_are_counted_and_the_case_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
-    let Some(server) = PrivateRedis::start(
-        "a_server_that_stops_answering_times_out_and_pooled_carries_on",
-        &[],
-    ) else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let url = server.url();
@@ -641,8 +634,7 @@ async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
 /// Python hdrhistogram package reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stall_shows_in_the_timeline_and_the_hlog() {
-    let test = "a_stall_shows_in_the_timeline_and_the_hlog";
-    let Some(server) = PrivateRedis::start(test, &[]) else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let url = server.url();
@@ -705,7 +697,7 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
     std::fs::write(&hlog, taskbench::report::hlog::interval_log(&r).unwrap()).unwrap();
     let mut conn = connect(&url).await;
     delete_queue(&mut conn, &queue).await;
-    let Some(read) = common::read_hlog_with_python(test, &hlog) else {
+    let Some(read) = common::read_hlog_with_python(&hlog) else {
         return;
     };
     let intervals = read["intervals"].as_array().unwrap();
@@ -728,9 +720,7 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_reconnects_after_its_connection_is_dropped() {
-    let Some(server) =
-        PrivateRedis::start("pooled_reconnects_after_its_connection_is_dropped", &[])
-    else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let url = server.url();
@@ -812,15 +802,11 @@ async fn pooled_reconnects_after_its_connection_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_celery_worker_executes_every_task_of_every_path() {
-    let test = "a_celery_worker_executes_every_task_of_every_path";
-    let Some(url) = shared_redis(test) else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let Some(python) = common::celery_python() else {
-        common::skip(
-            test,
-            "no Python with Celery (TASKBENCH_PYTHON); run tests/run",
-        );
+        common::skip_test("no Python with Celery (TASKBENCH_PYTHON); run tests/run");
         return;
     };
     let mut conn = connect(&url).await;
@@ -880,8 +866,7 @@ async fn a_celery_worker_executes_every_task_of_every_path() {
 
 #[test]
 fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
-    let Some(url) = shared_redis("the_binary_runs_a_redis_scenario_and_exits_by_its_outcome")
-    else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1007,7 +992,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn pooled_and_acquire_publishes_allocate_nothing() {
-    let Some(url) = shared_redis("pooled_and_acquire_publishes_allocate_nothing") else {
+    let Some(url) = shared_redis() else {
         return;
     };
     // On a current-thread runtime every publish runs on this thread, where allocations are counted.
@@ -1050,7 +1035,6 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
-    let test = "a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again";
     for keys in [
         r#"path = "pooled""#,
         r#"
@@ -1059,7 +1043,7 @@ async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
         "#,
         r#"path = "acquire""#,
     ] {
-        let Some(mut server) = PrivateRedis::start(test, &[]) else {
+        let Some(mut server) = PrivateRedis::start(&[]) else {
             return;
         };
         let url = server.url();
@@ -1133,9 +1117,7 @@ async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
 
 #[test]
 fn an_interrupt_ends_a_reconnect_backoff_at_once() {
-    let Some(mut server) =
-        PrivateRedis::start("an_interrupt_ends_a_reconnect_backoff_at_once", &[])
-    else {
+    let Some(mut server) = PrivateRedis::start(&[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1202,10 +1184,7 @@ fn an_interrupt_ends_a_reconnect_backoff_at_once() {
 
 #[test]
 fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
-    let Some(server) = PrivateRedis::start(
-        "ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled",
-        &[],
-    ) else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();

@@ -17,8 +17,26 @@ pub fn brokers_required() -> bool {
     std::env::var("TASKBENCH_REQUIRE_BROKERS").is_ok_and(|v| v == "1")
 }
 
+/// The running test's name: libtest runs each test on a thread named after it (`module::name`; the last
+/// part is the function's name). Call it on the test's own thread, not from a spawned task.
+pub fn test_name() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or_default();
+    assert!(
+        !name.is_empty() && name != "main" && !name.starts_with("tokio-"),
+        "test_name() called off the test's own thread (on {name:?})"
+    );
+    name.rsplit("::").next().unwrap_or(name).to_string()
+}
+
+/// Reports that the running test (see [`test_name`]) lacks what it needs: see [`skip`].
+pub fn skip_test(why: &str) {
+    skip(&test_name(), why);
+}
+
 /// Reports a missing dependency: panics under TASKBENCH_REQUIRE_BROKERS=1, otherwise prints why the test
 /// is skipped and records it in the skip log (see [`skip_log`]). Returns so the caller can `return`.
+/// [`skip_test`] finds the test's name itself.
 pub fn skip(test: &str, why: &str) {
     if brokers_required() {
         panic!("{test}: {why} (TASKBENCH_REQUIRE_BROKERS=1, so this fails instead of skipping)");
@@ -184,13 +202,10 @@ impl Drop for CeleryWorker {
 
 /// `<file>.hlog` read back by the Python `hdrhistogram` package's `HistogramLogReader` (from the venv
 /// `tests/run` installs), as JSON: `start_time_sec` and `intervals` [{tag, start_ms, end_ms, count, p50,
-/// p99, max}]. `None` (after skipping `test`) when there is no venv or it lacks the package.
-pub fn read_hlog_with_python(test: &str, file: &std::path::Path) -> Option<serde_json::Value> {
+/// p99, max}]. `None` (after skipping the test) when there is no venv or it lacks the package.
+pub fn read_hlog_with_python(file: &std::path::Path) -> Option<serde_json::Value> {
     let Some(python) = celery_python() else {
-        skip(
-            test,
-            "TASKBENCH_PYTHON is not set (run the tests with tests/run)",
-        );
+        skip_test("TASKBENCH_PYTHON is not set (run the tests with tests/run)");
         return None;
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/common/read_hlog.py");
@@ -202,8 +217,7 @@ pub fn read_hlog_with_python(test: &str, file: &std::path::Path) -> Option<serde
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("No module named 'hdrh'") {
-            skip(
-                test,
+            skip_test(
                 "the venv has no hdrhistogram package (tests/run installs tests/celery/requirements.txt)",
             );
             return None;
