@@ -3,8 +3,9 @@
 //! types included, by consuming them back with lapin), the error cases give their own kinds with the
 //! password hidden, and a real Celery worker executes what taskbench published.
 //!
-//! Each test uses its own queue names and deletes its queues and exchanges. Without a broker the tests say
-//! so and skip, unless TASKBENCH_REQUIRE_BROKERS=1 (then they fail).
+//! Each test uses its own queue names and deletes its queues and exchanges. The tests that need the broker
+//! are `#[ignore]`d, so a plain `cargo test` lists them as ignored; `tests/run` runs them, and there,
+//! without a broker, they say so and skip, unless TASKBENCH_REQUIRE_BROKERS=1 (then they fail).
 
 mod common;
 
@@ -188,6 +189,7 @@ fn check_celery_message(m: &lapin::message::BasicGetMessage, queue: &str) -> Str
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
     let Some(url) = broker() else {
         return;
@@ -255,6 +257,7 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn fresh_path_times_every_stage_of_a_publish() {
     let Some(url) = broker() else {
         return;
@@ -290,6 +293,7 @@ async fn fresh_path_times_every_stage_of_a_publish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn queue_is_purged_after_the_case_unless_keep() {
     let Some(url) = broker() else {
         return;
@@ -313,6 +317,7 @@ async fn queue_is_purged_after_the_case_unless_keep() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn delivered_counts_only_this_cases_messages() {
     let Some(url) = broker() else {
         return;
@@ -384,6 +389,7 @@ async fn wrong_port_is_unreachable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn wrong_password_is_an_auth_error() {
     let Some(url) = broker() else {
         return;
@@ -401,6 +407,7 @@ async fn wrong_password_is_an_auth_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn missing_vhost_is_a_vhost_error() {
     let Some(url) = broker() else {
         return;
@@ -424,6 +431,7 @@ async fn missing_vhost_is_a_vhost_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn conflicting_declare_is_a_declare_conflict() {
     let Some(url) = broker() else {
         return;
@@ -482,6 +490,7 @@ fn connections(needle: &str) -> Vec<(String, u64)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and rabbitmqctl; tests/run runs it"]
 async fn pooled_reconnects_after_the_connection_drops() {
     let Some(url) = broker() else {
         return;
@@ -574,6 +583,7 @@ async fn pooled_reconnects_after_the_connection_drops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ, Redis and the Celery venv; tests/run runs it"]
 async fn a_celery_worker_executes_what_taskbench_published() {
     let Some(url) = broker() else { return };
     let Some(python) = common::celery_python() else {
@@ -631,6 +641,7 @@ async fn a_celery_worker_executes_what_taskbench_published() {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 fn the_binary_never_prints_the_password_even_with_trace_logs() {
     let Some(url) = broker() else {
         return;
@@ -674,6 +685,7 @@ fn the_binary_never_prints_the_password_even_with_trace_logs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn a_queue_deleted_mid_case_gives_returned_messages() {
     let Some(url) = broker() else {
         return;
@@ -780,6 +792,7 @@ impl DeadlyProxy {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn pooled_reconnects_to_a_dead_broker_at_a_bounded_rate() {
     use std::sync::atomic::Ordering::Relaxed;
     let Some(url) = broker() else { return };
@@ -904,6 +917,7 @@ fn window_toml(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn confirm_window_records_every_message_once_at_its_own_ack() {
     let Some(url) = broker() else {
         return;
@@ -979,6 +993,7 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AckCounter {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn confirm_window_counts_every_message_of_a_multiple_ack() {
     use std::sync::atomic::Ordering::Relaxed;
     use tracing_subscriber::layer::SubscriberExt;
@@ -1027,6 +1042,7 @@ fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and rabbitmqctl; tests/run runs it"]
 async fn confirm_window_counts_nacks_per_message() {
     let Some(url) = broker() else {
         return;
@@ -1226,6 +1242,7 @@ fn blocked_total(note: &str) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rabbitmq-server for a private node; tests/run runs it"]
 async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
     // Never the shared broker: other tests publish to it, and an alarm blocks every publisher on a node.
     let node = match PrivateNode::start() {
@@ -1334,6 +1351,7 @@ impl NodeCtl {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
     let Some(url) = broker() else {
         return;
@@ -1385,6 +1403,7 @@ async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict() {
     let Some(url) = broker() else {
         return;

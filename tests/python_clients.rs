@@ -1,5 +1,7 @@
 //! `client = "celery"` and `client = "kombu"`: real Celery and kombu publishing through taskbench's engine,
-//! against the real brokers, and every error a user of them can hit.
+//! against the real brokers, and every error a user of them can hit. The tests that need the Celery venv
+//! (TASKBENCH_PYTHON) or a broker are `#[ignore]`d, so a plain `cargo test` lists them as ignored:
+//! `tests/run` installs the venv and runs them.
 
 mod common;
 
@@ -239,16 +241,19 @@ async fn cleanup(backend: &str, queue: &str) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
 async fn every_client_and_path_publishes_tasks_a_worker_runs_on_redis() {
     every_client_and_path_on("redis").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv, RabbitMQ and Redis; tests/run runs it"]
 async fn every_client_and_path_publishes_tasks_a_worker_runs_on_amqp() {
     every_client_and_path_on("amqp").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
 async fn an_open_loop_python_case_keeps_its_schedule_and_counts_every_publish() {
     let Some(python) = python() else { return };
     if !broker_up("redis") {
@@ -306,6 +311,7 @@ fn run_scenario(dir: &Path, toml: &str, args: &[&str]) -> (std::process::Output,
 }
 
 #[test]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
 fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
     let Some(python) = python() else { return };
     if !broker_up("redis") {
@@ -445,6 +451,7 @@ fn an_interpreter_without_celery_is_a_usage_error_with_an_install_hint() {
 }
 
 #[test]
+#[ignore = "needs the Celery venv; tests/run runs it"]
 fn validate_prints_the_versions_it_found() {
     let Some(python) = python() else {
         return;
@@ -488,6 +495,7 @@ fn validate_prints_the_versions_it_found() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
 async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
@@ -536,6 +544,7 @@ async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
 }
 
 #[test]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
 fn profile_cpu_samples_the_harness_with_py_spy_after_warm_up() {
     let Some(python) = python_with_py_spy() else {
         return;
@@ -586,6 +595,7 @@ fn folded_ns(folded: &str, frame: &str) -> (u64, u64) {
 }
 
 #[test]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
 fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
     let Some(python) = python_with_py_spy() else {
         return;
@@ -722,6 +732,7 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
 }
 
 #[test]
+#[ignore = "needs the Celery venv; tests/run runs it"]
 fn profile_cpu_without_py_spy_is_a_usage_error_that_says_how_to_install_it() {
     let Some(python) = python() else {
         return;
@@ -772,6 +783,7 @@ fn app_with(dir: &Path, name: &str, at: u32, action: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
 async fn a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on() {
     let Some(python) = python() else { return };
     if !broker_up("redis") {
@@ -812,6 +824,7 @@ async fn a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
 async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_answer() {
     let Some(python) = python() else { return };
     if !broker_up("redis") {
@@ -934,6 +947,7 @@ impl CloseWatcher {
 /// (with confirms off nothing tells the publisher). So every Python client and path must end its
 /// connections with the handshake, or the delivered count comes up short on a loaded broker.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and RabbitMQ; tests/run runs it"]
 async fn every_python_client_and_path_closes_its_amqp_connections_with_the_handshake() {
     let Some(python) = python() else { return };
     if !broker_up("amqp") {

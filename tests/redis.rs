@@ -1,6 +1,7 @@
 //! The redis backend against real Redis servers: the shared one at TASKBENCH_REDIS_URL, and private
 //! `redis-server`s started here (Unix socket, requirepass, maxmemory, stopped or cut off mid-case).
-//! Run with `tests/run --test redis`; without a server the tests skip (or fail under
+//! The tests that need a server are `#[ignore]`d, so a plain `cargo test` lists them as ignored: run them
+//! with `tests/run --test redis`, where without a server they skip (or fail under
 //! TASKBENCH_REQUIRE_BROKERS=1).
 
 mod common;
@@ -228,6 +229,7 @@ fn check_envelope(text: &str, queue: &str, priority: u8) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; tests/run runs it"]
 async fn every_path_pushes_exactly_n_kombu_envelopes() {
     let Some(url) = shared_redis() else {
         return;
@@ -266,6 +268,7 @@ async fn every_path_pushes_exactly_n_kombu_envelopes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; tests/run runs it"]
 async fn without_keep_the_case_leaves_the_server_clean() {
     let Some(url) = shared_redis() else {
         return;
@@ -292,6 +295,7 @@ async fn without_keep_the_case_leaves_the_server_clean() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; tests/run runs it"]
 async fn priorities_land_on_kombus_lists() {
     let Some(url) = shared_redis() else {
         return;
@@ -450,6 +454,7 @@ impl Drop for PrivateRedis {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn every_path_works_over_a_unix_socket() {
     let Some(server) = PrivateRedis::start(&[]) else {
         return;
@@ -477,6 +482,7 @@ async fn every_path_works_over_a_unix_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn a_wrong_password_is_an_auth_error_that_hides_the_password() {
     let Some(server) = PrivateRedis::start(&["--requirepass", "right-secret"]) else {
         return;
@@ -533,6 +539,7 @@ async fn an_unreachable_server_is_a_connect_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn oom_replies_are_counted_and_the_case_goes_on() {
     let Some(server) =
         PrivateRedis::start(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"])
@@ -585,6 +592,7 @@ async fn oom_replies_are_counted_and_the_case_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
     let Some(server) = PrivateRedis::start(&[]) else {
         return;
@@ -633,6 +641,7 @@ async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
 /// with no publish ending in them, then one whose max holds the stall; and the same in the `.hlog` as the
 /// Python hdrhistogram package reads it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and the Celery venv; tests/run runs it"]
 async fn a_stall_shows_in_the_timeline_and_the_hlog() {
     let Some(server) = PrivateRedis::start(&[]) else {
         return;
@@ -719,6 +728,7 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn pooled_reconnects_after_its_connection_is_dropped() {
     let Some(server) = PrivateRedis::start(&[]) else {
         return;
@@ -801,6 +811,7 @@ async fn pooled_reconnects_after_its_connection_is_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis and the Celery venv; tests/run runs it"]
 async fn a_celery_worker_executes_every_task_of_every_path() {
     let Some(url) = shared_redis() else {
         return;
@@ -865,6 +876,7 @@ async fn a_celery_worker_executes_every_task_of_every_path() {
 }
 
 #[test]
+#[ignore = "needs Redis; tests/run runs it"]
 fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
     let Some(url) = shared_redis() else {
         return;
@@ -991,6 +1003,7 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
+#[ignore = "needs Redis; tests/run runs it"]
 fn pooled_and_acquire_publishes_allocate_nothing() {
     let Some(url) = shared_redis() else {
         return;
@@ -1034,6 +1047,7 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
     for keys in [
         r#"path = "pooled""#,
@@ -1116,6 +1130,7 @@ async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
 }
 
 #[test]
+#[ignore = "needs redis-server; tests/run runs it"]
 fn an_interrupt_ends_a_reconnect_backoff_at_once() {
     let Some(mut server) = PrivateRedis::start(&[]) else {
         return;
@@ -1183,6 +1198,7 @@ fn an_interrupt_ends_a_reconnect_backoff_at_once() {
 }
 
 #[test]
+#[ignore = "needs redis-server; tests/run runs it"]
 fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
     let Some(server) = PrivateRedis::start(&[]) else {
         return;

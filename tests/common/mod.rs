@@ -36,6 +36,8 @@ pub fn skip_test(why: &str) {
 
 /// Reports a missing dependency: panics under TASKBENCH_REQUIRE_BROKERS=1, otherwise prints why the test
 /// is skipped and records it in the skip log (see [`skip_log`]). Returns so the caller can `return`.
+/// Tests that need a broker or the venv are also `#[ignore = "needs ...; tests/run runs it"]`, so that a
+/// plain `cargo test` lists them as ignored rather than passing them unrun; tests/run includes them.
 /// [`skip_test`] finds the test's name itself.
 pub fn skip(test: &str, why: &str) {
     if brokers_required() {
