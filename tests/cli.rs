@@ -527,11 +527,8 @@ fn command_line_overrides_change_every_case() {
     let case = &summary.cases[0];
     assert_eq!(case.mode, Mode::Open);
     assert_eq!(case.rate, Some(200.0));
-    let n = case.publishes_ok;
-    assert!(
-        (40..=61).contains(&n),
-        "about 60 publishes in 300 ms at 200/s: {n}"
-    );
+    // The open loop runs every publish due in the 300 ms, however late: one each 5 ms.
+    assert_eq!(case.publishes_ok, 60, "{:?}", case.errors);
 }
 
 #[test]
@@ -642,9 +639,15 @@ fn three_shards_split_the_load_and_start_together() {
             path = "raw"
         "#,
     );
-    let launched = Instant::now();
-    let start_at = std::time::SystemTime::now() + Duration::from_millis(1500);
-    let start_at = humantime::format_rfc3339_millis(start_at).to_string();
+    // --start-at to the millisecond, as it is written.
+    let epoch = std::time::UNIX_EPOCH;
+    let start_at_ms = std::time::SystemTime::now()
+        .duration_since(epoch)
+        .unwrap()
+        .as_millis() as u64
+        + 1500;
+    let start_at =
+        humantime::format_rfc3339_millis(epoch + Duration::from_millis(start_at_ms)).to_string();
     let shards: Vec<_> = (0..3)
         .map(|i| {
             taskbench()
@@ -662,10 +665,6 @@ fn three_shards_split_the_load_and_start_together() {
     for mut shard in shards {
         assert!(shard.wait().unwrap().success());
     }
-    assert!(
-        launched.elapsed() >= Duration::from_millis(1400),
-        "the shards waited for --start-at"
-    );
     let runs: Vec<_> = std::fs::read_dir(dir.path().join("results/sharded"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -686,6 +685,12 @@ fn three_shards_split_the_load_and_start_together() {
         );
         indexes.push(shard.index);
         let case = &summary.cases[0];
+        let started = case.started_unix_s.unwrap();
+        assert!(
+            started >= start_at_ms as f64 / 1000.0,
+            "shard {} started at {started}, before --start-at {start_at}",
+            shard.index
+        );
         total += case.publishes_ok;
         assert_eq!(case.settings.concurrency, 1);
         assert_eq!(case.delivered, Some(case.publishes_ok));
@@ -1021,9 +1026,8 @@ fn a_stopped_sink_first_drains_the_connections_queued_for_it() {
     }
     kill(pid, Signal::SIGINT).unwrap();
     kill(pid, Signal::SIGCONT).unwrap();
-    let started = Instant::now();
+    // Returns once the drain has ended: one that did not end would hang here.
     let out = child.wait_with_output().unwrap();
-    let waited = started.elapsed();
     let printed = String::from_utf8(out.stdout).unwrap();
     assert!(
         out.status.success(),
@@ -1038,10 +1042,6 @@ fn a_stopped_sink_first_drains_the_connections_queued_for_it() {
     assert!(
         printed.contains(&format!("on {N} connections, 0 bad, 0 partial")),
         "{printed}"
-    );
-    assert!(
-        waited < Duration::from_secs(5),
-        "the drain is bounded: {waited:?}"
     );
 }
 
@@ -1173,13 +1173,11 @@ fn the_timeline_is_in_summary_json_and_the_hlog() {
     let summary = read_summary(&out);
     let case = &summary.cases[0];
     let timeline = &case.timeline;
-    // 1.2 s in 200 ms intervals; the last publishes may end just past the last boundary (on a loaded
-    // machine, the open loop's late publishes a little further).
-    assert!(
-        (6..=9).contains(&timeline.len()),
-        "{} intervals",
-        timeline.len()
-    );
+    // The open loop runs every publish scheduled in the 1.2 s, however late: 5,000/s for 1.2 s.
+    assert_eq!(case.publishes_ok, 6000, "{:?}", case.errors);
+    // 200 ms intervals: the last scheduled publish starts 1.1998 s in, so it ends in the 6th or later (on
+    // a loaded machine the late publishes end further on).
+    assert!(timeline.len() >= 6, "{} intervals", timeline.len());
     let ok: u64 = timeline.iter().map(|i| i.ok).sum();
     assert_eq!(ok, case.publishes_ok);
     for (k, i) in timeline.iter().enumerate() {
@@ -1196,15 +1194,17 @@ fn the_timeline_is_in_summary_json_and_the_hlog() {
             }
         }
     }
-    // At 5,000/s, a 200 ms interval holds about 1,000 publishes: the median interval does (a stall on a
-    // loaded machine moves publishes from one interval into the next, the open loop catching up).
-    let mut counts: Vec<u64> = timeline[..timeline.len() - 1]
-        .iter()
-        .map(|i| i.ok)
-        .collect();
-    counts.sort_unstable();
-    let median = counts[counts.len() / 2];
-    assert!((500..=1500).contains(&median), "interval counts {counts:?}");
+    // No publish starts before its turn on the schedule (1,000 per 200 ms), so by the end of each interval
+    // at most 1,000 per interval so far have ended; a stall on a loaded machine only moves publishes later.
+    let mut ended = 0;
+    for (k, i) in timeline.iter().enumerate() {
+        ended += i.ok;
+        assert!(
+            ended <= 1000 * (k as u64 + 1),
+            "{ended} publishes ended in the first {} intervals: {timeline:?}",
+            k + 1
+        );
+    }
 
     let hlog = out.join("tcp-raw.hlog");
     let text = std::fs::read_to_string(&hlog).unwrap();

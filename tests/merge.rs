@@ -382,7 +382,8 @@ fn a_shard_without_its_interval_log_merges_with_a_note_and_null_percentiles_wher
         for (n, (t, (h, from))) in timeline.iter().zip(&slots).enumerate() {
             if from.contains(&lost) && from.len() > 1 {
                 assert!(t.p50.is_none() && t.p99.is_none(), "interval {n}: {t:?}");
-                assert!(t.max.is_some(), "the max stays: {t:?}");
+                // (On a loaded machine a 20 ms interval may hold no publish at all.)
+                assert_eq!(t.max.is_some(), t.ok > 0, "the max stays: {t:?}");
                 nulled += 1;
             } else if !from.contains(&lost) {
                 assert_eq!(t.p99, quantile(h, 0.99), "interval {n} from {from:?}");

@@ -637,9 +637,11 @@ async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
     );
 }
 
-/// A broker stall mid-case (SIGSTOP of a private redis-server for 500 ms) shows in the timeline: intervals
-/// with no publish ending in them, then one whose max holds the stall; and the same in the `.hlog` as the
-/// Python hdrhistogram package reads it.
+/// A broker stall mid-case (SIGSTOP of a private redis-server for 500 ms, once the warm-up and 300
+/// measured publishes are in its list) shows in the timeline: intervals in which publishes flowed, then
+/// intervals in which nothing ended, then the one in which the stalled publish did, holding the longest
+/// publish; and the same in the `.hlog` as the Python hdrhistogram package reads it. When the stall comes
+/// is up to the machine's load: what is checked is the order of the intervals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server and the Celery venv; tests/run runs it"]
 async fn a_stall_shows_in_the_timeline_and_the_hlog() {
@@ -654,20 +656,35 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
         r#"
             duration = "3s"
             warmup = 100
+            concurrency = 1
             interval = "100ms"
         "#,
         r#"path = "pooled""#,
     );
+    const BEFORE: u64 = 300;
     let stall = async {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut conn = connect(&url).await;
+        let watchdog = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n: u64 = redis::cmd("LLEN")
+                .arg(&queue)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if n >= 100 + BEFORE {
+                break;
+            }
+            assert!(Instant::now() < watchdog, "the case never published");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         server.signal(nix::sys::signal::Signal::SIGSTOP);
         tokio::time::sleep(Duration::from_millis(500)).await;
         server.signal(nix::sys::signal::Signal::SIGCONT);
     };
     let (r, ()) = tokio::join!(case, stall);
     assert_eq!(r.errors.total(), 0, "{}", errors(&r));
-    let line: Vec<String> = r
-        .timeline
+    let timeline = &r.timeline;
+    let line: Vec<String> = timeline
         .iter()
         .map(|i| {
             format!(
@@ -679,26 +696,28 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
         })
         .collect();
     let line = line.join(" ");
-    // The stalled publish ends in one interval with a max of about 500 ms...
-    let stalled: Vec<_> = r
-        .timeline
-        .iter()
-        .filter(|i| i.max.is_some_and(|m| m >= 400_000_000))
-        .collect();
-    assert_eq!(stalled.len(), 1, "one interval holds the stall: {line}");
-    let end = stalled[0].start;
+    // The stalled publish is the longest, about the stall's 500 ms...
+    let stalled = (0..timeline.len())
+        .max_by_key(|&k| timeline[k].max)
+        .unwrap();
     assert!(
-        end >= Duration::from_millis(1500) && end <= Duration::from_millis(2200),
-        "the stall ends about 1.7 s in: {line}"
+        timeline[stalled].max >= Some(400_000_000),
+        "a publish waited out the stall: {line}"
     );
-    // ...after four or more intervals in which nothing ended, while before and after publishes flowed.
-    let empty = r.timeline.iter().filter(|i| i.ok == 0).count();
-    assert!(empty >= 4, "{empty} empty intervals: {line}");
-    let busy = |i: &taskbench::record::IntervalResult| i.ok > 50;
-    assert!(r.timeline[..5].iter().all(busy), "before the stall: {line}");
+    // ...ending right after intervals in which nothing ended (at least four whole ones fit in 500 ms)...
+    let empty_run = timeline[..stalled]
+        .iter()
+        .rev()
+        .take_while(|i| i.ok == 0)
+        .count();
+    assert!(empty_run >= 4, "{empty_run} empty intervals: {line}");
+    // ...which came after the publishes that were in when the server stopped (the last of them may be
+    // the stalled one), and were followed by more.
+    let before: u64 = timeline[..stalled - empty_run].iter().map(|i| i.ok).sum();
+    assert!(before >= BEFORE - 1, "{before} publishes before: {line}");
     assert!(
-        busy(r.timeline.last().unwrap()) || busy(&r.timeline[r.timeline.len() - 2]),
-        "after: {line}"
+        timeline[stalled + 1..].iter().any(|i| i.ok > 0),
+        "publishing went on after: {line}"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -710,21 +729,14 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
         return;
     };
     let intervals = read["intervals"].as_array().unwrap();
-    assert_eq!(intervals.len(), r.timeline.len());
-    let python_stalled: Vec<usize> = intervals
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i["max"].as_u64().is_some_and(|m| m >= 400_000_000))
-        .map(|(k, _)| k)
-        .collect();
-    let ours = r
-        .timeline
-        .iter()
-        .position(|i| i.max == stalled[0].max)
+    assert_eq!(intervals.len(), timeline.len());
+    let python_stalled = (0..intervals.len())
+        .max_by_key(|&k| intervals[k]["max"].as_u64())
         .unwrap();
-    assert_eq!(python_stalled, [ours], "{read}");
-    let zero = intervals.iter().filter(|i| i["count"] == 0).count();
-    assert_eq!(zero, empty, "{read}");
+    assert_eq!(python_stalled, stalled, "{read}");
+    let empty = timeline.iter().filter(|i| i.ok == 0).count();
+    let python_empty = intervals.iter().filter(|i| i["count"] == 0).count();
+    assert_eq!(python_empty, empty, "{read}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1129,13 +1141,67 @@ async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
     }
 }
 
+/// Polls `done` until it holds. The minute is a watchdog for a test that would otherwise hang, not a
+/// measurement.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited a minute for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// LLEN of `list` on the server at `url`.
+fn llen(url: &str, list: &str) -> u64 {
+    let mut conn = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("connect to redis");
+    redis::cmd("LLEN").arg(list).query(&mut conn).unwrap()
+}
+
+/// Waits for `child` to exit; past a minute (a watchdog for a hang, not a measurement) kills it and fails.
+fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running a minute after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `child` SIGINT, as Ctrl-C does.
+fn interrupt(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+}
+
+/// An interrupt ends a reconnect backoff at once. The binary publishes through a proxy that then plays
+/// dead until the publisher's waits between attempts have doubled up to about a second; SIGINT comes at
+/// the start of such a wait. Ended at once, the wait lets the publisher finish within the engine's grace
+/// for work in flight (300 ms), so the delivery check runs; a wait that went on would be abandoned at the
+/// end of the grace, and the check skipped. The order of those events is checked, not the time to exit.
 #[test]
 #[ignore = "needs redis-server; tests/run runs it"]
 fn an_interrupt_ends_a_reconnect_backoff_at_once() {
-    let Some(mut server) = PrivateRedis::start(&[]) else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime.block_on(common::DeadlyProxy::start(format!(
+        "127.0.0.1:{}",
+        server.port
+    )));
     let dir = tempfile::tempdir().unwrap();
+    let queue = common::unique("tb-int");
     let scenario = dir.path().join("dead.toml");
     std::fs::write(
         &scenario,
@@ -1147,16 +1213,15 @@ fn an_interrupt_ends_a_reconnect_backoff_at_once() {
                 publish_timeout = "10s"
 
                 [task]
-                queue = "{}"
+                queue = "{queue}"
 
                 [[case]]
                 name = "c"
                 backend = "redis"
                 path = "pooled"
-                url = "{}"
+                url = "redis://127.0.0.1:{}/0"
             "#,
-            common::unique("tb-int"),
-            server.url()
+            proxy.port
         ),
     )
     .unwrap();
@@ -1168,38 +1233,47 @@ fn an_interrupt_ends_a_reconnect_backoff_at_once() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    server.kill();
-    // By now the publisher has failed 7-8 times in a row and waits about a second between attempts.
-    std::thread::sleep(Duration::from_millis(2500));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let interrupted = Instant::now();
+    wait_until("the first publishes", || llen(&server.url(), &queue) >= 100);
+    proxy.kill();
+    // Waits between attempts double from 10 ms: after the 8th failed attempt, about a second (±20 %).
+    let attempts = || {
+        proxy
+            .attempts_while_dead
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    wait_until("8 reconnect attempts", || attempts() >= 8);
+    // Into the wait that follows, well short of its end.
+    std::thread::sleep(Duration::from_millis(100));
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
-    let took = interrupted.elapsed();
     assert_eq!(
         out.status.code(),
         Some(130),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("exited {took:?} after SIGINT");
-    assert!(
-        took < Duration::from_millis(300),
-        "the backoff wait ended at the interrupt: exit took {took:?}"
-    );
     let summary = Summary::read(&out_dir).unwrap();
     let case = &summary.cases[0];
     assert!(case.interrupted);
     assert!(case.publishes_ok > 0, "{case:?}");
+    assert!(
+        !case
+            .notes
+            .iter()
+            .any(|n| n.starts_with("the delivery check was skipped")),
+        "the publisher was abandoned at the end of the grace, so its backoff wait did not end at the \
+         interrupt ({} attempts): {:?}",
+        attempts(),
+        case.notes
+    );
 }
 
+/// Ctrl-C ends a run whose publishes are stuck on a stopped server (SIGSTOP): the stuck publishes are
+/// abandoned and the run ends before their 30 s publish_timeout could end them (no `timeout` error), and
+/// before the server is let go again (SIGCONT comes after the exit).
 #[test]
 #[ignore = "needs redis-server; tests/run runs it"]
-fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
+fn ctrl_c_ends_a_run_while_the_server_is_stalled() {
     let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
@@ -1247,32 +1321,15 @@ fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_until("the first publishes", || llen(&server.url(), &queue) >= 100);
     server.signal(nix::sys::signal::Signal::SIGSTOP);
+    // Give the publishers a moment to send into the stall (if not, they stop between publishes: the run
+    // still ends, only without a publish to abandon).
     std::thread::sleep(Duration::from_millis(300));
-    let interrupted = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if interrupted.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("still running 10 s after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let took = interrupted.elapsed();
+    interrupt(&child);
+    let status = wait_for_exit(&mut child);
     server.signal(nix::sys::signal::Signal::SIGCONT);
     assert_eq!(status.code(), Some(130));
-    assert!(
-        took < Duration::from_secs(1),
-        "exited {took:?} after SIGINT"
-    );
     let summary = Summary::read(&out).unwrap();
     assert!(summary.interrupted);
     let cases = &summary.cases;
@@ -1283,4 +1340,9 @@ fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
     );
     assert!(cases[0].interrupted);
     assert!(cases[0].publishes_ok > 0, "{:?}", cases[0]);
+    assert!(
+        !cases[0].errors.contains_key("timeout"),
+        "a stuck publish ran into its publish_timeout before the run ended: {:?}",
+        cases[0].errors
+    );
 }

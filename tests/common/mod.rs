@@ -1,5 +1,6 @@
 //! Shared by the integration tests: the taskbench command, broker URLs, skip-or-fail when a broker is
-//! missing, unique names, and a real Celery worker to prove that what taskbench publishes runs.
+//! missing, unique names, a real Celery worker to prove that what taskbench publishes runs, and a proxy
+//! that plays a dead broker.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -247,4 +248,63 @@ pub fn quickstart_run(out: &std::path::Path, publishes: u64, cases: &[&str]) {
         "the quickstart run failed: {}",
         String::from_utf8_lossy(&done.stderr)
     );
+}
+
+/// A TCP proxy to a broker that can play dead: while dead it cuts every connection it forwarded and
+/// accepts and drops every new one, counting them (each is a connect attempt that failed).
+pub struct DeadlyProxy {
+    /// The loopback port it listens on.
+    pub port: u16,
+    dead: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub attempts_while_dead: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub forwards: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl DeadlyProxy {
+    /// Listens on a free loopback port and, while alive, forwards each connection to `broker` (host:port).
+    pub async fn start(broker: String) -> DeadlyProxy {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = DeadlyProxy {
+            port: listener.local_addr().unwrap().port(),
+            dead: Default::default(),
+            attempts_while_dead: Default::default(),
+            forwards: Default::default(),
+        };
+        let (dead, attempts, forwards) = (
+            proxy.dead.clone(),
+            proxy.attempts_while_dead.clone(),
+            proxy.forwards.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if dead.load(Relaxed) {
+                    attempts.fetch_add(1, Relaxed);
+                    drop(client);
+                    continue;
+                }
+                let broker = broker.clone();
+                forwards.lock().unwrap().push(tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&broker).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }));
+            }
+        });
+        proxy
+    }
+
+    /// Plays dead: cuts every forwarded connection, and drops every new one until [`Self::revive`].
+    pub fn kill(&self) {
+        self.dead.store(true, std::sync::atomic::Ordering::Relaxed);
+        for f in self.forwards.lock().unwrap().drain(..) {
+            f.abort();
+        }
+    }
+
+    /// Forwards new connections again.
+    pub fn revive(&self) {
+        self.dead.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
