@@ -3,8 +3,9 @@
 //! types included, by consuming them back with lapin), the error cases give their own kinds with the
 //! password hidden, and a real Celery worker executes what taskbench published.
 //!
-//! Each test uses its own queue names and deletes its queues and exchanges. Without a broker the tests say
-//! so and skip, unless TASKBENCH_REQUIRE_BROKERS=1 (then they fail).
+//! Each test uses its own queue names and deletes its queues and exchanges. The tests that need the broker
+//! are `#[ignore]`d, so a plain `cargo test` lists them as ignored; `tests/run` runs them, and there,
+//! without a broker, they say so and skip, unless TASKBENCH_REQUIRE_BROKERS=1 (then they fail).
 
 mod common;
 
@@ -20,14 +21,14 @@ use taskbench::record::CaseResult;
 use taskbench::stage::Stage;
 
 /// The broker URL, or `None` (after reporting the skip) when nothing listens there.
-fn broker(test: &str) -> Option<String> {
+fn broker() -> Option<String> {
     let url = common::amqp_url();
     let parsed: lapin::uri::AMQPUri = url.parse().expect("TASKBENCH_AMQP_URL parses");
     let addr = format!("{}:{}", parsed.authority.host, parsed.authority.port);
     if common::reachable(&addr) {
         Some(url)
     } else {
-        common::skip(test, &format!("no RabbitMQ reachable at {addr}"));
+        common::skip_test(&format!("no RabbitMQ reachable at {addr}"));
         None
     }
 }
@@ -35,9 +36,23 @@ fn broker(test: &str) -> Option<String> {
 /// A one-case scenario on queue `queue`; `extra` adds case keys.
 fn case_toml(queue: &str, path: &str, publishes: u64, extra: &str) -> String {
     format!(
-        "name = \"amqp-test\"\npublishes = {publishes}\nwarmup = 0\nconcurrency = 2\n\
-         [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"{path}\"\n{extra}\n"
+        r#"
+            name = "amqp-test"
+            publishes = {publishes}
+            warmup = 0
+            concurrency = 2
+
+            [task]
+            name = "tasks.add"
+            args = [2, 2]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "{path}"
+            {extra}
+        "#
     )
 }
 
@@ -174,8 +189,9 @@ fn check_celery_message(m: &lapin::message::BasicGetMessage, queue: &str) -> Str
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
-    let Some(url) = broker("every_path_and_confirm_mode_delivers_exact_celery_messages") else {
+    let Some(url) = broker() else {
         return;
     };
     // (path, confirm, pipeline batch): every path x confirm mode, plus pooled pipelined.
@@ -192,8 +208,14 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
         let queue = common::unique(&format!("tb-amqp-{path}-{confirm}"));
         let n = if path == "fresh" { 20 } else { 50 };
         // confirm_batch 8 over 50 publishes also exercises a short last batch.
-        let mut extra =
-            format!("confirm = \"{confirm}\"\nconfirm_batch = 8\nkeep = true\nurl = \"{url}\"");
+        let mut extra = format!(
+            r#"
+                confirm = "{confirm}"
+                confirm_batch = 8
+                keep = true
+                url = "{url}"
+            "#
+        );
         if pipeline > 1 {
             extra.push_str(&format!("\nbatch = {pipeline}"));
         }
@@ -235,8 +257,9 @@ async fn every_path_and_confirm_mode_delivers_exact_celery_messages() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn fresh_path_times_every_stage_of_a_publish() {
-    let Some(url) = broker("fresh_path_times_every_stage_of_a_publish") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-stages");
@@ -244,7 +267,12 @@ async fn fresh_path_times_every_stage_of_a_publish() {
         &queue,
         "fresh",
         5,
-        &format!("confirm = \"each\"\nurl = \"{url}\""),
+        &format!(
+            r#"
+                confirm = "each"
+                url = "{url}"
+            "#
+        ),
     ))
     .await;
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors.by_kind());
@@ -265,8 +293,9 @@ async fn fresh_path_times_every_stage_of_a_publish() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn queue_is_purged_after_the_case_unless_keep() {
-    let Some(url) = broker("queue_is_purged_after_the_case_unless_keep") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-purge");
@@ -274,7 +303,7 @@ async fn queue_is_purged_after_the_case_unless_keep() {
         &queue,
         "pooled",
         30,
-        &format!("url = \"{url}\""),
+        &format!(r#"url = "{url}""#),
     ))
     .await;
     assert_eq!(r.errors.total(), 0, "{:?}", r.errors.by_kind());
@@ -288,8 +317,9 @@ async fn queue_is_purged_after_the_case_unless_keep() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn delivered_counts_only_this_cases_messages() {
-    let Some(url) = broker("delivered_counts_only_this_cases_messages") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-baseline");
@@ -297,7 +327,12 @@ async fn delivered_counts_only_this_cases_messages() {
         &queue,
         "pooled",
         10,
-        &format!("keep = true\nurl = \"{url}\""),
+        &format!(
+            r#"
+                keep = true
+                url = "{url}"
+            "#
+        ),
     ))
     .await;
     assert_eq!(first.delivered, Some(10));
@@ -305,7 +340,12 @@ async fn delivered_counts_only_this_cases_messages() {
         &queue,
         "pooled",
         15,
-        &format!("keep = true\nurl = \"{url}\""),
+        &format!(
+            r#"
+                keep = true
+                url = "{url}"
+            "#
+        ),
     ))
     .await;
     assert_eq!(second.errors.total(), 0, "{:?}", second.errors.by_kind());
@@ -342,15 +382,16 @@ async fn wrong_port_is_unreachable() {
         &queue,
         "pooled",
         5,
-        "url = \"amqp://guest:s3cret@127.0.0.1:1/%2f\"",
+        r#"url = "amqp://guest:s3cret@127.0.0.1:1/%2f""#,
     ))
     .await;
     assert_setup_error(&r, "unreachable", "amqp://guest:***@127.0.0.1:1/%2f");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn wrong_password_is_an_auth_error() {
-    let Some(url) = broker("wrong_password_is_an_auth_error") else {
+    let Some(url) = broker() else {
         return;
     };
     let mut parsed: lapin::uri::AMQPUri = url.parse().unwrap();
@@ -360,14 +401,15 @@ async fn wrong_password_is_an_auth_error() {
     let bad = format!("amqp://{user}:s3cret@{host}/%2f");
     let queue = common::unique("tb-amqp-auth");
     for path in ["fresh", "acquire", "pooled"] {
-        let r = run(&case_toml(&queue, path, 5, &format!("url = \"{bad}\""))).await;
+        let r = run(&case_toml(&queue, path, 5, &format!(r#"url = "{bad}""#))).await;
         assert_setup_error(&r, "auth", &format!("amqp://{user}:***@{host}/%2f"));
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn missing_vhost_is_a_vhost_error() {
-    let Some(url) = broker("missing_vhost_is_a_vhost_error") else {
+    let Some(url) = broker() else {
         return;
     };
     let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
@@ -378,13 +420,20 @@ async fn missing_vhost_is_a_vhost_error() {
         a.userinfo.username, a.userinfo.password, a.host, a.port
     );
     let queue = common::unique("tb-amqp-vhost");
-    let r = run(&case_toml(&queue, "pooled", 5, &format!("url = \"{bad}\""))).await;
+    let r = run(&case_toml(
+        &queue,
+        "pooled",
+        5,
+        &format!(r#"url = "{bad}""#),
+    ))
+    .await;
     assert_setup_error(&r, "vhost", &taskbench::backend::url::redact(&bad));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn conflicting_declare_is_a_declare_conflict() {
-    let Some(url) = broker("conflicting_declare_is_a_declare_conflict") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-conflict");
@@ -398,7 +447,13 @@ async fn conflicting_declare_is_a_declare_conflict() {
     )
     .await
     .unwrap();
-    let r = run(&case_toml(&queue, "pooled", 5, &format!("url = \"{url}\""))).await;
+    let r = run(&case_toml(
+        &queue,
+        "pooled",
+        5,
+        &format!(r#"url = "{url}""#),
+    ))
+    .await;
     assert_setup_error(
         &r,
         "declare_conflict",
@@ -435,8 +490,9 @@ fn connections(needle: &str) -> Vec<(String, u64)> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and rabbitmqctl; tests/run runs it"]
 async fn pooled_reconnects_after_the_connection_drops() {
-    let Some(url) = broker("pooled_reconnects_after_the_connection_drops") else {
+    let Some(url) = broker() else {
         return;
     };
     if std::process::Command::new("rabbitmqctl")
@@ -445,16 +501,29 @@ async fn pooled_reconnects_after_the_connection_drops() {
         .output()
         .map_or(true, |o| !o.status.success())
     {
-        common::skip(
-            "pooled_reconnects_after_the_connection_drops",
-            "rabbitmqctl cannot reach the broker to close a connection",
-        );
+        common::skip_test("rabbitmqctl cannot reach the broker to close a connection");
         return;
     }
     let queue = common::unique("tb-amqp-drop");
     let toml = format!(
-        "name = \"drop\"\nduration = \"8s\"\nrate = 500\nwarmup = 0\nconcurrency = 2\n[task]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nkeep = true\nurl = \"{url}\"\n"
+        r#"
+            name = "drop"
+            duration = "8s"
+            rate = 500
+            warmup = 0
+            concurrency = 2
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "pooled"
+            confirm = "each"
+            keep = true
+            url = "{url}"
+        "#
     );
     let runner = tokio::spawn(async move { run(&toml).await });
     // Close the publishers' connection (found by its name, which carries the unique queue name).
@@ -514,14 +583,11 @@ async fn pooled_reconnects_after_the_connection_drops() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ, Redis and the Celery venv; tests/run runs it"]
 async fn a_celery_worker_executes_what_taskbench_published() {
-    let test = "a_celery_worker_executes_what_taskbench_published";
-    let Some(url) = broker(test) else { return };
+    let Some(url) = broker() else { return };
     let Some(python) = common::celery_python() else {
-        common::skip(
-            test,
-            "no Celery venv (TASKBENCH_PYTHON); run the suite with tests/run",
-        );
+        common::skip_test("no Celery venv (TASKBENCH_PYTHON); run the suite with tests/run");
         return;
     };
     let redis = common::redis_url();
@@ -532,10 +598,7 @@ async fn a_celery_worker_executes_what_taskbench_published() {
         .unwrap()
         .to_string();
     if !common::reachable(&redis_addr) {
-        common::skip(
-            test,
-            &format!("no Redis at {redis_addr} to record executions"),
-        );
+        common::skip_test(&format!("no Redis at {redis_addr} to record executions"));
         return;
     }
     let queue = common::unique("tb-amqp-worker");
@@ -546,7 +609,13 @@ async fn a_celery_worker_executes_what_taskbench_published() {
             &queue,
             path,
             n,
-            &format!("confirm = \"{confirm}\"\nkeep = true\nurl = \"{url}\""),
+            &format!(
+                r#"
+                    confirm = "{confirm}"
+                    keep = true
+                    url = "{url}"
+                "#
+            ),
         ))
         .await;
         assert_eq!(r.errors.total(), 0, "{path}: {:?}", r.errors.by_kind());
@@ -572,8 +641,9 @@ async fn a_celery_worker_executes_what_taskbench_published() {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 fn the_binary_never_prints_the_password_even_with_trace_logs() {
-    let Some(url) = broker("the_binary_never_prints_the_password_even_with_trace_logs") else {
+    let Some(url) = broker() else {
         return;
     };
     let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
@@ -587,11 +657,10 @@ fn the_binary_never_prints_the_password_even_with_trace_logs() {
     let queue = common::unique("tb-amqp-pw");
     std::fs::write(
         &scenario,
-        case_toml(&queue, "pooled", 5, &format!("url = \"{bad}\"")),
+        case_toml(&queue, "pooled", 5, &format!(r#"url = "{bad}""#)),
     )
     .unwrap();
-    let out = assert_cmd::Command::cargo_bin("taskbench")
-        .unwrap()
+    let out = common::taskbench()
         .env("RUST_LOG", "trace")
         .arg("run")
         .arg(&scenario)
@@ -616,14 +685,29 @@ fn the_binary_never_prints_the_password_even_with_trace_logs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn a_queue_deleted_mid_case_gives_returned_messages() {
-    let Some(url) = broker("a_queue_deleted_mid_case_gives_returned_messages") else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-amqp-returned");
     let toml = format!(
-        "name = \"ret\"\nduration = \"3s\"\nrate = 300\nwarmup = 0\n[task]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
+        r#"
+            name = "ret"
+            duration = "3s"
+            rate = 300
+            warmup = 0
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "pooled"
+            confirm = "each"
+            url = "{url}"
+        "#
     );
     let runner = tokio::spawn(async move { run(&toml).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -652,68 +736,13 @@ async fn a_queue_deleted_mid_case_gives_returned_messages() {
     );
 }
 
-/// A TCP proxy to the broker that can play dead: while dead it cuts every connection it forwarded and
-/// accepts and drops every new one, counting them (each is a connect attempt that failed).
-struct DeadlyProxy {
-    port: u16,
-    dead: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    attempts_while_dead: std::sync::Arc<std::sync::atomic::AtomicU64>,
-    forwards: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
-}
-
-impl DeadlyProxy {
-    async fn start(broker: String) -> DeadlyProxy {
-        use std::sync::atomic::Ordering::Relaxed;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let proxy = DeadlyProxy {
-            port: listener.local_addr().unwrap().port(),
-            dead: Default::default(),
-            attempts_while_dead: Default::default(),
-            forwards: Default::default(),
-        };
-        let (dead, attempts, forwards) = (
-            proxy.dead.clone(),
-            proxy.attempts_while_dead.clone(),
-            proxy.forwards.clone(),
-        );
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if dead.load(Relaxed) {
-                    attempts.fetch_add(1, Relaxed);
-                    drop(client);
-                    continue;
-                }
-                let broker = broker.clone();
-                forwards.lock().unwrap().push(tokio::spawn(async move {
-                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&broker).await else {
-                        return;
-                    };
-                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                }));
-            }
-        });
-        proxy
-    }
-
-    fn kill(&self) {
-        self.dead.store(true, std::sync::atomic::Ordering::Relaxed);
-        for f in self.forwards.lock().unwrap().drain(..) {
-            f.abort();
-        }
-    }
-
-    fn revive(&self) {
-        self.dead.store(false, std::sync::atomic::Ordering::Relaxed);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn pooled_reconnects_to_a_dead_broker_at_a_bounded_rate() {
     use std::sync::atomic::Ordering::Relaxed;
-    let test = "pooled_reconnects_to_a_dead_broker_at_a_bounded_rate";
-    let Some(url) = broker(test) else { return };
+    let Some(url) = broker() else { return };
     let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
-    let proxy = DeadlyProxy::start(format!(
+    let proxy = common::DeadlyProxy::start(format!(
         "{}:{}",
         parsed.authority.host, parsed.authority.port
     ))
@@ -727,9 +756,23 @@ async fn pooled_reconnects_to_a_dead_broker_at_a_bounded_rate() {
     );
     let queue = common::unique("tb-dead-amqp");
     let toml = format!(
-        "name = \"amqp-dead\"\nduration = \"4s\"\nrate = 500\nwarmup = 0\nconcurrency = 2\npublish_timeout = \"500ms\"\n\
-         [task]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nurl = \"{via_proxy}\"\n"
+        r#"
+            name = "amqp-dead"
+            duration = "4s"
+            rate = 500
+            warmup = 0
+            concurrency = 2
+            publish_timeout = "500ms"
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "pooled"
+            url = "{via_proxy}"
+        "#
     );
     // Dead from 0.5 s to 2.5 s of a 4 s case (open loop, to leave the other tests some CPU).
     let outage = async {
@@ -795,16 +838,33 @@ fn window_toml(
     extra: &str,
 ) -> String {
     format!(
-        "name = \"amqp-window\"\npublishes = {publishes}\nwarmup = {warmup}\nconcurrency = 1\n\
-         [task]\nname = \"tasks.add\"\nargs = [2, 2]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"window\"\n\
-         confirm_window = {window}\nurl = \"{url}\"\n{extra}\n"
+        r#"
+            name = "amqp-window"
+            publishes = {publishes}
+            warmup = {warmup}
+            concurrency = 1
+
+            [task]
+            name = "tasks.add"
+            args = [2, 2]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "amqp"
+            path = "pooled"
+            confirm = "window"
+            confirm_window = {window}
+            url = "{url}"
+            {extra}
+        "#
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn confirm_window_records_every_message_once_at_its_own_ack() {
-    let Some(url) = broker("confirm_window_records_every_message_once_at_its_own_ack") else {
+    let Some(url) = broker() else {
         return;
     };
     for window in [1, 16, 256] {
@@ -878,10 +938,11 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for AckCounter {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn confirm_window_counts_every_message_of_a_multiple_ack() {
     use std::sync::atomic::Ordering::Relaxed;
     use tracing_subscriber::layer::SubscriberExt;
-    let Some(url) = broker("confirm_window_counts_every_message_of_a_multiple_ack") else {
+    let Some(url) = broker() else {
         return;
     };
     // lapin traces every frame it handles on its I/O thread, so the counter has to be the global subscriber.
@@ -926,9 +987,9 @@ fn rabbitmqctl(args: &[&str]) -> Result<(), String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ and rabbitmqctl; tests/run runs it"]
 async fn confirm_window_counts_nacks_per_message() {
-    let test = "confirm_window_counts_nacks_per_message";
-    let Some(url) = broker(test) else {
+    let Some(url) = broker() else {
         return;
     };
     // A queue that holds 100 messages and nacks the rest. taskbench declares Celery's queue (durable, no
@@ -947,7 +1008,7 @@ async fn confirm_window_counts_nacks_per_message() {
         &pattern,
         r#"{"max-length": 100, "overflow": "reject-publish"}"#,
     ]) {
-        common::skip(test, &why);
+        common::skip_test(&why);
         return;
     }
     let r = run(&window_toml(&queue, &url, 300, 0, 16, "")).await;
@@ -1126,18 +1187,31 @@ fn blocked_total(note: &str) -> Duration {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs rabbitmq-server for a private node; tests/run runs it"]
 async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
-    let test = "a_memory_alarm_on_a_private_node_is_counted_and_timed";
     // Never the shared broker: other tests publish to it, and an alarm blocks every publisher on a node.
     let node = match PrivateNode::start() {
         Ok(node) => node,
-        Err(why) => return common::skip(test, &why),
+        Err(why) => return common::skip_test(&why),
     };
     let toml = |duration: &str| {
         format!(
-            "name = \"alarm\"\nduration = \"{duration}\"\nrate = 200\nwarmup = 0\npublish_timeout = \"2s\"\n\
-             [task]\nqueue = \"tb-alarm\"\n[[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\n\
-             url = \"{}\"\n",
+            r#"
+                name = "alarm"
+                duration = "{duration}"
+                rate = 200
+                warmup = 0
+                publish_timeout = "2s"
+
+                [task]
+                queue = "tb-alarm"
+
+                [[case]]
+                name = "c"
+                backend = "amqp"
+                path = "pooled"
+                url = "{}"
+            "#,
             node.url()
         )
     };
@@ -1164,6 +1238,8 @@ async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
         let ctl = node.ctl();
         tokio::task::spawn_blocking(move || ctl.run(args))
     };
+    // No block can begin before the alarm is raised.
+    let raising = std::time::Instant::now();
     ctl(&["set_vm_memory_high_watermark", "0.000001"])
         .await
         .unwrap()
@@ -1174,8 +1250,9 @@ async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
         .unwrap()
         .expect("clearing the alarm");
     let r = runner.await.unwrap();
+    let alarm_to_end = raising.elapsed();
     let note = flow_note(&r);
-    eprintln!("{test}: {note}");
+    eprintln!("{}: {note}", common::test_name());
     assert!(
         note.contains("connection.blocked 1 times")
             && note.contains("connection.unblocked 1 times"),
@@ -1185,10 +1262,12 @@ async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
         note.contains("low on memory"),
         "the broker's reason: {note}"
     );
+    // How long rabbitmqctl takes to raise and clear the alarm is the machine's business; the block lies
+    // between raising the alarm and the end of the case, on the same clock.
     let blocked = blocked_total(&note);
     assert!(
-        blocked >= Duration::from_millis(1000) && blocked < Duration::from_secs(5),
-        "blocked for about the alarm's 1.5 s (plus rabbitmqctl's start-up): {note}"
+        blocked > Duration::ZERO && blocked <= alarm_to_end,
+        "blocked for a while, within the {alarm_to_end:?} from raising the alarm to the case's end: {note}"
     );
     assert!(r.publishes_ok > 200, "publishing went on after the alarm");
     drop(node);
@@ -1222,9 +1301,9 @@ impl NodeCtl {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
-    let Some(url) = broker("quorum_queues_are_declared_as_celery_declares_them_on_every_path")
-    else {
+    let Some(url) = broker() else {
         return;
     };
     for (path, confirm) in [("pooled", "each"), ("acquire", "batch"), ("fresh", "each")] {
@@ -1235,7 +1314,12 @@ async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
             path,
             n,
             &format!(
-                "url = \"{url}\"\nqueue_type = \"quorum\"\nconfirm = \"{confirm}\"\nkeep = true"
+                r#"
+                    url = "{url}"
+                    queue_type = "quorum"
+                    confirm = "{confirm}"
+                    keep = true
+                "#
             ),
         ))
         .await;
@@ -1269,9 +1353,9 @@ async fn quorum_queues_are_declared_as_celery_declares_them_on_every_path() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict() {
-    let Some(url) = broker("a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict")
-    else {
+    let Some(url) = broker() else {
         return;
     };
     let queue = common::unique("tb-quorum-conflict");
@@ -1279,7 +1363,12 @@ async fn a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict() {
         &queue,
         "pooled",
         5,
-        &format!("url = \"{url}\"\nkeep = true"),
+        &format!(
+            r#"
+                url = "{url}"
+                keep = true
+            "#
+        ),
     ))
     .await;
     assert_eq!(classic.errors.total(), 0, "{:?}", classic.errors.by_kind());
@@ -1287,7 +1376,12 @@ async fn a_quorum_case_on_an_existing_classic_queue_is_a_declare_conflict() {
         &queue,
         "pooled",
         5,
-        &format!("url = \"{url}\"\nqueue_type = \"quorum\""),
+        &format!(
+            r#"
+                url = "{url}"
+                queue_type = "quorum"
+            "#
+        ),
     ))
     .await;
     let kinds: Vec<&str> = r.errors.by_kind().iter().map(|e| e.0.name()).collect();

@@ -4,15 +4,13 @@
 
 mod common;
 
-use assert_cmd::Command;
+use assert_cmd::prelude::*;
+use common::taskbench;
 use predicates::prelude::*;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-fn taskbench() -> Command {
-    Command::cargo_bin("taskbench").unwrap()
-}
+use taskbench::summary::{CaseSummary, Summary};
 
 /// Two runs of unix-raw and tcp-raw (made once for every test here), and a third of tcp-raw only, under
 /// cargo's target tmp dir (a static is never dropped, so a TempDir would not clean up either).
@@ -76,25 +74,14 @@ fn json_holds_both_values_and_both_changes() {
         .get_output()
         .stdout
         .clone();
+    // compare's own JSON, read by its key names: the interface a CI script reads.
     let v: Value = serde_json::from_slice(&out).unwrap();
     let cases = v["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 2);
-    let summary = |dir: &Path| -> Value {
-        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
-    };
-    let (sa, sb) = (summary(a), summary(b));
+    let (sa, sb) = (Summary::read(a).unwrap(), Summary::read(b).unwrap());
     for case in cases {
         let name = case["name"].as_str().unwrap();
-        let find = |s: &Value| {
-            s["cases"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .find(|c| c["name"] == name)
-                .unwrap()
-                .clone()
-        };
-        let (ca, cb) = (find(&sa), find(&sb));
+        let (ca, cb) = (sa.case(name).unwrap(), sb.case(name).unwrap());
         let metric = |m: &str| {
             case["metrics"]
                 .as_array()
@@ -105,25 +92,20 @@ fn json_holds_both_values_and_both_changes() {
                 .clone()
         };
         let tp = metric("throughput");
-        let (base, new) = (
-            ca["throughput_per_s"].as_f64().unwrap(),
-            cb["throughput_per_s"].as_f64().unwrap(),
-        );
+        let (base, new) = (ca.throughput_per_s, cb.throughput_per_s);
         assert_eq!(tp["base"].as_f64().unwrap(), base);
         assert_eq!(tp["new"].as_f64().unwrap(), new);
         assert!((tp["change"].as_f64().unwrap() - (new - base)).abs() < 1e-6);
         assert!((tp["relative"].as_f64().unwrap() - (new - base) / base).abs() < 1e-9);
         let p99 = metric("p99");
-        assert_eq!(p99["base"].as_f64(), ca["latency_ns"]["p99"].as_f64());
-        assert_eq!(p99["new"].as_f64(), cb["latency_ns"]["p99"].as_f64());
+        assert_eq!(p99["base"].as_f64(), ca.latency_ns.p99.map(|ns| ns as f64));
+        assert_eq!(p99["new"].as_f64(), cb.latency_ns.p99.map(|ns| ns as f64));
         assert_eq!(metric("errors")["change"].as_f64(), Some(0.0));
         let send = metric("send.mean");
-        let mean = |c: &Value| {
-            c["stages"]["send"]["total_ns"].as_f64().unwrap()
-                / c["stages"]["send"]["count"].as_f64().unwrap()
-        };
-        assert!((send["base"].as_f64().unwrap() - mean(&ca)).abs() < 1e-6);
-        assert!((send["new"].as_f64().unwrap() - mean(&cb)).abs() < 1e-6);
+        let mean =
+            |c: &CaseSummary| c.stages["send"].total_ns as f64 / c.stages["send"].count as f64;
+        assert!((send["base"].as_f64().unwrap() - mean(ca)).abs() < 1e-6);
+        assert!((send["new"].as_f64().unwrap() - mean(cb)).abs() < 1e-6);
     }
 }
 
@@ -184,10 +166,9 @@ fn bad_expressions_and_folders_exit_2_with_a_clear_message() {
     ));
     let empty = dir.join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    let mut summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(c.join("summary.json")).unwrap()).unwrap();
-    summary["cases"][0]["name"] = "other".into();
-    std::fs::write(empty.join("summary.json"), summary.to_string()).unwrap();
+    let mut summary = Summary::read(c).unwrap();
+    summary.cases[0].name = "other".into();
+    std::fs::write(empty.join("summary.json"), summary.to_json()).unwrap();
     compare(a, &empty, &[])
         .code(2)
         .stderr(predicate::str::contains("no case is in both runs"));

@@ -1,23 +1,35 @@
 //! Profiles end to end: `run --profile cpu` writes both views per case, their numbers agree with the
 //! stage histograms, and `taskbench flame` re-renders and diffs them.
 
-use assert_cmd::Command;
-use predicates::prelude::*;
-use serde_json::Value;
-use std::path::Path;
+mod common;
 
-fn taskbench() -> Command {
-    Command::cargo_bin("taskbench").unwrap()
-}
+use assert_cmd::prelude::*;
+use common::taskbench;
+use predicates::prelude::*;
+use std::path::Path;
+use taskbench::summary::Summary;
 
 /// Runs a two-case local scenario with CPU profiling into `dir/run`.
 fn profiled_run(dir: &Path) -> std::path::PathBuf {
     let scenario = dir.join("s.toml");
     std::fs::write(
         &scenario,
-        "name = \"prof\"\npublishes = 400\nwarmup = 10\nprofile_sample = 0.5\n\
-         [[case]]\nname = \"raw\"\nbackend = \"unix\"\npath = \"raw\"\n\
-         [[case]]\nname = \"fresh\"\nbackend = \"unix\"\npath = \"fresh\"\n",
+        r#"
+            name = "prof"
+            publishes = 400
+            warmup = 10
+            profile_sample = 0.5
+
+            [[case]]
+            name = "raw"
+            backend = "unix"
+            path = "raw"
+
+            [[case]]
+            name = "fresh"
+            backend = "unix"
+            path = "fresh"
+        "#,
     )
     .unwrap();
     let out = dir.join("run");
@@ -57,24 +69,23 @@ fn folded_lines(path: &Path) -> Vec<(String, u64)> {
 fn profile_cpu_writes_both_views_and_they_agree_with_the_stages() {
     let dir = tempfile::tempdir().unwrap();
     let out = profiled_run(dir.path());
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    for case in summary["cases"].as_array().unwrap() {
-        let name = case["name"].as_str().unwrap();
+    let summary = Summary::read(&out).unwrap();
+    for case in &summary.cases {
+        let name = &case.name;
         for file in ["wall.folded", "wall.svg", "cpu.folded", "cpu.svg"] {
             assert!(out.join(format!("{name}.{file}")).exists(), "{name}.{file}");
         }
         let wall = folded_lines(&out.join(format!("{name}.wall.folded")));
-        for (stage, timing) in case["stages"].as_object().unwrap() {
+        for (stage, timing) in &case.stages {
             let folded = wall
                 .iter()
                 .find(|(s, _)| *s == format!("publish;{stage}"))
                 .map(|(_, n)| *n);
-            assert_eq!(folded, timing["total_ns"].as_u64(), "{name}: {stage}");
+            assert_eq!(folded, Some(timing.total_ns), "{name}: {stage}");
         }
         // The whole wall profile is the summed latency of the case.
         let total: u64 = wall.iter().map(|(_, n)| n).sum();
-        assert_eq!(Some(total), case["latency_total_ns"].as_u64(), "{name}");
+        assert_eq!(total, case.latency_total_ns, "{name}");
 
         let cpu = folded_lines(&out.join(format!("{name}.cpu.folded")));
         assert!(
@@ -85,8 +96,7 @@ fn profile_cpu_writes_both_views_and_they_agree_with_the_stages() {
             cpu.iter().all(|(s, _)| s.starts_with("publish")),
             "{name}: {cpu:?}"
         );
-        let breakdown = case["breakdown"].as_array().unwrap();
-        let shares: f64 = breakdown.iter().map(|r| r["share"].as_f64().unwrap()).sum();
+        let shares: f64 = case.breakdown.iter().map(|r| r.share).sum();
         assert!(
             (shares - 1.0).abs() < 1e-6,
             "{name}: shares add up to {shares}"
@@ -154,7 +164,19 @@ fn flame_errors_say_what_to_do() {
 
     // A run without --profile cpu has wall profiles only.
     let scenario = dir.path().join("s.toml");
-    std::fs::write(&scenario, "name = \"w\"\npublishes = 50\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\n").unwrap();
+    std::fs::write(
+        &scenario,
+        r#"
+            name = "w"
+            publishes = 50
+
+            [[case]]
+            name = "u"
+            backend = "unix"
+            path = "raw"
+        "#,
+    )
+    .unwrap();
     let out = dir.path().join("run");
     taskbench()
         .arg("run")

@@ -1,9 +1,13 @@
 //! The crate's modules form layers that import downward only (ARCHITECTURE.md draws them). This test reads
-//! every `crate::<module>` reference in `src/` outside `#[cfg(test)]` code and fails when a module reaches
-//! up (or sideways within the bottom layer), or when a new top-level module has not been given a layer.
+//! every `crate::<module>` reference in `src/` outside `#[cfg(test)]` code, grouped ones
+//! (`crate::{a::X, b::{c, d}}`) included, and fails when a module reaches up (or sideways within the
+//! bottom layer), or when a new top-level module has not been given a layer.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+
+/// Top-level module -> the modules it uses, each with the first file that does.
+type Graph = BTreeMap<String, BTreeMap<String, PathBuf>>;
 
 /// Top-level modules, bottom layer first. A module may use only modules on layers below its own.
 const LAYERS: &[&[&str]] = &[
@@ -72,59 +76,97 @@ fn non_test_code(file: &Path) -> Option<String> {
     Some(code)
 }
 
-/// Every `crate::<name>` in `code`, skipping doc and line comments.
+fn is_ident(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_'
+}
+
+/// Every module `crate::<name>` or `crate::{<name>, ...}` names in `code`, skipping doc and line comments.
+/// In a group (which may span lines, and nest) only the first segment of each item is a module of the
+/// crate: `crate::{a::X, b::{c, d}}` names `a` and `b`.
 fn crate_references(code: &str) -> Vec<String> {
+    let code: Vec<&str> = code
+        .lines()
+        .filter(|line| !line.trim_start().starts_with("//"))
+        .collect();
+    let code = code.join("\n");
     let mut found = Vec::new();
-    for line in code.lines() {
-        let line = line.trim_start();
-        if line.starts_with("//") {
-            continue;
-        }
-        let mut rest = line;
-        while let Some(i) = rest.find("crate::") {
-            let after = &rest[i + "crate::".len()..];
-            let name: String = after
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            if !name.is_empty() {
-                found.push(name);
+    let mut rest = code.as_str();
+    while let Some(i) = rest.find("crate::") {
+        rest = &rest[i + "crate::".len()..];
+        match rest.strip_prefix('{') {
+            Some(group) => found.extend(group_heads(group)),
+            None => {
+                let name: String = rest.chars().take_while(|&c| is_ident(c)).collect();
+                if !name.is_empty() {
+                    found.push(name);
+                }
             }
-            rest = after;
         }
     }
     found
 }
 
+/// The first segment of each item of the group `group` opens (the text after its `{`), up to its `}`.
+fn group_heads(group: &str) -> Vec<String> {
+    let mut heads = Vec::new();
+    let (mut depth, mut item_start) = (1, true);
+    let mut chars = group.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' => depth += 1,
+            '}' => {
+                depth -= 1;
+                if depth == 0 {
+                    break;
+                }
+            }
+            ',' if depth == 1 => item_start = true,
+            c if depth == 1 && item_start && is_ident(c) => {
+                let mut name = c.to_string();
+                while let Some(&next) = chars.peek().filter(|&&n| is_ident(n)) {
+                    name.push(next);
+                    chars.next();
+                }
+                heads.push(name);
+                item_start = false;
+            }
+            _ => {}
+        }
+    }
+    heads
+}
+
+/// Adds what `code`, from `file` in the top-level module `module`, uses to `graph`.
+fn add_uses(graph: &mut Graph, module: &str, file: &Path, code: &str) {
+    let entry = graph.entry(module.to_string()).or_default();
+    for used in crate_references(code) {
+        if used != module {
+            entry.entry(used).or_insert_with(|| file.to_path_buf());
+        }
+    }
+}
+
 /// (module -> modules it uses) over the non-test code of `src/`.
-fn imports(src: &Path) -> BTreeMap<String, BTreeMap<String, PathBuf>> {
+fn imports(src: &Path) -> Graph {
     let mut files = Vec::new();
     rust_files(src, &mut files);
-    let mut graph: BTreeMap<String, BTreeMap<String, PathBuf>> = BTreeMap::new();
+    let mut graph = Graph::new();
     for file in files {
         let module = top_module(src, &file);
         if module == "lib" || module == "main" {
             continue;
         }
-        let entry = graph.entry(module.clone()).or_default();
-        let Some(code) = non_test_code(&file) else {
-            continue;
-        };
-        for used in crate_references(&code) {
-            if used != module {
-                entry.entry(used).or_insert_with(|| file.clone());
-            }
-        }
+        let code = non_test_code(&file).unwrap_or_default();
+        add_uses(&mut graph, &module, &file, &code);
     }
     graph
 }
 
-#[test]
-fn modules_import_only_lower_layers() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = imports(&src);
+/// Each use in `graph` that breaks the layers, and each module without a layer, as a message naming the
+/// file (under `src`).
+fn layer_problems(graph: &Graph, src: &Path) -> Vec<String> {
     let mut problems = Vec::new();
-    for (module, uses) in &graph {
+    for (module, uses) in graph {
         let Some(layer) = layer_of(module) else {
             problems.push(format!(
                 "module `{module}` has no layer: add it to LAYERS in tests/layers.rs and to ARCHITECTURE.md"
@@ -136,15 +178,22 @@ fn modules_import_only_lower_layers() {
                 Some(l) if l < layer => {}
                 Some(_) => problems.push(format!(
                     "{}: `{module}` uses `crate::{used}`, which is not on a lower layer",
-                    file.strip_prefix(&src).unwrap().display()
+                    file.strip_prefix(src).unwrap().display()
                 )),
                 None => problems.push(format!(
                     "{}: `{module}` uses `crate::{used}`, which has no layer",
-                    file.strip_prefix(&src).unwrap().display()
+                    file.strip_prefix(src).unwrap().display()
                 )),
             }
         }
     }
+    problems
+}
+
+#[test]
+fn modules_import_only_lower_layers() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let problems = layer_problems(&imports(&src), &src);
     assert!(
         problems.is_empty(),
         "imports that break the layers (ARCHITECTURE.md):\n{}",
@@ -158,8 +207,32 @@ fn the_check_sees_an_upward_import() {
     let code =
         "use crate::engine::Target;\n/// see [`crate::cli`]\nlet x = crate::report::human(1);";
     assert_eq!(crate_references(code), ["engine", "report"]);
-    // And the real graph is not empty (a broken walk would pass vacuously).
+    // A group names a module per item, on one line or several, nested or not; `as` renames nothing here.
+    let grouped = r#"
+        use crate::{scenario, stage::Stage};
+        use crate::{
+            record::{CaseResult, Recorder},
+            // crate::cli
+            report::{html::{self, Page}, table},
+            summary as s,
+        };
+    "#;
+    assert_eq!(
+        crate_references(grouped),
+        ["scenario", "stage", "record", "report", "summary"]
+    );
+    // ...and a grouped import that reaches up is reported, with its file.
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut fake = Graph::new();
+    add_uses(&mut fake, "engine", &src.join("engine/mod.rs"), grouped);
+    assert_eq!(
+        layer_problems(&fake, &src),
+        [
+            "engine/mod.rs: `engine` uses `crate::report`, which is not on a lower layer",
+            "engine/mod.rs: `engine` uses `crate::summary`, which is not on a lower layer",
+        ]
+    );
+    // And the real graph is not empty (a broken walk would pass vacuously).
     let graph = imports(&src);
     assert!(graph["backend"].contains_key("engine"), "{graph:?}");
     // Past an early `#[cfg(test)] mod fake;` the rest of engine/mod.rs is still read.

@@ -4,28 +4,39 @@
 
 mod common;
 
-use assert_cmd::Command;
+use assert_cmd::prelude::*;
 use base64::Engine;
+use common::taskbench;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use predicates::prelude::*;
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
-use taskbench::summary::decode_histogram;
+use taskbench::summary::{CaseSummary, Summary, decode_histogram};
 
-fn taskbench() -> Command {
-    Command::cargo_bin("taskbench").unwrap()
+fn summary(dir: &Path) -> Summary {
+    Summary::read(dir).unwrap()
 }
 
-fn summary(dir: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap()
-}
+const SCENARIO: &str = r#"
+    name = "sharded"
+    publishes = 3001
+    warmup = 0
+    concurrency = 3
+    interval = "20ms"
 
-const SCENARIO: &str = "name = \"sharded\"\npublishes = 3001\nwarmup = 0\nconcurrency = 3\ninterval = \"20ms\"\n\
-    [[case]]\nname = \"unix\"\nbackend = \"unix\"\npath = \"raw\"\n\
-    [[case]]\nname = \"tcp\"\nbackend = \"tcp\"\npath = \"fresh\"\npublishes = 600\n";
+    [[case]]
+    name = "unix"
+    backend = "unix"
+    path = "raw"
+
+    [[case]]
+    name = "tcp"
+    backend = "tcp"
+    path = "fresh"
+    publishes = 600
+"#;
 
 /// Runs shard `i` of `n` of `text` into `dir/shard-i`.
 fn shard(dir: &Path, text: &str, i: u32, n: u32) -> PathBuf {
@@ -52,7 +63,7 @@ fn shards_together(dir: &Path, text: &str, n: u32) -> Vec<PathBuf> {
             let scenario = dir.join(format!("scenario-{i}.toml"));
             std::fs::write(&scenario, text).unwrap();
             let out = dir.join(format!("shard-{i}"));
-            let child = std::process::Command::new(env!("CARGO_BIN_EXE_taskbench"))
+            let child = taskbench()
                 .arg("run")
                 .arg(&scenario)
                 .args(["--shard", &format!("{i}/{n}"), "--start-at", &at, "--out"])
@@ -104,18 +115,18 @@ fn read_hlog(path: &Path) -> Vec<(f64, Histogram<u64>)> {
 /// slot: the sum of the histograms of the shards that have a log, and which shards contributed.
 fn expected_slots(
     shards: &[PathBuf],
-    parts: &[Value],
-    merged_case: &Value,
+    parts: &[Summary],
+    merged_case: &CaseSummary,
     i: usize,
     has_hlog: &dyn Fn(usize) -> bool,
 ) -> Vec<(Histogram<u64>, Vec<usize>)> {
-    let start = merged_case["started_unix_s"].as_f64().unwrap();
-    let length = merged_case["timeline"][0]["length_s"].as_f64().unwrap();
-    let name = merged_case["name"].as_str().unwrap();
+    let start = merged_case.started_unix_s.unwrap();
+    let length = merged_case.timeline[0].length_s;
+    let name = &merged_case.name;
     let mut slots: Vec<(Histogram<u64>, Vec<usize>)> = Vec::new();
     for (k, (dir, p)) in shards.iter().zip(parts).enumerate() {
-        let case = &p["cases"][i];
-        let timeline = case["timeline"].as_array().unwrap();
+        let case = &p.cases[i];
+        let timeline = &case.timeline;
         let logged = if has_hlog(k) {
             let logged = read_hlog(&dir.join(format!("{name}.hlog")));
             assert_eq!(logged.len(), timeline.len(), "shard {k}'s {name}.hlog");
@@ -124,14 +135,14 @@ fn expected_slots(
             vec![None; timeline.len()]
         };
         // The shard's start from the earliest first: seconds since the epoch lose sub-microseconds.
-        let from_start = case["started_unix_s"].as_f64().unwrap() - start;
+        let from_start = case.started_unix_s.unwrap() - start;
         let mut last_slot = None;
         for (t, logged) in timeline.iter().zip(logged) {
-            let at = from_start + t["start_s"].as_f64().unwrap();
+            let at = from_start + t.start_s;
             let slot = ((at / length) + 1e-6).floor().max(0.0) as usize;
             // A shard's intervals are the grid's length: each lands in the slot after its previous one's.
             if let Some(last) = last_slot {
-                assert_eq!(slot, last + 1, "shard {k}'s interval at {t}");
+                assert_eq!(slot, last + 1, "shard {k}'s interval at {t:?}");
             }
             last_slot = Some(slot);
             while slots.len() <= slot {
@@ -141,7 +152,7 @@ fn expected_slots(
                 ));
             }
             if let Some((_, h)) = logged {
-                assert_eq!(h.len(), t["ok"].as_u64().unwrap(), "shard {k}: {t}");
+                assert_eq!(h.len(), t.ok, "shard {k}: {t:?}");
                 slots[slot].0.add(&h).unwrap();
             }
             slots[slot].1.push(k);
@@ -150,12 +161,9 @@ fn expected_slots(
     slots
 }
 
-fn quantile(h: &Histogram<u64>, q: f64) -> Value {
-    if h.is_empty() {
-        Value::Null
-    } else {
-        h.value_at_quantile(q).into()
-    }
+/// The `q` quantile of `h`, or `None` for an empty histogram (as summary.json has it).
+fn quantile(h: &Histogram<u64>, q: f64) -> Option<u64> {
+    (!h.is_empty()).then(|| h.value_at_quantile(q))
 }
 
 #[test]
@@ -176,141 +184,80 @@ fn three_shards_merge_into_one_run_that_adds_up_exactly() {
         );
 
     let m = summary(&merged);
-    assert!(m["shard"].is_null(), "the merged run is a whole run");
-    let parts: Vec<Value> = shards.iter().map(|s| summary(s)).collect();
-    for (i, case) in m["cases"].as_array().unwrap().iter().enumerate() {
-        let sum = |key: &str| -> u64 {
-            parts
-                .iter()
-                .map(|p| p["cases"][i][key].as_u64().unwrap())
-                .sum()
-        };
-        assert_eq!(case["publishes_ok"].as_u64().unwrap(), sum("publishes_ok"));
-        assert_eq!(
-            case["delivered"].as_u64().unwrap(),
-            sum("delivered"),
-            "delivered adds up"
-        );
-        assert_eq!(case["settings"]["concurrency"], 3);
+    assert!(m.shard.is_none(), "the merged run is a whole run");
+    let parts: Vec<Summary> = shards.iter().map(|s| summary(s)).collect();
+    for (i, case) in m.cases.iter().enumerate() {
+        let shard_cases = || parts.iter().map(|p| &p.cases[i]);
+        let publishes_ok: u64 = shard_cases().map(|c| c.publishes_ok).sum();
+        assert_eq!(case.publishes_ok, publishes_ok);
+        let delivered: u64 = shard_cases().map(|c| c.delivered.unwrap()).sum();
+        assert_eq!(case.delivered, Some(delivered), "delivered adds up");
+        assert_eq!(case.settings.concurrency, 3);
         // The merged histogram is the one built from every shard's samples: decode and add them here.
-        let mut all =
-            decode_histogram(parts[0]["cases"][i]["histogram"].as_str().unwrap()).unwrap();
-        for p in &parts[1..] {
-            all.add(decode_histogram(p["cases"][i]["histogram"].as_str().unwrap()).unwrap())
-                .unwrap();
+        let mut all = decode_histogram(&parts[0].cases[i].histogram).unwrap();
+        for c in shard_cases().skip(1) {
+            all.add(decode_histogram(&c.histogram).unwrap()).unwrap();
         }
-        let merged_h = decode_histogram(case["histogram"].as_str().unwrap()).unwrap();
-        assert_eq!(merged_h.len(), sum("publishes_ok"));
+        let merged_h = decode_histogram(&case.histogram).unwrap();
+        assert_eq!(merged_h.len(), publishes_ok);
         assert_eq!(merged_h, all);
-        for (key, q) in [("p50", 0.5), ("p99", 0.99), ("p999", 0.999)] {
-            assert_eq!(case["latency_ns"][key], all.value_at_quantile(q), "{key}");
+        let lat = &case.latency_ns;
+        for (key, got, q) in [
+            ("p50", lat.p50, 0.5),
+            ("p99", lat.p99, 0.99),
+            ("p999", lat.p999, 0.999),
+        ] {
+            assert_eq!(got, Some(all.value_at_quantile(q)), "{key}");
         }
         // Stages merge the same way: counts add up.
-        for (stage, s) in case["stages"].as_object().unwrap() {
-            let count: u64 = parts
-                .iter()
-                .map(|p| p["cases"][i]["stages"][stage]["count"].as_u64().unwrap())
-                .sum();
-            assert_eq!(s["count"].as_u64().unwrap(), count, "{stage}");
+        for (stage, s) in &case.stages {
+            let count: u64 = shard_cases().map(|c| c.stages[stage].count).sum();
+            assert_eq!(s.count, count, "{stage}");
         }
         // The window is the union of the shards' windows, so throughput is over the longest span.
-        let longest = parts
-            .iter()
-            .map(|p| p["cases"][i]["elapsed_s"].as_f64().unwrap())
-            .fold(0.0, f64::max);
-        let elapsed = case["elapsed_s"].as_f64().unwrap();
-        assert!(elapsed >= longest);
-        let throughput = case["throughput_per_s"].as_f64().unwrap();
-        assert!((throughput - sum("publishes_ok") as f64 / elapsed).abs() < 1e-6 * throughput);
-        let ok: u64 = case["timeline"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|t| t["ok"].as_u64().unwrap())
-            .sum();
-        assert_eq!(
-            ok,
-            sum("publishes_ok"),
-            "the aligned timeline holds every publish"
-        );
-        assert!(
-            case["notes"][0]
-                .as_str()
-                .unwrap()
-                .starts_with("merged from 3 of 3 shards")
-        );
+        let longest = shard_cases().map(|c| c.elapsed_s).fold(0.0, f64::max);
+        assert!(case.elapsed_s >= longest);
+        let throughput = case.throughput_per_s;
+        assert!((throughput - publishes_ok as f64 / case.elapsed_s).abs() < 1e-6 * throughput);
+        let ok: u64 = case.timeline.iter().map(|t| t.ok).sum();
+        assert_eq!(ok, publishes_ok, "the aligned timeline holds every publish");
+        assert!(case.notes[0].starts_with("merged from 3 of 3 shards"));
 
         // Each interval of the merged timeline is the sum of the shards' intervals in it, read from their
         // .hlog files here: p50, p99 and max are the sum's, where several shards contributed too.
-        let timeline = case["timeline"].as_array().unwrap();
+        let timeline = &case.timeline;
         let slots = expected_slots(&shards, &parts, case, i, &|_| true);
-        assert_eq!(timeline.len(), slots.len(), "{case}");
+        assert_eq!(timeline.len(), slots.len(), "{case:?}");
         for (n, (t, (h, from))) in timeline.iter().zip(&slots).enumerate() {
-            assert_eq!(t["ok"].as_u64().unwrap(), h.len(), "interval {n}");
+            assert_eq!(t.ok, h.len(), "interval {n}");
             assert_eq!(
-                t["p99"],
+                t.p99,
                 quantile(h, 0.99),
                 "interval {n} from shards {from:?}"
             );
-            assert_eq!(
-                t["p50"],
-                quantile(h, 0.5),
-                "interval {n} from shards {from:?}"
-            );
-            let max = if h.is_empty() {
-                Value::Null
-            } else {
-                h.max().into()
-            };
-            assert_eq!(t["max"], max, "interval {n}");
+            assert_eq!(t.p50, quantile(h, 0.5), "interval {n} from shards {from:?}");
+            assert_eq!(t.max, (!h.is_empty()).then(|| h.max()), "interval {n}");
         }
         if i == 0 {
             // The shards started together, so their first case's intervals overlap: the merge had to add.
             assert!(
                 slots.iter().any(|(_, from)| from.len() > 1),
                 "no interval of {} has more than one shard: {slots:?}",
-                case["name"]
+                case.name
             );
         }
 
         // The merged .hlog holds the merged intervals: every publish, interval by interval.
-        let name = case["name"].as_str().unwrap();
+        let name = &case.name;
         let hlog = merged.join(format!("{name}.hlog"));
         let logged = read_hlog(&hlog);
         assert_eq!(logged.len(), timeline.len(), "{name}.hlog");
         let logged_ok: u64 = logged.iter().map(|(_, h)| h.len()).sum();
-        assert_eq!(
-            logged_ok,
-            case["publishes_ok"].as_u64().unwrap(),
-            "{name}.hlog"
-        );
+        assert_eq!(logged_ok, case.publishes_ok, "{name}.hlog");
         for (n, ((at, h), t)) in logged.iter().zip(timeline).enumerate() {
-            assert_eq!(
-                h.len(),
-                t["ok"].as_u64().unwrap(),
-                "{name}.hlog interval {n}"
-            );
-            assert_eq!(quantile(h, 0.99), t["p99"], "{name}.hlog interval {n}");
-            assert!(
-                (at - t["start_s"].as_f64().unwrap()).abs() < 0.0015,
-                "{at} vs {t}"
-            );
-        }
-        // And HdrHistogram's Python reader reads it the same.
-        let test = "three_shards_merge_into_one_run_that_adds_up_exactly";
-        if let Some(read) = common::read_hlog_with_python(test, &hlog) {
-            let intervals = read["intervals"].as_array().unwrap();
-            assert_eq!(intervals.len(), timeline.len(), "{read}");
-            let start_ms = read["start_time_sec"].as_f64().unwrap() * 1000.0;
-            assert!(
-                (start_ms - case["started_unix_s"].as_f64().unwrap() * 1000.0).abs() < 1.5,
-                "{read}"
-            );
-            for (py, t) in intervals.iter().zip(timeline) {
-                assert_eq!(py["tag"], name);
-                assert_eq!(py["count"], t["ok"], "{py} vs {t}");
-                assert_eq!(py["max"], t["max"], "{py} vs {t}");
-            }
+            assert_eq!(h.len(), t.ok, "{name}.hlog interval {n}");
+            assert_eq!(quantile(h, 0.99), t.p99, "{name}.hlog interval {n}");
+            assert!((at - t.start_s).abs() < 0.0015, "{at} vs {t:?}");
         }
     }
     for file in [
@@ -337,17 +284,45 @@ fn three_shards_merge_into_one_run_that_adds_up_exactly() {
         .assert()
         .success();
     let w = summary(&whole);
-    let pairs = w["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .zip(m["cases"].as_array().unwrap());
-    for (single, merged) in pairs {
-        for key in ["publishes_ok", "delivered"] {
-            assert_eq!(single[key], merged[key], "{}: {key}", single["name"]);
-        }
-        for key in ["concurrency", "publishes"] {
-            assert_eq!(single["settings"][key], merged["settings"][key], "{key}");
+    for (single, merged) in w.cases.iter().zip(&m.cases) {
+        let name = &single.name;
+        assert_eq!(single.publishes_ok, merged.publishes_ok, "{name}");
+        assert_eq!(single.delivered, merged.delivered, "{name}");
+        let (s, m) = (&single.settings, &merged.settings);
+        assert_eq!(s.concurrency, m.concurrency, "{name}");
+        assert_eq!(s.publishes, m.publishes, "{name}");
+    }
+}
+
+#[test]
+#[ignore = "needs the Celery venv (Python hdrhistogram); tests/run runs it"]
+fn hdrhistograms_python_reader_reads_a_merged_hlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let shards: Vec<PathBuf> = (0..3).map(|i| shard(dir.path(), SCENARIO, i, 3)).collect();
+    let merged = dir.path().join("merged");
+    taskbench()
+        .arg("merge")
+        .args(&shards)
+        .arg("--out")
+        .arg(&merged)
+        .assert()
+        .success();
+    for case in summary(&merged).cases {
+        let name = &case.name;
+        let Some(read) = common::read_hlog_with_python(&merged.join(format!("{name}.hlog"))) else {
+            return;
+        };
+        let intervals = read["intervals"].as_array().unwrap();
+        assert_eq!(intervals.len(), case.timeline.len(), "{read}");
+        let start_ms = read["start_time_sec"].as_f64().unwrap() * 1000.0;
+        assert!(
+            (start_ms - case.started_unix_s.unwrap() * 1000.0).abs() < 1.5,
+            "{read}"
+        );
+        for (py, t) in intervals.iter().zip(&case.timeline) {
+            assert_eq!(py["tag"], name.as_str());
+            assert_eq!(py["count"].as_u64(), Some(t.ok), "{py} vs {t:?}");
+            assert_eq!(py["max"].as_u64(), t.max, "{py} vs {t:?}");
         }
     }
 }
@@ -368,7 +343,7 @@ fn a_shard_without_its_interval_log_merges_with_a_note_and_null_percentiles_wher
         .assert()
         .success();
     let m = summary(&merged);
-    let parts: Vec<Value> = shards.iter().map(|s| summary(s)).collect();
+    let parts: Vec<Summary> = shards.iter().map(|s| summary(s)).collect();
     for (i, (name, lost, says)) in [
         ("unix", 1, "shard 1/3's unix.hlog is missing"),
         ("tcp", 2, "shard 2/3's tcp.hlog cannot be read"),
@@ -376,12 +351,11 @@ fn a_shard_without_its_interval_log_merges_with_a_note_and_null_percentiles_wher
     .into_iter()
     .enumerate()
     {
-        let case = &m["cases"][i];
-        assert_eq!(case["name"], name);
-        let notes = case["notes"].as_array().unwrap();
+        let case = &m.cases[i];
+        assert_eq!(case.name, name);
+        let notes = &case.notes;
         let note = notes
             .iter()
-            .filter_map(Value::as_str)
             .find(|n| n.contains(says))
             .unwrap_or_else(|| panic!("no note that {says}: {notes:?}"));
         assert!(
@@ -399,22 +373,20 @@ fn a_shard_without_its_interval_log_merges_with_a_note_and_null_percentiles_wher
         );
         // Counts still add up; p50 and p99 are null where the shard without a log shares an interval, and
         // exact (the other shards' sum) where it does not.
-        let timeline = case["timeline"].as_array().unwrap();
-        let ok: u64 = timeline.iter().map(|t| t["ok"].as_u64().unwrap()).sum();
-        assert_eq!(ok, case["publishes_ok"].as_u64().unwrap());
+        let timeline = &case.timeline;
+        let ok: u64 = timeline.iter().map(|t| t.ok).sum();
+        assert_eq!(ok, case.publishes_ok);
         let slots = expected_slots(&shards, &parts, case, i, &|k| k != lost);
         assert_eq!(timeline.len(), slots.len());
         let mut nulled = 0;
         for (n, (t, (h, from))) in timeline.iter().zip(&slots).enumerate() {
             if from.contains(&lost) && from.len() > 1 {
-                assert!(
-                    t["p50"].is_null() && t["p99"].is_null(),
-                    "interval {n}: {t}"
-                );
-                assert!(t["max"].is_u64(), "the max stays: {t}");
+                assert!(t.p50.is_none() && t.p99.is_none(), "interval {n}: {t:?}");
+                // (On a loaded machine a 20 ms interval may hold no publish at all.)
+                assert_eq!(t.max.is_some(), t.ok > 0, "the max stays: {t:?}");
                 nulled += 1;
             } else if !from.contains(&lost) {
-                assert_eq!(t["p99"], quantile(h, 0.99), "interval {n} from {from:?}");
+                assert_eq!(t.p99, quantile(h, 0.99), "interval {n} from {from:?}");
             }
         }
         if i == 0 {
@@ -442,12 +414,12 @@ fn merges_that_would_not_add_up_are_refused() {
     refuse(&[&a, &a], "shard 0/2 is given twice");
     let other = dir.path().join("other");
     std::fs::create_dir(&other).unwrap();
-    let text = SCENARIO.replace("name = \"sharded\"", "name = \"other\"");
+    let text = SCENARIO.replace(r#"name = "sharded""#, r#"name = "other""#);
     std::fs::rename(shard(&other, &text, 1, 2), other.join("o")).unwrap();
     refuse(&[&a, &other.join("o")], "only shards of one scenario merge");
     let edited = dir.path().join("edited");
     std::fs::create_dir(&edited).unwrap();
-    let text = SCENARIO.replace("path = \"fresh\"", "path = \"raw\"");
+    let text = SCENARIO.replace(r#"path = "fresh""#, r#"path = "raw""#);
     std::fs::rename(shard(&edited, &text, 1, 2), edited.join("e")).unwrap();
     refuse(&[&a, &edited.join("e")], "ran with other settings");
     let three = shard(&other, SCENARIO, 2, 3);
@@ -474,6 +446,7 @@ fn merges_that_would_not_add_up_are_refused() {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ and Redis; tests/run runs it"]
 fn shards_against_the_local_brokers_merge_and_each_proves_its_delivery() {
     let redis = common::redis_url();
     let amqp = common::amqp_url();
@@ -494,33 +467,45 @@ fn shards_against_the_local_brokers_merge_and_each_proves_its_delivery() {
     };
     for (url, port) in [(&redis, 6379), (&amqp, 5672)] {
         if !common::reachable(&reach(url, port)) {
-            common::skip(
-                "shards_against_the_local_brokers_merge_and_each_proves_its_delivery",
-                &format!(
-                    "no broker reachable at {}",
-                    taskbench::backend::url::redact(url)
-                ),
-            );
+            common::skip_test(&format!(
+                "no broker reachable at {}",
+                taskbench::backend::url::redact(url)
+            ));
             return;
         }
     }
     let dir = tempfile::tempdir().unwrap();
     let queue = common::unique("tb-shards");
     let text = format!(
-        "name = \"sharded-brokers\"\npublishes = 1500\nwarmup = 30\nconcurrency = 3\n\
-         [task]\nqueue = \"{queue}\"\n\
-         [[case]]\nname = \"redis\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{redis}\"\n\
-         [[case]]\nname = \"amqp\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{amqp}\"\n"
+        r#"
+            name = "sharded-brokers"
+            publishes = 1500
+            warmup = 30
+            concurrency = 3
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "redis"
+            backend = "redis"
+            path = "pooled"
+            url = "{redis}"
+
+            [[case]]
+            name = "amqp"
+            backend = "amqp"
+            path = "pooled"
+            confirm = "each"
+            url = "{amqp}"
+        "#
     );
     let shards: Vec<PathBuf> = (0..3).map(|i| shard(dir.path(), &text, i, 3)).collect();
     for (i, s) in shards.iter().enumerate() {
-        let summary = summary(s);
-        for case in summary["cases"].as_array().unwrap() {
-            assert_eq!(case["delivered"], case["publishes_ok"], "shard {i}: {case}");
-            assert_eq!(
-                case["settings"]["task"]["queue"],
-                format!("{queue}-shard-{i}")
-            );
+        for case in summary(s).cases {
+            let name = &case.name;
+            assert_eq!(case.delivered, Some(case.publishes_ok), "shard {i}: {name}");
+            assert_eq!(case.settings.task.queue, format!("{queue}-shard-{i}"));
         }
     }
     let merged = dir.path().join("merged");
@@ -537,9 +522,10 @@ fn shards_against_the_local_brokers_merge_and_each_proves_its_delivery() {
             .args(["-q", "delete_queue", &format!("{queue}-shard-{i}")])
             .output();
     }
-    for case in summary(&merged)["cases"].as_array().unwrap() {
-        assert_eq!(case["publishes_ok"], 1500, "{case}");
-        assert_eq!(case["delivered"], 1500, "{case}");
-        assert_eq!(case["warmup_ok"], 30, "{case}");
+    for case in summary(&merged).cases {
+        let name = &case.name;
+        assert_eq!(case.publishes_ok, 1500, "{name}");
+        assert_eq!(case.delivered, Some(1500), "{name}");
+        assert_eq!(case.warmup_ok, 30, "{name}");
     }
 }

@@ -1,11 +1,13 @@
 //! The redis backend against real Redis servers: the shared one at TASKBENCH_REDIS_URL, and private
 //! `redis-server`s started here (Unix socket, requirepass, maxmemory, stopped or cut off mid-case).
-//! Run with `tests/run --test redis`; without a server the tests skip (or fail under
+//! The tests that need a server are `#[ignore]`d, so a plain `cargo test` lists them as ignored: run them
+//! with `tests/run --test redis`, where without a server they skip (or fail under
 //! TASKBENCH_REQUIRE_BROKERS=1).
 
 mod common;
 
 use base64::Engine as _;
+use common::taskbench;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -13,28 +15,58 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use taskbench::backend::redis::kombu;
+use taskbench::catalog::Backend;
 use taskbench::engine::RunControl;
 use taskbench::record::CaseResult;
+use taskbench::summary::Summary;
 
 const BODY: &str =
     r#"[[2, 2], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]"#;
 
 /// Every path, as case keys (beyond backend and path), each with a short name.
 const PATHS: &[(&str, &str)] = &[
-    ("fresh", "path = \"fresh\""),
-    ("fresh-bare", "path = \"fresh\"\nkombu_handshake = false"),
-    ("acquire", "path = \"acquire\"\npool_size = 2"),
-    ("pooled", "path = \"pooled\""),
-    ("pooled-mux", "path = \"pooled\"\nmultiplexed = true"),
-    ("pooled-batch", "path = \"pooled\"\nbatch = 8"),
+    ("fresh", r#"path = "fresh""#),
+    (
+        "fresh-bare",
+        r#"
+            path = "fresh"
+            kombu_handshake = false
+        "#,
+    ),
+    (
+        "acquire",
+        r#"
+            path = "acquire"
+            pool_size = 2
+        "#,
+    ),
+    ("pooled", r#"path = "pooled""#),
+    (
+        "pooled-mux",
+        r#"
+            path = "pooled"
+            multiplexed = true
+        "#,
+    ),
+    (
+        "pooled-batch",
+        r#"
+            path = "pooled"
+            batch = 8
+        "#,
+    ),
     (
         "pooled-mux-batch",
-        "path = \"pooled\"\nmultiplexed = true\nbatch = 8",
+        r#"
+            path = "pooled"
+            multiplexed = true
+            batch = 8
+        "#,
     ),
 ];
 
 /// The shared server's URL, or `None` (after skipping) when nothing answers there.
-fn shared_redis(test: &str) -> Option<String> {
+fn shared_redis() -> Option<String> {
     let url = common::redis_url();
     let info = redis::IntoConnectionInfo::into_connection_info(url.as_str()).ok()?;
     let up = match info.addr() {
@@ -45,7 +77,7 @@ fn shared_redis(test: &str) -> Option<String> {
     if up {
         Some(url)
     } else {
-        common::skip(test, &format!("no Redis reachable at {url}"));
+        common::skip_test(&format!("no Redis reachable at {url}"));
         None
     }
 }
@@ -53,7 +85,19 @@ fn shared_redis(test: &str) -> Option<String> {
 /// Runs one redis case described by `case_keys` (TOML lines) on `queue` and returns its result.
 async fn run_case(url: &str, queue: &str, settings: &str, case_keys: &str) -> CaseResult {
     let text = format!(
-        "name = \"t\"\n{settings}\n[task]\nqueue = \"{queue}\"\n[[case]]\nname = \"c\"\nbackend = \"redis\"\nurl = \"{url}\"\n{case_keys}\n"
+        r#"
+            name = "t"
+            {settings}
+
+            [task]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "redis"
+            url = "{url}"
+            {case_keys}
+        "#
     );
     let scenario = taskbench::scenario::parse(&text, "test.toml").expect("scenario parses");
     taskbench::backend::run_case(&scenario.cases[0], &RunControl::new()).await
@@ -185,8 +229,9 @@ fn check_envelope(text: &str, queue: &str, priority: u8) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; tests/run runs it"]
 async fn every_path_pushes_exactly_n_kombu_envelopes() {
-    let Some(url) = shared_redis("every_path_pushes_exactly_n_kombu_envelopes") else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let mut conn = connect(&url).await;
@@ -223,8 +268,9 @@ async fn every_path_pushes_exactly_n_kombu_envelopes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; tests/run runs it"]
 async fn without_keep_the_case_leaves_the_server_clean() {
-    let Some(url) = shared_redis("without_keep_the_case_leaves_the_server_clean") else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let mut conn = connect(&url).await;
@@ -233,7 +279,7 @@ async fn without_keep_the_case_leaves_the_server_clean() {
         &url,
         &queue,
         "publishes = 30\nwarmup = 5",
-        "path = \"fresh\"",
+        r#"path = "fresh""#,
     )
     .await;
     assert_eq!(r.errors.total(), 0, "{}", errors(&r));
@@ -249,8 +295,9 @@ async fn without_keep_the_case_leaves_the_server_clean() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis; tests/run runs it"]
 async fn priorities_land_on_kombus_lists() {
-    let Some(url) = shared_redis("priorities_land_on_kombus_lists") else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let mut conn = connect(&url).await;
@@ -260,7 +307,13 @@ async fn priorities_land_on_kombus_lists() {
             &url,
             &queue,
             "publishes = 3\nwarmup = 0",
-            &format!("path = \"pooled\"\npriority = {priority}\nkeep = true"),
+            &format!(
+                r#"
+                    path = "pooled"
+                    priority = {priority}
+                    keep = true
+                "#
+            ),
         )
         .await;
         assert_eq!(r.errors.total(), 0, "priority {priority}: {}", errors(&r));
@@ -304,7 +357,7 @@ struct PrivateRedis {
 
 impl PrivateRedis {
     /// Starts one with extra `args`, or `None` (after skipping) if redis-server is not installed.
-    fn start(test: &str, args: &[&str]) -> Option<PrivateRedis> {
+    fn start(args: &[&str]) -> Option<PrivateRedis> {
         let dir = tempfile::tempdir().unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -316,7 +369,7 @@ impl PrivateRedis {
         let child = match Self::spawn(port, &socket, dir.path(), &args) {
             Ok(child) => child,
             Err(e) => {
-                common::skip(test, &format!("cannot start redis-server: {e}"));
+                common::skip_test(&format!("cannot start redis-server: {e}"));
                 return None;
             }
         };
@@ -401,8 +454,9 @@ impl Drop for PrivateRedis {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn every_path_works_over_a_unix_socket() {
-    let Some(server) = PrivateRedis::start("every_path_works_over_a_unix_socket", &[]) else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let url = server.unix_url();
@@ -428,11 +482,9 @@ async fn every_path_works_over_a_unix_socket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn a_wrong_password_is_an_auth_error_that_hides_the_password() {
-    let Some(server) = PrivateRedis::start(
-        "a_wrong_password_is_an_auth_error_that_hides_the_password",
-        &["--requirepass", "right-secret"],
-    ) else {
+    let Some(server) = PrivateRedis::start(&["--requirepass", "right-secret"]) else {
         return;
     };
     let good = format!("redis://:right-secret@127.0.0.1:{}/0", server.port);
@@ -487,11 +539,11 @@ async fn an_unreachable_server_is_a_connect_error() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn oom_replies_are_counted_and_the_case_goes_on() {
-    let Some(server) = PrivateRedis::start(
-        "oom_replies_are_counted_and_the_case_goes_on",
-        &["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"],
-    ) else {
+    let Some(server) =
+        PrivateRedis::start(&["--maxmemory", "2mb", "--maxmemory-policy", "noeviction"])
+    else {
         return;
     };
     let url = server.url();
@@ -540,11 +592,9 @@ async fn oom_replies_are_counted_and_the_case_goes_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
-    let Some(server) = PrivateRedis::start(
-        "a_server_that_stops_answering_times_out_and_pooled_carries_on",
-        &[],
-    ) else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let url = server.url();
@@ -552,8 +602,13 @@ async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
     let case = run_case(
         &url,
         &queue,
-        "duration = \"3s\"\nwarmup = 0\nconcurrency = 2\npublish_timeout = \"300ms\"",
-        "path = \"pooled\"",
+        r#"
+            duration = "3s"
+            warmup = 0
+            concurrency = 2
+            publish_timeout = "300ms"
+        "#,
+        r#"path = "pooled""#,
     );
     let freeze = async {
         tokio::time::sleep(Duration::from_millis(700)).await;
@@ -582,13 +637,15 @@ async fn a_server_that_stops_answering_times_out_and_pooled_carries_on() {
     );
 }
 
-/// A broker stall mid-case (SIGSTOP of a private redis-server for 500 ms) shows in the timeline: intervals
-/// with no publish ending in them, then one whose max holds the stall; and the same in the `.hlog` as the
-/// Python hdrhistogram package reads it.
+/// A broker stall mid-case (SIGSTOP of a private redis-server for 500 ms, once the warm-up and 300
+/// measured publishes are in its list) shows in the timeline: intervals in which publishes flowed, then
+/// intervals in which nothing ended, then the one in which the stalled publish did, holding the longest
+/// publish; and the same in the `.hlog` as the Python hdrhistogram package reads it. When the stall comes
+/// is up to the machine's load: what is checked is the order of the intervals.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server and the Celery venv; tests/run runs it"]
 async fn a_stall_shows_in_the_timeline_and_the_hlog() {
-    let test = "a_stall_shows_in_the_timeline_and_the_hlog";
-    let Some(server) = PrivateRedis::start(test, &[]) else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let url = server.url();
@@ -596,19 +653,38 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
     let case = run_case(
         &url,
         &queue,
-        "duration = \"3s\"\nwarmup = 100\ninterval = \"100ms\"",
-        "path = \"pooled\"",
+        r#"
+            duration = "3s"
+            warmup = 100
+            concurrency = 1
+            interval = "100ms"
+        "#,
+        r#"path = "pooled""#,
     );
+    const BEFORE: u64 = 300;
     let stall = async {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let mut conn = connect(&url).await;
+        let watchdog = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n: u64 = redis::cmd("LLEN")
+                .arg(&queue)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if n >= 100 + BEFORE {
+                break;
+            }
+            assert!(Instant::now() < watchdog, "the case never published");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         server.signal(nix::sys::signal::Signal::SIGSTOP);
         tokio::time::sleep(Duration::from_millis(500)).await;
         server.signal(nix::sys::signal::Signal::SIGCONT);
     };
     let (r, ()) = tokio::join!(case, stall);
     assert_eq!(r.errors.total(), 0, "{}", errors(&r));
-    let line: Vec<String> = r
-        .timeline
+    let timeline = &r.timeline;
+    let line: Vec<String> = timeline
         .iter()
         .map(|i| {
             format!(
@@ -620,26 +696,28 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
         })
         .collect();
     let line = line.join(" ");
-    // The stalled publish ends in one interval with a max of about 500 ms...
-    let stalled: Vec<_> = r
-        .timeline
-        .iter()
-        .filter(|i| i.max.is_some_and(|m| m >= 400_000_000))
-        .collect();
-    assert_eq!(stalled.len(), 1, "one interval holds the stall: {line}");
-    let end = stalled[0].start;
+    // The stalled publish is the longest, about the stall's 500 ms...
+    let stalled = (0..timeline.len())
+        .max_by_key(|&k| timeline[k].max)
+        .unwrap();
     assert!(
-        end >= Duration::from_millis(1500) && end <= Duration::from_millis(2200),
-        "the stall ends about 1.7 s in: {line}"
+        timeline[stalled].max >= Some(400_000_000),
+        "a publish waited out the stall: {line}"
     );
-    // ...after four or more intervals in which nothing ended, while before and after publishes flowed.
-    let empty = r.timeline.iter().filter(|i| i.ok == 0).count();
-    assert!(empty >= 4, "{empty} empty intervals: {line}");
-    let busy = |i: &taskbench::record::IntervalResult| i.ok > 50;
-    assert!(r.timeline[..5].iter().all(busy), "before the stall: {line}");
+    // ...ending right after intervals in which nothing ended (at least four whole ones fit in 500 ms)...
+    let empty_run = timeline[..stalled]
+        .iter()
+        .rev()
+        .take_while(|i| i.ok == 0)
+        .count();
+    assert!(empty_run >= 4, "{empty_run} empty intervals: {line}");
+    // ...which came after the publishes that were in when the server stopped (the last of them may be
+    // the stalled one), and were followed by more.
+    let before: u64 = timeline[..stalled - empty_run].iter().map(|i| i.ok).sum();
+    assert!(before >= BEFORE - 1, "{before} publishes before: {line}");
     assert!(
-        busy(r.timeline.last().unwrap()) || busy(&r.timeline[r.timeline.len() - 2]),
-        "after: {line}"
+        timeline[stalled + 1..].iter().any(|i| i.ok > 0),
+        "publishing went on after: {line}"
     );
 
     let dir = tempfile::tempdir().unwrap();
@@ -647,46 +725,48 @@ async fn a_stall_shows_in_the_timeline_and_the_hlog() {
     std::fs::write(&hlog, taskbench::report::hlog::interval_log(&r).unwrap()).unwrap();
     let mut conn = connect(&url).await;
     delete_queue(&mut conn, &queue).await;
-    let Some(read) = common::read_hlog_with_python(test, &hlog) else {
+    let Some(read) = common::read_hlog_with_python(&hlog) else {
         return;
     };
     let intervals = read["intervals"].as_array().unwrap();
-    assert_eq!(intervals.len(), r.timeline.len());
-    let python_stalled: Vec<usize> = intervals
-        .iter()
-        .enumerate()
-        .filter(|(_, i)| i["max"].as_u64().is_some_and(|m| m >= 400_000_000))
-        .map(|(k, _)| k)
-        .collect();
-    let ours = r
-        .timeline
-        .iter()
-        .position(|i| i.max == stalled[0].max)
+    assert_eq!(intervals.len(), timeline.len());
+    let python_stalled = (0..intervals.len())
+        .max_by_key(|&k| intervals[k]["max"].as_u64())
         .unwrap();
-    assert_eq!(python_stalled, [ours], "{read}");
-    let zero = intervals.iter().filter(|i| i["count"] == 0).count();
-    assert_eq!(zero, empty, "{read}");
+    assert_eq!(python_stalled, stalled, "{read}");
+    let empty = timeline.iter().filter(|i| i.ok == 0).count();
+    let python_empty = intervals.iter().filter(|i| i["count"] == 0).count();
+    assert_eq!(python_empty, empty, "{read}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn pooled_reconnects_after_its_connection_is_dropped() {
-    let Some(server) =
-        PrivateRedis::start("pooled_reconnects_after_its_connection_is_dropped", &[])
-    else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let url = server.url();
     for keys in [
-        "path = \"pooled\"",
-        "path = \"pooled\"\nmultiplexed = true",
-        "path = \"pooled\"\nbatch = 4",
-        "path = \"acquire\"",
+        r#"path = "pooled""#,
+        r#"
+            path = "pooled"
+            multiplexed = true
+        "#,
+        r#"
+            path = "pooled"
+            batch = 4
+        "#,
+        r#"path = "acquire""#,
     ] {
         let queue = common::unique("tb-drop");
         let case = run_case(
             &url,
             &queue,
-            "duration = \"2s\"\nwarmup = 0\nconcurrency = 2",
+            r#"
+                duration = "2s"
+                warmup = 0
+                concurrency = 2
+            "#,
             keys,
         );
         let cut = async {
@@ -743,16 +823,13 @@ async fn pooled_reconnects_after_its_connection_is_dropped() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis and the Celery venv; tests/run runs it"]
 async fn a_celery_worker_executes_every_task_of_every_path() {
-    let test = "a_celery_worker_executes_every_task_of_every_path";
-    let Some(url) = shared_redis(test) else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let Some(python) = common::celery_python() else {
-        common::skip(
-            test,
-            "no Python with Celery (TASKBENCH_PYTHON); run tests/run",
-        );
+        common::skip_test("no Python with Celery (TASKBENCH_PYTHON); run tests/run");
         return;
     };
     let mut conn = connect(&url).await;
@@ -811,9 +888,9 @@ async fn a_celery_worker_executes_every_task_of_every_path() {
 }
 
 #[test]
+#[ignore = "needs Redis; tests/run runs it"]
 fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
-    let Some(url) = shared_redis("the_binary_runs_a_redis_scenario_and_exits_by_its_outcome")
-    else {
+    let Some(url) = shared_redis() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -827,14 +904,32 @@ fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
     std::fs::write(
         &scenario,
         format!(
-            "name = \"bin\"\npublishes = 50\nwarmup = 5\nconcurrency = 2\n[task]\nqueue = \"{queue}\"\n\
-             [[case]]\nname = \"fresh\"\nbackend = \"redis\"\npath = \"fresh\"\nurl = \"{url}\"\n\
-             [[case]]\nname = \"pooled\"\nbackend = \"redis\"\npath = \"pooled\"\nbatch = 4\nurl = \"{url}\"\n"
+            r#"
+                name = "bin"
+                publishes = 50
+                warmup = 5
+                concurrency = 2
+
+                [task]
+                queue = "{queue}"
+
+                [[case]]
+                name = "fresh"
+                backend = "redis"
+                path = "fresh"
+                url = "{url}"
+
+                [[case]]
+                name = "pooled"
+                backend = "redis"
+                path = "pooled"
+                batch = 4
+                url = "{url}"
+            "#
         ),
     )
     .unwrap();
-    let out = assert_cmd::Command::cargo_bin("taskbench")
-        .unwrap()
+    let out = taskbench()
         .args([
             "run",
             scenario.to_str().unwrap(),
@@ -851,25 +946,33 @@ fn the_binary_runs_a_redis_scenario_and_exits_by_its_outcome() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let summary: Value = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
-    for case in summary["cases"].as_array().unwrap() {
-        assert_eq!(case["backend"], "redis");
-        assert_eq!(case["publishes_ok"], 50, "{case}");
-        assert_eq!(case["delivered"], 50, "{case}");
-        assert_eq!(case["errors"], json!({}), "{case}");
+    let summary: Summary = serde_json::from_slice(&out.stdout).expect("summary.json on stdout");
+    for case in &summary.cases {
+        let name = &case.name;
+        assert_eq!(case.backend, Backend::Redis, "{name}");
+        assert_eq!(case.publishes_ok, 50, "{name}");
+        assert_eq!(case.delivered, Some(50), "{name}");
+        assert!(case.errors.is_empty(), "{name}: {:?}", case.errors);
     }
 
     // A server that is not there: the run finishes, says why without the password, and exits 1.
     std::fs::write(
         &scenario,
         format!(
-            "name = \"bin\"\npublishes = 5\n[[case]]\nname = \"down\"\nbackend = \"redis\"\npath = \"pooled\"\n\
-             url = \"redis://:hunter2@127.0.0.1:{port}/0\"\n"
+            r#"
+                name = "bin"
+                publishes = 5
+
+                [[case]]
+                name = "down"
+                backend = "redis"
+                path = "pooled"
+                url = "redis://:hunter2@127.0.0.1:{port}/0"
+            "#
         ),
     )
     .unwrap();
-    let out = assert_cmd::Command::cargo_bin("taskbench")
-        .unwrap()
+    let out = taskbench()
         .args(["run", scenario.to_str().unwrap(), "--out"])
         .arg(dir.path().join("out2"))
         .output()
@@ -912,8 +1015,9 @@ unsafe impl std::alloc::GlobalAlloc for CountingAllocator {
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
+#[ignore = "needs Redis; tests/run runs it"]
 fn pooled_and_acquire_publishes_allocate_nothing() {
-    let Some(url) = shared_redis("pooled_and_acquire_publishes_allocate_nothing") else {
+    let Some(url) = shared_redis() else {
         return;
     };
     // On a current-thread runtime every publish runs on this thread, where allocations are counted.
@@ -935,9 +1039,12 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
         made
     };
     for keys in [
-        "path = \"pooled\"",
-        "path = \"pooled\"\nbatch = 16",
-        "path = \"acquire\"",
+        r#"path = "pooled""#,
+        r#"
+            path = "pooled"
+            batch = 16
+        "#,
+        r#"path = "acquire""#,
     ] {
         let few = allocations(1_000, keys);
         let many = allocations(11_000, keys);
@@ -952,14 +1059,17 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs redis-server; tests/run runs it"]
 async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
-    let test = "a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again";
     for keys in [
-        "path = \"pooled\"",
-        "path = \"pooled\"\nmultiplexed = true",
-        "path = \"acquire\"",
+        r#"path = "pooled""#,
+        r#"
+            path = "pooled"
+            multiplexed = true
+        "#,
+        r#"path = "acquire""#,
     ] {
-        let Some(mut server) = PrivateRedis::start(test, &[]) else {
+        let Some(mut server) = PrivateRedis::start(&[]) else {
             return;
         };
         let url = server.url();
@@ -969,7 +1079,13 @@ async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
         let case = run_case(
             &url,
             &queue,
-            "duration = \"4s\"\nrate = 1000\nwarmup = 0\nconcurrency = 1\npublish_timeout = \"500ms\"",
+            r#"
+                duration = "4s"
+                rate = 1000
+                warmup = 0
+                concurrency = 1
+                publish_timeout = "500ms"
+            "#,
             keys,
         );
         let outage = async {
@@ -1025,70 +1141,140 @@ async fn a_dead_server_gets_reconnects_at_a_bounded_rate_and_is_found_again() {
     }
 }
 
+/// Polls `done` until it holds. The minute is a watchdog for a test that would otherwise hang, not a
+/// measurement.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "waited a minute for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// LLEN of `list` on the server at `url`.
+fn llen(url: &str, list: &str) -> u64 {
+    let mut conn = redis::Client::open(url)
+        .and_then(|c| c.get_connection())
+        .expect("connect to redis");
+    redis::cmd("LLEN").arg(list).query(&mut conn).unwrap()
+}
+
+/// Waits for `child` to exit; past a minute (a watchdog for a hang, not a measurement) kills it and fails.
+fn wait_for_exit(child: &mut Child) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running a minute after SIGINT");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `child` SIGINT, as Ctrl-C does.
+fn interrupt(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+}
+
+/// An interrupt ends a reconnect backoff at once. The binary publishes through a proxy that then plays
+/// dead until the publisher's waits between attempts have doubled up to about a second; SIGINT comes at
+/// the start of such a wait. Ended at once, the wait lets the publisher finish within the engine's grace
+/// for work in flight (300 ms), so the delivery check runs; a wait that went on would be abandoned at the
+/// end of the grace, and the check skipped. The order of those events is checked, not the time to exit.
 #[test]
+#[ignore = "needs redis-server; tests/run runs it"]
 fn an_interrupt_ends_a_reconnect_backoff_at_once() {
-    let Some(mut server) =
-        PrivateRedis::start("an_interrupt_ends_a_reconnect_backoff_at_once", &[])
-    else {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let proxy = runtime.block_on(common::DeadlyProxy::start(format!(
+        "127.0.0.1:{}",
+        server.port
+    )));
     let dir = tempfile::tempdir().unwrap();
+    let queue = common::unique("tb-int");
     let scenario = dir.path().join("dead.toml");
     std::fs::write(
         &scenario,
         format!(
-            "name = \"dead\"\nduration = \"60s\"\nwarmup = 0\npublish_timeout = \"10s\"\n[task]\nqueue = \"{}\"\n\
-             [[case]]\nname = \"c\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{}\"\n",
-            common::unique("tb-int"),
-            server.url()
+            r#"
+                name = "dead"
+                duration = "60s"
+                warmup = 0
+                publish_timeout = "10s"
+
+                [task]
+                queue = "{queue}"
+
+                [[case]]
+                name = "c"
+                backend = "redis"
+                path = "pooled"
+                url = "redis://127.0.0.1:{}/0"
+            "#,
+            proxy.port
         ),
     )
     .unwrap();
     let out_dir = dir.path().join("out");
-    let child = Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+    let child = taskbench()
         .args(["run", scenario.to_str().unwrap(), "--out"])
         .arg(&out_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(500));
-    server.kill();
-    // By now the publisher has failed 7-8 times in a row and waits about a second between attempts.
-    std::thread::sleep(Duration::from_millis(2500));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let interrupted = Instant::now();
+    wait_until("the first publishes", || llen(&server.url(), &queue) >= 100);
+    proxy.kill();
+    // Waits between attempts double from 10 ms: after the 8th failed attempt, about a second (±20 %).
+    let attempts = || {
+        proxy
+            .attempts_while_dead
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
+    wait_until("8 reconnect attempts", || attempts() >= 8);
+    // Into the wait that follows, well short of its end.
+    std::thread::sleep(Duration::from_millis(100));
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
-    let took = interrupted.elapsed();
     assert_eq!(
         out.status.code(),
         Some(130),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!("exited {took:?} after SIGINT");
+    let summary = Summary::read(&out_dir).unwrap();
+    let case = &summary.cases[0];
+    assert!(case.interrupted);
+    assert!(case.publishes_ok > 0, "{case:?}");
     assert!(
-        took < Duration::from_millis(300),
-        "the backoff wait ended at the interrupt: exit took {took:?}"
+        !case
+            .notes
+            .iter()
+            .any(|n| n.starts_with("the delivery check was skipped")),
+        "the publisher was abandoned at the end of the grace, so its backoff wait did not end at the \
+         interrupt ({} attempts): {:?}",
+        attempts(),
+        case.notes
     );
-    let summary: Value =
-        serde_json::from_str(&std::fs::read_to_string(out_dir.join("summary.json")).unwrap())
-            .unwrap();
-    let case = &summary["cases"][0];
-    assert_eq!(case["interrupted"], true);
-    assert!(case["publishes_ok"].as_u64().unwrap() > 0, "{case}");
 }
 
+/// Ctrl-C ends a run whose publishes are stuck on a stopped server (SIGSTOP): the stuck publishes are
+/// abandoned and the run ends before their 30 s publish_timeout could end them (no `timeout` error), and
+/// before the server is let go again (SIGCONT comes after the exit).
 #[test]
-fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
-    let Some(server) = PrivateRedis::start(
-        "ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled",
-        &[],
-    ) else {
+#[ignore = "needs redis-server; tests/run runs it"]
+fn ctrl_c_ends_a_run_while_the_server_is_stalled() {
+    let Some(server) = PrivateRedis::start(&[]) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -1097,17 +1283,35 @@ fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
     std::fs::write(
         &scenario,
         format!(
-            "name = \"int\"\nduration = \"60s\"\nwarmup = 0\nconcurrency = 2\npublish_timeout = \"30s\"\n\
-             [task]\nqueue = \"{queue}\"\n\
-             [[case]]\nname = \"stalled\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{}\"\n\
-             [[case]]\nname = \"never\"\nbackend = \"redis\"\npath = \"fresh\"\nurl = \"{}\"\n",
+            r#"
+                name = "int"
+                duration = "60s"
+                warmup = 0
+                concurrency = 2
+                publish_timeout = "30s"
+
+                [task]
+                queue = "{queue}"
+
+                [[case]]
+                name = "stalled"
+                backend = "redis"
+                path = "pooled"
+                url = "{}"
+
+                [[case]]
+                name = "never"
+                backend = "redis"
+                path = "fresh"
+                url = "{}"
+            "#,
             server.url(),
             server.url()
         ),
     )
     .unwrap();
     let out = dir.path().join("run");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_taskbench"))
+    let mut child = taskbench()
         .arg("run")
         .arg(&scenario)
         .arg("--out")
@@ -1117,45 +1321,28 @@ fn ctrl_c_ends_a_run_within_a_second_while_the_server_is_stalled() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    std::thread::sleep(Duration::from_millis(1000));
+    wait_until("the first publishes", || llen(&server.url(), &queue) >= 100);
     server.signal(nix::sys::signal::Signal::SIGSTOP);
+    // Give the publishers a moment to send into the stall (if not, they stop between publishes: the run
+    // still ends, only without a publish to abandon).
     std::thread::sleep(Duration::from_millis(300));
-    let interrupted = Instant::now();
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGINT,
-    )
-    .unwrap();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if interrupted.elapsed() > Duration::from_secs(10) {
-            let _ = child.kill();
-            panic!("still running 10 s after SIGINT");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let took = interrupted.elapsed();
+    interrupt(&child);
+    let status = wait_for_exit(&mut child);
     server.signal(nix::sys::signal::Signal::SIGCONT);
     assert_eq!(status.code(), Some(130));
-    assert!(
-        took < Duration::from_secs(1),
-        "exited {took:?} after SIGINT"
-    );
-    let summary: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["interrupted"], true);
-    let cases = summary["cases"].as_array().unwrap();
+    let summary = Summary::read(&out).unwrap();
+    assert!(summary.interrupted);
+    let cases = &summary.cases;
     assert_eq!(
         cases.len(),
         1,
         "the partial case is kept, the next never ran"
     );
-    assert_eq!(cases[0]["interrupted"], true);
+    assert!(cases[0].interrupted);
+    assert!(cases[0].publishes_ok > 0, "{:?}", cases[0]);
     assert!(
-        cases[0]["publishes_ok"].as_u64().unwrap() > 0,
-        "{}",
-        cases[0]
+        !cases[0].errors.contains_key("timeout"),
+        "a stuck publish ran into its publish_timeout before the run ended: {:?}",
+        cases[0].errors
     );
 }

@@ -2,6 +2,9 @@
 //! against a port nothing listens on, with the most verbose logging, and every byte of output and of the run
 //! folder searched for the secret.
 
+mod common;
+
+use common::taskbench;
 use std::path::Path;
 
 /// Whether a form gets as far as connecting, or `validate` refuses it (TLS, which this build lacks; a
@@ -61,12 +64,23 @@ fn dead_port() -> String {
 
 fn scenario(forms: &[&(&str, String, String, Fate)]) -> String {
     let mut s = String::from(
-        "name = \"secrets\"\npublishes = 3\nwarmup = 0\npublish_timeout = \"300ms\"\n",
+        r#"
+            name = "secrets"
+            publishes = 3
+            warmup = 0
+            publish_timeout = "300ms"
+        "#,
     );
     for (i, (backend, url, _, _)) in forms.iter().enumerate() {
         let path = if i % 2 == 0 { "fresh" } else { "pooled" };
         s.push_str(&format!(
-            "[[case]]\nname = \"f{i}\"\nbackend = \"{backend}\"\npath = \"{path}\"\nurl = '{url}'\n"
+            r#"
+                [[case]]
+                name = "f{i}"
+                backend = "{backend}"
+                path = "{path}"
+                url = '{url}'
+            "#
         ));
     }
     s
@@ -101,7 +115,7 @@ fn run_and_collect(
     rust_log: Option<&str>,
     expected: i32,
 ) -> Vec<(String, Vec<u8>)> {
-    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"));
+    let mut cmd = taskbench();
     cmd.args(args).arg(file);
     let runs = args.contains(&"run");
     if runs {
@@ -199,7 +213,22 @@ fn a_password_from_the_environment_is_hidden_too() {
     let file = dir.path().join("env.toml");
     std::fs::write(
         &file,
-        "name = \"env\"\npublishes = 2\nwarmup = 0\npublish_timeout = \"300ms\"\n[[case]]\nname = \"r\"\nbackend = \"redis\"\npath = \"pooled\"\n[[case]]\nname = \"a\"\nbackend = \"amqp\"\npath = \"fresh\"\n",
+        r#"
+            name = "env"
+            publishes = 2
+            warmup = 0
+            publish_timeout = "300ms"
+
+            [[case]]
+            name = "r"
+            backend = "redis"
+            path = "pooled"
+
+            [[case]]
+            name = "a"
+            backend = "amqp"
+            path = "fresh"
+        "#,
     )
     .unwrap();
     // The environment's URLs are only read when a case runs, so TLS forms get that far too.
@@ -221,7 +250,7 @@ fn a_password_from_the_environment_is_hidden_too() {
     .enumerate()
     {
         let out_dir = dir.path().join(format!("run{n}"));
-        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("taskbench"))
+        let out = taskbench()
             .args(["-vv", "run"])
             .arg(&file)
             .arg("--out")
@@ -258,10 +287,25 @@ fn the_scenario_copy_hides_every_url_not_only_the_cases_run() {
     std::fs::write(
         &file,
         format!(
-            "name = \"copy\"\npublishes = 2\nwarmup = 0\npublish_timeout = \"300ms\"\n\
-             # url = \"redis://:CommentSecret@{dead}/0\"\n\
-             [[case]]\nname = \"run\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"redis://:Escaped\\u0053ecret@{dead}/0\"\n\
-             [[case]]\nname = \"skipped\"\nbackend = \"amqp\"\npath = \"fresh\"\nurl = \"amqp://guest:SkippedSecret@{dead}/%2f\"\n"
+            r#"
+                name = "copy"
+                publishes = 2
+                warmup = 0
+                publish_timeout = "300ms"
+                # url = "redis://:CommentSecret@{dead}/0"
+
+                [[case]]
+                name = "run"
+                backend = "redis"
+                path = "pooled"
+                url = "redis://:Escaped\u0053ecret@{dead}/0"
+
+                [[case]]
+                name = "skipped"
+                backend = "amqp"
+                path = "fresh"
+                url = "amqp://guest:SkippedSecret@{dead}/%2f"
+            "#
         ),
     )
     .unwrap();
@@ -276,7 +320,7 @@ fn the_scenario_copy_hides_every_url_not_only_the_cases_run() {
     );
     let copy = std::fs::read_to_string(out_dir.join("scenario.toml")).unwrap();
     assert!(
-        copy.contains("name = \"skipped\""),
+        copy.contains(r#"name = "skipped""#),
         "the copy is the whole file: {copy}"
     );
     for (what, bytes) in &outputs {

@@ -1,18 +1,45 @@
-//! Shared by the integration tests: broker URLs, skip-or-fail when a broker is missing, unique names, and
-//! a real Celery worker to prove that what taskbench publishes runs.
+//! Shared by the integration tests: the taskbench command, broker URLs, skip-or-fail when a broker is
+//! missing, unique names, a real Celery worker to prove that what taskbench publishes runs, and a proxy
+//! that plays a dead broker.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The taskbench binary under test, ready for arguments: run it with `.output()` or `.spawn()`, or with
+/// `assert_cmd::prelude::*` in scope, `.assert()`.
+pub fn taskbench() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_taskbench"))
+}
+
 /// Whether a missing broker fails the test (CI) instead of skipping it.
 pub fn brokers_required() -> bool {
     std::env::var("TASKBENCH_REQUIRE_BROKERS").is_ok_and(|v| v == "1")
 }
 
+/// The running test's name: libtest runs each test on a thread named after it (`module::name`; the last
+/// part is the function's name). Call it on the test's own thread, not from a spawned task.
+pub fn test_name() -> String {
+    let thread = std::thread::current();
+    let name = thread.name().unwrap_or_default();
+    assert!(
+        !name.is_empty() && name != "main" && !name.starts_with("tokio-"),
+        "test_name() called off the test's own thread (on {name:?})"
+    );
+    name.rsplit("::").next().unwrap_or(name).to_string()
+}
+
+/// Reports that the running test (see [`test_name`]) lacks what it needs: see [`skip`].
+pub fn skip_test(why: &str) {
+    skip(&test_name(), why);
+}
+
 /// Reports a missing dependency: panics under TASKBENCH_REQUIRE_BROKERS=1, otherwise prints why the test
 /// is skipped and records it in the skip log (see [`skip_log`]). Returns so the caller can `return`.
+/// Tests that need a broker or the venv are also `#[ignore = "needs ...; tests/run runs it"]`, so that a
+/// plain `cargo test` lists them as ignored rather than passing them unrun; tests/run includes them.
+/// [`skip_test`] finds the test's name itself.
 pub fn skip(test: &str, why: &str) {
     if brokers_required() {
         panic!("{test}: {why} (TASKBENCH_REQUIRE_BROKERS=1, so this fails instead of skipping)");
@@ -178,13 +205,10 @@ impl Drop for CeleryWorker {
 
 /// `<file>.hlog` read back by the Python `hdrhistogram` package's `HistogramLogReader` (from the venv
 /// `tests/run` installs), as JSON: `start_time_sec` and `intervals` [{tag, start_ms, end_ms, count, p50,
-/// p99, max}]. `None` (after skipping `test`) when there is no venv or it lacks the package.
-pub fn read_hlog_with_python(test: &str, file: &std::path::Path) -> Option<serde_json::Value> {
+/// p99, max}]. `None` (after skipping the test) when there is no venv or it lacks the package.
+pub fn read_hlog_with_python(file: &std::path::Path) -> Option<serde_json::Value> {
     let Some(python) = celery_python() else {
-        skip(
-            test,
-            "TASKBENCH_PYTHON is not set (run the tests with tests/run)",
-        );
+        skip_test("TASKBENCH_PYTHON is not set (run the tests with tests/run)");
         return None;
     };
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/common/read_hlog.py");
@@ -196,8 +220,7 @@ pub fn read_hlog_with_python(test: &str, file: &std::path::Path) -> Option<serde
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
         if stderr.contains("No module named 'hdrh'") {
-            skip(
-                test,
+            skip_test(
                 "the venv has no hdrhistogram package (tests/run installs tests/celery/requirements.txt)",
             );
             return None;
@@ -209,7 +232,7 @@ pub fn read_hlog_with_python(test: &str, file: &std::path::Path) -> Option<serde
 
 /// Runs `scenarios/quickstart.toml` with only `cases`, `publishes` each, into `out`; panics if it fails.
 pub fn quickstart_run(out: &std::path::Path, publishes: u64, cases: &[&str]) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_taskbench"));
+    let mut cmd = taskbench();
     cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args([
         "run",
         "scenarios/quickstart.toml",
@@ -225,4 +248,63 @@ pub fn quickstart_run(out: &std::path::Path, publishes: u64, cases: &[&str]) {
         "the quickstart run failed: {}",
         String::from_utf8_lossy(&done.stderr)
     );
+}
+
+/// A TCP proxy to a broker that can play dead: while dead it cuts every connection it forwarded and
+/// accepts and drops every new one, counting them (each is a connect attempt that failed).
+pub struct DeadlyProxy {
+    /// The loopback port it listens on.
+    pub port: u16,
+    dead: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    pub attempts_while_dead: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    pub forwards: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl DeadlyProxy {
+    /// Listens on a free loopback port and, while alive, forwards each connection to `broker` (host:port).
+    pub async fn start(broker: String) -> DeadlyProxy {
+        use std::sync::atomic::Ordering::Relaxed;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = DeadlyProxy {
+            port: listener.local_addr().unwrap().port(),
+            dead: Default::default(),
+            attempts_while_dead: Default::default(),
+            forwards: Default::default(),
+        };
+        let (dead, attempts, forwards) = (
+            proxy.dead.clone(),
+            proxy.attempts_while_dead.clone(),
+            proxy.forwards.clone(),
+        );
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if dead.load(Relaxed) {
+                    attempts.fetch_add(1, Relaxed);
+                    drop(client);
+                    continue;
+                }
+                let broker = broker.clone();
+                forwards.lock().unwrap().push(tokio::spawn(async move {
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(&broker).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }));
+            }
+        });
+        proxy
+    }
+
+    /// Plays dead: cuts every forwarded connection, and drops every new one until [`Self::revive`].
+    pub fn kill(&self) {
+        self.dead.store(true, std::sync::atomic::Ordering::Relaxed);
+        for f in self.forwards.lock().unwrap().drain(..) {
+            f.abort();
+        }
+    }
+
+    /// Forwards new connections again.
+    pub fn revive(&self) {
+        self.dead.store(false, std::sync::atomic::Ordering::Relaxed);
+    }
 }
