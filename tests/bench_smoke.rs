@@ -83,20 +83,12 @@ fn on_path(program: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(program).is_file()))
 }
 
-/// The calling test's name, from its thread (`cargo test` names each test's thread after it).
-fn test_name() -> String {
-    let thread = std::thread::current();
-    let name = thread.name().unwrap_or("bench_smoke");
-    name.rsplit("::").next().unwrap_or(name).to_string()
-}
-
 /// Runs `bench/<script> ARGS` in smoke mode with `env`, after checking `needs` (skipping the test when one
 /// is missing: `None`); asserts it exits 0 and returns its output (stdout, then stderr: `/usr/bin/time` and
 /// progress write there).
 fn smoke(script: &str, args: &[&str], env: &[(&str, &str)], needs: &[Need]) -> Option<String> {
-    let test = test_name();
     if let Some(why) = needs.iter().find_map(missing) {
-        common::skip(&test, &why);
+        common::skip_test(&why);
         return None;
     }
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,6 +185,7 @@ fn publishers() {
 }
 
 #[test]
+#[ignore = "needs redis-server; tests/run runs it"]
 fn interrupt() {
     let Some(out) = smoke("interrupt.sh", &[], &[], &[Need::Program("redis-server")]) else {
         return;
@@ -202,6 +195,7 @@ fn interrupt() {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ and Redis; tests/run runs it"]
 fn broker_cpu() {
     let needs = [Need::RabbitMq, Need::Redis];
     let Some(out) = smoke("broker-cpu.sh", &[], &[], &needs) else {
@@ -213,6 +207,7 @@ fn broker_cpu() {
 }
 
 #[test]
+#[ignore = "needs Redis and redis-server; tests/run runs it"]
 fn redis() {
     let needs = [
         Need::Redis,
@@ -231,6 +226,7 @@ fn redis() {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 fn amqp() {
     let Some(out) = smoke("amqp.sh", &[], &[], &[Need::RabbitMq]) else {
         return;
@@ -241,6 +237,7 @@ fn amqp() {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
 fn amqp_cost() {
     let needs = [Need::RabbitMq, Need::Program("strace")];
     let Some(out) = smoke("amqp-cost.sh", &[], &[], &needs) else {
@@ -251,6 +248,7 @@ fn amqp_cost() {
 }
 
 #[test]
+#[ignore = "needs RabbitMQ and the Celery venv; tests/run runs it"]
 fn pywall() {
     let needs = [Need::RabbitMq, Need::Redis, Need::PySpy];
     let Some(out) = smoke("pywall.sh", &[], &[], &needs) else {
@@ -263,6 +261,7 @@ fn pywall() {
 }
 
 #[test]
+#[ignore = "needs rabbitmq-server; tests/run runs it"]
 fn cluster() {
     // One node of its own (not the shared broker): starting three would take minutes on a small machine.
     let needs = [Need::Program("/usr/lib/rabbitmq/bin/rabbitmq-server")];
