@@ -2,7 +2,12 @@
 
 use super::fake::{FakeTarget, Script};
 use super::*;
-use crate::scenario;
+use crate::error::ErrorKind;
+use crate::record::CaseResult;
+use crate::scenario::{self, Case};
+use crate::stage::Stage;
+use std::sync::Arc;
+use std::time::Duration;
 
 /// A unix/raw case with `extra` scenario settings (no warm-up unless `extra` sets one).
 fn case(extra: &str) -> Case {
@@ -280,14 +285,6 @@ async fn an_interrupt_during_setup_skips_the_case() {
     let (r, took) = stop_after(script, &case("publishes = 10"), ms(500)).await;
     assert!(took <= STOP_GRACE + ms(10), "ended {took:?} after the stop");
     assert!(r.interrupted && r.publishes_ok == 0 && r.errors.total() == 0);
-}
-
-#[test]
-fn open_loop_schedule_is_evenly_spaced() {
-    let interval = 1e9 / 3000.0;
-    assert_eq!(intended_offset(0, interval), Duration::ZERO);
-    assert_eq!(intended_offset(3, interval), ms(1));
-    assert_eq!(intended_offset(3000, interval), Duration::from_secs(1));
 }
 
 #[tokio::test(start_paused = true)]

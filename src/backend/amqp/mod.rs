@@ -3,11 +3,16 @@
 //!
 //! [`AmqpTarget`] declares the case's queue exactly as Celery does, notes how many messages it already
 //! holds, hands out publishers, and after the case counts at the broker what arrived (then purges the queue
-//! unless `keep = true`). The three paths live in [`publisher`], the message encoding in [`wire`], the
-//! error kinds in [`error`]. `docs/amqp.md` explains the choices (the pool, confirm batches).
+//! unless `keep = true`). The three paths live in [`publisher`] ([`fresh`], [`acquire`] and [`pooled`],
+//! with its confirm [`window`]), the message encoding in [`wire`], the error kinds in [`error`].
+//! `docs/amqp.md` explains the choices (the pool, confirm batches).
 
+mod acquire;
 mod error;
+mod fresh;
+mod pooled;
 mod publisher;
+mod window;
 mod wire;
 
 pub use publisher::AmqpPublisher;

@@ -1,0 +1,217 @@
+//! [`PythonPublisher`]: one publisher of a celery or kombu case, driving its harness one publish at a time
+//! ("p", then the answer the harness measured), recovering from a publish the engine cancelled, and
+//! attaching py-spy to the harness for the measured publishes.
+
+use super::harness::{Harness, exit_status, stderr_tail};
+use super::protocol::{self, Answer};
+use super::spy;
+use super::target::Shared;
+use crate::engine::Publisher;
+use crate::error::{ErrorKind, PublishError};
+use crate::message::TaskMessage;
+use crate::stage::StageClock;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+
+/// One publisher of a celery or kombu case: its harness process, one publish at a time.
+pub struct PythonPublisher {
+    harness: Option<Harness>,
+    /// Why this publisher's harness is gone: every publish fails with it.
+    dead: Option<PublishError>,
+    shared: Arc<Shared>,
+    /// Publishes asked for whose answer was not read yet (the engine cancelled them on publish_timeout).
+    outstanding: u32,
+    /// A write of a command was under way: if still set, it was cancelled part-way.
+    writing: bool,
+    /// The answer being read; a cancelled read keeps what it had.
+    line: Vec<u8>,
+    /// py-spy attached to this publisher's harness (`--profile cpu`, measured phase): the CPU sampler and
+    /// the wall-clock one.
+    samplers: Vec<spy::Sampler>,
+    worker: usize,
+    /// The case's temporary directory (py-spy writes there).
+    dir: Option<PathBuf>,
+}
+
+impl PythonPublisher {
+    /// Worker `worker`'s publisher on `harness` (`None`: it was not started, and every publish fails);
+    /// `dir` is the case's temporary directory.
+    pub(super) fn new(
+        harness: Option<Harness>,
+        shared: Arc<Shared>,
+        worker: usize,
+        dir: Option<PathBuf>,
+    ) -> Self {
+        PythonPublisher {
+            dead: harness.is_none().then(|| {
+                PublishError::new(
+                    ErrorKind::Harness,
+                    format!("{} was not started", shared.label()),
+                )
+            }),
+            harness,
+            shared,
+            outstanding: 0,
+            writing: false,
+            line: Vec::with_capacity(128),
+            samplers: Vec::new(),
+            worker,
+            dir,
+        }
+    }
+
+    /// Ends the harness (it is dead or out of step) and remembers why; returns that error.
+    async fn bury(&mut self, why: &str) -> PublishError {
+        let mut message = format!("{} {why}", self.shared.label());
+        if let Some(mut h) = self.harness.take() {
+            let _ = h.child.start_kill();
+            let status = exit_status(&mut h.child).await;
+            message = format!(
+                "{} (pid {}) {why} ({status}); {}",
+                self.shared.label(),
+                h.pid,
+                stderr_tail(&h.stderr_path)
+            );
+        }
+        let e = PublishError::new(ErrorKind::Harness, self.shared.clean(&message));
+        self.dead = Some(e.clone());
+        e
+    }
+
+    /// Reads one answer line into `self.line` (without the newline). Cancel-safe: a cancelled read keeps
+    /// the bytes it had in `self.line` and the next call goes on from there.
+    async fn read_answer(&mut self) -> Result<(), PublishError> {
+        let h = self.harness.as_mut().expect("checked by the caller");
+        if self.line.last() == Some(&b'\n') {
+            self.line.clear();
+        }
+        loop {
+            match h.stdout.read_until(b'\n', &mut self.line).await {
+                Ok(0) => return Err(self.bury("exited in the middle of the case").await),
+                Ok(_) if self.line.last() == Some(&b'\n') => {
+                    self.line.pop();
+                    // Mark the line complete so a later call starts afresh.
+                    self.line.push(b'\n');
+                    return Ok(());
+                }
+                Ok(_) => continue,
+                Err(e) => return Err(self.bury(&format!("could not be read from: {e}")).await),
+            }
+        }
+    }
+
+    /// The answer in `self.line`, applied to `clock`.
+    fn take_answer(&mut self, clock: &mut StageClock) -> Result<(), PublishError> {
+        let line = &self.line[..self.line.len().saturating_sub(1)];
+        let text = std::str::from_utf8(line).unwrap_or("");
+        match protocol::answer(text) {
+            Answer::Published { latency_ns, stages } => {
+                clock.set_measured(latency_ns, stages);
+                Ok(())
+            }
+            Answer::Failed { kind, message } => Err(PublishError::new(
+                kind,
+                self.shared
+                    .clean(&format!("{}: {message}", self.shared.client)),
+            )),
+            Answer::Garbled => Err(self.garbled(text)),
+        }
+    }
+
+    fn garbled(&self, text: &str) -> PublishError {
+        PublishError::new(
+            ErrorKind::Harness,
+            self.shared.clean(&format!(
+                "{} answered {:?}, which taskbench cannot read",
+                self.shared.label(),
+                text.chars().take(200).collect::<String>()
+            )),
+        )
+    }
+}
+
+impl Publisher for PythonPublisher {
+    async fn publish(
+        &mut self,
+        _batch: &[TaskMessage],
+        clock: &mut StageClock,
+    ) -> Result<(), PublishError> {
+        if let Some(e) = &self.dead {
+            return Err(e.clone());
+        }
+        if self.writing {
+            return Err(self.bury("was cut off in the middle of a command").await);
+        }
+        // Answers to publishes the engine gave up on (publish_timeout): read and drop them first, so that
+        // this publish gets its own answer.
+        while self.outstanding > 0 {
+            self.read_answer().await?;
+            self.outstanding -= 1;
+        }
+        self.writing = true;
+        let h = self.harness.as_mut().expect("not dead");
+        if let Err(e) = h.stdin.write_all(protocol::PUBLISH).await {
+            self.writing = false;
+            return Err(self
+                .bury(&format!("stopped reading its commands ({e})"))
+                .await);
+        }
+        self.writing = false;
+        self.outstanding += 1;
+        self.read_answer().await?;
+        self.outstanding -= 1;
+        self.take_answer(clock)
+    }
+
+    async fn measuring(&mut self) {
+        let spy = self.shared.spy.lock().expect("not poisoned").clone();
+        if let (Some(spy), Some(h), Some(dir)) = (spy, &self.harness, &self.dir) {
+            for (sampling, file) in [
+                (spy::Sampling::Cpu, format!("py-spy-{}.txt", self.worker)),
+                (
+                    spy::Sampling::Wall,
+                    format!("py-spy-wall-{}.txt", self.worker),
+                ),
+            ] {
+                match spy::Sampler::attach(&spy, h.pid, dir.join(file), sampling) {
+                    Ok(sampler) => self.samplers.push(sampler),
+                    Err(e) => {
+                        tracing::warn!("no {}: {e}", sampling.profile_name());
+                        self.shared
+                            .profiles
+                            .lock()
+                            .expect("not poisoned")
+                            .push((sampling, Err(e)));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn close(&mut self) {
+        // Both samplers stop together, so that they cover the same stretch of the harness's time.
+        let samplers = std::mem::take(&mut self.samplers);
+        let stops = samplers.into_iter().map(|sampler| async move {
+            let sampling = sampler.sampling();
+            (sampling, sampler.stop().await)
+        });
+        for (sampling, profile) in futures_util::future::join_all(stops).await {
+            if let Err(why) = &profile {
+                tracing::warn!("no {}: {why}", sampling.profile_name());
+            }
+            self.shared
+                .profiles
+                .lock()
+                .expect("not poisoned")
+                .push((sampling, profile));
+        }
+        let Some(mut h) = self.harness.take() else {
+            return;
+        };
+        if let Some(stats) = h.quit().await {
+            self.shared.stats.lock().expect("not poisoned").push(stats);
+        }
+        h.reap().await;
+    }
+}

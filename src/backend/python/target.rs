@@ -1,0 +1,213 @@
+//! [`PythonTarget`]: a broker case published by real Celery or kombu. It wraps the broker's own target for
+//! the queue around the publishes, starts one harness per publisher before the case, and hands each
+//! publisher its harness; `Shared` is what the case's publishers share.
+
+use super::harness::{self, HARNESS, Harness};
+use super::notes;
+use super::protocol::{self, Ready, Stats};
+use super::publisher::PythonPublisher;
+use super::spy;
+use crate::backend::amqp::AmqpTarget;
+use crate::backend::redis::RedisTarget;
+use crate::backend::url::scrub;
+use crate::catalog::Client;
+use crate::engine::Target;
+use crate::error::{ErrorKind, PublishError};
+use crate::scenario::{Case, PythonClient};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+/// What every publisher of a case shares.
+pub(super) struct Shared {
+    pub(super) client: Client,
+    pub(super) python: PathBuf,
+    /// The broker URL as given to the harness (with its password: only ever passed on a pipe).
+    url: String,
+    pub(super) stats: Mutex<Vec<Stats>>,
+    /// `--profile cpu`: py-spy, once `prepare` found it.
+    pub(super) spy: Mutex<Option<PathBuf>>,
+    /// What each harness's samplers recorded, or why one recorded nothing.
+    pub(super) profiles: Mutex<Vec<(spy::Sampling, Result<spy::Recorded, String>)>>,
+}
+
+impl Shared {
+    pub(super) fn label(&self) -> String {
+        format!("the {} harness ({})", self.client, self.python.display())
+    }
+
+    /// A message from or about a harness, safe to print.
+    pub(super) fn clean(&self, text: &str) -> String {
+        scrub(text, &self.url)
+    }
+
+    /// Every harness's samples of one kind, summed (folded text in ns); `None` when none recorded any.
+    pub(super) fn profile(&self, sampling: spy::Sampling) -> Option<String> {
+        let profiles = self.profiles.lock().expect("not poisoned");
+        let texts: Vec<String> = profiles
+            .iter()
+            .filter(|(s, _)| *s == sampling)
+            .filter_map(|(_, r)| r.as_ref().ok().map(|r| r.folded.clone()))
+            .collect();
+        (!texts.is_empty()).then(|| spy::merge(&texts))
+    }
+}
+
+/// A broker's own target, as a Python client case uses it: for the queue around the publishes, and for
+/// what to say about the broker (not about taskbench's publishers, which do not run).
+pub trait Broker: Target {
+    fn broker_notes(&self) -> Vec<String>;
+}
+
+impl Broker for AmqpTarget {
+    fn broker_notes(&self) -> Vec<String> {
+        AmqpTarget::broker_notes(self)
+    }
+}
+
+impl Broker for RedisTarget {
+    fn broker_notes(&self) -> Vec<String> {
+        RedisTarget::broker_notes(self)
+    }
+}
+
+/// A broker case published by real Celery or kombu. `T` is the broker's own target, which prepares,
+/// counts and cleans up the queue exactly as for taskbench's own publishers.
+pub struct PythonTarget<T: Broker> {
+    inner: T,
+    shared: Arc<Shared>,
+    config: String,
+    concurrency: usize,
+    dir: Option<tempfile::TempDir>,
+    harnesses: Mutex<Vec<Option<Harness>>>,
+    ready: Vec<Ready>,
+    path_note: String,
+    profile: bool,
+    /// Open loop: the harnesses wait for the schedule, so their busy share says nothing about the pipe.
+    open_loop: bool,
+}
+
+impl<T: Broker> PythonTarget<T> {
+    /// `url` is the case's broker URL, resolved (with its password, which only the harness sees).
+    /// `profile`: sample the harnesses with py-spy over the measured publishes (`--profile cpu`).
+    pub fn new(inner: T, case: &Case, client: &PythonClient, url: String, profile: bool) -> Self {
+        let path_note = notes::path_note(client.client, case.path.name()).to_string();
+        PythonTarget {
+            inner,
+            config: protocol::config_line(case, client, &url),
+            shared: Arc::new(Shared {
+                client: client.client,
+                python: client.python.clone(),
+                url,
+                stats: Mutex::new(Vec::new()),
+                spy: Mutex::new(None),
+                profiles: Mutex::new(Vec::new()),
+            }),
+            profile,
+            open_loop: case.open_loop(),
+            concurrency: case.concurrency,
+            dir: None,
+            harnesses: Mutex::new(Vec::new()),
+            ready: Vec::new(),
+            path_note,
+        }
+    }
+
+    async fn start_all(&mut self) -> Result<(), PublishError> {
+        let dir = tempfile::Builder::new()
+            .prefix("taskbench-harness-")
+            .tempdir()
+            .map_err(|e| {
+                PublishError::new(
+                    ErrorKind::Setup,
+                    format!("cannot make a temporary directory: {e}"),
+                )
+            })?;
+        let script = dir.path().join("taskbench_harness.py");
+        std::fs::write(&script, HARNESS).map_err(|e| {
+            PublishError::new(
+                ErrorKind::Setup,
+                format!("cannot write {}: {e}", script.display()),
+            )
+        })?;
+        let starts = (0..self.concurrency).map(|w| {
+            harness::start(
+                &script,
+                dir.path().join(format!("stderr-{w}.txt")),
+                &self.shared,
+                &self.config,
+            )
+        });
+        let started = futures_util::future::join_all(starts).await;
+        self.dir = Some(dir);
+        let mut harnesses = Vec::with_capacity(self.concurrency);
+        for s in started {
+            let (harness, ready) = s?;
+            harnesses.push(Some(harness));
+            self.ready.push(ready);
+        }
+        *self.harnesses.lock().expect("not poisoned") = harnesses;
+        Ok(())
+    }
+}
+
+impl<T: Broker> Target for PythonTarget<T> {
+    type Publisher = PythonPublisher;
+
+    async fn prepare(&mut self) -> Result<(), PublishError> {
+        self.inner.prepare().await?;
+        self.start_all().await?;
+        if self.profile {
+            let executable = self.ready.first().map(|r| PathBuf::from(&r.executable));
+            let spy = spy::find(executable.as_deref())
+                .map_err(|e| PublishError::new(ErrorKind::Setup, self.shared.clean(&e)))?;
+            *self.shared.spy.lock().expect("not poisoned") = Some(spy);
+        }
+        Ok(())
+    }
+
+    fn publisher(&self, worker: usize) -> PythonPublisher {
+        let harness = self
+            .harnesses
+            .lock()
+            .expect("not poisoned")
+            .get_mut(worker)
+            .and_then(Option::take);
+        PythonPublisher::new(
+            harness,
+            self.shared.clone(),
+            worker,
+            self.dir.as_ref().map(|d| d.path().to_path_buf()),
+        )
+    }
+
+    async fn delivered(&mut self, expected: u64) -> Result<Option<u64>, PublishError> {
+        self.inner.delivered(expected).await
+    }
+
+    fn cpu_profile(&mut self) -> Option<String> {
+        self.shared.profile(spy::Sampling::Cpu)
+    }
+
+    fn pywall_profile(&mut self) -> Option<String> {
+        self.shared.profile(spy::Sampling::Wall)
+    }
+
+    async fn finish(&mut self) {
+        // Harnesses never handed to a publisher (a setup failure) are killed as they drop.
+        self.harnesses.lock().expect("not poisoned").clear();
+        self.inner.finish().await;
+        self.dir = None;
+    }
+
+    fn notes(&self) -> Vec<String> {
+        let mut notes = self.inner.broker_notes();
+        notes.extend(notes::case_notes(
+            &self.ready,
+            &self.shared,
+            &self.path_note,
+            self.profile,
+            self.open_loop,
+        ));
+        notes
+    }
+}
