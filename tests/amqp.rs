@@ -1178,14 +1178,6 @@ impl Drop for PrivateNode {
     }
 }
 
-/// The blocked time in a flow-control note ("publishing blocked 2s 960ms in total").
-fn blocked_total(note: &str) -> Duration {
-    let from =
-        note.find("publishing blocked ").expect("a blocked time") + "publishing blocked ".len();
-    let to = note[from..].find(" in total").expect("a blocked time") + from;
-    humantime::parse_duration(&note[from..to]).expect("a humantime duration")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs rabbitmq-server for a private node; tests/run runs it"]
 async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
@@ -1215,20 +1207,23 @@ async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
             node.url()
         )
     };
-    let flow_note = |r: &CaseResult| {
-        r.notes
-            .iter()
-            .find(|n| n.starts_with("flow control:"))
-            .cloned()
-            .unwrap_or_else(|| panic!("a flow-control note: {:?}", r.notes))
+    let flow = |r: &CaseResult| {
+        r.facts
+            .flow_control
+            .clone()
+            .unwrap_or_else(|| panic!("flow-control facts on a pooled path: {:?}", r.facts))
     };
 
     let quiet = run(&toml("1s")).await;
     assert_eq!(quiet.errors.total(), 0, "{:?}", quiet.errors.by_kind());
+    assert_eq!(flow(&quiet).blocked, 0, "{:?}", flow(&quiet));
     assert!(
-        flow_note(&quiet).contains("connection.blocked 0 times"),
-        "{}",
-        flow_note(&quiet)
+        quiet
+            .notes_with_facts()
+            .iter()
+            .any(|n| n.starts_with("flow control: connection.blocked 0 times")),
+        "a case without a block says so: {:?}",
+        quiet.notes_with_facts()
     );
 
     let case = toml("5s");
@@ -1251,23 +1246,25 @@ async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
         .expect("clearing the alarm");
     let r = runner.await.unwrap();
     let alarm_to_end = raising.elapsed();
-    let note = flow_note(&r);
-    eprintln!("{}: {note}", common::test_name());
+    let seen = flow(&r);
+    eprintln!("{}: {seen:?}", common::test_name());
+    assert_eq!((seen.blocked, seen.unblocked), (1, 1), "{seen:?}");
     assert!(
-        note.contains("connection.blocked 1 times")
-            && note.contains("connection.unblocked 1 times"),
-        "{note}"
-    );
-    assert!(
-        note.contains("low on memory"),
-        "the broker's reason: {note}"
+        seen.reason
+            .as_deref()
+            .is_some_and(|r| r.contains("low on memory")),
+        "the broker's reason: {seen:?}"
     );
     // How long rabbitmqctl takes to raise and clear the alarm is the machine's business; the block lies
     // between raising the alarm and the end of the case, on the same clock.
-    let blocked = blocked_total(&note);
+    let blocked = Duration::from_nanos(seen.blocked_ns);
     assert!(
         blocked > Duration::ZERO && blocked <= alarm_to_end,
-        "blocked for a while, within the {alarm_to_end:?} from raising the alarm to the case's end: {note}"
+        "blocked for a while, within the {alarm_to_end:?} from raising the alarm to the case's end: {seen:?}"
+    );
+    assert_eq!(
+        seen.longest_blocked_ns, seen.blocked_ns,
+        "one block: {seen:?}"
     );
     assert!(r.publishes_ok > 200, "publishing went on after the alarm");
     drop(node);

@@ -157,11 +157,27 @@ async fn every_client_and_path_on(backend: &str) {
             if path == "fresh" {
                 assert!(has(Stage::Connect), "{what}");
             }
+            let python = r
+                .facts
+                .python
+                .as_ref()
+                .expect("a Python case has harness facts");
+            assert_eq!(python.client, client, "{what}");
             assert!(
-                r.notes
-                    .iter()
-                    .any(|n| n.contains(&format!("client {client}: Celery "))),
-                "{what}: the versions are in the notes"
+                python
+                    .versions
+                    .as_ref()
+                    .is_some_and(|v| v.celery.starts_with('5')),
+                "{what}: the versions are in the facts: {python:?}"
+            );
+            assert_eq!(
+                python.pids.len(),
+                r.concurrency,
+                "{what}: one harness per publisher"
+            );
+            assert!(
+                python.published >= N + WARMUP,
+                "{what}: the harness counted its publishes: {python:?}"
             );
             total += N + WARMUP;
         }

@@ -164,7 +164,7 @@ async fn delivered<T: Target>(target: &mut T, expected: u64) -> Result<Option<u6
     }
 }
 
-/// Cleans up after a case (cut short by an interrupt, noted) and adds the backend's notes.
+/// Cleans up after a case (cut short by an interrupt, noted) and adds the backend's notes and facts.
 async fn finish<T: Target>(target: &mut T, stop: &Stop, result: &mut CaseResult) {
     if stop.or_grace(STOP_GRACE, target.finish()).await.is_none() {
         result.notes.push(
@@ -173,6 +173,7 @@ async fn finish<T: Target>(target: &mut T, stop: &Stop, result: &mut CaseResult)
         );
     }
     result.notes.extend(target.notes());
+    result.facts = target.facts();
 }
 
 /// Waits for every publisher task; a panic is kept as a message, a task abandoned at an interrupt is not.

@@ -2,6 +2,7 @@
 //! the [`ProgressView`] a running case reports its progress to.
 
 use crate::error::PublishError;
+use crate::facts::CaseFacts;
 use crate::message::TaskMessage;
 use crate::record::Recorder;
 use crate::stage::StageClock;
@@ -74,9 +75,15 @@ pub trait Target: Send + 'static {
     /// Cleans up (purge queues, stop the sink).
     fn finish(&mut self) -> impl Future<Output = ()> + Send;
 
-    /// Things a reader of this case's numbers must know.
+    /// Things a reader of this case's numbers must know: the same words for every case on this path (a
+    /// figure belongs in [`Target::facts`]).
     fn notes(&self) -> Vec<String> {
         Vec::new()
+    }
+
+    /// What the backend counted besides latency, read once the case has finished.
+    fn facts(&self) -> CaseFacts {
+        CaseFacts::default()
     }
 
     /// A CPU profile the target recorded itself (folded stacks in ns), after `finish`; `None` for targets

@@ -110,6 +110,16 @@ pub struct StageResult {
 }
 
 impl CaseResult {
+    /// Every sentence a reader gets about the case, as summary.json's `notes` has them: the path's notes,
+    /// then the facts' ([`CaseFacts::notes`]).
+    pub fn notes_with_facts(&self) -> Vec<String> {
+        self.notes
+            .iter()
+            .cloned()
+            .chain(self.facts.notes())
+            .collect()
+    }
+
     /// An empty result for `case`.
     pub fn empty(case: &Case) -> Self {
         CaseResult {

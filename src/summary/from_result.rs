@@ -153,7 +153,7 @@ impl CaseSummary {
                 .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
                 .map(|d| d.as_secs_f64()),
             interrupted: r.interrupted,
-            notes: r.notes.iter().cloned().chain(r.facts.notes()).collect(),
+            notes: r.notes_with_facts(),
             facts: r.facts.clone(),
             settings: CaseSettings::of(&r.case),
             thresholds: r

@@ -23,6 +23,7 @@ use crate::catalog::PathKind;
 use crate::engine::Stop;
 use crate::engine::Target;
 use crate::error::{ErrorKind, PublishError};
+use crate::facts::{CaseFacts, FlowControl};
 use crate::scenario::{AmqpOptions, Case, Confirm, QueueType};
 use crate::settle::{Settle, SettleRules};
 use crate::stage::{Stage, StageClock};
@@ -88,34 +89,19 @@ impl FlowStats {
         self.longest_ns.fetch_max(ns, Relaxed);
     }
 
-    /// The note for the case: always there on watched paths, so "no block" is stated, not implied.
-    fn note(&self) -> String {
-        let blocked = self.blocked.load(Relaxed);
-        let unblocked = self.unblocked.load(Relaxed);
-        if blocked == 0 {
-            return "flow control: connection.blocked 0 times (no memory or disk alarm during the case); \
-                    credit-flow throttling sends no event, see docs/amqp.md"
-                .into();
+    /// What the case's watched connections saw, for its facts.
+    fn facts(&self) -> FlowControl {
+        FlowControl {
+            blocked: self.blocked.load(Relaxed),
+            unblocked: self.unblocked.load(Relaxed),
+            reason: self
+                .reason
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
+            blocked_ns: self.blocked_ns.load(Relaxed),
+            longest_blocked_ns: self.longest_ns.load(Relaxed),
         }
-        let ns = |v: &AtomicU64| {
-            humantime::format_duration(Duration::from_millis(v.load(Relaxed) / 1_000_000))
-        };
-        let reason = self
-            .reason
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .unwrap_or_default();
-        let mut note = format!(
-            "flow control: connection.blocked {blocked} times ({reason:?}), connection.unblocked {unblocked} times; \
-             publishing blocked {} in total, longest {}",
-            ns(&self.blocked_ns),
-            ns(&self.longest_ns)
-        );
-        if unblocked < blocked {
-            note.push_str("; still blocked when the case ended (its time counted until the connection closed)");
-        }
-        note
     }
 }
 
@@ -538,6 +524,15 @@ impl Target for AmqpTarget {
         }
     }
 
+    fn facts(&self) -> CaseFacts {
+        // Only the acquire and pooled paths watch their connections for connection.blocked.
+        let watched = matches!(self.s.path, PathKind::Acquire | PathKind::Pooled);
+        CaseFacts {
+            flow_control: watched.then(|| self.s.flow.facts()),
+            ..CaseFacts::default()
+        }
+    }
+
     fn notes(&self) -> Vec<String> {
         let s = &self.s;
         let mut notes = self.broker_notes();
@@ -568,14 +563,12 @@ impl Target for AmqpTarget {
                     "acquire: a pool of up to {} connections, each with one channel, checked out per publish; the acquire stage includes connecting when the pool grows",
                     self.pool_size
                 ));
-                notes.push(s.flow.note());
             }
             PathKind::Pooled => {
                 notes.push(format!(
                     "pooled: one channel per publisher on {} shared connection(s), declared once per connection",
                     self.connections
                 ));
-                notes.push(s.flow.note());
                 // (A window with batch > 1 is refused by the scenario.)
                 if s.pipeline > 1 {
                     notes.push(format!(

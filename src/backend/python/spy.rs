@@ -80,6 +80,14 @@ impl Sampling {
         }
     }
 
+    /// The flamegraph view its samples are drawn in (`taskbench flame --view`).
+    pub fn view_name(self) -> &'static str {
+        match self {
+            Sampling::Cpu => "cpu",
+            Sampling::Wall => "pywall",
+        }
+    }
+
     /// What the notes call its profile.
     pub fn profile_name(self) -> &'static str {
         match self {

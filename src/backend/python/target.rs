@@ -13,6 +13,7 @@ use crate::backend::url::scrub;
 use crate::catalog::Client;
 use crate::engine::Target;
 use crate::error::{ErrorKind, PublishError};
+use crate::facts::CaseFacts;
 use crate::scenario::{Case, PythonClient};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -56,6 +57,12 @@ impl Shared {
 /// what to say about the broker (not about taskbench's publishers, which do not run).
 pub trait Broker: Target {
     fn broker_notes(&self) -> Vec<String>;
+
+    /// What the broker's queue showed, whoever published (not the figures of taskbench's own
+    /// publishers, which do not run).
+    fn broker_facts(&self) -> CaseFacts {
+        CaseFacts::default()
+    }
 }
 
 impl Broker for AmqpTarget {
@@ -67,6 +74,10 @@ impl Broker for AmqpTarget {
 impl Broker for RedisTarget {
     fn broker_notes(&self) -> Vec<String> {
         RedisTarget::broker_notes(self)
+    }
+
+    fn broker_facts(&self) -> CaseFacts {
+        RedisTarget::broker_facts(self)
     }
 }
 
@@ -203,11 +214,16 @@ impl<T: Broker> Target for PythonTarget<T> {
         let mut notes = self.inner.broker_notes();
         notes.extend(notes::case_notes(
             &self.ready,
-            &self.shared,
             &self.path_note,
             self.profile,
-            self.open_loop,
         ));
         notes
+    }
+
+    fn facts(&self) -> CaseFacts {
+        CaseFacts {
+            python: Some(notes::case_facts(&self.ready, &self.shared, self.open_loop)),
+            ..self.inner.broker_facts()
+        }
     }
 }

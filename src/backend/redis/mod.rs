@@ -18,6 +18,7 @@ use crate::catalog::PathKind;
 use crate::engine::Stop;
 use crate::engine::{Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
+use crate::facts::CaseFacts;
 use crate::message::TaskMessage;
 use crate::scenario::{Case, RedisOptions};
 use crate::stage::StageClock;
@@ -216,7 +217,6 @@ pub struct RedisTarget {
     prepared: bool,
     pool: Option<acquire::Pool>,
     shared: Option<Arc<pooled::SharedConnection>>,
-    notes: Vec<String>,
 }
 
 impl RedisTarget {
@@ -241,7 +241,6 @@ impl RedisTarget {
             prepared: false,
             pool: None,
             shared: None,
-            notes: Vec::new(),
         })
     }
 
@@ -380,17 +379,14 @@ impl Target for RedisTarget {
         if let Err(e) = pipe.query_async::<()>(admin).await {
             tracing::warn!("cleaning up {}: {e}", endpoint.shown);
         }
-        if self.before.iter().any(|&b| b > 0) {
-            self.notes.push(format!(
-                "queue {:?} held {} messages before the case; they were left in place",
-                endpoint.lists[0],
-                self.before.iter().sum::<u64>()
-            ));
-        }
+    }
+
+    fn facts(&self) -> CaseFacts {
+        self.broker_facts()
     }
 
     fn notes(&self) -> Vec<String> {
-        let mut notes = vec![self.broker_notes().remove(0)];
+        let mut notes = self.broker_notes();
         notes.push(match self.path {
             PathKind::Fresh if self.kombu_handshake => "fresh: every publish opens a connection, sends kombu's PING, MULTI LLEN x4 and binding MULTI SADD x2, LPUSHes and closes".to_string(),
             PathKind::Fresh => "fresh without the kombu handshake: connect, LPUSH, close".to_string(),
@@ -407,21 +403,27 @@ impl Target for RedisTarget {
                 self.batch
             ));
         }
-        notes.extend(self.notes.iter().cloned());
         notes
     }
 }
 
 impl RedisTarget {
     /// What a reader must know about the server and lists, whoever publishes (taskbench or a Python
-    /// client); the first is where, the rest what the cleanup found.
+    /// client): where they are.
     pub fn broker_notes(&self) -> Vec<String> {
-        let mut notes = vec![format!(
+        vec![format!(
             "redis at {}, list {:?}",
             self.endpoint.shown, self.endpoint.list
-        )];
-        notes.extend(self.notes.iter().cloned());
-        notes
+        )]
+    }
+
+    /// What the lists held before the case (left in place), whoever publishes.
+    pub fn broker_facts(&self) -> CaseFacts {
+        let held: u64 = self.before.iter().sum();
+        CaseFacts {
+            queue_held_before: (held > 0).then_some(held),
+            ..CaseFacts::default()
+        }
     }
 }
 
