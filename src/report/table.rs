@@ -1,5 +1,6 @@
 //! The side-by-side table of a run's cases, and the lines under it that explain errors and caveats.
 
+use crate::catalog::Backend;
 use crate::facts::PythonFacts;
 use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
@@ -84,7 +85,7 @@ pub fn comparison_of(cases: &[CaseSummary]) -> String {
             .notes
             .iter()
             .filter(move |n| !figures.iter().flatten().any(|f| f == *n));
-        (c.name.as_str(), notes.cloned().collect())
+        (c.name.as_str(), c.backend, notes.cloned().collect())
     })));
     out.push_str(&harnesses(
         cases
@@ -94,28 +95,54 @@ pub fn comparison_of(cases: &[CaseSummary]) -> String {
     out
 }
 
-/// Notes, each said once with the cases it applies to (all of them said as such).
-fn grouped_notes<'a>(cases: impl Iterator<Item = (&'a str, Vec<String>)>) -> String {
-    let mut names: Vec<&str> = Vec::new();
-    let mut notes: Vec<(String, Vec<&str>)> = Vec::new();
-    for (name, case_notes) in cases {
-        names.push(name);
+/// Notes, each said once with the cases it applies to ([`which_cases`]); `cases` are each case's name,
+/// backend and notes.
+fn grouped_notes<'a>(cases: impl Iterator<Item = (&'a str, Backend, Vec<String>)>) -> String {
+    let mut all: Vec<(&str, Backend)> = Vec::new();
+    let mut notes: Vec<(String, Vec<usize>)> = Vec::new();
+    for (k, (name, backend, case_notes)) in cases.enumerate() {
+        all.push((name, backend));
         for note in case_notes {
             match notes.iter_mut().find(|(n, _)| *n == note) {
-                Some((_, cases)) => cases.push(name),
-                None => notes.push((note, vec![name])),
+                Some((_, members)) => members.push(k),
+                None => notes.push((note, vec![k])),
             }
         }
     }
     let mut out = String::new();
-    for (note, cases) in notes {
-        let which = match cases.len() == names.len() && names.len() > 1 {
-            true => "all cases".to_string(),
-            false => cases.join(", "),
-        };
-        out.push_str(&format!("note ({which}): {note}\n"));
+    for (note, members) in notes {
+        out.push_str(&format!("note ({}): {note}\n", which_cases(&members, &all)));
     }
     out
+}
+
+/// Each case's name and backend, for [`which_cases`].
+pub fn named(cases: &[CaseSummary]) -> Vec<(&str, Backend)> {
+    cases.iter().map(|c| (c.name.as_str(), c.backend)).collect()
+}
+
+/// Which cases `members` (indices into `cases`: each case's name and backend; at least one) are, in
+/// words: `all cases`, `all redis cases` (every case of one backend, and only those), `all cases but a, b`
+/// when that is shorter, else the names.
+pub fn which_cases(members: &[usize], cases: &[(&str, Backend)]) -> String {
+    let names = |pick: &dyn Fn(usize) -> bool| {
+        (0..cases.len())
+            .filter(|&k| pick(k))
+            .map(|k| cases[k].0)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let backend = cases[members[0]].1;
+    let of_backend = |k: usize| cases[k].1 == backend;
+    if members.len() == cases.len() && cases.len() > 1 {
+        "all cases".into()
+    } else if members.len() > 1 && (0..cases.len()).all(|k| of_backend(k) == members.contains(&k)) {
+        format!("all {backend} cases")
+    } else if members.len() > 2 && cases.len() - members.len() < members.len() / 2 {
+        format!("all cases but {}", names(&|k| !members.contains(&k)))
+    } else {
+        names(&|k| members.contains(&k))
+    }
 }
 
 /// The Python harnesses' own figures, one row per `celery` or `kombu` case; empty without such cases.
@@ -227,7 +254,7 @@ fn explanations(results: &[CaseResult]) -> String {
     }
     out.push_str(&grouped_notes(results.iter().map(|r| {
         let notes = r.notes.iter().cloned().chain(r.facts.described());
-        (r.name.as_str(), notes.collect())
+        (r.name.as_str(), r.backend, notes.collect())
     })));
     out.push_str(&harnesses(
         results
@@ -259,4 +286,72 @@ pub fn thresholds(results: &[CaseResult]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::PythonFacts;
+
+    fn notes(words: &[&str]) -> Vec<String> {
+        words.iter().map(|w| w.to_string()).collect()
+    }
+
+    #[test]
+    fn each_note_is_said_once_naming_its_cases_in_the_fewest_words() {
+        let cases = [
+            (
+                "a1",
+                Backend::Amqp,
+                notes(&["where: rabbit", "shared", "celery"]),
+            ),
+            ("a2", Backend::Amqp, notes(&["where: rabbit", "shared"])),
+            (
+                "r1",
+                Backend::Redis,
+                notes(&["where: redis", "shared", "celery"]),
+            ),
+            ("r2", Backend::Redis, notes(&["where: redis", "shared"])),
+            ("r3", Backend::Redis, notes(&["where: redis", "shared"])),
+        ];
+        let out = grouped_notes(cases.into_iter());
+        assert_eq!(
+            out,
+            "note (all amqp cases): where: rabbit\n\
+             note (all cases): shared\n\
+             note (a1, r1): celery\n\
+             note (all redis cases): where: redis\n"
+        );
+    }
+
+    #[test]
+    fn the_harnesses_figures_are_a_table_with_a_row_per_python_case() {
+        let p = |pid, busy: u64| {
+            PythonFacts {
+                client: "celery".into(),
+                pids: vec![pid],
+                published: 10,
+                timed_calls: 90,
+                busy_ns: busy,
+                span_ns: 100,
+                ..PythonFacts::default()
+            }
+            .with_shares(false)
+        };
+        let (a, b) = (p(41, 96), p(42, 62));
+        let out = harnesses([("amqp-celery", &a), ("redis-celery", &b)].into_iter());
+        let rows: Vec<&str> = out.lines().collect();
+        assert!(rows[0].starts_with("Python harnesses (busy:"), "{out}");
+        assert!(
+            rows[2].contains("amqp-celery") && rows[2].contains("41") && rows[2].contains("96%")
+        );
+        assert!(
+            rows[3].contains("redis-celery") && rows[3].contains("62%") && rows[3].contains("9.0")
+        );
+        assert_eq!(
+            harnesses(std::iter::empty()),
+            "",
+            "no table without Python cases"
+        );
+    }
 }

@@ -4,6 +4,7 @@
 
 use super::figures::{self, Piece};
 use crate::human::{human_count, human_ns};
+use crate::report::table::{named, which_cases};
 use crate::summary::CaseSummary;
 use serde::Serialize;
 
@@ -110,30 +111,6 @@ fn notes_of(c: &CaseSummary) -> Vec<String> {
     out
 }
 
-/// Which cases `members` (indices into `cases`, at least one) are, as a heading: `all cases`, `all redis
-/// cases` (every case of one backend, and only those), `all cases but a, b` when that is shorter, else the
-/// names.
-fn heading(members: &[usize], cases: &[CaseSummary]) -> String {
-    let names = |pick: &dyn Fn(usize) -> bool| {
-        (0..cases.len())
-            .filter(|&k| pick(k))
-            .map(|k| cases[k].name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let backend = cases[members[0]].backend;
-    let of_backend = |k: usize| cases[k].backend == backend;
-    if members.len() == cases.len() && cases.len() > 1 {
-        "all cases".into()
-    } else if members.len() > 1 && (0..cases.len()).all(|k| of_backend(k) == members.contains(&k)) {
-        format!("all {backend} cases")
-    } else if members.len() > 2 && cases.len() - members.len() < members.len() / 2 {
-        format!("all cases but {}", names(&|k| !members.contains(&k)))
-    } else {
-        names(&|k| members.contains(&k))
-    }
-}
-
 /// A case's note worded like others: the case's index and the note's pieces.
 type Worded = (usize, Vec<Piece>);
 
@@ -223,7 +200,7 @@ pub fn grouped(cases: &[CaseSummary]) -> Vec<NoteGroup> {
     groups
         .into_iter()
         .map(|(members, notes)| NoteGroup {
-            cases: heading(&members, cases),
+            cases: which_cases(&members, &named(cases)),
             notes,
         })
         .collect()
