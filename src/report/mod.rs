@@ -240,7 +240,7 @@ impl RunFolder {
         summary: &Summary,
         baseline: Option<(&str, &Summary)>,
     ) -> anyhow::Result<()> {
-        let html = html::render(&self.dir, summary, baseline).map_err(anyhow::Error::msg)?;
+        let html = html::render(&self.dir, summary, baseline)?;
         self.write(REPORT, html.as_bytes())
     }
 
