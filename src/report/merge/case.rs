@@ -7,11 +7,12 @@ use crate::summary::{
     CaseSettings, CaseSummary, LatencySummary, Mode, StageSummary, breakdown_of, decode_histogram,
     encode_histogram,
 };
+use anyhow::anyhow;
 use hdrhistogram::Histogram;
 use indexmap::IndexMap;
 
-fn decode(what: &str, case: &str, text: Option<&str>) -> Result<Option<Histogram<u64>>, String> {
-    text.map(|t| decode_histogram(t).map_err(|e| format!("case {case:?}: {what} {e}")))
+fn decode(what: &str, case: &str, text: Option<&str>) -> anyhow::Result<Option<Histogram<u64>>> {
+    text.map(|t| decode_histogram(t).map_err(|e| anyhow!("case {case:?}: {what} {e}")))
         .transpose()
 }
 
@@ -21,7 +22,7 @@ fn decode(what: &str, case: &str, text: Option<&str>) -> Result<Option<Histogram
 pub(super) fn merge_case(
     parts: &[&CaseSummary],
     logged: &[Option<Vec<Vec<u8>>>],
-) -> Result<(CaseSummary, Option<Vec<u8>>), String> {
+) -> anyhow::Result<(CaseSummary, Option<Vec<u8>>)> {
     let first = parts[0];
     let name = first.name.as_str();
     let Added {
@@ -106,7 +107,7 @@ struct Added {
 }
 
 /// Adds up `parts`, the shards' summaries of case `name`; errors come most frequent first.
-fn add_parts(parts: &[&CaseSummary], name: &str) -> Result<Added, String> {
+fn add_parts(parts: &[&CaseSummary], name: &str) -> anyhow::Result<Added> {
     let mut latency = crate::record::new_histogram();
     let mut failed = crate::record::new_histogram();
     let mut errors: IndexMap<String, u64> = IndexMap::new();
@@ -114,7 +115,9 @@ fn add_parts(parts: &[&CaseSummary], name: &str) -> Result<Added, String> {
     let mut stages: IndexMap<String, (Histogram<u64>, u64)> = IndexMap::new();
     let mut notes: Vec<String> = Vec::new();
     for p in parts {
-        latency.add(p.decode_histogram()?).expect("same bounds");
+        latency
+            .add(p.decode_histogram().map_err(anyhow::Error::msg)?)
+            .expect("same bounds");
         if let Some(h) = decode("failed_histogram", name, p.failed_histogram.as_deref())? {
             failed.add(h).expect("same bounds");
         }
@@ -126,7 +129,7 @@ fn add_parts(parts: &[&CaseSummary], name: &str) -> Result<Added, String> {
         }
         for (stage, s) in &p.stages {
             let h = decode("stage histogram", name, s.histogram.as_deref())?.ok_or_else(|| {
-                format!(
+                anyhow!(
                     "case {name:?}: stage {stage:?} has no histogram (a summary.json from before 0.2.0); \
                      run the shards again with this taskbench"
                 )
