@@ -72,7 +72,7 @@ fn percentile_label(x: f64) -> String {
 pub fn spectrum(cases: &[CaseSummary]) -> anyhow::Result<String> {
     let mut series: Vec<Series> = Vec::new();
     for (i, c) in cases.iter().enumerate() {
-        let h = c.decode_histogram().map_err(anyhow::Error::msg)?;
+        let h = c.decode_histogram()?;
         if h.is_empty() {
             continue;
         }

@@ -4,16 +4,27 @@
 use super::timeline::{MergedTimeline, timeline};
 use crate::facts::CaseFacts;
 use crate::summary::{
-    CaseSettings, CaseSummary, LatencySummary, Mode, StageSummary, breakdown_of, decode_histogram,
-    encode_histogram,
+    CaseSettings, CaseSummary, LatencySummary, Mode, StageSummary, SummaryError, breakdown_of,
+    decode_histogram, encode_histogram,
 };
 use anyhow::anyhow;
 use hdrhistogram::Histogram;
 use indexmap::IndexMap;
 
-fn decode(what: &str, case: &str, text: Option<&str>) -> anyhow::Result<Option<Histogram<u64>>> {
-    text.map(|t| decode_histogram(t).map_err(|e| anyhow!("case {case:?}: {what} {e}")))
-        .transpose()
+/// The histogram `text` (if any) of case `case`, which holds it in `field`.
+fn decode(
+    field: &'static str,
+    case: &str,
+    text: Option<&str>,
+) -> Result<Option<Histogram<u64>>, SummaryError> {
+    text.map(|t| {
+        decode_histogram(t).map_err(|error| SummaryError::BadHistogram {
+            case: case.to_string(),
+            field,
+            error,
+        })
+    })
+    .transpose()
 }
 
 /// `parts` (the same case from every shard) as one case, with `logged[k]` the interval histograms of
@@ -115,9 +126,7 @@ fn add_parts(parts: &[&CaseSummary], name: &str) -> anyhow::Result<Added> {
     let mut stages: IndexMap<String, (Histogram<u64>, u64)> = IndexMap::new();
     let mut notes: Vec<String> = Vec::new();
     for p in parts {
-        latency
-            .add(p.decode_histogram().map_err(anyhow::Error::msg)?)
-            .expect("same bounds");
+        latency.add(p.decode_histogram()?).expect("same bounds");
         if let Some(h) = decode("failed_histogram", name, p.failed_histogram.as_deref())? {
             failed.add(h).expect("same bounds");
         }

@@ -30,11 +30,7 @@ pub fn merge(
 ) -> anyhow::Result<Summary> {
     let runs: Vec<(PathBuf, Summary)> = dirs
         .iter()
-        .map(|d| {
-            Summary::read(d)
-                .map(|s| (d.clone(), s))
-                .map_err(anyhow::Error::msg)
-        })
+        .map(|d| Summary::read(d).map(|s| (d.clone(), s)))
         .collect::<Result<_, _>>()?;
     shards::check_shards(&runs)?;
     let first = &runs[0].1;
@@ -116,7 +112,7 @@ fn write_run_folder(
         if let Some(hlog) = hlog {
             folder.write(&format!("{}.hlog", c.name), hlog)?;
         }
-        let latency = c.decode_histogram().map_err(anyhow::Error::msg)?;
+        let latency = c.decode_histogram()?;
         folder.write(
             &format!("{}.hgrm", c.name),
             super::hgrm::percentile_distribution(&latency).as_bytes(),
