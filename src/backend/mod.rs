@@ -21,7 +21,7 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
     match &case.options {
         BackendOptions::Local(o) => match local::LocalTarget::new(case, o) {
             Ok(target) => engine::run_case(target, case, control).await,
-            Err(e) => CaseResult::failed_setup(case, ErrorKind::Setup, format!("{e:#}")),
+            Err(e) => CaseResult::failed_setup(case, ErrorKind::Setup, e.to_string()),
         },
         BackendOptions::Redis(o) => {
             let target = redis::RedisTarget::new(case, o, control.stop.clone());

@@ -81,12 +81,10 @@ pub fn main() -> ExitCode {
                 Ending::Ok
             }),
         Command::Merge { runs, out, force } => {
-            report::merge::merge(&runs, &out, force, std::env::args().collect())
-                .map(|summary| {
-                    print_stdout(&report::merge::text(&summary, &out));
-                    Ending::Ok
-                })
-                .map_err(anyhow::Error::msg)
+            report::merge::merge(&runs, &out, force, std::env::args().collect()).map(|summary| {
+                print_stdout(&report::merge::text(&summary, &out));
+                Ending::Ok
+            })
         }
         Command::Sink { listen } => sink(listen),
     };

@@ -23,8 +23,8 @@ pub struct Redraw {
 
 /// Draws what `what` asks for and returns the files written.
 pub fn redraw(what: &Redraw) -> anyhow::Result<Vec<PathBuf>> {
-    let summary = Summary::read(&what.dir).map_err(anyhow::Error::msg)?;
-    let case = |name: &str| summary.case(name).map_err(anyhow::Error::msg);
+    let summary = Summary::read(&what.dir)?;
+    let case = |name: &str| summary.case(name);
     match &what.diff {
         Some((base, new)) => {
             let (base, new) = (case(base)?, case(new)?);
@@ -41,7 +41,7 @@ pub fn redraw(what: &Redraw) -> anyhow::Result<Vec<PathBuf>> {
                 what.cases
                     .iter()
                     .map(|n| case(n))
-                    .collect::<anyhow::Result<_>>()?
+                    .collect::<Result<_, _>>()?
             };
             if selected.is_empty() {
                 anyhow::bail!(

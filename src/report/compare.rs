@@ -320,8 +320,7 @@ impl Comparison {
             .iter()
             .map(|e| FailIf::parse(e))
             .collect::<Result<Vec<_>, _>>()?;
-        let read = |dir: &Path| Summary::read(dir).map_err(anyhow::Error::msg);
-        let (base_run, new_run) = (read(base)?, read(new)?);
+        let (base_run, new_run) = (Summary::read(base)?, Summary::read(new)?);
         let comparison = Comparison::new(
             &base.display().to_string(),
             &base_run,

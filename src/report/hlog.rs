@@ -6,9 +6,10 @@ use crate::record::CaseResult;
 use base64::Engine;
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::interval_log::{
-    IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder, LogEntry, Tag,
+    IntervalLogIterator, IntervalLogWriter, IntervalLogWriterBuilder, LogEntry, LogIteratorError,
+    Tag,
 };
-use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
+use hdrhistogram::serialization::{DeserializeError, Deserializer, V2DeflateSerializer};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The interval log of `result`'s timeline; StartTime and BaseTime are the measured run's start, so each
@@ -77,26 +78,42 @@ pub struct LoggedInterval {
     pub count: u64,
 }
 
+/// Why bytes are not an interval log [`read`] takes, and where: a line that does not parse, or an
+/// interval (numbered from 1) whose histogram is not base64 or does not decode.
+#[derive(Debug, thiserror::Error)]
+pub enum HlogError {
+    #[error("not an interval log at byte {offset}")]
+    NotALog { offset: usize },
+    #[error("interval {interval}: the histogram is not base64 ({error})")]
+    NotBase64 {
+        interval: usize,
+        error: base64::DecodeError,
+    },
+    #[error("interval {interval}: the histogram does not decode ({error})")]
+    DoesNotDecode {
+        interval: usize,
+        error: DeserializeError,
+    },
+}
+
 /// Every interval of the interval log `bytes`, in the order written, each histogram decoded once to check
-/// it; an error (a line that does not parse, base64 or a histogram that does not decode) says where.
-pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, String> {
+/// it; an error says where it is not one.
+pub fn read(bytes: &[u8]) -> Result<Vec<LoggedInterval>, HlogError> {
     let mut out = Vec::new();
     for entry in IntervalLogIterator::new(bytes) {
         let entry = entry.map_err(|e| match e {
-            hdrhistogram::serialization::interval_log::LogIteratorError::ParseError { offset } => {
-                format!("not an interval log at byte {offset}")
-            }
+            LogIteratorError::ParseError { offset } => HlogError::NotALog { offset },
         })?;
         let LogEntry::Interval(i) = entry else {
             continue;
         };
-        let n = out.len() + 1;
+        let interval = out.len() + 1;
         let encoded = base64::engine::general_purpose::STANDARD
             .decode(i.encoded_histogram())
-            .map_err(|e| format!("interval {n}: the histogram is not base64 ({e})"))?;
+            .map_err(|error| HlogError::NotBase64 { interval, error })?;
         let histogram: Histogram<u64> = Deserializer::new()
             .deserialize(&mut encoded.as_slice())
-            .map_err(|e| format!("interval {n}: the histogram does not decode ({e})"))?;
+            .map_err(|error| HlogError::DoesNotDecode { interval, error })?;
         out.push(LoggedInterval {
             start: i.start_timestamp(),
             length: i.duration(),
@@ -183,11 +200,15 @@ mod tests {
     #[test]
     fn a_log_that_does_not_read_is_an_error_not_a_panic() {
         assert!(read(b"").unwrap().is_empty());
-        let e = read(b"not an interval log\n").unwrap_err();
+        let e = read(b"not an interval log\n").unwrap_err().to_string();
         assert!(e.contains("not an interval log at byte 0"), "{e}");
-        let e = read(b"Tag=a,0.000,1.000,2.000,%%%\n").unwrap_err();
+        let e = read(b"Tag=a,0.000,1.000,2.000,%%%\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("interval 1: the histogram is not base64"), "{e}");
-        let e = read(b"Tag=a,0.000,1.000,2.000,AAAA\n").unwrap_err();
+        let e = read(b"Tag=a,0.000,1.000,2.000,AAAA\n")
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("interval 1: the histogram does not decode"),
             "{e}"

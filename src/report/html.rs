@@ -11,6 +11,7 @@ use crate::human::{human_count, human_ns};
 use crate::report::compare::Comparison;
 use crate::report::plot::{self, Over};
 use crate::summary::{CaseSummary, Summary};
+use anyhow::Context;
 use base64::Engine as _;
 use serde::Serialize;
 use std::path::Path;
@@ -194,7 +195,7 @@ pub fn render(
     dir: &Path,
     summary: &Summary,
     baseline: Option<(&str, &Summary)>,
-) -> Result<String, String> {
+) -> anyhow::Result<String> {
     let cases = &summary.cases;
     let mut stage_legend: Vec<Swatch> = Vec::new();
     for c in cases {
@@ -235,8 +236,8 @@ pub fn render(
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE)
-        .map_err(|e| format!("the report template: {e}"))?;
+        .context("the report template")?;
     env.get_template("report.html")
         .and_then(|t| t.render(minijinja::value::Serde(&page)))
-        .map_err(|e| format!("cannot render report.html: {e}"))
+        .context("cannot render report.html")
 }

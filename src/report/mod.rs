@@ -108,9 +108,8 @@ pub const REPORT: &str = "report.html";
 
 /// Re-renders `dir`/report.html from its summary.json, against `baseline`'s when given; returns the path.
 pub fn rerender(dir: &Path, baseline: Option<&Path>) -> anyhow::Result<PathBuf> {
-    let read = |dir: &Path| Summary::read(dir).map_err(anyhow::Error::msg);
-    let summary = read(dir)?;
-    let base = baseline.map(read).transpose()?;
+    let summary = Summary::read(dir)?;
+    let base = baseline.map(Summary::read).transpose()?;
     let label = baseline.map(|b| b.display().to_string());
     let folder = RunFolder {
         dir: dir.to_path_buf(),
@@ -240,7 +239,7 @@ impl RunFolder {
         summary: &Summary,
         baseline: Option<(&str, &Summary)>,
     ) -> anyhow::Result<()> {
-        let html = html::render(&self.dir, summary, baseline).map_err(anyhow::Error::msg)?;
+        let html = html::render(&self.dir, summary, baseline)?;
         self.write(REPORT, html.as_bytes())
     }
 

@@ -26,14 +26,14 @@ const TICKS_PER_HALF_DISTANCE: u32 = 5;
 fn draw(
     width: u32,
     height: u32,
-    paint: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> Result<(), String>,
-) -> Result<String, String> {
+    paint: impl FnOnce(&DrawingArea<SVGBackend, Shift>) -> anyhow::Result<()>,
+) -> anyhow::Result<String> {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (width, height)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        root.fill(&WHITE)?;
         paint(&root)?;
-        root.present().map_err(|e| e.to_string())?;
+        root.present()?;
     }
     // Scale with the page instead of a fixed pixel size (plotters writes the viewBox itself).
     Ok(svg.replacen(
@@ -41,10 +41,6 @@ fn draw(
         "width=\"100%\" preserveAspectRatio=\"xMinYMin meet\"",
         1,
     ))
-}
-
-fn err(e: impl std::fmt::Display) -> String {
-    e.to_string()
 }
 
 /// Latency in ns as the axes write it.
@@ -73,7 +69,7 @@ fn percentile_label(x: f64) -> String {
 
 /// Every case's latency distribution on one plot, HdrHistogram's percentile-spectrum style: x is the
 /// percentile on a 1/(1-p) log scale, y the latency (log scale, so microseconds and milliseconds share it).
-pub fn spectrum(cases: &[CaseSummary]) -> Result<String, String> {
+pub fn spectrum(cases: &[CaseSummary]) -> anyhow::Result<String> {
     let mut series: Vec<Series> = Vec::new();
     for (i, c) in cases.iter().enumerate() {
         let h = c.decode_histogram()?;
@@ -117,8 +113,7 @@ pub fn spectrum(cases: &[CaseSummary]) -> Result<String, String> {
             .margin_right(36)
             .x_label_area_size(42)
             .y_label_area_size(70)
-            .build_cartesian_2d((1f64..x_top).log_scale(), (lo..hi).log_scale())
-            .map_err(err)?;
+            .build_cartesian_2d((1f64..x_top).log_scale(), (lo..hi).log_scale())?;
         chart
             .configure_mesh()
             .x_desc("percentile")
@@ -128,15 +123,12 @@ pub fn spectrum(cases: &[CaseSummary]) -> Result<String, String> {
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 14))
             .light_line_style(RGBColor(238, 238, 238))
-            .draw()
-            .map_err(err)?;
+            .draw()?;
         for (i, _, points) in &series {
-            chart
-                .draw_series(LineSeries::new(
-                    points.iter().copied(),
-                    case_colour(*i).stroke_width(2),
-                ))
-                .map_err(err)?;
+            chart.draw_series(LineSeries::new(
+                points.iter().copied(),
+                case_colour(*i).stroke_width(2),
+            ))?;
         }
         Ok(())
     })
@@ -144,7 +136,7 @@ pub fn spectrum(cases: &[CaseSummary]) -> Result<String, String> {
 
 /// Each case's breakdown as one bar of 100%: a segment per stage (and the time outside stages), labelled
 /// with its share and mean when wide enough.
-pub fn stages(cases: &[CaseSummary]) -> Result<String, String> {
+pub fn stages(cases: &[CaseSummary]) -> anyhow::Result<String> {
     let with_rows: Vec<&CaseSummary> = cases.iter().filter(|c| !c.breakdown.is_empty()).collect();
     let n = with_rows.len().max(1);
     let height = 90 + 46 * n as u32;
@@ -157,8 +149,7 @@ pub fn stages(cases: &[CaseSummary]) -> Result<String, String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(name_px)
-            .build_cartesian_2d(0f64..100f64, 0f64..n as f64)
-            .map_err(err)?;
+            .build_cartesian_2d(0f64..100f64, 0f64..n as f64)?;
         let names: Vec<String> = with_rows.iter().map(|c| c.name.clone()).collect();
         chart
             .configure_mesh()
@@ -177,8 +168,7 @@ pub fn stages(cases: &[CaseSummary]) -> Result<String, String> {
             .label_style(("sans-serif", 13))
             .axis_desc_style(("sans-serif", 14))
             .light_line_style(RGBColor(238, 238, 238))
-            .draw()
-            .map_err(err)?;
+            .draw()?;
         for (k, c) in with_rows.iter().enumerate() {
             let top = n as f64 - k as f64 - 0.15;
             let bottom = n as f64 - k as f64 - 0.85;
@@ -189,12 +179,10 @@ pub fn stages(cases: &[CaseSummary]) -> Result<String, String> {
             for r in rows {
                 let width = (r.share * 100.0).clamp(0.0, 100.0 - left);
                 let colour = stage_colour(&r.stage);
-                chart
-                    .draw_series(std::iter::once(Rectangle::new(
-                        [(left, bottom), (left + width, top)],
-                        colour.filled(),
-                    )))
-                    .map_err(err)?;
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(left, bottom), (left + width, top)],
+                    colour.filled(),
+                )))?;
                 // The longest label that fits the segment (about 0.8% of the axis per character).
                 let labels = [
                     format!(
@@ -210,13 +198,11 @@ pub fn stages(cases: &[CaseSummary]) -> Result<String, String> {
                     .into_iter()
                     .find(|l| width >= l.chars().count() as f64 * 0.8 + 1.0)
                 {
-                    chart
-                        .draw_series(std::iter::once(Text::new(
-                            label,
-                            (left + 0.6, (top + bottom) / 2.0 + 0.12),
-                            ("sans-serif", 13).into_font().color(&WHITE),
-                        )))
-                        .map_err(err)?;
+                    chart.draw_series(std::iter::once(Text::new(
+                        label,
+                        (left + 0.6, (top + bottom) / 2.0 + 0.12),
+                        ("sans-serif", 13).into_font().color(&WHITE),
+                    )))?;
                 }
                 left += width;
             }

@@ -12,7 +12,7 @@ mod json;
 mod schema;
 
 pub use from_result::{RunInfo, breakdown, breakdown_of};
-pub use json::{decode_histogram, encode_histogram};
+pub use json::{HistogramError, SummaryError, decode_histogram, encode_histogram};
 pub use schema::{
     BreakdownRow, CaseSettings, CaseSummary, Environment, IntervalSummary, LatencySummary, Mode,
     StageSummary, Summary, TaskSettings, ThresholdSummary,

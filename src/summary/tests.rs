@@ -103,7 +103,8 @@ async fn what_is_written_reads_back_the_same() {
         flaky.publishes_ok,
         "the histogram holds every measured publish"
     );
-    assert!(back.case("nope").unwrap_err().contains("cases: ok, flaky"));
+    let e = back.case("nope").unwrap_err();
+    assert!(e.to_string().contains("cases: ok, flaky"), "{e}");
 }
 
 #[test]
@@ -114,9 +115,11 @@ fn a_summary_missing_a_key_is_refused_with_its_file() {
         r#"{"scenario": "x", "cases": []}"#,
     )
     .unwrap();
-    let e = Summary::read(dir.path()).unwrap_err();
+    let e = Summary::read(dir.path()).unwrap_err().to_string();
     assert!(e.contains("summary.json"), "{e}");
     assert!(e.contains("missing field `scenario_file`"), "{e}");
-    let e = Summary::read(&dir.path().join("nothing-here")).unwrap_err();
+    let e = Summary::read(&dir.path().join("nothing-here"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("is not a run folder"), "{e}");
 }

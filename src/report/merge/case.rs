@@ -4,15 +4,27 @@
 use super::timeline::{MergedTimeline, timeline};
 use crate::facts::CaseFacts;
 use crate::summary::{
-    CaseSettings, CaseSummary, LatencySummary, Mode, StageSummary, breakdown_of, decode_histogram,
-    encode_histogram,
+    CaseSettings, CaseSummary, LatencySummary, Mode, StageSummary, SummaryError, breakdown_of,
+    decode_histogram, encode_histogram,
 };
+use anyhow::anyhow;
 use hdrhistogram::Histogram;
 use indexmap::IndexMap;
 
-fn decode(what: &str, case: &str, text: Option<&str>) -> Result<Option<Histogram<u64>>, String> {
-    text.map(|t| decode_histogram(t).map_err(|e| format!("case {case:?}: {what} {e}")))
-        .transpose()
+/// The histogram `text` (if any) of case `case`, which holds it in `field`.
+fn decode(
+    field: &'static str,
+    case: &str,
+    text: Option<&str>,
+) -> Result<Option<Histogram<u64>>, SummaryError> {
+    text.map(|t| {
+        decode_histogram(t).map_err(|error| SummaryError::BadHistogram {
+            case: case.to_string(),
+            field,
+            error,
+        })
+    })
+    .transpose()
 }
 
 /// `parts` (the same case from every shard) as one case, with `logged[k]` the interval histograms of
@@ -21,7 +33,7 @@ fn decode(what: &str, case: &str, text: Option<&str>) -> Result<Option<Histogram
 pub(super) fn merge_case(
     parts: &[&CaseSummary],
     logged: &[Option<Vec<Vec<u8>>>],
-) -> Result<(CaseSummary, Option<Vec<u8>>), String> {
+) -> anyhow::Result<(CaseSummary, Option<Vec<u8>>)> {
     let first = parts[0];
     let name = first.name.as_str();
     let Added {
@@ -106,7 +118,7 @@ struct Added {
 }
 
 /// Adds up `parts`, the shards' summaries of case `name`; errors come most frequent first.
-fn add_parts(parts: &[&CaseSummary], name: &str) -> Result<Added, String> {
+fn add_parts(parts: &[&CaseSummary], name: &str) -> anyhow::Result<Added> {
     let mut latency = crate::record::new_histogram();
     let mut failed = crate::record::new_histogram();
     let mut errors: IndexMap<String, u64> = IndexMap::new();
@@ -126,7 +138,7 @@ fn add_parts(parts: &[&CaseSummary], name: &str) -> Result<Added, String> {
         }
         for (stage, s) in &p.stages {
             let h = decode("stage histogram", name, s.histogram.as_deref())?.ok_or_else(|| {
-                format!(
+                anyhow!(
                     "case {name:?}: stage {stage:?} has no histogram (a summary.json from before 0.2.0); \
                      run the shards again with this taskbench"
                 )

@@ -16,6 +16,7 @@ use super::RunFolder;
 use crate::human::human_count;
 use crate::profile::{self, View, flame::SvgStyle, folded::Folded};
 use crate::summary::{CaseSummary, Summary};
+use anyhow::Context;
 use std::path::{Path, PathBuf};
 
 /// Merges the run folders `dirs` (one per shard) into `out`, which must be empty or not exist (or, with
@@ -26,7 +27,7 @@ pub fn merge(
     out: &Path,
     force: bool,
     command_line: Vec<String>,
-) -> Result<Summary, String> {
+) -> anyhow::Result<Summary> {
     let runs: Vec<(PathBuf, Summary)> = dirs
         .iter()
         .map(|d| Summary::read(d).map(|s| (d.clone(), s)))
@@ -67,7 +68,7 @@ fn merge_shards_case(
     runs: &[(PathBuf, Summary)],
     i: usize,
     note: &str,
-) -> Result<(CaseSummary, Option<Vec<u8>>), String> {
+) -> anyhow::Result<(CaseSummary, Option<Vec<u8>>)> {
     let parts: Vec<&CaseSummary> = runs.iter().map(|(_, s)| &s.cases[i]).collect();
     let mut unlogged: Vec<String> = Vec::new();
     let logged: Vec<Option<Vec<Vec<u8>>>> = runs
@@ -75,7 +76,7 @@ fn merge_shards_case(
         .map(|(dir, s)| match shards::shard_intervals(dir, &s.cases[i]) {
             Ok(intervals) => Some(intervals),
             Err(why) => {
-                unlogged.push(format!("shard {}'s {why}", s.shard.expect("checked")));
+                unlogged.push(format!("shard {}'s {why:#}", s.shard.expect("checked")));
                 None
             }
         })
@@ -101,34 +102,26 @@ fn write_run_folder(
     hlogs: &[Option<Vec<u8>>],
     out: &Path,
     force: bool,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     let first_dir = &runs[0].0;
-    let folder = RunFolder::create(Some(out), &merged.scenario, &merged.started_at, force)
-        .map_err(|e| format!("{e:#}"))?;
+    let folder = RunFolder::create(Some(out), &merged.scenario, &merged.started_at, force)?;
     if let Ok(text) = std::fs::read_to_string(first_dir.join("scenario.toml")) {
-        folder
-            .write("scenario.toml", text.as_bytes())
-            .map_err(|e| format!("{e:#}"))?;
+        folder.write("scenario.toml", text.as_bytes())?;
     }
     for (c, hlog) in merged.cases.iter().zip(hlogs) {
         if let Some(hlog) = hlog {
-            folder
-                .write(&format!("{}.hlog", c.name), hlog)
-                .map_err(|e| format!("{e:#}"))?;
+            folder.write(&format!("{}.hlog", c.name), hlog)?;
         }
         let latency = c.decode_histogram()?;
-        folder
-            .write(
-                &format!("{}.hgrm", c.name),
-                super::hgrm::percentile_distribution(&latency).as_bytes(),
-            )
-            .map_err(|e| format!("{e:#}"))?;
+        folder.write(
+            &format!("{}.hgrm", c.name),
+            super::hgrm::percentile_distribution(&latency).as_bytes(),
+        )?;
         write_profiles(&folder, runs, c)?;
     }
     folder
         .write_summary(merged)
         .and_then(|()| folder.write_report(merged, None))
-        .map_err(|e| format!("{e:#}"))
 }
 
 /// The flamegraphs of merged case `c`: each view's folded stacks summed over the shards in `runs` that
@@ -137,14 +130,14 @@ fn write_profiles(
     folder: &RunFolder,
     runs: &[(PathBuf, Summary)],
     c: &CaseSummary,
-) -> Result<(), String> {
+) -> anyhow::Result<()> {
     for view in View::ALL {
         let mut folded = Folded::default();
         let mut any = false;
         for (dir, _) in runs {
             let path = dir.join(format!("{}.{}.folded", c.name, view.name()));
             if let Ok(text) = std::fs::read_to_string(&path) {
-                let part = Folded::parse(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+                let part = Folded::parse(&text).with_context(|| path.display().to_string())?;
                 folded.add_all(&part);
                 any = true;
             }
@@ -165,8 +158,7 @@ fn write_profiles(
                 &view.title(&c.name, c.publishes_ok),
                 &subtitle,
                 &SvgStyle::default(),
-            )
-            .map_err(|e| format!("{e:#}"))?;
+            )?;
         }
     }
     Ok(())

@@ -2,7 +2,9 @@
 //! and settings, one count, each shard once), and each case's interval log read back and matched to its
 //! timeline.
 
+use crate::report::hlog;
 use crate::summary::{CaseSummary, Summary};
+use anyhow::{anyhow, bail};
 use std::path::{Path, PathBuf};
 
 /// The note every merged case leads with: which shards of how many were merged, from where, and which
@@ -35,61 +37,61 @@ pub(super) fn merged_from(runs: &[(PathBuf, Summary)]) -> String {
 }
 
 /// Every run is a shard of the same scenario, with the same cases, out of the same count, each once.
-pub(super) fn check_shards(runs: &[(PathBuf, Summary)]) -> Result<(), String> {
+pub(super) fn check_shards(runs: &[(PathBuf, Summary)]) -> anyhow::Result<()> {
     let Some((first_dir, first)) = runs.first() else {
-        return Err("give the run folders of the shards to merge".into());
+        bail!("give the run folders of the shards to merge");
     };
     let mut seen: Vec<(u32, &Path)> = Vec::new();
     for (dir, s) in runs {
         let Some(shard) = s.shard else {
-            return Err(format!(
+            bail!(
                 "{} is not a shard (it was not run with --shard), so it cannot be merged",
                 dir.display()
-            ));
+            );
         };
         if s.scenario != first.scenario {
-            return Err(format!(
+            bail!(
                 "{} ran scenario {:?} and {} ran {:?}: only shards of one scenario merge",
                 first_dir.display(),
                 first.scenario,
                 dir.display(),
                 s.scenario
-            ));
+            );
         }
         let names = |s: &Summary| s.cases.iter().map(|c| c.name.clone()).collect::<Vec<_>>();
         if names(s) != names(first) {
-            return Err(format!(
+            bail!(
                 "{} ran cases {:?} and {} ran {:?}: shards must run the same cases (the same --case)",
                 first_dir.display(),
                 names(first),
                 dir.display(),
                 names(s)
-            ));
+            );
         }
         for (a, b) in first.cases.iter().zip(&s.cases) {
             if let Some(why) = differs(a, b) {
-                return Err(format!(
+                bail!(
                     "case {:?} ran with other settings in {} than in {} ({why}): shards must run the same scenario",
                     a.name,
                     dir.display(),
                     first_dir.display()
-                ));
+                );
             }
         }
         if shard.count != first.shard.expect("first is a shard").count {
-            return Err(format!(
+            bail!(
                 "{} is shard {shard} but {} is one of {}: shards of one run share a count",
                 dir.display(),
                 first_dir.display(),
                 first.shard.expect("first is a shard").count
-            ));
+            );
         }
         if let Some((_, other)) = seen.iter().find(|(i, _)| *i == shard.index) {
-            return Err(format!(
+            bail!(
                 "shard {shard} is given twice ({} and {}): each shard's load is counted once",
                 other.display(),
                 dir.display()
-            ));
+            );
         }
         seen.push((shard.index, dir));
     }
@@ -128,7 +130,7 @@ fn differs(a: &CaseSummary, b: &CaseSummary) -> Option<&'static str> {
 /// `<case>.hlog`, one for each interval of `part`'s timeline, in its order (none when the timeline is
 /// empty: the run wrote no log). An error names the file and says what is wrong with it: missing, not
 /// readable, or not the log of that timeline (another count of intervals, or of publishes in one).
-pub(super) fn shard_intervals(dir: &Path, part: &CaseSummary) -> Result<Vec<Vec<u8>>, String> {
+pub(super) fn shard_intervals(dir: &Path, part: &CaseSummary) -> anyhow::Result<Vec<Vec<u8>>> {
     if part.timeline.is_empty() {
         return Ok(Vec::new());
     }
@@ -137,14 +139,14 @@ pub(super) fn shard_intervals(dir: &Path, part: &CaseSummary) -> Result<Vec<Vec<
     let bytes = match std::fs::read(&path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(format!("{file} is missing ({})", path.display()));
+            bail!("{file} is missing ({})", path.display());
         }
-        Err(e) => return Err(format!("{file} cannot be read ({}: {e})", path.display())),
+        Err(e) => bail!("{file} cannot be read ({}: {e})", path.display()),
     };
-    let unreadable = |why: String| format!("{file} cannot be read ({}: {why})", path.display());
-    let logged = crate::report::hlog::read(&bytes).map_err(unreadable)?;
+    let logged = hlog::read(&bytes)
+        .map_err(|e| anyhow!("{file} cannot be read ({}: {e})", path.display()))?;
     let mismatch = |why: String| {
-        format!(
+        anyhow!(
             "{file} does not match the shard's summary.json ({}: {why})",
             path.display()
         )

@@ -55,7 +55,7 @@ fn layout(entries: &[Entry], height: u32) -> (usize, i32) {
 pub fn beside<'a>(
     root: &DrawingArea<SVGBackend<'a>, Shift>,
     entries: &[Entry],
-) -> Result<DrawingArea<SVGBackend<'a>, Shift>, String> {
+) -> anyhow::Result<DrawingArea<SVGBackend<'a>, Shift>> {
     if entries.is_empty() {
         return Ok(root.clone());
     }
@@ -74,31 +74,23 @@ pub fn beside<'a>(
         let e_colour = e.colour;
         match e.mark {
             Mark::Line => {
-                legend
-                    .draw(&PathElement::new(
-                        vec![(x, y), (x + SWATCH, y)],
-                        e_colour.stroke_width(2),
-                    ))
-                    .map_err(|e| e.to_string())?;
-                legend
-                    .draw(&Circle::new((x + SWATCH / 2, y), 3, e_colour.filled()))
-                    .map_err(|e| e.to_string())?;
-            }
-            Mark::Cross => legend
-                .draw(&Cross::new(
-                    (x + SWATCH / 2, y),
-                    5,
+                legend.draw(&PathElement::new(
+                    vec![(x, y), (x + SWATCH, y)],
                     e_colour.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?,
+                ))?;
+                legend.draw(&Circle::new((x + SWATCH / 2, y), 3, e_colour.filled()))?;
+            }
+            Mark::Cross => legend.draw(&Cross::new(
+                (x + SWATCH / 2, y),
+                5,
+                e_colour.stroke_width(2),
+            ))?,
         }
-        legend
-            .draw(&Text::new(
-                shown(&e.label),
-                (x + SWATCH + 10, y),
-                font.clone(),
-            ))
-            .map_err(|e| e.to_string())?;
+        legend.draw(&Text::new(
+            shown(&e.label),
+            (x + SWATCH + 10, y),
+            font.clone(),
+        ))?;
     }
     Ok(plot)
 }

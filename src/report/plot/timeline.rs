@@ -4,7 +4,7 @@
 
 use super::legend::{self, Entry, Mark};
 use super::palette::case_colour;
-use super::{WIDTH, draw, err, latency_label};
+use super::{WIDTH, draw, latency_label};
 use crate::summary::{CaseSummary, IntervalSummary};
 use plotters::coord::Shift;
 use plotters::coord::ranged1d::ValueFormatter;
@@ -143,7 +143,7 @@ impl Axis {
 
 /// Throughput, or p99 (with each interval's max as a faint line), per interval of every case, against
 /// seconds since the case's measured start; intervals with failed publishes are marked with a red cross.
-pub fn over_time(cases: &[CaseSummary], what: Over) -> Result<String, String> {
+pub fn over_time(cases: &[CaseSummary], what: Over) -> anyhow::Result<String> {
     let tracks: Vec<Track> = cases
         .iter()
         .enumerate()
@@ -186,15 +186,11 @@ pub fn over_time(cases: &[CaseSummary], what: Over) -> Result<String, String> {
             .y_label_area_size(80);
         match axis {
             Axis::Linear(hi) => {
-                let chart = builder
-                    .build_cartesian_2d(0f64..x_max, 0f64..hi)
-                    .map_err(err)?;
+                let chart = builder.build_cartesian_2d(0f64..x_max, 0f64..hi)?;
                 paint(&area, chart, what, desc, &tracks, axis.floor())
             }
             Axis::Log(lo, hi) => {
-                let chart = builder
-                    .build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())
-                    .map_err(err)?;
+                let chart = builder.build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())?;
                 paint(&area, chart, what, desc, &tracks, axis.floor())
             }
         }
@@ -209,7 +205,7 @@ fn paint<'a, Y>(
     desc: &str,
     tracks: &[Track],
     floor: f64,
-) -> Result<(), String>
+) -> anyhow::Result<()>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
@@ -221,53 +217,42 @@ where
         .label_style(("sans-serif", 13))
         .axis_desc_style(("sans-serif", 14))
         .light_line_style(RGBColor(238, 238, 238))
-        .draw()
-        .map_err(err)?;
+        .draw()?;
     for t in tracks {
         let faint = case_colour(t.k).mix(0.4);
-        chart
-            .draw_series(LineSeries::new(
-                t.maxes.iter().map(|&(x, y)| (x, y.max(floor))),
-                faint.stroke_width(1),
-            ))
-            .map_err(err)?;
+        chart.draw_series(LineSeries::new(
+            t.maxes.iter().map(|&(x, y)| (x, y.max(floor))),
+            faint.stroke_width(1),
+        ))?;
     }
     for t in tracks {
         let colour = case_colour(t.k);
         let points: Vec<(f64, f64)> = t.points().map(|(x, y)| (x, y.max(floor))).collect();
-        chart
-            .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))
-            .map_err(err)?;
+        chart.draw_series(LineSeries::new(points.clone(), colour.stroke_width(2)))?;
         let dot = if t.short() {
             // Each interval as what it is: the figure held over the time it covers.
-            chart
-                .draw_series(t.intervals.iter().map(|&(s, e, v)| {
-                    PathElement::new(
-                        vec![(s, v.max(floor)), (e, v.max(floor))],
-                        colour.stroke_width(3),
-                    )
-                }))
-                .map_err(err)?;
+            chart.draw_series(t.intervals.iter().map(|&(s, e, v)| {
+                PathElement::new(
+                    vec![(s, v.max(floor)), (e, v.max(floor))],
+                    colour.stroke_width(3),
+                )
+            }))?;
             4
         } else {
             2
         };
-        chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, dot, colour.filled())))
-            .map_err(err)?;
+        chart.draw_series(points.iter().map(|&p| Circle::new(p, dot, colour.filled())))?;
     }
     let crosses: Vec<(f64, f64)> = tracks
         .iter()
         .flat_map(|t| &t.errors)
         .map(|&(x, y)| (x, y.unwrap_or(floor).max(floor)))
         .collect();
-    chart
-        .draw_series(
-            crosses
-                .iter()
-                .map(|&p| Cross::new(p, 6, RED.stroke_width(2))),
-        )
-        .map_err(err)?;
+    chart.draw_series(
+        crosses
+            .iter()
+            .map(|&p| Cross::new(p, 6, RED.stroke_width(2))),
+    )?;
     let labels = short_labels(&chart, tracks, floor);
     draw_labels(area, &labels)
 }
@@ -341,7 +326,7 @@ where
     labels
 }
 
-fn draw_labels(area: &DrawingArea<SVGBackend, Shift>, labels: &[Label]) -> Result<(), String> {
+fn draw_labels(area: &DrawingArea<SVGBackend, Shift>, labels: &[Label]) -> anyhow::Result<()> {
     let font = ("sans-serif", 13)
         .into_font()
         .color(&BLACK)
@@ -352,16 +337,13 @@ fn draw_labels(area: &DrawingArea<SVGBackend, Shift>, labels: &[Label]) -> Resul
             area.draw(&PathElement::new(
                 vec![l.anchor, (l.x - 2, l.y)],
                 colour.mix(0.6).stroke_width(1),
-            ))
-            .map_err(err)?;
+            ))?;
         }
         area.draw(&Rectangle::new(
             [(l.x - 3, l.y - 8), (l.x + l.width + 3, l.y + 8)],
             WHITE.mix(0.85).filled(),
-        ))
-        .map_err(err)?;
-        area.draw(&Text::new(l.text.clone(), (l.x, l.y), font.clone()))
-            .map_err(err)?;
+        ))?;
+        area.draw(&Text::new(l.text.clone(), (l.x, l.y), font.clone()))?;
     }
     Ok(())
 }
