@@ -2,8 +2,13 @@
 //! each stage's mean, with absolute and relative change — and the `--fail-if` checks that turn a
 //! regression into exit status 1. The report's `--baseline` draws the same comparison.
 
+mod fail_if;
+
+pub use fail_if::{Bound, FailIf, FailIfError, FailIfProblem};
+
+use crate::facts::CaseFacts;
 use crate::human::{human_count, human_ns};
-use crate::scenario::threshold::{Kind, Metric, Op, QuantityError, quantity};
+use crate::scenario::threshold::Metric;
 use crate::stage::Stage;
 use crate::summary::{CaseSummary, Summary};
 use comfy_table::{CellAlignment, Table, presets};
@@ -18,6 +23,8 @@ pub enum Unit {
     PerSecond,
     Ns,
     Count,
+    /// A share of a whole, 0 to 1, written as a percentage.
+    Share,
 }
 
 impl Unit {
@@ -34,14 +41,35 @@ impl Unit {
         match self {
             Unit::Ns => human_ns(v.max(0.0).round() as u64),
             Unit::PerSecond | Unit::Count => human_count(v.max(0.0).round() as u64),
+            Unit::Share => format!("{:.1}%", 100.0 * v),
         }
     }
 
     fn show_signed(self, v: f64) -> String {
         let sign = if v < 0.0 { "-" } else { "+" };
-        format!("{sign}{}", self.show(v.abs()))
+        match self {
+            // A change of a share is in percentage points, not a percentage of it.
+            Unit::Share => format!("{sign}{:.1} pts", 100.0 * v.abs()),
+            _ => format!("{sign}{}", self.show(v.abs())),
+        }
     }
 }
+
+/// A figure read off a case's facts: its name, unit, and how to read it.
+pub type FactFigure = (&'static str, Unit, fn(&CaseFacts) -> Option<f64>);
+
+/// The figures of a case's facts that compare and `--fail-if` read: name, unit, and the figure (`None`
+/// when the case's backend has no such fact).
+pub const FACT_FIGURES: [FactFigure; 2] = [
+    // AMQP: how long the broker's memory or disk alarm blocked publishing.
+    ("blocked", Unit::Ns, |f| {
+        f.flow_control.as_ref().map(|c| c.blocked_ns as f64)
+    }),
+    // Python clients: the share of the harnesses' time inside the publish call.
+    ("harness_busy", Unit::Share, |f| {
+        f.python.as_ref().and_then(|p| p.busy_share)
+    }),
+];
 
 /// One figure of one case in both runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,8 +156,8 @@ pub struct CaseComparison {
     pub metrics: Vec<MetricChange>,
 }
 
-/// The figures of one case compared, in output order: throughput, p50, p90, p99, p99.9, max, errors, then
-/// the mean of every stage either run timed, in stage order.
+/// The figures of one case compared, in output order: throughput, p50, p90, p99, p99.9, max, errors, the
+/// mean of every stage either run timed, in stage order, then the [`FACT_FIGURES`] either run has.
 pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
     let latencies = Metric::ALL.into_iter().filter(|m| m.quantile().is_some());
     let figures = std::iter::once(Metric::Throughput)
@@ -148,6 +176,12 @@ pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
         let (b, n) = (mean(base, stage), mean(new, stage));
         if b.is_some() || n.is_some() {
             metrics.push(MetricChange::new(format!("{stage}.mean"), Unit::Ns, b, n));
+        }
+    }
+    for (name, unit, figure) in FACT_FIGURES {
+        let (b, n) = (figure(&base.facts), figure(&new.facts));
+        if b.is_some() || n.is_some() {
+            metrics.push(MetricChange::new(name, unit, b, n));
         }
     }
     CaseComparison {
@@ -169,121 +203,6 @@ fn figure(case: &CaseSummary, metric: Metric) -> Option<f64> {
         Metric::Max => l.max,
     };
     ns.map(|v| v as f64)
-}
-
-/// A `--fail-if` expression: `METRIC OP CHANGE`, e.g. `p99 > +10%` or `throughput < -5000`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FailIf {
-    pub text: String,
-    pub metric: String,
-    pub op: Op,
-    pub bound: Bound,
-}
-
-/// What a `--fail-if` compares the change with.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Bound {
-    /// A relative change, as a fraction (`+10%` is 0.1).
-    Relative(f64),
-    /// An absolute change in the metric's unit (ns for latencies).
-    Absolute(f64),
-}
-
-/// The metrics `--fail-if` knows (a case's figures and `<stage>.mean`), and each one's unit.
-fn metric_unit(metric: &str) -> Option<Unit> {
-    match Metric::from_name(metric) {
-        Some(m) => Some(Unit::of(m)),
-        None => metric
-            .strip_suffix(".mean")
-            .and_then(Stage::from_name)
-            .map(|_| Unit::Ns),
-    }
-}
-
-/// Why a `--fail-if` expression cannot be read: what is wrong, and how to write one.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "--fail-if {text:?}: {problem}\n  hint: write METRIC OP CHANGE, e.g. \"p99 > +10%\", \"throughput < -5%\", \"p50 > +200us\", \"errors > 0\"; metrics: throughput, p50, p90, p99, p999, max, errors, <stage>.mean (e.g. send.mean); OP: < <= > >= =="
-)]
-pub struct FailIfError {
-    /// The expression as given.
-    pub text: String,
-    pub problem: FailIfProblem,
-}
-
-/// What is wrong with a `--fail-if` expression.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum FailIfProblem {
-    #[error("no metric")]
-    NoMetric,
-    #[error("unknown metric {0:?}")]
-    UnknownMetric(String),
-    #[error("no comparison operator after {0:?}")]
-    NoOperator(String),
-    #[error("no change after the operator")]
-    NoChange,
-    #[error("{0:?} is not a percentage")]
-    NotAPercentage(String),
-    #[error(transparent)]
-    Quantity(#[from] QuantityError),
-}
-
-impl FailIf {
-    /// Parses a `--fail-if` expression; the error says what is wrong and what is allowed.
-    pub fn parse(text: &str) -> Result<FailIf, FailIfError> {
-        let bad = |problem: FailIfProblem| FailIfError {
-            text: text.to_string(),
-            problem,
-        };
-        let t = text.trim();
-        let split = t
-            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '_'))
-            .unwrap_or(t.len());
-        let (word, rest) = t.split_at(split);
-        let metric = match word {
-            "p99.9" => "p999".to_string(),
-            w if Stage::from_name(w).is_some() => {
-                format!("{w}.mean")
-            }
-            w => w.to_string(),
-        };
-        if metric.is_empty() {
-            return Err(bad(FailIfProblem::NoMetric));
-        }
-        let unit = metric_unit(&metric)
-            .ok_or_else(|| bad(FailIfProblem::UnknownMetric(word.to_string())))?;
-        let (op, value) =
-            Op::split(rest).ok_or_else(|| bad(FailIfProblem::NoOperator(word.to_string())))?;
-        if value.is_empty() {
-            return Err(bad(FailIfProblem::NoChange));
-        }
-        let bound = if let Some(pct) = value.strip_suffix('%') {
-            let v = pct
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|v| v.is_finite())
-                .ok_or_else(|| bad(FailIfProblem::NotAPercentage(value.to_string())))?;
-            Bound::Relative(v / 100.0)
-        } else {
-            let (sign, magnitude) = match value.strip_prefix('-') {
-                Some(m) => (-1.0, m),
-                None => (1.0, value.strip_prefix('+').unwrap_or(value)),
-            };
-            let kind = if unit == Unit::Ns {
-                Kind::Duration
-            } else {
-                Kind::Number
-            };
-            Bound::Absolute(sign * quantity(magnitude, kind).map_err(|e| bad(e.into()))?)
-        };
-        Ok(FailIf {
-            text: t.to_string(),
-            metric,
-            op,
-            bound,
-        })
-    }
 }
 
 /// The outcome of one `--fail-if` on one case.
@@ -542,6 +461,7 @@ fn show(unit: Unit, v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scenario::threshold::Op;
 
     #[test]
     fn fail_if_expressions_parse_or_say_why_not() {
@@ -591,5 +511,74 @@ mod tests {
         let m = MetricChange::new("p99", Unit::Ns, Some(2000.0), Some(2500.0));
         assert_eq!(m.relative, Some(0.25));
         assert_eq!(m.change_text(), "+500ns (+25.0%)");
+    }
+
+    fn with_facts(facts: CaseFacts) -> CaseSummary {
+        let planned = crate::scenario::parse(
+            "name = \"t\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n",
+            "t.toml",
+        )
+        .unwrap()
+        .cases
+        .remove(0);
+        let mut c = CaseSummary::new(&crate::record::CaseResult::empty(&planned));
+        c.facts = facts;
+        c
+    }
+
+    #[test]
+    fn facts_are_figures_compare_shows_and_fail_if_checks() {
+        use crate::facts::{FlowControl, PythonFacts};
+        let python = |busy_ns| PythonFacts {
+            busy_ns,
+            span_ns: 1000,
+            ..PythonFacts::default()
+        };
+        let base = with_facts(CaseFacts {
+            python: Some(python(900).with_shares(false)),
+            flow_control: Some(FlowControl::default()),
+            ..CaseFacts::default()
+        });
+        let new = with_facts(CaseFacts {
+            python: Some(python(700).with_shares(false)),
+            flow_control: Some(FlowControl {
+                blocked: 1,
+                blocked_ns: 2_000_000_000,
+                ..FlowControl::default()
+            }),
+            ..CaseFacts::default()
+        });
+        let c = compare_case(&base, &new);
+        let busy = c
+            .metrics
+            .iter()
+            .find(|m| m.metric == "harness_busy")
+            .unwrap();
+        assert_eq!(
+            (busy.show_base(), busy.show_new()),
+            ("90.0%".into(), "70.0%".into())
+        );
+        assert_eq!(busy.change_text(), "-20.0 pts (-22.2%)");
+        let blocked = c.metrics.iter().find(|m| m.metric == "blocked").unwrap();
+        assert_eq!(blocked.show_new(), "2.00s");
+
+        let f = FailIf::parse("blocked > 0").unwrap();
+        assert_eq!(
+            (f.metric.as_str(), f.bound),
+            ("blocked", Bound::Absolute(0.0))
+        );
+        let f = FailIf::parse("harness_busy < -10%").unwrap();
+        assert_eq!(f.bound, Bound::Relative(-0.1));
+        let without = compare_case(
+            &with_facts(CaseFacts::default()),
+            &with_facts(CaseFacts::default()),
+        );
+        assert!(
+            !without
+                .metrics
+                .iter()
+                .any(|m| m.metric == "blocked" || m.metric == "harness_busy"),
+            "a case without the facts has no such figures"
+        );
     }
 }
