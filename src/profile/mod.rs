@@ -6,6 +6,7 @@
 //! (the CPU view).
 
 pub mod cpu;
+pub mod diff;
 pub mod flame;
 pub mod folded;
 pub mod redraw;
