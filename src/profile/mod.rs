@@ -10,6 +10,7 @@ pub mod diff;
 pub mod flame;
 pub mod folded;
 pub mod redraw;
+pub mod top;
 
 use crate::human::human_count;
 use anyhow::Context;
