@@ -209,3 +209,103 @@ fn flame_errors_say_what_to_do() {
             ),
         );
 }
+
+/// A profiled run whose two cases' CPU profiles are replaced by `raw` and `fresh` (folded text, in ns over
+/// the case's publishes), so a diff's numbers are known.
+fn run_with_cpu_profiles(dir: &Path, raw: &str, fresh: &str) -> std::path::PathBuf {
+    let out = profiled_run(dir);
+    let summary = Summary::read(&out).unwrap();
+    for case in &summary.cases {
+        assert_eq!(
+            case.publishes_ok, 400,
+            "{}: the numbers below assume 400",
+            case.name
+        );
+    }
+    std::fs::write(out.join("raw.cpu.folded"), raw).unwrap();
+    std::fs::write(out.join("fresh.cpu.folded"), fresh).unwrap();
+    out
+}
+
+/// The tooltip of every frame of an SVG whose name is `name`.
+fn titles_of(svg: &str, name: &str) -> Vec<String> {
+    let prefix = format!("<title>{name} ");
+    svg.match_indices(&prefix)
+        .map(|(at, _)| {
+            let text = &svg[at + "<title>".len()..];
+            text[..text.find("</title>").unwrap()].to_string()
+        })
+        .collect()
+}
+
+#[test]
+fn a_diff_labels_each_frame_with_the_change_in_its_inclusive_time() {
+    let dir = tempfile::tempdir().unwrap();
+    // Per publish: 100 ns before; after, a new handler under send costs 25 ns more. Its own frame's self
+    // time grew, and so did the inclusive time of send and publish above it, whose self time did not.
+    let out = run_with_cpu_profiles(
+        dir.path(),
+        "publish;send 36000\npublish 4000\n",
+        "publish;send 36000\npublish;send;signal;handler 10000\npublish 4000\n",
+    );
+    taskbench()
+        .arg("flame")
+        .arg(&out)
+        .args(["--diff", "raw", "fresh", "--view", "cpu"])
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("diff-raw-fresh.cpu.svg"));
+    let svg = std::fs::read_to_string(out.join("diff-raw-fresh.cpu.svg")).unwrap();
+    assert!(
+        svg.contains("red: the frame and what it called grew"),
+        "the title says how to read it"
+    );
+    assert_eq!(
+        titles_of(&svg, "send"),
+        ["send +25.00% (inclusive +25.00%: 90ns → 115ns per publish; self +0.00%: 90ns → 90ns)"]
+    );
+    assert_eq!(
+        titles_of(&svg, "handler"),
+        ["handler +25.00% (inclusive +25.00%: 0ns → 25ns per publish; self +25.00%: 0ns → 25ns)"]
+    );
+    assert_eq!(
+        titles_of(&svg, "publish"),
+        [
+            "publish +25.00% (inclusive +25.00%: 100ns → 125ns per publish; self +0.00%: 10ns → 10ns)"
+        ]
+    );
+    // The frame's own label says it too, not only its tooltip.
+    assert!(svg.contains(">publish +25.00%</text>"), "{svg}");
+}
+
+#[test]
+fn a_diff_of_profiles_with_no_frames_in_common_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    // A celery case's CPU profile (Python frames) against a taskbench case's (spans): nothing to compare.
+    let out = run_with_cpu_profiles(
+        dir.path(),
+        "publish;send 36000\npublish 4000\n",
+        "(harness) 8000\ncelery_publisher.<locals>.publish (taskbench_harness.py:222);Task.apply_async (celery/app/task.py:587) 40000\n",
+    );
+    taskbench()
+        .arg("flame")
+        .arg(&out)
+        .args(["--diff", "raw", "fresh", "--view", "cpu"])
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains(
+                "cases \"raw\" (unix raw, taskbench's spans) and \"fresh\" (unix fresh, taskbench's spans) have \
+                 no frames in common in the cpu view",
+            )
+            .and(predicate::str::contains("or compare their stages with --view wall")),
+        );
+    assert!(!out.join("diff-raw-fresh.cpu.svg").exists());
+    // Their stages compare.
+    taskbench()
+        .arg("flame")
+        .arg(&out)
+        .args(["--diff", "raw", "fresh"])
+        .assert()
+        .success();
+}

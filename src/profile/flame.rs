@@ -55,8 +55,9 @@ pub fn differential(before: &Folded, after: &Folded) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
-/// A differential flamegraph: frame widths from `after`, red where `after` grew against `before`, blue where
-/// it shrank.
+/// A differential flamegraph: frame widths from `after`, each frame red where its inclusive time (the frame
+/// and everything under it) grew against `before`, blue where it shrank, and its tooltip giving that change
+/// and its self-time change as shares of `before`'s total.
 pub fn render_diff(
     before: &Folded,
     after: &Folded,
@@ -67,7 +68,9 @@ pub fn render_diff(
     let diff = differential(before, after)?;
     let mut svg = Vec::new();
     flamegraph::from_lines(&mut options(title, subtitle, style), diff.lines(), &mut svg)?;
-    Ok(svg)
+    let svg = String::from_utf8_lossy(&svg);
+    let changes = super::diff::frame_changes(before, after);
+    Ok(super::diff::by_inclusive_change(&svg, &changes, before.total()).into_bytes())
 }
 
 #[cfg(test)]
@@ -127,5 +130,77 @@ mod tests {
         let diff = differential(&sample(), &after).unwrap();
         assert!(diff.contains("publish;send 1200 2400"), "{diff}");
         render_diff(&sample(), &after, "d", "s", &SvgStyle::default()).unwrap();
+    }
+
+    /// (title, fill) of every frame of an SVG.
+    fn frames(svg: &[u8]) -> Vec<(String, String)> {
+        let text = String::from_utf8(svg.to_vec()).unwrap();
+        let options = roxmltree::ParsingOptions {
+            allow_dtd: true,
+            ..Default::default()
+        };
+        let doc = roxmltree::Document::parse_with_options(&text, options).expect("well-formed XML");
+        doc.descendants()
+            .filter(|n| n.has_tag_name("g"))
+            .filter_map(|g| {
+                let title = g.children().find(|c| c.has_tag_name("title"))?.text()?;
+                let fill = g
+                    .children()
+                    .find(|c| c.has_tag_name("rect"))?
+                    .attribute("fill")?;
+                Some((title.to_string(), fill.to_string()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_diff_colours_and_titles_every_frame_by_its_inclusive_change() {
+        // A new handler under the task's send: its self time is new, and so is the inclusive time of every
+        // frame above it; the frames beside it did not change.
+        let before = Folded::parse(
+            "publish (h.py:1);apply_async (task.py:5);send_task (base.py:9);Producer.publish (k.py:2) 700\n\
+             publish (h.py:1);apply_async (task.py:5) 300\n",
+        )
+        .unwrap();
+        let after = Folded::parse(
+            "publish (h.py:1);apply_async (task.py:5);send_task (base.py:9);Producer.publish (k.py:2) 700\n\
+             publish (h.py:1);apply_async (task.py:5);send_task (base.py:9);Signal.send (s.py:3);<locals>.handler (shop/celery.py:25) 250\n\
+             publish (h.py:1);apply_async (task.py:5) 300\n",
+        )
+        .unwrap();
+        let svg = render_diff(&before, &after, "d", "s", &SvgStyle::default()).unwrap();
+        let frames = frames(&svg);
+        let find = |name: &str| {
+            frames
+                .iter()
+                .find(|(t, _)| t.starts_with(&format!("{name} +")))
+                .unwrap_or_else(|| panic!("{name}: {frames:?}"))
+                .clone()
+        };
+        let (title, fill) = find("send_task (base.py:9)");
+        assert_eq!(
+            title,
+            "send_task (base.py:9) +25.00% (inclusive +25.00%: 700ns → 950ns per publish; self +0.00%: 0ns → 0ns)"
+        );
+        assert_eq!(fill, "rgb(255,100,100)", "as red as the largest growth");
+        let (title, _) = find("<locals>.handler (shop/celery.py:25)");
+        assert!(
+            title.contains("inclusive +25.00%") && title.contains("self +25.00%"),
+            "{title}"
+        );
+        let (title, fill) = find("apply_async (task.py:5)");
+        assert!(
+            title.contains("inclusive +25.00%") && title.contains("self +0.00%"),
+            "{title}"
+        );
+        assert_eq!(fill, "rgb(255,100,100)");
+        let (title, fill) = find("Producer.publish (k.py:2)");
+        assert!(title.contains("inclusive +0.00%"), "{title}");
+        assert_eq!(fill, "rgb(250,250,250)", "unchanged");
+        assert!(
+            find("all")
+                .0
+                .starts_with("all +25.00% (inclusive +25.00%: 1.00µs → 1.25µs")
+        );
     }
 }

@@ -67,6 +67,11 @@ impl Folded {
         self.stacks.values().sum()
     }
 
+    /// Every stack (frames joined by `;`) with its count, sorted by stack.
+    pub fn stacks(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.stacks.iter().map(|(s, n)| (s.as_str(), *n))
+    }
+
     /// The count of one stack.
     pub fn get(&self, stack: &str) -> u64 {
         self.stacks.get(stack).copied().unwrap_or(0)

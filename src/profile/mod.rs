@@ -6,9 +6,11 @@
 //! (the CPU view).
 
 pub mod cpu;
+pub mod diff;
 pub mod flame;
 pub mod folded;
 pub mod redraw;
+pub mod top;
 
 use crate::human::human_count;
 use anyhow::Context;

@@ -1,6 +1,7 @@
 //! `taskbench flame`: draws a run folder's flamegraphs again (another width, title, a flame chart), or a
 //! differential flamegraph between two of its cases, from the folded stacks and summary.json it holds.
 
+use super::diff;
 use super::flame::{self, SvgStyle};
 use super::folded::Folded;
 use super::{View, write_profile};
@@ -67,6 +68,16 @@ fn describe(case: &CaseSummary) -> String {
     format!("{} {}", case.backend, case.path)
 }
 
+/// What the frames of a case's `view` profile are, for messages.
+fn frames_of(case: &CaseSummary, view: View) -> String {
+    let what = match (view, case.facts.python.is_some()) {
+        (View::Wall, _) => "stages",
+        (_, true) => "Python frames",
+        (_, false) => "taskbench's spans",
+    };
+    format!("{}, {what}", describe(case))
+}
+
 fn load(dir: &Path, case: &CaseSummary, view: View) -> anyhow::Result<Folded> {
     let path = folded_path(dir, case, view);
     let text = std::fs::read_to_string(&path).map_err(|e| {
@@ -121,18 +132,31 @@ fn draw_diff(what: &Redraw, base: &CaseSummary, case: &CaseSummary) -> anyhow::R
     // Per publish, so cases of different lengths compare.
     let before = load(&what.dir, base, view)?.scaled(1.0 / base.publishes_ok as f64);
     let after = load(&what.dir, case, view)?.scaled(1.0 / case.publishes_ok as f64);
+    if diff::frames_in_common(&before, &after).is_empty() {
+        anyhow::bail!(
+            "cases {:?} ({}) and {:?} ({}) have no frames in common in the {} view, so a diff would only say \
+             that everything changed; diff two cases whose profiles hold the same kind of frames (two celery \
+             or kombu cases, or two taskbench cases), or compare their stages with --view wall",
+            base.name,
+            frames_of(base, view),
+            case.name,
+            frames_of(case, view),
+            view.name()
+        );
+    }
     let title = format!(
-        "{} vs {}: ns of {} time per publish (red grew, blue shrank)",
+        "{} vs {}: ns of {} time per publish (red: the frame and what it called grew, blue: shrank)",
         case.name,
         base.name,
         view.name()
     );
     let subtitle = format!(
-        "{} ({}) against {} ({})",
+        "{} ({}) against {} ({}); tooltips: the change in inclusive and self time, % of {}'s total",
         case.name,
         describe(case),
         base.name,
-        describe(base)
+        describe(base),
+        base.name
     );
     let svg = flame::render_diff(&before, &after, &title, &subtitle, &what.style)?;
     let suffix = match view {

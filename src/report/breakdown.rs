@@ -1,7 +1,10 @@
 //! The breakdown table: how one publish's latency divides between stages, largest first, per case (the rows
-//! are [`crate::summary::breakdown`]'s, the same numbers summary.json and the wall flamegraph hold).
+//! are [`crate::summary::breakdown`]'s, the same numbers summary.json and the wall flamegraph hold), and for
+//! celery and kombu cases profiled with `--profile cpu`, the Python functions that hold the most of a publish.
 
 use crate::human::{human_count, human_ns};
+use crate::profile::folded::Folded;
+use crate::profile::top::top_frames;
 use crate::record::CaseResult;
 use crate::summary::breakdown;
 use comfy_table::{CellAlignment, Table, presets};
@@ -45,6 +48,47 @@ pub fn table(results: &[CaseResult]) -> String {
     )
 }
 
+/// How many functions [`python_frames`] names per case.
+const TOP_FRAMES: usize = 5;
+
+/// For every case with a Python CPU profile (a celery or kombu case run with `--profile cpu`), the functions
+/// with the largest inclusive share of its publishes ([`top_frames`]); empty if no case has one.
+pub fn python_frames(results: &[CaseResult]) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    table.set_header(["case", "share", "function"]);
+    let mut any = false;
+    for r in results {
+        let Some(folded) = r.cpu_folded.as_deref().and_then(|t| Folded::parse(t).ok()) else {
+            continue;
+        };
+        for (i, frame) in top_frames(&folded, TOP_FRAMES).into_iter().enumerate() {
+            any = true;
+            table.add_row([
+                if i == 0 {
+                    r.name.clone()
+                } else {
+                    String::new()
+                },
+                format!("{:.1}%", frame.share * 100.0),
+                frame.function,
+            ]);
+        }
+    }
+    if !any {
+        return String::new();
+    }
+    if let Some(col) = table.column_mut(1) {
+        col.set_cell_alignment(CellAlignment::Right);
+    }
+    format!(
+        "Python functions holding the most of a publish (share of the cpu view's samples inside the publish \
+         call with the function on the stack; one that hands 80% or more of it to one callee is left out for \
+         it; <case>.cpu.svg has the rest):\n{}\n",
+        table.trim_fmt()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,6 +118,42 @@ mod tests {
             ..Script::default()
         };
         let result = run_case(FakeTarget::new(script), &case, &RunControl::new()).await;
+        assert_eq!(
+            python_frames(std::slice::from_ref(&result)),
+            "",
+            "no Python profile"
+        );
         insta::assert_snapshot!(table(&[result]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn python_frames_of_a_case_with_a_python_cpu_profile() {
+        let case = crate::scenario::parse(
+            "name = \"t\"\nwarmup = 0\npublishes = 2\n[[case]]\nname = \"celery-acquire\"\nbackend = \"unix\"\npath = \"raw\"\n",
+            "t.toml",
+        )
+        .unwrap()
+        .cases
+        .remove(0);
+        let mut result = run_case(
+            FakeTarget::new(Script::default()),
+            &case,
+            &RunControl::new(),
+        )
+        .await;
+        result.cpu_folded = Some(
+            "(harness) 900\n\
+             publish (taskbench_harness.py:222);Task.apply_async (celery/app/task.py:587);Celery.send_task (celery/app/base.py:1033) 50\n\
+             publish (taskbench_harness.py:222);Task.apply_async (celery/app/task.py:587);Celery.send_task (celery/app/base.py:1033);Signal.send (celery/utils/dispatch/signal.py:276);shop_tracing_before_publish (shop/celery.py:25) 25\n\
+             publish (taskbench_harness.py:222);Task.apply_async (celery/app/task.py:587);Celery.send_task (celery/app/base.py:1033);Producer.publish (kombu/messaging.py:284) 25\n"
+                .into(),
+        );
+        insta::assert_snapshot!(python_frames(&[result]), @r"
+        Python functions holding the most of a publish (share of the cpu view's samples inside the publish call with the function on the stack; one that hands 80% or more of it to one callee is left out for it; <case>.cpu.svg has the rest):
+         case             share  function
+         celery-acquire  100.0%  Celery.send_task (celery/app/base.py:1033)
+                          25.0%  Producer.publish (kombu/messaging.py:284)
+                          25.0%  shop_tracing_before_publish (shop/celery.py:25)
+        ");
     }
 }

@@ -98,6 +98,7 @@ impl RunWriter {
         }
         let mut out = table::comparison(&outcome.results);
         out.push_str(&breakdown::table(&outcome.results));
+        out.push_str(&breakdown::python_frames(&outcome.results));
         out.push_str(&format!("results: {}\n", self.folder.dir.display()));
         out
     }
