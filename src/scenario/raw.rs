@@ -163,7 +163,7 @@ pub(super) struct RawTask {
 
 /// The `[tasks]` table: named tasks (`[tasks.send_email]`), in file order, each a task table of its own that a
 /// case picks with `task = "send_email"`.
-pub(super) struct RawTasks(pub(super) IndexMap<String, RawTask>);
+pub(super) struct RawTasks(pub(super) IndexMap<String, Spanned<RawTask>>);
 
 impl<'de> Deserialize<'de> for RawTasks {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -178,7 +178,7 @@ impl<'de> Deserialize<'de> for RawTasks {
                 mut map: A,
             ) -> Result<RawTasks, A::Error> {
                 let mut tasks = IndexMap::new();
-                while let Some((key, task)) = map.next_entry::<String, RawTask>()? {
+                while let Some((key, task)) = map.next_entry::<String, Spanned<RawTask>>()? {
                     tasks.insert(key, task);
                 }
                 Ok(RawTasks(tasks))

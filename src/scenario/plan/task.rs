@@ -35,18 +35,33 @@ pub(super) fn scenario_tasks(
     task: Option<&RawTask>,
     tasks: Option<&RawTasks>,
 ) -> Result<ScenarioTasks, ScenarioError> {
-    let planned = |raw: Option<&RawTask>| -> Result<ScenarioTask, ScenarioError> {
+    let planned = |base: TaskSpec, raw: Option<&RawTask>| -> Result<ScenarioTask, ScenarioError> {
         Ok(ScenarioTask {
-            spec: task_spec(file, raw)?,
+            spec: task_spec(file, base, raw)?,
             queue: raw.and_then(|t| t.queue.as_ref()).map(|q| q.span()),
         })
     };
     let mut named = IndexMap::new();
     for (key, raw) in tasks.map(|t| &t.0).into_iter().flatten() {
-        named.insert(key.clone(), planned(Some(raw))?);
+        // A named task is one of the user's: it has a name of its own, and no arguments unless it says so
+        // (`tasks.add`'s [2, 2] would not fit it).
+        if raw.get_ref().name.is_none() {
+            return Err(file.error(
+                raw.span(),
+                format!("[tasks.{key}] has no `name`"),
+                Some(format!(
+                    "give it the Celery name of the task to publish, e.g. name = \"proj.tasks.{key}\""
+                )),
+            ));
+        }
+        let base = TaskSpec {
+            args: Vec::new(),
+            ..TaskSpec::default()
+        };
+        named.insert(key.clone(), planned(base, Some(raw.get_ref()))?);
     }
     Ok(ScenarioTasks {
-        default: planned(task)?,
+        default: planned(TaskSpec::default(), task)?,
         default_written: task.is_some(),
         named,
     })
@@ -113,9 +128,12 @@ impl ScenarioTasks {
     }
 }
 
-/// A `[task]` or `[tasks.NAME]` table, over taskbench's default task.
-fn task_spec(file: &ScenarioFile, raw: Option<&RawTask>) -> Result<TaskSpec, ScenarioError> {
-    let mut spec = TaskSpec::default();
+/// A `[task]` or `[tasks.KEY]` table, over `spec`.
+fn task_spec(
+    file: &ScenarioFile,
+    mut spec: TaskSpec,
+    raw: Option<&RawTask>,
+) -> Result<TaskSpec, ScenarioError> {
     let Some(raw) = raw else { return Ok(spec) };
     if let Some(name) = &raw.name {
         if name.get_ref().is_empty() {

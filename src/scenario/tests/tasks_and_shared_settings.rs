@@ -69,8 +69,8 @@ fn each_case_publishes_the_task_it_names_else_the_scenarios_task() {
     assert_eq!(charge.kwargs["currency"], "EUR");
     assert_eq!(
         s.cases[2].task.spec().args,
-        [serde_json::json!(2), serde_json::json!(2)],
-        "a named task without args has the default ones, not [task]'s"
+        Vec::<serde_json::Value>::new(),
+        "a named task without args has none (not tasks.add's [2, 2])"
     );
 }
 
@@ -83,7 +83,7 @@ fn a_named_task_starts_from_the_defaults_not_from_the_scenarios_task() {
     let t = s.cases[0].task.spec();
     assert_eq!(
         (t.name.as_str(), t.queue.as_str(), t.priority, t.args.len()),
-        ("x.y", "taskbench", 0, 2)
+        ("x.y", "taskbench", 0, 0)
     );
 }
 
@@ -141,6 +141,10 @@ fn malformed_task_tables_and_task_keys() {
     assert!(
         e.starts_with("s.toml:3:1: unknown field `nme`, expected one of `name`"),
         "{e}"
+    );
+    assert_eq!(
+        err(&format!("name = \"t\"\n[tasks.a]\nargs = [1]\n{unix}")),
+        "s.toml:2:1: [tasks.a] has no `name`\n  hint: give it the Celery name of the task to publish, e.g. name = \"proj.tasks.a\""
     );
     assert_eq!(
         err(&format!("name = \"t\"\n[tasks.a]\nname = \"\"\n{unix}")),
