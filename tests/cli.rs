@@ -1247,3 +1247,73 @@ fn hdrhistograms_python_reader_reads_the_hlog_as_the_timeline() {
         );
     }
 }
+
+#[test]
+fn each_case_publishes_the_named_task_it_picks_and_an_unknown_one_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = r#"name = "tasks"
+publishes = 50
+warmup = 0
+[tasks.email]
+name = "shop.tasks.send_email"
+args = ["a@example.com"]
+[tasks.charge]
+name = "shop.tasks.charge"
+args = [42]
+queue = "charges"
+[[case]]
+name = "email"
+backend = "unix"
+path = "raw"
+task = "email"
+[[case]]
+name = "charge"
+backend = "tcp"
+path = "raw"
+task = "charge"
+"#;
+    let scenario = write_scenario(dir.path(), text);
+    let out = dir.path().join("run");
+    taskbench()
+        .arg("run")
+        .arg(&scenario)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let summary = read_summary(&out);
+    let published: Vec<(&str, &str, &str, u64)> = summary
+        .cases
+        .iter()
+        .map(|c| {
+            let t = &c.settings.task;
+            (
+                c.name.as_str(),
+                t.name.as_str(),
+                t.queue.as_str(),
+                c.delivered.unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        published,
+        [
+            ("email", "shop.tasks.send_email", "taskbench", 50),
+            ("charge", "shop.tasks.charge", "charges", 50)
+        ]
+    );
+
+    let bad = write_scenario(
+        dir.path(),
+        &text.replace("task = \"charge\"", "task = \"refund\""),
+    );
+    taskbench()
+        .arg("validate")
+        .arg(&bad)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(format!(
+            "{}:20:8: case \"charge\": no task \"refund\" in [tasks]\n  hint: tasks: email, charge",
+            bad.display()
+        )));
+}

@@ -3,6 +3,7 @@
 //! declared once, in a macro that also lists them.
 
 use super::threshold::Metric;
+use indexmap::IndexMap;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::ops::Range;
@@ -108,7 +109,10 @@ with_settings! {
     struct RawScenario {
         name: Spanned<String>,
         python: Option<Spanned<String>>,
+        celery_app: Option<Spanned<String>>,
+        pythonpath: Option<Spanned<String>>,
         task: Option<RawTask>,
+        tasks: Option<RawTasks>,
         thresholds: Option<RawThresholds>,
         case: Option<Vec<Spanned<RawCase>>>,
     }
@@ -142,9 +146,12 @@ impl RawThresholds {
     }
 }
 
-/// The `[task]` table.
+/// The `[task]` table, or one named task of `[tasks]`.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table of task keys (name, args, kwargs, queue, priority, payload_bytes): [task] for the task every case publishes, [tasks.KEY] for a named one"
+)]
 pub(super) struct RawTask {
     pub(super) name: Option<Spanned<String>>,
     pub(super) args: Option<Spanned<Vec<Value>>>,
@@ -154,11 +161,58 @@ pub(super) struct RawTask {
     pub(super) priority: Option<Spanned<i64>>,
 }
 
+/// The `[tasks]` table: named tasks (`[tasks.send_email]`), in file order, each a task table of its own that a
+/// case picks with `task = "send_email"`.
+pub(super) struct RawTasks(pub(super) IndexMap<String, Spanned<RawTask>>);
+
+impl<'de> Deserialize<'de> for RawTasks {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Tables;
+        impl<'de> serde::de::Visitor<'de> for Tables {
+            type Value = RawTasks;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("named task tables, like [tasks.send_email] with name = \"shop.tasks.send_email\"")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<RawTasks, A::Error> {
+                let mut tasks = IndexMap::new();
+                while let Some((key, task)) = map.next_entry::<String, Spanned<RawTask>>()? {
+                    tasks.insert(key, task);
+                }
+                Ok(RawTasks(tasks))
+            }
+        }
+        d.deserialize_map(Tables)
+    }
+}
+
+/// A case's `task`: the KEY of one of the scenario's `[tasks.KEY]` tables.
+pub(super) struct TaskKey(pub(super) String);
+
+impl<'de> Deserialize<'de> for TaskKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Key;
+        impl serde::de::Visitor<'_> for Key {
+            type Value = TaskKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("the key of a named task, like task = \"send_email\" for a [tasks.send_email] table")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TaskKey, E> {
+                Ok(TaskKey(v.to_string()))
+            }
+        }
+        d.deserialize_str(Key)
+    }
+}
+
 raw_case! {
     common {
         name: Spanned<String>,
         backend: Spanned<String>,
         path: Spanned<String>,
+        task: Option<Spanned<TaskKey>>,
         queue: Option<Spanned<String>>,
         priority: Option<Spanned<i64>>,
         payload_bytes: Option<Spanned<i64>>,

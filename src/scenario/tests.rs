@@ -859,3 +859,5 @@ fn option_names_are_what_serde_writes() {
         assert_eq!(serde_json::to_value(q).unwrap(), q.name());
     }
 }
+
+mod tasks_and_shared_settings;

@@ -2,7 +2,8 @@
 //! what its backend and path allow, each error located at its key.
 //!
 //! A case is planned in parts, one file each: its load (`load`), its backend, path and options (`backends`,
-//! with `url` and `python_client`), the task it publishes (`task`); errors point into the file through a
+//! with `url` and `python_client`, which also holds the Python settings set once for the whole file), the task
+//! it publishes (`task`: `[task]` or one of the named `[tasks]`); errors point into the file through a
 //! [`locator::CaseLocator`].
 
 mod backends;
@@ -16,11 +17,10 @@ mod value;
 use super::raw::{RawCase, RawScenario, RawThresholds, Settings};
 use super::threshold::{Kind, Metric, Threshold};
 use super::{Case, Overrides, Scenario, ScenarioError};
-use crate::message::TaskSpec;
 use locator::{CaseLocator, ScenarioFile};
-use std::ops::Range;
+use python_client::ScenarioPython;
 use std::path::PathBuf;
-use toml::Spanned;
+use task::ScenarioTasks;
 use value::check_file_name;
 
 /// Parses and checks scenario `text`; `file` names it in errors.
@@ -37,12 +37,13 @@ pub(super) fn scenario(
 
     let name = raw.name.get_ref().clone();
     check_file_name(&scenario_file, &raw.name, "scenario name")?;
-    let task = task::task_spec(&scenario_file, raw.task.as_ref())?;
-    let task_queue = raw
-        .task
-        .as_ref()
-        .and_then(|t| t.queue.as_ref())
-        .map(|q| q.span());
+    let tasks = task::scenario_tasks(&scenario_file, raw.task.as_ref(), raw.tasks.as_ref())?;
+    let python = ScenarioPython {
+        python: raw.python.as_ref(),
+        celery_app: raw.celery_app.as_ref(),
+        pythonpath: raw.pythonpath.as_ref(),
+    };
+    python.check(&scenario_file)?;
     let defaults = raw.settings();
     let no_thresholds = RawThresholds::default();
     let run_thresholds = raw.thresholds.as_ref().unwrap_or(&no_thresholds);
@@ -59,9 +60,8 @@ pub(super) fn scenario(
     for raw_case in raw_cases {
         let wide = RunWide {
             defaults,
-            python: raw.python.as_ref(),
-            task: &task,
-            task_queue: task_queue.clone(),
+            python,
+            tasks: &tasks,
             overrides,
             thresholds: run_thresholds,
         };
@@ -75,6 +75,7 @@ pub(super) fn scenario(
         }
         cases.push(case);
     }
+    python.check_used(&scenario_file, &cases)?;
     Ok(Scenario {
         name,
         file: PathBuf::from(file),
@@ -86,10 +87,8 @@ pub(super) fn scenario(
 /// What the scenario sets for every case, and the command line's overrides over it.
 struct RunWide<'a> {
     defaults: Settings<'a>,
-    python: Option<&'a Spanned<String>>,
-    task: &'a TaskSpec,
-    /// Where the scenario's `[task] queue` is, for errors about it.
-    task_queue: Option<Range<usize>>,
+    python: ScenarioPython<'a>,
+    tasks: &'a ScenarioTasks,
     overrides: &'a Overrides,
     thresholds: &'a RawThresholds,
 }
@@ -99,8 +98,7 @@ fn plan_case(file: &ScenarioFile, raw: &RawCase, wide: RunWide) -> Result<Case, 
     let RunWide {
         defaults,
         python: scenario_python,
-        task,
-        task_queue,
+        tasks,
         overrides,
         thresholds: run_thresholds,
     } = wide;
@@ -122,8 +120,7 @@ fn plan_case(file: &ScenarioFile, raw: &RawCase, wide: RunWide) -> Result<Case, 
     let template = task::case_task(
         &case,
         raw,
-        task,
-        task_queue,
+        tasks.of_case(&case, raw)?,
         backend,
         concurrency,
         overrides.shard,

@@ -1,19 +1,102 @@
 //! A broker case published by real Celery or kombu (`client`): the client, its interpreter, app and
-//! `pythonpath`, and which keys such a case may set.
+//! `pythonpath` (the case's own, else the scenario's, set once at the top of the file), and which keys such a
+//! case may set.
 
-use super::locator::CaseLocator;
+use super::locator::{CaseLocator, ScenarioFile};
 use crate::catalog::Client;
 use crate::scenario::raw::RawCase;
-use crate::scenario::{DEFAULT_PYTHON, PythonClient, ScenarioError};
+use crate::scenario::{Case, DEFAULT_PYTHON, PythonClient, ScenarioError};
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use toml::Spanned;
 
-/// The case's `client` and, for celery or kombu, its interpreter and app; checks that the case sets only keys
-/// its client takes. `None` for taskbench's own publishers (and for local backends, which have no client).
+/// What the top of the scenario file sets for every celery or kombu case (each case may override it).
+#[derive(Clone, Copy, Default)]
+pub(super) struct ScenarioPython<'a> {
+    pub(super) python: Option<&'a Spanned<String>>,
+    /// For celery cases only; kombu cases have no app.
+    pub(super) celery_app: Option<&'a Spanned<String>>,
+    pub(super) pythonpath: Option<&'a Spanned<String>>,
+}
+
+impl ScenarioPython<'_> {
+    /// Checks the values on their own, before any case uses them: `celery_app` is `module:attribute`,
+    /// `pythonpath` is not empty.
+    pub(super) fn check(&self, file: &ScenarioFile) -> Result<(), ScenarioError> {
+        if let Some(a) = self.celery_app {
+            check_app(a).map_err(|(m, h)| file.error(a.span(), m, Some(h)))?;
+        }
+        if let Some(p) = self.pythonpath.filter(|p| p.get_ref().is_empty()) {
+            return Err(file.error(p.span(), "`pythonpath` is empty".into(), None));
+        }
+        Ok(())
+    }
+
+    /// Refuses a `celery_app` or `pythonpath` at the top of the file that no case uses: without a celery (or
+    /// kombu) case it would be ignored, and the run would measure taskbench's own publishers instead.
+    pub(super) fn check_used(
+        &self,
+        file: &ScenarioFile,
+        cases: &[Case],
+    ) -> Result<(), ScenarioError> {
+        let clients: Vec<Client> = cases.iter().map(|c| c.options.client()).collect();
+        let unused = |key: &str, span: Range<usize>, needs: &[Client]| {
+            let client = needs
+                .iter()
+                .map(|c| format!("client = \"{c}\""))
+                .collect::<Vec<_>>();
+            file.error(
+                span,
+                format!(
+                    "`{key}` is set for the whole scenario, but no case has {}",
+                    client.join(" or ")
+                ),
+                Some(format!(
+                    "add {} to the cases that should publish through it, or remove `{key}`",
+                    client.join(" or ")
+                )),
+            )
+        };
+        if let Some(a) = self.celery_app
+            && !clients.contains(&Client::Celery)
+        {
+            return Err(unused("celery_app", a.span(), &[Client::Celery]));
+        }
+        if let Some(p) = self.pythonpath
+            && clients.iter().all(|c| *c == Client::Taskbench)
+        {
+            return Err(unused(
+                "pythonpath",
+                p.span(),
+                &[Client::Celery, Client::Kombu],
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `app` is `module:attribute`; else the message and hint to show.
+fn check_app(app: &Spanned<String>) -> Result<(), (String, String)> {
+    let ok = app
+        .get_ref()
+        .split_once(':')
+        .is_some_and(|(m, attr)| !m.is_empty() && !attr.is_empty());
+    if ok {
+        return Ok(());
+    }
+    Err((
+        format!("celery_app {:?} is not `module:attribute`", app.get_ref()),
+        "e.g. celery_app = \"proj.celery:app\" (with pythonpath = the directory proj is in)".into(),
+    ))
+}
+
+/// The case's `client` and, for celery or kombu, its interpreter and app (its own, else `scenario`'s); checks
+/// that the case sets only keys its client takes. `None` for taskbench's own publishers (and for local
+/// backends, which have no client).
 pub(super) fn python_client(
     case: &CaseLocator,
     raw: &RawCase,
-    scenario_python: Option<&Spanned<String>>,
+    scenario: ScenarioPython,
 ) -> Result<Option<PythonClient>, ScenarioError> {
     use crate::catalog::{PYTHON_CLIENT_KEYS, PYTHON_ONLY_KEYS};
     let client = match &raw.client {
@@ -58,19 +141,11 @@ pub(super) fn python_client(
             ));
         }
         Some(a) => {
-            let ok = a
-                .get_ref()
-                .split_once(':')
-                .is_some_and(|(m, attr)| !m.is_empty() && !attr.is_empty());
-            if !ok {
-                return Err(case.error(
-                    a.span(),
-                    format!("celery_app {:?} is not `module:attribute`", a.get_ref()),
-                    Some("e.g. celery_app = \"proj.celery:app\" (with pythonpath = the directory proj is in)".into()),
-                ));
-            }
+            check_app(a).map_err(|(m, h)| case.error(a.span(), m, Some(h)))?;
             Some(a.get_ref().clone())
         }
+        // The scenario's app is for its celery cases; it was checked on its own.
+        None if client == Client::Celery => scenario.celery_app.map(|a| a.get_ref().clone()),
         None => None,
     };
     let nonempty = |v: &Spanned<String>, key: &str| {
@@ -80,7 +155,7 @@ pub(super) fn python_client(
             Ok(v.get_ref().clone())
         }
     };
-    let python = match raw.python.as_ref().or(scenario_python) {
+    let python = match raw.python.as_ref().or(scenario.python) {
         Some(p) => nonempty(p, "python")?,
         None => std::env::var("TASKBENCH_PYTHON")
             .ok()
@@ -91,6 +166,7 @@ pub(super) fn python_client(
     let pythonpath = raw
         .pythonpath
         .as_ref()
+        .or(scenario.pythonpath)
         .map(|p| nonempty(p, "pythonpath"))
         .transpose()?
         .map(|p| {

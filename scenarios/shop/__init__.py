@@ -1,0 +1,1 @@
+"""A small Celery app with three tasks, for scenarios/celery-shop.toml."""
