@@ -181,5 +181,7 @@ raw_case! {
         python: String,
         celery_app: String,
         pythonpath: String,
+        unregistered_task: bool,
+        publish_to_routed_queue: bool,
     }
 }
