@@ -1279,3 +1279,36 @@ async fn a_routed_task_on_rabbitmq_is_counted_in_taskbenchs_queue_and_never_reac
     let _ = conn.close(200, "OK".into()).await;
     cleanup("amqp", &derived).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn a_harness_never_publishes_a_routed_or_unknown_task_taskbench_did_not_check() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let routed = common::unique("tb-py-emails");
+    shop_app(dir.path(), &routed);
+    // In-process without check_interpreters: the harness asks the app itself and refuses, so nothing is
+    // ever published into the app's queue unplanned, nor through a stand-in for a misspelled task.
+    for (task, said) in [
+        (
+            "shop.tasks.send_email",
+            format!("the app routes shop.tasks.send_email to queue '{routed}', but taskbench did not ask it"),
+        ),
+        (
+            "shop.tasks.send_emial",
+            "the app shop.celery:app has no task 'shop.tasks.send_emial'; its tasks: shop.tasks.refund, shop.tasks.send_email".to_string(),
+        ),
+    ] {
+        let toml = shop_scenario(dir.path(), &python, "redis", task, "");
+        let r = run_unchecked(&toml).await;
+        let (kind, _, message) = r.errors.by_kind()[0];
+        assert_eq!(kind.name(), "setup", "{}", errors(&r));
+        assert!(message.contains(&said), "{message}");
+        assert_eq!(r.publishes_ok, 0);
+    }
+    assert_eq!(llen(&routed).await, 0);
+    cleanup("redis", &routed).await;
+}
