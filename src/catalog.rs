@@ -63,7 +63,8 @@ named_enum! {
 }
 
 /// The backend keys a `client = "celery"` or `"kombu"` case takes (the others tune taskbench's own
-/// publishers). `python`, `celery_app` and `pythonpath` apply only to such cases, `celery_app` only to celery.
+/// publishers). `python`, `celery_app` and `pythonpath` apply only to such cases; `celery_app`,
+/// `unregistered_task` and `publish_to_routed_queue` only to celery, the last two with a `celery_app`.
 pub const PYTHON_CLIENT_KEYS: &[&str] = &[
     "url",
     "keep",
@@ -71,10 +72,18 @@ pub const PYTHON_CLIENT_KEYS: &[&str] = &[
     "python",
     "celery_app",
     "pythonpath",
+    "unregistered_task",
+    "publish_to_routed_queue",
 ];
 
 /// The backend keys that mean something only with a Python client.
-pub const PYTHON_ONLY_KEYS: &[&str] = &["python", "celery_app", "pythonpath"];
+pub const PYTHON_ONLY_KEYS: &[&str] = &[
+    "python",
+    "celery_app",
+    "pythonpath",
+    "unregistered_task",
+    "publish_to_routed_queue",
+];
 
 const LOCAL_OPTIONS: &[(&str, &[PathKind])] = &[("address", &[])];
 
@@ -97,6 +106,8 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("python", &[]),
             ("celery_app", &[]),
             ("pythonpath", &[]),
+            ("unregistered_task", &[]),
+            ("publish_to_routed_queue", &[]),
         ],
         local: false,
     },
@@ -114,6 +125,8 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("python", &[]),
             ("celery_app", &[]),
             ("pythonpath", &[]),
+            ("unregistered_task", &[]),
+            ("publish_to_routed_queue", &[]),
         ],
         local: false,
     },

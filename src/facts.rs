@@ -71,6 +71,14 @@ pub struct PythonFacts {
     pub timed_calls_per_publish: Option<f64>,
     /// py-spy's samplers under `--profile cpu`, one entry per view.
     pub profilers: Vec<ProfilerFacts>,
+    /// The queue the harnesses published to, where the delivered count was taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Where the user's app routes the task (its `task_routes` or the task's own `queue`); absent when
+    /// nothing routes it. Unless the case set `publish_to_routed_queue`, `queue` is taskbench's own
+    /// `taskbench.<routed_queue>`, so that the app's workers never get the messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub routed_queue: Option<String>,
 }
 
 /// The versions a harness reported.
@@ -235,10 +243,26 @@ impl PythonFacts {
                 map.join("; ")
             ));
         }
+        notes.extend(self.routing_note());
         for p in &self.profilers {
             notes.extend(p.errors.iter().map(|why| format!("no {}: {why}", p.title)));
         }
         notes
+    }
+
+    /// Where the app routes the task and where the harnesses published it; `None` when nothing routes it.
+    pub fn routing_note(&self) -> Option<String> {
+        let routed = self.routed_queue.as_deref()?;
+        let queue = self.queue.as_deref().unwrap_or(routed);
+        Some(if queue == routed {
+            format!(
+                "routing: the app routes the task to queue {routed:?}; published into it (publish_to_routed_queue = true) and counted there; the messages were left in it"
+            )
+        } else {
+            format!(
+                "routing: the app routes the task to queue {routed:?}; its router ran on every publish, then taskbench published to its own queue {queue:?} instead, so that the app's workers get nothing, and counted there (publish_to_routed_queue = true publishes into {routed:?})"
+            )
+        })
     }
 
     /// This case's own figures, a sentence each: which processes, how busy they were, how many calls
@@ -266,6 +290,11 @@ impl PythonFacts {
     /// Adds another shard's harnesses of the same case.
     fn add(&mut self, other: &PythonFacts) {
         self.versions = self.versions.take().or_else(|| other.versions.clone());
+        self.queue = self.queue.take().or_else(|| other.queue.clone());
+        self.routed_queue = self
+            .routed_queue
+            .take()
+            .or_else(|| other.routed_queue.clone());
         self.pids.extend(&other.pids);
         self.published += other.published;
         self.timed_calls += other.timed_calls;
@@ -334,6 +363,8 @@ mod tests {
             busy_share: None,
             timed_calls_per_publish: None,
             profilers: vec![],
+            queue: Some("taskbench".into()),
+            routed_queue: None,
         }
         .with_shares(false)
     }
@@ -358,6 +389,40 @@ mod tests {
         assert_eq!(na[2], "harness pid 41, 42");
         assert!(na[3].contains("inside the publish call 93% of the time"));
         assert!(nb[3].contains("inside the publish call 50% of the time"));
+    }
+
+    #[test]
+    fn a_routed_task_says_where_the_app_sends_it_and_where_it_went() {
+        assert_eq!(celery().routing_note(), None, "nothing routes the task");
+        let derived = PythonFacts {
+            queue: Some("taskbench.emails".into()),
+            routed_queue: Some("emails".into()),
+            ..celery()
+        };
+        let note = derived.routing_note().unwrap();
+        assert!(
+            note.starts_with("routing: the app routes the task to queue \"emails\";")
+                && note.contains("its own queue \"taskbench.emails\" instead"),
+            "{note}"
+        );
+        assert!(derived.described().contains(&note));
+        let into_app = PythonFacts {
+            queue: Some("emails".into()),
+            ..derived.clone()
+        };
+        assert!(
+            into_app
+                .routing_note()
+                .unwrap()
+                .contains("published into it (publish_to_routed_queue = true)")
+        );
+        let json = serde_json::to_value(&derived).unwrap();
+        assert_eq!(
+            (&json["queue"], &json["routed_queue"]),
+            (&"taskbench.emails".into(), &"emails".into())
+        );
+        let back: PythonFacts = serde_json::from_value(json).unwrap();
+        assert_eq!(back, derived);
     }
 
     #[test]

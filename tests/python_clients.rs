@@ -96,11 +96,25 @@ fn scenario(python: &Path, backend: &str, queue: &str, head: &str, case: &str) -
     )
 }
 
+/// Runs the first case of `toml` in-process after the check `taskbench run` makes first (the interpreter,
+/// the app's tasks and routes), as the command does.
 async fn run(toml: &str) -> CaseResult {
+    let mut scenario =
+        taskbench::scenario::parse(toml, "test.toml").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    taskbench::backend::python::check_interpreters(&mut scenario, false)
+        .unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    taskbench::backend::run_case(&scenario.cases[0], &RunControl::new()).await
+}
+
+/// Runs the first case of `toml` in-process without that check: what the harness itself says.
+async fn run_unchecked(toml: &str) -> CaseResult {
     let scenario =
         taskbench::scenario::parse(toml, "test.toml").unwrap_or_else(|e| panic!("{e}\n{toml}"));
     taskbench::backend::run_case(&scenario.cases[0], &RunControl::new()).await
 }
+
+/// The scenario's task `tasks.add`, registered in a test app (a task the app lacks is an error).
+const ADD_TASK: &str = "@app.task(name='tasks.add')\ndef add(x, y):\n    return x + y\n";
 
 fn errors(r: &CaseResult) -> String {
     format!("{:?}", r.errors.by_kind())
@@ -309,7 +323,7 @@ fn dying_app(dir: &Path, die_at: u32) -> String {
         format!(
             "import os, signal\nfrom celery import Celery, signals\napp = Celery('dying')\ncount = [0]\n\
              @signals.before_task_publish.connect\ndef _count(**kw):\n    count[0] += 1\n    \
-             if count[0] == {die_at}:\n        os.kill(os.getpid(), signal.SIGKILL)\n"
+             if count[0] == {die_at}:\n        os.kill(os.getpid(), signal.SIGKILL)\n{ADD_TASK}"
         ),
     )
     .unwrap();
@@ -554,7 +568,7 @@ async fn a_broken_celery_app_is_a_usage_error_and_a_setup_error() {
     if !broker_up("redis") {
         return;
     }
-    let r = run(&scenario(&python, "redis", &queue, "publishes = 5", &case)).await;
+    let r = run_unchecked(&scenario(&python, "redis", &queue, "publishes = 5", &case)).await;
     let (kind, n, message) = r.errors.by_kind()[0];
     assert_eq!((kind.name(), n), ("setup", 1), "{}", errors(&r));
     assert!(
@@ -632,7 +646,9 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
         dir.path().join("sleepy_app.py"),
         "import time\nfrom celery import Celery\napp = Celery('sleepy')\n\
          def route(name, args, kwargs, options, task=None, **kw):\n    time.sleep(0.05)\n    return None\n\
-         app.conf.task_routes = (route,)\n",
+         app.conf.task_routes = (route,)\n"
+            .to_string()
+            + ADD_TASK,
     )
     .unwrap();
     let queue = common::unique("tb-py-spy-wall");
@@ -797,7 +813,7 @@ fn app_with(dir: &Path, name: &str, at: u32, action: &str) -> String {
             "import time\nfrom celery import Celery\napp = Celery('{name}')\ncount = [0]\n\
              def route(name, args, kwargs, options, task=None, **kw):\n    count[0] += 1\n    \
              if count[0] == {at}:\n        {action}\n    return None\n\
-             app.conf.task_routes = (route,)\n"
+             app.conf.task_routes = (route,)\n{ADD_TASK}"
         ),
     )
     .unwrap();
@@ -1016,4 +1032,283 @@ async fn every_python_client_and_path_closes_its_amqp_connections_with_the_hands
         }
     }
     cleanup("amqp", &queue).await;
+}
+
+/// A small shop app as users lay theirs out: `shop/celery.py` builds the app with `include=["shop.tasks"]`,
+/// gzip compression and `task_routes` sending `shop.tasks.send_email` to `routed`; `shop/tasks.py` defines
+/// it with a task base class whose `apply_async` appends a byte to the file `SHOP_MARKER` names, and a
+/// second task, `shop.tasks.refund`. Importing `shop.celery` alone registers neither task.
+fn shop_app(dir: &Path, routed: &str) {
+    let shop = dir.join("shop");
+    std::fs::create_dir_all(&shop).unwrap();
+    std::fs::write(shop.join("__init__.py"), "").unwrap();
+    std::fs::write(
+        shop.join("celery.py"),
+        format!(
+            "from celery import Celery\napp = Celery('shop', include=['shop.tasks'])\n\
+             app.conf.task_compression = 'gzip'\n\
+             app.conf.task_routes = {{'shop.tasks.send_email': {{'queue': '{routed}'}}}}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        shop.join("tasks.py"),
+        "import os\nfrom celery import Task\nfrom shop.celery import app\n\n\
+         class Traced(Task):\n    def apply_async(self, *args, **kwargs):\n        \
+         with open(os.environ['SHOP_MARKER'], 'a') as f:\n            f.write('x')\n        \
+         return super().apply_async(*args, **kwargs)\n\n\
+         @app.task(base=Traced)\ndef send_email(to):\n    return to\n\n\
+         @app.task\ndef refund(order):\n    return order\n",
+    )
+    .unwrap();
+}
+
+/// A scenario publishing `task` through the shop app on `backend`; `extra` adds case keys.
+fn shop_scenario(dir: &Path, python: &Path, backend: &str, task: &str, extra: &str) -> String {
+    format!(
+        r#"
+            name = "shop"
+            python = "{}"
+            publishes = 20
+            warmup = 3
+
+            [task]
+            name = "{task}"
+            args = ["someone@example.com"]
+
+            [[case]]
+            name = "shop"
+            backend = "{backend}"
+            url = "{}"
+            path = "acquire"
+            client = "celery"
+            celery_app = "shop.celery:app"
+            pythonpath = "{}"
+            {extra}
+        "#,
+        python.display(),
+        url(backend),
+        dir.display()
+    )
+}
+
+/// Runs a shop scenario with the `taskbench` binary and `SHOP_MARKER` set; returns the output, the case's
+/// summary and how many times the task class's own `apply_async` ran.
+fn run_shop(dir: &Path, toml: &str) -> (std::process::Output, serde_json::Value, usize) {
+    let marker = dir.join("marker");
+    let _ = std::fs::remove_file(&marker);
+    let file = dir.join("s.toml");
+    std::fs::write(&file, toml).unwrap();
+    let out_dir = dir.join("out");
+    let out = taskbench()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out_dir)
+        .arg("--force")
+        .env("SHOP_MARKER", &marker)
+        .output()
+        .unwrap();
+    let summary = std::fs::read_to_string(out_dir.join("summary.json"))
+        .map(|t| serde_json::from_str::<serde_json::Value>(&t).unwrap()["cases"][0].clone())
+        .unwrap_or_default();
+    let ran = std::fs::read_to_string(&marker).map_or(0, |m| m.len());
+    (out, summary, ran)
+}
+
+/// LLEN of a Redis list.
+async fn llen(list: &str) -> u64 {
+    let client = redis::Client::open(common::redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    redis::cmd("LLEN")
+        .arg(list)
+        .query_async(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn the_apps_own_task_class_publishes_and_a_routed_task_goes_to_taskbenchs_own_queue() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let routed = common::unique("tb-py-emails");
+    shop_app(dir.path(), &routed);
+    let toml = shop_scenario(dir.path(), &python, "redis", "shop.tasks.send_email", "");
+    let (out, case, ran) = run_shop(dir.path(), &toml);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}\n{stdout}");
+    // The include'd module was imported by the app's loader: its task class's apply_async ran on every
+    // publish, warm-up included (not a stand-in's).
+    assert_eq!(ran, 23, "the task class's own apply_async ran per publish");
+    let derived = format!("taskbench.{routed}");
+    let python_facts = &case["facts"]["python"];
+    assert_eq!(python_facts["routed_queue"], routed.as_str(), "{case}");
+    assert_eq!(python_facts["queue"], derived.as_str(), "{case}");
+    assert_eq!(
+        case["settings"]["task"]["queue"],
+        derived.as_str(),
+        "{case}"
+    );
+    assert_eq!(case["delivered"], 20, "counted in {derived}: {case}");
+    assert!(
+        stderr.contains(&format!(
+            "routes shop.tasks.send_email to queue \"{routed}\"; taskbench publishes to its own queue \"{derived}\""
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "routing: the app routes the task to queue \"{routed}\"; its router ran on every publish, then taskbench published to its own queue \"{derived}\""
+        )),
+        "{stdout}"
+    );
+    assert_eq!(llen(&routed).await, 0, "nothing landed in the app's queue");
+    assert_eq!(
+        llen(&derived).await,
+        0,
+        "taskbench's own queue was cleaned up"
+    );
+    cleanup("redis", &routed).await;
+    cleanup("redis", &derived).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn publish_to_routed_queue_publishes_into_the_apps_queue_and_leaves_it_there() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let routed = common::unique("tb-py-emails");
+    shop_app(dir.path(), &routed);
+    let toml = shop_scenario(
+        dir.path(),
+        &python,
+        "redis",
+        "shop.tasks.send_email",
+        "publish_to_routed_queue = true",
+    );
+    let (out, case, ran) = run_shop(dir.path(), &toml);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(ran, 23);
+    assert_eq!(case["facts"]["python"]["routed_queue"], routed.as_str());
+    assert_eq!(case["facts"]["python"]["queue"], routed.as_str());
+    assert_eq!(case["delivered"], 20, "{case}");
+    assert_eq!(
+        llen(&routed).await,
+        23,
+        "the messages stay in the app's queue, warm-up included: taskbench does not purge it"
+    );
+    assert_eq!(llen(&format!("taskbench.{routed}")).await, 0);
+    cleanup("redis", &routed).await;
+}
+
+#[test]
+#[ignore = "needs the Celery venv; tests/run runs it"]
+fn a_task_the_app_does_not_have_is_a_usage_error_that_lists_its_tasks() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    shop_app(dir.path(), "emails");
+    let validate = |extra: &str| {
+        let file = dir.path().join("s.toml");
+        let toml = shop_scenario(dir.path(), &python, "redis", "shop.tasks.send_emial", extra);
+        std::fs::write(&file, toml).unwrap();
+        taskbench().arg("validate").arg(&file).output().unwrap()
+    };
+    let out = validate("");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(
+            "case \"shop\": the app shop.celery:app has no task \"shop.tasks.send_emial\"; its tasks: shop.tasks.refund, shop.tasks.send_email (set unregistered_task = true"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("celery."),
+        "Celery's own tasks are left out: {stderr}"
+    );
+    // Said explicitly, the name is published as send_task would.
+    let out = validate("unregistered_task = true");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and RabbitMQ; tests/run runs it"]
+async fn a_routed_task_on_rabbitmq_is_counted_in_taskbenchs_queue_and_never_reaches_the_apps() {
+    let Some(python) = python() else { return };
+    if !broker_up("amqp") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let routed = common::unique("tb-py-emails");
+    shop_app(dir.path(), &routed);
+    let toml = shop_scenario(dir.path(), &python, "amqp", "shop.tasks.send_email", "");
+    let (out, case, ran) = run_shop(dir.path(), &toml);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(ran, 23);
+    let derived = format!("taskbench.{routed}");
+    assert_eq!(case["facts"]["python"]["queue"], derived.as_str(), "{case}");
+    assert_eq!(case["delivered"], 20, "{case}");
+    // The app's queue was never even declared: a passive declare finds nothing.
+    let conn = lapin::Connection::connect(&common::amqp_url(), Default::default())
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let found = ch
+        .queue_declare(routed.as_str().into(), passive, Default::default())
+        .await;
+    assert!(found.is_err(), "the app's queue exists: {found:?}");
+    let _ = conn.close(200, "OK".into()).await;
+    cleanup("amqp", &derived).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn a_harness_never_publishes_a_routed_or_unknown_task_taskbench_did_not_check() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let routed = common::unique("tb-py-emails");
+    shop_app(dir.path(), &routed);
+    // In-process without check_interpreters: the harness asks the app itself and refuses, so nothing is
+    // ever published into the app's queue unplanned, nor through a stand-in for a misspelled task.
+    for (task, said) in [
+        (
+            "shop.tasks.send_email",
+            format!("the app routes shop.tasks.send_email to queue '{routed}', but taskbench did not ask it"),
+        ),
+        (
+            "shop.tasks.send_emial",
+            "the app shop.celery:app has no task 'shop.tasks.send_emial'; its tasks: shop.tasks.refund, shop.tasks.send_email".to_string(),
+        ),
+    ] {
+        let toml = shop_scenario(dir.path(), &python, "redis", task, "");
+        let r = run_unchecked(&toml).await;
+        let (kind, _, message) = r.errors.by_kind()[0];
+        assert_eq!(kind.name(), "setup", "{}", errors(&r));
+        assert!(message.contains(&said), "{message}");
+        assert_eq!(r.publishes_ok, 0);
+    }
+    assert_eq!(llen(&routed).await, 0);
+    cleanup("redis", &routed).await;
 }

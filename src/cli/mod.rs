@@ -92,15 +92,15 @@ pub fn main() -> ExitCode {
 }
 
 fn validate(path: PathBuf) -> Outcome {
-    let scenario = scenario::load(&path)?;
+    let mut scenario = scenario::load(&path)?;
     let notes = preflight::check(&scenario)?;
-    let found =
-        backend::python::check_interpreters(&scenario, false).map_err(anyhow::Error::msg)?;
+    let checked =
+        backend::python::check_interpreters(&mut scenario, false).map_err(anyhow::Error::msg)?;
     let mut out = report::listing(&scenario);
-    for line in found {
+    for line in checked.found {
         out.push_str(&format!("python {line}\n"));
     }
-    for note in notes {
+    for note in checked.routes.into_iter().chain(notes) {
         out.push_str(&format!("note: {note}\n"));
     }
     print_stdout(&out);
@@ -118,9 +118,14 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
     };
     let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;
-    backend::python::check_interpreters(&scenario, args.profile == Some(Profile::Cpu))
-        .map_err(anyhow::Error::msg)?;
-    for note in preflight::check(&scenario)? {
+    let checked =
+        backend::python::check_interpreters(&mut scenario, args.profile == Some(Profile::Cpu))
+            .map_err(anyhow::Error::msg)?;
+    for note in checked
+        .routes
+        .into_iter()
+        .chain(preflight::check(&scenario)?)
+    {
         eprintln!("note: {note}");
     }
     let mut writer = RunWriter::create(

@@ -286,6 +286,23 @@ pub struct PythonClient {
     pub celery_app: Option<String>,
     /// A directory put first on the harness's `sys.path` (`pythonpath`), to import `celery_app` from.
     pub pythonpath: Option<PathBuf>,
+    /// Publish the task by name even though `celery_app` has no such task (`unregistered_task`), as
+    /// `send_task` does; otherwise a name the app lacks is an error.
+    pub unregistered_task: bool,
+    /// Publish into the queue the app routes the task to (`publish_to_routed_queue`), which the app's
+    /// workers consume, instead of taskbench's own queue derived from it.
+    pub publish_to_routed_queue: bool,
+    /// Where the app routes the case's task, once `backend::python::check_interpreters` asked it; `None`
+    /// until then.
+    pub route: Option<AppRoute>,
+}
+
+/// Where a celery case's app routes its task, as the app answered before the run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppRoute {
+    /// The queue the app's routing (the task's own `queue` option, `task_routes`) sends the task to; `None`
+    /// when nothing routes it (the case then publishes to its `[task] queue`, as without an app).
+    pub routed_queue: Option<String>,
 }
 
 impl BackendOptions {

@@ -235,5 +235,7 @@ raw_case! {
         python: String,
         celery_app: String,
         pythonpath: String,
+        unregistered_task: bool,
+        publish_to_routed_queue: bool,
     }
 }

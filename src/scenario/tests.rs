@@ -394,7 +394,7 @@ fn every_key_the_catalog_allows_changes_what_is_planned() {
             ("address", _) => "\"/tmp/taskbench-nowhere\"",
             ("url", "amqp") => "\"amqp://u:p@127.0.0.1:1/%2f\"",
             ("url", _) => "\"redis://127.0.0.1:1/0\"",
-            ("keep" | "multiplexed", _) => "true",
+            ("keep" | "multiplexed" | "unregistered_task" | "publish_to_routed_queue", _) => "true",
             ("kombu_handshake", _) => "false",
             ("confirm", _) => "\"each\"",
             ("queue_type", _) => "\"quorum\"",
@@ -423,7 +423,10 @@ fn every_key_the_catalog_allows_changes_what_is_planned() {
                     continue;
                 }
                 // Keys that only a Python client takes are compared on a celery case.
-                let base = if crate::catalog::PYTHON_ONLY_KEYS.contains(key) {
+                let base = if ["unregistered_task", "publish_to_routed_queue"].contains(key) {
+                    // They mean something only with an app.
+                    "client = \"celery\"\ncelery_app = \"proj:app\"\n"
+                } else if crate::catalog::PYTHON_ONLY_KEYS.contains(key) {
                     "client = \"celery\"\n"
                 } else {
                     ""
@@ -837,6 +840,43 @@ fn client_errors_name_the_key_and_what_is_allowed() {
         e.contains("`client` does not apply to backend `unix`"),
         "{e}"
     );
+}
+
+#[test]
+fn the_app_flags_need_an_app_and_the_routed_queue_is_never_purged() {
+    let e = err(&one_case(
+        "backend = \"redis\"\npath = \"pooled\"\nclient = \"celery\"\nunregistered_task = true",
+    ));
+    assert!(
+        e.contains("`unregistered_task` applies only to a celery case with a `celery_app`"),
+        "{e}"
+    );
+    let e = err(&one_case(
+        "backend = \"amqp\"\npath = \"pooled\"\nclient = \"celery\"\ncelery_app = \"a:b\"\npublish_to_routed_queue = true\nkeep = false",
+    ));
+    assert!(
+        e.contains(
+            "`keep = false` with `publish_to_routed_queue = true` would purge the app's own queue"
+        ),
+        "{e}"
+    );
+    let s = parse(
+        &one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\nclient = \"celery\"\ncelery_app = \"a:b\"\npublish_to_routed_queue = true",
+        ),
+        "s.toml",
+    )
+    .unwrap();
+    let BackendOptions::Amqp(o) = &s.cases[0].options else {
+        panic!("an amqp case")
+    };
+    assert!(
+        o.keep,
+        "messages published into the app's queue are left there"
+    );
+    let p = o.python.as_ref().unwrap();
+    assert!(p.publish_to_routed_queue && !p.unregistered_task);
+    assert_eq!(p.route, None, "the app is asked only by check_interpreters");
 }
 
 #[test]

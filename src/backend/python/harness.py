@@ -155,26 +155,114 @@ def fail(kind, message):
 
 # --- the clients --------------------------------------------------------------------------------------
 
+class AppError(Exception):
+    """The user's app cannot be loaded: the whole story, and `why` (the exception, for taskbench's check)."""
+
+    def __init__(self, message, why):
+        super().__init__(message)
+        self.why = why
+
+
+def import_app(spec):
+    """The user's Celery app (`spec` = "module:attr"), loaded as Celery's worker and CLI load it: the module
+    imported, then the app's loader imports its `imports`, `include` and autodiscovered task modules, and the
+    app is finalized, so its tasks, their base classes, its signal handlers and its routers are the real ones."""
+    import importlib
+
+    from celery import Celery
+
+    module, _, attr = spec.partition(":")
+    try:
+        obj = importlib.import_module(module)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # the user's code: anything can happen on import
+        why = f"{type(exc).__name__}: {exc}"
+        raise AppError(f"celery_app {spec!r} could not be loaded: {why} (sys.path[0] = {sys.path[0]!r};"
+                       f" set pythonpath to the directory {module.split('.')[0]} is in)", why) from exc
+    if not isinstance(obj, Celery):
+        why = f"{spec} is a {type(obj).__name__}, not a Celery app"
+        raise AppError(f"celery_app {spec!r} is a {type(obj).__name__}, not a Celery app", why)
+    try:
+        # What `celery worker` (loader.init_worker) and `celery report`/`shell` do before using the app.
+        obj.loader.import_default_modules()
+        obj.finalize(auto=True)
+    except Exception as exc:
+        why = (f"its loader could not import its task modules (include, imports, autodiscover_tasks):"
+               f" {type(exc).__name__}: {exc}")
+        raise AppError(f"celery_app {spec!r}: {why}", why) from exc
+    return obj
+
+
+def user_tasks(app):
+    """The app's own task names, sorted (Celery's built-in `celery.*` tasks left out)."""
+    return sorted(name for name in app.tasks if not name.startswith("celery."))
+
+
+def task_of(app, name):
+    """The app's task `name`, or a stand-in registered under that name (so that apply_async runs as for a
+    registered task, as `send_task` publishes a name the app does not have); and whether it was the app's."""
+    task = app.tasks.get(name)
+    if task is not None:
+        return task, True
+
+    @app.task(name=name, shared=False)
+    def _taskbench_task(*a, **kw):
+        return None
+
+    return app.tasks[name], False
+
+
+def routed_queue(app, task, args, kwargs):
+    """The queue the app's own routing sends `task` to when apply_async is given no queue (the task's own
+    `queue` option, then task_routes), as Celery's router computes it; None when nothing routes the task
+    (it would go to the app's default queue)."""
+    options = {k: v for k, v in task._get_exec_options().items() if v is not None}
+    router = app.amqp.router
+    routed = "queue" in options or "exchange" in options
+    if not routed and router.routes:
+        routed = bool(router.lookup_route(task.name, args, kwargs, dict(options), task))
+    if not routed:
+        return None
+    out = router.route(options, task.name, args, kwargs, task)
+    queue = out.get("queue")
+    if queue is not None:
+        return queue.name
+    exchange = out.get("exchange")
+    return out.get("routing_key") or getattr(exchange, "name", exchange)
+
+
+def reroute(app, name, queue_name):
+    """Publishes task `name` to taskbench's own queue `queue_name`: the app's router runs first, as in
+    production (its cost is in the measured publish), then its destination (queue, exchange, routing key) is
+    replaced by a direct queue of taskbench's, the kind Celery creates for a queue it does not know."""
+    from kombu import Exchange, Queue
+
+    queue = Queue(queue_name, Exchange(queue_name, type="direct"), routing_key=queue_name)
+    router = app.amqp.router
+    route = router.route
+
+    def taskbench_reroute(options, task_name, *args, **kwargs):
+        out = route(options, task_name, *args, **kwargs)
+        if task_name == name:
+            for key in ("exchange", "routing_key", "exchange_type"):
+                out.pop(key, None)
+            out["queue"] = queue
+        return out
+
+    router.route = taskbench_reroute
+
+
 def load_app(cfg):
     """The Celery app: the user's (celery_app = "module:attr"), or a minimal one; on the case's broker."""
     from celery import Celery
 
     spec = cfg.get("celery_app")
     if spec:
-        import importlib
-
-        module, _, attr = spec.partition(":")
         try:
-            obj = importlib.import_module(module)
-            for part in attr.split("."):
-                obj = getattr(obj, part)
-        except Exception as exc:  # the user's code: anything can happen on import
-            fail(ErrorKind.SETUP, f"celery_app {spec!r} could not be loaded: {type(exc).__name__}: {exc}"
-                                  f" (sys.path[0] = {sys.path[0]!r};"
-                                  f" set pythonpath to the directory {module.split('.')[0]} is in)")
-        if not isinstance(obj, Celery):
-            fail(ErrorKind.SETUP, f"celery_app {spec!r} is a {type(obj).__name__}, not a Celery app")
-        app = obj
+            app = import_app(spec)
+        except AppError as exc:
+            fail(ErrorKind.SETUP, str(exc))
     else:
         app = Celery("taskbench")
     # The case's broker, so that taskbench counts what arrived where it looks; everything else is the app's.
@@ -187,6 +275,33 @@ def load_app(cfg):
     return app
 
 
+def celery_task(app, cfg):
+    """The case's task on `app`, and the apply_async options that send it where taskbench counts: the app's
+    routing runs as in production; a routed task goes to taskbench's own queue `cfg["queue"]` unless the case
+    asked for the routed queue itself (`publish_to_routed_queue`); an unrouted one goes to `cfg["queue"]`."""
+    name, args, kwargs = cfg["task"], cfg["args"], cfg["kwargs"]
+    task, registered = task_of(app, name)
+    if not registered and cfg.get("celery_app") and not cfg.get("unregistered_task"):
+        fail(ErrorKind.SETUP, f"the app {cfg['celery_app']} has no task {name!r}; its tasks: "
+                              f"{', '.join(user_tasks(app)) or '(none)'} (set unregistered_task = true to"
+                              " publish it by name, as send_task does)")
+    # taskbench asked the app where it routes the task before the run (`check_interpreters`): it planned its
+    # queue and delivered count on that answer. Never asked (a library caller): ask here, and refuse a route.
+    planned = cfg.get("route")
+    routed = planned["routed_queue"] if planned is not None else routed_queue(app, task, args, kwargs)
+    if planned is None and routed is not None:
+        fail(ErrorKind.SETUP, f"the app routes {name} to queue {routed!r}, but taskbench did not ask it before"
+                              " the case (backend::python::check_interpreters), so its queue was not planned")
+    options = {}
+    if routed is None:
+        options["queue"] = cfg["queue"]
+    elif not cfg.get("publish_to_routed_queue"):
+        reroute(app, name, cfg["queue"])
+    if cfg.get("priority"):
+        options["priority"] = cfg["priority"]
+    return task, options
+
+
 def close_pooled(producer_pool):
     """Closes, with the broker's handshake, the connection of the producer a pool hands out (the harness
     publishes from one thread, so that is the one its publishes went through)."""
@@ -196,18 +311,8 @@ def close_pooled(producer_pool):
 
 def celery_publisher(cfg):
     app = load_app(cfg)
-    name, args, kwargs = cfg["task"], cfg["args"], cfg["kwargs"]
-    task = app.tasks.get(name)
-    if task is None:
-        # A stand-in registered under the task's name, so that apply_async runs as for a real task.
-        @app.task(name=name, shared=False)
-        def _taskbench_task(*a, **kw):
-            return None
-
-        task = app.tasks[name]
-    options = {"queue": cfg["queue"]}
-    if cfg.get("priority"):
-        options["priority"] = cfg["priority"]
+    task, options = celery_task(app, cfg)
+    args, kwargs = cfg["args"], cfg["kwargs"]
     apply_async = task.apply_async
     # app.close() only drops the pool: the process would then exit with its connection open, and RabbitMQ
     # drops what it had not yet routed from a connection that vanishes (seen: 182 of 5,200 publishes under
@@ -414,9 +519,46 @@ def overhead():
                       "stage_timing_ns_per_publish_of_10_timed_calls": round(stage_ns)}))
 
 
+def probe(request):
+    """`--probe`, taskbench's check before a run (src/backend/python/probe.rs): the interpreter's versions;
+    with a `celery_app`, the app's tasks and, for each task asked about, whether the app has it and where its
+    routing sends it. Prints one line, `taskbench-probe {json}`."""
+    out = {"python": sys.version.split()[0], "executable": sys.executable}
+    for name in ("celery", "kombu"):
+        try:
+            out[name] = __import__(name).__version__
+        except Exception:
+            out[name] = None
+    spec = request.get("celery_app")
+    if spec and out["celery"]:
+        if request.get("pythonpath"):
+            sys.path.insert(0, request["pythonpath"])
+        try:
+            app = import_app(spec)
+            out["tasks"] = user_tasks(app)
+            out["routes"] = [probe_task(app, t) for t in request.get("tasks", [])]
+        except AppError as exc:
+            out["app_error"] = exc.why
+    # On a line of its own: the app may have printed without ending its line.
+    sys.stdout.write("\ntaskbench-probe " + json.dumps(out) + "\n")
+
+
+def probe_task(app, query):
+    """Whether the app has the task `query["name"]`, and where its routing sends it (or why it cannot)."""
+    task, registered = task_of(app, query["name"])
+    try:
+        return {"registered": registered,
+                "routed_queue": routed_queue(app, task, query["args"], query["kwargs"])}
+    except Exception as exc:  # the user's router
+        return {"registered": registered, "error": f"{type(exc).__name__}: {one_line(exc)}"}
+
+
 def main():
     if sys.argv[1:] == ["--overhead"]:
         overhead()
+        return
+    if sys.argv[1:] == ["--probe"]:
+        probe(json.loads(sys.stdin.read() or "{}"))
         return
     line = sys.stdin.buffer.readline()
     if not line:

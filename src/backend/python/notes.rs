@@ -71,6 +71,8 @@ pub(super) fn case_facts(ready: &[Ready], shared: &Shared, open_loop: bool) -> P
         busy_share: None,
         timed_calls_per_publish: None,
         profilers: profilers(shared),
+        queue: Some(shared.queue.clone()),
+        routed_queue: shared.routed_queue.clone(),
     }
     .with_shares(open_loop)
 }

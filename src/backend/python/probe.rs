@@ -1,21 +1,52 @@
 //! Checking, before anything runs, that a celery or kombu case's interpreter can run the harness: it
-//! starts, has Celery and kombu, and can import the case's `celery_app`. `taskbench validate` and
-//! `taskbench run` both do this once per distinct interpreter and app.
+//! starts, has Celery and kombu, and can load the case's `celery_app` as Celery's worker does; and asking
+//! that app which tasks it has and where it routes the tasks the cases publish. `taskbench validate` and
+//! `taskbench run` both do this once per distinct interpreter and app, through the harness's own `--probe`
+//! (so the app is loaded and its routes computed by the very code that publishes).
 
+use super::harness::HARNESS;
 use crate::scenario::PythonClient;
-use serde::Deserialize;
-use std::process::Command;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::process::{Command, Stdio};
 
-/// What an interpreter has.
+/// What an interpreter has, and what its `celery_app` answered.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Found {
     pub python: String,
     pub executable: String,
     pub celery: Option<String>,
     pub kombu: Option<String>,
-    /// Why `celery_app` could not be imported.
+    /// Why `celery_app` could not be loaded.
     #[serde(default)]
     pub app_error: Option<String>,
+    /// The app's own task names (not `celery.*`), sorted.
+    #[serde(default)]
+    pub tasks: Vec<String>,
+    /// For each task asked about, in the order asked.
+    #[serde(default)]
+    pub routes: Vec<ProbedTask>,
+}
+
+/// A task a case publishes, as the probe asks the app about it (routers may look at the arguments).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskQuery {
+    pub name: String,
+    pub args: serde_json::Value,
+    pub kwargs: serde_json::Value,
+}
+
+/// What the app said about one task.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ProbedTask {
+    /// The app has a task of that name.
+    pub registered: bool,
+    /// Where its routing sends the task; `None` when nothing routes it.
+    #[serde(default)]
+    pub routed_queue: Option<String>,
+    /// Why the app's router could not say (it raised, or named a queue it does not declare).
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 impl Found {
@@ -32,46 +63,33 @@ impl Found {
     }
 }
 
-const PROBE: &str = r#"
-import json, sys
-out = {"python": sys.version.split()[0], "executable": sys.executable}
-for name in ("celery", "kombu"):
-    try:
-        out[name] = __import__(name).__version__
-    except Exception:
-        out[name] = None
-app = sys.argv[1] if len(sys.argv) > 1 else ""
-if app and out["celery"]:
-    if len(sys.argv) > 2 and sys.argv[2]:
-        sys.path.insert(0, sys.argv[2])
-    try:
-        import importlib
-        module, _, attr = app.partition(":")
-        obj = importlib.import_module(module)
-        for part in attr.split("."):
-            obj = getattr(obj, part)
-        import celery
-        if not isinstance(obj, celery.Celery):
-            out["app_error"] = f"{app} is a {type(obj).__name__}, not a Celery app"
-    except Exception as exc:
-        out["app_error"] = f"{type(exc).__name__}: {exc}"
-print("taskbench-probe " + json.dumps(out))
-"#;
-
-/// Runs `client`'s interpreter once; an error says what is missing and how to install it.
-pub fn probe(client: &PythonClient) -> Result<Found, String> {
+/// Runs `client`'s interpreter once, asking its app (if any) about `tasks`; an error says what is missing
+/// and how to install it, or why the app cannot be loaded.
+pub fn probe(client: &PythonClient, tasks: &[TaskQuery]) -> Result<Found, String> {
     let python = client.python.display().to_string();
-    let mut command = Command::new(&client.python);
-    command.args(["-c", PROBE]);
-    if let Some(app) = &client.celery_app {
-        command.arg(app);
-        command.arg(client.pythonpath.as_deref().unwrap_or("".as_ref()));
-    }
-    let out = command.output().map_err(|e| {
-        format!(
-            "cannot run python {python:?}: {e}; set `python` in the scenario, or TASKBENCH_PYTHON, to an interpreter with Celery installed (e.g. target/celery-venv/bin/python, which tests/run creates)"
-        )
-    })?;
+    let request = serde_json::json!({
+        "celery_app": client.celery_app,
+        "pythonpath": client.pythonpath,
+        "tasks": tasks,
+    });
+    let out = Command::new(&client.python)
+        .args(["-c", HARNESS, "--probe"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            if let Some(mut stdin) = child.stdin.take() {
+                // An interpreter that exits at once closes the pipe: its output says why.
+                let _ = stdin.write_all(request.to_string().as_bytes());
+            }
+            child.wait_with_output()
+        })
+        .map_err(|e| {
+            format!(
+                "cannot run python {python:?}: {e}; set `python` in the scenario, or TASKBENCH_PYTHON, to an interpreter with Celery installed (e.g. target/celery-venv/bin/python, which tests/run creates)"
+            )
+        })?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let found = stdout
         .lines()
@@ -104,6 +122,13 @@ pub fn probe(client: &PythonClient) -> Result<Found, String> {
                 Some(p) => format!(" (pythonpath {})", p.display()),
                 None => "; set pythonpath to the directory its package is in".into(),
             }
+        ));
+    }
+    if client.celery_app.is_some() && found.routes.len() != tasks.len() {
+        return Err(format!(
+            "{python} answered taskbench's check about {} of {} tasks",
+            found.routes.len(),
+            tasks.len()
         ));
     }
     Ok(found)

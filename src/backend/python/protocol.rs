@@ -51,13 +51,7 @@ struct Failure {
 /// The harness configuration: the first line on its stdin.
 pub(super) fn config_line(case: &Case, client: &PythonClient, url: &str) -> String {
     let spec = case.task.spec();
-    // The body taskbench sends carries the args as published (payload padding included).
-    let (args, kwargs) = match serde_json::from_slice::<serde_json::Value>(case.task.body()) {
-        Ok(serde_json::Value::Array(parts)) if parts.len() == 3 => {
-            (parts[0].clone(), parts[1].clone())
-        }
-        _ => (serde_json::json!(spec.args), serde_json::json!(spec.kwargs)),
-    };
+    let (args, kwargs) = published_args(case);
     let config = serde_json::json!({
         "client": client.client.name(),
         "path": case.path.name(),
@@ -70,10 +64,25 @@ pub(super) fn config_line(case: &Case, client: &PythonClient, url: &str) -> Stri
         "stage_timing": case.stage_timing,
         "celery_app": client.celery_app,
         "pythonpath": client.pythonpath,
+        "unregistered_task": client.unregistered_task,
+        "publish_to_routed_queue": client.publish_to_routed_queue,
+        // Where the app routes the task, as taskbench planned the queue on (null: never asked).
+        "route": client.route.as_ref().map(|r| serde_json::json!({"routed_queue": r.routed_queue})),
     });
     let mut line = config.to_string();
     line.push('\n');
     line
+}
+
+/// The case's task arguments as published: those of the body taskbench sends (payload padding included).
+pub(super) fn published_args(case: &Case) -> (serde_json::Value, serde_json::Value) {
+    let spec = case.task.spec();
+    match serde_json::from_slice::<serde_json::Value>(case.task.body()) {
+        Ok(serde_json::Value::Array(parts)) if parts.len() == 3 => {
+            (parts[0].clone(), parts[1].clone())
+        }
+        _ => (serde_json::json!(spec.args), serde_json::json!(spec.kwargs)),
+    }
 }
 
 /// A harness's first line, once its config was written.

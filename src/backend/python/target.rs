@@ -22,6 +22,10 @@ use std::sync::{Arc, Mutex};
 pub(super) struct Shared {
     pub(super) client: Client,
     pub(super) python: PathBuf,
+    /// The queue the harnesses publish to (and the delivered count is taken of).
+    pub(super) queue: String,
+    /// Where the app routes the task (`None`: nothing routes it).
+    pub(super) routed_queue: Option<String>,
     /// The broker URL as given to the harness (with its password: only ever passed on a pipe).
     url: String,
     pub(super) stats: Mutex<Vec<Stats>>,
@@ -108,6 +112,8 @@ impl<T: Broker> PythonTarget<T> {
             shared: Arc::new(Shared {
                 client: client.client,
                 python: client.python.clone(),
+                queue: case.task.spec().queue.clone(),
+                routed_queue: client.route.as_ref().and_then(|r| r.routed_queue.clone()),
                 url,
                 stats: Mutex::new(Vec::new()),
                 spy: Mutex::new(None),

@@ -80,14 +80,23 @@ pub(super) fn backend_options(
     overrides: &Overrides,
 ) -> Result<BackendOptions, ScenarioError> {
     let options = match backend {
-        Backend::Amqp => BackendOptions::Amqp(AmqpOptions {
-            python,
-            ..amqp_options(case, raw, path, rate)?
-        }),
-        Backend::Redis => BackendOptions::Redis(RedisOptions {
-            python,
-            ..redis_options(case, raw)?
-        }),
+        // Messages published into the app's own queue are left there: it is not taskbench's to purge.
+        Backend::Amqp => {
+            let o = amqp_options(case, raw, path, rate)?;
+            BackendOptions::Amqp(AmqpOptions {
+                keep: o.keep || into_app_queue(&python),
+                python,
+                ..o
+            })
+        }
+        Backend::Redis => {
+            let o = redis_options(case, raw)?;
+            BackendOptions::Redis(RedisOptions {
+                keep: o.keep || into_app_queue(&python),
+                python,
+                ..o
+            })
+        }
         Backend::Unix | Backend::Fifo | Backend::Tcp => {
             let address = raw
                 .address
@@ -118,6 +127,11 @@ pub(super) fn backend_options(
         ));
     }
     Ok(options)
+}
+
+/// Whether the case publishes into the queue its app routes the task to (`publish_to_routed_queue`).
+fn into_app_queue(python: &Option<PythonClient>) -> bool {
+    python.as_ref().is_some_and(|p| p.publish_to_routed_queue)
 }
 
 /// An `amqp` case's settings (the keys were checked to apply to its backend and path).

@@ -148,6 +148,25 @@ pub(super) fn python_client(
         None if client == Client::Celery => scenario.celery_app.map(|a| a.get_ref().clone()),
         None => None,
     };
+    let unregistered_task = app_flag(
+        case,
+        &raw.unregistered_task,
+        "unregistered_task",
+        &celery_app,
+    )?;
+    let publish_to_routed_queue = app_flag(
+        case,
+        &raw.publish_to_routed_queue,
+        "publish_to_routed_queue",
+        &celery_app,
+    )?;
+    if publish_to_routed_queue && let Some(keep) = raw.keep.as_ref().filter(|k| !*k.get_ref()) {
+        return Err(case.error(
+            keep.span(),
+            "`keep = false` with `publish_to_routed_queue = true` would purge the app's own queue".into(),
+            Some("the app's queue holds other publishers' messages too: taskbench leaves it as it is (remove keep)".into()),
+        ));
+    }
     let nonempty = |v: &Spanned<String>, key: &str| {
         if v.get_ref().is_empty() {
             Err(case.error(v.span(), format!("`{key}` is empty"), None))
@@ -181,5 +200,29 @@ pub(super) fn python_client(
         python: PathBuf::from(python),
         celery_app,
         pythonpath,
+        unregistered_task,
+        publish_to_routed_queue,
+        route: None,
     }))
+}
+
+/// A celery case's flag about its app's tasks and routes (`key`): it needs a `celery_app` to mean something.
+fn app_flag(
+    case: &CaseLocator,
+    flag: &Option<Spanned<bool>>,
+    key: &str,
+    celery_app: &Option<String>,
+) -> Result<bool, ScenarioError> {
+    match flag {
+        Some(f) if celery_app.is_none() => Err(case.error(
+            f.span(),
+            format!("`{key}` applies only to a celery case with a `celery_app`"),
+            Some(
+                "the minimal app taskbench builds without celery_app has no tasks and no routes"
+                    .into(),
+            ),
+        )),
+        Some(f) => Ok(*f.get_ref()),
+        None => Ok(false),
+    }
 }
