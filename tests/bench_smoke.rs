@@ -159,6 +159,18 @@ fn raw() {
 }
 
 #[test]
+fn floor_raw() {
+    let Some(out) = smoke("floor-raw.sh", &[], &[], &[Need::Program("cc")]) else {
+        return;
+    };
+    assert_line(&out, &["the same 941-byte frame"]);
+    assert_line(
+        &out,
+        &["round 1: bare", "frames/s", "errors 0", "taskbench/bare"],
+    );
+}
+
+#[test]
 fn profile() {
     // Redis is optional: without it the script prints the raw rows and says it skipped the Redis ones.
     let Some(out) = smoke("profile.sh", &[], &[], &[]) else {

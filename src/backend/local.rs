@@ -25,6 +25,11 @@ pub const SETTLE: SettleRules = SettleRules {
     limit: Duration::from_secs(10),
 };
 
+/// How long a publisher waits before connecting again to a Unix socket whose listen backlog was full, at
+/// first; each further try waits twice as long, up to [`BACKLOG_WAIT_MAX`].
+const BACKLOG_WAIT: Duration = Duration::from_millis(1);
+const BACKLOG_WAIT_MAX: Duration = Duration::from_millis(64);
+
 /// The stream one local publisher writes to.
 enum LocalStream {
     Unix(tokio::net::UnixStream),
@@ -35,7 +40,7 @@ enum LocalStream {
 impl LocalStream {
     async fn connect(endpoint: &Endpoint) -> io::Result<LocalStream> {
         Ok(match endpoint {
-            Endpoint::Unix(path) => LocalStream::Unix(tokio::net::UnixStream::connect(path).await?),
+            Endpoint::Unix(path) => LocalStream::Unix(connect_unix(path).await?),
             Endpoint::Tcp(addr) => {
                 let s = tokio::net::TcpStream::connect(addr).await?;
                 // Every publish goes out when written, as a task publish would.
@@ -69,12 +74,30 @@ impl LocalStream {
     }
 }
 
+/// Connects to a Unix socket, waiting while its listen backlog is full: Linux refuses a non-blocking connect
+/// then (EAGAIN) where a blocking one would wait for room, and a sink that does not accept for a moment is
+/// pushing back, not gone. The wait ends with the publish (`publish_timeout`, an interrupt).
+async fn connect_unix(path: &std::path::Path) -> io::Result<tokio::net::UnixStream> {
+    let mut wait = BACKLOG_WAIT;
+    loop {
+        match tokio::net::UnixStream::connect(path).await {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(BACKLOG_WAIT_MAX);
+            }
+            connected => return connected,
+        }
+    }
+}
+
 /// A case on a local backend: where to write, and the embedded sink if the case has no `address`.
 pub struct LocalTarget {
     endpoint: Arc<Endpoint>,
     keep_open: bool,
     sink: Option<Sink>,
     embedded: bool,
+    /// The case's publishers, each holding a descriptor the embedded sink leaves them.
+    publishers: usize,
     /// Holds the embedded sink's socket or FIFO; removed when the case ends.
     _dir: Option<tempfile::TempDir>,
 }
@@ -88,6 +111,7 @@ impl LocalTarget {
                 keep_open,
                 sink: None,
                 embedded: false,
+                publishers: case.concurrency,
                 _dir: None,
             });
         }
@@ -102,6 +126,7 @@ impl LocalTarget {
             keep_open,
             sink: None,
             embedded: true,
+            publishers: case.concurrency,
             _dir: Some(dir),
         })
     }
@@ -112,7 +137,7 @@ impl Target for LocalTarget {
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
         if self.embedded {
-            let sink = Sink::start(&self.endpoint).map_err(|e| {
+            let sink = Sink::start_embedded(&self.endpoint, self.publishers).map_err(|e| {
                 PublishError::new(
                     ErrorKind::Setup,
                     format!("the embedded sink did not start: {e}"),
@@ -226,14 +251,80 @@ impl Publisher for LocalPublisher {
 }
 
 fn connect_error(endpoint: &Endpoint, e: io::Error) -> PublishError {
-    let hint = match (endpoint, e.raw_os_error()) {
-        (Endpoint::Fifo(_), Some(libc_enxio)) if libc_enxio == nix::errno::Errno::ENXIO as i32 => {
+    use nix::errno::Errno;
+    let errno = e.raw_os_error().map(Errno::from_raw);
+    let hint = match (endpoint, errno) {
+        (Endpoint::Fifo(_), Some(Errno::ENXIO)) => {
             "; no sink has the FIFO open: start `taskbench sink --listen fifo:PATH`"
         }
-        _ => "; is a `taskbench sink` listening there?",
+        (_, Some(Errno::EMFILE)) => {
+            "; this process has no file descriptor left: raise `ulimit -n` or lower `concurrency`"
+        }
+        (_, Some(Errno::ENFILE)) => "; the system has no file descriptor left (fs.file-max)",
+        (Endpoint::Tcp(_), Some(Errno::EADDRNOTAVAIL)) => {
+            "; no local port is free (each closed connection holds one in TIME_WAIT for a while)"
+        }
+        (_, Some(Errno::ENOENT | Errno::ECONNREFUSED)) => {
+            "; is a `taskbench sink` listening there?"
+        }
+        _ => "",
     };
     PublishError::new(
         ErrorKind::Unreachable,
         format!("cannot connect to {endpoint}: {e}{hint}"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_unix_connect_waits_while_the_backlog_is_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let socket = tokio::net::UnixSocket::new_stream().unwrap();
+        socket.bind(&path).unwrap();
+        let listener = socket.listen(1).unwrap();
+        // Nothing accepted yet: connect until a plain non-blocking connect is refused.
+        let mut queued = Vec::new();
+        let refused = loop {
+            match tokio::net::UnixStream::connect(&path).await {
+                Ok(s) => queued.push(s),
+                Err(e) => break e,
+            }
+            assert!(queued.len() < 100, "the backlog never filled");
+        };
+        assert_eq!(refused.kind(), io::ErrorKind::WouldBlock, "{refused}");
+        let waiting = tokio::spawn({
+            let path = path.clone();
+            async move { connect_unix(&path).await }
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "it waits for room");
+        let _accepted = listener.accept().await.unwrap();
+        waiting
+            .await
+            .unwrap()
+            .expect("connected once there was room");
+    }
+
+    #[test]
+    fn a_failed_connect_says_what_ran_out() {
+        let unix = Endpoint::Unix("/tmp/s.sock".into());
+        let message = |errno: nix::errno::Errno| {
+            connect_error(&unix, io::Error::from_raw_os_error(errno as i32)).message
+        };
+        let emfile = message(nix::errno::Errno::EMFILE);
+        assert!(
+            emfile.contains("this process has no file descriptor left"),
+            "{emfile}"
+        );
+        assert!(!emfile.contains("listening"), "{emfile}");
+        let refused = message(nix::errno::Errno::ECONNREFUSED);
+        assert!(
+            refused.ends_with("is a `taskbench sink` listening there?"),
+            "{refused}"
+        );
+    }
 }
