@@ -1017,3 +1017,46 @@ async fn every_python_client_and_path_closes_its_amqp_connections_with_the_hands
     }
     cleanup("amqp", &queue).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn the_busy_share_counts_failed_publishes_in_its_span_and_stays_under_one() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // From its 6th publish on, every publish takes 20 ms and fails, as when the broker went away.
+    std::fs::write(
+        dir.path().join("failing_app.py"),
+        "import time\nfrom celery import Celery\napp = Celery('failing')\ncount = [0]\n\
+         def route(name, args, kwargs, options, task=None, **kw):\n    count[0] += 1\n    \
+         if count[0] >= 6:\n        time.sleep(0.02)\n        raise ConnectionError('broker gone')\n    return None\n\
+         app.conf.task_routes = (route,)\n",
+    )
+    .unwrap();
+    let queue = common::unique("tb-py-fails");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 20\nwarmup = 1",
+        &format!(
+            r#"
+                path = "acquire"
+                client = "celery"
+                celery_app = "failing_app:app"
+                pythonpath = "{}"
+            "#,
+            dir.path().display()
+        ),
+    ))
+    .await;
+    cleanup("redis", &queue).await;
+    assert_eq!(r.publishes_ok, 4, "{}", errors(&r));
+    assert_eq!(r.errors.total(), 16, "{}", errors(&r));
+    let python = r.facts.python.as_ref().unwrap();
+    let share = python.busy_share.expect("a closed loop has a busy share");
+    // 16 x 20 ms inside failed publishes: before failed publishes ended the span, this read far over 1.
+    assert!(share > 0.5 && share <= 1.0, "{share} of {python:?}");
+}

@@ -322,8 +322,10 @@ def serve(cfg):
         try:
             publish()
         except Exception as exc:
-            elapsed = perf_ns() - t0
-            busy_ns += elapsed
+            # A failed publish ends the span too: its time is in busy_ns, so the span must cover it (a span
+            # that ended at the last success read 137% busy after the broker died).
+            last = perf_ns()
+            busy_ns += last - t0
             failed += 1
             write(1, f"e {kind_of(exc)} {type(exc).__name__}: {one_line(exc)}\n".encode())
             continue
