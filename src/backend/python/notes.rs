@@ -71,6 +71,8 @@ pub(super) fn case_facts(ready: &[Ready], shared: &Shared, open_loop: bool) -> P
         busy_share: None,
         timed_calls_per_publish: None,
         profilers: profilers(shared),
+        died: shared.deaths.lock().expect("not poisoned").clone(),
+        logs: None,
     }
     .with_shares(open_loop)
 }
