@@ -23,6 +23,8 @@ const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How many of the last lines a harness printed an error message quotes, and at most how many characters.
 const LOG_TAIL_LINES: usize = 8;
 const LOG_TAIL_CHARS: usize = 600;
+/// How much of the end of a log is read to find those lines.
+const LOG_TAIL_READ: u64 = 16 * 1024;
 /// The descriptors of the harness's channel, as the harness sees them (harness.py reads and writes these).
 const COMMAND_FD: i32 = 3;
 const ANSWER_FD: i32 = 4;
@@ -41,7 +43,7 @@ pub(super) struct Harness {
 
 /// The last lines a harness printed (its log), for error messages.
 pub(super) fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let text = read_end(path).unwrap_or_default();
     let lines: Vec<&str> = text
         .lines()
         .map(str::trim)
@@ -55,6 +57,26 @@ pub(super) fn log_tail(path: &Path) -> String {
         tail = format!("...{}", &tail[i..]);
     }
     format!("its output ({}) ends: {tail}", path.display())
+}
+
+/// The end of the file at `path`: its last [`LOG_TAIL_READ`] bytes at most (an app may print on every
+/// publish of a long case), from the first whole line in them.
+fn read_end(path: &Path) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let from = len.saturating_sub(LOG_TAIL_READ);
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if from > 0 {
+        // The first line was cut where the read began.
+        text = text
+            .split_once('\n')
+            .map_or(String::new(), |(_, rest)| rest.to_string());
+    }
+    Ok(text)
 }
 
 /// A pipe whose two ends are closed on exec, each at a descriptor of 10 or more (so that moving the child's
@@ -229,5 +251,33 @@ impl Harness {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_quotes_the_last_lines_and_reads_only_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("harness-0.log");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(log_tail(&path), "it printed nothing");
+        let mut text = "x".repeat(3 * LOG_TAIL_READ as usize);
+        for i in 0..20 {
+            text.push_str(&format!("\nline {i}"));
+        }
+        text.push_str("\n\n");
+        std::fs::write(&path, text).unwrap();
+        let tail = log_tail(&path);
+        assert_eq!(
+            tail,
+            format!(
+                "its output ({}) ends: line 12 | line 13 | line 14 | line 15 | line 16 | line 17 | line 18 | line 19",
+                path.display()
+            )
+        );
+        assert!(log_tail(&dir.path().join("none")).ends_with("it printed nothing"));
     }
 }
