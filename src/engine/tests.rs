@@ -386,6 +386,43 @@ async fn a_publisher_panicking_mid_case_stops_while_the_others_finish() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_publisher_gone_mid_case_costs_one_error_and_the_others_take_the_rest() {
+    // Its later calls would fail at once, without yielding: asked again, it would count errors in a loop
+    // that starves the other publisher.
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        gone_on: Some((0, 5)),
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 100\nconcurrency = 2\nwarmup = 0"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.errors.total(), 1, "{:?}", r.errors.by_kind());
+    assert_eq!(r.errors.by_kind()[0].0, ErrorKind::Harness);
+    assert_eq!(r.publishes_ok, 99);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_publisher_gone_in_warm_up_costs_one_error_and_the_others_go_on() {
+    let script = Script {
+        stages: vec![(Stage::Send, ms(1))],
+        gone_on: Some((1, 2)),
+        ..Script::default()
+    };
+    let r = run_case(
+        FakeTarget::new(script),
+        &case("publishes = 50\nconcurrency = 2\nwarmup = 10"),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.errors.total(), 1, "{:?}", r.errors.by_kind());
+    assert_eq!(r.publishes_ok, 50);
+}
+
+#[tokio::test(start_paused = true)]
 async fn open_loop_charges_a_timed_out_publish_to_those_behind_it() {
     // 10 ms apart, 1 ms each; the 5th hangs and is cut at publish_timeout (200 ms): the ~20 publishes due
     // meanwhile queue behind it, with stage timing on or off alike.
