@@ -79,6 +79,41 @@ pub struct PythonFacts {
     /// `taskbench.<routed_queue>`, so that the app's workers never get the messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub routed_queue: Option<String>,
+    /// Harnesses that died during the case: each one's publisher counted one `harness` error and stopped
+    /// there, and the case went on with the others.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub died: Vec<HarnessDeath>,
+    /// The folder where what the harnesses printed (the app's stdout and stderr) was kept, one
+    /// `harness-<worker>.log` each; absent when none printed anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logs: Option<String>,
+}
+
+/// A harness that died in the middle of a case.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HarnessDeath {
+    pub pid: u32,
+    /// Seconds after the measured publishes began; `None` when it died in the warm-up.
+    pub after_s: Option<f64>,
+    /// How it ended ("exited in the middle of the case (was killed by signal 9)").
+    pub how: String,
+    /// The last lines it printed, or "it printed nothing".
+    pub last_output: String,
+}
+
+impl HarnessDeath {
+    /// "harness pid 7 exited in the middle of the case (was killed by signal 9) 1.20 s into the measured
+    /// publishes: ...".
+    pub fn note(&self) -> String {
+        let when = match self.after_s {
+            Some(s) => format!("{s:.2} s into the measured publishes"),
+            None => "during the warm-up".into(),
+        };
+        format!(
+            "harness pid {} {} {when}: its publisher stopped there (one harness error), the others went on; {}",
+            self.pid, self.how, self.last_output
+        )
+    }
 }
 
 /// The versions a harness reported.
@@ -160,7 +195,7 @@ impl CaseFacts {
     }
 
     /// The sentences of [`CaseFacts::notes`] without the Python harnesses' own figures, which a table
-    /// shows better when there are many cases.
+    /// shows better when there are many cases (what happened to the harnesses stays: it is no figure).
     pub fn described(&self) -> Vec<String> {
         let mut notes = Vec::new();
         if let Some(p) = &self.python {
@@ -173,6 +208,9 @@ impl CaseFacts {
             notes.push(format!(
                 "the queue held {n} messages before the case; they were left in place"
             ));
+        }
+        if let Some(p) = &self.python {
+            notes.extend(p.events());
         }
         notes
     }
@@ -214,10 +252,12 @@ impl PythonFacts {
     }
 
     /// The harnesses' sentences: those of [`PythonFacts::described`], then one per figure particular to
-    /// this case ([`PythonFacts::figures`]), so that the first kind groups across cases.
+    /// this case ([`PythonFacts::figures`]), so that the first kind groups across cases, then what
+    /// happened to them ([`PythonFacts::events`]).
     pub fn notes(&self) -> Vec<String> {
         let mut notes = self.described();
         notes.extend(self.figures());
+        notes.extend(self.events());
         notes
     }
 
@@ -287,20 +327,58 @@ impl PythonFacts {
         notes
     }
 
+    /// What happened to the harnesses, a sentence each, shown in full (not a table's column): how many
+    /// died and when, and where what they printed was kept.
+    pub fn events(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if !self.died.is_empty() {
+            notes.push(format!(
+                "{} of {} harnesses died during the case",
+                self.died.len(),
+                self.pids.len().max(self.died.len())
+            ));
+            notes.extend(self.died.iter().map(HarnessDeath::note));
+        }
+        if let Some(dir) = &self.logs {
+            notes.push(format!(
+                "what the harnesses printed (the app's stdout and stderr) is kept in {dir}"
+            ));
+        }
+        notes
+    }
+
     /// Adds another shard's harnesses of the same case.
     fn add(&mut self, other: &PythonFacts) {
-        self.versions = self.versions.take().or_else(|| other.versions.clone());
-        self.queue = self.queue.take().or_else(|| other.queue.clone());
-        self.routed_queue = self
-            .routed_queue
-            .take()
-            .or_else(|| other.routed_queue.clone());
-        self.pids.extend(&other.pids);
-        self.published += other.published;
-        self.timed_calls += other.timed_calls;
-        self.busy_ns += other.busy_ns;
-        self.span_ns += other.span_ns;
-        for p in &other.profilers {
+        // Every field named: a field added later fails to compile here until merge decides.
+        let PythonFacts {
+            client: _,
+            interpreter: _,
+            versions,
+            queue,
+            routed_queue,
+            pids,
+            stages: _,
+            published,
+            timed_calls,
+            busy_ns,
+            span_ns,
+            busy_share: _,
+            timed_calls_per_publish: _,
+            profilers,
+            died,
+            logs,
+        } = other;
+        self.versions = self.versions.take().or_else(|| versions.clone());
+        self.queue = self.queue.take().or_else(|| queue.clone());
+        self.routed_queue = self.routed_queue.take().or_else(|| routed_queue.clone());
+        self.pids.extend(pids);
+        self.published += published;
+        self.timed_calls += timed_calls;
+        self.busy_ns += busy_ns;
+        self.span_ns += span_ns;
+        self.died.extend(died.iter().cloned());
+        self.logs = self.logs.take().or_else(|| logs.clone());
+        for p in profilers {
             match self.profilers.iter_mut().find(|m| m.view == p.view) {
                 Some(m) => {
                     m.samples += p.samples;
@@ -365,8 +443,48 @@ mod tests {
             profilers: vec![],
             queue: Some("taskbench".into()),
             routed_queue: None,
+            died: vec![],
+            logs: None,
         }
         .with_shares(false)
+    }
+
+    #[test]
+    fn a_harness_that_died_is_named_with_when_and_what_it_printed_last() {
+        let p = PythonFacts {
+            died: vec![HarnessDeath {
+                pid: 42,
+                after_s: Some(1.25),
+                how: "exited in the middle of the case (was killed by signal 9)".into(),
+                last_output: "its output (/tmp/x/harness-1.log) ends: publishing".into(),
+            }],
+            ..celery()
+        };
+        let figures = p.events();
+        assert!(
+            figures.contains(&"1 of 2 harnesses died during the case".to_string()),
+            "{figures:?}"
+        );
+        assert!(figures.contains(&"harness pid 42 exited in the middle of the case (was killed by signal 9) 1.25 s into the measured publishes: its publisher stopped there (one harness error), the others went on; its output (/tmp/x/harness-1.log) ends: publishing".to_string()), "{figures:?}");
+        // Shards list the deaths of each.
+        let merged = CaseFacts::merged(
+            [
+                &CaseFacts {
+                    python: Some(p.clone()),
+                    ..CaseFacts::default()
+                },
+                &CaseFacts {
+                    python: Some(p.clone()),
+                    ..CaseFacts::default()
+                },
+            ],
+            false,
+        );
+        assert_eq!(merged.python.unwrap().died.len(), 2);
+        // A case where none died says nothing of it, in its notes or its JSON.
+        assert!(celery().events().is_empty());
+        assert!(p.notes().ends_with(&figures));
+        assert!(!serde_json::to_string(&celery()).unwrap().contains("died"));
     }
 
     #[test]

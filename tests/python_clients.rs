@@ -392,11 +392,14 @@ fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
     );
     let summary: Summary = serde_json::from_slice(&out.stdout).unwrap();
     let dies = &summary.cases[0];
-    // Publishes 1-2 are warm-up, 3-6 measured and fine; the 7th kills the harness: it and the 13 after
-    // it are errors of kind harness.
+    // Publishes 1-2 are warm-up, 3-6 measured and fine; the 7th kills the harness: it is the one error
+    // (of kind harness), and its publisher, the case's only one, publishes no more.
     assert_eq!(dies.publishes_ok, 4, "{dies:?}");
-    assert_eq!(dies.errors.get("harness"), Some(&16), "{dies:?}");
+    assert_eq!(dies.errors.get("harness"), Some(&1), "{dies:?}");
     assert_eq!(dies.delivered, Some(4), "{dies:?}");
+    let died = &dies.facts.python.as_ref().unwrap().died;
+    assert_eq!(died.len(), 1, "{died:?}");
+    assert!(died[0].how.contains("killed by signal 9"), "{died:?}");
     let message = &dies.error_messages["harness"];
     assert!(message.contains("was killed by signal 9"), "{message}");
     assert!(
@@ -1311,4 +1314,240 @@ async fn a_harness_never_publishes_a_routed_or_unknown_task_taskbench_did_not_ch
     }
     assert_eq!(llen(&routed).await, 0);
     cleanup("redis", &routed).await;
+}
+
+/// A Celery app that prints: at import, and in its `before_task_publish` handler on every publish.
+fn printing_app(dir: &Path) -> String {
+    std::fs::write(
+        dir.join("printing_app.py"),
+        format!(
+            "import sys\nfrom celery import Celery, signals\nprint('printing_app imported')\n\
+             app = Celery('printing')\n\
+             @signals.before_task_publish.connect\ndef _say(**kw):\n    print('publishing', kw['headers']['id'])\n    \
+             print('and on stderr too', file=sys.stderr)\n{ADD_TASK}"
+        ),
+    )
+    .unwrap();
+    "printing_app:app".into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn an_app_that_prints_keeps_its_output_in_a_log_and_breaks_nothing() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = printing_app(dir.path());
+    let queue = common::unique("tb-py-prints");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 100\nwarmup = 2\nconcurrency = 2",
+        &format!(
+            r#"
+                path = "acquire"
+                client = "celery"
+                celery_app = "{app}"
+                pythonpath = "{}"
+            "#,
+            dir.path().display()
+        ),
+    ))
+    .await;
+    cleanup("redis", &queue).await;
+    assert!(r.errors.by_kind().is_empty(), "{}", errors(&r));
+    assert_eq!(r.publishes_ok, 100);
+    assert_eq!(r.delivered, Some(100));
+    let python = r.facts.python.as_ref().unwrap();
+    let logs = PathBuf::from(python.logs.as_ref().expect("the printed output was kept"));
+    let mut printed = String::new();
+    for w in 0..2 {
+        printed += &std::fs::read_to_string(logs.join(format!("harness-{w}.log"))).unwrap();
+    }
+    std::fs::remove_dir_all(&logs).unwrap();
+    assert_eq!(
+        printed.matches("printing_app imported").count(),
+        2,
+        "{printed}"
+    );
+    // Warm-up included, every publish printed its line on stdout and one on stderr.
+    assert_eq!(printed.matches("publishing ").count(), 102, "{printed}");
+    assert_eq!(printed.matches("and on stderr too").count(), 102);
+    assert!(
+        r.notes_with_facts()
+            .iter()
+            .any(|n| n.contains(&logs.display().to_string())),
+        "the notes name where the output is: {:?}",
+        r.notes_with_facts()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn a_harness_that_dies_before_it_is_ready_quotes_what_it_printed() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("exiting_app.py"),
+        "import os\nprint('about to give up', flush=True)\nos._exit(5)\n",
+    )
+    .unwrap();
+    let queue = common::unique("tb-py-exits");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 5",
+        &format!(
+            r#"
+                path = "acquire"
+                client = "celery"
+                celery_app = "exiting_app:app"
+                pythonpath = "{}"
+            "#,
+            dir.path().display()
+        ),
+    ))
+    .await;
+    cleanup("redis", &queue).await;
+    let by_kind = r.errors.by_kind();
+    assert_eq!(by_kind.len(), 1, "{by_kind:?}");
+    let (kind, _, message) = by_kind[0];
+    assert_eq!(kind.name(), "setup", "{message}");
+    assert!(message.contains("exited with status 5"), "{message}");
+    assert!(message.contains("ends: about to give up"), "{message}");
+    if let Some(logs) = r.facts.python.as_ref().and_then(|p| p.logs.as_ref()) {
+        std::fs::remove_dir_all(logs).unwrap();
+    }
+}
+
+/// A Celery app of which the first harness to reach its `die_at`-th publish (counting warm-up) SIGKILLs
+/// itself there, before the message is sent; the other harnesses go on.
+fn one_dies_app(dir: &Path, die_at: u32) -> String {
+    let marker = dir.join("one-died");
+    std::fs::write(
+        dir.join("one_dies_app.py"),
+        format!(
+            "import os, signal\nfrom celery import Celery, signals\napp = Celery('one_dies')\ncount = [0]\n\
+             @signals.before_task_publish.connect\ndef _count(**kw):\n    count[0] += 1\n    \
+             if count[0] == {die_at}:\n        try:\n            os.close(os.open({marker:?}, os.O_CREAT | os.O_EXCL))\n        \
+             except FileExistsError:\n            return\n        print('dying now', flush=True)\n        \
+             os.kill(os.getpid(), signal.SIGKILL)\n{ADD_TASK}",
+            marker = marker.display().to_string()
+        ),
+    )
+    .unwrap();
+    "one_dies_app:app".into()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn a_killed_harness_costs_one_error_and_the_other_keeps_publishing() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let app = one_dies_app(dir.path(), 60);
+    let queue = common::unique("tb-py-one-dies");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "duration = \"3s\"\nwarmup = 10\nconcurrency = 2",
+        &format!(
+            r#"
+                path = "acquire"
+                client = "celery"
+                celery_app = "{app}"
+                pythonpath = "{}"
+                interval = "250ms"
+            "#,
+            dir.path().display()
+        ),
+    ))
+    .await;
+    cleanup("redis", &queue).await;
+    // One error, the publish in flight when its harness died; not one per turn of a loop.
+    let by_kind = r.errors.by_kind();
+    assert_eq!(by_kind.len(), 1, "{by_kind:?}");
+    let (kind, n, message) = by_kind[0];
+    assert_eq!((kind.name(), n), ("harness", 1), "{message}");
+    assert!(message.contains("was killed by signal 9"), "{message}");
+    assert!(message.contains("ends: dying now"), "{message}");
+    let python = r.facts.python.as_ref().unwrap();
+    assert_eq!(python.died.len(), 1, "{:?}", python.died);
+    let died_at = python.died[0]
+        .after_s
+        .expect("it died among the measured publishes");
+    // The survivor published in every interval that began after the death (the last, partial one
+    // aside).
+    let after: Vec<_> = r
+        .timeline
+        .iter()
+        .filter(|i| i.start.as_secs_f64() > died_at)
+        .collect();
+    assert!(
+        after.len() >= 2,
+        "died {died_at} s in, too late to see the survivor: {:?}",
+        r.timeline
+    );
+    for interval in &after[..after.len() - 1] {
+        assert!(interval.ok > 0, "nothing after the death: {:?}", r.timeline);
+    }
+    assert_eq!(r.delivered, Some(r.publishes_ok));
+    if let Some(logs) = &python.logs {
+        std::fs::remove_dir_all(logs).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn the_busy_share_counts_failed_publishes_in_its_span_and_stays_under_one() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // From its 6th publish on, every publish takes 20 ms and fails, as when the broker went away.
+    std::fs::write(
+        dir.path().join("failing_app.py"),
+        "import time\nfrom celery import Celery\napp = Celery('failing')\ncount = [0]\n\
+         def route(name, args, kwargs, options, task=None, **kw):\n    count[0] += 1\n    \
+         if count[0] >= 6:\n        time.sleep(0.02)\n        raise ConnectionError('broker gone')\n    return None\n\
+         app.conf.task_routes = (route,)\n"
+            .to_string()
+            + ADD_TASK,
+    )
+    .unwrap();
+    let queue = common::unique("tb-py-fails");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 20\nwarmup = 1",
+        &format!(
+            r#"
+                path = "acquire"
+                client = "celery"
+                celery_app = "failing_app:app"
+                pythonpath = "{}"
+            "#,
+            dir.path().display()
+        ),
+    ))
+    .await;
+    cleanup("redis", &queue).await;
+    assert_eq!(r.publishes_ok, 4, "{}", errors(&r));
+    assert_eq!(r.errors.total(), 16, "{}", errors(&r));
+    let python = r.facts.python.as_ref().unwrap();
+    let share = python.busy_share.expect("a closed loop has a busy share");
+    // 16 x 20 ms inside failed publishes: before failed publishes ended the span, this read far over 1.
+    assert!(share > 0.5 && share <= 1.0, "{share} of {python:?}");
 }

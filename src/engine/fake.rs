@@ -27,6 +27,9 @@ pub struct Script {
     pub lose: u64,
     /// The publish call with this (1-based, per publisher) number panics.
     pub panic_on: Option<u64>,
+    /// (worker, call): that worker's publisher fails that call, at once, and is gone from then on (as a
+    /// Python publisher whose harness died), answering any later call with the same failure at once.
+    pub gone_on: Option<(usize, u64)>,
     /// Setting the backend up takes this long.
     pub prepare_takes: Option<Duration>,
     /// Deferred (a confirm window): every message settles this long after its call returned.
@@ -50,12 +53,18 @@ impl FakeTarget {
 pub struct FakePublisher {
     script: Script,
     arrived: Arc<AtomicU64>,
+    worker: usize,
     count: u64,
+    gone: bool,
     /// Deferred messages not yet handed over: (sent, settles at).
     unsettled: VecDeque<(tokio::time::Instant, tokio::time::Instant)>,
 }
 
 impl Publisher for FakePublisher {
+    fn gone(&self) -> bool {
+        self.gone
+    }
+
     fn deferred(&self) -> bool {
         self.script.settle_after.is_some()
     }
@@ -87,6 +96,10 @@ impl Publisher for FakePublisher {
         clock: &mut StageClock,
     ) -> Result<(), PublishError> {
         self.count += 1;
+        self.gone |= self.script.gone_on == Some((self.worker, self.count));
+        if self.gone {
+            return Err(PublishError::new(ErrorKind::Harness, "scripted death"));
+        }
         if self.script.panic_on == Some(self.count) {
             panic!("scripted panic in call {}", self.count);
         }
@@ -134,11 +147,13 @@ impl Target for FakeTarget {
         Ok(())
     }
 
-    fn publisher(&self, _worker: usize) -> FakePublisher {
+    fn publisher(&self, worker: usize) -> FakePublisher {
         FakePublisher {
             script: self.script.clone(),
             arrived: self.arrived.clone(),
+            worker,
             count: 0,
+            gone: false,
             unsettled: VecDeque::new(),
         }
     }

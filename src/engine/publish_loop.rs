@@ -181,7 +181,7 @@ pub(super) async fn publish_loop<P: Publisher>(
     };
     let deferred = publisher.deferred();
 
-    // Set when the publisher panicked: it publishes no more (the others go on).
+    // Set when the publisher panicked or is gone: it publishes no more (the others go on).
     let broken = warm_up(&mut publisher, &shared, &mut batch).await;
 
     shared.barrier.wait().await;
@@ -205,7 +205,7 @@ pub(super) async fn publish_loop<P: Publisher>(
 }
 
 /// The warm-up: connect, fill caches; nothing recorded but what arrived. Returns whether the publisher
-/// panicked (it is broken, and publishes no more).
+/// panicked or is gone (it publishes no more).
 async fn warm_up<P: Publisher>(publisher: &mut P, shared: &Shared, batch: &mut Batch) -> bool {
     let Batch {
         messages, clock, ..
@@ -227,9 +227,9 @@ async fn warm_up<P: Publisher>(publisher: &mut P, shared: &Shared, batch: &mut B
         )
         .await;
         if let Ok(Err(e)) = &out
-            && e.kind == ErrorKind::Panic
+            && (e.kind == ErrorKind::Panic || publisher.gone())
         {
-            // The publisher is broken: count it, and still reach the barrier so the others go on.
+            // The publisher is broken or gone: count it, and still reach the barrier so the others go on.
             recorders.with(|rec| rec.errors.add(e, n as u64));
             broken = true;
             break;
@@ -346,7 +346,9 @@ async fn measure<P: Publisher>(
         });
         measured = true;
         if let Ok(Err(e)) = &out {
-            broken = e.kind == ErrorKind::Panic;
+            // A publisher that panicked or is gone publishes no more: asking it again would only count
+            // the same failure in a loop that never yields (and starve the others on its thread).
+            broken = e.kind == ErrorKind::Panic || publisher.gone();
         }
         if !matches!(out, Ok(Ok(()))) {
             batch.clock.discard();

@@ -386,6 +386,35 @@ async fn a_publisher_panicking_mid_case_stops_while_the_others_finish() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_publisher_gone_costs_one_error_and_the_others_take_the_rest() {
+    // Its later calls would fail at once, without yielding: asked again, it would count errors in a loop
+    // that starves the other publisher. Gone mid-case (worker 0's 5th call), or in the warm-up.
+    for (gone_on, warmup) in [((0, 5), 0), ((1, 2), 10)] {
+        let script = Script {
+            stages: vec![(Stage::Send, ms(1))],
+            gone_on: Some(gone_on),
+            ..Script::default()
+        };
+        let r = run_case(
+            FakeTarget::new(script),
+            &case(&format!(
+                "publishes = 100\nconcurrency = 2\nwarmup = {warmup}"
+            )),
+            &RunControl::new(),
+        )
+        .await;
+        let by_kind = r.errors.by_kind();
+        assert_eq!(
+            (by_kind[0].0, r.errors.total()),
+            (ErrorKind::Harness, 1),
+            "{by_kind:?}"
+        );
+        let ok = if warmup == 0 { 99 } else { 100 };
+        assert_eq!(r.publishes_ok, ok, "gone on {gone_on:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn open_loop_charges_a_timed_out_publish_to_those_behind_it() {
     // 10 ms apart, 1 ms each; the 5th hangs and is cut at publish_timeout (200 ms): the ~20 publishes due
     // meanwhile queue behind it, with stage timing on or off alike.

@@ -26,6 +26,13 @@ pub trait Publisher: Send + 'static {
         clock: &mut StageClock,
     ) -> impl Future<Output = Result<(), PublishError>> + Send;
 
+    /// Whether the publisher can publish no more (a Python publisher whose harness process died). The
+    /// engine asks after a failed publish, counts that one failure and calls it no more; the case goes on
+    /// with the others.
+    fn gone(&self) -> bool {
+        false
+    }
+
     /// Called once after the warm-up and the start barrier, just before the first measured publish (a
     /// Python publisher attaches its profiler here, so imports and warm-up are not sampled).
     fn measuring(&mut self) -> impl Future<Output = ()> + Send {

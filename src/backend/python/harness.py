@@ -1,8 +1,10 @@
 """taskbench's Python harness: real Celery or kombu publishing the scenario's task, one process per publisher.
 
 taskbench ships this file inside its binary (src/backend/python/harness.py), writes it to a temporary file
-and runs it as `python -u harness.py`. It talks to its one publisher over stdin/stdout, one line per
-message (docs/python-clients.md has the whole protocol):
+and runs it as `python -u harness.py`. It talks to its one publisher on a channel of its own, one line per
+message: commands in on descriptor 3, answers out on descriptor 4 (docs/python-clients.md has the whole
+protocol). stdin is empty, and stdout and stderr are the app's: taskbench keeps them in a log file, so an app
+that prints cannot break the protocol.
 
   taskbench -> harness   line 1: the case as JSON; then per publish "p"; at the end "q"
   harness -> taskbench   "r {json}" ready (versions, which functions time which stage)
@@ -23,6 +25,10 @@ import time
 import uuid
 
 perf_ns = time.perf_counter_ns
+# The channel to taskbench (set up by src/backend/python/harness.rs): commands in, answers out.
+COMMANDS = 3
+ANSWERS = 4
+# A blocking pipe takes a whole line in one write.
 write = os.write
 
 # --- stages: Celery's and kombu's own functions, wrapped so their time is charged to a stage -------------
@@ -149,7 +155,7 @@ def one_line(text, limit=600):
 
 
 def fail(kind, message):
-    write(1, ("f " + json.dumps({"kind": kind, "message": one_line(message, 2000)}) + "\n").encode())
+    write(ANSWERS, ("f " + json.dumps({"kind": kind, "message": one_line(message, 2000)}) + "\n").encode())
     sys.exit(3)
 
 
@@ -383,7 +389,7 @@ def kombu_publisher(cfg):
 
 # --- the loop -----------------------------------------------------------------------------------------
 
-def serve(cfg):
+def serve(cfg, commands):
     if cfg.get("pythonpath"):
         sys.path.insert(0, cfg["pythonpath"])
     wrapped = wrap_stages() if cfg.get("stage_timing", True) else {}
@@ -408,9 +414,9 @@ def serve(cfg):
         "kombu": kombu.__version__,
         "stages": wrapped,
     }
-    write(1, ("r " + json.dumps(ready) + "\n").encode())
+    write(ANSWERS, ("r " + json.dumps(ready) + "\n").encode())
 
-    readline = sys.stdin.buffer.readline
+    readline = commands.readline
     published = failed = busy_ns = 0
     stage_calls = 0
     first = last = 0
@@ -427,10 +433,12 @@ def serve(cfg):
         try:
             publish()
         except Exception as exc:
-            elapsed = perf_ns() - t0
-            busy_ns += elapsed
+            # A failed publish ends the span too: its time is in busy_ns, so the span must cover it (a span
+            # that ended at the last success read 137% busy after the broker died).
+            last = perf_ns()
+            busy_ns += last - t0
             failed += 1
-            write(1, f"e {kind_of(exc)} {type(exc).__name__}: {one_line(exc)}\n".encode())
+            write(ANSWERS, f"e {kind_of(exc)} {type(exc).__name__}: {one_line(exc)}\n".encode())
             continue
         last = perf_ns()
         elapsed = last - t0
@@ -438,9 +446,9 @@ def serve(cfg):
         published += 1
         stage_calls += calls[0]
         if acc:
-            write(1, ("o %d %s\n" % (elapsed, " ".join("%s=%d" % kv for kv in acc.items()))).encode())
+            write(ANSWERS, ("o %d %s\n" % (elapsed, " ".join("%s=%d" % kv for kv in acc.items()))).encode())
         else:
-            write(1, b"o %d\n" % elapsed)
+            write(ANSWERS, b"o %d\n" % elapsed)
     for close in closing:
         try:
             close()
@@ -448,7 +456,7 @@ def serve(cfg):
             pass
     stats = {"published": published, "failed": failed, "busy_ns": busy_ns, "stage_calls": stage_calls,
              "span_ns": max(0, last - first)}
-    write(1, ("s " + json.dumps(stats) + "\n").encode())
+    write(ANSWERS, ("s " + json.dumps(stats) + "\n").encode())
 
 
 def overhead():
@@ -560,10 +568,14 @@ def main():
     if sys.argv[1:] == ["--probe"]:
         probe(json.loads(sys.stdin.read() or "{}"))
         return
-    line = sys.stdin.buffer.readline()
+    # Neither end of the channel goes to the processes the app may start.
+    os.set_inheritable(COMMANDS, False)
+    os.set_inheritable(ANSWERS, False)
+    commands = os.fdopen(COMMANDS, "rb")
+    line = commands.readline()
     if not line:
         return
-    serve(json.loads(line))
+    serve(json.loads(line), commands)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,18 @@
-//! One harness process: the script shipped inside the binary, starting it and waiting for its ready line,
-//! asking it to quit, and telling how it ended (its exit status and the tail of its stderr).
+//! One harness process: the script shipped inside the binary, starting it with a channel of its own (commands
+//! in on descriptor 3, answers out on 4) and its stdout and stderr in a log file, waiting for its ready line,
+//! asking it to quit, and telling how it ended (its exit status and the last lines it printed).
 
 use super::protocol::{self, Ready, ReadyLine, Stats};
 use super::target::Shared;
 use crate::error::{ErrorKind, PublishError};
+use nix::fcntl::{FcntlArg, OFlag, fcntl};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::net::unix::pipe;
+use tokio::process::{Child, Command};
 
 /// The harness, written to a temporary file for every case that runs it.
 pub const HARNESS: &str = include_str!("harness.py");
@@ -16,75 +20,151 @@ pub const HARNESS: &str = include_str!("harness.py");
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a harness may take to close its connections and exit after "q".
 const QUIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How much of a dead harness's stderr an error message quotes.
-const STDERR_TAIL: usize = 600;
+/// How many of the last lines a harness printed an error message quotes, and at most how many characters.
+const LOG_TAIL_LINES: usize = 8;
+const LOG_TAIL_CHARS: usize = 600;
+/// How much of the end of a log is read to find those lines.
+const LOG_TAIL_READ: u64 = 16 * 1024;
+/// The descriptors of the harness's channel, as the harness sees them (harness.py reads and writes these).
+const COMMAND_FD: i32 = 3;
+const ANSWER_FD: i32 = 4;
 
-/// One running harness process and its pipes.
+/// One running harness process and its channel.
 pub(super) struct Harness {
     pub(super) child: Child,
-    pub(super) stdin: ChildStdin,
-    pub(super) stdout: BufReader<ChildStdout>,
-    pub(super) stderr_path: PathBuf,
+    /// Commands to the harness (its descriptor 3).
+    pub(super) commands: pipe::Sender,
+    /// The harness's answers (its descriptor 4).
+    pub(super) answers: BufReader<pipe::Receiver>,
+    /// What the app (and Python) printed: the harness's stdout and stderr.
+    pub(super) log_path: PathBuf,
     pub(super) pid: u32,
 }
 
-/// The tail of a harness's stderr, for error messages.
-pub(super) fn stderr_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let text = text.trim();
-    if text.is_empty() {
-        return "nothing on stderr".into();
+/// The last lines a harness printed (its log), for error messages.
+pub(super) fn log_tail(path: &Path) -> String {
+    let text = read_end(path).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    if lines.is_empty() {
+        return "it printed nothing".into();
     }
-    let start = text
-        .char_indices()
-        .rev()
-        .nth(STDERR_TAIL)
-        .map_or(0, |(i, _)| i);
-    let tail: String = text[start..]
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    format!("stderr ends: {tail}")
+    let mut tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join(" | ");
+    if let Some((i, _)) = tail.char_indices().rev().nth(LOG_TAIL_CHARS) {
+        tail = format!("...{}", &tail[i..]);
+    }
+    format!("its output ({}) ends: {tail}", path.display())
 }
 
-/// Starts one harness and waits for its ready line.
+/// The end of the file at `path`: its last [`LOG_TAIL_READ`] bytes at most (an app may print on every
+/// publish of a long case), from the first whole line in them.
+fn read_end(path: &Path) -> std::io::Result<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let from = len.saturating_sub(LOG_TAIL_READ);
+    file.seek(SeekFrom::Start(from))?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    let mut text = String::from_utf8_lossy(&bytes).into_owned();
+    if from > 0 {
+        // The first line was cut where the read began.
+        text = text
+            .split_once('\n')
+            .map_or(String::new(), |(_, rest)| rest.to_string());
+    }
+    Ok(text)
+}
+
+/// A pipe whose two ends are closed on exec, each at a descriptor of 10 or more (so that moving the child's
+/// end to 3 or 4 never overwrites the other).
+fn channel_pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
+    let high = |fd: OwnedFd| -> std::io::Result<OwnedFd> {
+        let raw = fcntl(&fd, FcntlArg::F_DUPFD_CLOEXEC(10))?;
+        // SAFETY: fcntl returned a new descriptor that nothing else owns.
+        Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(raw) })
+    };
+    Ok((high(read)?, high(write)?))
+}
+
+/// A command that runs the harness with `commands` (the read end of a pipe) as its descriptor 3 and
+/// `answers` (the write end of another) as its descriptor 4; every other descriptor of taskbench's is closed
+/// on exec, so a harness's channel is held by it alone and its death is seen as the end of its answers.
+fn with_channel(command: &mut Command, commands: &OwnedFd, answers: &OwnedFd) {
+    let (commands, answers) = (commands.as_raw_fd(), answers.as_raw_fd());
+    // SAFETY: between fork and exec the closure only calls dup2, which is async-signal-safe, on descriptors
+    // that stay open in the parent until spawn returns; dup2 clears close-on-exec on the copies.
+    unsafe {
+        command.pre_exec(move || {
+            for (from, to) in [(commands, COMMAND_FD), (answers, ANSWER_FD)] {
+                if nix::libc::dup2(from, to) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Starts one harness, its output going to `log_path`, and waits for its ready line.
 pub(super) async fn start(
     script: &Path,
-    stderr_path: PathBuf,
+    log_path: PathBuf,
     shared: &Shared,
     config: &str,
 ) -> Result<(Harness, Ready), PublishError> {
     let setup = |message: String| PublishError::new(ErrorKind::Setup, shared.clean(&message));
-    let stderr = std::fs::File::create(&stderr_path)
-        .map_err(|e| setup(format!("cannot create {}: {e}", stderr_path.display())))?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|e| setup(format!("cannot create {}: {e}", log_path.display())))?;
+    let log_too = log
+        .try_clone()
+        .map_err(|e| setup(format!("cannot share {}: {e}", log_path.display())))?;
+    let channel = || -> std::io::Result<_> { Ok((channel_pipe()?, channel_pipe()?)) };
+    let ((their_commands, commands), (answers, their_answers)) =
+        channel().map_err(|e| setup(format!("cannot make the harness's pipes: {e}")))?;
     let mut command = Command::new(&shared.python);
     command
         .arg("-u")
         .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(stderr)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log_too)
         .kill_on_drop(true);
-    let mut child = command.spawn().map_err(|e| {
+    with_channel(&mut command, &their_commands, &their_answers);
+    let spawned = command.spawn();
+    // The child's ends are the child's alone: once they are closed here, its death ends the answers.
+    drop((their_commands, their_answers));
+    let mut child = spawned.map_err(|e| {
         setup(format!(
             "cannot run python {:?}: {e}; set `python` in the scenario, or TASKBENCH_PYTHON, to an interpreter with Celery installed (tests/run makes target/celery-venv/bin/python)",
             shared.python.display().to_string()
         ))
     })?;
     let pid = child.id().unwrap_or(0);
-    let stdin = child.stdin.take().expect("stdin is piped");
-    let stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let ends = pipe::Sender::from_owned_fd(commands)
+        .and_then(|c| Ok((c, pipe::Receiver::from_owned_fd(answers)?)));
+    let (commands, answers) = match ends {
+        Ok(ends) => ends,
+        Err(e) => {
+            let _ = child.start_kill();
+            return Err(setup(format!("cannot use the harness's pipes: {e}")));
+        }
+    };
     let mut harness = Harness {
         child,
-        stdin,
-        stdout,
-        stderr_path,
+        commands,
+        answers: BufReader::new(answers),
+        log_path,
         pid,
     };
     let handshake = async {
-        harness.stdin.write_all(config.as_bytes()).await.ok();
+        harness.commands.write_all(config.as_bytes()).await.ok();
         let mut line = Vec::new();
-        harness.stdout.read_until(b'\n', &mut line).await.ok();
+        harness.answers.read_until(b'\n', &mut line).await.ok();
         line
     };
     let line = tokio::time::timeout(READY_TIMEOUT, handshake)
@@ -94,7 +174,7 @@ pub(super) async fn start(
                 "{} (pid {pid}) was not ready within {}; {}",
                 shared.label(),
                 humantime::format_duration(READY_TIMEOUT),
-                stderr_tail(&harness.stderr_path)
+                log_tail(&harness.log_path)
             ))
         })?;
     let text = String::from_utf8_lossy(&line);
@@ -119,7 +199,7 @@ pub(super) async fn start(
     Err(setup(format!(
         "{} (pid {pid}) {status} before it was ready; {}",
         shared.label(),
-        stderr_tail(&harness.stderr_path)
+        log_tail(&harness.log_path)
     )))
 }
 
@@ -144,11 +224,11 @@ impl Harness {
     /// [`QUIT_TIMEOUT`].
     pub(super) async fn quit(&mut self) -> Option<Stats> {
         let quit = async {
-            self.stdin.write_all(protocol::QUIT).await.ok()?;
+            self.commands.write_all(protocol::QUIT).await.ok()?;
             let mut line = Vec::new();
             loop {
                 line.clear();
-                if self.stdout.read_until(b'\n', &mut line).await.ok()? == 0 {
+                if self.answers.read_until(b'\n', &mut line).await.ok()? == 0 {
                     return None;
                 }
                 if let Some(stats) = protocol::stats_line(&line) {
@@ -171,5 +251,33 @@ impl Harness {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_tail_quotes_the_last_lines_and_reads_only_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("harness-0.log");
+        std::fs::write(&path, "").unwrap();
+        assert_eq!(log_tail(&path), "it printed nothing");
+        let mut text = "x".repeat(3 * LOG_TAIL_READ as usize);
+        for i in 0..20 {
+            text.push_str(&format!("\nline {i}"));
+        }
+        text.push_str("\n\n");
+        std::fs::write(&path, text).unwrap();
+        let tail = log_tail(&path);
+        assert_eq!(
+            tail,
+            format!(
+                "its output ({}) ends: line 12 | line 13 | line 14 | line 15 | line 16 | line 17 | line 18 | line 19",
+                path.display()
+            )
+        );
+        assert!(log_tail(&dir.path().join("none")).ends_with("it printed nothing"));
     }
 }

@@ -5,9 +5,10 @@
 //! [`PythonTarget`] wraps the broker's own target (`AmqpTarget`, `RedisTarget`) for what happens around the
 //! publishes: declaring or measuring the queue, the delivered count, purging. Its `prepare` starts one
 //! harness per publisher and waits until each has imported Celery and built its client, so imports never
-//! count. A [`PythonPublisher`] then asks its harness for one publish at a time ("p") and records the
-//! latency and stage times the harness measured around Celery's own calls. A harness that dies costs the
-//! publishes it was asked for, and every later one of its publisher, as `harness` errors.
+//! count. A [`PythonPublisher`] then asks its harness for one publish at a time ("p", on a channel of the
+//! harness's own, never its stdout, which is the app's and goes to a log) and records the latency and stage
+//! times the harness measured around Celery's own calls. A harness that dies costs the publish in flight,
+//! one `harness` error; its publisher then stops and the others go on.
 //!
 //! The rooms: `target` (the case, its harnesses started before it), `publisher` (one harness driven one
 //! publish at a time), `protocol` (the lines exchanged with a harness), `harness` (the process: start,

@@ -73,6 +73,8 @@ pub(super) fn case_facts(ready: &[Ready], shared: &Shared, open_loop: bool) -> P
         profilers: profilers(shared),
         queue: Some(shared.queue.clone()),
         routed_queue: shared.routed_queue.clone(),
+        died: shared.deaths.lock().expect("not poisoned").clone(),
+        logs: None,
     }
     .with_shares(open_loop)
 }

@@ -1,13 +1,14 @@
 //! [`PythonPublisher`]: one publisher of a celery or kombu case, driving its harness one publish at a time
-//! ("p", then the answer the harness measured), recovering from a publish the engine cancelled, and
-//! attaching py-spy to the harness for the measured publishes.
+//! ("p", then the answer the harness measured), recovering from a publish the engine cancelled, attaching
+//! py-spy to the harness for the measured publishes, and stopping for good when its harness dies.
 
-use super::harness::{Harness, exit_status, stderr_tail};
+use super::harness::{Harness, exit_status, log_tail};
 use super::protocol::{self, Answer};
 use super::spy;
 use super::target::Shared;
 use crate::engine::Publisher;
 use crate::error::{ErrorKind, PublishError};
+use crate::facts::HarnessDeath;
 use crate::message::TaskMessage;
 use crate::stage::StageClock;
 use std::path::PathBuf;
@@ -61,18 +62,34 @@ impl PythonPublisher {
         }
     }
 
-    /// Ends the harness (it is dead or out of step) and remembers why; returns that error.
+    /// Ends the harness (it is dead or out of step), records its death for the case's facts and remembers
+    /// why; returns that error, the publisher's last (the engine asks no more of it: [`Publisher::gone`]).
     async fn bury(&mut self, why: &str) -> PublishError {
         let mut message = format!("{} {why}", self.shared.label());
         if let Some(mut h) = self.harness.take() {
             let _ = h.child.start_kill();
             let status = exit_status(&mut h.child).await;
+            let last_output = self.shared.clean(&log_tail(&h.log_path));
             message = format!(
-                "{} (pid {}) {why} ({status}); {}",
+                "{} (pid {}) {why} ({status}); {last_output}",
                 self.shared.label(),
                 h.pid,
-                stderr_tail(&h.stderr_path)
             );
+            let after_s = self
+                .shared
+                .measuring_since
+                .get()
+                .map(|since| since.elapsed().as_secs_f64());
+            self.shared
+                .deaths
+                .lock()
+                .expect("not poisoned")
+                .push(HarnessDeath {
+                    pid: h.pid,
+                    after_s,
+                    how: format!("{why} ({status})"),
+                    last_output,
+                });
         }
         let e = PublishError::new(ErrorKind::Harness, self.shared.clean(&message));
         self.dead = Some(e.clone());
@@ -87,7 +104,7 @@ impl PythonPublisher {
             self.line.clear();
         }
         loop {
-            match h.stdout.read_until(b'\n', &mut self.line).await {
+            match h.answers.read_until(b'\n', &mut self.line).await {
                 Ok(0) => return Err(self.bury("exited in the middle of the case").await),
                 Ok(_) if self.line.last() == Some(&b'\n') => {
                     self.line.pop();
@@ -151,7 +168,7 @@ impl Publisher for PythonPublisher {
         }
         self.writing = true;
         let h = self.harness.as_mut().expect("not dead");
-        if let Err(e) = h.stdin.write_all(protocol::PUBLISH).await {
+        if let Err(e) = h.commands.write_all(protocol::PUBLISH).await {
             self.writing = false;
             return Err(self
                 .bury(&format!("stopped reading its commands ({e})"))
@@ -164,7 +181,14 @@ impl Publisher for PythonPublisher {
         self.take_answer(clock)
     }
 
+    fn gone(&self) -> bool {
+        self.dead.is_some()
+    }
+
     async fn measuring(&mut self) {
+        self.shared
+            .measuring_since
+            .get_or_init(std::time::Instant::now);
         let spy = self.shared.spy.lock().expect("not poisoned").clone();
         if let (Some(spy), Some(h), Some(dir)) = (spy, &self.harness, &self.dir) {
             for (sampling, file) in [

@@ -1,6 +1,7 @@
 //! [`PythonTarget`]: a broker case published by real Celery or kombu. It wraps the broker's own target for
 //! the queue around the publishes, starts one harness per publisher before the case, and hands each
-//! publisher its harness; `Shared` is what the case's publishers share.
+//! publisher its harness; `Shared` is what the case's publishers share. What the harnesses print goes to a
+//! log file each, in a folder that is kept (and named in the case's facts) when any printed something.
 
 use super::harness::{self, HARNESS, Harness};
 use super::notes;
@@ -13,10 +14,11 @@ use crate::backend::url::scrub;
 use crate::catalog::Client;
 use crate::engine::Target;
 use crate::error::{ErrorKind, PublishError};
-use crate::facts::CaseFacts;
+use crate::facts::{CaseFacts, HarnessDeath};
 use crate::scenario::{Case, PythonClient};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 /// What every publisher of a case shares.
 pub(super) struct Shared {
@@ -33,6 +35,10 @@ pub(super) struct Shared {
     pub(super) spy: Mutex<Option<PathBuf>>,
     /// What each harness's samplers recorded, or why one recorded nothing.
     pub(super) profiles: Mutex<Vec<(spy::Sampling, Result<spy::Recorded, String>)>>,
+    /// Harnesses that died during the case, as their publishers found them.
+    pub(super) deaths: Mutex<Vec<HarnessDeath>>,
+    /// When the measured publishes began (the first publisher to reach them sets it).
+    pub(super) measuring_since: OnceLock<Instant>,
 }
 
 impl Shared {
@@ -93,6 +99,10 @@ pub struct PythonTarget<T: Broker> {
     config: String,
     concurrency: usize,
     dir: Option<tempfile::TempDir>,
+    /// The harnesses' logs (`harness-<worker>.log`: their stdout and stderr) while the case runs.
+    log_dir: Option<tempfile::TempDir>,
+    /// Where the logs were kept after the case, when any harness printed something.
+    kept_logs: Option<PathBuf>,
     harnesses: Mutex<Vec<Option<Harness>>>,
     ready: Vec<Ready>,
     path_note: String,
@@ -118,11 +128,15 @@ impl<T: Broker> PythonTarget<T> {
                 stats: Mutex::new(Vec::new()),
                 spy: Mutex::new(None),
                 profiles: Mutex::new(Vec::new()),
+                deaths: Mutex::new(Vec::new()),
+                measuring_since: OnceLock::new(),
             }),
             profile,
             open_loop: case.open_loop(),
             concurrency: case.concurrency,
             dir: None,
+            log_dir: None,
+            kept_logs: None,
             harnesses: Mutex::new(Vec::new()),
             ready: Vec::new(),
             path_note,
@@ -130,15 +144,19 @@ impl<T: Broker> PythonTarget<T> {
     }
 
     async fn start_all(&mut self) -> Result<(), PublishError> {
-        let dir = tempfile::Builder::new()
-            .prefix("taskbench-harness-")
-            .tempdir()
-            .map_err(|e| {
-                PublishError::new(
-                    ErrorKind::Setup,
-                    format!("cannot make a temporary directory: {e}"),
-                )
-            })?;
+        let temp_dir = |prefix: &str| {
+            tempfile::Builder::new()
+                .prefix(prefix)
+                .tempdir()
+                .map_err(|e| {
+                    PublishError::new(
+                        ErrorKind::Setup,
+                        format!("cannot make a temporary directory: {e}"),
+                    )
+                })
+        };
+        let dir = temp_dir("taskbench-harness-")?;
+        let log_dir = temp_dir("taskbench-harness-logs-")?;
         let script = dir.path().join("taskbench_harness.py");
         std::fs::write(&script, HARNESS).map_err(|e| {
             PublishError::new(
@@ -149,13 +167,14 @@ impl<T: Broker> PythonTarget<T> {
         let starts = (0..self.concurrency).map(|w| {
             harness::start(
                 &script,
-                dir.path().join(format!("stderr-{w}.txt")),
+                log_dir.path().join(format!("harness-{w}.log")),
                 &self.shared,
                 &self.config,
             )
         });
         let started = futures_util::future::join_all(starts).await;
         self.dir = Some(dir);
+        self.log_dir = Some(log_dir);
         let mut harnesses = Vec::with_capacity(self.concurrency);
         for s in started {
             let (harness, ready) = s?;
@@ -214,6 +233,11 @@ impl<T: Broker> Target for PythonTarget<T> {
         self.harnesses.lock().expect("not poisoned").clear();
         self.inner.finish().await;
         self.dir = None;
+        if let Some(logs) = self.log_dir.take()
+            && printed_anything(logs.path())
+        {
+            self.kept_logs = Some(logs.keep());
+        }
     }
 
     fn notes(&self) -> Vec<String> {
@@ -227,9 +251,20 @@ impl<T: Broker> Target for PythonTarget<T> {
     }
 
     fn facts(&self) -> CaseFacts {
+        let mut python = notes::case_facts(&self.ready, &self.shared, self.open_loop);
+        python.logs = self.kept_logs.as_ref().map(|d| d.display().to_string());
         CaseFacts {
-            python: Some(notes::case_facts(&self.ready, &self.shared, self.open_loop)),
+            python: Some(python),
             ..self.inner.broker_facts()
         }
     }
+}
+
+/// Whether any log in `dir` holds something.
+fn printed_anything(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.metadata().is_ok_and(|m| m.len() > 0))
+    })
 }
