@@ -1399,7 +1399,7 @@ async fn a_harness_that_dies_before_it_is_ready_quotes_what_it_printed() {
     )
     .unwrap();
     let queue = common::unique("tb-py-exits");
-    let r = run(&scenario(
+    let toml = scenario(
         &python,
         "redis",
         &queue,
@@ -1413,8 +1413,17 @@ async fn a_harness_that_dies_before_it_is_ready_quotes_what_it_printed() {
             "#,
             dir.path().display()
         ),
-    ))
-    .await;
+    );
+    // The check `validate` and `run` make first imports the app too, and says what it printed.
+    let mut checked = taskbench::scenario::parse(&toml, "test.toml").unwrap();
+    let refused = taskbench::backend::python::check_interpreters(&mut checked, false)
+        .expect_err("an app that exits on import fails the check");
+    assert!(
+        refused.contains("exit status: 5") && refused.contains("its output ends: about to give up"),
+        "{refused}"
+    );
+    // The harness, started without that check, says the same when it dies before it is ready.
+    let r = run_unchecked(&toml).await;
     cleanup("redis", &queue).await;
     let by_kind = r.errors.by_kind();
     assert_eq!(by_kind.len(), 1, "{by_kind:?}");

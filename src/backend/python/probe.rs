@@ -96,12 +96,26 @@ pub fn probe(client: &PythonClient, tasks: &[TaskQuery]) -> Result<Found, String
         .find_map(|l| l.strip_prefix("taskbench-probe "))
         .and_then(|json| serde_json::from_str::<Found>(json).ok())
         .ok_or_else(|| {
+            // What it (or the app it imported) printed last says why; with nothing printed, the
+            // interpreter itself is the likely cause.
             let stderr = String::from_utf8_lossy(&out.stderr);
-            format!(
-                "{python:?} did not run taskbench's check ({}); is it a Python 3 interpreter? {}",
-                out.status,
-                stderr.trim().lines().last().unwrap_or("")
-            )
+            let printed: Vec<&str> = stdout
+                .lines()
+                .chain(stderr.lines())
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect();
+            match printed.len() {
+                0 => format!(
+                    "{python:?} did not run taskbench's check ({}) and printed nothing; is it a Python 3 interpreter?",
+                    out.status
+                ),
+                n => format!(
+                    "{python:?} did not finish taskbench's check ({}); its output ends: {}",
+                    out.status,
+                    printed[n.saturating_sub(3)..].join(" | ")
+                ),
+            }
         })?;
     let missing: Vec<&str> = [("celery", &found.celery), ("kombu", &found.kombu)]
         .into_iter()
