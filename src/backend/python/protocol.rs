@@ -142,7 +142,7 @@ impl Iterator for StageTimes<'_> {
     fn next(&mut self) -> Option<(Stage, u64)> {
         self.0.by_ref().find_map(|w| {
             let (name, ns) = w.split_once('=')?;
-            let stage = Stage::ALL.into_iter().find(|s| s.name() == name)?;
+            let stage = Stage::from_name(name)?;
             Some((stage, ns.parse::<u64>().ok()?))
         })
     }
