@@ -96,17 +96,52 @@ pub fn main() -> ExitCode {
 fn validate(path: PathBuf) -> Outcome {
     let scenario = scenario::load(&path)?;
     let notes = preflight::check(&scenario)?;
+    let default = default_python_used(&scenario)?;
     let found =
         backend::python::check_interpreters(&scenario, false).map_err(anyhow::Error::msg)?;
     let mut out = report::listing(&scenario);
     for line in found {
         out.push_str(&format!("python {line}\n"));
     }
+    if let Some(default) = default {
+        out.push_str(&format!(
+            "python for the cases that set no `python`: {} ({})\n",
+            default.path.display(),
+            default.why
+        ));
+    }
     for note in notes {
         out.push_str(&format!("note: {note}\n"));
     }
     print_stdout(&out);
     Ok(Ending::Ok)
+}
+
+/// The default interpreter ([`scenario::default_python`]) if a celery or kombu case of `scenario` runs it;
+/// an error with the one-line fix when it cannot import Celery.
+fn default_python_used(
+    scenario: &scenario::Scenario,
+) -> anyhow::Result<Option<&'static scenario::DefaultPython>> {
+    let mut clients = scenario.cases.iter().filter_map(|c| c.options.python());
+    let Some(first) = clients.next() else {
+        return Ok(None);
+    };
+    let default = scenario::default_python();
+    if !std::iter::once(first)
+        .chain(clients)
+        .any(|c| c.python == default.path)
+    {
+        return Ok(None);
+    }
+    if !default.has_celery {
+        anyhow::bail!(
+            "the cases that set no `python` run {} ({}), which cannot import Celery: {}",
+            default.path.display(),
+            default.why,
+            default.fix()
+        );
+    }
+    Ok(Some(default))
 }
 
 fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
@@ -120,6 +155,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
     };
     let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;
+    default_python_used(&scenario)?;
     backend::python::check_interpreters(&scenario, args.profile == Some(Profile::Cpu))
         .map_err(anyhow::Error::msg)?;
     for note in preflight::check(&scenario)? {
