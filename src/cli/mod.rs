@@ -2,6 +2,7 @@
 //! (in one place, [`exit_code`]).
 
 mod args;
+mod generate;
 
 use crate::backend;
 use crate::endpoint::Endpoint;
@@ -89,6 +90,23 @@ pub fn main() -> ExitCode {
                 .map_err(anyhow::Error::msg)
         }
         Command::Sink { listen } => sink(listen),
+        Command::Completions { shell } => {
+            print_stdout(&generate::completions(shell));
+            Ok(Ending::Ok)
+        }
+        Command::Man { out: None } => generate::man_page().map(|page| {
+            print_stdout(&page);
+            Ending::Ok
+        }),
+        Command::Man { out: Some(dir) } => generate::man_pages(&dir).map(|written| {
+            print_stdout(
+                &written
+                    .iter()
+                    .map(|p| format!("wrote {}\n", p.display()))
+                    .collect::<String>(),
+            );
+            Ending::Ok
+        }),
     };
     ExitCode::from(exit_code(outcome))
 }
