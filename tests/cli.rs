@@ -1317,3 +1317,60 @@ task = "charge"
             bad.display()
         )));
 }
+
+#[test]
+fn completions_for_each_shell_complete_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = taskbench().args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}: {out:?}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for subcommand in ["validate", "compare", "completions"] {
+            assert!(
+                script.contains(subcommand),
+                "the {shell} script does not complete {subcommand}:\n{script}"
+            );
+        }
+    }
+    taskbench()
+        .args(["completions", "tcsh"])
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("invalid value 'tcsh'"));
+}
+
+#[test]
+fn version_names_the_commit_it_was_built_from() {
+    let out = taskbench().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let line = String::from_utf8(out.stdout).unwrap();
+    let expected = format!("taskbench {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = line
+        .trim_end()
+        .strip_prefix(&expected)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{line:?} is not `{expected}COMMIT)`"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit:?} is neither a short commit nor \"unknown\""
+    );
+}
+
+#[test]
+fn man_prints_the_page_and_writes_one_per_command() {
+    taskbench()
+        .arg("man")
+        .assert()
+        .success()
+        .stdout(predicate::str::starts_with(".ie").and(predicate::str::contains(".TH taskbench 1")))
+        .stdout(predicate::str::contains("validate"));
+    let dir = tempfile::tempdir().unwrap();
+    taskbench()
+        .args(["man", "--out"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("taskbench-run.1"));
+    let run_page = std::fs::read_to_string(dir.path().join("taskbench-run.1")).unwrap();
+    assert!(run_page.contains("concurrency"), "{run_page}");
+}

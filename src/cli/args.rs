@@ -9,10 +9,23 @@ use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+/// `taskbench --version`: the crate's version and the commit it was built from (build.rs sets
+/// TASKBENCH_GIT_COMMIT, empty outside a git checkout: then "unknown").
+const VERSION: &str = if env!("TASKBENCH_GIT_COMMIT").is_empty() {
+    concat!(env!("CARGO_PKG_VERSION"), " (commit unknown)")
+} else {
+    concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (commit ",
+        env!("TASKBENCH_GIT_COMMIT"),
+        ")"
+    )
+};
+
 #[derive(Parser)]
 #[command(
     name = "taskbench",
-    version,
+    version = VERSION,
     about = "Measure how fast Celery tasks can be published, path by path"
 )]
 pub(super) struct Cli {
@@ -61,6 +74,18 @@ pub(super) enum Command {
         /// Where to listen: unix:PATH, fifo:PATH or tcp:IP:PORT.
         #[arg(long)]
         listen: Endpoint,
+    },
+    /// Print a shell completion script, e.g. `taskbench completions bash > ~/.local/share/bash-completion/completions/taskbench`.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff: `taskbench man | man -l -`), or write every command's page into a folder.
+    Man {
+        /// Write taskbench.1 and one page per command (taskbench-run.1, ...) into this folder instead.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
     },
 }
 

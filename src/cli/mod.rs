@@ -2,6 +2,7 @@
 //! (in one place, [`exit_code`]).
 
 mod args;
+mod generate;
 
 use crate::backend;
 use crate::endpoint::Endpoint;
@@ -87,6 +88,23 @@ pub fn main() -> ExitCode {
             })
         }
         Command::Sink { listen } => sink(listen),
+        Command::Completions { shell } => {
+            print_stdout(&generate::completions(shell));
+            Ok(Ending::Ok)
+        }
+        Command::Man { out: None } => generate::man_page().map(|page| {
+            print_stdout(&page);
+            Ending::Ok
+        }),
+        Command::Man { out: Some(dir) } => generate::man_pages(&dir).map(|written| {
+            print_stdout(
+                &written
+                    .iter()
+                    .map(|p| format!("wrote {}\n", p.display()))
+                    .collect::<String>(),
+            );
+            Ending::Ok
+        }),
     };
     ExitCode::from(exit_code(outcome))
 }
@@ -94,17 +112,52 @@ pub fn main() -> ExitCode {
 fn validate(path: PathBuf) -> Outcome {
     let mut scenario = scenario::load(&path)?;
     let notes = preflight::check(&scenario)?;
+    let default = default_python_used(&scenario)?;
     let checked =
         backend::python::check_interpreters(&mut scenario, false).map_err(anyhow::Error::msg)?;
     let mut out = report::listing(&scenario);
     for line in checked.found {
         out.push_str(&format!("python {line}\n"));
     }
+    if let Some(default) = default {
+        out.push_str(&format!(
+            "python for the cases that set no `python`: {} ({})\n",
+            default.path.display(),
+            default.why
+        ));
+    }
     for note in checked.routes.into_iter().chain(notes) {
         out.push_str(&format!("note: {note}\n"));
     }
     print_stdout(&out);
     Ok(Ending::Ok)
+}
+
+/// The default interpreter ([`scenario::default_python`]) if a celery or kombu case of `scenario` runs it;
+/// an error with the one-line fix when it cannot import Celery.
+fn default_python_used(
+    scenario: &scenario::Scenario,
+) -> anyhow::Result<Option<&'static scenario::DefaultPython>> {
+    let mut clients = scenario.cases.iter().filter_map(|c| c.options.python());
+    let Some(first) = clients.next() else {
+        return Ok(None);
+    };
+    let default = scenario::default_python();
+    if !std::iter::once(first)
+        .chain(clients)
+        .any(|c| c.python == default.path)
+    {
+        return Ok(None);
+    }
+    if !default.has_celery {
+        anyhow::bail!(
+            "the cases that set no `python` run {} ({}), which cannot import Celery: {}",
+            default.path.display(),
+            default.why,
+            default.fix()
+        );
+    }
+    Ok(Some(default))
 }
 
 fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
@@ -118,6 +171,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
     };
     let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;
+    default_python_used(&scenario)?;
     let checked =
         backend::python::check_interpreters(&mut scenario, args.profile == Some(Profile::Cpu))
             .map_err(anyhow::Error::msg)?;

@@ -271,7 +271,10 @@ impl Default for RedisOptions {
     }
 }
 
-/// The interpreter used when neither the case nor the scenario names one and `TASKBENCH_PYTHON` is unset.
+pub use plan::python_client::{DefaultPython, default_python};
+
+/// The interpreter used when neither the case nor the scenario names one, none beside taskbench imports
+/// Celery and `TASKBENCH_PYTHON` is unset ([`default_python`]).
 pub const DEFAULT_PYTHON: &str = "python3";
 
 /// A broker case published by real Celery or kombu, one Python process per publisher (`client`).
@@ -280,7 +283,7 @@ pub struct PythonClient {
     /// `Client::Celery` or `Client::Kombu`.
     pub client: Client,
     /// The interpreter whose Celery and kombu are measured: the case's `python`, else the scenario's,
-    /// else `TASKBENCH_PYTHON`, else `python3`.
+    /// else [`default_python`]: the one beside taskbench if it imports Celery, `TASKBENCH_PYTHON`, `python3`.
     pub python: PathBuf,
     /// `module:attribute` of the user's Celery app (`celery_app`); `None` builds a minimal app on the URL.
     pub celery_app: Option<String>,

@@ -9,7 +9,7 @@
 mod backends;
 mod load;
 mod locator;
-mod python_client;
+pub(super) mod python_client;
 mod task;
 mod url;
 mod value;

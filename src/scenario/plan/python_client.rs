@@ -1,6 +1,6 @@
 //! A broker case published by real Celery or kombu (`client`): the client, its interpreter, app and
-//! `pythonpath` (the case's own, else the scenario's, set once at the top of the file), and which keys such a
-//! case may set.
+//! `pythonpath` (the case's own, else the scenario's, set once at the top of the file), which keys such a
+//! case may set, and the one rule for the interpreter of a case that names none ([`default_python`]).
 
 use super::locator::{CaseLocator, ScenarioFile};
 use crate::catalog::Client;
@@ -8,6 +8,8 @@ use crate::scenario::raw::RawCase;
 use crate::scenario::{Case, DEFAULT_PYTHON, PythonClient, ScenarioError};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use toml::Spanned;
 
 /// What the top of the scenario file sets for every celery or kombu case (each case may override it).
@@ -176,10 +178,7 @@ pub(super) fn python_client(
     };
     let python = match raw.python.as_ref().or(scenario.python) {
         Some(p) => nonempty(p, "python")?,
-        None => std::env::var("TASKBENCH_PYTHON")
-            .ok()
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| DEFAULT_PYTHON.to_string()),
+        None => default_python().path.display().to_string(),
     };
     // A relative pythonpath is relative to the scenario file, so a scenario and its app can move together.
     let pythonpath = raw
@@ -224,5 +223,173 @@ fn app_flag(
         )),
         Some(f) => Ok(*f.get_ref()),
         None => Ok(false),
+    }
+}
+
+/// The interpreter of a celery or kombu case that sets no `python` (neither the case nor the scenario), and
+/// why it was chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DefaultPython {
+    /// The interpreter.
+    pub path: PathBuf,
+    /// Why this one, in words: `installed beside taskbench (/venv/bin/taskbench)`.
+    pub why: String,
+    /// Whether it could import Celery when it was chosen.
+    pub has_celery: bool,
+    /// An interpreter beside the taskbench executable that could not import Celery (it was passed over).
+    pub beside_without_celery: Option<PathBuf>,
+}
+
+impl DefaultPython {
+    /// The one-line fix when [`DefaultPython::has_celery`] is false: install Celery into the interpreter
+    /// beside taskbench if there is one (it is then chosen), else into the chosen one; or set `python`.
+    pub fn fix(&self) -> String {
+        let target = self.beside_without_celery.as_ref().unwrap_or(&self.path);
+        format!(
+            "install Celery there ({} -m pip install 'celery[redis]'), or set `python` in the scenario to an interpreter that has it",
+            target.display()
+        )
+    }
+}
+
+/// The default interpreter, chosen once per process: the `python3` (or `python`) installed beside the
+/// taskbench executable (`pip install taskbench` into a virtualenv puts both in its `bin/`) if it can
+/// import Celery, else `TASKBENCH_PYTHON`, else `python3` from PATH.
+pub fn default_python() -> &'static DefaultPython {
+    static CHOSEN: OnceLock<DefaultPython> = OnceLock::new();
+    CHOSEN.get_or_init(|| {
+        let exe = std::env::current_exe().ok();
+        let beside = exe.as_deref().and_then(Path::parent).and_then(|dir| {
+            ["python3", "python"]
+                .iter()
+                .map(|name| dir.join(name))
+                .find(|p| p.is_file())
+        });
+        let env = std::env::var("TASKBENCH_PYTHON")
+            .ok()
+            .filter(|p| !p.is_empty());
+        choose_python(exe.as_deref(), beside, env, imports_celery)
+    })
+}
+
+/// [`default_python`]'s rule, given the executable, the interpreter beside it, `TASKBENCH_PYTHON`, and
+/// how to tell whether an interpreter can import Celery.
+fn choose_python(
+    exe: Option<&Path>,
+    beside: Option<PathBuf>,
+    env: Option<String>,
+    imports_celery: impl Fn(&Path) -> bool,
+) -> DefaultPython {
+    let exe = exe.map_or_else(|| "?".into(), |e| e.display().to_string());
+    let mut passed_over = None;
+    if let Some(beside) = beside {
+        if imports_celery(&beside) {
+            return DefaultPython {
+                path: beside,
+                why: format!("installed beside taskbench ({exe}), and it imports Celery"),
+                has_celery: true,
+                beside_without_celery: None,
+            };
+        }
+        passed_over = Some(beside);
+    }
+    let skipped = passed_over.as_ref().map_or_else(String::new, |p| {
+        format!("; {} beside taskbench cannot import Celery", p.display())
+    });
+    let (path, why) = match env {
+        Some(p) => (PathBuf::from(p), format!("TASKBENCH_PYTHON{skipped}")),
+        None => (
+            PathBuf::from(DEFAULT_PYTHON),
+            format!("{DEFAULT_PYTHON} from PATH: TASKBENCH_PYTHON is unset{skipped}"),
+        ),
+    };
+    DefaultPython {
+        has_celery: imports_celery(&path),
+        path,
+        why,
+        beside_without_celery: passed_over,
+    }
+}
+
+/// Whether `python -c "import celery"` succeeds.
+fn imports_celery(python: &Path) -> bool {
+    Command::new(python)
+        .args(["-c", "import celery"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_celery(these: &'static [&'static str]) -> impl Fn(&Path) -> bool {
+        move |p| these.iter().any(|t| p == Path::new(t))
+    }
+
+    #[test]
+    fn the_interpreter_beside_taskbench_comes_first_when_it_has_celery() {
+        let exe = Path::new("/v/bin/taskbench");
+        let chosen = choose_python(
+            Some(exe),
+            Some("/v/bin/python3".into()),
+            Some("/other/python".into()),
+            with_celery(&["/v/bin/python3", "/other/python"]),
+        );
+        assert_eq!(chosen.path, Path::new("/v/bin/python3"));
+        assert!(chosen.has_celery);
+        assert_eq!(
+            chosen.why,
+            "installed beside taskbench (/v/bin/taskbench), and it imports Celery"
+        );
+    }
+
+    #[test]
+    fn without_celery_beside_it_taskbench_python_then_python3_and_the_fix_names_the_venv() {
+        let exe = Path::new("/v/bin/taskbench");
+        let chosen = choose_python(
+            Some(exe),
+            Some("/v/bin/python3".into()),
+            Some("/other/python".into()),
+            with_celery(&["/other/python"]),
+        );
+        assert_eq!(chosen.path, Path::new("/other/python"));
+        assert!(chosen.has_celery);
+        assert_eq!(
+            chosen.why,
+            "TASKBENCH_PYTHON; /v/bin/python3 beside taskbench cannot import Celery"
+        );
+
+        let chosen = choose_python(
+            Some(exe),
+            Some("/v/bin/python3".into()),
+            None,
+            with_celery(&[]),
+        );
+        assert_eq!(chosen.path, Path::new("python3"));
+        assert!(!chosen.has_celery);
+        assert!(
+            chosen
+                .fix()
+                .contains("/v/bin/python3 -m pip install 'celery[redis]'")
+        );
+        assert!(chosen.fix().contains("or set `python`"));
+    }
+
+    #[test]
+    fn with_nothing_beside_taskbench_its_python_is_taskbench_python_else_python3() {
+        let chosen = choose_python(None, None, Some("/e/python".into()), with_celery(&[]));
+        assert_eq!(
+            (chosen.path.as_path(), chosen.why.as_str()),
+            (Path::new("/e/python"), "TASKBENCH_PYTHON")
+        );
+        assert!(chosen.fix().contains("/e/python -m pip install"));
+        let chosen = choose_python(None, None, None, with_celery(&["python3"]));
+        assert_eq!(chosen.path, Path::new("python3"));
+        assert!(chosen.has_celery);
+        assert_eq!(chosen.why, "python3 from PATH: TASKBENCH_PYTHON is unset");
     }
 }
