@@ -1560,3 +1560,99 @@ async fn the_busy_share_counts_failed_publishes_in_its_span_and_stays_under_one(
     // 16 x 20 ms inside failed publishes: before failed publishes ended the span, this read far over 1.
     assert!(share > 0.5 && share <= 1.0, "{share} of {python:?}");
 }
+
+/// MemAvailable from /proc/meminfo, in bytes.
+fn available_memory() -> u64 {
+    let text = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .unwrap();
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        << 10
+}
+
+#[test]
+#[ignore = "needs the Celery venv; tests/run runs it"]
+fn a_concurrency_whose_harnesses_cannot_fit_in_memory_is_refused_before_any_starts() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // An app that says who imported it: the check (`--probe`) or a harness (its script file).
+    std::fs::write(
+        dir.path().join("big_app.py"),
+        "import os, sys\nfrom celery import Celery\n\
+         with open(os.environ['IMPORTED_BY'], 'a') as f:\n    f.write(' '.join(sys.argv) + '\\n')\n\
+         app = Celery('big')\n\n@app.task\ndef add(x, y):\n    return x + y\n",
+    )
+    .unwrap();
+    // A Python process with Celery loaded holds well over 4 MiB, so this many never fit, on any machine;
+    // taskbench's own memory bound (64 KiB a broker publisher) lets them through, and on `amqp` `pooled`
+    // they would share one connection, so the descriptor limit does not stop them first.
+    let concurrency = available_memory() / (4 << 20) + 1;
+    let file = dir.path().join("s.toml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"
+                name = "big"
+                python = "{}"
+                pythonpath = "{}"
+
+                [task]
+                name = "big_app.add"
+                args = [2, 2]
+
+                [[case]]
+                name = "big"
+                backend = "amqp"
+                path = "pooled"
+                client = "celery"
+                celery_app = "big_app:app"
+                concurrency = {concurrency}
+            "#,
+            python.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let imported_by = dir.path().join("imported-by");
+    let out_dir = dir.path().join("out");
+    for command in ["validate", "run"] {
+        let mut taskbench = taskbench();
+        taskbench
+            .arg(command)
+            .arg(&file)
+            .env("IMPORTED_BY", &imported_by);
+        if command == "run" {
+            taskbench.arg("--out").arg(&out_dir);
+        }
+        let out = taskbench.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "case \"big\": concurrency {concurrency} needs about {concurrency} Python processes of "
+            )) && stderr.contains(" MiB each (")
+                && stderr.contains(
+                    "measured on the app big_app:app once loaded) but "
+                )
+                && stderr.contains(" is available (MemAvailable in /proc/meminfo); lower concurrency"),
+            "{command}: {stderr}"
+        );
+    }
+    assert!(!out_dir.exists(), "the run wrote nothing");
+    let imports = std::fs::read_to_string(&imported_by).unwrap();
+    assert_eq!(
+        imports.lines().count(),
+        2,
+        "one check per command, no harness: {imports}"
+    );
+    assert!(
+        imports.lines().all(|l| l.contains("--probe")),
+        "only the check imported the app: {imports}"
+    );
+}

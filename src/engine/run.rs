@@ -118,7 +118,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
 
 /// Adds the delivery check's outcome to `result`: what arrived, a shortfall or surplus against the `expected`
 /// successful publishes (warm-up included) as `delivery_mismatch` errors, or a note that it was skipped
-/// (`checked` is `None` after an interrupt).
+/// (`checked` is `None` after an interrupt) or failed (`delivered is not verified: ...`, beside its error).
 fn count_delivered(
     result: &mut CaseResult,
     checked: Option<Result<Option<u64>, PublishError>>,
@@ -143,7 +143,14 @@ fn count_delivered(
             }
         }
         Some(Ok(None)) => {}
-        Some(Err(e)) => result.errors.add(&e, 1),
+        Some(Err(e)) => {
+            // The error's count may merge into earlier ones of its kind (a broker that died fails the
+            // publishes and the check alike), so the reason is said where `delivered` is read.
+            result
+                .notes
+                .push(format!("delivered is not verified: {}", e.message));
+            result.errors.add(&e, 1);
+        }
     }
 }
 
@@ -184,5 +191,30 @@ async fn join_workers(workers: &mut JoinSet<()>, panics: &mut Vec<String>) {
         {
             panics.push(e.to_string());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_delivery_check_says_why_in_the_notes() {
+        let case = crate::scenario::parse(
+            "name = \"d\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n",
+            "d.toml",
+        )
+        .unwrap()
+        .cases
+        .remove(0);
+        let mut result = CaseResult::empty(&case);
+        let why = PublishError::new(ErrorKind::Unreachable, "connection refused (os error 111)");
+        count_delivered(&mut result, Some(Err(why)), 10);
+        assert_eq!(result.delivered, None);
+        assert_eq!(
+            result.notes,
+            ["delivered is not verified: connection refused (os error 111)"]
+        );
+        assert_eq!(result.errors.total(), 1);
     }
 }

@@ -2,6 +2,8 @@
 //! memory its cases need (refused up front, not discovered as errors or an OOM kill), and how long a case
 //! bounded only by count will take when that is long.
 
+// The one MemAvailable reader, on the backend layer so that the Python harnesses' check uses it too.
+use crate::backend::python::probe::available_memory;
 use crate::catalog::{Backend, PathKind};
 use crate::human::human_count;
 use crate::scenario::{BackendOptions, Case, Scenario};
@@ -162,14 +164,6 @@ fn raise_descriptor_limit() -> Option<u64> {
         return Some(hard);
     }
     Some(soft)
-}
-
-/// MemAvailable from /proc/meminfo, in bytes (`None` where there is no such file).
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib << 10)
 }
 
 #[cfg(test)]

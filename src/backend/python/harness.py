@@ -530,7 +530,8 @@ def overhead():
 def probe(request):
     """`--probe`, taskbench's check before a run (src/backend/python/probe.rs): the interpreter's versions;
     with a `celery_app`, the app's tasks and, for each task asked about, whether the app has it and where its
-    routing sends it. Prints one line, `taskbench-probe {json}`."""
+    routing sends it; its resident memory once all that is loaded (`rss`, bytes). Prints one line,
+    `taskbench-probe {json}`."""
     out = {"python": sys.version.split()[0], "executable": sys.executable}
     for name in ("celery", "kombu"):
         try:
@@ -547,8 +548,38 @@ def probe(request):
             out["routes"] = [probe_task(app, t) for t in request.get("tasks", [])]
         except AppError as exc:
             out["app_error"] = exc.why
+    if out["celery"] and out["kombu"]:
+        load_as_a_harness(own_app=not spec)
+    out["rss"] = resident_bytes()
     # On a line of its own: the app may have printed without ending its line.
     sys.stdout.write("\ntaskbench-probe " + json.dumps(out) + "\n")
+
+
+def load_as_a_harness(own_app):
+    """Loads what a harness holds besides the user's app, so that the probe's size is a harness's: Celery's
+    own app (`own_app`: the case has no celery_app) and the broker transports (redis-py alone is ~10 MB)."""
+    try:
+        if own_app:
+            from celery import Celery
+
+            Celery("taskbench")
+        import kombu.transport.pyamqp  # noqa: F401
+        import kombu.transport.redis  # noqa: F401
+    except Exception:  # a transport's client library not installed: the probe says what is missing
+        pass
+
+
+def resident_bytes():
+    """This process's resident memory now (VmRSS, Linux), in bytes; None where it cannot be read. The probe
+    reports it once the app and the transports are loaded: about what each harness of a case holds."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def probe_task(app, query):

@@ -29,6 +29,12 @@ const LOG_TAIL_READ: u64 = 16 * 1024;
 const COMMAND_FD: i32 = 3;
 const ANSWER_FD: i32 = 4;
 
+/// How many harnesses of a case start at once: two per core, so that a case of hundreds leaves the
+/// machine responsive and each harness's [`READY_TIMEOUT`] runs from its own start, not from the case's.
+pub(super) fn starting_at_once() -> usize {
+    2 * std::thread::available_parallelism().map_or(1, usize::from)
+}
+
 /// One running harness process and its channel.
 pub(super) struct Harness {
     pub(super) child: Child,
@@ -110,12 +116,14 @@ fn with_channel(command: &mut Command, commands: &OwnedFd, answers: &OwnedFd) {
     }
 }
 
-/// Starts one harness, its output going to `log_path`, and waits for its ready line.
+/// Starts one harness, its output going to `log_path`, and waits for its ready line. `concurrency`: how
+/// many harnesses the case starts (a readiness timeout names it: many harnesses slow each other's start).
 pub(super) async fn start(
     script: &Path,
     log_path: PathBuf,
     shared: &Shared,
     config: &str,
+    concurrency: usize,
 ) -> Result<(Harness, Ready), PublishError> {
     let setup = |message: String| PublishError::new(ErrorKind::Setup, shared.clean(&message));
     let log = std::fs::File::create(&log_path)
@@ -171,9 +179,12 @@ pub(super) async fn start(
         .await
         .map_err(|_| {
             setup(format!(
-                "{} (pid {pid}) was not ready within {}; {}",
+                "{} (pid {pid}) was not ready within {}, one of the case's {concurrency} harnesses \
+                 (concurrency {concurrency}: one Python process per publisher, {} starting at once; \
+                 a lower concurrency needs fewer); {}",
                 shared.label(),
                 humantime::format_duration(READY_TIMEOUT),
+                starting_at_once(),
                 log_tail(&harness.log_path)
             ))
         })?;

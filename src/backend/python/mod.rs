@@ -53,7 +53,9 @@ pub fn derived_queue(routed: &str, shard: Option<crate::scenario::Shard>) -> Str
 /// asks each app about the tasks its cases publish: a task the app does not have is an error (unless the
 /// case sets `unregistered_task`); a task the app routes is published to [`derived_queue`] (or, with
 /// `publish_to_routed_queue`, to the routed queue itself), which becomes the case's queue, counted after
-/// it. Returns what each interpreter has, or the first problem (nothing should run then). `profiling`
+/// it. A case whose harnesses (one per publisher, each the size of the probe once it had loaded the app)
+/// cannot fit in the machine's available memory is refused with the figures. Returns what each interpreter
+/// has, or the first problem (nothing should run then). `profiling`
 /// (`--profile cpu`) also needs py-spy for each. `backend::run_case` expects a scenario that passed here.
 pub fn check_interpreters(scenario: &mut Scenario, profiling: bool) -> Result<Checked, String> {
     // One probe per interpreter and app, asked about every task its cases publish.
@@ -91,6 +93,7 @@ pub fn check_interpreters(scenario: &mut Scenario, profiling: bool) -> Result<Ch
     }
     checked.found.dedup();
     let shard = scenario.shard;
+    let available = probe::available_memory();
     for case in &mut scenario.cases {
         let Some(client) = case.options.python() else {
             continue;
@@ -99,6 +102,18 @@ pub fn check_interpreters(scenario: &mut Scenario, profiling: bool) -> Result<Ch
             .iter()
             .position(|(c, _)| same_app(c, client))
             .expect("every client was grouped");
+        // One harness per publisher, each holding what the probe held with the app loaded.
+        if let (Some(rss), Some(available)) = (probed[group].rss, available)
+            && let Some(why) = probe::too_big_for_memory(
+                &case.name,
+                case.concurrency,
+                rss,
+                available,
+                client.celery_app.as_deref(),
+            )
+        {
+            return Err(why);
+        }
         let routed = match &client.celery_app {
             None => None,
             Some(app) => {

@@ -26,6 +26,10 @@ pub struct Found {
     /// For each task asked about, in the order asked.
     #[serde(default)]
     pub routes: Vec<ProbedTask>,
+    /// The probe's resident memory once the app (or Celery's own, without `celery_app`) and the broker
+    /// transports were loaded, in bytes (`None` where it cannot be read): about what each harness holds.
+    #[serde(default)]
+    pub rss: Option<u64>,
 }
 
 /// A task a case publishes, as the probe asks the app about it (routers may look at the arguments).
@@ -146,4 +150,78 @@ pub fn probe(client: &PythonClient, tasks: &[TaskQuery]) -> Result<Found, String
         ));
     }
     Ok(found)
+}
+
+/// MemAvailable from /proc/meminfo, in bytes (`None` where there is no such file): the memory a case's
+/// harnesses (here) and publishers (`run::preflight`) may take without the machine swapping.
+pub fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib << 10)
+}
+
+/// Why `concurrency` harnesses of `rss` bytes each (one per publisher, as the probe measured one) cannot
+/// run in `available` bytes, with the figures; `None` when they fit. `app`: the case's `celery_app`.
+pub fn too_big_for_memory(
+    case: &str,
+    concurrency: usize,
+    rss: u64,
+    available: u64,
+    app: Option<&str>,
+) -> Option<String> {
+    let needed = rss.saturating_mul(concurrency as u64);
+    if needed <= available {
+        return None;
+    }
+    let fits = (available / rss.max(1)).max(1);
+    Some(format!(
+        "case {case:?}: concurrency {concurrency} needs about {concurrency} Python processes of {} each ({}, \
+         measured {}) but {} is available (MemAvailable in /proc/meminfo); lower concurrency (about {fits} \
+         fit), or split the case across machines with --shard",
+        human_bytes(rss),
+        human_bytes(needed),
+        match app {
+            Some(app) => format!("on the app {app} once loaded"),
+            None => "on Celery's own app once loaded".to_string(),
+        },
+        human_bytes(available),
+    ))
+}
+
+/// `39.2 MiB`, `78.4 GiB`.
+fn human_bytes(bytes: u64) -> String {
+    const MIB: f64 = (1u64 << 20) as f64;
+    let mib = bytes as f64 / MIB;
+    if mib >= 1024.0 {
+        format!("{:.1} GiB", mib / 1024.0)
+    } else {
+        format!("{mib:.1} MiB")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn harnesses_that_cannot_fit_are_refused_with_the_figures() {
+        let rss = 39_200 * 1024 * 1024 / 1000; // 39.2 MiB
+        let available = 22_900 * 1024 * 1024 * 1024 / 1000; // 22.9 GiB
+        assert_eq!(
+            too_big_for_memory("c", 2000, rss, available, Some("shop.celery:app")).as_deref(),
+            Some(
+                "case \"c\": concurrency 2000 needs about 2000 Python processes of 39.2 MiB each (76.6 GiB, \
+                 measured on the app shop.celery:app once loaded) but 22.9 GiB is available (MemAvailable in \
+                 /proc/meminfo); lower concurrency (about 598 fit), or split the case across machines with --shard"
+            )
+        );
+        assert_eq!(too_big_for_memory("c", 500, rss, available, None), None);
+        let e = too_big_for_memory("k", 10, rss, rss, None).unwrap();
+        assert!(
+            e.contains("of 39.2 MiB each (392.0 MiB, measured on Celery's own app once loaded) but 39.2 MiB is available"),
+            "{e}"
+        );
+        assert!(e.contains("(about 1 fit)"), "{e}");
+    }
 }

@@ -16,6 +16,7 @@ use crate::engine::Target;
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::{CaseFacts, HarnessDeath};
 use crate::scenario::{Case, PythonClient};
+use futures_util::{StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
@@ -164,20 +165,25 @@ impl<T: Broker> PythonTarget<T> {
                 format!("cannot write {}: {e}", script.display()),
             )
         })?;
+        // In bounded batches (harness::starting_at_once); the first failure stops the starting, and the
+        // harnesses already started are killed as they drop.
         let starts = (0..self.concurrency).map(|w| {
             harness::start(
                 &script,
                 log_dir.path().join(format!("harness-{w}.log")),
                 &self.shared,
                 &self.config,
+                self.concurrency,
             )
         });
-        let started = futures_util::future::join_all(starts).await;
+        let started: Result<Vec<_>, _> = futures_util::stream::iter(starts)
+            .buffered(harness::starting_at_once())
+            .try_collect()
+            .await;
         self.dir = Some(dir);
         self.log_dir = Some(log_dir);
         let mut harnesses = Vec::with_capacity(self.concurrency);
-        for s in started {
-            let (harness, ready) = s?;
+        for (harness, ready) in started? {
             harnesses.push(Some(harness));
             self.ready.push(ready);
         }
