@@ -2,7 +2,7 @@
 //!
 //! The modules form layers that import downward only (ARCHITECTURE.md has the map, and
 //! `tests/layers.rs` keeps it): the shared words (`catalog`, `endpoint`, `error`, `human`, `message`,
-//! `settle`, `stage`, `facts`) -> `scenario` -> `record` -> `engine` -> `sink` -> `backend` -> `summary` ->
+//! `settle`, `stage`, `facts`, `host`) -> `scenario` -> `record` -> `engine` -> `sink` -> `backend` -> `summary` ->
 //! `profile` -> `run` -> `report` -> `cli`.
 
 /// Declares a fieldless enum whose variants have stable names (as scenario files, summary.json and output
@@ -84,6 +84,7 @@ pub mod endpoint;
 pub mod engine;
 pub mod error;
 pub mod facts;
+pub mod host;
 pub mod human;
 pub mod message;
 pub mod profile;

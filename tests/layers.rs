@@ -13,7 +13,7 @@ type Graph = BTreeMap<String, BTreeMap<String, PathBuf>>;
 const LAYERS: &[&[&str]] = &[
     // The shared words: import nothing of the crate.
     &[
-        "catalog", "endpoint", "error", "facts", "human", "message", "settle", "stage",
+        "catalog", "endpoint", "error", "facts", "host", "human", "message", "settle", "stage",
     ],
     &["scenario"],
     &["record"],

@@ -3,14 +3,12 @@
 //! bounded only by count will take when that is long.
 
 // The one MemAvailable reader, on the backend layer so that the Python harnesses' check uses it too.
-use crate::backend::python::probe::available_memory;
 use crate::catalog::{Backend, PathKind};
+use crate::host::{BASE_DESCRIPTORS, available_memory};
 use crate::human::human_count;
 use crate::scenario::{BackendOptions, Case, Scenario};
 use std::time::Duration;
 
-/// Descriptors the process needs besides its publishers' (stdio, the runtime, a sink's listener, files).
-const BASE_DESCRIPTORS: u64 = 64;
 /// Memory one local publisher costs: 4.4-4.9 KB each measured with 10,000 (bench/publishers.sh), rounded up.
 const LOCAL_PUBLISHER_BYTES: u64 = 8 << 10;
 /// Memory one broker publisher is allowed for: a bound for the check, not a measurement (socket buffers

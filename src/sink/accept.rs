@@ -15,9 +15,8 @@ use tokio::sync::Semaphore;
 /// Pending connections the kernel queues for the sink (clamped to `net.core.somaxconn`). A `fresh` path
 /// connects faster than one thread accepts; an overflowing queue drops SYNs and costs a 1 s retransmit.
 const LISTEN_BACKLOG: u32 = 65_535;
-/// Descriptors a sink leaves to the rest of its process (stdio, the runtime, the files a run writes): the
-/// same reserve the run's preflight check counts (`run/preflight.rs`).
-const RESERVED_DESCRIPTORS: u64 = 64;
+/// Descriptors a sink leaves to the rest of its process: the reserve the run's preflight check counts too.
+const RESERVED_DESCRIPTORS: u64 = crate::host::BASE_DESCRIPTORS;
 /// The most connections a sink holds open, whatever the descriptor limit.
 const MAX_OPEN_CAP: u64 = 1 << 20;
 /// How long the sink waits before accepting again when the process or the system is out of descriptors.

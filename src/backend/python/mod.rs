@@ -93,7 +93,7 @@ pub fn check_interpreters(scenario: &mut Scenario, profiling: bool) -> Result<Ch
     }
     checked.found.dedup();
     let shard = scenario.shard;
-    let available = probe::available_memory();
+    let available = crate::host::available_memory();
     for case in &mut scenario.cases {
         let Some(client) = case.options.python() else {
             continue;

@@ -152,15 +152,6 @@ pub fn probe(client: &PythonClient, tasks: &[TaskQuery]) -> Result<Found, String
     Ok(found)
 }
 
-/// MemAvailable from /proc/meminfo, in bytes (`None` where there is no such file): the memory a case's
-/// harnesses (here) and publishers (`run::preflight`) may take without the machine swapping.
-pub fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib << 10)
-}
-
 /// Why `concurrency` harnesses of `rss` bytes each (one per publisher, as the probe measured one) cannot
 /// run in `available` bytes, with the figures; `None` when they fit. `app`: the case's `celery_app`.
 pub fn too_big_for_memory(
