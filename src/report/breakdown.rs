@@ -43,9 +43,38 @@ pub fn table(results: &[CaseResult]) -> String {
         }
     }
     format!(
-        "where the time of one publish goes (wall time per stage, share of summed latency):\n{}\n",
-        table.trim_fmt()
+        "where the time of one publish goes (wall time per stage, share of summed latency):\n{}\n{}",
+        table.trim_fmt(),
+        outside_stages(results)
     )
+}
+
+/// What `(outside stages)` holds in a celery or kombu case, said once under the breakdown when one ran:
+/// the client's own code between the functions timed as stages. Empty without such a case.
+fn outside_stages(results: &[CaseResult]) -> String {
+    let clients: Vec<&str> = ["celery", "kombu"]
+        .into_iter()
+        .filter(|c| {
+            results
+                .iter()
+                .any(|r| r.facts.python.as_ref().is_some_and(|p| p.client == *c))
+        })
+        .collect();
+    let mut out = String::new();
+    if clients.contains(&"celery") {
+        out.push_str(
+            "(outside stages) of a celery case: Celery's own code between the timed functions: configuration look-ups, the app's router, \
+             option and header assembly, argsrepr/kwargsrepr, the before_task_publish and after_task_publish \
+             signals (your handlers too) and your task class's apply_async; --profile cpu names them\n",
+        );
+    }
+    if clients.contains(&"kombu") {
+        out.push_str(
+            "(outside stages) of a kombu case: kombu's Producer.publish between the timed functions (message \
+             preparation, routing arguments, delivery-info bookkeeping); --profile cpu names them\n",
+        );
+    }
+    out
 }
 
 /// How many functions [`python_frames`] names per case.
@@ -155,5 +184,39 @@ mod tests {
                           25.0%  Producer.publish (kombu/messaging.py:284)
                           25.0%  shop_tracing_before_publish (shop/celery.py:25)
         ");
+    }
+
+    #[test]
+    fn what_outside_stages_holds_is_said_once_per_client_that_ran() {
+        let case = crate::scenario::parse(
+            "name = \"t\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n",
+            "t.toml",
+        )
+        .unwrap()
+        .cases
+        .remove(0);
+        let with = |client: Option<&str>| {
+            let mut r = CaseResult::empty(&case);
+            r.facts.python = client.map(|c| crate::facts::PythonFacts {
+                client: c.into(),
+                ..Default::default()
+            });
+            r
+        };
+        let celery_twice = [with(Some("celery")), with(Some("celery")), with(None)];
+        let said = outside_stages(&celery_twice);
+        assert_eq!(said.lines().count(), 1, "{said}");
+        assert!(
+            said.starts_with("(outside stages) of a celery case:"),
+            "{said}"
+        );
+        assert!(said.contains("before_task_publish"), "{said}");
+        let both = outside_stages(&[with(Some("kombu")), with(Some("celery"))]);
+        assert_eq!(both.lines().count(), 2, "{both}");
+        assert_eq!(
+            outside_stages(&[with(None)]),
+            "",
+            "nothing to say without a Python case"
+        );
     }
 }
