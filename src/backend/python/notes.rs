@@ -97,7 +97,9 @@ fn profilers(shared: &Shared) -> Vec<ProfilerFacts> {
             title: sampling.profile_name().to_string(),
             samples,
             failed,
-            errors: mine().filter_map(|(_, r)| r.as_ref().err().cloned()).collect(),
+            errors: mine()
+                .filter_map(|(_, r)| r.as_ref().err().map(ToString::to_string))
+                .collect(),
             failed_drawn_as: (sampling == spy::Sampling::Wall).then(|| format!(
                 "drawn as the frame {}: the harness's stack changed while py-spy read it, so it was running Python, not waiting",
                 spy::UNREADABLE

@@ -27,18 +27,36 @@ pub const UNREADABLE: &str = "(unreadable)";
 /// How long py-spy may take to write its output after SIGINT.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Why a harness has no profile: py-spy not found, not started, or it recorded nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum SpyError {
+    #[error("TASKBENCH_PY_SPY={0} is not a file; point it at py-spy, or unset it")]
+    NotAFile(String),
+    #[error(
+        "--profile cpu samples the celery and kombu harnesses with py-spy, which was not found next to {python} nor on PATH; install it: {python} -m pip install py-spy (or set TASKBENCH_PY_SPY to its path)"
+    )]
+    NotFound { python: String },
+    #[error("cannot create {path}: {source}")]
+    Create {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot run {spy}: {source}")]
+    Start { spy: String, source: std::io::Error },
+    /// py-spy ended without output; why, from what it printed.
+    #[error("{0}")]
+    RecordedNothing(String),
+}
+
 /// The py-spy to use: `TASKBENCH_PY_SPY`, else the one next to the harness's interpreter (a venv's
 /// `bin/py-spy`, where `pip install py-spy` puts it), else `py-spy` on PATH.
-pub fn find(executable: Option<&Path>) -> Result<PathBuf, String> {
+pub fn find(executable: Option<&Path>) -> Result<PathBuf, SpyError> {
     if let Some(p) = std::env::var_os("TASKBENCH_PY_SPY").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         return if p.is_file() {
             Ok(p)
         } else {
-            Err(format!(
-                "TASKBENCH_PY_SPY={} is not a file; point it at py-spy, or unset it",
-                p.display()
-            ))
+            Err(SpyError::NotAFile(p.display().to_string()))
         };
     }
     if let Some(next) = executable.and_then(Path::parent).map(|d| d.join("py-spy"))
@@ -54,9 +72,7 @@ pub fn find(executable: Option<&Path>) -> Result<PathBuf, String> {
         return Ok(on_path);
     }
     let python = executable.map_or("python".into(), |p| p.display().to_string());
-    Err(format!(
-        "--profile cpu samples the celery and kombu harnesses with py-spy, which was not found next to {python} nor on PATH; install it: {python} -m pip install py-spy (or set TASKBENCH_PY_SPY to its path)"
-    ))
+    Err(SpyError::NotFound { python })
 }
 
 /// What a sampler records.
@@ -124,12 +140,14 @@ impl Sampler {
         pid: u32,
         out: PathBuf,
         sampling: Sampling,
-    ) -> Result<Sampler, String> {
+    ) -> Result<Sampler, SpyError> {
         let log = out.with_extension("log");
         let said = out.with_extension("stdout");
         let create = |path: &Path| {
-            std::fs::File::create(path)
-                .map_err(|e| format!("cannot create {}: {e}", path.display()))
+            std::fs::File::create(path).map_err(|source| SpyError::Create {
+                path: path.display().to_string(),
+                source,
+            })
         };
         let (log_file, said_file) = (create(&log)?, create(&said)?);
         let child = Command::new(spy)
@@ -146,7 +164,10 @@ impl Sampler {
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", spy.display()))?;
+            .map_err(|source| SpyError::Start {
+                spy: spy.display().to_string(),
+                source,
+            })?;
         Ok(Sampler {
             pid: child.id().unwrap_or(0),
             child,
@@ -164,7 +185,7 @@ impl Sampler {
 
     /// Stops the sampler (SIGINT to its own pid, then it writes its output) and returns its folded stacks in
     /// ns, or why there are none (ptrace not permitted, the harness gone).
-    pub async fn stop(mut self) -> Result<Recorded, String> {
+    pub async fn stop(mut self) -> Result<Recorded, SpyError> {
         if let Ok(None) = self.child.try_wait() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid as i32),
@@ -184,7 +205,7 @@ impl Sampler {
                 let said = std::fs::read_to_string(&self.said).unwrap_or_default();
                 Ok(recorded(self.sampling, &text, &said))
             }
-            _ => Err(explain(&log)),
+            _ => Err(SpyError::RecordedNothing(explain(&log))),
         }
     }
 }

@@ -35,7 +35,7 @@ pub(super) struct Shared {
     /// `--profile cpu`: py-spy, once `prepare` found it.
     pub(super) spy: Mutex<Option<PathBuf>>,
     /// What each harness's samplers recorded, or why one recorded nothing.
-    pub(super) profiles: Mutex<Vec<(spy::Sampling, Result<spy::Recorded, String>)>>,
+    pub(super) profiles: Mutex<Vec<(spy::Sampling, Result<spy::Recorded, spy::SpyError>)>>,
     /// Harnesses that died during the case, as their publishers found them.
     pub(super) deaths: Mutex<Vec<HarnessDeath>>,
     /// When the measured publishes began (the first publisher to reach them sets it).
@@ -200,8 +200,9 @@ impl<T: Broker> Target for PythonTarget<T> {
         self.start_all().await?;
         if self.profile {
             let executable = self.ready.first().map(|r| PathBuf::from(&r.executable));
-            let spy = spy::find(executable.as_deref())
-                .map_err(|e| PublishError::new(ErrorKind::Setup, self.shared.clean(&e)))?;
+            let spy = spy::find(executable.as_deref()).map_err(|e| {
+                PublishError::new(ErrorKind::Setup, self.shared.clean(&e.to_string()))
+            })?;
             *self.shared.spy.lock().expect("not poisoned") = Some(spy);
         }
         Ok(())
