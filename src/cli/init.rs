@@ -289,11 +289,23 @@ pub(super) fn scenario_toml(init: &Init) -> Result<String, String> {
                 );
             }
         }
+        let params = app.params.get(*name).cloned().unwrap_or_default();
+        let args: Vec<String> = params.args.iter().map(|p| q(&format!("<{p}>"))).collect();
+        let kwargs: Vec<String> = params
+            .kwargs
+            .iter()
+            .map(|p| format!("{p} = {}", q(&format!("<{p}>"))))
+            .collect();
         let _ = writeln!(
             w,
-            "args = []    # the arguments to publish with: put what your task takes (routers may look at them)"
+            "# What to publish it with: placeholders for the parameters it requires (Celery checks them); put"
         );
-        let _ = writeln!(w, "kwargs = {{}}");
+        let _ = writeln!(
+            w,
+            "# real values, since the message's size and a router that looks at them change the publish."
+        );
+        let _ = writeln!(w, "args = [{}]", args.join(", "));
+        let _ = writeln!(w, "kwargs = {{ {} }}", kwargs.join(", "));
     }
 
     let first = &keys[0];
@@ -395,6 +407,15 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            params: [(
+                "shop.tasks.send_email".to_string(),
+                probe::TaskParams {
+                    args: vec!["to".into()],
+                    kwargs: vec!["lang".into()],
+                },
+            )]
+            .into_iter()
+            .collect(),
         }
     }
 
@@ -421,6 +442,10 @@ mod tests {
         );
         assert!(toml.contains("routes it to queue \"emails\""), "{toml}");
         assert!(toml.contains("#   task_compression = gzip"), "{toml}");
+        assert!(
+            toml.contains("args = [\"<to>\"]\nkwargs = { lang = \"<lang>\" }"),
+            "{toml}"
+        );
         let cases: Vec<(&str, &str, &str)> = parsed["case"]
             .as_array()
             .unwrap()

@@ -588,12 +588,13 @@ def describe_app(app):
     """For `taskbench init`: the app's broker (its parts; never the password, only whether it has one), the
     settings that change a publish, and where its routing sends each of its tasks (args and kwargs empty)."""
     conn = app.connection_for_write()
-    routes = {}
+    routes, params = {}, {}
     for name in user_tasks(app):
         try:
             routes[name] = routed_queue(app, app.tasks[name], [], {})
         except Exception:  # the user's router may want real arguments
             routes[name] = None
+        params[name] = required_params(app.tasks[name])
     c = app.conf
     return {"transport": conn.transport_cls if isinstance(conn.transport_cls, str) else repr(conn.transport_cls),
             "hostname": conn.hostname, "port": conn.port, "userid": conn.userid,
@@ -602,7 +603,25 @@ def describe_app(app):
             "broker_pool_limit": c.broker_pool_limit,
             "confirm_publish": bool((c.broker_transport_options or {}).get("confirm_publish")),
             "transport_options": repr(dict(c.broker_transport_options or {})),
-            "publish_retry": bool(c.task_publish_retry), "routes": routes}
+            "publish_retry": bool(c.task_publish_retry), "routes": routes, "params": params}
+
+
+def required_params(task):
+    """The parameters a call of `task` must give (Celery checks them on apply_async): positional names in
+    `args`, keyword-only ones in `kwargs`; both empty when its signature cannot be read."""
+    import inspect
+
+    out = {"args": [], "kwargs": []}
+    try:
+        signature = inspect.signature(getattr(task, "__header__", None) or task.run)
+    except (TypeError, ValueError):
+        return out
+    for p in signature.parameters.values():
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            out["args"].append(p.name)
+        elif p.default is p.empty and p.kind == p.KEYWORD_ONLY:
+            out["kwargs"].append(p.name)
+    return out
 
 
 def probe_task(app, query):

@@ -55,6 +55,16 @@ pub struct AppDescription {
     pub publish_retry: bool,
     /// Each of the app's tasks (not `celery.*`) and the queue its routing sends it to (args and kwargs empty).
     pub routes: std::collections::BTreeMap<String, Option<String>>,
+    /// Each task's required parameters, which Celery checks on `apply_async`.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, TaskParams>,
+}
+
+/// The parameters a call of a task must give: positional ones by name, and keyword-only ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TaskParams {
+    pub args: Vec<String>,
+    pub kwargs: Vec<String>,
 }
 
 /// A task a case publishes, as the probe asks the app about it (routers may look at the arguments).
