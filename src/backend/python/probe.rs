@@ -2,7 +2,8 @@
 //! starts, has Celery and kombu, and can load the case's `celery_app` as Celery's worker does; and asking
 //! that app which tasks it has and where it routes the tasks the cases publish. `taskbench validate` and
 //! `taskbench run` both do this once per distinct interpreter and app, through the harness's own `--probe`
-//! (so the app is loaded and its routes computed by the very code that publishes).
+//! (so the app is loaded and its routes computed by the very code that publishes); `taskbench init` asks
+//! it, through the same probe, for the app's broker, publish settings, tasks and routes ([`describe_app`]).
 
 use super::harness::HARNESS;
 use crate::scenario::PythonClient;
