@@ -156,18 +156,10 @@ fn task_key(name: &str, taken: &[String]) -> String {
     key
 }
 
-/// The commented scenario for the app's publish path; an error for an unsupported transport, a `--task`
-/// the app does not have (with its tasks), or an app without tasks of its own.
-pub(super) fn scenario_toml(init: &Init) -> Result<String, String> {
-    let app = init.app;
-    let backend = backend_of(&app.transport)?;
-    let all: Vec<&String> = app.routes.keys().collect();
-    let list = || {
-        all.iter()
-            .map(|s| s.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
+/// The app's task names `init.selected` asks for (all of them when it names none); an error for a name the
+/// app does not have (with its tasks), or an app without tasks of its own.
+fn chosen_tasks<'a>(init: &Init<'a>) -> Result<Vec<&'a str>, String> {
+    let all: Vec<&str> = init.app.routes.keys().map(String::as_str).collect();
     if all.is_empty() {
         return Err(format!(
             "the app {} has no tasks of its own (after its loader imported its include, imports and \
@@ -175,50 +167,39 @@ pub(super) fn scenario_toml(init: &Init) -> Result<String, String> {
             init.celery_app
         ));
     }
-    let names: Vec<&String> = if init.selected.is_empty() {
-        all.clone()
-    } else {
-        let mut names = Vec::new();
-        for wanted in init.selected {
-            let Some(name) = all.iter().find(|n| **n == wanted) else {
-                return Err(format!(
+    if init.selected.is_empty() {
+        return Ok(all);
+    }
+    init.selected
+        .iter()
+        .map(|wanted| {
+            all.iter().find(|n| **n == wanted).copied().ok_or_else(|| {
+                format!(
                     "the app {} has no task {wanted:?}; its tasks: {}",
                     init.celery_app,
-                    list()
-                ));
-            };
-            names.push(*name);
-        }
-        names
-    };
-    let mut keys: Vec<String> = Vec::new();
-    for name in &names {
-        let key = task_key(name, &keys);
-        keys.push(key);
-    }
+                    all.join(", ")
+                )
+            })
+        })
+        .collect()
+}
 
-    let mut t = String::new();
-    let w = &mut t;
-    let _ = writeln!(
-        w,
-        "# Written by `taskbench init --celery-app {}` from the app's own configuration.",
-        init.celery_app
-    );
-    let _ = writeln!(
-        w,
-        "# Check it with `taskbench validate FILE`, run it with `taskbench run FILE` (docs/scenario.md)."
-    );
-    let _ = writeln!(w, "name = {}", q(init.name));
-    let _ = writeln!(w, "publishes = 5000");
-    let _ = writeln!(
-        w,
-        "python = {}  # for every celery and kombu case",
-        q(&init.python.display().to_string())
-    );
-    let _ = writeln!(
-        w,
-        "celery_app = {}  # for every celery case: your app, its tasks, signals and routers",
-        q(init.celery_app)
+/// The top of the file: what wrote it, the settings every case shares, the app's publish settings as
+/// comments, and where the broker's password goes when it has one.
+fn head(init: &Init, url: &str, env: &str) -> String {
+    let app = init.app;
+    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
+    let mut w = format!(
+        "# Written by `taskbench init --celery-app {app_spec}` from the app's own configuration.\n\
+         # Check it with `taskbench validate FILE`, run it with `taskbench run FILE` (docs/scenario.md).\n\
+         name = {name}\n\
+         publishes = 5000\n\
+         python = {python}  # for every celery and kombu case\n\
+         celery_app = {spec}  # for every celery case: your app, its tasks, signals and routers\n",
+        app_spec = init.celery_app,
+        name = q(init.name),
+        python = q(&init.python.display().to_string()),
+        spec = q(init.celery_app),
     );
     if let Some(p) = init.pythonpath {
         let _ = writeln!(
@@ -227,160 +208,149 @@ pub(super) fn scenario_toml(init: &Init) -> Result<String, String> {
             q(&p.display().to_string())
         );
     }
-    let _ = writeln!(w);
-    let _ = writeln!(
+    let _ = write!(
         w,
-        "# The app's settings that change a publish; the celery cases run with them as they are:"
-    );
-    let opt = |v: &Option<String>| v.clone().unwrap_or_else(|| "none".into());
-    let _ = writeln!(w, "#   task_serializer = {}", opt(&app.serializer));
-    let _ = writeln!(w, "#   task_compression = {}", opt(&app.compression));
-    let _ = writeln!(
-        w,
-        "#   broker_pool_limit = {}",
+        "\n# The app's settings that change a publish; the celery cases run with them as they are:\n\
+         #   task_serializer = {}\n\
+         #   task_compression = {}\n\
+         #   broker_pool_limit = {}\n\
+         #   confirm_publish (broker_transport_options) = {}\n\
+         #   broker_transport_options = {}\n\
+         #   task_publish_retry = {}\n",
+        opt(&app.serializer),
+        opt(&app.compression),
         app.broker_pool_limit
-            .map_or("none (no limit)".to_string(), |n| n.to_string())
+            .map_or("none (no limit)".to_string(), |n| n.to_string()),
+        app.confirm_publish,
+        app.transport_options,
+        app.publish_retry,
     );
-    let _ = writeln!(
-        w,
-        "#   confirm_publish (broker_transport_options) = {}",
-        app.confirm_publish
-    );
-    let _ = writeln!(
-        w,
-        "#   broker_transport_options = {}",
-        app.transport_options
-    );
-    let _ = writeln!(w, "#   task_publish_retry = {}", app.publish_retry);
-
-    let (url, env) = broker_url(app, backend);
-    let url_line = if app.has_password {
-        let _ = writeln!(w);
-        let _ = writeln!(
+    if app.has_password {
+        let _ = write!(
             w,
-            "# The app's broker has a password, which is not written here: set it in the environment before"
+            "\n# The app's broker has a password, which is not written here: set it in the environment before\n\
+             # running, with your password in place of PASSWORD (the cases set no url, so they read it):\n\
+             #   export {env}='{url}'\n"
         );
-        let _ = writeln!(
-            w,
-            "# running, with your password in place of PASSWORD (the cases set no url, so they read it):"
-        );
-        let _ = writeln!(w, "#   export {env}='{url}'");
-        None
-    } else {
-        Some(format!("url = {}  # the app's broker_url", q(&url)))
-    };
-
-    for (name, key) in names.iter().zip(&keys) {
-        let _ = writeln!(w);
-        let _ = writeln!(w, "[tasks.{key}]");
-        let _ = writeln!(w, "name = {}", q(name));
-        match app.routes.get(*name).cloned().flatten() {
-            Some(queue) => {
-                let _ = writeln!(
-                    w,
-                    "# The app routes it to queue {queue:?}; the celery cases run its router and publish to \
-                     taskbench's own \"taskbench.{queue}\" (publish_to_routed_queue = true in a case: into {queue:?})."
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    w,
-                    "# The app does not route it: it goes to the queue below (default \"taskbench\")."
-                );
-            }
-        }
-        let params = app.params.get(*name).cloned().unwrap_or_default();
-        let args: Vec<String> = params.args.iter().map(|p| q(&format!("<{p}>"))).collect();
-        let kwargs: Vec<String> = params
-            .kwargs
-            .iter()
-            .map(|p| format!("{p} = {}", q(&format!("<{p}>"))))
-            .collect();
-        let _ = writeln!(
-            w,
-            "# What to publish it with: placeholders for the parameters it requires (Celery checks them); put"
-        );
-        let _ = writeln!(
-            w,
-            "# real values, since the message's size and a router that looks at them change the publish."
-        );
-        let _ = writeln!(w, "args = [{}]", args.join(", "));
-        let _ = writeln!(w, "kwargs = {{ {} }}", kwargs.join(", "));
     }
+    w
+}
 
-    let first = &keys[0];
-    let _ = writeln!(w);
+/// `[tasks.KEY]` for the app's task `name`: its routed queue in a comment, placeholders for its required
+/// parameters.
+fn task_table(app: &AppDescription, name: &str, key: &str) -> String {
+    let route = match app.routes.get(name).cloned().flatten() {
+        Some(queue) => format!(
+            "# The app routes it to queue {queue:?}; the celery cases run its router and publish to \
+             taskbench's own \"taskbench.{queue}\" (publish_to_routed_queue = true in a case: into {queue:?})."
+        ),
+        None => "# The app does not route it: it goes to the queue below (default \"taskbench\")."
+            .into(),
+    };
+    let params = app.params.get(name).cloned().unwrap_or_default();
+    let args: Vec<String> = params.args.iter().map(|p| q(&format!("<{p}>"))).collect();
+    let kwargs: Vec<String> = params
+        .kwargs
+        .iter()
+        .map(|p| format!("{p} = {}", q(&format!("<{p}>"))))
+        .collect();
+    format!(
+        "\n[tasks.{key}]\nname = {}\n{route}\n\
+         # What to publish it with: placeholders for the parameters it requires (Celery checks them); put\n\
+         # real values, since the message's size and a router that looks at them change the publish.\n\
+         args = [{}]\nkwargs = {{ {} }}\n",
+        q(name),
+        args.join(", "),
+        kwargs.join(", ")
+    )
+}
+
+/// The commented scenario for the app's publish path; an error for an unsupported transport, a `--task`
+/// the app does not have (with its tasks), or an app without tasks of its own.
+pub(super) fn scenario_toml(init: &Init) -> Result<String, String> {
+    let app = init.app;
+    let backend = backend_of(&app.transport)?;
+    let names = chosen_tasks(init)?;
+    let mut keys: Vec<String> = Vec::new();
+    for name in &names {
+        let key = task_key(name, &keys);
+        keys.push(key);
+    }
+    let (url, env) = broker_url(app, backend);
+    let mut w = head(init, &url, env);
+    for (name, key) in names.iter().zip(&keys) {
+        w.push_str(&task_table(app, name, key));
+    }
     if keys.len() > 1 {
-        let _ = writeln!(
+        let _ = write!(
             w,
-            "# The slow-path cases for the first task, {:?}; the others get Celery as shipped only (copy the",
+            "\n# The slow-path cases for the first task, {:?}; the others get Celery as shipped only (copy the\n\
+             # cases and change `task` to hunt in another).\n",
             names[0]
         );
-        let _ = writeln!(w, "# cases and change `task` to hunt in another).");
     }
-    let backend_name = backend.to_string();
-    let case = |w: &mut String, name: &str, comment: &str, key: &str, body: &[&str]| {
-        let _ = writeln!(w);
-        let _ = writeln!(w, "# {comment}");
-        let _ = writeln!(w, "[[case]]");
-        let _ = writeln!(w, "name = {}", q(name));
-        let _ = writeln!(w, "backend = {}", q(&backend_name));
-        for line in body {
-            let _ = writeln!(w, "{line}");
-        }
-        let _ = writeln!(w, "task = {}", q(key));
-        if let Some(url) = &url_line {
-            let _ = writeln!(w, "{url}");
-        }
+    let url_line =
+        (!app.has_password).then(|| format!("url = {}  # the app's broker_url\n", q(&url)));
+    let case = |w: &mut String, name: String, comment: &str, key: &str, body: &str| {
+        let _ = write!(
+            w,
+            "\n# {comment}\n[[case]]\nname = {}\nbackend = {}\n{body}task = {}\n{}",
+            q(&name),
+            q(&backend.to_string()),
+            q(key),
+            url_line.as_deref().unwrap_or("")
+        );
     };
-    let celery = "client = \"celery\"";
+    let first = keys[0].as_str();
+    let celery = "client = \"celery\"\n";
     case(
-        w,
-        &format!("{first}-celery"),
+        &mut w,
+        format!("{first}-celery"),
         "Celery as shipped: delay() through the app's own producer pool, as your code calls it.",
         first,
-        &["path = \"acquire\"", celery],
+        &format!("path = \"acquire\"\n{celery}"),
     );
     case(
-        w,
-        &format!("{first}-celery-kept-producer"),
+        &mut w,
+        format!("{first}-celery-kept-producer"),
         "Celery with one producer kept for the whole case: what the pool costs is the difference.",
         first,
-        &["path = \"pooled\"", celery],
+        &format!("path = \"pooled\"\n{celery}"),
     );
     if app.broker_pool_limit == Some(0) {
         case(
-            w,
-            &format!("{first}-celery-fresh"),
+            &mut w,
+            format!("{first}-celery-fresh"),
             "The app's broker_pool_limit is 0: every delay() opens and closes a connection, as here.",
             first,
-            &["path = \"fresh\"", celery],
+            &format!("path = \"fresh\"\n{celery}"),
         );
     }
     case(
-        w,
-        &format!("{first}-kombu"),
+        &mut w,
+        format!("{first}-kombu"),
         "kombu's floor: one kombu Producer kept, no Celery in between (not your app: its task name only).",
         first,
-        &["path = \"pooled\"", "client = \"kombu\""],
+        "path = \"pooled\"\nclient = \"kombu\"\n",
     );
     case(
-        w,
-        &format!("{first}-taskbench"),
+        &mut w,
+        format!("{first}-taskbench"),
         "The broker's floor: taskbench's own pooled publisher, no Python at all.",
         first,
-        &["path = \"pooled\""],
+        "path = \"pooled\"\n",
     );
     for key in &keys[1..] {
+        let body = format!("path = \"acquire\"\n{celery}");
         case(
-            w,
-            &format!("{key}-celery"),
+            &mut w,
+            format!("{key}-celery"),
             "Celery as shipped: delay().",
             key,
-            &["path = \"acquire\"", celery],
+            &body,
         );
     }
-    Ok(t)
+    Ok(w)
 }
 
 #[cfg(test)]
