@@ -1376,7 +1376,7 @@ fn man_prints_the_page_and_writes_one_per_command() {
 }
 
 #[test]
-fn init_refuses_to_replace_an_existing_file_without_force() {
+fn init_refuses_an_existing_file_a_bad_app_spec_and_a_missing_interpreter() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("s.toml");
     std::fs::write(&file, "kept").unwrap();
@@ -1395,4 +1395,16 @@ fn init_refuses_to_replace_an_existing_file_without_force() {
         .assert()
         .code(2)
         .stderr(predicate::str::contains("is not MODULE:ATTRIBUTE"));
+    taskbench()
+        .args(["init", "--celery-app", "shop.celery:app", "--python"])
+        .arg(dir.path().join("no-python"))
+        .arg("-o")
+        .arg(dir.path().join("other.toml"))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("cannot run python")
+                .and(predicate::str::contains("pass --python")),
+        );
+    assert!(!dir.path().join("other.toml").exists());
 }

@@ -41,7 +41,13 @@ pub(super) fn init(args: InitArgs) -> anyhow::Result<PathBuf> {
         publish_to_routed_queue: false,
         route: None,
     };
-    let (_, app) = probe::describe_app(&client).map_err(anyhow::Error::msg)?;
+    // The probe's hints speak of a scenario's keys; here the interpreter is `--python`.
+    let (_, app) = probe::describe_app(&client).map_err(|e| {
+        anyhow::Error::msg(e.replace(
+            "set `python` in the scenario, or TASKBENCH_PYTHON,",
+            "pass --python",
+        ))
+    })?;
     let toml = scenario_toml(&Init {
         name: package,
         celery_app: &args.celery_app,
