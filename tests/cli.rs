@@ -1374,3 +1374,37 @@ fn man_prints_the_page_and_writes_one_per_command() {
     let run_page = std::fs::read_to_string(dir.path().join("taskbench-run.1")).unwrap();
     assert!(run_page.contains("concurrency"), "{run_page}");
 }
+
+#[test]
+fn init_refuses_an_existing_file_a_bad_app_spec_and_a_missing_interpreter() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("s.toml");
+    std::fs::write(&file, "kept").unwrap();
+    taskbench()
+        .args(["init", "--celery-app", "shop.celery:app", "-o"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "exists; pass --force to replace it",
+        ));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept");
+    taskbench()
+        .args(["init", "--celery-app", "shop.celery", "-o"])
+        .arg(dir.path().join("other.toml"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("is not MODULE:ATTRIBUTE"));
+    taskbench()
+        .args(["init", "--celery-app", "shop.celery:app", "--python"])
+        .arg(dir.path().join("no-python"))
+        .arg("-o")
+        .arg(dir.path().join("other.toml"))
+        .assert()
+        .code(2)
+        .stderr(
+            predicate::str::contains("cannot run python")
+                .and(predicate::str::contains("pass --python")),
+        );
+    assert!(!dir.path().join("other.toml").exists());
+}

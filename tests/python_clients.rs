@@ -1656,3 +1656,118 @@ fn a_concurrency_whose_harnesses_cannot_fit_in_memory_is_refused_before_any_star
         "only the check imported the app: {imports}"
     );
 }
+
+/// The shop app (`shop_app`) with its `broker_url` set to `broker`; runs `taskbench init` on it with `args`.
+fn init_shop(dir: &Path, python: &Path, broker: &str, args: &[&str]) -> std::process::Output {
+    let routed = common::unique("tb-init-emails");
+    shop_app(dir, &routed);
+    let celery = dir.join("shop").join("celery.py");
+    let mut text = std::fs::read_to_string(&celery).unwrap();
+    text.push_str(&format!("app.conf.broker_url = '{broker}'\n"));
+    std::fs::write(&celery, text).unwrap();
+    taskbench()
+        .args(["init", "--celery-app", "shop.celery:app", "--pythonpath"])
+        .arg(dir)
+        .arg("--python")
+        .arg(python)
+        .arg("-o")
+        .arg(dir.join("s.toml"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+fn init_writes_a_scenario_for_the_app_that_validates_and_runs() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = init_shop(dir.path(), &python, &common::redis_url(), &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = dir.path().join("s.toml");
+    let toml = std::fs::read_to_string(&file).unwrap();
+    for wanted in [
+        "celery_app = \"shop.celery:app\"",
+        "[tasks.send_email]",
+        "name = \"shop.tasks.refund\"",
+        "The app routes it to queue \"tb-init-emails",
+        "#   task_compression = gzip",
+        "client = \"kombu\"",
+    ] {
+        assert!(toml.contains(wanted), "{wanted} in:\n{toml}");
+    }
+    let validate = taskbench().arg("validate").arg(&file).output().unwrap();
+    assert_eq!(
+        validate.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&validate.stderr)
+    );
+    let run = taskbench()
+        .arg("run")
+        .arg(&file)
+        .args(["--publishes", "20", "--out"])
+        .arg(dir.path().join("run"))
+        .env("SHOP_MARKER", dir.path().join("marker"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&run.stderr),
+        String::from_utf8_lossy(&run.stdout)
+    );
+}
+
+#[test]
+#[ignore = "needs the Celery venv; tests/run runs it"]
+fn init_refuses_bad_input_with_a_clear_error() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let stderr = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    // No such task: the app's tasks are listed.
+    let e = stderr(&init_shop(
+        dir.path(),
+        &python,
+        "redis://127.0.0.1:6379/0",
+        &["--task", "shop.tasks.send_emial"],
+    ));
+    assert!(
+        e.contains("has no task \"shop.tasks.send_emial\"; its tasks: shop.tasks.refund, shop.tasks.send_email"),
+        "{e}"
+    );
+    // A transport taskbench cannot measure is named.
+    let e = stderr(&init_shop(dir.path(), &python, "memory://", &[]));
+    assert!(e.contains("kombu's \"memory\" transport"), "{e}");
+    // An app that does not import: the interpreter and the exception's line.
+    std::fs::write(
+        dir.path().join("shop").join("celery.py"),
+        "raise RuntimeError('no settings module')\n",
+    )
+    .unwrap();
+    let out = taskbench()
+        .args(["init", "--celery-app", "shop.celery:app", "--pythonpath"])
+        .arg(dir.path())
+        .arg("--python")
+        .arg(&python)
+        .arg("-o")
+        .arg(dir.path().join("s.toml"))
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert!(e.contains("RuntimeError: no settings module"), "{e}");
+    assert!(e.contains(&python.display().to_string()), "{e}");
+    assert!(!dir.path().join("s.toml").exists());
+}

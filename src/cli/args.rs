@@ -40,6 +40,8 @@ pub(super) struct Cli {
 pub(super) enum Command {
     /// Run a scenario's cases and compare them side by side.
     Run(RunArgs),
+    /// Write a scenario for your Celery app's publish path: its broker, tasks, routes and settings.
+    Init(InitArgs),
     /// Parse and check a scenario without running it.
     Validate {
         /// Scenario file (TOML).
@@ -132,6 +134,28 @@ pub(super) struct RunArgs {
     /// wall-clock profile, waiting included (<case>.pywall.folded / .svg).
     #[arg(long, value_enum)]
     pub(super) profile: Option<Profile>,
+}
+
+#[derive(clap::Args)]
+pub(super) struct InitArgs {
+    /// Your Celery app, MODULE:ATTRIBUTE (e.g. shop.celery:app), loaded as its worker loads it.
+    #[arg(long, value_name = "MODULE:APP")]
+    pub(super) celery_app: String,
+    /// The directory the app's package is in (put first on sys.path).
+    #[arg(long, value_name = "DIR")]
+    pub(super) pythonpath: Option<PathBuf>,
+    /// Only this task of the app (repeatable; default: all its tasks, not `celery.*`).
+    #[arg(long = "task", value_name = "NAME")]
+    pub(super) tasks: Vec<String>,
+    /// The interpreter that has your app's dependencies and Celery (default: as for a scenario).
+    #[arg(long, value_name = "PY")]
+    pub(super) python: Option<PathBuf>,
+    /// The scenario file to write (default: <package>.toml).
+    #[arg(short, long, value_name = "FILE")]
+    pub(super) out: Option<PathBuf>,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub(super) force: bool,
 }
 
 #[derive(clap::Args)]

@@ -3,6 +3,7 @@
 
 mod args;
 mod generate;
+mod init;
 
 use crate::backend;
 use crate::endpoint::Endpoint;
@@ -73,6 +74,13 @@ pub fn main() -> ExitCode {
     let spans = cpu::install_tracing(log_filter, profiling);
     let outcome = match cli.command {
         Command::Run(args) => run(args, spans),
+        Command::Init(args) => init::init(args).map(|path| {
+            print_stdout(&format!(
+                "wrote {}; check it with `taskbench validate {0}`\n",
+                path.display()
+            ));
+            Ending::Ok
+        }),
         Command::Validate { scenario } => validate(scenario),
         Command::Flame(args) => flame(args),
         Command::Compare(args) => compare(args),

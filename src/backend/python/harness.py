@@ -546,6 +546,8 @@ def probe(request):
             app = import_app(spec)
             out["tasks"] = user_tasks(app)
             out["routes"] = [probe_task(app, t) for t in request.get("tasks", [])]
+            if request.get("describe"):
+                out["app"] = describe_app(app)
         except AppError as exc:
             out["app_error"] = exc.why
     if out["celery"] and out["kombu"]:
@@ -580,6 +582,46 @@ def resident_bytes():
     except (OSError, ValueError, IndexError):
         pass
     return None
+
+
+def describe_app(app):
+    """For `taskbench init`: the app's broker (its parts; never the password, only whether it has one), the
+    settings that change a publish, and where its routing sends each of its tasks (args and kwargs empty)."""
+    conn = app.connection_for_write()
+    routes, params = {}, {}
+    for name in user_tasks(app):
+        try:
+            routes[name] = routed_queue(app, app.tasks[name], [], {})
+        except Exception:  # the user's router may want real arguments
+            routes[name] = None
+        params[name] = required_params(app.tasks[name])
+    c = app.conf
+    return {"transport": conn.transport_cls if isinstance(conn.transport_cls, str) else repr(conn.transport_cls),
+            "hostname": conn.hostname, "port": conn.port, "userid": conn.userid,
+            "has_password": bool(conn.password), "virtual_host": conn.virtual_host,
+            "serializer": c.task_serializer, "compression": c.task_compression,
+            "broker_pool_limit": c.broker_pool_limit,
+            "confirm_publish": bool((c.broker_transport_options or {}).get("confirm_publish")),
+            "transport_options": repr(dict(c.broker_transport_options or {})),
+            "publish_retry": bool(c.task_publish_retry), "routes": routes, "params": params}
+
+
+def required_params(task):
+    """The parameters a call of `task` must give (Celery checks them on apply_async): positional names in
+    `args`, keyword-only ones in `kwargs`; both empty when its signature cannot be read."""
+    import inspect
+
+    out = {"args": [], "kwargs": []}
+    try:
+        signature = inspect.signature(getattr(task, "__header__", None) or task.run)
+    except (TypeError, ValueError):
+        return out
+    for p in signature.parameters.values():
+        if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            out["args"].append(p.name)
+        elif p.default is p.empty and p.kind == p.KEYWORD_ONLY:
+            out["kwargs"].append(p.name)
+    return out
 
 
 def probe_task(app, query):

@@ -2,7 +2,8 @@
 //! starts, has Celery and kombu, and can load the case's `celery_app` as Celery's worker does; and asking
 //! that app which tasks it has and where it routes the tasks the cases publish. `taskbench validate` and
 //! `taskbench run` both do this once per distinct interpreter and app, through the harness's own `--probe`
-//! (so the app is loaded and its routes computed by the very code that publishes).
+//! (so the app is loaded and its routes computed by the very code that publishes); `taskbench init` asks
+//! it, through the same probe, for the app's broker, publish settings, tasks and routes ([`describe_app`]).
 
 use super::harness::HARNESS;
 use crate::scenario::PythonClient;
@@ -30,6 +31,41 @@ pub struct Found {
     /// transports were loaded, in bytes (`None` where it cannot be read): about what each harness holds.
     #[serde(default)]
     pub rss: Option<u64>,
+    /// The app's broker, publish settings and routes, when asked for (`taskbench init`: [`describe_app`]).
+    #[serde(default)]
+    pub app: Option<AppDescription>,
+}
+
+/// What `taskbench init` needs of an app: its broker (never its password: only whether it has one), the
+/// settings that change a publish, and where its routing sends each of its tasks.
+#[derive(Debug, Clone, Deserialize)]
+pub struct AppDescription {
+    /// kombu's transport name: `amqp`, `pyamqp`, `redis`, `sqs`...
+    pub transport: String,
+    pub hostname: Option<String>,
+    pub port: Option<u16>,
+    pub userid: Option<String>,
+    pub has_password: bool,
+    pub virtual_host: Option<String>,
+    pub serializer: Option<String>,
+    pub compression: Option<String>,
+    pub broker_pool_limit: Option<u64>,
+    pub confirm_publish: bool,
+    /// `broker_transport_options`, as Python's repr.
+    pub transport_options: String,
+    pub publish_retry: bool,
+    /// Each of the app's tasks (not `celery.*`) and the queue its routing sends it to (args and kwargs empty).
+    pub routes: std::collections::BTreeMap<String, Option<String>>,
+    /// Each task's required parameters, which Celery checks on `apply_async`.
+    #[serde(default)]
+    pub params: std::collections::BTreeMap<String, TaskParams>,
+}
+
+/// The parameters a call of a task must give: positional ones by name, and keyword-only ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TaskParams {
+    pub args: Vec<String>,
+    pub kwargs: Vec<String>,
 }
 
 /// A task a case publishes, as the probe asks the app about it (routers may look at the arguments).
@@ -70,11 +106,30 @@ impl Found {
 /// Runs `client`'s interpreter once, asking its app (if any) about `tasks`; an error says what is missing
 /// and how to install it, or why the app cannot be loaded.
 pub fn probe(client: &PythonClient, tasks: &[TaskQuery]) -> Result<Found, String> {
+    run_probe(client, tasks, false)
+}
+
+/// Runs `client`'s interpreter once and describes its `celery_app` (which it must have): broker, publish
+/// settings, tasks and routes (`taskbench init`).
+pub fn describe_app(client: &PythonClient) -> Result<(Found, AppDescription), String> {
+    let mut found = run_probe(client, &[], true)?;
+    let app = found.app.take().ok_or_else(|| {
+        format!(
+            "{} did not describe the app {:?}",
+            client.python.display(),
+            client.celery_app
+        )
+    })?;
+    Ok((found, app))
+}
+
+fn run_probe(client: &PythonClient, tasks: &[TaskQuery], describe: bool) -> Result<Found, String> {
     let python = client.python.display().to_string();
     let request = serde_json::json!({
         "celery_app": client.celery_app,
         "pythonpath": client.pythonpath,
         "tasks": tasks,
+        "describe": describe,
     });
     let out = Command::new(&client.python)
         .args(["-c", HARNESS, "--probe"])
