@@ -1771,3 +1771,84 @@ fn init_refuses_bad_input_with_a_clear_error() {
     assert!(e.contains(&python.display().to_string()), "{e}");
     assert!(!dir.path().join("s.toml").exists());
 }
+
+/// The app's own task class shows in the CPU flamegraph by name: an app laid out as users lay theirs out
+/// (`include`d task module, a task base class whose `apply_async` does work of its own) profiled with
+/// `--profile cpu` through `celery_app`, not a stand-in.
+#[test]
+#[ignore = "needs the Celery venv with py-spy and Redis; tests/run runs it"]
+fn the_apps_own_task_class_is_in_the_cpu_flamegraph() {
+    let Some(python) = python_with_py_spy() else {
+        return;
+    };
+    if !broker_up("redis") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pkg = dir.path().join("slowshop");
+    std::fs::create_dir_all(&pkg).unwrap();
+    std::fs::write(pkg.join("__init__.py"), "").unwrap();
+    std::fs::write(
+        pkg.join("celery.py"),
+        "from celery import Celery\napp = Celery('slowshop', include=['slowshop.tasks'])\n",
+    )
+    .unwrap();
+    std::fs::write(
+        pkg.join("tasks.py"),
+        r#"import time
+from celery import Task
+from slowshop.celery import app
+
+
+class Audited(Task):
+    def apply_async(self, *args, **kwargs):
+        started = time.perf_counter()
+        while time.perf_counter() - started < 0.002:
+            pass
+        return super().apply_async(*args, **kwargs)
+
+
+@app.task(base=Audited, name="tasks.add")
+def add(x, y):
+    return x + y
+"#,
+    )
+    .unwrap();
+    let queue = common::unique("tb-py-own-class");
+    let toml = scenario(
+        &python,
+        "redis",
+        &queue,
+        "publishes = 400\nwarmup = 20",
+        &format!(
+            r#"
+                path = "acquire"
+                client = "celery"
+                celery_app = "slowshop.celery:app"
+                pythonpath = "{}"
+            "#,
+            dir.path().display()
+        ),
+    );
+    let (out, out_dir) = run_scenario(dir.path(), &toml, &["--profile", "cpu"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let folded = std::fs::read_to_string(out_dir.join("c.cpu.folded")).expect("c.cpu.folded");
+    let (own, all) = folded_ns(&folded, "Audited.apply_async (slowshop/tasks.py");
+    assert!(
+        own > 0 && all > 0,
+        "the app's own task class is sampled under the publish: {folded}"
+    );
+    // It burns 2 ms of each publish on the CPU: most of the publish's samples are under it.
+    assert!(
+        own * 2 > all,
+        "Audited.apply_async holds {own} of {all} ns of samples"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("Audited.apply_async (slowshop/tasks.py"),
+        "the run names it among the functions holding the most of a publish: {stdout}"
+    );
+    let r = tokio::runtime::Runtime::new().unwrap();
+    r.block_on(cleanup("redis", &queue));
+}
