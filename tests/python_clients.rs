@@ -1852,3 +1852,71 @@ def add(x, y):
     let r = tokio::runtime::Runtime::new().unwrap();
     r.block_on(cleanup("redis", &queue));
 }
+
+/// The broker dies in the middle of a Celery case (a proxy in front of Redis cuts every connection and
+/// refuses new ones): the publishes fail as errors, the case still ends, the harnesses' busy share stays
+/// within 100 %, and `delivered` is null with the reason in the notes, not only on stderr.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn a_broker_that_dies_mid_case_costs_errors_and_says_why_nothing_was_counted() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    let redis = common::redis_url();
+    let upstream = redis
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let proxy = common::DeadlyProxy::start(upstream).await;
+    let queue = common::unique("tb-py-dies");
+    let toml = format!(
+        r#"
+            name = "py-test"
+            python = "{}"
+            duration = "3s"
+            warmup = 5
+            publish_timeout = "1s"
+
+            [task]
+            name = "tasks.add"
+            args = [2, 2]
+            queue = "{queue}"
+
+            [[case]]
+            name = "c"
+            backend = "redis"
+            url = "redis://127.0.0.1:{}/0"
+            path = "acquire"
+            client = "celery"
+        "#,
+        python.display(),
+        proxy.port
+    );
+    let running = tokio::spawn(async move { run(&toml).await });
+    // Publishing goes on for a while before the broker goes away.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    proxy.kill();
+    let r = running.await.unwrap();
+    cleanup("redis", &queue).await;
+    assert!(r.publishes_ok > 0, "it published before the broker died");
+    assert!(r.errors.total() > 0, "the publishes after it failed: {r:?}");
+    let python = r.facts.python.as_ref().expect("harness facts");
+    assert!(
+        python.busy_share.is_some_and(|b| b <= 1.0),
+        "the busy share is a share: {python:?}"
+    );
+    assert_eq!(
+        r.delivered, None,
+        "nothing could be counted through a dead broker"
+    );
+    assert!(
+        r.notes
+            .iter()
+            .any(|n| n.starts_with("delivered is not verified:")),
+        "the notes say why delivered is null: {:?}",
+        r.notes
+    );
+}
