@@ -42,6 +42,16 @@ pub struct FlowControl {
 }
 
 impl CaseFacts {
+    /// How long AMQP flow control blocked publishing (ns); `None` on a path that does not watch for it.
+    pub fn blocked_ns(&self) -> Option<f64> {
+        self.flow_control.as_ref().map(|f| f.blocked_ns as f64)
+    }
+
+    /// The Python harnesses' busy share; `None` for other clients and in an open loop.
+    pub fn harness_busy(&self) -> Option<f64> {
+        self.python.as_ref().and_then(|p| p.busy_share)
+    }
+
     /// True when there is nothing to say.
     pub fn is_empty(&self) -> bool {
         *self == CaseFacts::default()

@@ -251,6 +251,8 @@ impl CaseResult {
         match metric {
             Metric::Throughput => Some(self.throughput()),
             Metric::Errors => Some(self.errors.total() as f64),
+            Metric::Blocked => self.facts.blocked_ns(),
+            Metric::HarnessBusy => self.facts.harness_busy(),
             Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
             m => m
                 .quantile()
@@ -411,5 +413,44 @@ mod tests {
         );
         assert_eq!(r.timeline[0].decode().len(), 15);
         assert_eq!(r.timeline[0].throughput(), 150.0);
+    }
+
+    #[test]
+    fn thresholds_bound_the_facts_a_case_has_and_fail_those_it_lacks() {
+        let case = crate::scenario::parse(
+            r#"
+                name = "t"
+                [thresholds]
+                blocked = "< 1s"
+                harness_busy = "> 0.9"
+                [[case]]
+                name = "c"
+                backend = "unix"
+                path = "raw"
+            "#,
+            "t.toml",
+        )
+        .unwrap()
+        .cases
+        .remove(0);
+        let mut r = CaseResult::empty(&case);
+        r.facts.flow_control = Some(crate::facts::FlowControl {
+            blocked: 1,
+            blocked_ns: 2_000_000_000,
+            ..Default::default()
+        });
+        r.check_thresholds(&case.thresholds);
+        let outcome: Vec<(&str, Option<f64>, bool)> = r
+            .thresholds
+            .iter()
+            .map(|t| (t.threshold.metric.name(), t.actual, t.passed))
+            .collect();
+        assert_eq!(
+            outcome,
+            [("blocked", Some(2e9), false), ("harness_busy", None, false)],
+            "a 2 s block fails `< 1s`; a case without harnesses has no busy share to pass with"
+        );
+        assert_eq!(Metric::Blocked.show(2e9), "2.00s");
+        assert_eq!(Metric::HarnessBusy.show(0.934), "93.4%");
     }
 }

@@ -4,7 +4,6 @@ use crate::catalog::Backend;
 use crate::facts::PythonFacts;
 use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
-use crate::scenario::threshold::Kind;
 use crate::summary::CaseSummary;
 use comfy_table::{CellAlignment, Table, presets};
 
@@ -271,11 +270,9 @@ pub fn thresholds(results: &[CaseResult]) -> String {
     for r in results {
         for t in &r.thresholds {
             let metric = t.threshold.metric;
-            let actual = match (t.actual, metric.kind()) {
-                (None, _) => "nothing measured".to_string(),
-                (Some(a), Kind::Duration) => human_ns(a.round() as u64),
-                (Some(a), Kind::Number) => human_count(a.round() as u64),
-            };
+            let actual = t
+                .actual
+                .map_or("nothing measured".to_string(), |a| metric.show(a));
             out.push_str(&format!(
                 "threshold {}: {} {}: {} (is {actual})\n",
                 r.name,

@@ -129,6 +129,8 @@ pub(super) struct RawThresholds {
     max: Option<Spanned<String>>,
     throughput: Option<Spanned<String>>,
     errors: Option<Spanned<String>>,
+    blocked: Option<Spanned<String>>,
+    harness_busy: Option<Spanned<String>>,
 }
 
 impl RawThresholds {
@@ -142,6 +144,8 @@ impl RawThresholds {
             Metric::Max => self.max.as_ref(),
             Metric::Throughput => self.throughput.as_ref(),
             Metric::Errors => self.errors.as_ref(),
+            Metric::Blocked => self.blocked.as_ref(),
+            Metric::HarnessBusy => self.harness_busy.as_ref(),
         }
     }
 }

@@ -105,6 +105,10 @@ named_enum! {
         Max => "max",
         Throughput => "throughput",
         Errors => "errors",
+        /// AMQP flow control: how long the broker's memory or disk alarm blocked publishing (facts).
+        Blocked => "blocked",
+        /// Python clients: the share of the harnesses' time inside the publish call (facts), 0 to 1.
+        HarnessBusy => "harness_busy",
     }
 }
 
@@ -117,14 +121,24 @@ impl Metric {
             Metric::P99 => Some(0.99),
             Metric::P999 => Some(0.999),
             Metric::Max => Some(1.0),
-            Metric::Throughput | Metric::Errors => None,
+            Metric::Throughput | Metric::Errors | Metric::Blocked | Metric::HarnessBusy => None,
         }
     }
 
+    /// A figure of this metric for people: `1.20ms`, `35,000`, `93.4%`.
+    pub fn show(self, value: f64) -> String {
+        match (self, self.kind()) {
+            (Metric::HarnessBusy, _) => format!("{:.1}%", 100.0 * value),
+            (_, Kind::Duration) => crate::human::human_ns(value.max(0.0).round() as u64),
+            (_, Kind::Number) => crate::human::human_count(value.max(0.0).round() as u64),
+        }
+    }
+
+    /// How its values are written: a duration for latencies and the blocked time, else a number.
     pub const fn kind(self) -> Kind {
-        match self.quantile() {
-            Some(_) => Kind::Duration,
-            None => Kind::Number,
+        match (self.quantile(), self) {
+            (Some(_), _) | (None, Metric::Blocked) => Kind::Duration,
+            _ => Kind::Number,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! `--fail-if` expressions: `METRIC OP CHANGE` read and checked, with an error that says how to write one.
 
-use super::{FACT_FIGURES, Unit};
+use super::Unit;
 use crate::scenario::threshold::{Kind, Metric, Op, QuantityError, quantity};
 use crate::stage::Stage;
 
@@ -24,9 +24,6 @@ pub enum Bound {
 
 /// The metrics `--fail-if` knows (a case's figures and `<stage>.mean`), and each one's unit.
 fn metric_unit(metric: &str) -> Option<Unit> {
-    if let Some((_, unit, _)) = FACT_FIGURES.iter().find(|(name, _, _)| *name == metric) {
-        return Some(*unit);
-    }
     match Metric::from_name(metric) {
         Some(m) => Some(Unit::of(m)),
         None => metric

@@ -6,7 +6,6 @@ mod fail_if;
 
 pub use fail_if::{Bound, FailIf, FailIfError, FailIfProblem};
 
-use crate::facts::CaseFacts;
 use crate::human::{human_count, human_ns};
 use crate::scenario::threshold::Metric;
 use crate::stage::Stage;
@@ -34,6 +33,8 @@ impl Unit {
             Metric::Throughput => Unit::PerSecond,
             Metric::P50 | Metric::P90 | Metric::P99 | Metric::P999 | Metric::Max => Unit::Ns,
             Metric::Errors => Unit::Count,
+            Metric::Blocked => Unit::Ns,
+            Metric::HarnessBusy => Unit::Share,
         }
     }
 
@@ -54,22 +55,6 @@ impl Unit {
         }
     }
 }
-
-/// A figure read off a case's facts: its name, unit, and how to read it.
-pub type FactFigure = (&'static str, Unit, fn(&CaseFacts) -> Option<f64>);
-
-/// The figures of a case's facts that compare and `--fail-if` read: name, unit, and the figure (`None`
-/// when the case's backend has no such fact).
-pub const FACT_FIGURES: [FactFigure; 2] = [
-    // AMQP: how long the broker's memory or disk alarm blocked publishing.
-    ("blocked", Unit::Ns, |f| {
-        f.flow_control.as_ref().map(|c| c.blocked_ns as f64)
-    }),
-    // Python clients: the share of the harnesses' time inside the publish call.
-    ("harness_busy", Unit::Share, |f| {
-        f.python.as_ref().and_then(|p| p.busy_share)
-    }),
-];
 
 /// One figure of one case in both runs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -157,7 +142,8 @@ pub struct CaseComparison {
 }
 
 /// The figures of one case compared, in output order: throughput, p50, p90, p99, p99.9, max, errors, the
-/// mean of every stage either run timed, in stage order, then the [`FACT_FIGURES`] either run has.
+/// mean of every stage either run timed, in stage order, then the facts' `blocked` and `harness_busy`
+/// where either run has them.
 pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
     let latencies = Metric::ALL.into_iter().filter(|m| m.quantile().is_some());
     let figures = std::iter::once(Metric::Throughput)
@@ -178,10 +164,11 @@ pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
             metrics.push(MetricChange::new(format!("{stage}.mean"), Unit::Ns, b, n));
         }
     }
-    for (name, unit, figure) in FACT_FIGURES {
-        let (b, n) = (figure(&base.facts), figure(&new.facts));
+    // The facts' figures, where either run has them.
+    for m in [Metric::Blocked, Metric::HarnessBusy] {
+        let (b, n) = (figure(base, m), figure(new, m));
         if b.is_some() || n.is_some() {
-            metrics.push(MetricChange::new(name, unit, b, n));
+            metrics.push(MetricChange::new(m.name(), Unit::of(m), b, n));
         }
     }
     CaseComparison {
@@ -196,6 +183,8 @@ fn figure(case: &CaseSummary, metric: Metric) -> Option<f64> {
     let ns = match metric {
         Metric::Throughput => return Some(case.throughput_per_s),
         Metric::Errors => return Some(case.errors.values().sum::<u64>() as f64),
+        Metric::Blocked => return case.facts.blocked_ns(),
+        Metric::HarnessBusy => return case.facts.harness_busy(),
         Metric::P50 => l.p50,
         Metric::P90 => l.p90,
         Metric::P99 => l.p99,
@@ -461,6 +450,7 @@ fn show(unit: Unit, v: Option<f64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::facts::CaseFacts;
     use crate::scenario::threshold::Op;
 
     #[test]

@@ -5,6 +5,7 @@
 use super::figures::{self, Piece};
 use crate::human::{human_count, human_ns};
 use crate::report::table::{named, which_cases};
+use crate::scenario::threshold::Metric;
 use crate::summary::CaseSummary;
 use serde::Serialize;
 
@@ -76,12 +77,10 @@ pub fn thresholds(c: &CaseSummary) -> (String, bool) {
         .iter()
         .filter(|t| !t.passed)
         .map(|t| {
-            let actual = match t.actual {
-                None => "nothing measured".to_string(),
-                Some(a) if matches!(t.metric.as_str(), "throughput" | "errors") => {
-                    human_count(a.round() as u64)
-                }
-                Some(a) => human_ns(a.round() as u64),
+            let actual = match (t.actual, Metric::from_name(&t.metric)) {
+                (None, _) => "nothing measured".to_string(),
+                (Some(a), Some(m)) => m.show(a),
+                (Some(a), None) => a.to_string(),
             };
             format!("{} {} (is {actual})", t.metric, t.expression)
         })

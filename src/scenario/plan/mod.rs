@@ -171,10 +171,10 @@ fn thresholds(
                 Kind::Number => format!(
                     "write it like {} = \"{}\" (OP is <, <=, >, >=, ==)",
                     metric.name(),
-                    if metric == Metric::Errors {
-                        "== 0"
-                    } else {
-                        "> 10000"
+                    match metric {
+                        Metric::Errors => "== 0",
+                        Metric::HarnessBusy => "> 0.9",
+                        _ => "> 10000",
                     }
                 ),
             };
