@@ -188,13 +188,7 @@ mod tests {
 
     #[test]
     fn what_outside_stages_holds_is_said_once_per_client_that_ran() {
-        let case = crate::scenario::parse(
-            "name = \"t\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n",
-            "t.toml",
-        )
-        .unwrap()
-        .cases
-        .remove(0);
+        let case = crate::scenario::test_case("c");
         let with = |client: Option<&str>| {
             let mut r = CaseResult::empty(&case);
             r.facts.python = client.map(|c| crate::facts::PythonFacts {

@@ -405,6 +405,17 @@ pub fn load_with(path: &Path, overrides: &Overrides) -> Result<Scenario, Scenari
     Ok(scenario)
 }
 
+/// A planned case for unit tests: `name`, on the unix raw path, every setting at its default.
+#[cfg(test)]
+pub fn test_case(name: &str) -> Case {
+    let text =
+        format!("name = \"t\"\n[[case]]\nname = \"{name}\"\nbackend = \"unix\"\npath = \"raw\"\n");
+    parse(&text, "t.toml")
+        .expect("a valid case")
+        .cases
+        .remove(0)
+}
+
 /// Parses and checks scenario `text`; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Scenario, ScenarioError> {
     plan::scenario(text, file, &Overrides::default())

@@ -22,13 +22,7 @@ fn histogram_round_trips_through_base64() {
 }
 
 fn scripted_summary_case() -> CaseSummary {
-    let case = crate::scenario::parse(
-        "name = \"t\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n",
-        "t.toml",
-    )
-    .unwrap()
-    .cases
-    .remove(0);
+    let case = crate::scenario::test_case("c");
     CaseSummary::new(&CaseResult::empty(&case))
 }
 

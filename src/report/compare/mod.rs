@@ -504,13 +504,7 @@ mod tests {
     }
 
     fn with_facts(facts: CaseFacts) -> CaseSummary {
-        let planned = crate::scenario::parse(
-            "name = \"t\"\n[[case]]\nname = \"c\"\nbackend = \"unix\"\npath = \"raw\"\n",
-            "t.toml",
-        )
-        .unwrap()
-        .cases
-        .remove(0);
+        let planned = crate::scenario::test_case("c");
         let mut c = CaseSummary::new(&crate::record::CaseResult::empty(&planned));
         c.facts = facts;
         c

@@ -211,15 +211,7 @@ mod tests {
     use crate::record::CaseResult;
 
     fn case(name: &str, notes: &[&str]) -> CaseSummary {
-        let planned = crate::scenario::parse(
-            &format!(
-                "name = \"t\"\n[[case]]\nname = \"{name}\"\nbackend = \"unix\"\npath = \"raw\"\n"
-            ),
-            "t.toml",
-        )
-        .unwrap()
-        .cases
-        .remove(0);
+        let planned = crate::scenario::test_case(name);
         let mut c = CaseSummary::new(&CaseResult::empty(&planned));
         c.notes = notes.iter().map(|n| n.to_string()).collect();
         c

@@ -356,15 +356,7 @@ mod tests {
     /// A case `name` of `n` intervals of 0.1 s at `rate` publishes/s, 1 ms at p99, except `stall` (its max,
     /// in ns) in interval 5.
     fn case(name: &str, n: usize, rate: f64, stall: Option<u64>) -> CaseSummary {
-        let planned = crate::scenario::parse(
-            &format!(
-                "name = \"t\"\n[[case]]\nname = \"{name}\"\nbackend = \"unix\"\npath = \"raw\"\n"
-            ),
-            "t.toml",
-        )
-        .unwrap()
-        .cases
-        .remove(0);
+        let planned = crate::scenario::test_case(name);
         let mut c = CaseSummary::new(&CaseResult::empty(&planned));
         c.timeline = (0..n)
             .map(|i| IntervalSummary {
