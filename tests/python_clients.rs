@@ -96,6 +96,21 @@ fn scenario(python: &Path, backend: &str, queue: &str, head: &str, case: &str) -
     )
 }
 
+/// The keys of a celery case on `path` publishing through the app `app` (`module:attribute`) imported from
+/// `dir`; `extra` adds keys.
+fn app_case(path: &str, app: &str, dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+            path = "{path}"
+            client = "celery"
+            celery_app = "{app}"
+            pythonpath = "{}"
+            {extra}
+        "#,
+        dir.display()
+    )
+}
+
 /// Runs the first case of `toml` in-process after the check `taskbench run` makes first (the interpreter,
 /// the app's tasks and routes), as the command does.
 async fn run(toml: &str) -> CaseResult {
@@ -843,15 +858,7 @@ async fn a_raising_publish_is_counted_with_its_exception_and_the_case_goes_on() 
         "redis",
         &queue,
         "publishes = 10\nwarmup = 1",
-        &format!(
-            r#"
-                path = "acquire"
-                client = "celery"
-                celery_app = "{app}"
-                pythonpath = "{}"
-            "#,
-            dir.path().display()
-        ),
+        &app_case("acquire", &app, dir.path(), ""),
     ))
     .await;
     let by_kind = r.errors.by_kind();
@@ -883,15 +890,7 @@ async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_a
             warmup = 1
             publish_timeout = "500ms"
         "#,
-        &format!(
-            r#"
-                path = "pooled"
-                client = "celery"
-                celery_app = "{app}"
-                pythonpath = "{}"
-            "#,
-            dir.path().display()
-        ),
+        &app_case("pooled", &app, dir.path(), ""),
     ))
     .await;
     let count = |kind: &str| {
@@ -1346,15 +1345,7 @@ async fn an_app_that_prints_keeps_its_output_in_a_log_and_breaks_nothing() {
         "redis",
         &queue,
         "publishes = 100\nwarmup = 2\nconcurrency = 2",
-        &format!(
-            r#"
-                path = "acquire"
-                client = "celery"
-                celery_app = "{app}"
-                pythonpath = "{}"
-            "#,
-            dir.path().display()
-        ),
+        &app_case("acquire", &app, dir.path(), ""),
     ))
     .await;
     cleanup("redis", &queue).await;
@@ -1404,15 +1395,7 @@ async fn a_harness_that_dies_before_it_is_ready_quotes_what_it_printed() {
         "redis",
         &queue,
         "publishes = 5",
-        &format!(
-            r#"
-                path = "acquire"
-                client = "celery"
-                celery_app = "exiting_app:app"
-                pythonpath = "{}"
-            "#,
-            dir.path().display()
-        ),
+        &app_case("acquire", "exiting_app:app", dir.path(), ""),
     );
     // The check `validate` and `run` make first imports the app too, and says what it printed.
     let mut checked = taskbench::scenario::parse(&toml, "test.toml").unwrap();
@@ -1470,16 +1453,7 @@ async fn a_killed_harness_costs_one_error_and_the_other_keeps_publishing() {
         "redis",
         &queue,
         "duration = \"3s\"\nwarmup = 10\nconcurrency = 2",
-        &format!(
-            r#"
-                path = "acquire"
-                client = "celery"
-                celery_app = "{app}"
-                pythonpath = "{}"
-                interval = "250ms"
-            "#,
-            dir.path().display()
-        ),
+        &app_case("acquire", &app, dir.path(), r#"interval = "250ms""#),
     ))
     .await;
     cleanup("redis", &queue).await;
@@ -1541,15 +1515,7 @@ async fn the_busy_share_counts_failed_publishes_in_its_span_and_stays_under_one(
         "redis",
         &queue,
         "publishes = 20\nwarmup = 1",
-        &format!(
-            r#"
-                path = "acquire"
-                client = "celery"
-                celery_app = "failing_app:app"
-                pythonpath = "{}"
-            "#,
-            dir.path().display()
-        ),
+        &app_case("acquire", "failing_app:app", dir.path(), ""),
     ))
     .await;
     cleanup("redis", &queue).await;
@@ -1820,15 +1786,7 @@ def add(x, y):
         "redis",
         &queue,
         "publishes = 400\nwarmup = 20",
-        &format!(
-            r#"
-                path = "acquire"
-                client = "celery"
-                celery_app = "slowshop.celery:app"
-                pythonpath = "{}"
-            "#,
-            dir.path().display()
-        ),
+        &app_case("acquire", "slowshop.celery:app", dir.path(), ""),
     );
     let (out, out_dir) = run_scenario(dir.path(), &toml, &["--profile", "cpu"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
