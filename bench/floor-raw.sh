@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: the raw unix path against its floor. A bare loop (bench/bare_write.c, built here with cc) writes
-# the frame taskbench publishes (captured from taskbench itself: tasks.add(2, 2), 941 bytes with its length
-# prefix) with one write() each to a reader thread over a Unix stream socket; `taskbench run` publishes the
+# the frame taskbench publishes (captured from taskbench itself: tasks.add(2, 2), about 940 bytes with its
+# length prefix; the pid in its origin header moves it by a byte or two) with one write() each to a reader
+# thread over a Unix stream socket; `taskbench run` publishes the
 # same on backend unix, path raw, one publisher, stage timing on, to its embedded sink
 # (scenarios/bench-raw.toml's unix-raw-stages-on). The two alternate, and each round prints both rates and
 # the ratio taskbench/bare: the share of the physical limit taskbench reaches.
