@@ -245,3 +245,89 @@ fn forward(client: TcpStream, state: Arc<State>) {
         .unwrap_or_else(|e| e.into_inner())
         .remove(&id);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// An echo server on a free port; returns its address.
+    fn echo() -> SocketAddr {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for s in l.incoming().flatten() {
+                std::thread::spawn(move || {
+                    let mut r = s.try_clone().unwrap();
+                    let mut w = s;
+                    let _ = std::io::copy(&mut r, &mut w);
+                });
+            }
+        });
+        addr
+    }
+
+    fn wire(rtt_us: u64, jitter_us: u64) -> Wire {
+        Wire {
+            rtt: Duration::from_micros(rtt_us),
+            jitter: Duration::from_micros(jitter_us),
+        }
+    }
+
+    #[test]
+    fn jittered_bytes_arrive_whole_and_in_order() {
+        let proxy = WireProxy::start(echo(), wire(1000, 2000)).unwrap();
+        let mut s = TcpStream::connect(proxy.addr()).unwrap();
+        let sent: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let mut w = s.try_clone().unwrap();
+        let data = sent.clone();
+        let writer = std::thread::spawn(move || {
+            for piece in data.chunks(997) {
+                w.write_all(piece).unwrap();
+            }
+        });
+        let mut got = vec![0u8; sent.len()];
+        s.read_exact(&mut got).unwrap();
+        writer.join().unwrap();
+        assert!(got == sent, "the stream came back reordered or garbled");
+        assert!(proxy.notes()[1].contains("released"), "{:?}", proxy.notes());
+    }
+
+    #[test]
+    fn a_blackhole_holds_bytes_until_it_ends_and_a_reset_drops_the_connection() {
+        let proxy = WireProxy::start(echo(), wire(0, 0)).unwrap();
+        let mut s = TcpStream::connect(proxy.addr()).unwrap();
+        s.write_all(b"ping").unwrap();
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).unwrap();
+        let hole = CaseEvent {
+            at: Duration::ZERO,
+            length: Duration::from_secs(1),
+            kind: EventKind::Blackhole,
+        };
+        proxy.begin(&hole);
+        s.write_all(b"held").unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        assert!(s.read(&mut buf).is_err(), "nothing passes a blackhole");
+        proxy.end(&hole);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.read_exact(&mut buf).unwrap();
+        assert_eq!(&buf, b"held");
+
+        let reset = CaseEvent {
+            kind: EventKind::Reset,
+            length: Duration::ZERO,
+            ..hole
+        };
+        proxy.begin(&reset);
+        let ended = s.read(&mut buf);
+        assert!(matches!(ended, Ok(0) | Err(_)), "{ended:?}");
+        assert!(
+            proxy
+                .notes()
+                .iter()
+                .any(|n| n.contains("dropped 1 connections"))
+        );
+    }
+}
