@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["record"],
     &["engine"],
     &["sink"],
+    &["wire"],
     &["backend"],
     &["summary"],
     &["profile"],

@@ -5,11 +5,13 @@
 //!
 //! The rooms: `traits` (what a backend implements and a progress view receives), `control` (the interrupt
 //! and the run's control), `run` (one case from setup to cleanup), `publish_loop` (one publisher's warm-up
-//! and measured publishes, the hot path) and `schedule` (the open loop's intended start times).
+//! and measured publishes, the hot path) `schedule` (the open loop's intended start times) and `events` (a case's timed events, begun and ended on
+//! time, and the publishers' reconnect figures after them).
 //!
 //! [`CaseResult`]: crate::record::CaseResult
 
 mod control;
+mod events;
 #[cfg(test)]
 pub(crate) mod fake;
 mod publish_loop;
@@ -18,6 +20,7 @@ mod schedule;
 mod traits;
 
 pub use control::{RunControl, STOP_GRACE, Stop};
+pub use events::CaseEvents;
 pub use run::run_case;
 pub use schedule::{OpenLoopSchedule, ScheduledStart, intended_offset};
 pub use traits::{IntervalLatency, ProgressView, Publisher, Target};

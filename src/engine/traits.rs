@@ -105,6 +105,12 @@ pub trait Target: Send + 'static {
     fn pywall_profile(&mut self) -> Option<String> {
         None
     }
+
+    /// What carries out the case's timed events (`[[case.fault]]`); `None` when the target has none to
+    /// carry out.
+    fn events(&self) -> Option<std::sync::Arc<dyn super::CaseEvents>> {
+        None
+    }
 }
 
 /// Receives a running case's progress (the terminal shows it as a bar).

@@ -1,6 +1,7 @@
 //! The case result: every recorder of a case merged into one [`CaseResult`], with its stages, its
 //! thresholds as checked, and its timeline interval by interval.
 
+use super::events::{EventResult, UnknownFate};
 use super::new_histogram;
 use super::recorder::{ErrorCounts, NEVER, Recorder};
 use crate::catalog::{Backend, PathKind};
@@ -58,6 +59,10 @@ pub struct CaseResult {
     /// folded stacks in ns: py-spy's idle-inclusive samples of a celery or kombu case's harnesses
     /// (`--profile cpu`; the `pywall` view).
     pub pywall_folded: Option<String>,
+    /// The case's timed events (`[[case.fault]]`) as they happened; empty without any.
+    pub events: Vec<EventResult>,
+    /// Failed publishes whose fate is unknown (sent, never confirmed), when there were any.
+    pub unknown_fate: Option<UnknownFate>,
 }
 
 /// One interval of a case, merged over its publishers: publishes that ended in it.
@@ -147,6 +152,8 @@ impl CaseResult {
             wall_start: None,
             cpu_folded: None,
             pywall_folded: None,
+            events: Vec::new(),
+            unknown_fate: None,
         }
     }
 

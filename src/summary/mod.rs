@@ -14,8 +14,9 @@ mod schema;
 pub use from_result::{RunInfo, breakdown, breakdown_of};
 pub use json::{HistogramError, SummaryError, decode_histogram, encode_histogram};
 pub use schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, IntervalSummary, LatencySummary, Mode,
-    StageSummary, Summary, TaskSettings, ThresholdSummary,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, IntervalSummary,
+    LatencySummary, Mode, ReconnectSummary, StageSummary, Summary, TaskSettings, ThresholdSummary,
+    UnknownFateSummary, WireSettings,
 };
 
 #[cfg(test)]
