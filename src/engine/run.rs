@@ -4,6 +4,7 @@
 use super::control::{RunControl, STOP_GRACE, Stop};
 use super::publish_loop::{Shared, progress_totals, publish_loop};
 use super::traits::{IntervalLatency, Target};
+use super::watch::Watch;
 use crate::error::{ErrorKind, PublishError};
 use crate::record::CaseResult;
 use crate::scenario::Case;
@@ -49,6 +50,15 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         return r;
     }
     let shared = Arc::new(Shared::new(case, control));
+    let mut watch = Watch::new(
+        case,
+        target.processes(),
+        target.broker_memory(),
+        control.live.as_deref(),
+    );
+    if let Some(live) = &control.live {
+        live.start(case);
+    }
 
     if let Some(view) = &control.progress {
         view.start(&case.name, case.publishes, case.duration);
@@ -72,10 +82,19 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         workers.spawn(publish_loop(target.publisher(w), shared.clone(), w));
     }
     let mut panics = Vec::new();
-    let ended = stop
-        .or_grace(STOP_GRACE, join_workers(&mut workers, &mut panics))
-        .await
-        .is_some();
+    // The sampler runs beside the publishers (once per interval) and stops with them.
+    let ended = {
+        let joined = stop.or_grace(STOP_GRACE, join_workers(&mut workers, &mut panics));
+        tokio::pin!(joined);
+        let watching = watch.run(&shared);
+        tokio::pin!(watching);
+        tokio::select! {
+            biased;
+            out = &mut joined => out.is_some(),
+            () = &mut watching => joined.await.is_some(),
+        }
+    };
+    watch.sample(&shared).await;
     if !ended {
         // Interrupted, and a publish is still stuck (a stalled broker): abandon it where it waits.
         workers.abort_all();
@@ -91,6 +110,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     }
 
     let mut result = CaseResult::merge(case, &mut shared.recorders.take_all());
+    result.resources = watch.into_series();
     for p in panics {
         result.errors.add(
             &PublishError::new(ErrorKind::Panic, format!("a publisher panicked: {p}")),
@@ -113,6 +133,9 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     finish(&mut target, stop, &mut result).await;
     result.cpu_folded = target.cpu_profile();
     result.pywall_folded = target.pywall_profile();
+    if let Some(live) = &control.live {
+        live.finish(&result);
+    }
     result
 }
 

@@ -6,6 +6,7 @@ use super::recorder::{ErrorCounts, NEVER, Recorder};
 use crate::catalog::{Backend, PathKind};
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::CaseFacts;
+use crate::resources::{self, ResourceSeries};
 use crate::scenario::Case;
 use crate::scenario::threshold::{Metric, Threshold};
 use crate::stage::{STAGE_COUNT, Stage};
@@ -58,6 +59,8 @@ pub struct CaseResult {
     /// folded stacks in ns: py-spy's idle-inclusive samples of a celery or kombu case's harnesses
     /// (`--profile cpu`; the `pywall` view).
     pub pywall_folded: Option<String>,
+    /// What the case's processes (and broker) held and used, sampled once per interval.
+    pub resources: ResourceSeries,
 }
 
 /// One interval of a case, merged over its publishers: publishes that ended in it.
@@ -147,6 +150,7 @@ impl CaseResult {
             wall_start: None,
             cpu_folded: None,
             pywall_folded: None,
+            resources: ResourceSeries::default(),
         }
     }
 
@@ -253,6 +257,8 @@ impl CaseResult {
             Metric::Errors => Some(self.errors.total() as f64),
             Metric::Blocked => self.facts.blocked_ns(),
             Metric::HarnessBusy => self.facts.harness_busy(),
+            Metric::RssGrowthPer10k => resources::largest_growth(&self.resources.process_figures()),
+            Metric::CpuPerPublish => resources::cpu_per_publish(&self.resources.process_figures()),
             Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
             m => m
                 .quantile()

@@ -3,8 +3,8 @@
 
 use super::encode_histogram;
 use super::schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, IntervalSummary, LatencySummary, Mode,
-    StageSummary, Summary, TaskSettings, ThresholdSummary,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, IntervalResources, IntervalSummary,
+    LatencySummary, Mode, ResourcesSummary, StageSummary, Summary, TaskSettings, ThresholdSummary,
 };
 use crate::backend::url::redact;
 use crate::message::FRAME_PREFIX_LEN;
@@ -180,8 +180,10 @@ impl CaseSummary {
                     p50: i.p50,
                     p99: i.p99,
                     max: i.max,
+                    resources: IntervalResources::at(&r.resources, i.start, i.length),
                 })
                 .collect(),
+            resources: ResourcesSummary::of(&r.resources),
         }
     }
 }

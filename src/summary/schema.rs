@@ -8,6 +8,8 @@ use crate::scenario::threshold::Op;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+pub use super::resources::{IntervalResources, ResourcesSummary};
+
 /// A whole run: what ran, when, and every case finished so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -151,6 +153,10 @@ pub struct CaseSummary {
     /// The measured run interval by interval (`interval` long each; absent from summaries before 0.2.0).
     #[serde(default)]
     pub timeline: Vec<IntervalSummary>,
+    /// What the case's processes and broker held and used, sampled once per interval (absent from
+    /// summaries before [Unreleased] and for a case that never started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSummary>,
 }
 
 /// One interval of a case's timeline: the publishes that ended in it.
@@ -168,6 +174,9 @@ pub struct IntervalSummary {
     pub p50: Option<u64>,
     pub p99: Option<u64>,
     pub max: Option<u64>,
+    /// The processes' memory and busiest threads at the interval's end (absent before [Unreleased]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<IntervalResources>,
 }
 
 /// One threshold of a case and whether the case met it.

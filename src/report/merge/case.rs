@@ -102,6 +102,8 @@ pub(super) fn merge_case(
         settings,
         thresholds: Vec::new(),
         timeline: merged_timeline.intervals,
+        // Each shard's processes ran on its own machine: their memory and CPU do not add up to one case's.
+        resources: None,
     };
     Ok((case, merged_timeline.hlog))
 }

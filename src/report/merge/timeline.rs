@@ -151,6 +151,8 @@ fn grid(
                         p50: None,
                         p99: None,
                         max: None,
+                        // A shard's processes are its own machine's: not added up.
+                        resources: None,
                     },
                     Vec::new(),
                 ));

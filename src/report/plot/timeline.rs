@@ -372,6 +372,7 @@ mod tests {
                 } else {
                     1_200_000
                 }),
+                resources: None,
             })
             .collect();
         c
