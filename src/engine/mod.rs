@@ -5,8 +5,9 @@
 //!
 //! The rooms: `traits` (what a backend implements and a progress view receives), `control` (the interrupt
 //! and the run's control), `run` (one case from setup to cleanup), `publish_loop` (one publisher's warm-up
-//! and measured publishes, the hot path) `schedule` (the open loop's intended start times) and `events` (a case's timed events, begun and ended on
-//! time, and the publishers' reconnect figures after them).
+//! and measured publishes, the hot path), `schedule` (the open loop's intended start times), `events` (a case's timed
+//! events, begun and ended on time, and the publishers' reconnect figures after them) and `watch` (once per
+//! interval: the resource sampler and the live view, off the publishers' path).
 //!
 //! [`CaseResult`]: crate::record::CaseResult
 
@@ -18,12 +19,15 @@ mod publish_loop;
 mod run;
 mod schedule;
 mod traits;
+mod watch;
 
 pub use control::{RunControl, STOP_GRACE, Stop};
 pub use events::CaseEvents;
 pub use run::run_case;
 pub use schedule::{OpenLoopSchedule, ScheduledStart, intended_offset};
-pub use traits::{IntervalLatency, ProgressView, Publisher, Target};
+pub use traits::{
+    BrokerProbe, IntervalLatency, LiveInterval, LiveView, ProgressView, Publisher, Target,
+};
 
 #[cfg(test)]
 mod tests;

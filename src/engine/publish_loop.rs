@@ -93,15 +93,24 @@ impl Shared {
             template: case.task.clone(),
             recorders: {
                 let recorders = Recorders::new(runtime_threads(), case.rate.is_some());
-                // Only a view reads the newest interval: without one, closing an interval costs no more.
-                match control.progress {
-                    Some(_) => recorders.keeping_latest(),
-                    None => recorders,
+                // Only a view reads the closed intervals: without one, closing an interval costs no more.
+                match control.progress.is_some() || control.live.is_some() {
+                    true => recorders.keeping_latest(),
+                    false => recorders,
                 }
             },
             marks: (!case.events.is_empty())
                 .then(|| Arc::new(EventMarks::new(&case.events, case.concurrency))),
         }
+    }
+}
+
+impl Shared {
+    /// Measured publishes claimed and not yet ended (read without a lock, once per interval).
+    pub(super) fn in_flight(&self) -> u64 {
+        let claimed = self.next.0.load(Relaxed).min(self.total);
+        let done: u64 = self.progress.iter().map(|p| p.done.load(Relaxed)).sum();
+        claimed.saturating_sub(done)
     }
 }
 

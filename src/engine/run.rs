@@ -5,6 +5,7 @@ use super::control::{RunControl, STOP_GRACE, Stop};
 use super::events::{CaseEvents, EventMarks, run_schedule};
 use super::publish_loop::{Shared, progress_totals, publish_loop};
 use super::traits::{IntervalLatency, Target};
+use super::watch::Watch;
 use crate::error::{ErrorKind, PublishError};
 use crate::record::{CaseResult, UNKNOWN_FATE, UnknownFate};
 use crate::scenario::Case;
@@ -50,6 +51,15 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         return r;
     }
     let shared = Arc::new(Shared::new(case, control));
+    let mut watch = Watch::new(
+        case,
+        target.processes(),
+        target.broker_memory(),
+        control.live.as_deref(),
+    );
+    if let Some(live) = &control.live {
+        live.start(case);
+    }
 
     if let Some(view) = &control.progress {
         view.start(&case.name, case.publishes, case.duration);
@@ -74,10 +84,19 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     }
     let events = schedule_events(&target, &shared, stop);
     let mut panics = Vec::new();
-    let ended = stop
-        .or_grace(STOP_GRACE, join_workers(&mut workers, &mut panics))
-        .await
-        .is_some();
+    // The sampler runs beside the publishers (once per interval) and stops with them.
+    let ended = {
+        let joined = stop.or_grace(STOP_GRACE, join_workers(&mut workers, &mut panics));
+        tokio::pin!(joined);
+        let watching = watch.run(&shared);
+        tokio::pin!(watching);
+        tokio::select! {
+            biased;
+            out = &mut joined => out.is_some(),
+            () = &mut watching => joined.await.is_some(),
+        }
+    };
+    watch.sample(&shared).await;
     if !ended {
         // Interrupted, and a publish is still stuck (a stalled broker): abandon it where it waits.
         workers.abort_all();
@@ -98,6 +117,7 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         marks.end_unfinished(sink.as_ref());
         result.events = marks.results();
     }
+    result.resources = watch.into_series();
     for p in panics {
         result.errors.add(
             &PublishError::new(ErrorKind::Panic, format!("a publisher panicked: {p}")),
@@ -120,6 +140,9 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     finish(&mut target, stop, &mut result).await;
     result.cpu_folded = target.cpu_profile();
     result.pywall_folded = target.pywall_profile();
+    if let Some(live) = &control.live {
+        live.finish(&result);
+    }
     result
 }
 

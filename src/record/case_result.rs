@@ -7,6 +7,7 @@ use super::recorder::{ErrorCounts, NEVER, Recorder};
 use crate::catalog::{Backend, PathKind};
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::CaseFacts;
+use crate::resources::{self, ResourceSeries};
 use crate::scenario::Case;
 use crate::scenario::threshold::{Metric, Threshold};
 use crate::stage::{STAGE_COUNT, Stage};
@@ -63,6 +64,8 @@ pub struct CaseResult {
     pub events: Vec<EventResult>,
     /// Failed publishes whose fate is unknown (sent, never confirmed), when there were any.
     pub unknown_fate: Option<UnknownFate>,
+    /// What the case's processes (and broker) held and used, sampled once per interval.
+    pub resources: ResourceSeries,
 }
 
 /// One interval of a case, merged over its publishers: publishes that ended in it.
@@ -154,6 +157,7 @@ impl CaseResult {
             pywall_folded: None,
             events: Vec::new(),
             unknown_fate: None,
+            resources: ResourceSeries::default(),
         }
     }
 
@@ -260,6 +264,8 @@ impl CaseResult {
             Metric::Errors => Some(self.errors.total() as f64),
             Metric::Blocked => self.facts.blocked_ns(),
             Metric::HarnessBusy => self.facts.harness_busy(),
+            Metric::RssGrowthPer10k => resources::largest_growth(&self.resources.process_figures()),
+            Metric::CpuPerPublish => resources::cpu_per_publish(&self.resources.process_figures()),
             Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
             m => m
                 .quantile()

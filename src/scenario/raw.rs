@@ -139,6 +139,8 @@ pub(super) struct RawThresholds {
     errors: Option<Spanned<String>>,
     blocked: Option<Spanned<String>>,
     harness_busy: Option<Spanned<String>>,
+    rss_growth_per_10k: Option<Spanned<String>>,
+    cpu_per_publish: Option<Spanned<String>>,
 }
 
 impl RawThresholds {
@@ -154,6 +156,8 @@ impl RawThresholds {
             Metric::Errors => self.errors.as_ref(),
             Metric::Blocked => self.blocked.as_ref(),
             Metric::HarnessBusy => self.harness_busy.as_ref(),
+            Metric::RssGrowthPer10k => self.rss_growth_per_10k.as_ref(),
+            Metric::CpuPerPublish => self.cpu_per_publish.as_ref(),
         }
     }
 }

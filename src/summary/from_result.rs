@@ -3,9 +3,9 @@
 
 use super::encode_histogram;
 use super::schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, IntervalSummary,
-    LatencySummary, Mode, ReconnectSummary, StageSummary, Summary, TaskSettings, ThresholdSummary,
-    UnknownFateSummary, WireSettings,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, IntervalResources,
+    IntervalSummary, LatencySummary, Mode, ReconnectSummary, ResourcesSummary, StageSummary,
+    Summary, TaskSettings, ThresholdSummary, UnknownFateSummary, WireSettings,
 };
 use crate::backend::url::redact;
 use crate::message::FRAME_PREFIX_LEN;
@@ -187,6 +187,7 @@ impl CaseSummary {
                     p99: i.p99,
                     max: i.max,
                     events: events_during(r, i.start, i.length),
+                    resources: IntervalResources::at(&r.resources, i.start, i.length),
                 })
                 .collect(),
             events: r.events.iter().map(EventSummary::of).collect(),
@@ -194,6 +195,7 @@ impl CaseSummary {
                 publishes: u.publishes,
                 delivered: u.delivered,
             }),
+            resources: ResourcesSummary::of(&r.resources),
         }
     }
 }

@@ -8,6 +8,8 @@ use crate::scenario::threshold::Op;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+pub use super::resources::{IntervalResources, ResourcesSummary};
+
 /// A whole run: what ran, when, and every case finished so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -170,6 +172,10 @@ pub struct CaseSummary {
     /// when none; added in [Unreleased]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unknown_fate: Option<UnknownFateSummary>,
+    /// What the case's processes and broker held and used, sampled once per interval (absent from
+    /// summaries before [Unreleased] and for a case that never started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSummary>,
 }
 
 /// One timed event of a case, as it happened.
@@ -228,6 +234,9 @@ pub struct IntervalSummary {
     /// [Unreleased]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// The processes' memory and busiest threads at the interval's end (absent before [Unreleased]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<IntervalResources>,
 }
 
 /// One threshold of a case and whether the case met it.

@@ -501,6 +501,13 @@ impl AmqpTarget {
 impl Target for AmqpTarget {
     type Publisher = AmqpPublisher;
 
+    fn broker_memory(&self) -> Result<Option<crate::engine::BrokerProbe>, String> {
+        Err(
+            "RabbitMQ's memory is not measured: taskbench does not read its management interface"
+                .into(),
+        )
+    }
+
     async fn prepare(&mut self) -> Result<(), PublishError> {
         let s = self.s.clone();
         let channel = self.admin_channel().await?;

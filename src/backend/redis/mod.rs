@@ -16,10 +16,11 @@ use super::backoff::{self, Backoff};
 use super::url::{broker_url, redact};
 use crate::catalog::PathKind;
 use crate::engine::Stop;
-use crate::engine::{Publisher, Target};
+use crate::engine::{BrokerProbe, Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::CaseFacts;
 use crate::message::TaskMessage;
+use crate::resources::parse_redis_info;
 use crate::scenario::{Case, RedisOptions};
 use crate::stage::StageClock;
 use redis::aio::MultiplexedConnection;
@@ -108,6 +109,21 @@ impl Endpoint {
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
             .map_err(|e| self.connect_error(&e))
+    }
+
+    /// Whether the server is on this machine (a Unix socket or a loopback address).
+    fn is_local(&self) -> bool {
+        match self.info.addr() {
+            redis::ConnectionAddr::Unix(_) => true,
+            redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. } => {
+                host == "localhost"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            _ => false,
+        }
     }
 
     /// Opens a connection for setup and checks, whose replies time out after `timeout`.
@@ -303,6 +319,30 @@ impl RedisTarget {
 
 impl Target for RedisTarget {
     type Publisher = RedisPublisher;
+
+    fn broker_memory(&self) -> Result<Option<BrokerProbe>, String> {
+        if !self.endpoint.is_local() {
+            return Err(format!(
+                "Redis at {} is not on this machine: its memory is not measured",
+                self.endpoint.shown
+            ));
+        }
+        let Some(admin) = self.admin.clone() else {
+            return Err("Redis's memory is not measured: no connection to ask it on".into());
+        };
+        Ok(Some(Box::new(move || {
+            let mut admin = admin.clone();
+            Box::pin(async move {
+                let info: String = redis::cmd("INFO")
+                    .arg("memory")
+                    .query_async(&mut admin)
+                    .await
+                    .map_err(|e| format!("Redis's INFO memory failed: {e}"))?;
+                parse_redis_info(&info)
+                    .ok_or_else(|| "Redis's INFO memory has no used_memory".into())
+            })
+        })))
+    }
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
         self.before = self.lengths().await?;

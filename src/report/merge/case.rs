@@ -110,6 +110,8 @@ pub(super) fn merge_case(
                 delivered: a.delivered.zip(b.delivered).map(|(x, y)| x + y),
             }
         }),
+        // Each shard's processes ran on its own machine: their memory and CPU do not add up to one case's.
+        resources: None,
     };
     Ok((case, merged_timeline.hlog))
 }

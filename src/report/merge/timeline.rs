@@ -152,6 +152,8 @@ fn grid(
                         p99: None,
                         max: None,
                         events: Vec::new(),
+                        // A shard's processes are its own machine's: not added up.
+                        resources: None,
                     },
                     Vec::new(),
                 ));

@@ -172,6 +172,10 @@ fn thresholds(
                     "write it like {} = \"< 2ms\" (OP is <, <=, >, >=, ==; units ns, us, ms, s)",
                     metric.name()
                 ),
+                Kind::Bytes => format!(
+                    "write it like {} = \"< 1MiB\" (OP is <, <=, >, >=, ==; units B, KB, MB, GB, KiB, MiB, GiB)",
+                    metric.name()
+                ),
                 Kind::Number => format!(
                     "write it like {} = \"{}\" (OP is <, <=, >, >=, ==)",
                     metric.name(),
