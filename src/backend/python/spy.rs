@@ -26,8 +26,9 @@ pub const NS_PER_SAMPLE: u64 = 1_000_000_000 / RATE_HZ;
 pub const UNREADABLE: &str = "(unreadable)";
 /// The nice value the samplers run at when taskbench may raise their priority (root, CAP_SYS_NICE). A
 /// `--nonblocking` read fails when the harness's stack changes while py-spy reads it, so a sampler that
-/// the scheduler preempts mid-read on a loaded machine fails more: at nice 0 beside other work, 4-7% of the
-/// pywall sampler's reads failed, at nice -15 about 1% (docs/python-clients.md has the runs).
+/// the scheduler preempts mid-read on a loaded machine fails more: on RabbitMQ, beside the blocking sampler,
+/// 4.1-7.2% of the pywall sampler's reads failed at nice 0 and 0.95-1.3% at nice -15 (a Redis case stays
+/// higher; docs/python-clients.md has the runs).
 pub const SAMPLER_NICE: i32 = -15;
 /// How long py-spy may take to write its output after SIGINT.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
