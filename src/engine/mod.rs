@@ -5,7 +5,9 @@
 //!
 //! The rooms: `traits` (what a backend implements and a progress view receives), `control` (the interrupt
 //! and the run's control), `run` (one case from setup to cleanup), `publish_loop` (one publisher's warm-up
-//! and measured publishes, the hot path) and `schedule` (the open loop's intended start times).
+//! and measured publishes, the hot path), `schedule` (the open loop's intended start times) and `search`
+//! (`taskbench search`: the highest rate a case sustains under a budget, as a pure state machine and its
+//! driver).
 //!
 //! [`CaseResult`]: crate::record::CaseResult
 
@@ -15,6 +17,7 @@ pub(crate) mod fake;
 mod publish_loop;
 mod run;
 mod schedule;
+pub mod search;
 mod traits;
 
 pub use control::{RunControl, STOP_GRACE, Stop};

@@ -253,6 +253,7 @@ impl CaseResult {
             Metric::Errors => Some(self.errors.total() as f64),
             Metric::Blocked => self.facts.blocked_ns(),
             Metric::HarnessBusy => self.facts.harness_busy(),
+            Metric::MaxRate => None,
             Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
             m => m
                 .quantile()

@@ -146,6 +146,8 @@ impl RawThresholds {
             Metric::Errors => self.errors.as_ref(),
             Metric::Blocked => self.blocked.as_ref(),
             Metric::HarnessBusy => self.harness_busy.as_ref(),
+            // What a search finds, not a budget a run can be held to.
+            Metric::MaxRate => None,
         }
     }
 }

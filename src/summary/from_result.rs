@@ -182,6 +182,7 @@ impl CaseSummary {
                     max: i.max,
                 })
                 .collect(),
+            max_rate: None,
         }
     }
 }

@@ -151,6 +151,10 @@ pub struct CaseSummary {
     /// The measured run interval by interval (`interval` long each; absent from summaries before 0.2.0).
     #[serde(default)]
     pub timeline: Vec<IntervalSummary>,
+    /// `taskbench search`: the highest rate found and confirmed under the budget, publishes per second
+    /// (the case's figures are its confirmation's). Absent from a run's summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<f64>,
 }
 
 /// One interval of a case's timeline: the publishes that ended in it.

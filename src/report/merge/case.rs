@@ -102,6 +102,8 @@ pub(super) fn merge_case(
         settings,
         thresholds: Vec::new(),
         timeline: merged_timeline.intervals,
+        // A search is one process's answer; shards of a run have none.
+        max_rate: None,
     };
     Ok((case, merged_timeline.hlog))
 }
