@@ -122,7 +122,10 @@ fn a_search_that_finds_and_confirms_its_answer_writes_search_json_and_exits_0() 
         summary["cases"][0]["rate"], 400.0,
         "the confirmation's figures"
     );
-    assert!(out.join("report.html").exists());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Search: unix-raw"), "the curve's section");
+    assert!(html.contains("p99 by offered rate (budget p99 &lt; 2.00s)") || html.contains("p99 by offered rate"));
+    assert!(html.contains("mean at the answer"), "the breakdowns side by side");
 }
 
 #[test]

@@ -94,7 +94,7 @@ pub(super) fn search(args: SearchArgs) -> Outcome {
         args.force,
     )?;
     let mut writer = SearchWriter::new(run, plan, lengths);
-    let budget_texts: Vec<String> = budgets.iter().map(|b| b.text()).collect();
+    let case_budgets = budgets.clone();
     let options = SearchOptions {
         plan,
         lengths,
@@ -110,7 +110,7 @@ pub(super) fn search(args: SearchArgs) -> Outcome {
         &mut |case, row| eprintln!("{}", progress_line(case, row)),
         &mut |_, so_far| {
             stopped |= so_far.last().is_some_and(|c| c.interrupted);
-            writer.case_ended(so_far, budget_texts[so_far.len() - 1].clone(), stopped);
+            writer.case_ended(so_far, &case_budgets[so_far.len() - 1], stopped);
         },
     )
     .context("cannot start the async runtime")?;

@@ -3,10 +3,11 @@
 //! the run folder (summary.json holds each case's confirmation, with its `max_rate`).
 
 use super::{RunWriter, breakdown, table};
-use crate::engine::search::{CaseSearch, Outcome, Plan, StepLengths, StepRun};
+use crate::engine::search::{Budget, CaseSearch, Outcome, Plan, StepLengths, StepRun};
 use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
 use crate::scenario::Case;
+use crate::scenario::threshold::Op;
 use crate::summary::{BreakdownRow, Summary, breakdown as breakdown_rows};
 use comfy_table::{CellAlignment, Table, presets};
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,8 @@ pub struct PlanSummary {
 pub struct CaseSearchSummary {
     pub name: String,
     pub budget: String,
+    /// The budget's latency thresholds as numbers (the curve in report.html draws the first).
+    pub budget_latency: Vec<BudgetLimit>,
     /// `found`, `start_failed` or `not_confirmed`.
     pub outcome: String,
     /// The highest rate found and confirmed (publishes/s); `null` unless `outcome` is `found`.
@@ -62,6 +65,15 @@ pub struct CaseSearchSummary {
     pub breakdown_at_first_failure: Vec<BreakdownRow>,
 }
 
+/// One latency threshold of a budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BudgetLimit {
+    /// `p50`, `p90`, `p99`, `p999` or `max`.
+    pub metric: String,
+    pub op: Op,
+    pub limit_ns: f64,
+}
+
 /// One step's row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepSummary {
@@ -72,6 +84,7 @@ pub struct StepSummary {
     pub achieved_per_s: f64,
     pub schedule_lag_p99_ns: Option<u64>,
     pub p50_ns: Option<u64>,
+    pub p90_ns: Option<u64>,
     pub p99_ns: Option<u64>,
     pub p999_ns: Option<u64>,
     pub max_ns: Option<u64>,
@@ -93,6 +106,18 @@ pub struct Reason {
 }
 
 impl StepSummary {
+    /// The step's figure for a latency metric's name (ns).
+    pub fn latency(&self, metric: &str) -> Option<u64> {
+        match metric {
+            "p50" => self.p50_ns,
+            "p90" => self.p90_ns,
+            "p99" => self.p99_ns,
+            "p999" => self.p999_ns,
+            "max" => self.max_ns,
+            _ => None,
+        }
+    }
+
     pub fn of(row: &StepRun) -> StepSummary {
         let o = &row.observation;
         StepSummary {
@@ -102,6 +127,7 @@ impl StepSummary {
             achieved_per_s: o.achieved,
             schedule_lag_p99_ns: o.lag_p99,
             p50_ns: o.p50,
+            p90_ns: o.p90,
             p99_ns: o.p99,
             p999_ns: o.p999,
             max_ns: o.max,
@@ -133,7 +159,7 @@ fn outcome_name(o: Outcome) -> &'static str {
 }
 
 impl CaseSearchSummary {
-    pub fn of(s: &CaseSearch, budget: String) -> CaseSearchSummary {
+    pub fn of(s: &CaseSearch, budget: &Budget) -> CaseSearchSummary {
         let a = s.answer;
         let found = a.outcome == Outcome::Found && !s.interrupted;
         let first_failing_rate = s
@@ -143,7 +169,16 @@ impl CaseSearchSummary {
             .map(|r| r.probe.rate);
         CaseSearchSummary {
             name: s.case.clone(),
-            budget,
+            budget: budget.text(),
+            budget_latency: budget
+                .latency
+                .iter()
+                .map(|t| BudgetLimit {
+                    metric: t.metric.name().into(),
+                    op: t.op,
+                    limit_ns: t.value,
+                })
+                .collect(),
             outcome: outcome_name(a.outcome).into(),
             max_rate: a.highest_pass.filter(|_| found),
             highest_pass: a.highest_pass,
@@ -197,8 +232,8 @@ impl SearchWriter {
         SearchWriter { run, file }
     }
 
-    /// Writes what the cases searched so far found; `budget` is the case that just ended's, as text.
-    pub fn case_ended(&mut self, so_far: &[CaseSearch], budget: String, interrupted: bool) {
+    /// Writes what the cases searched so far found; `budget` is the one of the case that just ended.
+    pub fn case_ended(&mut self, so_far: &[CaseSearch], budget: &Budget, interrupted: bool) {
         let last = so_far.last().expect("a case just ended");
         self.file.cases.push(CaseSearchSummary::of(last, budget));
         self.file.interrupted = interrupted;
