@@ -6,8 +6,9 @@
 //! The rooms: `traits` (what a backend implements and a progress view receives), `control` (the interrupt
 //! and the run's control), `run` (one case from setup to cleanup), `publish_loop` (one publisher's warm-up
 //! and measured publishes, the hot path), `schedule` (the open loop's intended start times), `events` (a case's timed
-//! events, begun and ended on time, and the publishers' reconnect figures after them) and `watch` (once per
-//! interval: the resource sampler and the live view, off the publishers' path).
+//! events, begun and ended on time, and the publishers' reconnect figures after them), `watch` (once per
+//! interval: the resource sampler and the live view, off the publishers' path) and `search` (`taskbench
+//! search`: the highest rate a case sustains under a budget, as a pure state machine and its driver).
 //!
 //! [`CaseResult`]: crate::record::CaseResult
 
@@ -18,6 +19,7 @@ pub(crate) mod fake;
 mod publish_loop;
 mod run;
 mod schedule;
+pub mod search;
 mod traits;
 mod watch;
 

@@ -266,6 +266,7 @@ impl CaseResult {
             Metric::HarnessBusy => self.facts.harness_busy(),
             Metric::RssGrowthPer10k => resources::largest_growth(&self.resources.process_figures()),
             Metric::CpuPerPublish => resources::cpu_per_publish(&self.resources.process_figures()),
+            Metric::MaxRate => None,
             Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
             m => m
                 .quantile()

@@ -158,6 +158,8 @@ impl RawThresholds {
             Metric::HarnessBusy => self.harness_busy.as_ref(),
             Metric::RssGrowthPer10k => self.rss_growth_per_10k.as_ref(),
             Metric::CpuPerPublish => self.cpu_per_publish.as_ref(),
+            // What a search finds, not a budget a run can be held to.
+            Metric::MaxRate => None,
         }
     }
 }

@@ -196,6 +196,7 @@ impl CaseSummary {
                 delivered: u.delivered,
             }),
             resources: ResourcesSummary::of(&r.resources),
+            max_rate: None,
         }
     }
 }

@@ -176,6 +176,10 @@ pub struct CaseSummary {
     /// summaries before [Unreleased] and for a case that never started).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<ResourcesSummary>,
+    /// `taskbench search`: the highest rate found and confirmed under the budget, publishes per second
+    /// (the case's figures are its confirmation's). Absent from a run's summary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<f64>,
 }
 
 /// One timed event of a case, as it happened.

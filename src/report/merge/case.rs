@@ -112,6 +112,8 @@ pub(super) fn merge_case(
         }),
         // Each shard's processes ran on its own machine: their memory and CPU do not add up to one case's.
         resources: None,
+        // A search is one process's answer; shards of a run have none.
+        max_rate: None,
     };
     Ok((case, merged_timeline.hlog))
 }
