@@ -8,6 +8,7 @@
 //! `docs/amqp.md` explains the choices (the pool, confirm batches).
 
 mod acquire;
+mod connect;
 mod error;
 mod fresh;
 mod pooled;
@@ -16,6 +17,8 @@ mod window;
 mod wire;
 
 pub use publisher::AmqpPublisher;
+
+use connect::{Transport, connect};
 
 use super::backoff::{self, Backoff};
 use super::url::{broker_url, redact};
@@ -34,7 +37,7 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::uri::AMQPUri;
-use lapin::{Channel, Connection, ConnectionProperties, Event, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -108,6 +111,8 @@ impl FlowStats {
 /// What every publisher of a case needs to know; built once, shared read-only.
 pub struct Settings {
     uri: AMQPUri,
+    /// The host and port, and the TLS client of an `amqps://` URL.
+    transport: Arc<Transport>,
     /// The URL with its password hidden: the only form that is ever printed.
     url: String,
     queue: String,
@@ -152,6 +157,13 @@ impl Settings {
                 ),
             )
         })?;
+        // A TLS handshake gets half the publish's time, as a blocked connection does.
+        let transport = Arc::new(Transport::new(
+            &uri,
+            &o.tls,
+            &url,
+            case.publish_timeout / 2,
+        )?);
         let queue = case.task.spec().queue.clone();
         let routing_key = ShortString::try_new(queue.clone()).map_err(|e| {
             PublishError::new(
@@ -162,6 +174,7 @@ impl Settings {
         let confirm = o.confirm;
         Ok(Settings {
             uri,
+            transport,
             url,
             routing_key,
             queue_arguments: queue_arguments(o.queue_type),
@@ -224,52 +237,6 @@ impl Live {
     fn connected(&self) -> bool {
         self.connection.status().connected()
     }
-}
-
-/// Opens a connection to the case's broker. `watch` follows connection.blocked/unblocked (for connections
-/// that live across publishes).
-async fn connect(s: &Settings, watch: bool) -> Result<Live, PublishError> {
-    let properties =
-        ConnectionProperties::default().with_connection_name(s.connection_name.as_str().into());
-    let connection = Connection::connect_uri(s.uri.clone(), properties)
-        .await
-        .map_err(|e| classify(&e, Doing::Connect, &s.url))?;
-    let blocked = Arc::new(AtomicBool::new(false));
-    if watch {
-        let mut events = Box::pin(connection.events_listener());
-        let flag = blocked.clone();
-        let flow = s.flow.clone();
-        tokio::spawn(async move {
-            use futures_core::Stream;
-            let mut since = None;
-            while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
-                match event {
-                    Event::ConnectionBlocked(reason) => {
-                        flag.store(true, Relaxed);
-                        if since.is_none() {
-                            since = Some(Instant::now());
-                            flow.block(&reason);
-                        }
-                    }
-                    Event::ConnectionUnblocked => {
-                        flag.store(false, Relaxed);
-                        if let Some(at) = since.take() {
-                            flow.unblock(at, true);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(at) = since {
-                flow.unblock(at, false);
-            }
-        });
-    }
-    Ok(Live {
-        connection,
-        blocked,
-        declared: tokio::sync::OnceCell::new(),
-    })
 }
 
 /// Opens a channel, in confirm mode when the case wants confirms.
@@ -402,7 +369,10 @@ impl AmqpTarget {
             .is_some_and(|(live, ch)| live.connected() && ch.status().connected());
         if !usable {
             let s = &self.s;
-            let live = tokio::time::timeout(s.admin_timeout, connect(s, false))
+            let live = tokio::time::timeout(
+                s.admin_timeout,
+                connect(s, false, &mut StageClock::new(false)),
+            )
                 .await
                 .map_err(|_| {
                     PublishError::new(ErrorKind::Unreachable,
@@ -459,7 +429,9 @@ async fn open_channel_plain(live: &Live, s: &Settings) -> Result<Channel, Publis
 impl AmqpTarget {
     /// What a reader must know about the broker and queue, whoever publishes (taskbench or a Python client).
     pub fn broker_notes(&self) -> Vec<String> {
-        vec![format!("broker {}, queue {:?}", self.s.url, self.s.queue)]
+        let mut notes = vec![format!("broker {}, queue {:?}", self.s.url, self.s.queue)];
+        notes.extend(self.s.transport.notes());
+        notes
     }
 }
 
@@ -536,6 +508,9 @@ impl Target for AmqpTarget {
     fn notes(&self) -> Vec<String> {
         let s = &self.s;
         let mut notes = self.broker_notes();
+        if s.transport.is_tls() {
+            notes.push("TLS (amqps://): the tls stage is the TLS handshake alone, after the TCP connect; the connect stage is the TCP connect and the AMQP handshake".into());
+        }
         match (s.confirm, s.path) {
             (Confirm::Off, _) => notes.push(
                 "confirm = off: latency is time-to-socket (basic.publish handed to the socket), not time-to-broker; \

@@ -14,16 +14,20 @@ mod pooled;
 
 use super::backoff::{self, Backoff};
 use super::url::{broker_url, redact};
+use crate::backend::tls::{self, TlsClient, TokioTls};
 use crate::catalog::PathKind;
 use crate::engine::Stop;
 use crate::engine::{Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::CaseFacts;
 use crate::message::TaskMessage;
-use crate::scenario::{Case, RedisOptions};
+use crate::scenario::{Case, RedisOptions, TlsOptions};
 use crate::stage::StageClock;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, RedisError,
+    TlsCertificates, Value,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,6 +37,10 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 /// What every publisher of a case shares: how to connect, and the keys kombu uses for the case's queue.
 pub struct Endpoint {
     info: redis::ConnectionInfo,
+    /// The TLS side of a `rediss://` URL's plain connections (redis-rs does its own for the others).
+    tls: Option<TokioTls>,
+    /// `tls_verify = false`: said in the notes.
+    tls_note: Option<String>,
     client: Client,
     /// For publishers: connecting is bounded by `publish_timeout`, replies by the engine's timeout.
     config: AsyncConnectionConfig,
@@ -61,15 +69,28 @@ impl Endpoint {
         let settings = info.redis_settings().clone().set_skip_set_lib_name();
         let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
         let info = info.set_redis_settings(settings);
-        let client = Client::open(info.clone()).map_err(|e| {
+        let (info, tls) = tls_setup(info, &o.tls, &shown, case.publish_timeout / 2)?;
+        let invalid = |e: RedisError| {
             PublishError::new(
                 ErrorKind::Config,
                 format!("the redis URL {shown} is not valid: {e}"),
             )
-        })?;
+        };
+        let client = match &tls {
+            Some((_, _, certificates)) => {
+                Client::build_with_tls(info.clone(), certificates.clone()).map_err(invalid)?
+            }
+            None => Client::open(info.clone()).map_err(invalid)?,
+        };
+        let (tls, tls_note) = match tls {
+            Some((tls, note, _)) => (Some(tls), note),
+            None => (None, None),
+        };
         let spec = case.task.spec();
         Ok(Endpoint {
             info,
+            tls,
+            tls_note,
             client,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(case.publish_timeout))
@@ -99,9 +120,12 @@ impl Endpoint {
         )
     }
 
-    /// Opens a plain connection for a publisher.
-    async fn connect_plain(&self) -> Result<plain::PlainConnection, PublishError> {
-        plain::PlainConnection::connect(&self.info)
+    /// Opens a plain connection for a publisher, timing its stages on `clock`.
+    async fn connect_plain(
+        &self,
+        clock: &mut StageClock,
+    ) -> Result<plain::PlainConnection, PublishError> {
+        plain::PlainConnection::connect(&self.info, self.tls.as_ref(), clock)
             .await
             .map_err(|e| self.connect_error(&e))
     }
@@ -137,6 +161,9 @@ impl Endpoint {
     /// A [`PublishError`] for `e`, of the kind the error says it is, else `default`; `doing` says what
     /// failed ("cannot connect to", "LPUSH failed on").
     fn error(&self, default: ErrorKind, doing: &str, e: &RedisError) -> PublishError {
+        if let Some(tls) = tls::find(e, "redis") {
+            return tls.to_error(&self.shown);
+        }
         let kind = match (default, error_kind(e)) {
             // A connect that failed for any reason but the password is a connect error.
             (ErrorKind::Unreachable, Some(ErrorKind::Auth)) => ErrorKind::Auth,
@@ -153,6 +180,69 @@ impl Endpoint {
         };
         PublishError::new(kind, format!("{doing} redis at {}: {e}{hint}", self.shown))
     }
+}
+
+/// What a `rediss://` URL needs: `info` with verification as `o` says, the TLS side of the plain
+/// connections, the note of a case that does not verify, and the certificates redis-rs's own connections
+/// (multiplexed, and taskbench's checks) use. TLS keys with a plain URL are refused.
+#[allow(clippy::type_complexity)]
+fn tls_setup(
+    info: redis::ConnectionInfo,
+    o: &TlsOptions,
+    shown: &str,
+    timeout: Duration,
+) -> Result<
+    (
+        redis::ConnectionInfo,
+        Option<(TokioTls, Option<String>, TlsCertificates)>,
+    ),
+    PublishError,
+> {
+    let ConnectionAddr::TcpTls {
+        host,
+        port,
+        tls_params,
+        ..
+    } = info.addr().clone()
+    else {
+        if o.is_set() {
+            return Err(PublishError::new(
+                ErrorKind::Config,
+                format!(
+                    "the case sets tls_ keys but connects to {shown} without TLS; use a rediss:// URL (TASKBENCH_REDIS_URL or the case's url)"
+                ),
+            ));
+        }
+        return Ok((info, None));
+    };
+    let client = TlsClient::new(o, shown)?;
+    let plain_side = TokioTls::new(&client, &host, shown, timeout)?;
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            PublishError::new(
+                ErrorKind::Config,
+                format!("TLS to {shown}: cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let client_tls = match (&o.cert, &o.key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    let certificates = TlsCertificates {
+        client_tls,
+        root_cert: o.ca.as_deref().map(read).transpose()?,
+    };
+    let info = info.set_addr(ConnectionAddr::TcpTls {
+        host,
+        port,
+        insecure: !o.verify,
+        tls_params,
+    });
+    Ok((info, Some((plain_side, client.notes(), certificates))))
 }
 
 /// The kind of a redis error, when it says which: auth, timeout, oom, connection (dropped), server (an
@@ -282,6 +372,30 @@ impl Target for RedisTarget {
     type Publisher = RedisPublisher;
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
+        // One PING on a publisher's kind of connection first: a TLS mismatch or a refused certificate
+        // then says so (redis-rs's own connection would only time out or see a broken pipe).
+        let mut probe = tokio::time::timeout(
+            self.publish_timeout,
+            self.endpoint.connect_plain(&mut StageClock::new(false)),
+        )
+        .await
+        .map_err(|_| {
+            self.endpoint
+                .connect_error(&RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))
+        })??;
+        probe.queue(&redis::cmd("PING"));
+        tokio::time::timeout(self.publish_timeout, probe.round_trip(1))
+            .await
+            .map_err(|_| {
+                self.endpoint
+                    .connect_error(&RedisError::from(std::io::Error::from(
+                        std::io::ErrorKind::TimedOut,
+                    )))
+            })?
+            .map_err(|e| self.endpoint.connect_error(&e))?;
+        drop(probe);
         self.before = self.lengths().await?;
         self.prepared = true;
         let admin = self.admin.as_mut().expect("lengths connected");
@@ -387,6 +501,13 @@ impl Target for RedisTarget {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = self.broker_notes();
+        if self.endpoint.tls.is_some() {
+            notes.push(if self.multiplexed {
+                "TLS (rediss://): the shared multiplexed connection is redis-rs's, which does TCP and TLS in one call: its connect stage includes the TLS handshake".into()
+            } else {
+                "TLS (rediss://): the tls stage is the TLS handshake alone, after the TCP connect; the connect stage is the TCP connect and AUTH/SELECT".into()
+            });
+        }
         notes.push(match self.path {
             PathKind::Fresh if self.kombu_handshake => "fresh: every publish opens a connection, sends kombu's PING, MULTI LLEN x4 and binding MULTI SADD x2, LPUSHes and closes".to_string(),
             PathKind::Fresh => "fresh without the kombu handshake: connect, LPUSH, close".to_string(),
@@ -411,10 +532,12 @@ impl RedisTarget {
     /// What a reader must know about the server and lists, whoever publishes (taskbench or a Python
     /// client): where they are.
     pub fn broker_notes(&self) -> Vec<String> {
-        vec![format!(
+        let mut notes = vec![format!(
             "redis at {}, list {:?}",
             self.endpoint.shown, self.endpoint.list
-        )]
+        )];
+        notes.extend(self.endpoint.tls_note.clone());
+        notes
     }
 
     /// What the lists held before the case (left in place), whoever publishes.

@@ -1,0 +1,181 @@
+//! Opening a connection to RabbitMQ in timed steps: the TCP connect (`connect` stage), the TLS handshake of
+//! an `amqps://` URL (`tls` stage, rustls through lapin's own `tcp-stream`), then the AMQP handshake lapin
+//! runs on that stream (`connect` again). taskbench opens the stream itself and hands it to lapin's
+//! `Connection::connector`, which is what lets the handshake be timed apart from the TCP connect.
+
+use super::error::{Doing, classify};
+use super::{FlowStats, Live, Settings};
+use crate::backend::tls::{HandshakeFailed, TlsClient};
+use crate::error::{ErrorKind, PublishError};
+use crate::scenario::TlsOptions;
+use crate::stage::{Stage, StageClock};
+use async_rs::traits::Reactor;
+use lapin::tcp::{AsyncTcpStream, RustlsConnector};
+use lapin::uri::{AMQPScheme, AMQPUri};
+use lapin::{Connection, ConnectionProperties, Event};
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+type Stream = AsyncTcpStream<<async_rs::Tokio as Reactor>::TcpStream>;
+
+/// How a case reaches its broker: the host and port, and the TLS client of an `amqps://` URL.
+pub struct Transport {
+    host: String,
+    port: u16,
+    tls: Option<(RustlsConnector, TlsClient)>,
+    /// How long the TLS handshake may take (a plain port never answers a ClientHello).
+    handshake_timeout: Duration,
+}
+
+impl Transport {
+    pub(super) fn new(
+        uri: &AMQPUri,
+        o: &TlsOptions,
+        url: &str,
+        handshake_timeout: Duration,
+    ) -> Result<Transport, PublishError> {
+        let host = uri.authority.host.clone();
+        let tls = match uri.scheme {
+            AMQPScheme::AMQPS => {
+                let client = TlsClient::new(o, url)?;
+                TlsClient::server_name(&host, url)?;
+                Some((RustlsConnector::from(client.config.clone()), client))
+            }
+            AMQPScheme::AMQP if o.is_set() => {
+                return Err(PublishError::new(
+                    ErrorKind::Config,
+                    format!(
+                        "the case sets tls_ keys but connects to {url} without TLS; use an amqps:// URL (TASKBENCH_AMQP_URL or the case's url)"
+                    ),
+                ));
+            }
+            AMQPScheme::AMQP => None,
+        };
+        Ok(Transport {
+            host,
+            port: uri.authority.port,
+            tls,
+            handshake_timeout,
+        })
+    }
+
+    /// The note of a case whose server certificate is not checked.
+    pub(super) fn notes(&self) -> Option<String> {
+        self.tls.as_ref().and_then(|(_, client)| client.notes())
+    }
+
+    /// Whether the case connects with TLS.
+    pub(super) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A TCP connection to the broker.
+    async fn tcp(&self, rt: &async_rs::TokioRuntime) -> std::io::Result<Stream> {
+        AsyncTcpStream::connect(rt, rt.to_socket_addrs((self.host.clone(), self.port))).await
+    }
+
+    /// The TLS handshake on `stream` (bounded), or `stream` as it is without TLS.
+    async fn tls(&self, stream: Stream, url: &str) -> Result<Stream, PublishError> {
+        let Some((connector, _)) = &self.tls else {
+            return Ok(stream);
+        };
+        let host = self.host.trim_start_matches('[').trim_end_matches(']');
+        match tokio::time::timeout(self.handshake_timeout, stream.into_rustls(connector, host))
+            .await
+        {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(HandshakeFailed::new(&e, "amqp").to_error(url)),
+            Err(_) => Err(HandshakeFailed::timeout("amqp", self.handshake_timeout).to_error(url)),
+        }
+    }
+
+    /// TCP and TLS in one, untimed (lapin asking for a stream again).
+    async fn open(&self, rt: &async_rs::TokioRuntime, url: &str) -> lapin::Result<Stream> {
+        let stream = self.tcp(rt).await?;
+        self.tls(stream, url)
+            .await
+            .map_err(|e| lapin::Error::from(std::io::Error::other(e.message)))
+    }
+}
+
+/// Opens a connection to the case's broker: TCP (`connect`), TLS (`tls`), AMQP (`connect`). `watch`
+/// follows connection.blocked/unblocked (for connections that live across publishes).
+pub(super) async fn connect(
+    s: &Settings,
+    watch: bool,
+    clock: &mut StageClock,
+) -> Result<Live, PublishError> {
+    let rt = async_rs::Runtime::tokio_current();
+    let stream = clock
+        .time(Stage::Connect, s.transport.tcp(&rt))
+        .await
+        .map_err(|e| classify(&lapin::Error::from(e), Doing::Connect, &s.url))?;
+    let stream = if s.transport.is_tls() {
+        clock
+            .time(Stage::Tls, s.transport.tls(stream, &s.url))
+            .await?
+    } else {
+        stream
+    };
+    // lapin asks the closure for its stream; the first time it gets this one. It asks again only to retry
+    // a first connection the server half-closed: that one is opened afresh.
+    let handed = Arc::new(Mutex::new(Some(stream)));
+    let (transport, url) = (s.transport.clone(), s.url.clone());
+    let opener = async move |_: AMQPUri, rt: async_rs::TokioRuntime| {
+        let ready = handed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match ready {
+            Some(stream) => Ok(stream),
+            None => transport.open(&rt, &url).await,
+        }
+    };
+    let properties =
+        ConnectionProperties::default().with_connection_name(s.connection_name.as_str().into());
+    let connection = clock
+        .time(
+            Stage::Connect,
+            Connection::connector(s.uri.clone(), rt, opener, properties),
+        )
+        .await
+        .map_err(|e| classify(&e, Doing::Connect, &s.url))?;
+    let blocked = Arc::new(AtomicBool::new(false));
+    if watch {
+        watch_flow(&connection, blocked.clone(), s.flow.clone());
+    }
+    Ok(Live {
+        connection,
+        blocked,
+        declared: tokio::sync::OnceCell::new(),
+    })
+}
+
+/// Follows `connection`'s connection.blocked/unblocked into `flag` and `flow`.
+fn watch_flow(connection: &Connection, flag: Arc<AtomicBool>, flow: Arc<FlowStats>) {
+    let mut events = Box::pin(connection.events_listener());
+    tokio::spawn(async move {
+        use futures_core::Stream;
+        let mut since = None;
+        while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
+            match event {
+                Event::ConnectionBlocked(reason) => {
+                    flag.store(true, Relaxed);
+                    if since.is_none() {
+                        since = Some(Instant::now());
+                        flow.block(&reason);
+                    }
+                }
+                Event::ConnectionUnblocked => {
+                    flag.store(false, Relaxed);
+                    if let Some(at) = since.take() {
+                        flow.unblock(at, true);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(at) = since {
+            flow.unblock(at, false);
+        }
+    });
+}
