@@ -333,3 +333,41 @@ impl TokioTls {
         }
     }
 }
+
+/// Whether the server at `host:port` answers a TLS handshake (checking nothing of its certificate), within
+/// a second: asked only after a plain connection failed, to tell a TLS port from a broken server.
+pub async fn speaks_tls(host: &str, port: u16) -> bool {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let Ok(builder) =
+        ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()
+    else {
+        return false;
+    };
+    let config = builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(NoVerify(
+            provider.signature_verification_algorithms,
+        )))
+        .with_no_client_auth();
+    let Ok(name) = ServerName::try_from(
+        host.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+    ) else {
+        return false;
+    };
+    let attempt = async {
+        let tcp = tokio::net::TcpStream::connect((host, port)).await?;
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(1), attempt).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(e)) => matches!(
+            e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()),
+            Some(rustls::Error::AlertReceived(_))
+        ),
+        Err(_) => false,
+    }
+}

@@ -5,7 +5,7 @@
 
 use super::error::{Doing, classify};
 use super::{FlowStats, Live, Settings};
-use crate::backend::tls::{HandshakeFailed, TlsClient};
+use crate::backend::tls::{self, HandshakeFailed, TlsClient};
 use crate::error::{ErrorKind, PublishError};
 use crate::scenario::TlsOptions;
 use crate::stage::{Stage, StageClock};
@@ -91,6 +91,15 @@ impl Transport {
         }
     }
 
+    /// The error of a failed AMQP handshake; a plain connection cut during it is checked for a TLS port.
+    async fn connect_error(&self, e: &lapin::Error, url: &str) -> PublishError {
+        let cut = matches!(e.kind(), lapin::ErrorKind::IOError(_));
+        if cut && self.tls.is_none() && tls::speaks_tls(&self.host, self.port).await {
+            return HandshakeFailed::plain_to_tls("amqps").to_error(url);
+        }
+        classify(e, Doing::Connect, url)
+    }
+
     /// TCP and TLS in one, untimed (lapin asking for a stream again).
     async fn open(&self, rt: &async_rs::TokioRuntime, url: &str) -> lapin::Result<Stream> {
         let stream = self.tcp(rt).await?;
@@ -114,11 +123,12 @@ pub(super) async fn connect(
         .map_err(|e| classify(&lapin::Error::from(e), Doing::Connect, &s.url))?;
     let stream = if s.transport.is_tls() {
         clock
-            .time(Stage::Tls, s.transport.tls(stream, &s.url))
+            .time(Stage::Tls, Box::pin(s.transport.tls(stream, &s.url)))
             .await?
     } else {
         stream
     };
+    // (The handshakes are boxed: their futures are large, and a pool's checkout nests them deep.)
     // lapin asks the closure for its stream; the first time it gets this one. It asks again only to retry
     // a first connection the server half-closed: that one is opened afresh.
     let handed = Arc::new(Mutex::new(Some(stream)));
@@ -135,10 +145,13 @@ pub(super) async fn connect(
     let connection = clock
         .time(
             Stage::Connect,
-            Connection::connector(s.uri.clone(), rt, opener, properties),
+            Box::pin(Connection::connector(s.uri.clone(), rt, opener, properties)),
         )
-        .await
-        .map_err(|e| classify(&e, Doing::Connect, &s.url))?;
+        .await;
+    let connection = match connection {
+        Ok(connection) => connection,
+        Err(e) => return Err(s.transport.connect_error(&e, &s.url).await),
+    };
     let blocked = Arc::new(AtomicBool::new(false));
     if watch {
         watch_flow(&connection, blocked.clone(), s.flow.clone());
