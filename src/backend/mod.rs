@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod local;
 pub mod python;
 pub mod redis;
+pub mod tls;
 pub mod url;
 pub mod wired;
 

@@ -256,6 +256,11 @@ raw_case! {
         pythonpath: String,
         unregistered_task: bool,
         publish_to_routed_queue: bool,
+        // TLS (amqps://, rediss://): see scenario/plan/tls.rs.
+        tls_ca: String,
+        tls_cert: String,
+        tls_key: String,
+        tls_verify: bool,
     }
 }
 

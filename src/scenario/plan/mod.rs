@@ -11,6 +11,7 @@ mod load;
 mod locator;
 pub(super) mod python_client;
 mod task;
+mod tls;
 mod url;
 mod value;
 mod wire;
