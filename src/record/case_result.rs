@@ -58,6 +58,8 @@ pub struct CaseResult {
     /// folded stacks in ns: py-spy's idle-inclusive samples of a celery or kombu case's harnesses
     /// (`--profile cpu`; the `pywall` view).
     pub pywall_folded: Option<String>,
+    /// The backend's floor measured right before the case (scenario `floor = true`, `run --floor`).
+    pub floor: Option<super::Floor>,
 }
 
 /// One interval of a case, merged over its publishers: publishes that ended in it.
@@ -147,6 +149,7 @@ impl CaseResult {
             wall_start: None,
             cpu_folded: None,
             pywall_folded: None,
+            floor: None,
         }
     }
 

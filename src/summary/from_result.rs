@@ -3,12 +3,12 @@
 
 use super::encode_histogram;
 use super::schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, IntervalSummary, LatencySummary, Mode,
-    StageSummary, Summary, TaskSettings, ThresholdSummary,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, FloorSummary, IntervalSummary,
+    LatencySummary, Mode, StageSummary, Summary, TaskSettings, ThresholdSummary,
 };
 use crate::backend::url::redact;
 use crate::message::FRAME_PREFIX_LEN;
-use crate::record::CaseResult;
+use crate::record::{CaseResult, Floor};
 use crate::scenario::{BackendOptions, Case, Shard};
 use hdrhistogram::Histogram;
 use indexmap::IndexMap;
@@ -182,6 +182,28 @@ impl CaseSummary {
                     max: i.max,
                 })
                 .collect(),
+            floor: r.floor.as_ref().map(|f| FloorSummary::of(f, r)),
+        }
+    }
+}
+
+impl FloorSummary {
+    /// `floor`'s figures, and `case`'s as ratios to them.
+    pub fn of(floor: &Floor, case: &CaseResult) -> FloorSummary {
+        let latency_ns = LatencySummary::of(&floor.latency);
+        let case_p50 = (!case.latency.is_empty()).then(|| case.latency.value_at_quantile(0.5));
+        let throughput = floor.throughput();
+        FloorSummary {
+            client: floor.client.clone(),
+            units: floor.units,
+            elapsed_s: floor.elapsed.as_secs_f64(),
+            throughput_per_s: throughput,
+            latency_ns,
+            p50_ratio: case_p50
+                .zip(latency_ns.p50)
+                .map(|(c, f)| c as f64 / f.max(1) as f64),
+            throughput_ratio: (throughput > 0.0).then(|| case.throughput() / throughput),
+            unavailable: floor.unavailable.clone(),
         }
     }
 }

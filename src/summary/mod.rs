@@ -14,8 +14,8 @@ mod schema;
 pub use from_result::{RunInfo, breakdown, breakdown_of};
 pub use json::{HistogramError, SummaryError, decode_histogram, encode_histogram};
 pub use schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, IntervalSummary, LatencySummary, Mode,
-    StageSummary, Summary, TaskSettings, ThresholdSummary,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, FloorSummary, IntervalSummary,
+    LatencySummary, Mode, StageSummary, Summary, TaskSettings, ThresholdSummary,
 };
 
 #[cfg(test)]

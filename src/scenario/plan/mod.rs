@@ -81,6 +81,7 @@ pub(super) fn scenario(
         file: PathBuf::from(file),
         cases,
         shard: overrides.shard,
+        floor: overrides.floor || raw.floor.unwrap_or(false),
     })
 }
 
