@@ -187,3 +187,19 @@ fn a_redis_floor_pushes_to_its_own_list_and_deletes_it() {
         .unwrap();
     assert_eq!(left, 0, "the floor's list is deleted");
 }
+
+#[test]
+fn a_floor_that_is_not_true_or_false_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "name = \"bad\"\nfloor = \"yes\"\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    )
+    .unwrap();
+    let done = taskbench().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.toml:2:"), "{stderr}");
+    assert!(stderr.contains("expected a boolean"), "{stderr}");
+}
