@@ -6,6 +6,7 @@
 
 pub mod amqp;
 pub mod backoff;
+pub mod floor;
 pub mod local;
 pub mod python;
 pub mod redis;

@@ -46,6 +46,8 @@ pub struct Scenario {
     pub cases: Vec<Case>,
     /// The share of the load this process runs, when the scenario is split over several.
     pub shard: Option<Shard>,
+    /// Measure each case's backend floor right before the case (`floor = true`, `run --floor`).
+    pub floor: bool,
 }
 
 impl Scenario {
@@ -91,6 +93,8 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// Run only this shard's share of every case (`--shard I/N`).
     pub shard: Option<Shard>,
+    /// Measure the floors whatever the scenario says (`--floor`).
+    pub floor: bool,
 }
 
 /// One of `count` processes that together run a scenario's load (`--shard INDEX/COUNT`, INDEX from 0, as a

@@ -122,6 +122,7 @@ with_settings! {
         task: Option<RawTask>,
         tasks: Option<RawTasks>,
         thresholds: Option<RawThresholds>,
+        floor: Option<bool>,
         case: Option<Vec<Spanned<RawCase>>>,
     }
 }

@@ -83,6 +83,7 @@ pub(super) fn scenario(
         file: PathBuf::from(file),
         cases,
         shard: overrides.shard,
+        floor: overrides.floor || raw.floor.unwrap_or(false),
     })
 }
 
