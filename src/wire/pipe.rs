@@ -130,6 +130,8 @@ fn delayed(
         let mut first = to_broker;
         let mut buf = vec![0u8; CHUNK];
         loop {
+            // A blackhole stops reading too, so what it holds is the sockets' buffers, not a queue here.
+            gate.pass();
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
