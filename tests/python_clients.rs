@@ -1867,12 +1867,7 @@ async fn a_broker_that_dies_mid_case_costs_errors_and_says_why_nothing_was_count
     proxy.kill();
     let r = running.await.unwrap();
     cleanup("redis", &queue).await;
-    assert!(
-        r.publishes_ok > 0,
-        "it published before the broker died: {:?} {:?}",
-        r.errors,
-        r.notes
-    );
+    assert!(r.publishes_ok > 0, "it published before the broker died");
     assert!(r.errors.total() > 0, "the publishes after it failed: {r:?}");
     let python = r.facts.python.as_ref().expect("harness facts");
     assert!(
