@@ -223,9 +223,9 @@ publishes = 50
 rtt = "2ms"
 jitter = "1ms""#,
     ));
-    // Every publish is one round trip: never under rtt minus the jitter's half either way.
+    // Every publish is one round trip: never under rtt minus the jitter (each way varies by half of it).
     let min = c.latency_ns.min.unwrap();
-    assert!(min >= 1_500_000, "min latency {min} ns under 2ms - 0.5ms");
+    assert!(min >= 1_000_000, "min latency {min} ns under 2ms - 1ms");
     assert_eq!(c.delivered, Some(50), "jitter never garbles the stream");
     assert!(stdout.contains("wire proxy"), "the notes say so: {stdout}");
     assert_eq!(c.settings.wire.unwrap().rtt_s, 0.002);

@@ -297,4 +297,35 @@ mod tests {
         );
         assert_eq!(result.errors.total(), 1);
     }
+
+    #[test]
+    fn publishes_of_unknown_fate_count_on_neither_side_of_the_delivered_check() {
+        let case = crate::scenario::test_case("c");
+        let check = |arrived: u64| {
+            let mut result = CaseResult::empty(&case);
+            result.publishes_ok = 10;
+            let timeout = PublishError::new(ErrorKind::Timeout, "a publish did not complete");
+            result.errors.add(&timeout, 5);
+            count_delivered(&mut result, Some(Ok(Some(arrived))), 10);
+            let mismatch = result
+                .errors
+                .by_kind()
+                .iter()
+                .find(|(k, _, _)| *k == ErrorKind::DeliveryMismatch)
+                .map_or(0, |(_, n, _)| *n);
+            (result.unknown_fate, mismatch)
+        };
+        let fate = |delivered| {
+            Some(UnknownFate {
+                publishes: 5,
+                delivered: Some(delivered),
+            })
+        };
+        assert_eq!(check(10), (fate(0), 0));
+        assert_eq!(check(13), (fate(3), 0));
+        assert_eq!(check(15), (fate(5), 0));
+        // More than every success and every unknown one: a surplus; fewer than the successes: a loss.
+        assert_eq!(check(16), (fate(5), 1));
+        assert_eq!(check(8), (fate(0), 2));
+    }
 }

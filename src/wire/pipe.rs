@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 /// Bytes read at once.
 const CHUNK: usize = 64 * 1024;
+/// Reads a direction holds while their delay runs; past this the reader stops and the sockets push back.
+const IN_FLIGHT: usize = 64;
 
 /// What the proxy counted, for the case's notes.
 #[derive(Default)]
@@ -109,7 +111,9 @@ fn delayed(
     gate: &Gate,
     stats: &Stats,
 ) {
-    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    // Bounded, so a client faster than the broker is held back by the sockets' buffers as on a real link,
+    // instead of queueing here without end (and its publishes seeming done while still in the proxy).
+    let (tx, rx) = mpsc::sync_channel::<(Instant, Vec<u8>)>(IN_FLIGHT);
     std::thread::scope(|scope| {
         let writer = scope.spawn(move || {
             set_fine_timer_slack();
@@ -130,6 +134,8 @@ fn delayed(
         let mut first = to_broker;
         let mut buf = vec![0u8; CHUNK];
         loop {
+            // A blackhole stops reading too, so what it holds is the sockets' buffers, not a queue here.
+            gate.pass();
             let n = match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
