@@ -208,9 +208,9 @@ impl LiveView for LiveMetrics {
 }
 
 /// One series of a family: its labels and value.
-type Series<'a, V> = Vec<(Vec<(String, String)>, V)>;
+type Series<V> = Vec<(Vec<(String, String)>, V)>;
 
-fn with<'a>(base: &'a [(String, String)], k: &str, v: &str) -> Vec<(String, String)> {
+fn with(base: &[(String, String)], k: &str, v: &str) -> Vec<(String, String)> {
     let mut l = base.to_vec();
     l.push((k.to_string(), v.to_string()));
     l
