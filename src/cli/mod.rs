@@ -190,12 +190,6 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
     {
         eprintln!("note: {note}");
     }
-    let mut writer = RunWriter::create(
-        args.out.as_deref(),
-        &scenario,
-        std::env::args().collect(),
-        args.force,
-    )?;
     let live = (args.metrics_listen.is_some() || args.metrics_file.is_some())
         .then(|| report::metrics::LiveMetrics::new(args.shard));
     if let (Some(addr), Some(live)) = (&args.metrics_listen, &live) {
@@ -206,6 +200,12 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
         // Refused before anything runs when the file cannot be written.
         report::metrics::write_file(path, live)?;
     }
+    let mut writer = RunWriter::create(
+        args.out.as_deref(),
+        &scenario,
+        std::env::args().collect(),
+        args.force,
+    )?;
     let options = RunOptions {
         spans,
         progress: Some(Arc::new(TerminalProgress::default())),

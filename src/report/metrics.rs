@@ -36,7 +36,9 @@ pub const METRICS: [&str; 9] = [
     "taskbench_case_running",
 ];
 
-/// A histogram as a scraper reads it: cumulative counts at [`BOUNDS_S`], the count and the sum (s).
+/// A histogram as the encoder takes it: each bucket's own count (values above the bound before it, up to
+/// its bound in [`BOUNDS_S`], then `+Inf`), the count and the sum (s). The encoder writes them cumulative,
+/// as a scraper reads them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Buckets {
     pub sum_s: f64,
@@ -52,21 +54,22 @@ impl Buckets {
         Buckets {
             sum_s: sum_ns / 1e9,
             count: h.len(),
-            buckets: BOUNDS_S
-                .iter()
-                .map(|&b| {
-                    let ns = (b * 1e9).round() as u64;
-                    (
-                        b,
-                        if h.is_empty() {
-                            0
-                        } else {
-                            h.count_between(0, ns)
-                        },
-                    )
-                })
-                .chain([(f64::INFINITY, h.len())])
-                .collect(),
+            buckets: {
+                // Each recorded value (HDR's highest equivalent, within its resolution) counts in the first
+                // bucket whose bound holds it; the encoder adds them up as a scraper reads them.
+                let mut counts = [0u64; BOUNDS_S.len() + 1];
+                for v in h.iter_recorded() {
+                    let ns = v.value_iterated_to() as f64;
+                    let i = BOUNDS_S.partition_point(|b| b * 1e9 < ns);
+                    counts[i] += v.count_at_value();
+                }
+                BOUNDS_S
+                    .iter()
+                    .copied()
+                    .chain([f64::INFINITY])
+                    .zip(counts)
+                    .collect()
+            },
         }
     }
 }
@@ -428,13 +431,21 @@ mod tests {
         let b = Buckets::of(&h, Some(70_003_003_500));
         assert_eq!(b.count, 5);
         assert!((b.sum_s - 70.0030035).abs() < 1e-9);
-        let at = |bound: f64| b.buckets.iter().find(|(u, _)| *u == bound).unwrap().1;
+        // Up to each bound, as the encoder writes them.
+        let at = |bound: f64| {
+            b.buckets
+                .iter()
+                .take_while(|(u, _)| *u <= bound)
+                .map(|(_, n)| n)
+                .sum::<u64>()
+        };
         assert_eq!(at(1e-6), 1);
         assert_eq!(at(2e-6), 3);
         assert_eq!(at(5e-3), 4);
         assert_eq!(at(50.0), 4);
         assert_eq!(at(100.0), 5);
-        assert_eq!(b.buckets.last(), Some(&(f64::INFINITY, 5)));
+        assert_eq!(at(f64::INFINITY), 5);
+        assert_eq!(b.buckets.last(), Some(&(f64::INFINITY, 0)));
     }
 
     #[test]
