@@ -97,6 +97,7 @@ pub mod settle;
 pub mod sink;
 pub mod stage;
 pub mod summary;
+pub mod wire;
 
 #[cfg(test)]
 mod tests {

@@ -28,6 +28,7 @@ const LAYERS: &[&[&str]] = &[
     &["record"],
     &["engine"],
     &["sink"],
+    &["wire"],
     &["backend"],
     &["summary"],
     &["profile"],

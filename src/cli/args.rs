@@ -40,6 +40,8 @@ pub(super) struct Cli {
 pub(super) enum Command {
     /// Run a scenario's cases and compare them side by side.
     Run(RunArgs),
+    /// Find the highest open-loop rate each case sustains within a latency budget: ramp, bisect, confirm.
+    Search(SearchArgs),
     /// Write a scenario for your Celery app's publish path: its broker, tasks, routes and settings.
     Init(InitArgs),
     /// Parse and check a scenario without running it.
@@ -145,6 +147,50 @@ pub(super) struct RunArgs {
 }
 
 #[derive(clap::Args)]
+pub(super) struct SearchArgs {
+    /// Scenario file (TOML).
+    pub(super) scenario: PathBuf,
+    /// Search only this case (repeatable).
+    #[arg(long = "case", value_name = "NAME")]
+    pub(super) cases: Vec<String>,
+    /// A latency budget every step must meet, e.g. "p99 < 5ms" (repeatable; p50, p90, p99, p999, max);
+    /// default: the scenario's latency thresholds.
+    #[arg(long = "budget", value_name = "EXPR")]
+    pub(super) budgets: Vec<String>,
+    /// The error budget: a share of a step's publishes ("< 0.1%") or a count ("== 0", the default unless
+    /// the scenario sets an `errors` threshold).
+    #[arg(long, value_name = "EXPR")]
+    pub(super) errors: Option<String>,
+    /// Stop bisecting when the lowest failing rate is within this much above the highest passing one.
+    #[arg(long, value_parser = parse_precision, default_value = "2%")]
+    pub(super) precision: f64,
+    /// How long each step publishes at its rate (after its warm-up).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub(super) step: Duration,
+    /// How long the confirmation at the answer publishes.
+    #[arg(long, value_parser = parse_duration, default_value = "30s")]
+    pub(super) confirm: Duration,
+    /// The first step's rate, publishes per second.
+    #[arg(long, value_parser = parse_rate, default_value = "100")]
+    pub(super) start: f64,
+    /// The highest rate tried, publishes per second.
+    #[arg(long, value_parser = parse_rate, default_value = "10000000")]
+    pub(super) max: f64,
+    /// Publishers per case, overriding the scenario.
+    #[arg(short = 'c', long)]
+    pub(super) concurrency: Option<NonZeroUsize>,
+    /// Unrecorded publishes before each step, overriding the scenario.
+    #[arg(long)]
+    pub(super) warmup: Option<u64>,
+    /// Run folder to write (default: results/<scenario name>/<UTC timestamp>/).
+    #[arg(long)]
+    pub(super) out: Option<PathBuf>,
+    /// Reuse a non-empty --out folder (as `run --force` does).
+    #[arg(long)]
+    pub(super) force: bool,
+}
+
+#[derive(clap::Args)]
 pub(super) struct InitArgs {
     /// Your Celery app, MODULE:ATTRIBUTE (e.g. shop.celery:app), loaded as its worker loads it.
     #[arg(long, value_name = "MODULE:APP")]
@@ -245,6 +291,16 @@ pub(super) fn parse_rate(s: &str) -> Result<f64, String> {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
         _ => Err(format!(
             "{s:?} is not a rate: give publishes per second, more than 0"
+        )),
+    }
+}
+
+pub(super) fn parse_precision(s: &str) -> Result<f64, String> {
+    let number = s.trim().strip_suffix('%').unwrap_or(s.trim());
+    match number.trim().parse::<f64>() {
+        Ok(p) if p > 0.0 && p < 100.0 => Ok(p / 100.0),
+        _ => Err(format!(
+            "{s:?} is not a precision: give a percentage above 0 and below 100, e.g. 2%"
         )),
     }
 }

@@ -4,6 +4,7 @@
 mod args;
 mod generate;
 mod init;
+mod search;
 
 use crate::backend;
 use crate::endpoint::Endpoint;
@@ -74,6 +75,7 @@ pub fn main() -> ExitCode {
     let spans = cpu::install_tracing(log_filter, profiling);
     let outcome = match cli.command {
         Command::Run(args) => run(args, spans),
+        Command::Search(args) => search::search(args),
         Command::Init(args) => init::init(args).map(|path| {
             print_stdout(&format!(
                 "wrote {}; check it with `taskbench validate {0}`\n",
@@ -143,7 +145,7 @@ fn validate(path: PathBuf) -> Outcome {
 
 /// The default interpreter ([`scenario::default_python`]) if a celery or kombu case of `scenario` runs it;
 /// an error with the one-line fix when it cannot import Celery.
-fn default_python_used(
+pub(super) fn default_python_used(
     scenario: &scenario::Scenario,
 ) -> anyhow::Result<Option<&'static scenario::DefaultPython>> {
     let mut clients = scenario.cases.iter().filter_map(|c| c.options.python());
@@ -302,7 +304,7 @@ fn sink(listen: Endpoint) -> Outcome {
 }
 
 /// Writes to stdout; a closed pipe (`| head`) is not an error.
-fn print_stdout(text: &str) {
+pub(super) fn print_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }

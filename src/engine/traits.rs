@@ -121,6 +121,12 @@ pub trait Target: Send + 'static {
     fn pywall_profile(&mut self) -> Option<String> {
         None
     }
+
+    /// What carries out the case's timed events (`[[case.fault]]`); `None` when the target has none to
+    /// carry out.
+    fn events(&self) -> Option<std::sync::Arc<dyn super::CaseEvents>> {
+        None
+    }
 }
 
 /// Asks a broker for its memory: each call a new request, answered with the figure or why there is none.

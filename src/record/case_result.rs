@@ -1,6 +1,7 @@
 //! The case result: every recorder of a case merged into one [`CaseResult`], with its stages, its
 //! thresholds as checked, and its timeline interval by interval.
 
+use super::events::{EventResult, UnknownFate};
 use super::new_histogram;
 use super::recorder::{ErrorCounts, NEVER, Recorder};
 use crate::catalog::{Backend, PathKind};
@@ -59,6 +60,10 @@ pub struct CaseResult {
     /// folded stacks in ns: py-spy's idle-inclusive samples of a celery or kombu case's harnesses
     /// (`--profile cpu`; the `pywall` view).
     pub pywall_folded: Option<String>,
+    /// The case's timed events (`[[case.fault]]`) as they happened; empty without any.
+    pub events: Vec<EventResult>,
+    /// Failed publishes whose fate is unknown (sent, never confirmed), when there were any.
+    pub unknown_fate: Option<UnknownFate>,
     /// What the case's processes (and broker) held and used, sampled once per interval.
     pub resources: ResourceSeries,
 }
@@ -150,6 +155,8 @@ impl CaseResult {
             wall_start: None,
             cpu_folded: None,
             pywall_folded: None,
+            events: Vec::new(),
+            unknown_fate: None,
             resources: ResourceSeries::default(),
         }
     }
@@ -259,6 +266,7 @@ impl CaseResult {
             Metric::HarnessBusy => self.facts.harness_busy(),
             Metric::RssGrowthPer10k => resources::largest_growth(&self.resources.process_figures()),
             Metric::CpuPerPublish => resources::cpu_per_publish(&self.resources.process_figures()),
+            Metric::MaxRate => None,
             Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
             m => m
                 .quantile()

@@ -42,6 +42,66 @@ struct Page<'a> {
     stages: String,
     stage_legend: Vec<Swatch>,
     flames: Vec<Flame>,
+    /// `taskbench search`: each case's curve, answer and breakdowns (from search.json).
+    searches: Vec<SearchView>,
+}
+
+#[derive(Serialize)]
+struct SearchView {
+    name: String,
+    answer: String,
+    curve: String,
+    first_failing_rate: String,
+    /// Stage, then mean and share at the answer and at the first failing step.
+    stages: Vec<[String; 5]>,
+}
+
+/// The search views of a run folder with a search.json (none without one, or when it cannot be read).
+fn searches(dir: &Path) -> anyhow::Result<Vec<SearchView>> {
+    use crate::report::search::{SEARCH_JSON, SearchFile, answer_line};
+    let Ok(text) = std::fs::read_to_string(dir.join(SEARCH_JSON)) else {
+        return Ok(Vec::new());
+    };
+    let file: SearchFile = serde_json::from_str(&text)
+        .with_context(|| format!("cannot read {}", dir.join(SEARCH_JSON).display()))?;
+    let mut out = Vec::new();
+    for c in &file.cases {
+        let mut names: Vec<&str> = Vec::new();
+        for r in c
+            .breakdown_at_answer
+            .iter()
+            .chain(&c.breakdown_at_first_failure)
+        {
+            if !names.contains(&r.stage.as_str()) {
+                names.push(&r.stage);
+            }
+        }
+        let cell = |rows: &[crate::summary::BreakdownRow], stage: &str| {
+            rows.iter()
+                .find(|r| r.stage == stage)
+                .map_or(["-".to_string(), "-".to_string()], |r| {
+                    [human_ns(r.mean_ns), format!("{:.1}%", 100.0 * r.share)]
+                })
+        };
+        let stages = names
+            .iter()
+            .map(|stage| {
+                let [a_mean, a_share] = cell(&c.breakdown_at_answer, stage);
+                let [f_mean, f_share] = cell(&c.breakdown_at_first_failure, stage);
+                [stage.to_string(), a_mean, a_share, f_mean, f_share]
+            })
+            .collect();
+        out.push(SearchView {
+            name: c.name.clone(),
+            answer: answer_line(c),
+            curve: plot::search_curve(c)?,
+            first_failing_rate: c
+                .first_failing_rate
+                .map_or("-".into(), |r| human_count(r.round() as u64)),
+            stages,
+        });
+    }
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -239,6 +299,7 @@ pub fn render(
         },
         stage_legend,
         flames: flames(dir, cases),
+        searches: searches(dir)?,
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE)

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod plot;
 pub mod progress;
 mod resources_table;
+pub mod search;
 pub mod table;
 
 use crate::backend::url::redact;
@@ -290,10 +291,12 @@ fn without_passwords(text: &str) -> String {
 /// file), the scenario's copy, report.html, `<case>.hgrm` and `.hlog`, folded stacks and flamegraphs
 /// (`taskbench flame`'s `diff-*.svg` too).
 fn is_run_file(dir: &Path, name: &str) -> bool {
-    let named = matches!(name, "summary.json" | ".summary.json.tmp" | "scenario.toml")
-        || [".hgrm", ".hlog", ".folded", ".svg", ".html"]
-            .iter()
-            .any(|ext| name.len() > ext.len() && name.ends_with(ext));
+    let named = matches!(
+        name,
+        "summary.json" | ".summary.json.tmp" | "scenario.toml" | search::SEARCH_JSON
+    ) || [".hgrm", ".hlog", ".folded", ".svg", ".html"]
+        .iter()
+        .any(|ext| name.len() > ext.len() && name.ends_with(ext));
     named && std::fs::symlink_metadata(dir.join(name)).is_ok_and(|m| m.is_file())
 }
 

@@ -3,6 +3,7 @@
 //! other programs call [`run`] directly.
 
 pub mod preflight;
+pub mod search;
 
 use crate::backend;
 use crate::engine::{LiveView, ProgressView, RunControl};
@@ -87,17 +88,7 @@ async fn run_cases(
     control.live = options.live;
     control.trace_spans = options.spans.is_some();
     if options.handle_signals {
-        let stop = control.stop.clone();
-        tokio::spawn(async move {
-            interrupted().await;
-            stop.request();
-            eprintln!(
-                "interrupted: ending the current case and writing what was measured (again to quit now)"
-            );
-            interrupted().await;
-            eprintln!("interrupted twice: quitting; summary.json holds the cases finished before");
-            std::process::exit(i32::from(EXIT_INTERRUPTED));
-        });
+        handle_signals(&control.stop);
     }
 
     if let Some(at) = options.start_at {
@@ -152,6 +143,21 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
+}
+
+/// On Ctrl-C or SIGTERM, requests `stop`; on a second one, exits with 130 at once.
+pub fn handle_signals(stop: &crate::engine::Stop) {
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        interrupted().await;
+        stop.request();
+        eprintln!(
+            "interrupted: ending the current case and writing what was measured (again to quit now)"
+        );
+        interrupted().await;
+        eprintln!("interrupted twice: quitting; summary.json holds the cases finished before");
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    });
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -137,6 +137,9 @@ named_enum! {
         RssGrowthPer10k => "rss_growth_per_10k",
         /// CPU time per publish of taskbench and the case's harnesses together.
         CpuPerPublish => "cpu_per_publish",
+        /// `taskbench search`: the highest rate found and confirmed under the budget (publishes per second).
+        /// A run has none: `compare` and `--fail-if` read it, a scenario's thresholds cannot set it.
+        MaxRate => "max_rate",
     }
 }
 
@@ -154,7 +157,8 @@ impl Metric {
             | Metric::Blocked
             | Metric::HarnessBusy
             | Metric::RssGrowthPer10k
-            | Metric::CpuPerPublish => None,
+            | Metric::CpuPerPublish
+            | Metric::MaxRate => None,
         }
     }
 
@@ -204,6 +208,15 @@ pub enum ThresholdError {
     },
 }
 
+/// Why a whole threshold expression (`p99 < 5ms`) cannot be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ThresholdExpressionError {
+    #[error("{text:?}: unknown metric {word:?}")]
+    UnknownMetric { text: String, word: String },
+    #[error(transparent)]
+    Threshold(#[from] ThresholdError),
+}
+
 impl Threshold {
     /// Reads the value of a threshold key (`"< 2ms"`); the error says what is expected.
     pub fn parse(metric: Metric, text: &str) -> Result<Threshold, ThresholdError> {
@@ -229,6 +242,22 @@ impl Threshold {
             value,
             text: text.trim().to_string(),
         })
+    }
+
+    /// Reads a whole expression, `METRIC OP VALUE` (`p99 < 5ms`), as `taskbench search --budget` takes it.
+    pub fn parse_expression(text: &str) -> Result<Threshold, ThresholdExpressionError> {
+        let t = text.trim();
+        let split = t
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.'))
+            .unwrap_or(t.len());
+        let (word, rest) = t.split_at(split);
+        let word = if word == "p99.9" { "p999" } else { word };
+        let metric =
+            Metric::from_name(word).ok_or_else(|| ThresholdExpressionError::UnknownMetric {
+                text: t.to_string(),
+                word: word.to_string(),
+            })?;
+        Ok(Threshold::parse(metric, rest)?)
     }
 
     /// Whether `actual` satisfies the threshold; a figure the case does not have (no publish succeeded)
@@ -288,6 +317,10 @@ mod tests {
         let e = Threshold::parse(Metric::P99, "< +10%").unwrap_err();
         assert!(matches!(e, ThresholdError::Relative { .. }), "{e}");
         assert!(e.to_string().contains("absolute"), "{e}");
+        let t = Threshold::parse_expression(" p99.9 <= 5ms").unwrap();
+        assert_eq!((t.metric, t.op, t.value), (Metric::P999, Op::Le, 5e6));
+        let e = Threshold::parse_expression("p98 < 5ms").unwrap_err();
+        assert_eq!(e.to_string(), "\"p98 < 5ms\": unknown metric \"p98\"");
         let e = Threshold::parse(Metric::Throughput, "> 1ms").unwrap_err();
         assert_eq!(
             e.to_string(),

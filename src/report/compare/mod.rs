@@ -31,7 +31,7 @@ impl Unit {
     /// What `metric` counts.
     fn of(metric: Metric) -> Unit {
         match metric {
-            Metric::Throughput => Unit::PerSecond,
+            Metric::Throughput | Metric::MaxRate => Unit::PerSecond,
             Metric::P50 | Metric::P90 | Metric::P99 | Metric::P999 | Metric::Max => Unit::Ns,
             Metric::Errors => Unit::Count,
             Metric::Blocked => Unit::Ns,
@@ -147,7 +147,7 @@ pub struct CaseComparison {
 
 /// The figures of one case compared, in output order: throughput, p50, p90, p99, p99.9, max, errors, the
 /// mean of every stage either run timed, in stage order, then the facts' `blocked` and `harness_busy`
-/// where either run has them.
+/// and a search's `max_rate`, where either run has them.
 pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
     let latencies = Metric::ALL.into_iter().filter(|m| m.quantile().is_some());
     let figures = std::iter::once(Metric::Throughput)
@@ -174,6 +174,7 @@ pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
         Metric::HarnessBusy,
         Metric::RssGrowthPer10k,
         Metric::CpuPerPublish,
+        Metric::MaxRate,
     ] {
         let (b, n) = (figure(base, m), figure(new, m));
         if b.is_some() || n.is_some() {
@@ -196,6 +197,7 @@ fn figure(case: &CaseSummary, metric: Metric) -> Option<f64> {
         Metric::HarnessBusy => return case.facts.harness_busy(),
         Metric::RssGrowthPer10k => return case.resources.as_ref()?.rss_growth_per_10k(),
         Metric::CpuPerPublish => return case.resources.as_ref()?.cpu_per_publish_ns(),
+        Metric::MaxRate => return case.max_rate,
         Metric::P50 => l.p50,
         Metric::P90 => l.p90,
         Metric::P99 => l.p99,

@@ -383,6 +383,7 @@ mod tests {
                 } else {
                     1_200_000
                 }),
+                events: Vec::new(),
                 resources: None,
             })
             .collect();
