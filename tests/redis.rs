@@ -1034,7 +1034,9 @@ fn pooled_and_acquire_publishes_allocate_nothing() {
             // The per-interval work (closing a timeline interval, the resource sampler's /proc reads and
             // Redis INFO) allocates once per interval, whatever the publishes: one interval for the whole
             // case keeps it out of a count that looks for work per publish.
-            &format!("publishes = {publishes}\nwarmup = 100\nstage_timing = true\ninterval = \"1h\""),
+            &format!(
+                "publishes = {publishes}\nwarmup = 100\nstage_timing = true\ninterval = \"1h\""
+            ),
             keys,
         ));
         let made = ALLOCATIONS.with(|n| n.get()) - before;
