@@ -140,6 +140,14 @@ pub(super) struct RunArgs {
     /// wall-clock profile, waiting included (<case>.pywall.folded / .svg).
     #[arg(long, value_enum)]
     pub(super) profile: Option<Profile>,
+    /// Serve live metrics (OpenMetrics text) at http://ADDR/metrics while the run goes, e.g.
+    /// 127.0.0.1:9464 (port 0 picks a free one); no listener unless given.
+    #[arg(long, value_name = "ADDR")]
+    pub(super) metrics_listen: Option<String>,
+    /// Write the final metrics to PATH (Prometheus text, for node-exporter's textfile collector), after
+    /// every case.
+    #[arg(long, value_name = "PATH")]
+    pub(super) metrics_file: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]

@@ -193,6 +193,16 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
     {
         eprintln!("note: {note}");
     }
+    let live = (args.metrics_listen.is_some() || args.metrics_file.is_some())
+        .then(|| report::metrics::LiveMetrics::new(args.shard));
+    if let (Some(addr), Some(live)) = (&args.metrics_listen, &live) {
+        let at = report::metrics::serve(addr, live.clone())?;
+        eprintln!("metrics: http://{at}/metrics");
+    }
+    if let (Some(path), Some(live)) = (&args.metrics_file, &live) {
+        // Refused before anything runs when the file cannot be written.
+        report::metrics::write_file(path, live)?;
+    }
     let mut writer = RunWriter::create(
         args.out.as_deref(),
         &scenario,
@@ -204,12 +214,28 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
         progress: Some(Arc::new(TerminalProgress::default())),
         handle_signals: true,
         start_at: args.start_at,
+        live: live.clone().map(|l| l as Arc<dyn crate::engine::LiveView>),
         ..RunOptions::default()
     };
-    let outcome = run::run(&scenario, options, &mut |end| writer.case_ended(end))
-        .context("cannot start the async runtime")?;
+    let mut file_failed = None;
+    let outcome = run::run(&scenario, options, &mut |end| {
+        writer.case_ended(end);
+        if let (Some(path), Some(live)) = (&args.metrics_file, &live)
+            && let Err(e) = report::metrics::write_file(path, live)
+        {
+            file_failed.get_or_insert(e);
+        }
+    })
+    .context("cannot start the async runtime")?;
 
     print_stdout(&writer.final_output(&outcome, args.format == Format::Json));
+    if let Some(e) = file_failed {
+        // What was measured is in the run folder; the file is not.
+        return Err(e.context(format!(
+            "the run's results are in {}",
+            writer.folder.dir.display()
+        )));
+    }
     Ok(if outcome.interrupted {
         Ending::Interrupted
     } else if writer.failed || outcome.failed() {

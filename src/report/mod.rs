@@ -9,6 +9,7 @@ pub mod hgrm;
 pub mod hlog;
 pub mod html;
 pub mod merge;
+pub mod metrics;
 pub mod plot;
 pub mod progress;
 mod resources_table;

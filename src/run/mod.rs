@@ -6,7 +6,7 @@ pub mod preflight;
 pub mod search;
 
 use crate::backend;
-use crate::engine::{ProgressView, RunControl};
+use crate::engine::{LiveView, ProgressView, RunControl};
 use crate::profile::cpu::SpanBuffer;
 use crate::profile::folded::Folded;
 use crate::record::CaseResult;
@@ -25,6 +25,8 @@ pub struct RunOptions {
     pub spans: Option<SpanBuffer>,
     /// Where a running case's progress goes.
     pub progress: Option<Arc<dyn ProgressView>>,
+    /// Where a running case's figures go once per interval (the metrics endpoint and file).
+    pub live: Option<Arc<dyn LiveView>>,
     /// End the running case on Ctrl-C / SIGTERM and skip the rest; a second signal exits the process with
     /// 130 at once. Off for in-process callers, who can set [`RunControl::stop`] through `control`.
     pub handle_signals: bool,
@@ -83,6 +85,7 @@ async fn run_cases(
 ) -> std::io::Result<RunOutcome> {
     let mut control = options.control;
     control.progress = options.progress;
+    control.live = options.live;
     control.trace_spans = options.spans.is_some();
     if options.handle_signals {
         handle_signals(&control.stop);
