@@ -117,6 +117,7 @@ pub(super) async fn connect(
     clock: &mut StageClock,
 ) -> Result<Live, PublishError> {
     let rt = async_rs::Runtime::tokio_current();
+    tracing::debug!(url = %s.url, tls = s.transport.is_tls(), "amqp: connecting");
     let stream = clock
         .time(Stage::Connect, s.transport.tcp(&rt))
         .await

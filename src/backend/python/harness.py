@@ -35,11 +35,11 @@ write = os.write
 
 # (stage, module, class, attribute). Applied where the installed version has them; the ready line says which
 # were wrapped. Stages are exclusive: a wrapped function called inside another (a connection checked out of
-# the pool while a producer is) is charged to its own stage, and taken out of the caller's.
+# the pool while a producer is) is charged to its own stage, and taken out of the caller's. `tls` is the TLS
+# handshake inside a connect (amqps://: py-amqp wraps and handshakes; rediss://: redis-py wraps).
 STAGE_FUNCTIONS = [
     ("acquire", "kombu.resource", "Resource", "acquire"),
     ("connect", "kombu.connection", "Connection", "_establish_connection"),
-    # The TLS handshake inside a connect (amqps://: py-amqp wraps and handshakes; rediss://: redis-py wraps).
     ("tls", "amqp.transport", "SSLTransport", "_setup_transport"),
     ("tls", "redis.connection", "SSLConnection", "_wrap_socket_with_ssl"),
     ("channel", "kombu.connection", "Connection", "channel"),
