@@ -312,3 +312,51 @@ mod url {
         parsed.authority.port
     }
 }
+
+#[test]
+fn tls_keys_with_a_plain_url_from_the_environment_are_a_config_error() {
+    // The case has no `url`, so only the running case can see that the environment's URL is plain.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    for (backend, env, url) in [
+        (
+            "redis",
+            "TASKBENCH_REDIS_URL",
+            "redis://:s3cret@127.0.0.1:1/0",
+        ),
+        (
+            "amqp",
+            "TASKBENCH_AMQP_URL",
+            "amqp://guest:s3cret@127.0.0.1:1/%2f",
+        ),
+    ] {
+        let file = dir.path().join(format!("{backend}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                "name = \"t\"\npublishes = 1\n[[case]]\nname = \"c\"\nbackend = \"{backend}\"\npath = \"fresh\"\ntls_ca = \"ca.pem\"\n"
+            ),
+        )
+        .unwrap();
+        let out = common::taskbench()
+            .args(["run"])
+            .arg(&file)
+            .arg("--out")
+            .arg(dir.path().join(format!("out-{backend}")))
+            .env(env, url)
+            .output()
+            .unwrap();
+        let all = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{all}");
+        assert!(all.contains("1 config error"), "{all}");
+        assert!(all.contains("sets tls_ key"), "{all}");
+        assert!(all.contains("127.0.0.1:1"), "names the URL: {all}");
+        assert!(!all.contains("s3cret"), "password shown: {all}");
+    }
+}

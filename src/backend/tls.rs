@@ -113,6 +113,9 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
 pub struct HandshakeFailed {
     kind: ErrorKind,
     why: String,
+    /// A plain connection closed before any answer ([`HandshakeFailed::plain_to_tls`]): a TLS port, or a
+    /// server that went away; [`speaks_tls`] tells which.
+    pub unconfirmed: bool,
 }
 
 impl std::fmt::Display for HandshakeFailed {
@@ -137,6 +140,7 @@ impl HandshakeFailed {
             None => HandshakeFailed {
                 kind: ErrorKind::TlsHandshake,
                 why: format!("the connection ended during the handshake ({e}); {not_tls}"),
+                unconfirmed: false,
             },
         }
     }
@@ -179,7 +183,11 @@ impl HandshakeFailed {
             ),
             other => (ErrorKind::TlsHandshake, other.to_string()),
         };
-        HandshakeFailed { kind, why }
+        HandshakeFailed {
+            kind,
+            why,
+            unconfirmed: false,
+        }
     }
 
     /// A handshake that got no answer within `limit`.
@@ -191,6 +199,7 @@ impl HandshakeFailed {
                  {plain}:// for a plain port, or the server's TLS port",
                 humantime::format_duration(limit)
             ),
+            unconfirmed: false,
         }
     }
 
@@ -203,6 +212,7 @@ impl HandshakeFailed {
                 "the server closed the connection before answering anything, as a TLS port does with plain \
                  text; if this port speaks TLS, use {tls}:// (with tls_ca for its CA)"
             ),
+            unconfirmed: true,
         }
     }
 

@@ -99,9 +99,15 @@ impl Transport {
         }
     }
 
-    /// The error of a failed AMQP handshake; a plain connection cut during it is checked for a TLS port.
+    /// The error of a failed AMQP handshake; a plain connection cut during it (or answered with bytes that are
+    /// not AMQP) is checked for a TLS port.
     async fn connect_error(&self, e: &lapin::Error, url: &str) -> PublishError {
-        let cut = matches!(e.kind(), lapin::ErrorKind::IOError(_));
+        // A TLS port answers the AMQP header with an alert and closes: lapin sees a reset, or an alert it
+        // cannot parse.
+        let cut = matches!(
+            e.kind(),
+            lapin::ErrorKind::IOError(_) | lapin::ErrorKind::ParsingError(_)
+        );
         if cut && self.tls.is_none() && tls::speaks_tls(&self.host, self.port).await {
             return HandshakeFailed::plain_to_tls("amqps").to_error(url);
         }
@@ -127,6 +133,7 @@ pub(super) async fn connect(
     clock: &mut StageClock,
 ) -> Result<Live, PublishError> {
     let rt = async_rs::Runtime::tokio_current();
+    tracing::debug!(url = %s.url, tls = s.transport.is_tls(), "amqp: connecting");
     let stream = clock
         .time(Stage::Connect, transport.tcp(&rt))
         .await

@@ -40,6 +40,8 @@ write = os.write
 # is) is charged to its own stage and taken out of the caller's, so the outermost ones (`options`: Celery's
 # apply_async, kombu's Producer.publish) keep their own code and the unwrapped functions they call.
 # docs/python-clients.md has the mapping per version.
+# `tls` is the TLS handshake inside a connect (amqps://: py-amqp wraps and handshakes; rediss://: redis-py
+# wraps).
 STAGE_FUNCTIONS = [
     ("options", "celery.app.task", "Task", "apply_async"),
     ("options", "kombu.messaging", "Producer", "publish"),
@@ -47,7 +49,6 @@ STAGE_FUNCTIONS = [
     ("acquire", "kombu.resource", "Resource", "acquire"),
     ("connect", "kombu.connection", "Connection", "__init__"),
     ("connect", "kombu.connection", "Connection", "_establish_connection"),
-    # The TLS handshake inside a connect (amqps://: py-amqp wraps and handshakes; rediss://: redis-py wraps).
     ("tls", "amqp.transport", "SSLTransport", "_setup_transport"),
     ("tls", "redis.connection", "SSLConnection", "_wrap_socket_with_ssl"),
     ("channel", "kombu.connection", "Connection", "channel"),

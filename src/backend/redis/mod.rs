@@ -168,6 +168,19 @@ impl Endpoint {
             .map_err(|e| self.connect_error(&e))
     }
 
+    /// The error of `prepare`'s PING: a plain connection closed before any answer is `tls_mismatch` when
+    /// the port answers a TLS handshake, else what it looks like.
+    async fn probe_error(&self, e: &RedisError) -> PublishError {
+        if let (Some(found), ConnectionAddr::Tcp(host, port)) =
+            (tls::find(e, "redis"), self.info.addr())
+            && found.unconfirmed
+            && tls::speaks_tls(host, *port).await
+        {
+            return found.to_error(&self.shown);
+        }
+        self.connect_error(e)
+    }
+
     /// A [`PublishError`] for a failed connect: `auth` if the server refused the password, else `connect`
     /// (refused, no such socket, timed out, cut during AUTH/SELECT).
     fn connect_error(&self, e: &RedisError) -> PublishError {
@@ -177,7 +190,8 @@ impl Endpoint {
     /// A [`PublishError`] for `e`, of the kind the error says it is, else `default`; `doing` says what
     /// failed ("cannot connect to", "LPUSH failed on").
     fn error(&self, default: ErrorKind, doing: &str, e: &RedisError) -> PublishError {
-        if let Some(tls) = tls::find(e, "redis") {
+        // (A plain connection closed before any answer is a TLS port only if `prepare`'s probe says so.)
+        if let Some(tls) = tls::find(e, "redis").filter(|t| !t.unconfirmed) {
             return tls.to_error(&self.shown);
         }
         let kind = match (default, error_kind(e)) {
@@ -481,29 +495,25 @@ impl Target for RedisTarget {
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
         // One PING on a publisher's kind of connection first: a TLS mismatch or a refused certificate
-        // then says so (redis-rs's own connection would only time out or see a broken pipe).
-        let mut probe = tokio::time::timeout(
-            self.publish_timeout,
-            self.endpoint.connect_plain(&mut StageClock::new(false)),
-        )
-        .await
-        .map_err(|_| {
-            self.endpoint
-                .connect_error(&RedisError::from(std::io::Error::from(
-                    std::io::ErrorKind::TimedOut,
-                )))
-        })??;
-        probe.queue(&redis::cmd("PING"));
-        tokio::time::timeout(self.publish_timeout, probe.round_trip(1))
-            .await
-            .map_err(|_| {
-                self.endpoint
-                    .connect_error(&RedisError::from(std::io::Error::from(
-                        std::io::ErrorKind::TimedOut,
-                    )))
-            })?
-            .map_err(|e| self.endpoint.connect_error(&e))?;
-        drop(probe);
+        // then says so (redis-rs's own connection would only time out or see a broken pipe). Any other
+        // failure is left to the checks below, as before.
+        let ep = &self.endpoint;
+        let probe = async {
+            let mut untimed = StageClock::new(false);
+            let mut conn =
+                plain::PlainConnection::connect(&ep.info, ep.tls.as_ref(), &mut untimed).await?;
+            conn.queue(&redis::cmd("PING"));
+            conn.round_trip(1).await
+        };
+        if let Ok(Err(e)) = tokio::time::timeout(self.publish_timeout, probe).await {
+            let e = ep.probe_error(&e).await;
+            if matches!(
+                e.kind,
+                ErrorKind::TlsCertificate | ErrorKind::TlsHandshake | ErrorKind::TlsMismatch
+            ) {
+                return Err(e);
+            }
+        }
         self.before = self.lengths().await?;
         self.prepared = true;
         let admin = self.admin.as_mut().expect("lengths connected");
