@@ -1,4 +1,4 @@
-//! Numbers for people: durations in the unit that fits, counts with thousands separators.
+//! Numbers for people: durations and sizes in the unit that fits, counts with thousands separators.
 
 /// A duration in nanoseconds in human units with three significant digits: `850ns`, `12.3µs`, `1.25ms`.
 pub fn human_ns(ns: u64) -> String {
@@ -47,6 +47,36 @@ pub fn human_count(n: u64) -> String {
     out
 }
 
+/// A size in bytes in binary units with three significant digits, signed when negative (a memory growth
+/// can be): `512B`, `1.50KiB`, `-12.3MiB`.
+pub fn human_bytes_signed(bytes: f64) -> String {
+    let sign = if bytes < 0.0 { "-" } else { "" };
+    let b = bytes.abs();
+    if b < 1024.0 {
+        return format!("{sign}{b:.0}B");
+    }
+    let units = [
+        (1024.0, "KiB"),
+        (1024.0 * 1024.0, "MiB"),
+        (1024.0 * 1024.0 * 1024.0, "GiB"),
+    ];
+    let mut pick = units[0];
+    for unit in units {
+        if b / unit.0 >= 0.9995 {
+            pick = unit;
+        }
+    }
+    let value = b / pick.0;
+    let decimals = if value >= 99.95 {
+        0
+    } else if value >= 9.995 {
+        1
+    } else {
+        2
+    };
+    format!("{sign}{value:.decimals$}{}", pick.1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +97,8 @@ mod tests {
         assert_eq!(human_rate(1666.67), "1,667");
         assert_eq!(human_rate(19.375), "19.4");
         assert_eq!(human_rate(99.96), "100");
+        assert_eq!(human_bytes_signed(512.0), "512B");
+        assert_eq!(human_bytes_signed(1536.0), "1.50KiB");
+        assert_eq!(human_bytes_signed(-12.3 * 1024.0 * 1024.0), "-12.3MiB");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! The modules form layers that import downward only (ARCHITECTURE.md has the map, and
 //! `tests/layers.rs` keeps it): the shared words (`catalog`, `endpoint`, `error`, `human`, `message`,
-//! `settle`, `stage`, `facts`, `host`) -> `scenario` -> `record` -> `engine` -> `sink` -> `backend` -> `summary` ->
+//! `settle`, `stage`, `facts`, `host`, `resources`) -> `scenario` -> `record` -> `engine` -> `sink` -> `backend` -> `summary` ->
 //! `profile` -> `run` -> `report` -> `cli`.
 
 /// Declares a fieldless enum whose variants have stable names (as scenario files, summary.json and output
@@ -90,12 +90,14 @@ pub mod message;
 pub mod profile;
 pub mod record;
 pub mod report;
+pub mod resources;
 pub mod run;
 pub mod scenario;
 pub mod settle;
 pub mod sink;
 pub mod stage;
 pub mod summary;
+pub mod wire;
 
 #[cfg(test)]
 mod tests {

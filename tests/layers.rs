@@ -13,12 +13,22 @@ type Graph = BTreeMap<String, BTreeMap<String, PathBuf>>;
 const LAYERS: &[&[&str]] = &[
     // The shared words: import nothing of the crate.
     &[
-        "catalog", "endpoint", "error", "facts", "host", "human", "message", "settle", "stage",
+        "catalog",
+        "endpoint",
+        "error",
+        "facts",
+        "host",
+        "human",
+        "message",
+        "resources",
+        "settle",
+        "stage",
     ],
     &["scenario"],
     &["record"],
     &["engine"],
     &["sink"],
+    &["wire"],
     &["backend"],
     &["summary"],
     &["profile"],

@@ -1834,7 +1834,7 @@ async fn a_broker_that_dies_mid_case_costs_errors_and_says_why_nothing_was_count
         r#"
             name = "py-test"
             python = "{}"
-            duration = "3s"
+            duration = "4s"
             warmup = 5
             publish_timeout = "1s"
 
@@ -1854,8 +1854,12 @@ async fn a_broker_that_dies_mid_case_costs_errors_and_says_why_nothing_was_count
         proxy.port
     );
     let running = tokio::spawn(async move { run(&toml).await });
-    // Publishing goes on for a while before the broker goes away.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The broker goes away once the measured phase has published (past the 5 warm-up publishes), however
+    // long the harness took to start on a loaded machine; a fixed sleep raced it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while llen(&queue).await < 20 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     proxy.kill();
     let r = running.await.unwrap();
     cleanup("redis", &queue).await;

@@ -1,4 +1,5 @@
-//! `taskbench search` end to end: on the broker-free `unix` backend (short steps), search.json, the steps
+//! `taskbench search` end to end: on the broker-free `unix` backend (1 s steps: on a shorter one, a busy
+//! machine's 20 ms hiccup at its end is already a 5% shortfall), search.json, the steps
 //! table, summary.json's `max_rate`, exit codes 0 (found and confirmed), 1 (even the start rate fails) and
 //! 2 (bad usage), and `compare --fail-if "max_rate < -10%"`; and one search on the Redis pooled path.
 
@@ -30,7 +31,7 @@ fn search(toml: &Path, out: &Path, budget: &str, max: &str) -> assert_cmd::asser
     taskbench()
         .arg("search")
         .arg(toml)
-        .args(["--budget", budget, "--step", "300ms", "--confirm", "500ms"])
+        .args(["--budget", budget, "--step", "1s", "--confirm", "1500ms"])
         .args(["--start", "100", "--max", max, "--precision", "50%"])
         .arg("--out")
         .arg(out)
@@ -113,7 +114,7 @@ fn a_search_that_finds_and_confirms_its_answer_writes_search_json_and_exits_0() 
     ] {
         assert!(steps[0].get(key).is_some(), "{key} in {}", steps[0]);
     }
-    assert_eq!(steps[3]["planned_s"], 0.5, "the confirmation runs longer");
+    assert_eq!(steps[3]["planned_s"], 1.5, "the confirmation runs longer");
     assert!(!case["breakdown_at_answer"].as_array().unwrap().is_empty());
 
     let summary = json(&out.join("summary.json"));
@@ -198,7 +199,7 @@ fn a_scenario_threshold_is_the_budget_and_compare_reads_max_rate() {
         taskbench()
             .arg("search")
             .arg(&toml)
-            .args(["--step", "300ms", "--confirm", "300ms", "--start", "100"])
+            .args(["--step", "1s", "--confirm", "1s", "--start", "100"])
             .args(["--max", max, "--precision", "50%", "--out"])
             .arg(out)
             .assert()

@@ -10,6 +10,7 @@ pub mod local;
 pub mod python;
 pub mod redis;
 pub mod url;
+pub mod wired;
 
 use crate::engine::{self, RunControl};
 use crate::error::{ErrorKind, PublishError};
@@ -24,35 +25,52 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             Err(e) => CaseResult::failed_setup(case, ErrorKind::Setup, e.to_string()),
         },
         BackendOptions::Redis(o) => {
-            let target = redis::RedisTarget::new(case, o, control.stop.clone());
-            let url =
-                || url::broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", redis::DEFAULT_URL);
+            let url = url::broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", redis::DEFAULT_URL);
+            let target =
+                |via: Option<&str>| redis::RedisTarget::via(case, o, control.stop.clone(), via);
             on_broker(target, o.python.as_ref(), url, case, control).await
         }
         BackendOptions::Amqp(o) => {
-            let target = amqp::AmqpTarget::new(case, o, control.stop.clone());
-            let url = || url::broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", amqp::DEFAULT_URL);
+            let url = url::broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", amqp::DEFAULT_URL);
+            let target =
+                |via: Option<&str>| amqp::AmqpTarget::via(case, o, control.stop.clone(), via);
             on_broker(target, o.python.as_ref(), url, case, control).await
         }
     }
 }
 
-/// A broker case: taskbench's own publishers on `target`, or, with a Python `client`, real Celery or kombu
-/// publishing to the case's URL while `target` declares, counts and purges the queue.
+/// A broker case: taskbench's own publishers on the target `make` builds, or, with a Python `client`, real
+/// Celery or kombu publishing to the case's `url` while the target declares, counts and purges the queue.
+/// With a `wire` (`rtt`, faults), publishers and Python clients go through a [`wired`] proxy; the target's
+/// own checks go to the broker directly.
 async fn on_broker<T: python::Broker>(
-    target: Result<T, PublishError>,
+    make: impl FnOnce(Option<&str>) -> Result<T, PublishError>,
     client: Option<&PythonClient>,
-    url: impl FnOnce() -> String,
+    url: String,
     case: &Case,
     control: &RunControl,
 ) -> CaseResult {
-    match (target, client) {
-        (Ok(target), None) => engine::run_case(target, case, control).await,
-        (Ok(target), Some(client)) => {
-            let target =
-                python::PythonTarget::new(target, case, client, url(), control.trace_spans);
-            engine::run_case(target, case, control).await
+    let Some(wire) = case.wire else {
+        return match (make(None), client) {
+            (Ok(target), None) => engine::run_case(target, case, control).await,
+            (Ok(target), Some(client)) => {
+                let target =
+                    python::PythonTarget::new(target, case, client, url, control.trace_spans);
+                engine::run_case(target, case, control).await
+            }
+            (Err(e), _) => CaseResult::failed_setup(case, e.kind, e.message),
+        };
+    };
+    let (proxy, via) = match wired::through_proxy(&url, wire) {
+        Ok(p) => p,
+        Err(e) => return CaseResult::failed_setup(case, e.kind, e.message),
+    };
+    match (client, make(client.is_none().then_some(via.as_str()))) {
+        (None, Ok(inner)) => engine::run_case(wired::Wired { inner, proxy }, case, control).await,
+        (Some(client), Ok(target)) => {
+            let inner = python::PythonTarget::new(target, case, client, via, control.trace_spans);
+            engine::run_case(wired::Wired { inner, proxy }, case, control).await
         }
-        (Err(e), _) => CaseResult::failed_setup(case, e.kind, e.message),
+        (_, Err(e)) => CaseResult::failed_setup(case, e.kind, e.message),
     }
 }

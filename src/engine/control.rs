@@ -1,7 +1,7 @@
 //! Run control shared by every case of a run: the interrupt ([`Stop`]) with the grace it gives the work in
 //! flight, and [`RunControl`] (the interrupt, where progress goes, whether to trace spans).
 
-use super::traits::ProgressView;
+use super::traits::{LiveView, ProgressView};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -64,6 +64,8 @@ pub const STOP_GRACE: Duration = Duration::from_millis(300);
 pub struct RunControl {
     pub stop: Stop,
     pub progress: Option<Arc<dyn ProgressView>>,
+    /// Where a running case's figures go once per interval (`--metrics-listen`, `--metrics-file`).
+    pub live: Option<Arc<dyn LiveView>>,
     /// Trace sampled publishes with spans (`--profile cpu`); a subscriber must be collecting them.
     pub trace_spans: bool,
 }
@@ -73,6 +75,7 @@ impl RunControl {
         RunControl {
             stop: Stop::default(),
             progress: None,
+            live: None,
             trace_spans: false,
         }
     }

@@ -6,6 +6,7 @@
 //! the publisher itself does and the thread's recorder (an uncontended lock) takes.
 
 use super::control::{RunControl, Stop};
+use super::events::EventMarks;
 use super::schedule::{OpenLoopSchedule, ScheduledStart};
 use super::traits::Publisher;
 use crate::error::{ErrorKind, PublishError};
@@ -67,6 +68,8 @@ pub(super) struct Shared {
     template: Arc<TaskTemplate>,
     /// Where every publisher records: one recorder per runtime thread.
     pub(super) recorders: Recorders,
+    /// The case's timed events, when it has any: each publisher notes its first success after one ended.
+    pub(super) marks: Option<Arc<EventMarks>>,
 }
 
 impl Shared {
@@ -90,13 +93,24 @@ impl Shared {
             template: case.task.clone(),
             recorders: {
                 let recorders = Recorders::new(runtime_threads(), case.rate.is_some());
-                // Only a view reads the newest interval: without one, closing an interval costs no more.
-                match control.progress {
-                    Some(_) => recorders.keeping_latest(),
-                    None => recorders,
+                // Only a view reads the closed intervals: without one, closing an interval costs no more.
+                match control.progress.is_some() || control.live.is_some() {
+                    true => recorders.keeping_latest(),
+                    false => recorders,
                 }
             },
+            marks: (!case.events.is_empty())
+                .then(|| Arc::new(EventMarks::new(&case.events, case.concurrency))),
         }
+    }
+}
+
+impl Shared {
+    /// Measured publishes claimed and not yet ended (read without a lock, once per interval).
+    pub(super) fn in_flight(&self) -> u64 {
+        let claimed = self.next.0.load(Relaxed).min(self.total);
+        let done: u64 = self.progress.iter().map(|p| p.done.load(Relaxed)).sum();
+        claimed.saturating_sub(done)
     }
 }
 
@@ -271,6 +285,8 @@ async fn measure<P: Publisher>(
     let mut failed = 0u64;
     let mut measured = false;
     let mut broken = false;
+    // Timed events that ended and this publisher has published after (see `EventMarks::published`).
+    let mut events_seen = 0;
 
     while !shared.stop.requested() {
         let (first, n) = claim(&shared.next.0, shared.total, size);
@@ -344,6 +360,9 @@ async fn measure<P: Publisher>(
             }
             rec.mark(t0, t1);
         });
+        if let (Some(marks), Ok(Ok(()))) = (&shared.marks, &out) {
+            marks.published(worker, &mut events_seen, t1 - start);
+        }
         measured = true;
         if let Ok(Err(e)) = &out {
             // A publisher that panicked or is gone publishes no more: asking it again would only count

@@ -2,10 +2,12 @@
 //! with a ticker that shows progress while the publishers run.
 
 use super::control::{RunControl, STOP_GRACE, Stop};
+use super::events::{CaseEvents, EventMarks, run_schedule};
 use super::publish_loop::{Shared, progress_totals, publish_loop};
 use super::traits::{IntervalLatency, Target};
+use super::watch::Watch;
 use crate::error::{ErrorKind, PublishError};
-use crate::record::CaseResult;
+use crate::record::{CaseResult, UNKNOWN_FATE, UnknownFate};
 use crate::scenario::Case;
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +51,15 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         return r;
     }
     let shared = Arc::new(Shared::new(case, control));
+    let mut watch = Watch::new(
+        case,
+        target.processes(),
+        target.broker_memory(),
+        control.live.as_deref(),
+    );
+    if let Some(live) = &control.live {
+        live.start(case);
+    }
 
     if let Some(view) = &control.progress {
         view.start(&case.name, case.publishes, case.duration);
@@ -71,11 +82,21 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
         }
         workers.spawn(publish_loop(target.publisher(w), shared.clone(), w));
     }
+    let events = schedule_events(&target, &shared, stop);
     let mut panics = Vec::new();
-    let ended = stop
-        .or_grace(STOP_GRACE, join_workers(&mut workers, &mut panics))
-        .await
-        .is_some();
+    // The sampler runs beside the publishers (once per interval) and stops with them.
+    let ended = {
+        let joined = stop.or_grace(STOP_GRACE, join_workers(&mut workers, &mut panics));
+        tokio::pin!(joined);
+        let watching = watch.run(&shared);
+        tokio::pin!(watching);
+        tokio::select! {
+            biased;
+            out = &mut joined => out.is_some(),
+            () = &mut watching => joined.await.is_some(),
+        }
+    };
+    watch.sample(&shared).await;
     if !ended {
         // Interrupted, and a publish is still stuck (a stalled broker): abandon it where it waits.
         workers.abort_all();
@@ -91,6 +112,12 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     }
 
     let mut result = CaseResult::merge(case, &mut shared.recorders.take_all());
+    if let Some((schedule, sink, marks)) = events {
+        schedule.abort();
+        marks.end_unfinished(sink.as_ref());
+        result.events = marks.results();
+    }
+    result.resources = watch.into_series();
     for p in panics {
         result.errors.add(
             &PublishError::new(ErrorKind::Panic, format!("a publisher panicked: {p}")),
@@ -113,7 +140,36 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     finish(&mut target, stop, &mut result).await;
     result.cpu_folded = target.cpu_profile();
     result.pywall_folded = target.pywall_profile();
+    if let Some(live) = &control.live {
+        live.finish(&result);
+    }
     result
+}
+
+/// A case's timed events under way: the schedule's task, what carries them out, and what happened.
+type ScheduledEvents = (
+    tokio::task::JoinHandle<()>,
+    Arc<dyn CaseEvents>,
+    Arc<EventMarks>,
+);
+
+/// Starts the case's timed events on the target's [`CaseEvents`], if it has both.
+fn schedule_events<T: Target>(
+    target: &T,
+    shared: &Arc<Shared>,
+    stop: &Stop,
+) -> Option<ScheduledEvents> {
+    let marks = shared.marks.clone()?;
+    let sink = target.events()?;
+    let s = shared.clone();
+    let start = Arc::new(move || s.start.get().copied());
+    let schedule = tokio::spawn(run_schedule(
+        sink.clone(),
+        marks.clone(),
+        start,
+        stop.clone(),
+    ));
+    Some((schedule, sink, marks))
 }
 
 /// Adds the delivery check's outcome to `result`: what arrived, a shortfall or surplus against the `expected`
@@ -130,12 +186,36 @@ fn count_delivered(
         ),
         Some(Ok(Some(arrived))) => {
             result.delivered = Some(arrived.saturating_sub(result.warmup_ok));
-            if arrived != expected {
-                let missing = expected.abs_diff(arrived);
+            // Publishes that failed after they may have been sent count on neither side.
+            let unknown: u64 = result
+                .errors
+                .by_kind()
+                .iter()
+                .filter(|(k, _, _)| UNKNOWN_FATE.contains(k))
+                .map(|(_, n, _)| n)
+                .sum();
+            if unknown > 0 {
+                result.unknown_fate = Some(UnknownFate {
+                    publishes: unknown,
+                    delivered: Some(arrived.saturating_sub(expected).min(unknown)),
+                });
+            }
+            if arrived < expected || arrived > expected + unknown {
+                let missing = if arrived < expected {
+                    expected - arrived
+                } else {
+                    arrived - expected - unknown
+                };
+                let besides = match unknown {
+                    0 => String::new(),
+                    n => format!(
+                        " (and {n} failed publishes whose fate is unknown may have arrived)"
+                    ),
+                };
                 result.errors.add(
                     &PublishError::new(ErrorKind::DeliveryMismatch,
                         format!(
-                            "the backend received {arrived} messages but {expected} publishes (warm-up included) reported success"
+                            "the backend received {arrived} messages but {expected} publishes (warm-up included) reported success{besides}"
                         ),
                     ),
                     missing,

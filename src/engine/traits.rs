@@ -4,7 +4,9 @@
 use crate::error::PublishError;
 use crate::facts::CaseFacts;
 use crate::message::TaskMessage;
-use crate::record::Recorder;
+use crate::record::{CaseResult, Recorder};
+use crate::resources::{BrokerMemory, ResourceSample, Watched};
+use crate::scenario::Case;
 use crate::stage::StageClock;
 use std::future::Future;
 use std::time::Duration;
@@ -99,13 +101,39 @@ pub trait Target: Send + 'static {
         None
     }
 
+    /// The processes besides taskbench's own that publish for this case (a Python client's harnesses),
+    /// named for output, read once after `prepare` for the resource sampler.
+    fn processes(&self) -> Vec<Watched> {
+        Vec::new()
+    }
+
+    /// How to ask the broker for its memory as it reports it, read once after `prepare`; the probe is
+    /// called once per interval while the case runs (never per publish). `Ok(None)` when the case has no
+    /// broker, `Err` saying why its memory is not measured (not on this machine, not measured for this
+    /// broker).
+    fn broker_memory(&self) -> Result<Option<BrokerProbe>, String> {
+        Ok(None)
+    }
+
     /// A wall-clock profile the target sampled itself, waiting included (folded stacks in ns), after
     /// `finish`: py-spy's idle-inclusive samples of a celery or kombu case's harnesses, the `pywall` view;
     /// `None` for every other target.
     fn pywall_profile(&mut self) -> Option<String> {
         None
     }
+
+    /// What carries out the case's timed events (`[[case.fault]]`); `None` when the target has none to
+    /// carry out.
+    fn events(&self) -> Option<std::sync::Arc<dyn super::CaseEvents>> {
+        None
+    }
 }
+
+/// Asks a broker for its memory: each call a new request, answered with the figure or why there is none.
+pub type BrokerProbe = Box<
+    dyn FnMut() -> std::pin::Pin<Box<dyn Future<Output = Result<BrokerMemory, String>> + Send>>
+        + Send,
+>;
 
 /// Receives a running case's progress (the terminal shows it as a bar).
 pub trait ProgressView: Send + Sync {
@@ -130,4 +158,32 @@ pub struct IntervalLatency {
     /// How long ago the interval ended: under `length` while publishes keep ending, growing past it when
     /// nothing newer closed (a stall, or publishes that end seldom).
     pub ended_ago: Duration,
+}
+
+/// A running case as a live view (the metrics endpoint) sees it once per interval, from the engine's cold
+/// per-interval path: counters any thread reads without a lock, the closed intervals' latencies and the
+/// resource sampler's newest reading.
+#[derive(Debug)]
+pub struct LiveInterval<'a> {
+    /// Measured publishes that succeeded and failed so far.
+    pub ok: u64,
+    pub failed: u64,
+    /// Publishes claimed but not ended.
+    pub in_flight: u64,
+    /// Every successful measured publish of the intervals every thread has closed (ns); `None` before the
+    /// first.
+    pub latency: Option<&'a hdrhistogram::Histogram<u64>>,
+    /// The processes the sampler watches, and its newest reading of them.
+    pub processes: &'a [Watched],
+    pub sample: &'a ResourceSample,
+}
+
+/// Receives a running case's figures once per interval and its final result (the metrics endpoint).
+pub trait LiveView: Send + Sync {
+    /// A case starts.
+    fn start(&self, case: &Case);
+    /// The case's figures at the end of an interval.
+    fn interval(&self, case: &Case, live: &LiveInterval<'_>);
+    /// The case ended with `result` (its final figures).
+    fn finish(&self, result: &CaseResult);
 }

@@ -1,11 +1,13 @@
 //! The case result: every recorder of a case merged into one [`CaseResult`], with its stages, its
 //! thresholds as checked, and its timeline interval by interval.
 
+use super::events::{EventResult, UnknownFate};
 use super::new_histogram;
 use super::recorder::{ErrorCounts, NEVER, Recorder};
 use crate::catalog::{Backend, PathKind};
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::CaseFacts;
+use crate::resources::{self, ResourceSeries};
 use crate::scenario::Case;
 use crate::scenario::threshold::{Metric, Threshold};
 use crate::stage::{STAGE_COUNT, Stage};
@@ -58,6 +60,12 @@ pub struct CaseResult {
     /// folded stacks in ns: py-spy's idle-inclusive samples of a celery or kombu case's harnesses
     /// (`--profile cpu`; the `pywall` view).
     pub pywall_folded: Option<String>,
+    /// The case's timed events (`[[case.fault]]`) as they happened; empty without any.
+    pub events: Vec<EventResult>,
+    /// Failed publishes whose fate is unknown (sent, never confirmed), when there were any.
+    pub unknown_fate: Option<UnknownFate>,
+    /// What the case's processes (and broker) held and used, sampled once per interval.
+    pub resources: ResourceSeries,
 }
 
 /// One interval of a case, merged over its publishers: publishes that ended in it.
@@ -147,6 +155,9 @@ impl CaseResult {
             wall_start: None,
             cpu_folded: None,
             pywall_folded: None,
+            events: Vec::new(),
+            unknown_fate: None,
+            resources: ResourceSeries::default(),
         }
     }
 
@@ -253,6 +264,8 @@ impl CaseResult {
             Metric::Errors => Some(self.errors.total() as f64),
             Metric::Blocked => self.facts.blocked_ns(),
             Metric::HarnessBusy => self.facts.harness_busy(),
+            Metric::RssGrowthPer10k => resources::largest_growth(&self.resources.process_figures()),
+            Metric::CpuPerPublish => resources::cpu_per_publish(&self.resources.process_figures()),
             Metric::MaxRate => None,
             Metric::Max if !self.latency.is_empty() => Some(self.latency.max() as f64),
             m => m

@@ -42,6 +42,9 @@ struct Latest {
     open: Vec<u64>,
     /// The newest interval found complete: what [`Recorders::latest_interval`] answers.
     shown: Option<LatestInterval>,
+    /// Every closed interval of every recorder added up: the measured latencies so far, for a live view
+    /// ([`Recorders::closed_latency`]).
+    total: Option<Histogram<u64>>,
 }
 
 impl LatestSlot {
@@ -50,6 +53,7 @@ impl LatestSlot {
             held: None,
             open: vec![u64::MAX; recorders],
             shown: None,
+            total: None,
         }))
     }
 
@@ -60,6 +64,11 @@ impl LatestSlot {
     pub(super) fn rolled(&self, id: usize, closed: Option<(u64, &Histogram<u64>)>, next: u64) {
         let mut latest = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((index, interval)) = closed {
+            latest
+                .total
+                .get_or_insert_with(new_histogram)
+                .add(interval)
+                .expect("same bounds");
             match &mut latest.held {
                 Some((i, _)) if *i > index => {}
                 Some((i, merged)) => {
@@ -158,6 +167,16 @@ impl Recorders {
     /// stall), the answer stays the interval before the stall.
     pub fn latest_interval(&self) -> Option<LatestInterval> {
         self.latest.as_ref()?.read()
+    }
+
+    /// Every successful measured publish of the intervals the threads have closed so far (a copy, taken once
+    /// per interval by a live view); `None` before the first and always without
+    /// [`Recorders::keeping_latest`]. The case's last, open intervals are not in it: the final figures come
+    /// with the case's result.
+    pub fn closed_latency(&self) -> Option<Histogram<u64>> {
+        let latest = self.latest.as_ref()?;
+        let guard = latest.0.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.total.clone()
     }
 
     /// Starts every recorder's intervals at `start` (the measured run's start), each `length` long; the

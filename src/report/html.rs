@@ -37,6 +37,8 @@ struct Page<'a> {
     spectrum: String,
     throughput: String,
     p99: String,
+    /// Resident memory over time; empty when no case was sampled.
+    memory: String,
     stages: String,
     stage_legend: Vec<Swatch>,
     flames: Vec<Flame>,
@@ -286,6 +288,10 @@ pub fn render(
         spectrum: plot::spectrum(cases)?,
         throughput: plot::over_time(cases, Over::Throughput)?,
         p99: plot::over_time(cases, Over::P99)?,
+        memory: match cases.iter().any(|c| c.resources.is_some()) {
+            true => plot::over_time(cases, Over::Memory)?,
+            false => String::new(),
+        },
         stages: if has_stages {
             plot::stages(cases)?
         } else {

@@ -11,6 +11,7 @@ pub mod html;
 pub mod merge;
 pub mod plot;
 pub mod progress;
+mod resources_table;
 pub mod search;
 pub mod table;
 

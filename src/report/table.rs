@@ -91,6 +91,9 @@ pub fn comparison_of(cases: &[CaseSummary]) -> String {
             .iter()
             .filter_map(|c| Some((c.name.as_str(), c.facts.python.as_ref()?))),
     ));
+    out.push_str(&super::resources_table::resources(
+        cases.iter().map(|c| (c.name.as_str(), c.resources.clone())),
+    ));
     out
 }
 
@@ -260,6 +263,14 @@ fn explanations(results: &[CaseResult]) -> String {
             .iter()
             .filter_map(|r| Some((r.name.as_str(), r.facts.python.as_ref()?))),
     ));
+    out.push_str(&super::resources_table::resources(results.iter().map(
+        |r| {
+            (
+                r.name.as_str(),
+                crate::summary::ResourcesSummary::of(&r.resources),
+            )
+        },
+    )));
     out.push_str(&thresholds(results));
     out
 }

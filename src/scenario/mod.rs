@@ -7,6 +7,9 @@
 mod plan;
 mod raw;
 pub mod threshold;
+mod wire;
+
+pub use wire::{CaseEvent, EventKind, Wire};
 
 use crate::catalog::{Backend, Client, PathKind};
 use crate::endpoint::Endpoint;
@@ -159,6 +162,10 @@ pub struct Case {
     pub task: Arc<TaskTemplate>,
     /// Budgets checked when the case ends (`[thresholds]`, overridden key by key by the case's own).
     pub thresholds: Vec<threshold::Threshold>,
+    /// The distance between the case and its broker (`rtt`, `jitter`); `None`: connect directly.
+    pub wire: Option<Wire>,
+    /// Timed events in the measured run (`[[case.fault]]`), in the order of their start.
+    pub events: Vec<CaseEvent>,
 }
 
 named_enum! {

@@ -24,6 +24,8 @@ macro_rules! with_settings {
             pub(super) stage_timing: Option<bool>,
             pub(super) profile_sample: Option<Spanned<f64>>,
             pub(super) interval: Option<Spanned<String>>,
+            pub(super) rtt: Option<Spanned<String>>,
+            pub(super) jitter: Option<Spanned<String>>,
         }
         impl $name {
             pub(super) fn settings(&self) -> Settings<'_> {
@@ -37,6 +39,8 @@ macro_rules! with_settings {
                     stage_timing: self.stage_timing,
                     profile_sample: self.profile_sample.as_ref(),
                     interval: self.interval.as_ref(),
+                    rtt: self.rtt.as_ref(),
+                    jitter: self.jitter.as_ref(),
                 }
             }
         }
@@ -84,6 +88,8 @@ pub(super) struct Settings<'a> {
     pub(super) stage_timing: Option<bool>,
     pub(super) profile_sample: Option<&'a Spanned<f64>>,
     pub(super) interval: Option<&'a Spanned<String>>,
+    pub(super) rtt: Option<&'a Spanned<String>>,
+    pub(super) jitter: Option<&'a Spanned<String>>,
 }
 
 impl<'a> Settings<'a> {
@@ -99,6 +105,8 @@ impl<'a> Settings<'a> {
             stage_timing: self.stage_timing.or(defaults.stage_timing),
             profile_sample: self.profile_sample.or(defaults.profile_sample),
             interval: self.interval.or(defaults.interval),
+            rtt: self.rtt.or(defaults.rtt),
+            jitter: self.jitter.or(defaults.jitter),
         }
     }
 }
@@ -131,6 +139,8 @@ pub(super) struct RawThresholds {
     errors: Option<Spanned<String>>,
     blocked: Option<Spanned<String>>,
     harness_busy: Option<Spanned<String>>,
+    rss_growth_per_10k: Option<Spanned<String>>,
+    cpu_per_publish: Option<Spanned<String>>,
 }
 
 impl RawThresholds {
@@ -146,6 +156,8 @@ impl RawThresholds {
             Metric::Errors => self.errors.as_ref(),
             Metric::Blocked => self.blocked.as_ref(),
             Metric::HarnessBusy => self.harness_busy.as_ref(),
+            Metric::RssGrowthPer10k => self.rss_growth_per_10k.as_ref(),
+            Metric::CpuPerPublish => self.cpu_per_publish.as_ref(),
             // What a search finds, not a budget a run can be held to.
             Metric::MaxRate => None,
         }
@@ -223,6 +235,7 @@ raw_case! {
         priority: Option<Spanned<i64>>,
         payload_bytes: Option<Spanned<i64>>,
         thresholds: Option<RawThresholds>,
+        fault: Option<Vec<Spanned<RawFault>>>,
     }
     backend {
         address: String,
@@ -244,4 +257,14 @@ raw_case! {
         unregistered_task: bool,
         publish_to_routed_queue: bool,
     }
+}
+
+/// A `[[case.fault]]`: `kind` at `at` for `for`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFault {
+    pub(super) at: Spanned<String>,
+    pub(super) kind: Spanned<String>,
+    #[serde(rename = "for")]
+    pub(super) length: Option<Spanned<String>>,
 }

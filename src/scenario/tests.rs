@@ -901,3 +901,4 @@ fn option_names_are_what_serde_writes() {
 }
 
 mod tasks_and_shared_settings;
+mod wire;

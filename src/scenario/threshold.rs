@@ -50,6 +50,8 @@ pub enum Kind {
     Duration,
     /// A plain number (publishes per second, a count); `_` and `,` may group digits.
     Number,
+    /// A size in bytes such as `512KiB`, `2MiB`, `1GB` (a bare number is bytes).
+    Bytes,
 }
 
 /// A quantity that is not of its kind; the message says how to write one.
@@ -59,6 +61,8 @@ pub enum QuantityError {
     NotANumber(String),
     #[error("{0:?} is not a duration (write it like 2ms, 850us, 1.5s)")]
     NotADuration(String),
+    #[error("{0:?} is not a size (write it like 512KiB, 2MiB, 1GB)")]
+    NotASize(String),
 }
 
 /// Reads `text` as a quantity of `kind`, in nanoseconds for durations. The error says what was expected.
@@ -72,6 +76,26 @@ pub fn quantity(text: &str, kind: Kind) -> Result<f64, QuantityError> {
     }
     match kind {
         Kind::Number => Err(QuantityError::NotANumber(t.to_string())),
+        Kind::Bytes => {
+            let split = t
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(t.len());
+            let (number, unit) = t.split_at(split);
+            let scale: f64 = match unit.trim() {
+                "B" => 1.0,
+                "KB" | "kB" => 1e3,
+                "MB" => 1e6,
+                "GB" => 1e9,
+                "KiB" => 1024.0,
+                "MiB" => 1024.0 * 1024.0,
+                "GiB" => 1024.0 * 1024.0 * 1024.0,
+                _ => return Err(QuantityError::NotASize(t.to_string())),
+            };
+            number
+                .parse::<f64>()
+                .map(|v| v * scale)
+                .map_err(|_| QuantityError::NotASize(t.to_string()))
+        }
         Kind::Duration => {
             let not_a_duration = || QuantityError::NotADuration(t.to_string());
             let split = t
@@ -109,6 +133,10 @@ named_enum! {
         Blocked => "blocked",
         /// Python clients: the share of the harnesses' time inside the publish call (facts), 0 to 1.
         HarnessBusy => "harness_busy",
+        /// The largest resident-memory growth per 10,000 publishes among the case's processes (bytes).
+        RssGrowthPer10k => "rss_growth_per_10k",
+        /// CPU time per publish of taskbench and the case's harnesses together.
+        CpuPerPublish => "cpu_per_publish",
         /// `taskbench search`: the highest rate found and confirmed under the budget (publishes per second).
         /// A run has none: `compare` and `--fail-if` read it, a scenario's thresholds cannot set it.
         MaxRate => "max_rate",
@@ -128,6 +156,8 @@ impl Metric {
             | Metric::Errors
             | Metric::Blocked
             | Metric::HarnessBusy
+            | Metric::RssGrowthPer10k
+            | Metric::CpuPerPublish
             | Metric::MaxRate => None,
         }
     }
@@ -136,6 +166,7 @@ impl Metric {
     pub fn show(self, value: f64) -> String {
         match (self, self.kind()) {
             (Metric::HarnessBusy, _) => format!("{:.1}%", 100.0 * value),
+            (_, Kind::Bytes) => crate::human::human_bytes_signed(value),
             (_, Kind::Duration) => crate::human::human_ns(value.max(0.0).round() as u64),
             (_, Kind::Number) => crate::human::human_count(value.max(0.0).round() as u64),
         }
@@ -144,7 +175,8 @@ impl Metric {
     /// How its values are written: a duration for latencies and the blocked time, else a number.
     pub const fn kind(self) -> Kind {
         match (self.quantile(), self) {
-            (Some(_), _) | (None, Metric::Blocked) => Kind::Duration,
+            (Some(_), _) | (None, Metric::Blocked | Metric::CpuPerPublish) => Kind::Duration,
+            (None, Metric::RssGrowthPer10k) => Kind::Bytes,
             _ => Kind::Number,
         }
     }
@@ -252,6 +284,13 @@ mod tests {
         assert_eq!(quantity("10_000", Kind::Number), Ok(1e4));
         assert!(quantity("2 parsecs", Kind::Duration).is_err());
         assert!(quantity("2ms", Kind::Number).is_err());
+        assert_eq!(quantity("2MiB", Kind::Bytes), Ok(2.0 * 1024.0 * 1024.0));
+        assert_eq!(quantity("1.5 KB", Kind::Bytes), Ok(1500.0));
+        assert_eq!(quantity("4096", Kind::Bytes), Ok(4096.0));
+        assert_eq!(
+            quantity("2 parsecs", Kind::Bytes).unwrap_err().to_string(),
+            "\"2 parsecs\" is not a size (write it like 512KiB, 2MiB, 1GB)"
+        );
     }
 
     #[test]

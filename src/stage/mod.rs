@@ -26,8 +26,20 @@ named_enum! {
         Bind => "bind",
         /// Check a connection or producer out of a pool.
         Acquire => "acquire",
+        /// A Python client's own option and header assembly around the publish: what Celery's
+        /// `apply_async` (with `send_task` and its message sender) and kombu's `Producer.publish` do between
+        /// the calls timed as other stages (docs/python-clients.md).
+        Options => "options",
+        /// Ask the app's router where the task goes (Celery's `Router.route`).
+        Route => "route",
         /// Build the message for this publish (fresh task id, envelope).
         Encode => "encode",
+        /// Render the task's arguments as text for the message's `argsrepr`/`kwargsrepr` headers (Celery's
+        /// `saferepr`).
+        Argsrepr => "argsrepr",
+        /// Run the publish signals' handlers, the user's own included (Celery's `before_task_publish` and
+        /// `after_task_publish`).
+        Signals => "signals",
         /// Put the message on the wire (and, where the protocol answers, read the reply).
         Send => "send",
         /// Wait for the broker's publisher confirm.
@@ -36,6 +48,8 @@ named_enum! {
         Release => "release",
         /// Close a channel or connection opened for this publish.
         Close => "close",
+        /// Build the handle the client returns for the published task (Celery's `AsyncResult`).
+        Result => "result",
     }
 }
 
@@ -43,7 +57,7 @@ named_enum! {
 pub const STAGE_COUNT: usize = Stage::COUNT;
 
 // `StageClock::touched` holds one bit per stage.
-const _: () = assert!(STAGE_COUNT <= u16::BITS as usize);
+const _: () = assert!(STAGE_COUNT <= u32::BITS as usize);
 
 impl Stage {
     /// Position in [`Stage::ALL`], for indexing per-stage arrays.
@@ -61,7 +75,7 @@ impl Stage {
 pub struct StageClock {
     enabled: bool,
     elapsed_ns: [u64; STAGE_COUNT],
-    touched: u16,
+    touched: u32,
     lap: Option<Instant>,
     traced: bool,
     /// The latency of the publish in flight as another process measured it ([`StageClock::set_measured`]).

@@ -18,11 +18,16 @@ pub fn stage_span(stage: Stage) -> Span {
         Stage::Declare => span!(Level::TRACE, "declare"),
         Stage::Bind => span!(Level::TRACE, "bind"),
         Stage::Acquire => span!(Level::TRACE, "acquire"),
+        Stage::Options => span!(Level::TRACE, "options"),
+        Stage::Route => span!(Level::TRACE, "route"),
         Stage::Encode => span!(Level::TRACE, "encode"),
+        Stage::Argsrepr => span!(Level::TRACE, "argsrepr"),
+        Stage::Signals => span!(Level::TRACE, "signals"),
         Stage::Send => span!(Level::TRACE, "send"),
         Stage::Confirm => span!(Level::TRACE, "confirm"),
         Stage::Release => span!(Level::TRACE, "release"),
         Stage::Close => span!(Level::TRACE, "close"),
+        Stage::Result => span!(Level::TRACE, "result"),
     }
 }
 

@@ -3,16 +3,18 @@
 
 use super::encode_histogram;
 use super::schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, IntervalSummary, LatencySummary, Mode,
-    StageSummary, Summary, TaskSettings, ThresholdSummary,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, IntervalResources,
+    IntervalSummary, LatencySummary, Mode, ReconnectSummary, ResourcesSummary, StageSummary,
+    Summary, TaskSettings, ThresholdSummary, UnknownFateSummary, WireSettings,
 };
 use crate::backend::url::redact;
 use crate::message::FRAME_PREFIX_LEN;
-use crate::record::CaseResult;
+use crate::record::{CaseResult, EventResult};
 use crate::scenario::{BackendOptions, Case, Shard};
 use hdrhistogram::Histogram;
 use indexmap::IndexMap;
 use serde_json::json;
+use std::time::Duration;
 
 impl CaseSettings {
     pub fn of(case: &Case) -> CaseSettings {
@@ -70,6 +72,10 @@ impl CaseSettings {
                 envelope_bytes: case.task.frame_len() - FRAME_PREFIX_LEN,
             },
             options,
+            wire: case.wire.map(|w| WireSettings {
+                rtt_s: w.rtt.as_secs_f64(),
+                jitter_s: w.jitter.as_secs_f64(),
+            }),
         }
     }
 }
@@ -180,9 +186,61 @@ impl CaseSummary {
                     p50: i.p50,
                     p99: i.p99,
                     max: i.max,
+                    events: events_during(r, i.start, i.length),
+                    resources: IntervalResources::at(&r.resources, i.start, i.length),
                 })
                 .collect(),
+            events: r.events.iter().map(EventSummary::of).collect(),
+            unknown_fate: r.unknown_fate.map(|u| UnknownFateSummary {
+                publishes: u.publishes,
+                delivered: u.delivered,
+            }),
+            resources: ResourcesSummary::of(&r.resources),
             max_rate: None,
+        }
+    }
+}
+
+/// The kinds of `r`'s events under way during the interval from `start` for `length`.
+fn events_during(r: &CaseResult, start: Duration, length: Duration) -> Vec<String> {
+    r.events
+        .iter()
+        .filter(|e| {
+            let Some(began) = e.began else { return false };
+            let ended = e.ended.unwrap_or(Duration::MAX);
+            // An instant event (a reset without `for`) belongs to the interval it happened in.
+            began < start + length && (ended > start || (ended == began && began >= start))
+        })
+        .map(|e| e.event.kind.name().to_string())
+        .collect()
+}
+
+impl EventSummary {
+    fn of(e: &EventResult) -> EventSummary {
+        let again: Vec<f64> = e
+            .published_again
+            .iter()
+            .flatten()
+            .map(|d| d.as_secs_f64())
+            .collect();
+        EventSummary {
+            kind: e.event.kind.name().to_string(),
+            at_s: e.event.at.as_secs_f64(),
+            for_s: e.event.length.as_secs_f64(),
+            began_s: e.began.map(|d| d.as_secs_f64()),
+            ended_s: e.ended.map(|d| d.as_secs_f64()),
+            published_again_s: e
+                .published_again
+                .iter()
+                .map(|d| d.map(|d| d.as_secs_f64()))
+                .collect(),
+            reconnect_s: ReconnectSummary {
+                publishers: e.published_again.len(),
+                published_again: again.len(),
+                min: again.iter().copied().reduce(f64::min),
+                mean: (!again.is_empty()).then(|| again.iter().sum::<f64>() / again.len() as f64),
+                max: again.iter().copied().reduce(f64::max),
+            },
         }
     }
 }

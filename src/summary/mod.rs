@@ -5,17 +5,19 @@
 //!
 //! `schema.rs` holds the serde types, `from_result.rs` builds them from a finished case's
 //! [`CaseResult`](crate::record::CaseResult), and `json.rs` reads and writes the file (and the base64
-//! histograms inside it).
+//! histograms inside it); `resources.rs` holds the processes' and broker's figures.
 
 mod from_result;
 mod json;
+mod resources;
 mod schema;
 
 pub use from_result::{RunInfo, breakdown, breakdown_of};
 pub use json::{HistogramError, SummaryError, decode_histogram, encode_histogram};
 pub use schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, IntervalSummary, LatencySummary, Mode,
-    StageSummary, Summary, TaskSettings, ThresholdSummary,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, IntervalResources,
+    IntervalSummary, LatencySummary, Mode, ReconnectSummary, ResourcesSummary, StageSummary,
+    Summary, TaskSettings, ThresholdSummary, UnknownFateSummary, WireSettings,
 };
 
 #[cfg(test)]

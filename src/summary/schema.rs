@@ -8,6 +8,8 @@ use crate::scenario::threshold::Op;
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
+pub use super::resources::{IntervalResources, ResourcesSummary};
+
 /// A whole run: what ran, when, and every case finished so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
@@ -74,6 +76,17 @@ pub struct CaseSettings {
     /// The backend's keys, as a scenario would write them (`url` with its password hidden; `null` for
     /// "from the environment or the default").
     pub options: IndexMap<String, serde_json::Value>,
+    /// The network the case crossed (`rtt`, `jitter`); absent when it connected directly (added in
+    /// [Unreleased]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wire: Option<WireSettings>,
+}
+
+/// A case's `rtt` and `jitter`, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct WireSettings {
+    pub rtt_s: f64,
+    pub jitter_s: f64,
 }
 
 /// The task a case published.
@@ -151,10 +164,59 @@ pub struct CaseSummary {
     /// The measured run interval by interval (`interval` long each; absent from summaries before 0.2.0).
     #[serde(default)]
     pub timeline: Vec<IntervalSummary>,
+    /// The case's timed events (`[[case.fault]]`) as they happened, with each publisher's reconnect figure
+    /// (absent without any; added in [Unreleased]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<EventSummary>,
+    /// Failed publishes that may or may not have arrived (sent, never confirmed), and how many did (absent
+    /// when none; added in [Unreleased]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unknown_fate: Option<UnknownFateSummary>,
+    /// What the case's processes and broker held and used, sampled once per interval (absent from
+    /// summaries before [Unreleased] and for a case that never started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourcesSummary>,
     /// `taskbench search`: the highest rate found and confirmed under the budget, publishes per second
     /// (the case's figures are its confirmation's). Absent from a run's summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<f64>,
+}
+
+/// One timed event of a case, as it happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventSummary {
+    /// `blackhole` or `reset`.
+    pub kind: String,
+    /// When it was scheduled to begin, and for how long (`at`, `for`), in seconds.
+    pub at_s: f64,
+    pub for_s: f64,
+    /// When it began and ended, from the start of the measured run; `null` when the case ended first.
+    pub began_s: Option<f64>,
+    pub ended_s: Option<f64>,
+    /// Per publisher: seconds from the event's end to the end of its first successful publish after it;
+    /// `null` for a publisher that never published again.
+    pub published_again_s: Vec<Option<f64>>,
+    /// Over the publishers: how many published again, and the fastest, mean and slowest of them.
+    pub reconnect_s: ReconnectSummary,
+}
+
+/// How long the publishers took to publish again after an event ended, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ReconnectSummary {
+    pub publishers: usize,
+    pub published_again: usize,
+    pub min: Option<f64>,
+    pub mean: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Publishes whose fate is unknown: failed after they may have been sent (a timeout, a lost connection,
+/// never confirmed).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct UnknownFateSummary {
+    pub publishes: u64,
+    /// How many of them the backend holds; `null` when it cannot tell.
+    pub delivered: Option<u64>,
 }
 
 /// One interval of a case's timeline: the publishes that ended in it.
@@ -172,6 +234,13 @@ pub struct IntervalSummary {
     pub p50: Option<u64>,
     pub p99: Option<u64>,
     pub max: Option<u64>,
+    /// The kinds of the case's timed events under way during the interval (absent when none; added in
+    /// [Unreleased]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// The processes' memory and busiest threads at the interval's end (absent before [Unreleased]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<IntervalResources>,
 }
 
 /// One threshold of a case and whether the case met it.

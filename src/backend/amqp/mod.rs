@@ -107,7 +107,10 @@ impl FlowStats {
 
 /// What every publisher of a case needs to know; built once, shared read-only.
 pub struct Settings {
+    /// Where publishers connect: the broker, or the wire proxy in front of it (`rtt`, faults).
     uri: AMQPUri,
+    /// Where taskbench's own connection (declare, count, purge) connects: always the broker itself.
+    admin_uri: AMQPUri,
     /// The URL with its password hidden: the only form that is ever printed.
     url: String,
     queue: String,
@@ -140,10 +143,25 @@ pub struct Settings {
 }
 
 impl Settings {
-    fn new(case: &Case, o: &AmqpOptions, stop: Stop) -> Result<Settings, PublishError> {
+    fn new(
+        case: &Case,
+        o: &AmqpOptions,
+        stop: Stop,
+        via: Option<&str>,
+    ) -> Result<Settings, PublishError> {
         let raw = broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", DEFAULT_URL);
         let url = redact(&raw);
-        let uri: AMQPUri = raw.parse().map_err(|e| {
+        let parse = |raw: &str| raw.parse::<AMQPUri>();
+        let admin_uri = parse(&raw).map_err(|e| {
+            PublishError::new(
+                ErrorKind::Config,
+                format!(
+                    "{url} is not an AMQP URL: {e}; write it like {}",
+                    redact(DEFAULT_URL)
+                ),
+            )
+        })?;
+        let uri: AMQPUri = parse(via.unwrap_or(&raw)).map_err(|e| {
             PublishError::new(
                 ErrorKind::Config,
                 format!(
@@ -162,6 +180,7 @@ impl Settings {
         let confirm = o.confirm;
         Ok(Settings {
             uri,
+            admin_uri,
             url,
             routing_key,
             queue_arguments: queue_arguments(o.queue_type),
@@ -229,9 +248,14 @@ impl Live {
 /// Opens a connection to the case's broker. `watch` follows connection.blocked/unblocked (for connections
 /// that live across publishes).
 async fn connect(s: &Settings, watch: bool) -> Result<Live, PublishError> {
+    connect_to(s, &s.uri, watch).await
+}
+
+/// Opens a connection to `uri`, the publishers' or the admin's.
+async fn connect_to(s: &Settings, uri: &AMQPUri, watch: bool) -> Result<Live, PublishError> {
     let properties =
         ConnectionProperties::default().with_connection_name(s.connection_name.as_str().into());
-    let connection = Connection::connect_uri(s.uri.clone(), properties)
+    let connection = Connection::connect_uri(uri.clone(), properties)
         .await
         .map_err(|e| classify(&e, Doing::Connect, &s.url))?;
     let blocked = Arc::new(AtomicBool::new(false));
@@ -369,7 +393,18 @@ pub struct AmqpTarget {
 impl AmqpTarget {
     /// A case on RabbitMQ; `stop` is the run's interrupt flag (it ends reconnect backoffs early).
     pub fn new(case: &Case, o: &AmqpOptions, stop: Stop) -> Result<AmqpTarget, PublishError> {
-        let s = Arc::new(Settings::new(case, o, stop)?);
+        Self::via(case, o, stop, None)
+    }
+
+    /// A case on RabbitMQ whose publishers connect to `via` (the wire proxy's URL) when given; taskbench's
+    /// own connection (declare, delivered count, purge) still goes to the broker directly.
+    pub fn via(
+        case: &Case,
+        o: &AmqpOptions,
+        stop: Stop,
+        via: Option<&str>,
+    ) -> Result<AmqpTarget, PublishError> {
+        let s = Arc::new(Settings::new(case, o, stop, via)?);
         let connections = o.connections.max(1);
         let pool_size = o.pool_size.max(1);
         let slots = if s.path == PathKind::Pooled {
@@ -402,7 +437,7 @@ impl AmqpTarget {
             .is_some_and(|(live, ch)| live.connected() && ch.status().connected());
         if !usable {
             let s = &self.s;
-            let live = tokio::time::timeout(s.admin_timeout, connect(s, false))
+            let live = tokio::time::timeout(s.admin_timeout, connect_to(s, &s.admin_uri, false))
                 .await
                 .map_err(|_| {
                     PublishError::new(ErrorKind::Unreachable,
@@ -465,6 +500,13 @@ impl AmqpTarget {
 
 impl Target for AmqpTarget {
     type Publisher = AmqpPublisher;
+
+    fn broker_memory(&self) -> Result<Option<crate::engine::BrokerProbe>, String> {
+        Err(
+            "RabbitMQ's memory is not measured: taskbench does not read its management interface"
+                .into(),
+        )
+    }
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
         let s = self.s.clone();

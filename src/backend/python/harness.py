@@ -23,6 +23,7 @@ import os
 import sys
 import time
 import uuid
+import weakref
 
 perf_ns = time.perf_counter_ns
 # The channel to taskbench (set up by src/backend/python/harness.rs): commands in, answers out.
@@ -33,48 +34,61 @@ write = os.write
 
 # --- stages: Celery's and kombu's own functions, wrapped so their time is charged to a stage -------------
 
-# (stage, module, class, attribute). Applied where the installed version has them; the ready line says which
-# were wrapped. Stages are exclusive: a wrapped function called inside another (a connection checked out of
-# the pool while a producer is) is charged to its own stage, and taken out of the caller's.
+# (stage, module, class, attribute); class None: a module's function, wrapped where the module looks it up.
+# Applied where the installed version has them; the ready line says which were wrapped. Stages are
+# exclusive: a wrapped function called inside another (a connection checked out of the pool while a producer
+# is) is charged to its own stage and taken out of the caller's, so the outermost ones (`options`: Celery's
+# apply_async, kombu's Producer.publish) keep their own code and the unwrapped functions they call.
+# docs/python-clients.md has the mapping per version.
 STAGE_FUNCTIONS = [
+    ("options", "celery.app.task", "Task", "apply_async"),
+    ("options", "kombu.messaging", "Producer", "publish"),
+    ("route", "celery.app.routes", "Router", "route"),
     ("acquire", "kombu.resource", "Resource", "acquire"),
+    ("connect", "kombu.connection", "Connection", "__init__"),
     ("connect", "kombu.connection", "Connection", "_establish_connection"),
     ("channel", "kombu.connection", "Connection", "channel"),
+    ("encode", "celery.app.base", None, "uuid"),
     ("encode", "celery.app.amqp", "AMQP", "as_task_v2"),
     ("encode", "kombu.messaging", "Producer", "_prepare"),
     ("encode", "kombu.transport.virtual.base", "Channel", "prepare_message"),
     ("encode", "amqp.channel", "Channel", "prepare_message"),
+    ("argsrepr", "celery.app.amqp", None, "saferepr"),
+    ("signals", "celery.utils.dispatch.signal", "Signal", "send"),
     ("declare", "kombu.messaging", "Producer", "maybe_declare"),
     ("send", "kombu.transport.virtual.base", "Channel", "basic_publish"),
     ("send", "amqp.channel", "Channel", "_basic_publish"),
+    ("confirm", "amqp.channel", "Channel", "basic_publish_confirm"),
     ("release", "kombu.resource", "Resource", "release"),
     ("release", "kombu.pools", "ProducerPool", "release"),
     ("close", "kombu.connection", "Connection", "_close"),
+    ("result", "celery.result", "AsyncResult", "__init__"),
 ]
 
-# Per publish: nanoseconds by stage, and the stack of wrapped calls in progress (each frame collects the
-# time of the wrapped calls inside it).
+# The publish signals whose handlers run inside `signals` (Signal.send): the ready line names them.
+PUBLISH_SIGNALS = ("before_task_publish", "after_task_publish", "task_sent")
+
+# Per publish: nanoseconds by stage. `covered` is the time of the wrapped calls that have ended, each
+# counted once at its own level: a wrapper takes what grew in it during its call (its nested wrapped calls)
+# out of its own time, then sets it to what it was before plus its whole call.
 acc = {}
-stack = []
+covered = [0]
 calls = [0]
 
 
 def timed(stage, fn):
-    push, pop, get, clock = stack.append, stack.pop, acc.get, perf_ns
+    get, clock = acc.get, perf_ns
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        frame = [0]
-        push(frame)
+        before = covered[0]
         t0 = clock()
         try:
             return fn(*args, **kwargs)
         finally:
             elapsed = clock() - t0
-            pop()
-            acc[stage] = get(stage, 0) + elapsed - frame[0]
-            if stack:
-                stack[-1][0] += elapsed
+            acc[stage] = get(stage, 0) + elapsed - (covered[0] - before)
+            covered[0] = before + elapsed
             calls[0] += 1
 
     wrapper.__taskbench_stage__ = stage
@@ -88,7 +102,9 @@ def wrap_stages():
     wrapped = {}
     for stage, module, cls, attr in STAGE_FUNCTIONS:
         try:
-            owner = getattr(importlib.import_module(module), cls)
+            owner = importlib.import_module(module)
+            if cls is not None:
+                owner = getattr(owner, cls)
         except (ImportError, AttributeError):
             continue
         fn = owner.__dict__.get(attr)
@@ -98,8 +114,25 @@ def wrap_stages():
         if (module, attr) == ("amqp.channel", "_basic_publish"):
             # py-amqp aliases basic_publish = _basic_publish at class creation: point the alias at the wrapper.
             owner.basic_publish = owner._basic_publish
-        wrapped.setdefault(stage, []).append(f"{module}.{cls}.{attr}")
+        wrapped.setdefault(stage, []).append(f"{module}.{cls}.{attr}" if cls else f"{module}.{attr}")
     return wrapped
+
+
+def signal_handlers():
+    """The handlers connected to Celery's publish signals, as "signal: module.function" (their time is the
+    `signals` stage's): read once the app is loaded, so that its own handlers are there."""
+    try:
+        from celery import signals
+    except ImportError:
+        return []
+    out = []
+    for name in PUBLISH_SIGNALS:
+        for _, receiver in getattr(getattr(signals, name, None), "receivers", None) or []:
+            fn = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
+            if fn is not None:
+                fn = getattr(fn, "__func__", fn)
+                out.append(f"{name}: {getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}")
+    return out
 
 
 # --- errors -------------------------------------------------------------------------------------------
@@ -355,9 +388,16 @@ def kombu_publisher(cfg):
     }
     extra = {"priority": cfg["priority"]} if cfg.get("priority") else {}
 
-    def send(producer):
+    def task_message():
+        """The fresh task id and the headers Celery would send with it: this publish's part of the message."""
         task_id = str(uuid.uuid4())
-        headers = dict(base, id=task_id, root_id=task_id)
+        return task_id, dict(base, id=task_id, root_id=task_id)
+
+    if cfg.get("stage_timing", True):
+        task_message = timed("encode", task_message)
+
+    def send(producer):
+        task_id, headers = task_message()
         producer.publish(body, exchange="", routing_key=queue, declare=[q], serializer="json",
                          headers=headers, correlation_id=task_id, delivery_mode=2, **extra)
 
@@ -414,6 +454,10 @@ def serve(cfg, commands):
         "kombu": kombu.__version__,
         "stages": wrapped,
     }
+    if "signals" in wrapped:
+        wrapped["signals"] += signal_handlers()
+    if cfg["client"] == "kombu" and wrapped:
+        wrapped.setdefault("encode", []).append("taskbench_harness.kombu_publisher.<locals>.task_message")
     write(ANSWERS, ("r " + json.dumps(ready) + "\n").encode())
 
     readline = commands.readline
@@ -427,7 +471,6 @@ def serve(cfg, commands):
         if not first:
             first = perf_ns()
         acc.clear()
-        stack.clear()
         calls[0] = 0
         t0 = perf_ns()
         try:
@@ -462,7 +505,7 @@ def serve(cfg, commands):
 def overhead():
     """What the harness adds to a publish, measured without a broker: recording (two clock reads, the
     answer line and its write to a pipe), and stage timing (per timed call, and the longer answer line)."""
-    n = 100_000
+    n = 50_000
     r, w = os.pipe()
     os.set_blocking(r, False)
 
@@ -486,7 +529,6 @@ def overhead():
         t = perf_ns()
         for i in range(n):
             acc.clear()
-            stack.clear()
             calls[0] = 0
             t0 = perf_ns()
             fn()
@@ -499,17 +541,17 @@ def overhead():
                 drain()
         return perf_ns() - t
 
-    # Ten timed calls over five stages, as a Celery publish on the acquire path makes (its notes say how
-    # many timed calls a publish made).
-    stages = ["acquire", "encode", "declare", "send", "release"]
-    timed_fns = [timed(stages[i % 5], noop) for i in range(10)]
-    bare_fns = [noop] * 10
+    # As many timed calls as a Celery publish on the acquire path makes (its notes say how many timed calls
+    # a publish made), over the stages it has.
+    stages = ["options", "route", "encode", "argsrepr", "acquire", "signals", "declare", "send", "release", "result"]
+    timed_fns = [timed(stages[i % len(stages)], noop) for i in range(TIMED_CALLS)]
+    bare_fns = [noop] * TIMED_CALLS
 
-    def ten_timed():
+    def all_timed():
         for f in timed_fns:
             f()
 
-    def ten_bare():
+    def all_bare():
         for f in bare_fns:
             f()
 
@@ -517,14 +559,21 @@ def overhead():
     for _ in range(5):
         bare = bare_loop(noop)
         recorded = recorded_loop(noop)
-        plain10 = recorded_loop(ten_bare)
-        timed10 = recorded_loop(ten_timed)
-        rounds.append(((recorded - bare) / n, (timed10 - plain10) / n))
+        plain = recorded_loop(all_bare)
+        timed_all = recorded_loop(all_timed)
+        rounds.append(((recorded - bare) / n, (timed_all - plain) / n))
     record_ns = sorted(x[0] for x in rounds)[2]
     stage_ns = sorted(x[1] for x in rounds)[2]
     print(json.dumps({"python": sys.version.split()[0], "publishes": n,
-                      "record_ns_per_publish": round(record_ns),
-                      "stage_timing_ns_per_publish_of_10_timed_calls": round(stage_ns)}))
+                      "record_ns_per_publish": round(record_ns), "timed_calls_per_publish": TIMED_CALLS,
+                      "stage_timing_ns_per_publish": round(stage_ns),
+                      "stage_timing_ns_per_timed_call": round(stage_ns / TIMED_CALLS)}))
+
+
+# Timed calls per publish of Celery's `acquire` path (Celery 5.7: apply_async, the router, the task id,
+# as_task_v2, two saferepr, the pool checkout and its connection's, the two publish signals, Producer.publish,
+# _prepare, maybe_declare, prepare_message, _basic_publish, two releases and the AsyncResult).
+TIMED_CALLS = 18
 
 
 def probe(request):

@@ -39,9 +39,10 @@ pub(super) fn case_notes(ready: &[Ready], path_note: &str, profile: bool) -> Vec
     }
     if profile {
         notes.push(format!(
-            "--profile cpu: two py-spy processes sampled each harness at {} Hz over the measured publishes only (attached after warm-up), {} ns per sample: one pausing it for each sample and leaving idle samples out (the cpu view, Python frames on CPU), one with --nonblocking --idle (the pywall view, Python frames on the wall clock, waiting on the broker included)",
+            "--profile cpu: two py-spy processes sampled each harness at {} Hz over the measured publishes only (attached after warm-up), {} ns per sample: one pausing it for each sample and leaving idle samples out (the cpu view, Python frames on CPU), one with --nonblocking --idle (the pywall view, Python frames on the wall clock, waiting on the broker included); both at nice {} where taskbench may raise their priority, so that a loaded machine fails fewer of the nonblocking reads; the flamegraphs leave (harness), the time between publishes, out, so their shares are of the publish",
             spy::RATE_HZ,
-            spy::NS_PER_SAMPLE
+            spy::NS_PER_SAMPLE,
+            spy::SAMPLER_NICE
         ));
     }
     notes

@@ -12,9 +12,11 @@ use crate::backend::amqp::AmqpTarget;
 use crate::backend::redis::RedisTarget;
 use crate::backend::url::scrub;
 use crate::catalog::Client;
+use crate::engine::BrokerProbe;
 use crate::engine::Target;
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::{CaseFacts, HarnessDeath};
+use crate::resources::Watched;
 use crate::scenario::{Case, PythonClient};
 use futures_util::{StreamExt, TryStreamExt};
 use std::path::{Path, PathBuf};
@@ -225,6 +227,21 @@ impl<T: Broker> Target for PythonTarget<T> {
 
     async fn delivered(&mut self, expected: u64) -> Result<Option<u64>, PublishError> {
         self.inner.delivered(expected).await
+    }
+
+    fn processes(&self) -> Vec<Watched> {
+        self.ready
+            .iter()
+            .enumerate()
+            .map(|(w, r)| Watched {
+                name: format!("harness-{w}"),
+                pid: r.pid,
+            })
+            .collect()
+    }
+
+    fn broker_memory(&self) -> Result<Option<BrokerProbe>, String> {
+        self.inner.broker_memory()
     }
 
     fn cpu_profile(&mut self) -> Option<String> {

@@ -16,10 +16,11 @@ use super::backoff::{self, Backoff};
 use super::url::{broker_url, redact};
 use crate::catalog::PathKind;
 use crate::engine::Stop;
-use crate::engine::{Publisher, Target};
+use crate::engine::{BrokerProbe, Publisher, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::CaseFacts;
 use crate::message::TaskMessage;
+use crate::resources::parse_redis_info;
 use crate::scenario::{Case, RedisOptions};
 use crate::stage::StageClock;
 use redis::aio::MultiplexedConnection;
@@ -32,8 +33,11 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 
 /// What every publisher of a case shares: how to connect, and the keys kombu uses for the case's queue.
 pub struct Endpoint {
+    /// Where publishers connect: the server, or the wire proxy in front of it (`rtt`, faults).
     info: redis::ConnectionInfo,
     client: Client,
+    /// taskbench's own connection (lengths, cleanup) goes to the server itself.
+    admin: Client,
     /// For publishers: connecting is bounded by `publish_timeout`, replies by the engine's timeout.
     config: AsyncConnectionConfig,
     /// The URL with its password hidden, for messages.
@@ -49,28 +53,21 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(case: &Case, o: &RedisOptions, stop: Stop) -> Result<Endpoint, PublishError> {
+    fn new(
+        case: &Case,
+        o: &RedisOptions,
+        stop: Stop,
+        via: Option<&str>,
+    ) -> Result<Endpoint, PublishError> {
         let url = broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", DEFAULT_URL);
         let shown = redact(&url);
-        let info = url.as_str().into_connection_info().map_err(|e| {
-            PublishError::new(
-                ErrorKind::Config,
-                format!("the redis URL {shown} is not valid: {e}"),
-            )
-        })?;
-        let settings = info.redis_settings().clone().set_skip_set_lib_name();
-        let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let info = info.set_redis_settings(settings);
-        let client = Client::open(info.clone()).map_err(|e| {
-            PublishError::new(
-                ErrorKind::Config,
-                format!("the redis URL {shown} is not valid: {e}"),
-            )
-        })?;
+        let (_, admin) = connection(&url, &shown)?;
+        let (info, client) = connection(via.unwrap_or(&url), &shown)?;
         let spec = case.task.spec();
         Ok(Endpoint {
             info,
             client,
+            admin,
             config: AsyncConnectionConfig::new()
                 .set_connection_timeout(Some(case.publish_timeout))
                 .set_response_timeout(None),
@@ -114,6 +111,21 @@ impl Endpoint {
             .map_err(|e| self.connect_error(&e))
     }
 
+    /// Whether the server is on this machine (a Unix socket or a loopback address).
+    fn is_local(&self) -> bool {
+        match self.info.addr() {
+            redis::ConnectionAddr::Unix(_) => true,
+            redis::ConnectionAddr::Tcp(host, _) | redis::ConnectionAddr::TcpTls { host, .. } => {
+                host == "localhost"
+                    || host
+                        .trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|ip| ip.is_loopback())
+            }
+            _ => false,
+        }
+    }
+
     /// Opens a connection for setup and checks, whose replies time out after `timeout`.
     async fn connect_admin(
         &self,
@@ -122,7 +134,7 @@ impl Endpoint {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
-        self.client
+        self.admin
             .get_multiplexed_async_connection_with_config(&config)
             .await
             .map_err(|e| self.connect_error(&e))
@@ -198,6 +210,22 @@ fn first_error(values: Vec<Value>) -> Result<(), RedisError> {
     Ok(())
 }
 
+/// How taskbench connects to `url` (shown as `shown`): no `CLIENT SETINFO`, `TCP_NODELAY`.
+fn connection(url: &str, shown: &str) -> Result<(redis::ConnectionInfo, Client), PublishError> {
+    let invalid = |e: RedisError| {
+        PublishError::new(
+            ErrorKind::Config,
+            format!("the redis URL {shown} is not valid: {e}"),
+        )
+    };
+    let info = url.into_connection_info().map_err(invalid)?;
+    let settings = info.redis_settings().clone().set_skip_set_lib_name();
+    let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+    let info = info.set_redis_settings(settings);
+    let client = Client::open(info.clone()).map_err(invalid)?;
+    Ok((info, client))
+}
+
 /// A case on Redis.
 pub struct RedisTarget {
     path: PathKind,
@@ -222,6 +250,17 @@ pub struct RedisTarget {
 impl RedisTarget {
     /// A case on Redis; `stop` is the run's interrupt flag (it ends reconnect backoffs early).
     pub fn new(case: &Case, o: &RedisOptions, stop: Stop) -> Result<Self, PublishError> {
+        Self::via(case, o, stop, None)
+    }
+
+    /// A case on Redis whose publishers connect to `via` (the wire proxy's URL) when given; taskbench's own
+    /// connection (lengths, cleanup) still goes to the server directly.
+    pub fn via(
+        case: &Case,
+        o: &RedisOptions,
+        stop: Stop,
+        via: Option<&str>,
+    ) -> Result<Self, PublishError> {
         Ok(RedisTarget {
             path: case.path,
             batch: if case.path == PathKind::Pooled {
@@ -234,7 +273,7 @@ impl RedisTarget {
             pool_size: o.pool_size,
             keep: o.keep,
             publish_timeout: case.publish_timeout,
-            endpoint: Arc::new(Endpoint::new(case, o, stop)?),
+            endpoint: Arc::new(Endpoint::new(case, o, stop, via)?),
             admin: None,
             before: [0; 4],
             bindings_existed: [false; 2],
@@ -280,6 +319,30 @@ impl RedisTarget {
 
 impl Target for RedisTarget {
     type Publisher = RedisPublisher;
+
+    fn broker_memory(&self) -> Result<Option<BrokerProbe>, String> {
+        if !self.endpoint.is_local() {
+            return Err(format!(
+                "Redis at {} is not on this machine: its memory is not measured",
+                self.endpoint.shown
+            ));
+        }
+        let Some(admin) = self.admin.clone() else {
+            return Err("Redis's memory is not measured: no connection to ask it on".into());
+        };
+        Ok(Some(Box::new(move || {
+            let mut admin = admin.clone();
+            Box::pin(async move {
+                let info: String = redis::cmd("INFO")
+                    .arg("memory")
+                    .query_async(&mut admin)
+                    .await
+                    .map_err(|e| format!("Redis's INFO memory failed: {e}"))?;
+                parse_redis_info(&info)
+                    .ok_or_else(|| "Redis's INFO memory has no used_memory".into())
+            })
+        })))
+    }
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
         self.before = self.lengths().await?;

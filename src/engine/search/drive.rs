@@ -101,6 +101,7 @@ where
             stop: watch.stop.clone(),
             progress: Some(watch.clone()),
             trace_spans: false,
+            live: control.live.clone(),
         };
         // The run's interrupt ends the step too.
         let (outer, inner) = (control.stop.clone(), watch.stop.clone());

@@ -6,6 +6,7 @@
 use crate::error::ErrorKind;
 use crate::human::{human_count, human_ns, human_rate};
 use crate::record::CaseResult;
+use crate::resources;
 use crate::scenario::threshold::{Metric, Op, Threshold, ThresholdError};
 use std::fmt;
 use std::time::Duration;
@@ -175,8 +176,9 @@ impl Observation {
             undelivered,
             backlog_growing: stopped_early || backlog_growing(&samples, offered),
             stopped_early,
-            // wired by the resource sampler: taskbench's own CPU per publish (issue 21, part 4).
-            generator_limited: false,
+            // The resource sampler's verdict: taskbench or a Python harness had a thread at a whole core.
+            generator_limited: !resources::saturated(&result.resources.process_figures())
+                .is_empty(),
         }
     }
 

@@ -36,7 +36,7 @@ fn metric_unit(metric: &str) -> Option<Unit> {
 /// Why a `--fail-if` expression cannot be read: what is wrong, and how to write one.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error(
-    "--fail-if {text:?}: {problem}\n  hint: write METRIC OP CHANGE, e.g. \"p99 > +10%\", \"throughput < -5%\", \"p50 > +200us\", \"errors > 0\"; metrics: throughput, p50, p90, p99, p999, max, errors, <stage>.mean (e.g. send.mean), blocked (AMQP flow control), harness_busy (Python clients), max_rate (taskbench search); OP: < <= > >= =="
+    "--fail-if {text:?}: {problem}\n  hint: write METRIC OP CHANGE, e.g. \"p99 > +10%\", \"throughput < -5%\", \"p50 > +200us\", \"errors > 0\"; metrics: throughput, p50, p90, p99, p999, max, errors, <stage>.mean (e.g. send.mean), blocked (AMQP flow control), harness_busy (Python clients), rss_growth_per_10k, cpu_per_publish, max_rate (taskbench search); OP: < <= > >= =="
 )]
 pub struct FailIfError {
     /// The expression as given.
@@ -103,10 +103,10 @@ impl FailIf {
                 Some(m) => (-1.0, m),
                 None => (1.0, value.strip_prefix('+').unwrap_or(value)),
             };
-            let kind = if unit == Unit::Ns {
-                Kind::Duration
-            } else {
-                Kind::Number
+            let kind = match unit {
+                Unit::Ns => Kind::Duration,
+                Unit::Bytes => Kind::Bytes,
+                _ => Kind::Number,
             };
             Bound::Absolute(sign * quantity(magnitude, kind).map_err(|e| bad(e.into()))?)
         };

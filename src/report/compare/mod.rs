@@ -24,6 +24,7 @@ pub enum Unit {
     Count,
     /// A share of a whole, 0 to 1, written as a percentage.
     Share,
+    Bytes,
 }
 
 impl Unit {
@@ -35,6 +36,8 @@ impl Unit {
             Metric::Errors => Unit::Count,
             Metric::Blocked => Unit::Ns,
             Metric::HarnessBusy => Unit::Share,
+            Metric::RssGrowthPer10k => Unit::Bytes,
+            Metric::CpuPerPublish => Unit::Ns,
         }
     }
 
@@ -43,6 +46,7 @@ impl Unit {
             Unit::Ns => human_ns(v.max(0.0).round() as u64),
             Unit::PerSecond | Unit::Count => human_count(v.max(0.0).round() as u64),
             Unit::Share => format!("{:.1}%", 100.0 * v),
+            Unit::Bytes => crate::human::human_bytes_signed(v),
         }
     }
 
@@ -165,7 +169,13 @@ pub fn compare_case(base: &CaseSummary, new: &CaseSummary) -> CaseComparison {
         }
     }
     // The facts' figures, where either run has them.
-    for m in [Metric::Blocked, Metric::HarnessBusy, Metric::MaxRate] {
+    for m in [
+        Metric::Blocked,
+        Metric::HarnessBusy,
+        Metric::RssGrowthPer10k,
+        Metric::CpuPerPublish,
+        Metric::MaxRate,
+    ] {
         let (b, n) = (figure(base, m), figure(new, m));
         if b.is_some() || n.is_some() {
             metrics.push(MetricChange::new(m.name(), Unit::of(m), b, n));
@@ -185,6 +195,8 @@ fn figure(case: &CaseSummary, metric: Metric) -> Option<f64> {
         Metric::Errors => return Some(case.errors.values().sum::<u64>() as f64),
         Metric::Blocked => return case.facts.blocked_ns(),
         Metric::HarnessBusy => return case.facts.harness_busy(),
+        Metric::RssGrowthPer10k => return case.resources.as_ref()?.rss_growth_per_10k(),
+        Metric::CpuPerPublish => return case.resources.as_ref()?.cpu_per_publish_ns(),
         Metric::MaxRate => return case.max_rate,
         Metric::P50 => l.p50,
         Metric::P90 => l.p90,

@@ -4,8 +4,8 @@
 use super::timeline::{MergedTimeline, timeline};
 use crate::facts::CaseFacts;
 use crate::summary::{
-    CaseSettings, CaseSummary, LatencySummary, Mode, StageSummary, SummaryError, breakdown_of,
-    decode_histogram, encode_histogram,
+    CaseSettings, CaseSummary, LatencySummary, Mode, StageSummary, SummaryError,
+    UnknownFateSummary, breakdown_of, decode_histogram, encode_histogram,
 };
 use anyhow::anyhow;
 use hdrhistogram::Histogram;
@@ -102,6 +102,16 @@ pub(super) fn merge_case(
         settings,
         thresholds: Vec::new(),
         timeline: merged_timeline.intervals,
+        // Every shard ran the same events on its own clock; the first shard's stand for them.
+        events: first.events.clone(),
+        unknown_fate: parts.iter().filter_map(|p| p.unknown_fate).reduce(|a, b| {
+            UnknownFateSummary {
+                publishes: a.publishes + b.publishes,
+                delivered: a.delivered.zip(b.delivered).map(|(x, y)| x + y),
+            }
+        }),
+        // Each shard's processes ran on its own machine: their memory and CPU do not add up to one case's.
+        resources: None,
         // A search is one process's answer; shards of a run have none.
         max_rate: None,
     };

@@ -151,6 +151,9 @@ fn grid(
                         p50: None,
                         p99: None,
                         max: None,
+                        events: Vec::new(),
+                        // A shard's processes are its own machine's: not added up.
+                        resources: None,
                     },
                     Vec::new(),
                 ));
@@ -159,6 +162,11 @@ fn grid(
             m.ok += i.ok;
             m.failed += i.failed;
             m.max = m.max.max(i.max);
+            for e in &i.events {
+                if !m.events.contains(e) {
+                    m.events.push(e.clone());
+                }
+            }
             from.push((k, j));
         }
     }

@@ -61,11 +61,16 @@ pub fn stage_colour(stage: &str) -> RGBColor {
         "declare" => RGBColor(153, 153, 51),
         "bind" => RGBColor(68, 170, 153),
         "acquire" => RGBColor(204, 121, 167),
+        "options" => RGBColor(102, 153, 204),
+        "route" => RGBColor(17, 119, 51),
         "encode" => RGBColor(230, 159, 0),
+        "argsrepr" => RGBColor(221, 204, 119),
+        "signals" => RGBColor(204, 102, 119),
         "send" => RGBColor(213, 94, 0),
         "confirm" => RGBColor(136, 34, 85),
         "release" => RGBColor(170, 68, 153),
         "close" => RGBColor(51, 34, 136),
+        "result" => RGBColor(102, 17, 0),
         _ => RGBColor(170, 170, 170),
     }
 }

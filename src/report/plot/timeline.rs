@@ -1,4 +1,4 @@
-//! Throughput and p99 over time: every case's intervals against seconds since its measured start, on a log
+//! Throughput, p99 and the client processes' resident memory over time: every case's intervals against seconds since its measured start, on a log
 //! axis when the cases' figures span decades (a 1,000/s case and a 35,000/s one both readable), with a case
 //! too short for a line (one or two intervals) drawn as bars over the intervals it lasted, named in place.
 
@@ -25,6 +25,8 @@ const CHAR_PX: f64 = 5.4;
 pub enum Over {
     Throughput,
     P99,
+    /// The resident memory of taskbench and the case's harnesses together, at each interval's end (MiB).
+    Memory,
 }
 
 impl Over {
@@ -32,6 +34,10 @@ impl Over {
         match self {
             Over::Throughput => Some(i.throughput_per_s),
             Over::P99 => i.p99.map(|ns| ns as f64 / 1000.0),
+            Over::Memory => i
+                .resources
+                .as_ref()
+                .map(|r| r.rss_bytes.values().sum::<u64>() as f64 / (1024.0 * 1024.0)),
         }
     }
 
@@ -39,6 +45,7 @@ impl Over {
         match self {
             Over::Throughput => crate::human::human_count(y.round().max(0.0) as u64),
             Over::P99 => latency_label(y),
+            Over::Memory => format!("{y:.1} MiB"),
         }
     }
 }
@@ -81,7 +88,7 @@ impl<'a> Track<'a> {
                 .iter()
                 .filter_map(|i| i.max.map(|m| (middle(i), m as f64 / 1000.0)))
                 .collect(),
-            Over::Throughput => Vec::new(),
+            Over::Throughput | Over::Memory => Vec::new(),
         };
         Track {
             k,
@@ -121,7 +128,7 @@ impl Axis {
             .fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(v), hi.max(v)));
         if hi <= 0.0 {
             return match what {
-                Over::Throughput => Axis::Linear(1.0),
+                Over::Throughput | Over::Memory => Axis::Linear(1.0),
                 Over::P99 => Axis::Log(0.1, 10.0),
             };
         }
@@ -175,6 +182,10 @@ pub fn over_time(cases: &[CaseSummary], what: Over) -> anyhow::Result<String> {
     let (caption, desc) = match what {
         Over::Throughput => ("Throughput over time", "publishes/s"),
         Over::P99 => ("p99 (and, faint, max) latency over time", "latency"),
+        Over::Memory => (
+            "Resident memory over time (taskbench and the case's harnesses)",
+            "RSS",
+        ),
     };
     draw(WIDTH, HEIGHT, |root| {
         let area = legend::beside(root, &entries)?;
@@ -372,6 +383,8 @@ mod tests {
                 } else {
                     1_200_000
                 }),
+                events: Vec::new(),
+                resources: None,
             })
             .collect();
         c

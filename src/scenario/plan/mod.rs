@@ -13,6 +13,7 @@ pub(super) mod python_client;
 mod task;
 mod url;
 mod value;
+mod wire;
 
 use super::raw::{RawCase, RawScenario, RawThresholds, Settings};
 use super::threshold::{Kind, Metric, Threshold};
@@ -127,6 +128,7 @@ fn plan_case(file: &ScenarioFile, raw: &RawCase, wide: RunWide) -> Result<Case, 
     )?;
 
     let thresholds = thresholds(&case, raw.thresholds.as_ref(), run_thresholds)?;
+    let (wire, events) = wire::wire(&case, raw, s, backend, load.duration)?;
 
     Ok(Case {
         name,
@@ -144,6 +146,8 @@ fn plan_case(file: &ScenarioFile, raw: &RawCase, wide: RunWide) -> Result<Case, 
         options,
         task: template,
         thresholds,
+        wire,
+        events,
     })
 }
 
@@ -166,6 +170,10 @@ fn thresholds(
             let hint = match metric.kind() {
                 Kind::Duration => format!(
                     "write it like {} = \"< 2ms\" (OP is <, <=, >, >=, ==; units ns, us, ms, s)",
+                    metric.name()
+                ),
+                Kind::Bytes => format!(
+                    "write it like {} = \"< 1MiB\" (OP is <, <=, >, >=, ==; units B, KB, MB, GB, KiB, MiB, GiB)",
                     metric.name()
                 ),
                 Kind::Number => format!(

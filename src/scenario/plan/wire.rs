@@ -1,0 +1,130 @@
+//! A case's distance and faults (`rtt`, `jitter`, `[[case.fault]]`): checked against its backend and its
+//! duration, each error at its key.
+
+use super::locator::CaseLocator;
+use crate::catalog::Backend;
+use crate::scenario::raw::{RawCase, Settings};
+use crate::scenario::{CaseEvent, EventKind, ScenarioError, Wire};
+use std::time::Duration;
+use toml::Spanned;
+
+/// A duration `key` that may be zero (`rtt = "0ms"` measures the proxy itself).
+fn zero_or_more(
+    case: &CaseLocator,
+    key: &str,
+    v: &Spanned<String>,
+) -> Result<Duration, ScenarioError> {
+    humantime::parse_duration(v.get_ref()).map_err(|e| {
+        case.error(
+            v.span(),
+            format!("`{key}` = {:?} is not a duration: {e}", v.get_ref()),
+            Some("write it like \"1ms\", \"500us\" or \"0ms\"".into()),
+        )
+    })
+}
+
+/// The case's wire (`rtt`, `jitter`, its own or the scenario's) and its timed events, in start order.
+/// A fault needs no `rtt`: the case then goes through the proxy with none added.
+pub(super) fn wire(
+    case: &CaseLocator,
+    raw: &RawCase,
+    s: Settings,
+    backend: Backend,
+    duration: Option<Duration>,
+) -> Result<(Option<Wire>, Vec<CaseEvent>), ScenarioError> {
+    let local = backend.spec().local;
+    let faults = raw.fault.as_deref().unwrap_or(&[]);
+    let first_key = [s.rtt, s.jitter]
+        .into_iter()
+        .flatten()
+        .next()
+        .map(|v| v.span())
+        .or_else(|| faults.first().map(|f| f.span()));
+    if local && let Some(span) = first_key {
+        return Err(case.error(
+            span,
+            format!(
+                "`rtt`, `jitter` and `[[case.fault]]` apply to a broker's network; the {backend} backend is local"
+            ),
+            Some(
+                "use them on amqp or redis cases (set a scenario-wide rtt on each broker case instead)"
+                    .into(),
+            ),
+        ));
+    }
+    let rtt = s.rtt.map(|v| zero_or_more(case, "rtt", v)).transpose()?;
+    let jitter = s
+        .jitter
+        .map(|v| zero_or_more(case, "jitter", v))
+        .transpose()?;
+    if let (None, Some(j)) = (rtt, s.jitter) {
+        return Err(case.error(
+            j.span(),
+            "`jitter` needs an `rtt` to vary around".into(),
+            Some("add rtt = \"1ms\" (or rtt = \"0ms\")".into()),
+        ));
+    }
+    let mut events = faults
+        .iter()
+        .map(|f| fault(case, f, duration))
+        .collect::<Result<Vec<_>, _>>()?;
+    events.sort_by_key(|e| e.at);
+    let wire = match (rtt, events.is_empty()) {
+        (None, true) => None,
+        (rtt, _) => Some(Wire {
+            rtt: rtt.unwrap_or_default(),
+            jitter: jitter.unwrap_or_default(),
+        }),
+    };
+    Ok((wire, events))
+}
+
+/// One `[[case.fault]]`, which must end before the case's `duration` does.
+fn fault(
+    case: &CaseLocator,
+    f: &Spanned<crate::scenario::raw::RawFault>,
+    duration: Option<Duration>,
+) -> Result<CaseEvent, ScenarioError> {
+    let f = f.get_ref();
+    let kind = EventKind::from_name(f.kind.get_ref()).ok_or_else(|| {
+        case.error(
+            f.kind.span(),
+            format!(
+                "a fault's `kind` is {:?}, which taskbench does not know",
+                f.kind.get_ref()
+            ),
+            Some(format!("write one of: {}", EventKind::NAMES.join(", "))),
+        )
+    })?;
+    let at = zero_or_more(case, "at", &f.at)?;
+    let length = f
+        .length
+        .as_ref()
+        .map(|v| zero_or_more(case, "for", v))
+        .transpose()?;
+    let length = match (kind, length) {
+        (EventKind::Blackhole, None | Some(Duration::ZERO)) => {
+            let span = f.length.as_ref().map_or(f.kind.span(), |v| v.span());
+            return Err(case.error(
+                span,
+                "a blackhole needs `for`, how long it lasts, longer than zero".into(),
+                Some("write it like { at = \"5s\", kind = \"blackhole\", for = \"2s\" }".into()),
+            ));
+        }
+        (_, length) => length.unwrap_or_default(),
+    };
+    if let Some(d) = duration
+        && at + length >= d
+    {
+        return Err(case.error(
+            f.at.span(),
+            format!(
+                "this fault ends at {} into the measured run, past the case's duration ({})",
+                humantime::format_duration(at + length),
+                humantime::format_duration(d)
+            ),
+            Some("make `duration` longer, or the fault earlier or shorter, so the case sees what follows it".into()),
+        ));
+    }
+    Ok(CaseEvent { at, length, kind })
+}
