@@ -76,6 +76,33 @@ class Latency:
 
 
 @dataclass(frozen=True)
+class Floor:
+    """A case's floor (`floor`, with `floor = true` or `run --floor`): the bare client's figures and the case's
+    ratios to them; `unavailable` says why there are none."""
+
+    throughput_per_s: float
+    p50: int | None
+    p50_ratio: float | None
+    throughput_ratio: float | None
+    unavailable: str | None
+
+    @property
+    def p50_us(self) -> float:
+        return _micros(self.p50)
+
+    @classmethod
+    def parse(cls, obj: dict[str, Any], where: str) -> Floor:
+        ratio = (int, float, type(None))
+        return cls(
+            throughput_per_s=float(_field(obj, "throughput_per_s", (int, float), where)),
+            p50=_field(_field(obj, "latency_ns", dict, where), "p50", (int, type(None)), where),
+            p50_ratio=_field(obj, "p50_ratio", ratio, where),
+            throughput_ratio=_field(obj, "throughput_ratio", ratio, where),
+            unavailable=_field(obj, "unavailable", (str, type(None)), where),
+        )
+
+
+@dataclass(frozen=True)
 class Case:
     """One case of a run: its load, counts, throughput and latency."""
 
@@ -92,6 +119,8 @@ class Case:
     latency_ns: Latency
     latency_total_ns: int
     """The sum of every measured latency."""
+    floor: Floor | None
+    """The case's floor, when the run measured floors."""
 
     @property
     def error_count(self) -> int:
@@ -122,6 +151,7 @@ class Case:
             throughput_per_s=float(_field(obj, "throughput_per_s", number, where)),
             latency_ns=Latency.parse(_field(obj, "latency_ns", dict, where), f"{where}: latency_ns"),
             latency_total_ns=_field(obj, "latency_total_ns", int, where),
+            floor=Floor.parse(obj["floor"], f"{where}: floor") if "floor" in obj else None,
         )
 
 

@@ -74,6 +74,19 @@ pub const PYTHON_CLIENT_KEYS: &[&str] = &[
     "pythonpath",
     "unregistered_task",
     "publish_to_routed_queue",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "tls_verify",
+];
+
+/// The TLS keys of a broker case (every path, and the Python clients), used with an `amqps://` or
+/// `rediss://` URL.
+const TLS_OPTIONS: [(&str, &[PathKind]); 4] = [
+    ("tls_ca", &[]),
+    ("tls_cert", &[]),
+    ("tls_key", &[]),
+    ("tls_verify", &[]),
 ];
 
 /// The backend keys that mean something only with a Python client.
@@ -108,6 +121,10 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("pythonpath", &[]),
             ("unregistered_task", &[]),
             ("publish_to_routed_queue", &[]),
+            TLS_OPTIONS[0],
+            TLS_OPTIONS[1],
+            TLS_OPTIONS[2],
+            TLS_OPTIONS[3],
         ],
         local: false,
     },
@@ -127,6 +144,10 @@ pub const BACKENDS: &[BackendSpec] = &[
             ("pythonpath", &[]),
             ("unregistered_task", &[]),
             ("publish_to_routed_queue", &[]),
+            TLS_OPTIONS[0],
+            TLS_OPTIONS[1],
+            TLS_OPTIONS[2],
+            TLS_OPTIONS[3],
         ],
         local: false,
     },

@@ -50,6 +50,12 @@ named_enum! {
         Panic => "panic",
         /// The Python harness of a `celery` or `kombu` case died, or answered something taskbench cannot read.
         Harness => "harness",
+        /// TLS: the server's certificate was refused (not signed by a trusted CA, self-signed, expired, or for another host).
+        TlsCertificate => "tls_certificate",
+        /// TLS: the handshake failed otherwise (the server refused it, e.g. wanting a client certificate, or closed during it).
+        TlsHandshake => "tls_handshake",
+        /// TLS on one side only: a TLS URL to a plain port, or a plain URL to a TLS port.
+        TlsMismatch => "tls_mismatch",
     }
 }
 
@@ -100,6 +106,15 @@ impl ErrorKind {
             ErrorKind::Panic => "a publisher panicked (a bug in taskbench: please report it)",
             ErrorKind::Harness => {
                 "the Python process of a `celery` or `kombu` case died or answered something taskbench cannot read"
+            }
+            ErrorKind::TlsCertificate => {
+                "TLS: the server's certificate was refused (not signed by a trusted CA, self-signed, expired, or for another host)"
+            }
+            ErrorKind::TlsHandshake => {
+                "TLS: the handshake failed otherwise (the server refused it, e.g. wanting a client certificate, or closed during it)"
+            }
+            ErrorKind::TlsMismatch => {
+                "TLS on one side only: a TLS URL to a plain port, or a plain URL to a TLS port"
             }
         }
     }

@@ -175,6 +175,24 @@ fn floor_raw() {
 }
 
 #[test]
+fn floor() {
+    let Some(out) = smoke("floor.sh", &[], &[], &[]) else {
+        return;
+    };
+    assert_line(
+        &out,
+        &[
+            "round 1: unix-raw:",
+            "errors 0",
+            "floor",
+            "p50/floor",
+            "throughput/floor",
+        ],
+    );
+    assert_line(&out, &["median of 1: unix-raw: p50/floor"]);
+}
+
+#[test]
 fn profile() {
     // Redis is optional: without it the script prints the raw rows and says it skipped the Redis ones.
     let Some(out) = smoke("profile.sh", &[], &[], &[]) else {

@@ -6,9 +6,11 @@
 
 pub mod amqp;
 pub mod backoff;
+pub mod floor;
 pub mod local;
 pub mod python;
 pub mod redis;
+pub mod tls;
 pub mod url;
 pub mod wired;
 

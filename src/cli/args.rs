@@ -128,6 +128,10 @@ pub(super) struct RunArgs {
     /// Run only this case (repeatable).
     #[arg(long = "case", value_name = "NAME")]
     pub(super) cases: Vec<String>,
+    /// Measure each case's floor right before it (the simplest client of its backend doing the same work)
+    /// and show its p50 and throughput as ratios to it, as the scenario's `floor = true` does.
+    #[arg(long)]
+    pub(super) floor: bool,
     /// What to print on stdout: the table, or summary.json.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     pub(super) format: Format,

@@ -178,6 +178,7 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
         rate: args.rate,
         duration: args.duration,
         shard: args.shard,
+        floor: args.floor,
     };
     let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
     scenario.select(&args.cases)?;

@@ -60,6 +60,8 @@ pub struct CaseResult {
     /// folded stacks in ns: py-spy's idle-inclusive samples of a celery or kombu case's harnesses
     /// (`--profile cpu`; the `pywall` view).
     pub pywall_folded: Option<String>,
+    /// The backend's floor measured right before the case (scenario `floor = true`, `run --floor`).
+    pub floor: Option<super::Floor>,
     /// The case's timed events (`[[case.fault]]`) as they happened; empty without any.
     pub events: Vec<EventResult>,
     /// Failed publishes whose fate is unknown (sent, never confirmed), when there were any.
@@ -155,6 +157,7 @@ impl CaseResult {
             wall_start: None,
             cpu_folded: None,
             pywall_folded: None,
+            floor: None,
             events: Vec::new(),
             unknown_fate: None,
             resources: ResourceSeries::default(),

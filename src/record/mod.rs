@@ -3,15 +3,18 @@
 //!
 //! `recorder.rs` holds the [`Recorder`] of one runtime thread, `slots.rs` the [`Recorders`] of a case (a
 //! slot per thread) and the newest closed interval a progress view reads, `case_result.rs` the merged
-//! [`CaseResult`] and its timeline, `events.rs` what a case's timed events (faults) did.
+//! [`CaseResult`] and its timeline, `events.rs` what a case's timed events (faults) did, `floor.rs` the
+//! [`Floor`] measured beside a case.
 
 mod case_result;
 mod events;
+mod floor;
 mod recorder;
 mod slots;
 
 pub use case_result::{CaseResult, IntervalResult, StageResult, ThresholdResult};
 pub use events::{EventResult, UNKNOWN_FATE, UnknownFate};
+pub use floor::Floor;
 pub use recorder::{ErrorCounts, Recorder};
 pub use slots::{LatestInterval, Recorders};
 

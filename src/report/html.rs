@@ -34,6 +34,8 @@ struct Page<'a> {
     /// How many notes the groups hold.
     note_count: usize,
     comparison: Option<CompareView>,
+    /// Every case that has a floor: the floor and the case's ratios to it.
+    floors: Vec<FloorRow>,
     spectrum: String,
     throughput: String,
     p99: String,
@@ -121,6 +123,37 @@ struct Row {
     /// The thresholds in a word, or the failed ones.
     thresholds: String,
     thresholds_failed: bool,
+}
+
+#[derive(Serialize)]
+struct FloorRow {
+    case: String,
+    /// What the floor client did, or why there is no floor.
+    client: String,
+    p50: String,
+    throughput: String,
+    p50_ratio: String,
+    throughput_ratio: String,
+}
+
+fn floor_row(c: &CaseSummary) -> Option<FloorRow> {
+    let f = c.floor.as_ref()?;
+    let ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}x"));
+    Some(FloorRow {
+        case: c.name.clone(),
+        client: match &f.unavailable {
+            Some(why) => format!("no floor: {why}"),
+            None => f.client.clone(),
+        },
+        p50: ns(f.latency_ns.p50),
+        throughput: if f.unavailable.is_some() {
+            "-".into()
+        } else {
+            human_count(f.throughput_per_s.round() as u64)
+        },
+        p50_ratio: ratio(f.p50_ratio),
+        throughput_ratio: ratio(f.throughput_ratio),
+    })
 }
 
 #[derive(Serialize)]
@@ -285,6 +318,7 @@ pub fn render(
         note_count: note_groups.iter().map(|g| g.notes.len()).sum(),
         note_groups,
         comparison: baseline.map(|(label, base)| comparison(label, base, summary)),
+        floors: cases.iter().filter_map(floor_row).collect(),
         spectrum: plot::spectrum(cases)?,
         throughput: plot::over_time(cases, Over::Throughput)?,
         p99: plot::over_time(cases, Over::P99)?,

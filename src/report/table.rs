@@ -4,7 +4,7 @@ use crate::catalog::Backend;
 use crate::facts::PythonFacts;
 use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
-use crate::summary::CaseSummary;
+use crate::summary::{CaseSummary, FloorSummary};
 use comfy_table::{CellAlignment, Table, presets};
 
 /// The comparison table's columns.
@@ -43,6 +43,11 @@ pub fn comparison(results: &[CaseResult]) -> String {
         ]
     });
     let mut out = layout(rows);
+    let floors: Vec<(&str, FloorSummary)> = results
+        .iter()
+        .filter_map(|r| Some((r.name.as_str(), FloorSummary::of(r.floor.as_ref()?, r))))
+        .collect();
+    out.push_str(&floors_table(floors.iter().map(|(n, f)| (*n, f))));
     out.push_str(&explanations(results));
     out
 }
@@ -67,6 +72,11 @@ pub fn comparison_of(cases: &[CaseSummary]) -> String {
         ]
     });
     let mut out = layout(rows);
+    out.push_str(&floors_table(
+        cases
+            .iter()
+            .filter_map(|c| Some((c.name.as_str(), c.floor.as_ref()?))),
+    ));
     for c in cases {
         for (kind, n) in &c.errors {
             let message = c.error_messages.get(kind).map_or("", String::as_str);
@@ -198,6 +208,56 @@ fn harnesses<'a>(cases: impl Iterator<Item = (&'a str, &'a PythonFacts)>) -> Str
     }
     format!(
         "Python harnesses (busy: the share of the time from their first publish to their last spent inside the publish call, warm-up included; the rest waited for the next command):\n{}\n",
+        table.trim_fmt()
+    )
+}
+
+/// Each case's floor, measured right before it, and the case's p50 and throughput as ratios to it; empty
+/// when no case has one.
+fn floors_table<'a>(cases: impl Iterator<Item = (&'a str, &'a FloorSummary)>) -> String {
+    let mut table = Table::new();
+    table.load_style(presets::NOTHING);
+    table.set_header([
+        "case",
+        "floor p50",
+        "floor/s",
+        "p50 / floor",
+        "throughput / floor",
+    ]);
+    let mut any = false;
+    let mut clients: Vec<String> = Vec::new();
+    let mut unavailable = String::new();
+    for (name, f) in cases {
+        any = true;
+        if let Some(why) = &f.unavailable {
+            unavailable.push_str(&format!("{name}: no floor: {why}\n"));
+        } else if !clients.contains(&f.client) {
+            clients.push(f.client.clone());
+        }
+        let ratio = |r: Option<f64>| r.map_or("-".into(), |r| format!("{r:.2}x"));
+        table.add_row([
+            name.to_string(),
+            ns(f.latency_ns.p50),
+            if f.unavailable.is_some() {
+                "-".into()
+            } else {
+                human_count(f.throughput_per_s.round() as u64)
+            },
+            ratio(f.p50_ratio),
+            ratio(f.throughput_ratio),
+        ]);
+    }
+    if !any {
+        return String::new();
+    }
+    for i in 1..5 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    format!(
+        "Floors (measured right before each case, one client, closed loop: {}):\n{}\n{unavailable}",
+        clients.join("; "),
         table.trim_fmt()
     )
 }

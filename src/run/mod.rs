@@ -109,7 +109,13 @@ async fn run_cases(
             // Spans recorded between cases (setup of the last one) belong to no case.
             spans.take_folded(1.0);
         }
+        let floor = if scenario.floor {
+            Some(backend::floor::measure(case, &control.stop).await)
+        } else {
+            None
+        };
         let mut result = backend::run_case(case, &control).await;
+        result.floor = floor;
         result.check_thresholds(&case.thresholds);
         let spans = options
             .spans

@@ -46,6 +46,8 @@ pub struct Scenario {
     pub cases: Vec<Case>,
     /// The share of the load this process runs, when the scenario is split over several.
     pub shard: Option<Shard>,
+    /// Measure each case's backend floor right before the case (`floor = true`, `run --floor`).
+    pub floor: bool,
 }
 
 impl Scenario {
@@ -91,6 +93,8 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     /// Run only this shard's share of every case (`--shard I/N`).
     pub shard: Option<Shard>,
+    /// Measure the floors whatever the scenario says (`--floor`).
+    pub floor: bool,
 }
 
 /// One of `count` processes that together run a scenario's load (`--shard INDEX/COUNT`, INDEX from 0, as a
@@ -213,6 +217,8 @@ pub struct AmqpOptions {
     pub batch: usize,
     /// Real Celery or kombu publishes instead of taskbench (`client`); `None` is taskbench.
     pub python: Option<PythonClient>,
+    /// TLS settings, used with an `amqps://` URL.
+    pub tls: TlsOptions,
 }
 
 impl Default for AmqpOptions {
@@ -228,8 +234,47 @@ impl Default for AmqpOptions {
             connections: 1,
             batch: 1,
             python: None,
+            tls: TlsOptions::default(),
         }
     }
+}
+
+/// A broker case's TLS settings (`tls_ca`, `tls_cert`, `tls_key`, `tls_verify`), used when its URL is
+/// `amqps://` or `rediss://`. Paths are as planned: a relative one is relative to the scenario file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsOptions {
+    /// PEM certificates to trust instead of the system's (`tls_ca`).
+    pub ca: Option<std::path::PathBuf>,
+    /// The client certificate (PEM) the broker asks for (`tls_cert`), with its key (`tls_key`).
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
+    /// Check the server's certificate and name (`tls_verify`, on unless turned off).
+    pub verify: bool,
+}
+
+impl Default for TlsOptions {
+    fn default() -> Self {
+        TlsOptions {
+            ca: None,
+            cert: None,
+            key: None,
+            verify: true,
+        }
+    }
+}
+
+impl TlsOptions {
+    /// Whether any TLS key was set (they mean something only with a TLS URL).
+    pub fn is_set(&self) -> bool {
+        *self != TlsOptions::default()
+    }
+}
+
+/// Whether `url` asks for TLS (`amqps://`, `rediss://`, `valkeys://`).
+pub fn is_tls_url(url: &str) -> bool {
+    url.split_once("://").is_some_and(|(scheme, _)| {
+        ["amqps", "rediss", "valkeys"].contains(&scheme.to_ascii_lowercase().as_str())
+    })
 }
 
 named_enum! {
@@ -262,6 +307,8 @@ pub struct RedisOptions {
     pub kombu_handshake: bool,
     /// Real Celery or kombu publishes instead of taskbench (`client`); `None` is taskbench.
     pub python: Option<PythonClient>,
+    /// TLS settings, used with a `rediss://` URL.
+    pub tls: TlsOptions,
 }
 
 impl Default for RedisOptions {
@@ -274,6 +321,7 @@ impl Default for RedisOptions {
             multiplexed: false,
             kombu_handshake: true,
             python: None,
+            tls: TlsOptions::default(),
         }
     }
 }

@@ -122,6 +122,7 @@ with_settings! {
         task: Option<RawTask>,
         tasks: Option<RawTasks>,
         thresholds: Option<RawThresholds>,
+        floor: Option<bool>,
         case: Option<Vec<Spanned<RawCase>>>,
     }
 }
@@ -256,6 +257,11 @@ raw_case! {
         pythonpath: String,
         unregistered_task: bool,
         publish_to_routed_queue: bool,
+        // TLS (amqps://, rediss://): see scenario/plan/tls.rs.
+        tls_ca: String,
+        tls_cert: String,
+        tls_key: String,
+        tls_verify: bool,
     }
 }
 

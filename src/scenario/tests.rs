@@ -384,12 +384,43 @@ fn the_catalog_and_the_case_keys_agree() {
     assert_eq!(in_catalog, in_cases);
 }
 
+/// A folder with a PEM certificate (`ca.pem`) and key (`key.pem`) as the planner reads them (PEM blocks;
+/// what is inside is the TLS stack's business, at run time).
+pub(super) fn tls_files() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("taskbench-tls-keys-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ca.pem"),
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("key.pem"),
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    dir
+}
+
 #[test]
 fn every_key_the_catalog_allows_changes_what_is_planned() {
     // A key that is accepted but never read would be silently ignored: each one, set to a value other than
     // its default, must change the planned options of a case of every backend and path it applies to.
     fn value(key: &str, backend: &str) -> &'static str {
+        let pem = |name: &str| {
+            let file = tls_files().join(name).display().to_string();
+            &*Box::leak(format!("{file:?}").into_boxed_str())
+        };
         match (key, backend) {
+            ("tls_ca", _) => pem("ca.pem"),
+            // A certificate needs its key, and the reverse.
+            ("tls_cert", _) => &*Box::leak(
+                format!("{}\ntls_key = {}", pem("ca.pem"), pem("key.pem")).into_boxed_str(),
+            ),
+            ("tls_key", _) => &*Box::leak(
+                format!("{}\ntls_cert = {}", pem("key.pem"), pem("ca.pem")).into_boxed_str(),
+            ),
+            ("tls_verify", _) => "false",
             ("address", "tcp") => "\"127.0.0.1:1\"",
             ("address", _) => "\"/tmp/taskbench-nowhere\"",
             ("url", "amqp") => "\"amqp://u:p@127.0.0.1:1/%2f\"",
@@ -525,12 +556,12 @@ fn a_url_the_backend_cannot_use_is_refused() {
         (
             "redis",
             "http://127.0.0.1:6379/0",
-            format!("`url` has the scheme \"http\", which the redis backend cannot use; it takes redis, valkey, redis+unix, valkey+unix, unix{redis_hint}"),
+            format!("`url` has the scheme \"http\", which the redis backend cannot use; it takes redis, valkey, rediss, valkeys, redis+unix, valkey+unix, unix{redis_hint}"),
         ),
         (
             "amqp",
             "redis://127.0.0.1:6379/0",
-            format!("`url` has the scheme \"redis\", which the amqp backend cannot use; it takes amqp{amqp_hint}"),
+            format!("`url` has the scheme \"redis\", which the amqp backend cannot use; it takes amqp, amqps{amqp_hint}"),
         ),
         (
             "redis",
@@ -553,13 +584,8 @@ fn a_url_the_backend_cannot_use_is_refused() {
         ),
         (
             "redis",
-            "rediss://:secret@cache:6380/0",
-            "`url` uses rediss://, TLS, which this taskbench is built without\n  hint: connect without TLS, like \"redis://127.0.0.1:6379/0\" or \"redis+unix:///run/redis.sock?db=0\"".to_string(),
-        ),
-        (
-            "amqp",
-            "amqps://guest:secret@broker/%2f",
-            "`url` uses amqps://, TLS, which this taskbench is built without\n  hint: connect without TLS, like \"amqp://guest:guest@127.0.0.1:5672/%2f\"".to_string(),
+            "rediss://:secret@cache:6380/0#insecure",
+            "`url` ends in #insecure, which taskbench does not read\n  hint: drop #insecure and set tls_verify = false to connect without checking the server's certificate".to_string(),
         ),
         (
             "redis",
@@ -590,6 +616,8 @@ fn urls_the_backends_take_pass() {
         ("redis", "unix:///tmp/r.sock"),
         ("amqp", "amqp://guest:guest@127.0.0.1:5672/%2f"),
         ("amqp", "amqp://broker/vhost?heartbeat=10"),
+        ("redis", "rediss://:pw@cache.example:6380/0"),
+        ("amqp", "amqps://guest:guest@broker:5671/%2f"),
     ] {
         let s = parse(
             &one_case(&format!(
@@ -901,4 +929,5 @@ fn option_names_are_what_serde_writes() {
 }
 
 mod tasks_and_shared_settings;
+mod tls;
 mod wire;

@@ -14,8 +14,10 @@ named_enum! {
     /// A named part of one publish. The order here is the order stages are listed in output.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
     pub enum Stage {
-        /// Open a connection (TCP/Unix connect, AMQP handshake, Redis connect).
+        /// Open a connection (TCP/Unix connect, AMQP handshake, Redis connect), the TLS handshake excepted.
         Connect => "connect",
+        /// The TLS handshake after the TCP connect (`amqps://`, `rediss://`), before the protocol's own.
+        Tls => "tls",
         /// A client greeting after connecting (kombu's PING on Redis).
         Handshake => "handshake",
         /// Open an AMQP channel.

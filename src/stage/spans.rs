@@ -13,6 +13,7 @@ pub fn publish_span() -> Span {
 pub fn stage_span(stage: Stage) -> Span {
     match stage {
         Stage::Connect => span!(Level::TRACE, "connect"),
+        Stage::Tls => span!(Level::TRACE, "tls"),
         Stage::Handshake => span!(Level::TRACE, "handshake"),
         Stage::Channel => span!(Level::TRACE, "channel"),
         Stage::Declare => span!(Level::TRACE, "declare"),

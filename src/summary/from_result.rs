@@ -3,13 +3,13 @@
 
 use super::encode_histogram;
 use super::schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, IntervalResources,
-    IntervalSummary, LatencySummary, Mode, ReconnectSummary, ResourcesSummary, StageSummary,
-    Summary, TaskSettings, ThresholdSummary, UnknownFateSummary, WireSettings,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, FloorSummary,
+    IntervalResources, IntervalSummary, LatencySummary, Mode, ReconnectSummary, ResourcesSummary,
+    StageSummary, Summary, TaskSettings, ThresholdSummary, UnknownFateSummary, WireSettings,
 };
 use crate::backend::url::redact;
 use crate::message::FRAME_PREFIX_LEN;
-use crate::record::{CaseResult, EventResult};
+use crate::record::{CaseResult, EventResult, Floor};
 use crate::scenario::{BackendOptions, Case, Shard};
 use hdrhistogram::Histogram;
 use indexmap::IndexMap;
@@ -197,6 +197,7 @@ impl CaseSummary {
             }),
             resources: ResourcesSummary::of(&r.resources),
             max_rate: None,
+            floor: r.floor.as_ref().map(|f| FloorSummary::of(f, r)),
         }
     }
 }
@@ -309,4 +310,25 @@ pub fn breakdown_of(
     }
     rows.sort_by(|a, b| b.share.total_cmp(&a.share).then(a.stage.cmp(&b.stage)));
     rows
+}
+
+impl FloorSummary {
+    /// `floor`'s figures, and `case`'s as ratios to them.
+    pub fn of(floor: &Floor, case: &CaseResult) -> FloorSummary {
+        let latency_ns = LatencySummary::of(&floor.latency);
+        let case_p50 = (!case.latency.is_empty()).then(|| case.latency.value_at_quantile(0.5));
+        let throughput = floor.throughput();
+        FloorSummary {
+            client: floor.client.clone(),
+            units: floor.units,
+            elapsed_s: floor.elapsed.as_secs_f64(),
+            throughput_per_s: throughput,
+            latency_ns,
+            p50_ratio: case_p50
+                .zip(latency_ns.p50)
+                .map(|(c, f)| c as f64 / f.max(1) as f64),
+            throughput_ratio: (throughput > 0.0).then(|| case.throughput() / throughput),
+            unavailable: floor.unavailable.clone(),
+        }
+    }
 }

@@ -15,9 +15,9 @@ mod schema;
 pub use from_result::{RunInfo, breakdown, breakdown_of};
 pub use json::{HistogramError, SummaryError, decode_histogram, encode_histogram};
 pub use schema::{
-    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, IntervalResources,
-    IntervalSummary, LatencySummary, Mode, ReconnectSummary, ResourcesSummary, StageSummary,
-    Summary, TaskSettings, ThresholdSummary, UnknownFateSummary, WireSettings,
+    BreakdownRow, CaseSettings, CaseSummary, Environment, EventSummary, FloorSummary,
+    IntervalResources, IntervalSummary, LatencySummary, Mode, ReconnectSummary, ResourcesSummary,
+    StageSummary, Summary, TaskSettings, ThresholdSummary, UnknownFateSummary, WireSettings,
 };
 
 #[cfg(test)]

@@ -180,6 +180,10 @@ pub struct CaseSummary {
     /// (the case's figures are its confirmation's). Absent from a run's summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate: Option<f64>,
+    /// The backend's floor, measured right before the case (`floor = true`, `run --floor`); absent when
+    /// not asked for, from merged runs, and from summaries before [Unreleased].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor: Option<FloorSummary>,
 }
 
 /// One timed event of a case, as it happened.
@@ -295,4 +299,25 @@ pub struct BreakdownRow {
     pub p99: Option<u64>,
     /// Share of the case's summed latency, 0..=1.
     pub share: f64,
+}
+
+/// The floor of a case's backend: the simplest client doing the same unit of work, measured right before
+/// the case, and the case's figures as ratios to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FloorSummary {
+    /// What the floor client did.
+    pub client: String,
+    /// Units of work measured (after the warm-up); 0 when `unavailable`.
+    pub units: u64,
+    pub elapsed_s: f64,
+    pub throughput_per_s: f64,
+    pub latency_ns: LatencySummary,
+    /// The case's p50 over the floor's (1.0: as fast as the bare client; 3.0: three times its latency);
+    /// `null` when either has none.
+    pub p50_ratio: Option<f64>,
+    /// The case's throughput over the floor's (1.0: the floor's rate; 0.5: half of it); `null` when the
+    /// floor has none.
+    pub throughput_ratio: Option<f64>,
+    /// Why there is no floor (no plain client for the backend, or it failed); `null` when measured.
+    pub unavailable: Option<String>,
 }

@@ -3,6 +3,9 @@
 //! that plays a dead broker.
 #![allow(dead_code)]
 
+pub mod rabbit_node;
+pub mod tls;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -30,7 +30,13 @@ impl managed::Manager for ChannelManager {
     type Error = PublishError;
 
     async fn create(&self) -> Result<PooledChannel, PublishError> {
-        let live = connect(&self.s, true).await?;
+        let live = connect(
+            &self.s,
+            &self.s.transport,
+            true,
+            &mut StageClock::new(false),
+        )
+        .await?;
         let channel = open_channel(&live, &self.s).await?;
         declare(&channel, &self.s, &mut StageClock::new(false)).await?;
         let _ = live.declared.set(());

@@ -25,7 +25,7 @@ impl FreshPublisher {
         let s = &*self.s;
         for message in batch {
             // A cancelled publish drops `live`, and lapin closes a dropped connection.
-            let live = clock.time(Stage::Connect, connect(s, false)).await?;
+            let live = connect(s, &s.transport, false, clock).await?;
             let channel = clock.time(Stage::Channel, open_channel(&live, s)).await?;
             declare(&channel, s, clock).await?;
             let confirm = send(&channel, s, message, clock).await?;

@@ -8,6 +8,7 @@
 //! `docs/amqp.md` explains the choices (the pool, confirm batches).
 
 mod acquire;
+mod connect;
 mod error;
 mod fresh;
 mod pooled;
@@ -16,6 +17,8 @@ mod window;
 mod wire;
 
 pub use publisher::AmqpPublisher;
+
+use connect::{Transport, connect};
 
 use super::backoff::{self, Backoff};
 use super::url::{broker_url, redact};
@@ -34,7 +37,7 @@ use lapin::options::{
 };
 use lapin::types::{FieldTable, ShortString};
 use lapin::uri::AMQPUri;
-use lapin::{Channel, Connection, ConnectionProperties, Event, ExchangeKind};
+use lapin::{Channel, Connection, ExchangeKind};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -109,8 +112,11 @@ impl FlowStats {
 pub struct Settings {
     /// Where publishers connect: the broker, or the wire proxy in front of it (`rtt`, faults).
     uri: AMQPUri,
+    /// The host and port publishers connect to (the broker, or the wire proxy in front of it: `rtt`,
+    /// faults), and the TLS client of an `amqps://` URL, which checks the broker's own name either way.
+    transport: Arc<Transport>,
     /// Where taskbench's own connection (declare, count, purge) connects: always the broker itself.
-    admin_uri: AMQPUri,
+    admin_transport: Arc<Transport>,
     /// The URL with its password hidden: the only form that is ever printed.
     url: String,
     queue: String,
@@ -170,6 +176,12 @@ impl Settings {
                 ),
             )
         })?;
+        // A TLS handshake gets half the publish's time, as a blocked connection does. Through the wire
+        // proxy, the TCP connection goes to the proxy and TLS still checks the broker's own name.
+        let name = &admin_uri.authority.host;
+        let handshake = case.publish_timeout / 2;
+        let transport = Arc::new(Transport::new(&uri, name, &o.tls, &url, handshake)?);
+        let admin_transport = Arc::new(Transport::new(&admin_uri, name, &o.tls, &url, handshake)?);
         let queue = case.task.spec().queue.clone();
         let routing_key = ShortString::try_new(queue.clone()).map_err(|e| {
             PublishError::new(
@@ -180,7 +192,8 @@ impl Settings {
         let confirm = o.confirm;
         Ok(Settings {
             uri,
-            admin_uri,
+            transport,
+            admin_transport,
             url,
             routing_key,
             queue_arguments: queue_arguments(o.queue_type),
@@ -243,57 +256,6 @@ impl Live {
     fn connected(&self) -> bool {
         self.connection.status().connected()
     }
-}
-
-/// Opens a connection to the case's broker. `watch` follows connection.blocked/unblocked (for connections
-/// that live across publishes).
-async fn connect(s: &Settings, watch: bool) -> Result<Live, PublishError> {
-    connect_to(s, &s.uri, watch).await
-}
-
-/// Opens a connection to `uri`, the publishers' or the admin's.
-async fn connect_to(s: &Settings, uri: &AMQPUri, watch: bool) -> Result<Live, PublishError> {
-    let properties =
-        ConnectionProperties::default().with_connection_name(s.connection_name.as_str().into());
-    let connection = Connection::connect_uri(uri.clone(), properties)
-        .await
-        .map_err(|e| classify(&e, Doing::Connect, &s.url))?;
-    let blocked = Arc::new(AtomicBool::new(false));
-    if watch {
-        let mut events = Box::pin(connection.events_listener());
-        let flag = blocked.clone();
-        let flow = s.flow.clone();
-        tokio::spawn(async move {
-            use futures_core::Stream;
-            let mut since = None;
-            while let Some(event) = std::future::poll_fn(|cx| events.as_mut().poll_next(cx)).await {
-                match event {
-                    Event::ConnectionBlocked(reason) => {
-                        flag.store(true, Relaxed);
-                        if since.is_none() {
-                            since = Some(Instant::now());
-                            flow.block(&reason);
-                        }
-                    }
-                    Event::ConnectionUnblocked => {
-                        flag.store(false, Relaxed);
-                        if let Some(at) = since.take() {
-                            flow.unblock(at, true);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(at) = since {
-                flow.unblock(at, false);
-            }
-        });
-    }
-    Ok(Live {
-        connection,
-        blocked,
-        declared: tokio::sync::OnceCell::new(),
-    })
 }
 
 /// Opens a channel, in confirm mode when the case wants confirms.
@@ -437,7 +399,10 @@ impl AmqpTarget {
             .is_some_and(|(live, ch)| live.connected() && ch.status().connected());
         if !usable {
             let s = &self.s;
-            let live = tokio::time::timeout(s.admin_timeout, connect_to(s, &s.admin_uri, false))
+            let live = tokio::time::timeout(
+                s.admin_timeout,
+                connect(s, &s.admin_transport, false, &mut StageClock::new(false)),
+            )
                 .await
                 .map_err(|_| {
                     PublishError::new(ErrorKind::Unreachable,
@@ -494,7 +459,9 @@ async fn open_channel_plain(live: &Live, s: &Settings) -> Result<Channel, Publis
 impl AmqpTarget {
     /// What a reader must know about the broker and queue, whoever publishes (taskbench or a Python client).
     pub fn broker_notes(&self) -> Vec<String> {
-        vec![format!("broker {}, queue {:?}", self.s.url, self.s.queue)]
+        let mut notes = vec![format!("broker {}, queue {:?}", self.s.url, self.s.queue)];
+        notes.extend(self.s.transport.notes());
+        notes
     }
 }
 
@@ -578,6 +545,9 @@ impl Target for AmqpTarget {
     fn notes(&self) -> Vec<String> {
         let s = &self.s;
         let mut notes = self.broker_notes();
+        if s.transport.is_tls() {
+            notes.push("TLS (amqps://): the tls stage is the TLS handshake alone, after the TCP connect; the connect stage is the TCP connect and the AMQP handshake".into());
+        }
         match (s.confirm, s.path) {
             (Confirm::Off, _) => notes.push(
                 "confirm = off: latency is time-to-socket (basic.publish handed to the socket), not time-to-broker; \

@@ -51,7 +51,7 @@ impl Slot {
                 ),
             ));
         }
-        let live = match clock.time(Stage::Connect, connect(s, true)).await {
+        let live = match connect(s, &s.transport, true, clock).await {
             Ok(live) => Arc::new(live),
             Err(e) => {
                 self.backoff.failed();

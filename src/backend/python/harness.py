@@ -47,6 +47,9 @@ STAGE_FUNCTIONS = [
     ("acquire", "kombu.resource", "Resource", "acquire"),
     ("connect", "kombu.connection", "Connection", "__init__"),
     ("connect", "kombu.connection", "Connection", "_establish_connection"),
+    # The TLS handshake inside a connect (amqps://: py-amqp wraps and handshakes; rediss://: redis-py wraps).
+    ("tls", "amqp.transport", "SSLTransport", "_setup_transport"),
+    ("tls", "redis.connection", "SSLConnection", "_wrap_socket_with_ssl"),
     ("channel", "kombu.connection", "Connection", "channel"),
     ("encode", "celery.app.base", None, "uuid"),
     ("encode", "celery.app.amqp", "AMQP", "as_task_v2"),
@@ -153,6 +156,8 @@ class ErrorKind:
     CONNECTION_LOST = "connection_lost"
     SEND = "send"
     SETUP = "setup"
+    TLS_CERTIFICATE = "tls_certificate"
+    TLS_HANDSHAKE = "tls_handshake"
 
 
 def kind_of(exc):
@@ -174,6 +179,10 @@ def kind_of(exc):
             return ErrorKind.DECLARE_CONFLICT
         if "OOM" in text:
             return ErrorKind.OOM
+        if name == "SSLCertVerificationError" or "CERTIFICATE_VERIFY_FAILED" in text:
+            return ErrorKind.TLS_CERTIFICATE
+        if name in ("SSLError", "SSLEOFError", "SSLZeroReturnError") or ("SSL" in text and "handshake" in text):
+            return ErrorKind.TLS_HANDSHAKE
         if isinstance(e, TimeoutError) or name in ("TimeoutError", "timeout"):
             return ErrorKind.TIMEOUT
         if isinstance(e, (ConnectionError, OSError)) or name in ("ConnectionError", "RecoverableConnectionError"):
@@ -292,6 +301,30 @@ def reroute(app, name, queue_name):
     router.route = taskbench_reroute
 
 
+def tls_options(cfg):
+    """The case's TLS keys as the client takes them, or None without TLS: for amqps:// py-amqp's `ssl` dict
+    (what Celery documents for broker_use_ssl), for rediss:// redis-py's `ssl_*` options (kombu's)."""
+    tls = cfg.get("tls")
+    if not tls:
+        return None
+    import ssl
+    from urllib.parse import urlsplit
+
+    required = ssl.CERT_REQUIRED if tls["verify"] else ssl.CERT_NONE
+    if urlsplit(cfg["url"]).scheme in ("rediss", "valkeys"):
+        opts = {"ssl_cert_reqs": required}
+        names = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+    else:
+        # server_hostname turns on py-amqp's host name check (with verification), as taskbench checks it.
+        host = urlsplit(cfg["url"]).hostname
+        opts = {"cert_reqs": required, "server_hostname": host if tls["verify"] else None}
+        names = ("ca_certs", "certfile", "keyfile")
+    for name, value in zip(names, (tls["ca"], tls["cert"], tls["key"])):
+        if value:
+            opts[name] = value
+    return opts
+
+
 def load_app(cfg):
     """The Celery app: the user's (celery_app = "module:attr"), or a minimal one; on the case's broker."""
     from celery import Celery
@@ -306,6 +339,8 @@ def load_app(cfg):
         app = Celery("taskbench")
     # The case's broker, so that taskbench counts what arrived where it looks; everything else is the app's.
     app.conf.broker_url = cfg["url"]
+    if tls_options(cfg) is not None:
+        app.conf.broker_use_ssl = tls_options(cfg)
     app.conf.broker_connection_retry_on_startup = True
     if not spec:
         app.conf.task_default_queue = cfg["queue"]
@@ -376,6 +411,7 @@ def kombu_publisher(cfg):
     from kombu.pools import producers
 
     url, queue, name = cfg["url"], cfg["queue"], cfg["task"]
+    ssl = tls_options(cfg) or False
     q = Queue(queue, Exchange(queue, type="direct"), routing_key=queue)
     args, kwargs = cfg["args"], cfg["kwargs"]
     body = (args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
@@ -404,11 +440,11 @@ def kombu_publisher(cfg):
     path = cfg["path"]
     if path == "fresh":
         def publish():
-            with Connection(url) as conn:
+            with Connection(url, ssl=ssl) as conn:
                 send(Producer(conn))
 
         return publish, []
-    conn = Connection(url)
+    conn = Connection(url, ssl=ssl)
     if path == "acquire":
         pool = producers[conn]
 

@@ -4,7 +4,7 @@
 //! `e <kind> <message>`; and the counters (`s {json}`) a harness sends before it exits.
 
 use crate::error::ErrorKind;
-use crate::scenario::{Case, PythonClient};
+use crate::scenario::{BackendOptions, Case, PythonClient, is_tls_url};
 use crate::stage::Stage;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -68,10 +68,30 @@ pub(super) fn config_line(case: &Case, client: &PythonClient, url: &str) -> Stri
         "publish_to_routed_queue": client.publish_to_routed_queue,
         // Where the app routes the task, as taskbench planned the queue on (null: never asked).
         "route": client.route.as_ref().map(|r| serde_json::json!({"routed_queue": r.routed_queue})),
+        // The case's TLS keys, for an amqps:// or rediss:// URL (null otherwise): see harness.py's tls_options.
+        "tls": tls_config(case, url),
     });
     let mut line = config.to_string();
     line.push('\n');
     line
+}
+
+/// The TLS keys the harness passes to Celery (`broker_use_ssl`) or kombu (`ssl=`), for a TLS URL.
+fn tls_config(case: &Case, url: &str) -> serde_json::Value {
+    let tls = match &case.options {
+        BackendOptions::Amqp(o) => &o.tls,
+        BackendOptions::Redis(o) => &o.tls,
+        BackendOptions::Local(_) => return serde_json::Value::Null,
+    };
+    if !is_tls_url(url) {
+        return serde_json::Value::Null;
+    }
+    serde_json::json!({
+        "ca": tls.ca,
+        "cert": tls.cert,
+        "key": tls.key,
+        "verify": tls.verify,
+    })
 }
 
 /// The case's task arguments as published: those of the body taskbench sends (payload padding included).

@@ -37,11 +37,15 @@ impl bb8::ManageConnection for Manager {
         }
         // A connect alone does not reset the backoff (a server may accept and drop every connection): a
         // successful publish does.
-        PlainConnection::connect(&self.endpoint.info)
-            .await
-            .inspect_err(|_| {
-                self.backoff.failed();
-            })
+        PlainConnection::connect(
+            &self.endpoint.info,
+            self.endpoint.tls.as_ref(),
+            &mut crate::stage::StageClock::new(false),
+        )
+        .await
+        .inspect_err(|_| {
+            self.backoff.failed();
+        })
     }
 
     async fn is_valid(&self, conn: &mut PlainConnection) -> Result<(), RedisError> {

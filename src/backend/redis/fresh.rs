@@ -93,7 +93,7 @@ impl FreshPublisher {
     ) -> Result<(), PublishError> {
         let ep = &*self.endpoint;
         // Dropped (and so closed) on every way out, a cancellation included.
-        let mut conn = clock.time(Stage::Connect, ep.connect_plain()).await?;
+        let mut conn = ep.connect_plain(clock).await?;
         if self.kombu_handshake {
             for (stage, packed, what) in [
                 (Stage::Handshake, &self.ping, "PING failed on"),

@@ -14,6 +14,7 @@ mod pooled;
 
 use super::backoff::{self, Backoff};
 use super::url::{broker_url, redact};
+use crate::backend::tls::{self, TlsClient, TokioTls};
 use crate::catalog::PathKind;
 use crate::engine::Stop;
 use crate::engine::{BrokerProbe, Publisher, Target};
@@ -21,10 +22,13 @@ use crate::error::{ErrorKind, PublishError};
 use crate::facts::CaseFacts;
 use crate::message::TaskMessage;
 use crate::resources::parse_redis_info;
-use crate::scenario::{Case, RedisOptions};
+use crate::scenario::{Case, RedisOptions, TlsOptions};
 use crate::stage::StageClock;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, IntoConnectionInfo, RedisError, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ClientTlsConfig, ConnectionAddr, IntoConnectionInfo, RedisError,
+    TlsCertificates, Value,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,6 +39,10 @@ pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
 pub struct Endpoint {
     /// Where publishers connect: the server, or the wire proxy in front of it (`rtt`, faults).
     info: redis::ConnectionInfo,
+    /// The TLS side of a `rediss://` URL's plain connections (redis-rs does its own for the others).
+    tls: Option<TokioTls>,
+    /// `tls_verify = false`: said in the notes.
+    tls_note: Option<String>,
     client: Client,
     /// taskbench's own connection (lengths, cleanup) goes to the server itself.
     admin: Client,
@@ -61,11 +69,28 @@ impl Endpoint {
     ) -> Result<Endpoint, PublishError> {
         let url = broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", DEFAULT_URL);
         let shown = redact(&url);
-        let (_, admin) = connection(&url, &shown)?;
-        let (info, client) = connection(via.unwrap_or(&url), &shown)?;
+        // A TLS handshake gets half the publish's time. Through the wire proxy, publishers connect to the
+        // proxy and their TLS still checks the server's own name.
+        let handshake = case.publish_timeout / 2;
+        let direct = connection(&url, &shown, &o.tls, handshake, None)?;
+        let admin = direct.client.clone();
+        let Connecting {
+            info,
+            client,
+            tls,
+            tls_note,
+        } = match via {
+            Some(via) => {
+                let name = host_of(&direct.info);
+                connection(via, &shown, &o.tls, handshake, name.as_deref())?
+            }
+            None => direct,
+        };
         let spec = case.task.spec();
         Ok(Endpoint {
             info,
+            tls,
+            tls_note,
             client,
             admin,
             config: AsyncConnectionConfig::new()
@@ -96,9 +121,12 @@ impl Endpoint {
         )
     }
 
-    /// Opens a plain connection for a publisher.
-    async fn connect_plain(&self) -> Result<plain::PlainConnection, PublishError> {
-        plain::PlainConnection::connect(&self.info)
+    /// Opens a plain connection for a publisher, timing its stages on `clock`.
+    async fn connect_plain(
+        &self,
+        clock: &mut StageClock,
+    ) -> Result<plain::PlainConnection, PublishError> {
+        plain::PlainConnection::connect(&self.info, self.tls.as_ref(), clock)
             .await
             .map_err(|e| self.connect_error(&e))
     }
@@ -149,6 +177,9 @@ impl Endpoint {
     /// A [`PublishError`] for `e`, of the kind the error says it is, else `default`; `doing` says what
     /// failed ("cannot connect to", "LPUSH failed on").
     fn error(&self, default: ErrorKind, doing: &str, e: &RedisError) -> PublishError {
+        if let Some(tls) = tls::find(e, "redis") {
+            return tls.to_error(&self.shown);
+        }
         let kind = match (default, error_kind(e)) {
             // A connect that failed for any reason but the password is a connect error.
             (ErrorKind::Unreachable, Some(ErrorKind::Auth)) => ErrorKind::Auth,
@@ -165,6 +196,70 @@ impl Endpoint {
         };
         PublishError::new(kind, format!("{doing} redis at {}: {e}{hint}", self.shown))
     }
+}
+
+/// What a `rediss://` URL needs: `info` with verification as `o` says, the TLS side of the plain
+/// connections, the note of a case that does not verify, and the certificates redis-rs's own connections
+/// (multiplexed, and taskbench's checks) use. TLS keys with a plain URL are refused.
+#[allow(clippy::type_complexity)]
+fn tls_setup(
+    info: redis::ConnectionInfo,
+    o: &TlsOptions,
+    shown: &str,
+    timeout: Duration,
+    server_name: Option<&str>,
+) -> Result<
+    (
+        redis::ConnectionInfo,
+        Option<(TokioTls, Option<String>, TlsCertificates)>,
+    ),
+    PublishError,
+> {
+    let ConnectionAddr::TcpTls {
+        host,
+        port,
+        tls_params,
+        ..
+    } = info.addr().clone()
+    else {
+        if o.is_set() {
+            return Err(PublishError::new(
+                ErrorKind::Config,
+                format!(
+                    "the case sets tls_ keys but connects to {shown} without TLS; use a rediss:// URL (TASKBENCH_REDIS_URL or the case's url)"
+                ),
+            ));
+        }
+        return Ok((info, None));
+    };
+    let client = TlsClient::new(o, shown)?;
+    let plain_side = TokioTls::new(&client, server_name.unwrap_or(&host), shown, timeout)?;
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| {
+            PublishError::new(
+                ErrorKind::Config,
+                format!("TLS to {shown}: cannot read {}: {e}", path.display()),
+            )
+        })
+    };
+    let client_tls = match (&o.cert, &o.key) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    let certificates = TlsCertificates {
+        client_tls,
+        root_cert: o.ca.as_deref().map(read).transpose()?,
+    };
+    let info = info.set_addr(ConnectionAddr::TcpTls {
+        host,
+        port,
+        insecure: !o.verify,
+        tls_params,
+    });
+    Ok((info, Some((plain_side, client.notes(), certificates))))
 }
 
 /// The kind of a redis error, when it says which: auth, timeout, oom, connection (dropped), server (an
@@ -210,8 +305,25 @@ fn first_error(values: Vec<Value>) -> Result<(), RedisError> {
     Ok(())
 }
 
-/// How taskbench connects to `url` (shown as `shown`): no `CLIENT SETINFO`, `TCP_NODELAY`.
-fn connection(url: &str, shown: &str) -> Result<(redis::ConnectionInfo, Client), PublishError> {
+/// How taskbench connects to a URL: its address, the client, and the TLS of a `rediss://` URL.
+struct Connecting {
+    info: redis::ConnectionInfo,
+    client: Client,
+    /// The TLS side of a `rediss://` URL's plain connections (redis-rs does its own for the others).
+    tls: Option<TokioTls>,
+    /// `tls_verify = false`: said in the notes.
+    tls_note: Option<String>,
+}
+
+/// How taskbench connects to `url` (shown as `shown`): no `CLIENT SETINFO`, `TCP_NODELAY`, and TLS as `o`
+/// says for a `rediss://` URL, checking `server_name` (default: the URL's host) on plain connections.
+fn connection(
+    url: &str,
+    shown: &str,
+    o: &TlsOptions,
+    handshake: Duration,
+    server_name: Option<&str>,
+) -> Result<Connecting, PublishError> {
     let invalid = |e: RedisError| {
         PublishError::new(
             ErrorKind::Config,
@@ -222,8 +334,31 @@ fn connection(url: &str, shown: &str) -> Result<(redis::ConnectionInfo, Client),
     let settings = info.redis_settings().clone().set_skip_set_lib_name();
     let info = info.set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
     let info = info.set_redis_settings(settings);
-    let client = Client::open(info.clone()).map_err(invalid)?;
-    Ok((info, client))
+    let (info, tls) = tls_setup(info, o, shown, handshake, server_name)?;
+    let client = match &tls {
+        Some((_, _, certificates)) => {
+            Client::build_with_tls(info.clone(), certificates.clone()).map_err(invalid)?
+        }
+        None => Client::open(info.clone()).map_err(invalid)?,
+    };
+    let (tls, tls_note) = match tls {
+        Some((tls, note, _)) => (Some(tls), note),
+        None => (None, None),
+    };
+    Ok(Connecting {
+        info,
+        client,
+        tls,
+        tls_note,
+    })
+}
+
+/// The host of a TLS address, the name its certificate is checked against.
+fn host_of(info: &redis::ConnectionInfo) -> Option<String> {
+    match info.addr() {
+        ConnectionAddr::TcpTls { host, .. } => Some(host.clone()),
+        _ => None,
+    }
 }
 
 /// A case on Redis.
@@ -345,6 +480,30 @@ impl Target for RedisTarget {
     }
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
+        // One PING on a publisher's kind of connection first: a TLS mismatch or a refused certificate
+        // then says so (redis-rs's own connection would only time out or see a broken pipe).
+        let mut probe = tokio::time::timeout(
+            self.publish_timeout,
+            self.endpoint.connect_plain(&mut StageClock::new(false)),
+        )
+        .await
+        .map_err(|_| {
+            self.endpoint
+                .connect_error(&RedisError::from(std::io::Error::from(
+                    std::io::ErrorKind::TimedOut,
+                )))
+        })??;
+        probe.queue(&redis::cmd("PING"));
+        tokio::time::timeout(self.publish_timeout, probe.round_trip(1))
+            .await
+            .map_err(|_| {
+                self.endpoint
+                    .connect_error(&RedisError::from(std::io::Error::from(
+                        std::io::ErrorKind::TimedOut,
+                    )))
+            })?
+            .map_err(|e| self.endpoint.connect_error(&e))?;
+        drop(probe);
         self.before = self.lengths().await?;
         self.prepared = true;
         let admin = self.admin.as_mut().expect("lengths connected");
@@ -450,6 +609,13 @@ impl Target for RedisTarget {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = self.broker_notes();
+        if self.endpoint.tls.is_some() {
+            notes.push(if self.multiplexed {
+                "TLS (rediss://): the shared multiplexed connection is redis-rs's, which does TCP and TLS in one call: its connect stage includes the TLS handshake".into()
+            } else {
+                "TLS (rediss://): the tls stage is the TLS handshake alone, after the TCP connect; the connect stage is the TCP connect and AUTH/SELECT".into()
+            });
+        }
         notes.push(match self.path {
             PathKind::Fresh if self.kombu_handshake => "fresh: every publish opens a connection, sends kombu's PING, MULTI LLEN x4 and binding MULTI SADD x2, LPUSHes and closes".to_string(),
             PathKind::Fresh => "fresh without the kombu handshake: connect, LPUSH, close".to_string(),
@@ -474,10 +640,12 @@ impl RedisTarget {
     /// What a reader must know about the server and lists, whoever publishes (taskbench or a Python
     /// client): where they are.
     pub fn broker_notes(&self) -> Vec<String> {
-        vec![format!(
+        let mut notes = vec![format!(
             "redis at {}, list {:?}",
             self.endpoint.shown, self.endpoint.list
-        )]
+        )];
+        notes.extend(self.endpoint.tls_note.clone());
+        notes
     }
 
     /// What the lists held before the case (left in place), whoever publishes.

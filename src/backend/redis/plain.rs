@@ -5,8 +5,11 @@
 //! ([`redis::parse_redis_value`]); this module only owns the socket and frames the replies. It exists because
 //! redis-rs 1.x's only async connection is multiplexed: each request crosses a channel to a driver task and
 //! its reply comes back on another, two task wake-ups that cost more than the LPUSH itself on loopback
-//! (see docs/redis.md). Speaks RESP2 (no HELLO is sent); TLS is not supported.
+//! (see docs/redis.md). Speaks RESP2 (no HELLO is sent), over TLS for a `rediss://` URL (rustls, its handshake
+//! timed as the `tls` stage).
 
+use crate::backend::tls::{HandshakeFailed, TokioTls};
+use crate::stage::{Stage, StageClock};
 use redis::{Cmd, ConnectionAddr, ConnectionInfo, ErrorKind, RedisError, RedisResult};
 use std::io;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -18,6 +21,7 @@ const READ_BUFFER: usize = 4096;
 enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 /// One plain connection: an output buffer of encoded commands, and a buffer of replies read so far.
@@ -32,23 +36,44 @@ pub struct PlainConnection {
     /// Commands were written whose replies were not all read (an error or a cancellation): the stream is
     /// out of step and the connection must not be reused.
     broken: bool,
+    /// The server has answered something on this connection (a plain connection closed before that is
+    /// what a TLS port does).
+    answered: bool,
 }
 
 impl PlainConnection {
-    /// Connects to `info` (TCP with TCP_NODELAY, or a Unix socket) and authenticates and selects the
-    /// database if it says so, in one round trip.
-    pub async fn connect(info: &ConnectionInfo) -> RedisResult<PlainConnection> {
+    /// Connects to `info` (TCP with TCP_NODELAY, or a Unix socket; `connect` stage), does the TLS handshake
+    /// with `tls` for a `rediss://` URL (`tls` stage), and authenticates and selects the database if it says
+    /// so, in one round trip (`connect` again).
+    pub async fn connect(
+        info: &ConnectionInfo,
+        tls: Option<&TokioTls>,
+        clock: &mut StageClock,
+    ) -> RedisResult<PlainConnection> {
         let stream = match info.addr() {
-            ConnectionAddr::Tcp(host, port) => {
-                let stream = TcpStream::connect((host.as_str(), *port)).await?;
+            ConnectionAddr::Tcp(host, port) | ConnectionAddr::TcpTls { host, port, .. } => {
+                let stream = clock
+                    .time(Stage::Connect, TcpStream::connect((host.as_str(), *port)))
+                    .await?;
                 stream.set_nodelay(true)?;
-                Stream::Tcp(stream)
+                match tls {
+                    Some(tls) => Stream::Tls(Box::new(
+                        clock
+                            .time(Stage::Tls, tls.handshake(stream, "redis"))
+                            .await?,
+                    )),
+                    None => Stream::Tcp(stream),
+                }
             }
-            ConnectionAddr::Unix(path) => Stream::Unix(UnixStream::connect(path).await?),
+            ConnectionAddr::Unix(path) => Stream::Unix(
+                clock
+                    .time(Stage::Connect, UnixStream::connect(path))
+                    .await?,
+            ),
             _ => {
                 return Err(RedisError::from((
                     ErrorKind::InvalidClientConfig,
-                    "TLS (rediss://) is not supported by taskbench's redis backend",
+                    "this kind of redis address is not supported by taskbench's redis backend",
                 )));
             }
         };
@@ -59,6 +84,7 @@ impl PlainConnection {
             filled: 0,
             consumed: 0,
             broken: false,
+            answered: false,
         };
         let settings = info.redis_settings();
         let mut commands = 0;
@@ -76,7 +102,9 @@ impl PlainConnection {
             commands += 1;
         }
         if commands > 0 {
-            conn.round_trip(commands).await?;
+            clock
+                .time(Stage::Connect, conn.round_trip(commands))
+                .await?;
         }
         Ok(conn)
     }
@@ -133,6 +161,7 @@ impl PlainConnection {
         match &mut self.stream {
             Stream::Tcp(s) => s.write_all(&self.out).await,
             Stream::Unix(s) => s.write_all(&self.out).await,
+            Stream::Tls(s) => s.write_all(&self.out).await,
         }
     }
 
@@ -151,16 +180,28 @@ impl PlainConnection {
                 self.input.resize(self.input.len() * 2, 0);
             }
             let buf = &mut self.input[self.filled..];
-            let n = match &mut self.stream {
-                Stream::Tcp(s) => s.read(buf).await?,
-                Stream::Unix(s) => s.read(buf).await?,
+            let read = match &mut self.stream {
+                Stream::Tcp(s) => s.read(buf).await,
+                Stream::Unix(s) => s.read(buf).await,
+                Stream::Tls(s) => s.read(buf).await,
             };
-            if n == 0 {
-                return Err(RedisError::from(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "the server closed the connection",
-                )));
-            }
+            let n = match read {
+                Ok(n) if n > 0 => n,
+                // Closed or reset before any reply: what a TLS port does with plain text.
+                _ if !self.answered && matches!(self.stream, Stream::Tcp(_)) => {
+                    return Err(RedisError::from(io::Error::other(
+                        HandshakeFailed::plain_to_tls("rediss"),
+                    )));
+                }
+                Ok(_) => {
+                    return Err(RedisError::from(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection",
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            self.answered = true;
             self.filled += n;
         }
     }

@@ -107,10 +107,17 @@ impl PooledPublisher {
         self.batch
     }
 
-    async fn connect(&mut self) -> Result<Link, PublishError> {
+    /// A connection: the shared one (its `connect` stage includes redis-rs's TLS handshake), or the
+    /// publisher's own plain one (TCP, TLS and AUTH timed apart).
+    async fn connect(&mut self, clock: &mut StageClock) -> Result<Link, PublishError> {
         match &self.shared {
             Some(shared) => {
-                let (generation, conn) = shared.get(&self.endpoint, self.broken.take()).await?;
+                let (generation, conn) = clock
+                    .time(
+                        Stage::Connect,
+                        shared.get(&self.endpoint, self.broken.take()),
+                    )
+                    .await?;
                 Ok(Link::Shared(conn, generation))
             }
             None => {
@@ -118,7 +125,7 @@ impl PooledPublisher {
                     return Err(self.endpoint.not_reconnected());
                 }
                 Ok(Link::Plain(
-                    self.endpoint.connect_plain().await.inspect_err(|_| {
+                    self.endpoint.connect_plain(clock).await.inspect_err(|_| {
                         self.backoff.failed();
                     })?,
                 ))
@@ -138,7 +145,7 @@ impl PooledPublisher {
             self.link = None;
         }
         if self.link.is_none() {
-            self.link = Some(clock.time(Stage::Connect, self.connect()).await?);
+            self.link = Some(self.connect(clock).await?);
         }
         let ep = &*self.endpoint;
         let sent: Result<(), RedisError> = match self.link.as_mut().expect("connected above") {

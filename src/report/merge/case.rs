@@ -102,6 +102,8 @@ pub(super) fn merge_case(
         settings,
         thresholds: Vec::new(),
         timeline: merged_timeline.intervals,
+        // Each shard measured its own machine's floor; their ratios do not add up.
+        floor: None,
         // Every shard ran the same events on its own clock; the first shard's stand for them.
         events: first.events.clone(),
         unknown_fate: parts.iter().filter_map(|p| p.unknown_fate).reduce(|a, b| {

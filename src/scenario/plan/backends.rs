@@ -2,6 +2,7 @@
 //! catalog says), and each kind of backend's settings.
 
 use super::locator::CaseLocator;
+use super::tls::tls_options;
 use super::url::check_url;
 use super::value::positive;
 use crate::catalog::{BACKENDS, Backend, BackendSpec, PathKind};
@@ -147,6 +148,7 @@ fn amqp_options(
     let mut o = AmqpOptions {
         url: raw.url.as_ref().map(|u| u.get_ref().clone()),
         keep: raw.keep.as_ref().is_some_and(|k| *k.get_ref()),
+        tls: tls_options(case, raw, "amqps")?,
         ..AmqpOptions::default()
     };
     if let Some(c) = &raw.confirm {
@@ -223,6 +225,7 @@ fn redis_options(case: &CaseLocator, raw: &RawCase) -> Result<RedisOptions, Scen
     let mut o = RedisOptions {
         url: raw.url.as_ref().map(|u| u.get_ref().clone()),
         keep: raw.keep.as_ref().is_some_and(|k| *k.get_ref()),
+        tls: tls_options(case, raw, "rediss")?,
         ..RedisOptions::default()
     };
     if let Some(v) = &raw.pool_size {

@@ -11,6 +11,7 @@ mod load;
 mod locator;
 pub(super) mod python_client;
 mod task;
+mod tls;
 mod url;
 mod value;
 mod wire;
@@ -82,6 +83,7 @@ pub(super) fn scenario(
         file: PathBuf::from(file),
         cases,
         shard: overrides.shard,
+        floor: overrides.floor || raw.floor.unwrap_or(false),
     })
 }
 

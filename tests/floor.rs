@@ -1,0 +1,205 @@
+//! `floor = true` / `run --floor`: each case's backend floor, measured right before it, with the case's p50
+//! and throughput as ratios to it in summary.json, the table and report.html; and a floor that cannot be
+//! measured says why instead of measuring a stand-in.
+
+mod common;
+
+use common::taskbench;
+use serde_json::Value;
+use std::path::Path;
+
+/// Runs `scenario` (text) with `args` after `run`; returns the summary's cases, stdout and the exit code.
+fn run(dir: &Path, scenario: &str, args: &[&str]) -> (Vec<Value>, String, Option<i32>) {
+    let file = dir.join("floor.toml");
+    std::fs::write(&file, scenario).unwrap();
+    let out = dir.join("out");
+    let done = taskbench()
+        .arg("run")
+        .arg(&file)
+        .arg("--out")
+        .arg(&out)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&done.stdout).into_owned();
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("summary.json"))
+            .unwrap_or_else(|e| panic!("{e}\n{stdout}\n{}", String::from_utf8_lossy(&done.stderr))),
+    )
+    .unwrap();
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let cases = summary["cases"].as_array().unwrap().clone();
+    for c in &cases {
+        if c.get("floor").is_some() {
+            assert!(
+                html.contains("Against the floor"),
+                "report.html shows the floors"
+            );
+        }
+    }
+    (cases, stdout, done.status.code())
+}
+
+/// Checks a measured floor of `units` units, and the case's ratios against it.
+fn check_measured_floor(case: &Value, units: u64) {
+    let name = &case["name"];
+    let f = &case["floor"];
+    assert_eq!(f["unavailable"], Value::Null, "{name}: {f}");
+    assert_eq!(f["units"], units, "{name}: {f}");
+    let floor_p50 = f["latency_ns"]["p50"].as_f64().unwrap();
+    let floor_tput = f["throughput_per_s"].as_f64().unwrap();
+    assert!(floor_p50 > 0.0 && floor_tput > 0.0, "{name}: {f}");
+    let p50 = case["latency_ns"]["p50"].as_f64().unwrap();
+    let tput = case["throughput_per_s"].as_f64().unwrap();
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs();
+    assert!(
+        close(f["p50_ratio"].as_f64().unwrap(), p50 / floor_p50),
+        "{name}: {f}"
+    );
+    assert!(
+        close(f["throughput_ratio"].as_f64().unwrap(), tput / floor_tput),
+        "{name}: {f}"
+    );
+}
+
+#[test]
+fn a_floor_run_on_the_local_backends_writes_each_floor_and_the_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cases, stdout, code) = run(
+        dir.path(),
+        "name = \"floor\"\npublishes = 500\nwarmup = 10\nfloor = true\n\
+         [[case]]\nname = \"unix-raw\"\nbackend = \"unix\"\npath = \"raw\"\n\
+         [[case]]\nname = \"tcp-fresh\"\nbackend = \"tcp\"\npath = \"fresh\"\n\
+         [[case]]\nname = \"fifo-raw\"\nbackend = \"fifo\"\npath = \"raw\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(cases.len(), 3);
+    for c in &cases {
+        check_measured_floor(c, 500);
+        assert_eq!(
+            c["delivered"], 500,
+            "the floor wrote nowhere near the case's sink"
+        );
+    }
+    assert!(
+        stdout.contains("Floors (measured right before each case"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("p50 / floor"), "{stdout}");
+    let unix_row = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("Floors"))
+        .find(|l| l.trim_start().starts_with("unix-raw"))
+        .unwrap_or_else(|| panic!("no unix-raw row under Floors:\n{stdout}"));
+    let ratio = format!("{:.2}x", cases[0]["floor"]["p50_ratio"].as_f64().unwrap());
+    assert!(unix_row.contains(&ratio), "{unix_row} shows {ratio}");
+}
+
+#[test]
+fn run_floor_asks_for_the_floors_the_scenario_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = "name = \"no-floor\"\npublishes = 100\nwarmup = 0\n\
+                    [[case]]\nname = \"unix-raw\"\nbackend = \"unix\"\npath = \"raw\"\n";
+    let (cases, stdout, _) = run(dir.path(), scenario, &[]);
+    assert!(cases[0].get("floor").is_none(), "no floor unless asked");
+    assert!(!stdout.contains("Floors"), "{stdout}");
+    let (cases, _, code) = run(dir.path(), scenario, &["--floor", "--force"]);
+    assert_eq!(code, Some(0));
+    check_measured_floor(&cases[0], 100);
+}
+
+#[test]
+fn an_amqp_floor_says_it_is_not_measured_instead_of_measuring_a_stand_in() {
+    let dir = tempfile::tempdir().unwrap();
+    // No broker answers on port 1: the case fails to connect, the floor is not attempted.
+    let (cases, stdout, code) = run(
+        dir.path(),
+        "name = \"amqp-floor\"\npublishes = 10\nwarmup = 0\nfloor = true\npublish_timeout = \"2s\"\n\
+         [[case]]\nname = \"amqp\"\nbackend = \"amqp\"\npath = \"pooled\"\nurl = \"amqp://guest:guest@127.0.0.1:1/%2f\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    let f = &cases[0]["floor"];
+    assert_eq!(f["units"], 0);
+    assert_eq!(f["p50_ratio"], Value::Null);
+    assert!(
+        f["unavailable"]
+            .as_str()
+            .unwrap()
+            .contains("no plain blocking AMQP client"),
+        "{f}"
+    );
+    assert!(
+        stdout.contains("amqp: no floor: not measured"),
+        "the table says so: {stdout}"
+    );
+}
+
+#[test]
+fn an_unreachable_redis_floor_says_why_with_the_url_and_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cases, stdout, code) = run(
+        dir.path(),
+        "name = \"redis-floor\"\npublishes = 10\nwarmup = 0\nfloor = true\npublish_timeout = \"2s\"\n\
+         [[case]]\nname = \"redis\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"redis://:sekrit@127.0.0.1:1/0\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    let why = cases[0]["floor"]["unavailable"].as_str().unwrap();
+    assert!(
+        why.starts_with("the floor failed: redis://:***@127.0.0.1:1/0: "),
+        "{why}"
+    );
+    assert!(!stdout.contains("sekrit") && !why.contains("sekrit"));
+}
+
+#[test]
+#[ignore = "needs Redis; tests/run runs it"]
+fn a_redis_floor_pushes_to_its_own_list_and_deletes_it() {
+    let url = common::redis_url();
+    let Ok(client) = redis::Client::open(url.as_str()) else {
+        return common::skip_test(&format!("{url} is not a redis URL"));
+    };
+    let Ok(mut conn) = client.get_connection() else {
+        return common::skip_test(&format!("no Redis reachable at {url}"));
+    };
+    let queue = common::unique("floor");
+    let dir = tempfile::tempdir().unwrap();
+    let (cases, stdout, code) = run(
+        dir.path(),
+        &format!(
+            "name = \"redis-floor\"\npublishes = 300\nwarmup = 20\nfloor = true\n\
+             [task]\nname = \"tasks.add\"\nqueue = \"{queue}\"\n\
+             [[case]]\nname = \"redis-pooled\"\nbackend = \"redis\"\npath = \"pooled\"\nurl = \"{url}\"\n"
+        ),
+        &[],
+    );
+    assert_eq!(code, Some(0), "{stdout}");
+    check_measured_floor(&cases[0], 300);
+    assert_eq!(
+        cases[0]["delivered"], 300,
+        "the floor's pushes are not in the case's queue"
+    );
+    let left: u64 = redis::cmd("EXISTS")
+        .arg(format!("{queue}.taskbench-floor"))
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(left, 0, "the floor's list is deleted");
+}
+
+#[test]
+fn a_floor_that_is_not_true_or_false_is_refused_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "name = \"bad\"\nfloor = \"yes\"\n[[case]]\nname = \"u\"\nbackend = \"unix\"\npath = \"raw\"\n",
+    )
+    .unwrap();
+    let done = taskbench().arg("validate").arg(&file).output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("bad.toml:2:"), "{stderr}");
+    assert!(stderr.contains("expected a boolean"), "{stderr}");
+}
