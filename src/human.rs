@@ -24,6 +24,16 @@ pub fn human_ns(ns: u64) -> String {
     format!("{value:.decimals$}{}", pick.1)
 }
 
+/// A rate (per second): whole and grouped from 100 up (`1,667`), with one decimal below (`19.4`), so the
+/// steps of a slow path's search do not all read the same.
+pub fn human_rate(per_s: f64) -> String {
+    if per_s >= 99.95 {
+        human_count(per_s.round() as u64)
+    } else {
+        format!("{:.1}", per_s.max(0.0))
+    }
+}
+
 /// A count with thousands separators: `1,234,567`.
 pub fn human_count(n: u64) -> String {
     let digits = n.to_string();
@@ -84,6 +94,9 @@ mod tests {
         assert_eq!(human_count(0), "0");
         assert_eq!(human_count(1234567), "1,234,567");
         assert_eq!(human_count(100), "100");
+        assert_eq!(human_rate(1666.67), "1,667");
+        assert_eq!(human_rate(19.375), "19.4");
+        assert_eq!(human_rate(99.96), "100");
         assert_eq!(human_bytes_signed(512.0), "512B");
         assert_eq!(human_bytes_signed(1536.0), "1.50KiB");
         assert_eq!(human_bytes_signed(-12.3 * 1024.0 * 1024.0), "-12.3MiB");

@@ -99,7 +99,7 @@ fn searches(dir: &Path) -> anyhow::Result<Vec<SearchView>> {
             curve: plot::search_curve(c)?,
             first_failing_rate: c
                 .first_failing_rate
-                .map_or("-".into(), |r| human_count(r.round() as u64)),
+                .map_or("-".into(), crate::human::human_rate),
             stages,
         });
     }

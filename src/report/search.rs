@@ -4,7 +4,7 @@
 
 use super::{RunWriter, breakdown, table};
 use crate::engine::search::{Budget, CaseSearch, Outcome, Plan, StepLengths, StepRun};
-use crate::human::{human_count, human_ns};
+use crate::human::{human_count, human_ns, human_rate};
 use crate::record::CaseResult;
 use crate::scenario::Case;
 use crate::scenario::threshold::Op;
@@ -295,8 +295,8 @@ pub fn progress_line(case: &Case, row: &StepRun) -> String {
         case.name,
         row.index,
         row.probe.phase.name(),
-        human_count(o.offered.round() as u64),
-        human_count(o.achieved.round() as u64),
+        human_rate(o.offered),
+        human_rate(o.achieved),
         o.p99.map_or("-".into(), human_ns),
         row.verdict
     )
@@ -335,8 +335,8 @@ pub fn steps_table(c: &CaseSearchSummary) -> String {
         t.add_row([
             s.index.to_string(),
             s.phase.clone(),
-            human_count(s.offered_per_s.round() as u64),
-            human_count(s.achieved_per_s.round() as u64),
+            human_rate(s.offered_per_s),
+            human_rate(s.achieved_per_s),
             ns(s.schedule_lag_p99_ns),
             ns(s.p50_ns),
             ns(s.p99_ns),
@@ -358,7 +358,7 @@ pub fn steps_table(c: &CaseSearchSummary) -> String {
 
 /// The answer in one line.
 pub fn answer_line(c: &CaseSearchSummary) -> String {
-    let rate = |v: Option<f64>| v.map_or("-".into(), |r| human_count(r.round() as u64));
+    let rate = |v: Option<f64>| v.map_or("-".into(), human_rate);
     let within = c
         .precision
         .map_or(String::new(), |p| format!(", within {:.1}%", 100.0 * p));

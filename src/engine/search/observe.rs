@@ -4,8 +4,9 @@
 //! is a [`FailReason`], said in the step's row.
 
 use crate::error::ErrorKind;
-use crate::human::{human_count, human_ns};
+use crate::human::{human_count, human_ns, human_rate};
 use crate::record::CaseResult;
+use crate::resources;
 use crate::scenario::threshold::{Metric, Op, Threshold, ThresholdError};
 use std::fmt;
 use std::time::Duration;
@@ -132,7 +133,12 @@ impl Observation {
     /// `stopped_early` says the step's watcher ended it on a growing backlog.
     pub fn of(result: &CaseResult, offered: f64, planned: Duration, stopped_early: bool) -> Self {
         let q = |q: f64| (!result.latency.is_empty()).then(|| result.latency.value_at_quantile(q));
-        let span = result.elapsed.max(planned).as_secs_f64();
+        // Over the planned length, or the real one when the step ran over it or was ended early.
+        let span = match stopped_early {
+            true => result.elapsed,
+            false => result.elapsed.max(planned),
+        }
+        .as_secs_f64();
         let undelivered = result
             .errors
             .by_kind()
@@ -170,8 +176,9 @@ impl Observation {
             undelivered,
             backlog_growing: stopped_early || backlog_growing(&samples, offered),
             stopped_early,
-            // wired by the resource sampler: taskbench's own CPU per publish (issue 21, part 4).
-            generator_limited: false,
+            // The resource sampler's verdict: taskbench or a Python harness had a thread at a whole core.
+            generator_limited: !resources::saturated(&result.resources.process_figures())
+                .is_empty(),
         }
     }
 
@@ -318,8 +325,8 @@ impl fmt::Display for FailReason {
             FailReason::Shortfall { achieved, offered } => write!(
                 f,
                 "achieved {}/s of {}/s offered",
-                human_count(achieved.round() as u64),
-                human_count(offered.round() as u64)
+                human_rate(*achieved),
+                human_rate(*offered)
             ),
             FailReason::Backlog {
                 stopped_early: true,

@@ -73,7 +73,7 @@ pub fn search_curve(c: &CaseSearchSummary) -> anyhow::Result<String> {
                 ANSWER.stroke_width(2),
             ))?;
             chart.draw_series(std::iter::once(Text::new(
-                format!("max rate {}/s", human_count(rate.round() as u64)),
+                format!("max rate {}/s", crate::human::human_rate(rate)),
                 (rate, hi),
                 ("sans-serif", 14).into_font().color(&ANSWER),
             )))?;
