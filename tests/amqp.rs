@@ -712,8 +712,25 @@ async fn a_queue_deleted_mid_case_gives_returned_messages() {
         "#
     );
     let runner = tokio::spawn(async move { run(&toml).await });
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The queue goes once the case has published into it, however long its start took on a loaded
+    // machine (a fixed second raced it).
     let conn = connect(&url).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let probe = conn.create_channel().await.unwrap();
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        let held = probe
+            .queue_declare(queue.as_str().into(), passive, FieldTable::default())
+            .await
+            .map_or(0, |q| q.message_count());
+        if held >= 120 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let ch = conn.create_channel().await.unwrap();
     ch.queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
         .await
