@@ -15,6 +15,7 @@ pub mod progress;
 mod resources_table;
 pub mod search;
 pub mod table;
+pub mod usl;
 
 use crate::backend::url::redact;
 use crate::human::human_count;
