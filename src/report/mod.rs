@@ -14,6 +14,7 @@ pub mod plot;
 pub mod progress;
 mod resources_table;
 pub mod search;
+pub mod sweep;
 pub mod table;
 pub mod usl;
 

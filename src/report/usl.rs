@@ -158,7 +158,12 @@ mod tests {
             (0.02, 0.0, 800.0),
             (0.5, 0.001, 12.5),
         ] {
-            let points = synthetic(sigma, kappa, lambda, &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]);
+            let points = synthetic(
+                sigma,
+                kappa,
+                lambda,
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+            );
             let f = fit(&points).unwrap();
             assert!(close(f.sigma, sigma, 1e-3), "σ {} vs {sigma}", f.sigma);
             assert!(
@@ -175,10 +180,20 @@ mod tests {
     #[test]
     fn the_peak_is_where_the_law_says() {
         let (sigma, kappa, lambda) = (0.1, 0.005, 2000.0);
-        let f = fit(&synthetic(sigma, kappa, lambda, &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0])).unwrap();
+        let f = fit(&synthetic(
+            sigma,
+            kappa,
+            lambda,
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0],
+        ))
+        .unwrap();
         let n = ((1.0 - sigma) / kappa).sqrt();
         assert!(close(f.peak_concurrency.unwrap(), n, 1e-3));
-        assert!(close(f.peak_throughput.unwrap(), model(sigma, kappa, lambda, n), 1e-3));
+        assert!(close(
+            f.peak_throughput.unwrap(),
+            model(sigma, kappa, lambda, n),
+            1e-3
+        ));
         let linear = fit(&synthetic(0.0, 0.0, 100.0, &[1.0, 2.0, 4.0, 8.0])).unwrap();
         assert_eq!(linear.peak_concurrency, None, "no coherency: no peak");
     }
@@ -187,11 +202,16 @@ mod tests {
     fn recovers_coefficients_from_noisy_points() {
         let (sigma, kappa, lambda) = (0.08, 0.002, 5000.0);
         let noise = [1.01, 0.99, 1.005, 0.995, 1.01, 0.99, 1.0];
-        let points: Vec<(f64, f64)> = synthetic(sigma, kappa, lambda, &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
-            .into_iter()
-            .zip(noise)
-            .map(|((n, x), e)| (n, x * e))
-            .collect();
+        let points: Vec<(f64, f64)> = synthetic(
+            sigma,
+            kappa,
+            lambda,
+            &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0],
+        )
+        .into_iter()
+        .zip(noise)
+        .map(|((n, x), e)| (n, x * e))
+        .collect();
         let f = fit(&points).unwrap();
         assert!(close(f.sigma, sigma, 0.3), "σ {}", f.sigma);
         assert!(close(f.kappa, kappa, 0.3), "κ {}", f.kappa);
@@ -201,7 +221,13 @@ mod tests {
 
     #[test]
     fn warns_on_a_poor_fit_and_on_too_few_levels() {
-        let zigzag = [(1.0, 100.0), (2.0, 900.0), (4.0, 150.0), (8.0, 1000.0), (16.0, 120.0)];
+        let zigzag = [
+            (1.0, 100.0),
+            (2.0, 900.0),
+            (4.0, 150.0),
+            (8.0, 1000.0),
+            (16.0, 120.0),
+        ];
         let f = fit(&zigzag).unwrap();
         assert!(f.r_squared < GOOD_R_SQUARED, "R² {}", f.r_squared);
         assert!(f.warning(5).unwrap().contains("poor fit"));
