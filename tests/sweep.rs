@@ -131,6 +131,23 @@ fn three_levels_are_fitted_with_a_warning() {
             .unwrap()
             .contains("only 3 levels")
     );
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        report.contains("Concurrency sweep: b"),
+        "the sweep's section"
+    );
+    // --force replaces sweep.json as a file taskbench wrote; a plain run leaves no stale one behind.
+    taskbench()
+        .arg("run")
+        .arg(&toml)
+        .args(["--case", "b", "--force"])
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .code(0);
+    assert!(!out.join("sweep.json").exists());
+    let report = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(!report.contains("Concurrency sweep"));
 }
 
 #[test]

@@ -190,7 +190,8 @@ impl SweepCase {
         format!("{t}\n")
     }
 
-    fn fit_line(&self) -> String {
+    /// The fit's line and any warning (`USL: σ ...`, `warning: ...`), each ending in a newline.
+    pub fn fit_line(&self) -> String {
         let mut out = String::new();
         if let Some(f) = &self.fit {
             let peak = match (f.peak_concurrency, f.peak_throughput) {
