@@ -37,7 +37,7 @@ fn a_sweep_runs_each_case_per_level_and_writes_sweep_json_with_the_fit() {
     let output = taskbench()
         .arg("run")
         .arg(&toml)
-        .args(["--sweep", "concurrency=1,2,4,8", "--case", "a"])
+        .args(["--sweep", "concurrency=1,2,4,8"])
         .arg("--out")
         .arg(&out)
         .assert()
@@ -64,14 +64,16 @@ fn a_sweep_runs_each_case_per_level_and_writes_sweep_json_with_the_fit() {
         .collect();
     assert_eq!(
         names,
-        ["a-c1", "a-c2", "a-c4", "a-c8"],
-        "only case a, per level"
+        [
+            "a-c1", "a-c2", "a-c4", "a-c8", "b-c1", "b-c2", "b-c4", "b-c8"
+        ],
+        "each case's levels together"
     );
     for (c, n) in summary["cases"]
         .as_array()
         .unwrap()
         .iter()
-        .zip([1, 2, 4, 8])
+        .zip([1, 2, 4, 8, 1, 2, 4, 8])
     {
         assert_eq!(c["concurrency"], n, "{c}");
     }
@@ -81,7 +83,9 @@ fn a_sweep_runs_each_case_per_level_and_writes_sweep_json_with_the_fit() {
     assert_eq!(sweep["levels"], serde_json::json!([1, 2, 4, 8]));
     assert_eq!(sweep["interrupted"], false);
     let cases = sweep["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 1);
+    assert_eq!(cases.len(), 2);
+    assert_eq!(cases[1]["name"], "b");
+    assert_eq!(cases[1]["points"][3]["run_case"], "b-c8");
     assert_eq!(cases[0]["name"], "a");
     let points = cases[0]["points"].as_array().unwrap();
     assert_eq!(points.len(), 4);
