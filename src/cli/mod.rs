@@ -248,7 +248,12 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
 
     let mut out = writer.final_output(&outcome, args.format == Format::Json);
     if let (Some((levels, plan)), Format::Text) = (&sweep_plan, args.format) {
-        out.push_str(&SweepFile::of(levels, plan, &outcome.results, outcome.interrupted).text());
+        // Before the folder's line, which stays last.
+        let at = out.rfind("results: ").unwrap_or(out.len());
+        out.insert_str(
+            at,
+            &SweepFile::of(levels, plan, &outcome.results, outcome.interrupted).text(),
+        );
     }
     print_stdout(&out);
     if let Some(e) = file_failed {
