@@ -104,8 +104,10 @@ kind = "kill-connections"
 }
 
 /// What every kill-connections must show: it ran on time and marks the timeline, the server closed
-/// connections (the notes say how many), each publisher published again, and the delivered count is exact.
-fn check_kill(c: &CaseSummary) {
+/// connections (the notes say how many), each publisher published again, and the delivered count is exact:
+/// nothing lost; with `retried`, a client that re-sends a command after its connection broke may have
+/// delivered one message twice per publisher, which the check reports as a `delivery_mismatch` surplus.
+fn check_kill(c: &CaseSummary, retried: bool) {
     let e = &c.events[0];
     assert_eq!(e.kind, "kill-connections");
     assert!(e.began_s.is_some() && e.ended_s.is_some(), "{e:?}");
@@ -129,20 +131,25 @@ fn check_kill(c: &CaseSummary) {
         e.reconnect_s.published_again, c.concurrency,
         "every publisher published again: {e:?}"
     );
-    assert!(
-        !c.errors.contains_key("delivery_mismatch"),
-        "{:?} {:?}",
-        c.errors,
-        c.error_messages
-    );
     let unknown_arrived = c.unknown_fate.and_then(|u| u.delivered).unwrap_or(0);
-    assert_eq!(
-        c.delivered,
-        Some(c.publishes_ok + unknown_arrived),
-        "{:?} {:?}",
-        c.unknown_fate,
-        c.errors
-    );
+    let sent = c.publishes_ok + unknown_arrived;
+    let delivered = c.delivered.expect("the delivered check ran");
+    let surplus = delivered.checked_sub(sent).unwrap_or_else(|| {
+        panic!(
+            "lost: delivered {delivered} < {sent}: {:?} {:?}",
+            c.errors, c.error_messages
+        )
+    });
+    match retried {
+        false => assert_eq!(surplus, 0, "{:?}", c.error_messages),
+        true => assert!(
+            surplus <= c.concurrency as u64
+                && (surplus == 0) != c.errors.contains_key("delivery_mismatch"),
+            "{surplus} duplicates: {:?} {:?}",
+            c.errors,
+            c.error_messages
+        ),
+    }
 }
 
 #[test]
@@ -155,7 +162,7 @@ fn kill_connections_closes_the_pooled_connections_and_every_publisher_publishes_
         &redis.url(),
         "path = \"pooled\"\nconcurrency = 2\nduration = \"2s\"",
     );
-    check_kill(&c);
+    check_kill(&c, false);
 }
 
 #[test]
@@ -175,10 +182,12 @@ fn what_celery_delay_does_when_redis_kills_its_connection_is_measured() {
             python.display()
         ),
     );
-    check_kill(&c);
+    // redis-py retries a command once after its connection broke: an LPUSH the server had done may be sent
+    // again, and the check then counts one message more than delay() calls (2 runs of 6 here on 2026-12-03).
+    check_kill(&c, true);
     // What delay() did, as measured: printed for the record (whether kombu retried silently or raised).
     eprintln!(
-        "celery after kill-connections: errors {:?}, published again {:?}s, max delay() {:?} ns",
-        c.errors, c.events[0].published_again_s, c.latency_ns.max
+        "celery after kill-connections: errors {:?} {:?}, published again {:?}s, max delay() {:?} ns",
+        c.errors, c.error_messages, c.events[0].published_again_s, c.latency_ns.max
     );
 }
