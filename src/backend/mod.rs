@@ -6,6 +6,7 @@
 
 pub mod amqp;
 pub mod backoff;
+pub mod blips;
 pub mod floor;
 pub mod local;
 pub mod python;
@@ -18,6 +19,7 @@ use crate::engine::{self, RunControl};
 use crate::error::{ErrorKind, PublishError};
 use crate::record::CaseResult;
 use crate::scenario::{BackendOptions, Case, PythonClient};
+use std::sync::Arc;
 
 /// Runs one case to the end on its backend and returns what was measured.
 pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
@@ -30,35 +32,44 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             let url = url::broker_url(o.url.as_deref(), "TASKBENCH_REDIS_URL", redis::DEFAULT_URL);
             let target =
                 |via: Option<&str>| redis::RedisTarget::via(case, o, control.stop.clone(), via);
-            on_broker(target, o.python.as_ref(), url, case, control).await
+            let broker = match case.events.iter().any(|e| !e.kind.on_wire()) {
+                false => None,
+                true => match redis::blips::RedisEvents::new(case, o) {
+                    Ok(b) => Some(Arc::new(b) as Arc<dyn blips::BrokerEvents>),
+                    Err(e) => return CaseResult::failed_setup(case, e.kind, e.message),
+                },
+            };
+            on_broker(target, o.python.as_ref(), url, broker, case, control).await
         }
         BackendOptions::Amqp(o) => {
             let url = url::broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", amqp::DEFAULT_URL);
             let target =
                 |via: Option<&str>| amqp::AmqpTarget::via(case, o, control.stop.clone(), via);
-            on_broker(target, o.python.as_ref(), url, case, control).await
+            // Planning refuses `[[case.event]]` on amqp: no broker-side events here yet.
+            on_broker(target, o.python.as_ref(), url, None, case, control).await
         }
     }
 }
 
 /// A broker case: taskbench's own publishers on the target `make` builds, or, with a Python `client`, real
 /// Celery or kombu publishing to the case's `url` while the target declares, counts and purges the queue.
-/// With a `wire` (`rtt`, faults), publishers and Python clients go through a [`wired`] proxy; the target's
+/// The `broker`'s events (`[[case.event]]`) happen beside. With a `wire` (`rtt`, faults), publishers and Python clients go through a [`wired`] proxy; the target's
 /// own checks go to the broker directly.
 async fn on_broker<T: python::Broker>(
     make: impl FnOnce(Option<&str>) -> Result<T, PublishError>,
     client: Option<&PythonClient>,
     url: String,
+    broker: Option<Arc<dyn blips::BrokerEvents>>,
     case: &Case,
     control: &RunControl,
 ) -> CaseResult {
     let Some(wire) = case.wire else {
         return match (make(None), client) {
-            (Ok(target), None) => engine::run_case(target, case, control).await,
+            (Ok(target), None) => run(target, broker, case, control).await,
             (Ok(target), Some(client)) => {
                 let target =
                     python::PythonTarget::new(target, case, client, url, control.trace_spans);
-                engine::run_case(target, case, control).await
+                run(target, broker, case, control).await
             }
             (Err(e), _) => CaseResult::failed_setup(case, e.kind, e.message),
         };
@@ -68,11 +79,34 @@ async fn on_broker<T: python::Broker>(
         Err(e) => return CaseResult::failed_setup(case, e.kind, e.message),
     };
     match (client, make(client.is_none().then_some(via.as_str()))) {
-        (None, Ok(inner)) => engine::run_case(wired::Wired { inner, proxy }, case, control).await,
+        (None, Ok(inner)) => run(wired::Wired { inner, proxy }, broker, case, control).await,
         (Some(client), Ok(target)) => {
             let inner = python::PythonTarget::new(target, case, client, via, control.trace_spans);
-            engine::run_case(wired::Wired { inner, proxy }, case, control).await
+            run(wired::Wired { inner, proxy }, broker, case, control).await
         }
         (_, Err(e)) => CaseResult::failed_setup(case, e.kind, e.message),
+    }
+}
+
+/// Runs the case on `target`, with the `broker`'s events (`[[case.event]]`) beside the target's own.
+async fn run<T: engine::Target>(
+    target: T,
+    broker: Option<Arc<dyn blips::BrokerEvents>>,
+    case: &Case,
+    control: &RunControl,
+) -> CaseResult {
+    match broker {
+        Some(broker) => {
+            engine::run_case(
+                blips::Blips {
+                    inner: target,
+                    broker,
+                },
+                case,
+                control,
+            )
+            .await
+        }
+        None => engine::run_case(target, case, control).await,
     }
 }

@@ -3,9 +3,10 @@
 //! clients) connect to; [`Wired`] wraps the case's target so the proxy lives as long as the case, its notes
 //! join the case's and it carries out the case's timed events.
 
-use crate::engine::{CaseEvents, Target};
+use crate::engine::{BrokerProbe, CaseEvents, Target};
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::CaseFacts;
+use crate::resources::Watched;
 use crate::scenario::Wire;
 use crate::wire::{WireProxy, through};
 use std::sync::Arc;
@@ -74,6 +75,14 @@ impl<T: Target> Target for Wired<T> {
 
     fn pywall_profile(&mut self) -> Option<String> {
         self.inner.pywall_profile()
+    }
+
+    fn processes(&self) -> Vec<Watched> {
+        self.inner.processes()
+    }
+
+    fn broker_memory(&self) -> Result<Option<BrokerProbe>, String> {
+        self.inner.broker_memory()
     }
 
     fn events(&self) -> Option<Arc<dyn CaseEvents>> {

@@ -1,4 +1,4 @@
-//! Timed events in a case's measured run (`[[case.fault]]` today; broker-side events later): the
+//! Timed events in a case's measured run (`[[case.fault]]` on the wire, `[[case.event]]` on the broker): the
 //! [`CaseEvents`] a target hands over to carry them out, the schedule that calls it at each event's start and
 //! end ([`run_schedule`]), and [`EventMarks`], which the publishers read to say how long after an event
 //! ended each of them published again. The schedule is shared, not the mechanism: anything that can begin
@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// What carries out a case's timed events (the wire proxy, for faults on the wire).
+/// What carries out a case's timed events (the wire proxy, for faults on the wire; the broker's administration,
+/// for broker-side events).
 pub trait CaseEvents: Send + Sync + 'static {
     /// `event` starts now.
     fn begin(&self, event: &CaseEvent);

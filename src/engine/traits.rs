@@ -122,7 +122,7 @@ pub trait Target: Send + 'static {
         None
     }
 
-    /// What carries out the case's timed events (`[[case.fault]]`); `None` when the target has none to
+    /// What carries out the case's timed events (`[[case.fault]]`, `[[case.event]]`); `None` when the target has none to
     /// carry out.
     fn events(&self) -> Option<std::sync::Arc<dyn super::CaseEvents>> {
         None

@@ -237,6 +237,7 @@ raw_case! {
         payload_bytes: Option<Spanned<i64>>,
         thresholds: Option<RawThresholds>,
         fault: Option<Vec<Spanned<RawFault>>>,
+        event: Option<Vec<Spanned<RawFault>>>,
     }
     backend {
         address: String,
@@ -265,7 +266,7 @@ raw_case! {
     }
 }
 
-/// A `[[case.fault]]`: `kind` at `at` for `for`.
+/// A `[[case.fault]]` or a `[[case.event]]`: `kind` at `at` for `for`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFault {

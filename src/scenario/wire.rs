@@ -15,7 +15,7 @@ pub struct Wire {
 }
 
 named_enum! {
-    /// What a timed event of a case does (`kind` of a `[[case.fault]]`).
+    /// What a timed event of a case does (`kind` of a `[[case.fault]]` or a `[[case.event]]`).
     #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     #[serde(rename_all = "lowercase")]
     pub enum EventKind {
@@ -23,6 +23,17 @@ named_enum! {
         Blackhole => "blackhole",
         /// Every open connection is dropped at once (RST); new ones are dropped too while it lasts.
         Reset => "reset",
+        /// A broker-side event (`[[case.event]]`): the broker closes its clients' connections, through its
+        /// own administration (Redis `CLIENT KILL`), as an operator would.
+        #[serde(rename = "kill-connections")]
+        KillConnections => "kill-connections",
+    }
+}
+
+impl EventKind {
+    /// Whether the wire proxy carries it out (`[[case.fault]]`), rather than the broker (`[[case.event]]`).
+    pub fn on_wire(self) -> bool {
+        !matches!(self, EventKind::KillConnections)
     }
 }
 

@@ -145,6 +145,8 @@ impl CaseEvents for WireProxy {
                 }
                 self.reset_all();
             }
+            // The broker's, not the wire's (`crate::backend::blips`).
+            EventKind::KillConnections => {}
         }
     }
 
@@ -152,6 +154,7 @@ impl CaseEvents for WireProxy {
         match event.kind {
             EventKind::Blackhole => self.state.gate.open(),
             EventKind::Reset => self.state.refusing.store(false, Ordering::SeqCst),
+            EventKind::KillConnections => {}
         }
     }
 }

@@ -7,6 +7,7 @@
 //! the target's own checks use one too. No connection sends `CLIENT SETINFO` or `HELLO`.
 
 mod acquire;
+pub mod blips;
 mod fresh;
 pub mod kombu;
 mod plain;

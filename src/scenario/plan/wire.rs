@@ -1,4 +1,4 @@
-//! A case's distance and faults (`rtt`, `jitter`, `[[case.fault]]`): checked against its backend and its
+//! A case's distance, faults and broker-side events (`rtt`, `jitter`, `[[case.fault]]`, `[[case.event]]`): checked against its backend and its
 //! duration, each error at its key.
 
 use super::locator::CaseLocator;
@@ -23,7 +23,8 @@ fn zero_or_more(
     })
 }
 
-/// The case's wire (`rtt`, `jitter`, its own or the scenario's) and its timed events, in start order.
+/// The case's wire (`rtt`, `jitter`, its own or the scenario's) and its timed events (faults and broker-side
+/// events), in start order.
 /// A fault needs no `rtt`: the case then goes through the proxy with none added.
 pub(super) fn wire(
     case: &CaseLocator,
@@ -66,10 +67,12 @@ pub(super) fn wire(
     }
     let mut events = faults
         .iter()
-        .map(|f| fault(case, f, duration))
+        .map(|f| fault(case, f, duration, Table::Fault))
         .collect::<Result<Vec<_>, _>>()?;
+    let on_wire = !events.is_empty();
+    events.extend(broker_events(case, raw, backend, duration)?);
     events.sort_by_key(|e| e.at);
-    let wire = match (rtt, events.is_empty()) {
+    let wire = match (rtt, !on_wire) {
         (None, true) => None,
         (rtt, _) => Some(Wire {
             rtt: rtt.unwrap_or_default(),
@@ -79,23 +82,88 @@ pub(super) fn wire(
     Ok((wire, events))
 }
 
-/// One `[[case.fault]]`, which must end before the case's `duration` does.
+/// Which table a timed event is written in: the wire's (`[[case.fault]]`) or the broker's (`[[case.event]]`).
+#[derive(Clone, Copy, PartialEq)]
+enum Table {
+    Fault,
+    Event,
+}
+
+impl Table {
+    fn name(self) -> &'static str {
+        match self {
+            Table::Fault => "fault",
+            Table::Event => "event",
+        }
+    }
+
+    /// The kinds written in this table.
+    fn kinds(self) -> Vec<&'static str> {
+        EventKind::ALL
+            .into_iter()
+            .filter(|k| k.on_wire() == (self == Table::Fault))
+            .map(EventKind::name)
+            .collect()
+    }
+}
+
+/// The case's broker-side events (`[[case.event]]`): only on a backend whose administration taskbench drives
+/// (redis today).
+fn broker_events(
+    case: &CaseLocator,
+    raw: &RawCase,
+    backend: Backend,
+    duration: Option<Duration>,
+) -> Result<Vec<CaseEvent>, ScenarioError> {
+    let events = raw.event.as_deref().unwrap_or(&[]);
+    if let Some(first) = events.first()
+        && backend != Backend::Redis
+    {
+        let why = match backend.spec().local {
+            true => format!("the {backend} backend is local: there is no broker to act on"),
+            false => format!("taskbench does not carry them out on {backend} yet"),
+        };
+        return Err(case.error(
+            first.span(),
+            format!("`[[case.event]]` is a broker-side event; {why}"),
+            Some(
+                "use it on redis cases (for a network fault on any broker, use [[case.fault]])"
+                    .into(),
+            ),
+        ));
+    }
+    events
+        .iter()
+        .map(|e| fault(case, e, duration, Table::Event))
+        .collect()
+}
+
+/// One `[[case.fault]]` or `[[case.event]]`, which must end before the case's `duration` does.
 fn fault(
     case: &CaseLocator,
     f: &Spanned<crate::scenario::raw::RawFault>,
     duration: Option<Duration>,
+    table: Table,
 ) -> Result<CaseEvent, ScenarioError> {
     let f = f.get_ref();
-    let kind = EventKind::from_name(f.kind.get_ref()).ok_or_else(|| {
-        case.error(
-            f.kind.span(),
-            format!(
-                "a fault's `kind` is {:?}, which taskbench does not know",
-                f.kind.get_ref()
-            ),
-            Some(format!("write one of: {}", EventKind::NAMES.join(", "))),
-        )
-    })?;
+    let kind = EventKind::from_name(f.kind.get_ref())
+        .filter(|k| k.on_wire() == (table == Table::Fault))
+        .ok_or_else(|| {
+            case.error(
+                f.kind.span(),
+                format!(
+                    "a{} {}'s `kind` is {:?}, which taskbench does not know",
+                    if table == Table::Event { "n" } else { "" },
+                    table.name(),
+                    f.kind.get_ref()
+                ),
+                Some(format!(
+                    "write one of: {} (in [[case.{}]])",
+                    table.kinds().join(", "),
+                    table.name()
+                )),
+            )
+        })?;
     let at = zero_or_more(case, "at", &f.at)?;
     let length = f
         .length
@@ -111,6 +179,14 @@ fn fault(
                 Some("write it like { at = \"5s\", kind = \"blackhole\", for = \"2s\" }".into()),
             ));
         }
+        (EventKind::KillConnections, Some(l)) if !l.is_zero() => {
+            let span = f.length.as_ref().map_or(f.kind.span(), |v| v.span());
+            return Err(case.error(
+                span,
+                "kill-connections is an instant: it has no `for`".into(),
+                Some("write it like { at = \"5s\", kind = \"kill-connections\" }".into()),
+            ));
+        }
         (_, length) => length.unwrap_or_default(),
     };
     if let Some(d) = duration
@@ -119,11 +195,15 @@ fn fault(
         return Err(case.error(
             f.at.span(),
             format!(
-                "this fault ends at {} into the measured run, past the case's duration ({})",
+                "this {} ends at {} into the measured run, past the case's duration ({})",
+                table.name(),
                 humantime::format_duration(at + length),
                 humantime::format_duration(d)
             ),
-            Some("make `duration` longer, or the fault earlier or shorter, so the case sees what follows it".into()),
+            Some(format!(
+                "make `duration` longer, or the {} earlier or shorter, so the case sees what follows it",
+                table.name()
+            )),
         ));
     }
     Ok(CaseEvent { at, length, kind })

@@ -113,7 +113,7 @@ fn an_unknown_fault_kind_is_refused() {
             "backend = \"redis\"\npath = \"pooled\"\n[[case.fault]]\nat = \"1s\"\nkind = \"partition\""
         )),
         "s.toml:8:8: case \"c\": a fault's `kind` is \"partition\", which taskbench does not know\n  hint: write \
-         one of: blackhole, reset"
+         one of: blackhole, reset (in [[case.fault]])"
     );
 }
 
@@ -144,5 +144,103 @@ fn bad_rtt_and_jitter_without_rtt_are_refused() {
         )),
         "s.toml:6:10: case \"c\": `jitter` needs an `rtt` to vary around\n  hint: add rtt = \"1ms\" (or rtt = \
          \"0ms\")"
+    );
+}
+
+#[test]
+fn a_broker_event_needs_no_proxy_and_joins_the_faults_in_time_order() {
+    let s = parse(
+        &one_case(
+            "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"2s\"\nkind = \"kill-connections\"",
+        ),
+        "s.toml",
+    )
+    .unwrap();
+    assert!(
+        s.cases[0].wire.is_none(),
+        "a broker event alone needs no proxy"
+    );
+    assert_eq!(
+        s.cases[0].events,
+        [CaseEvent {
+            at: ms(2000),
+            length: Duration::ZERO,
+            kind: EventKind::KillConnections
+        }]
+    );
+    let s = parse(
+        &one_case(
+            "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"2s\"\nkind = \"kill-connections\"\n[[case.fault]]\nat = \"1s\"\nkind = \"reset\"",
+        ),
+        "s.toml",
+    )
+    .unwrap();
+    assert!(s.cases[0].wire.is_some());
+    let kinds: Vec<_> = s.cases[0].events.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [EventKind::Reset, EventKind::KillConnections]);
+}
+
+#[test]
+fn an_unknown_event_kind_and_a_fault_kind_in_case_event_are_refused() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"restart\""
+        )),
+        "s.toml:8:8: case \"c\": an event's `kind` is \"restart\", which taskbench does not know\n  hint: write \
+         one of: kill-connections (in [[case.event]])"
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"reset\""
+        )),
+        "s.toml:8:8: case \"c\": an event's `kind` is \"reset\", which taskbench does not know\n  hint: write \
+         one of: kill-connections (in [[case.event]])"
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\n[[case.fault]]\nat = \"1s\"\nkind = \"kill-connections\""
+        )),
+        "s.toml:8:8: case \"c\": a fault's `kind` is \"kill-connections\", which taskbench does not know\n  hint: \
+         write one of: blackhole, reset (in [[case.fault]])"
+    );
+}
+
+#[test]
+fn a_broker_event_with_a_length_is_refused() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"kill-connections\"\nfor = \"1s\""
+        )),
+        "s.toml:9:7: case \"c\": kill-connections is an instant: it has no `for`\n  hint: write it like { at = \
+         \"5s\", kind = \"kill-connections\" }"
+    );
+}
+
+#[test]
+fn a_broker_event_on_a_local_backend_or_on_amqp_is_refused() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"unix\"\npath = \"raw\"\n[[case.event]]\nat = \"1s\"\nkind = \"kill-connections\""
+        )),
+        "s.toml:6:1: case \"c\": `[[case.event]]` is a broker-side event; the unix backend is local: there is no \
+         broker to act on\n  hint: use it on redis cases (for a network fault on any broker, use [[case.fault]])"
+    );
+    assert_eq!(
+        err(&one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"kill-connections\""
+        )),
+        "s.toml:6:1: case \"c\": `[[case.event]]` is a broker-side event; taskbench does not carry them out on \
+         amqp yet\n  hint: use it on redis cases (for a network fault on any broker, use [[case.fault]])"
+    );
+}
+
+#[test]
+fn a_broker_event_past_the_case_duration_is_refused() {
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\nduration = \"5s\"\n[[case.event]]\nat = \"5s\"\nkind = \"kill-connections\""
+        )),
+        "s.toml:8:6: case \"c\": this event ends at 5s into the measured run, past the case's duration (5s)\n  \
+         hint: make `duration` longer, or the event earlier or shorter, so the case sees what follows it"
     );
 }
