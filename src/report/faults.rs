@@ -45,7 +45,10 @@ impl EventRow {
                 format!("at {}", seconds(e.at_s))
             },
             ran: match (e.began_s, e.ended_s) {
-                (Some(b), Some(x)) if b == x => format!("at {}", seconds(b)),
+                // An instant (a reset without `for`) ends a few microseconds after it began.
+                (Some(b), Some(x)) if e.for_s == 0.0 || seconds(b) == seconds(x) => {
+                    format!("at {}", seconds(b))
+                }
                 (Some(b), Some(x)) => format!("{} to {}", seconds(b), seconds(x)),
                 (Some(b), None) => format!("from {}, the case ended during it", seconds(b)),
                 (None, _) => "never: the case ended first".into(),
@@ -139,7 +142,7 @@ mod tests {
             at_s: 4.0,
             for_s: 0.0,
             began_s: Some(4.0),
-            ended_s: Some(4.0),
+            ended_s: Some(4.000_003),
             published_again_s: vec![None],
             reconnect_s: ReconnectSummary {
                 publishers: 1,
