@@ -128,6 +128,11 @@ pub(super) struct RunArgs {
     /// Run only this case (repeatable).
     #[arg(long = "case", value_name = "NAME")]
     pub(super) cases: Vec<String>,
+    /// Run each closed-loop case once per level, e.g. concurrency=1,2,4,8,16 (as `<case>-c<N>`), and fit
+    /// the Universal Scalability Law to the throughputs (sweep.json, a table).
+    #[arg(long, value_name = "concurrency=LEVELS", value_parser = super::sweep::parse_sweep,
+          conflicts_with_all = ["concurrency", "rate"])]
+    pub(super) sweep: Option<super::sweep::SweepLevels>,
     /// Measure each case's floor right before it (the simplest client of its backend doing the same work)
     /// and show its p50 and throughput as ratios to it, as the scenario's `floor = true` does.
     #[arg(long)]

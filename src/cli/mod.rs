@@ -5,11 +5,13 @@ mod args;
 mod generate;
 mod init;
 mod search;
+mod sweep;
 
 use crate::backend;
 use crate::endpoint::Endpoint;
 use crate::profile::{cpu, cpu::SpanBuffer, flame::SvgStyle, redraw};
 use crate::report::compare::Comparison;
+use crate::report::sweep::{SWEEP_JSON, SweepFile};
 use crate::report::{self, RunWriter, progress::TerminalProgress};
 use crate::run::{self, RunOptions, preflight};
 use crate::scenario::{self, Overrides};
@@ -180,8 +182,17 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
         shard: args.shard,
         floor: args.floor,
     };
-    let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
-    scenario.select(&args.cases)?;
+    let (mut scenario, sweep_plan) = match &args.sweep {
+        None => {
+            let mut scenario = scenario::load_with(&args.scenario, &overrides)?;
+            scenario.select(&args.cases)?;
+            (scenario, None)
+        }
+        Some(levels) => {
+            let (scenario, plan) = sweep::expand(&args.scenario, &overrides, &args.cases, levels)?;
+            (scenario, Some((levels.0.clone(), plan)))
+        }
+    };
     default_python_used(&scenario)?;
     let checked =
         backend::python::check_interpreters(&mut scenario, args.profile == Some(Profile::Cpu))
@@ -219,6 +230,13 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
     };
     let mut file_failed = None;
     let outcome = run::run(&scenario, options, &mut |end| {
+        if let Some((levels, plan)) = &sweep_plan {
+            let file = SweepFile::of(levels, plan, end.so_far, end.interrupted);
+            if let Err(e) = writer.folder.write(SWEEP_JSON, file.to_json().as_bytes()) {
+                eprintln!("error: {e:#}");
+                writer.failed = true;
+            }
+        }
         writer.case_ended(end);
         if let (Some(path), Some(live)) = (&args.metrics_file, &live)
             && let Err(e) = report::metrics::write_file(path, live)
@@ -228,7 +246,16 @@ fn run(args: RunArgs, spans: Option<SpanBuffer>) -> Outcome {
     })
     .context("cannot start the async runtime")?;
 
-    print_stdout(&writer.final_output(&outcome, args.format == Format::Json));
+    let mut out = writer.final_output(&outcome, args.format == Format::Json);
+    if let (Some((levels, plan)), Format::Text) = (&sweep_plan, args.format) {
+        // Before the folder's line, which stays last.
+        let at = out.rfind("results: ").unwrap_or(out.len());
+        out.insert_str(
+            at,
+            &SweepFile::of(levels, plan, &outcome.results, outcome.interrupted).text(),
+        );
+    }
+    print_stdout(&out);
     if let Some(e) = file_failed {
         // What was measured is in the run folder; the file is not.
         return Err(e.context(format!(

@@ -52,6 +52,36 @@ struct Page<'a> {
     flames: Vec<Flame>,
     /// `taskbench search`: each case's curve, answer and breakdowns (from search.json).
     searches: Vec<SearchView>,
+    /// `run --sweep`: each case's curve and fit (from sweep.json).
+    sweeps: Vec<SweepView>,
+}
+
+#[derive(Serialize)]
+struct SweepView {
+    name: String,
+    curve: String,
+    /// The fit's line and any warning, as on the terminal.
+    fit: String,
+}
+
+/// The sweep views of a run folder with a sweep.json (none without one).
+fn sweeps(dir: &Path) -> anyhow::Result<Vec<SweepView>> {
+    use crate::report::sweep::{SWEEP_JSON, SweepFile};
+    let Ok(text) = std::fs::read_to_string(dir.join(SWEEP_JSON)) else {
+        return Ok(Vec::new());
+    };
+    let file: SweepFile = serde_json::from_str(&text)
+        .with_context(|| format!("cannot read {}", dir.join(SWEEP_JSON).display()))?;
+    file.cases
+        .iter()
+        .map(|c| {
+            Ok(SweepView {
+                name: c.name.clone(),
+                curve: plot::sweep_curve(c)?,
+                fit: c.fit_line(),
+            })
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -354,6 +384,7 @@ pub fn render(
         stage_legend,
         flames: flames(dir, cases),
         searches: searches(dir)?,
+        sweeps: sweeps(dir)?,
     };
     let mut env = minijinja::Environment::new();
     env.add_template("report.html", TEMPLATE)

@@ -15,7 +15,9 @@ pub mod plot;
 pub mod progress;
 mod resources_table;
 pub mod search;
+pub mod sweep;
 pub mod table;
+pub mod usl;
 
 use crate::backend::url::redact;
 use crate::human::human_count;
@@ -294,7 +296,11 @@ fn without_passwords(text: &str) -> String {
 fn is_run_file(dir: &Path, name: &str) -> bool {
     let named = matches!(
         name,
-        "summary.json" | ".summary.json.tmp" | "scenario.toml" | search::SEARCH_JSON
+        "summary.json"
+            | ".summary.json.tmp"
+            | "scenario.toml"
+            | search::SEARCH_JSON
+            | sweep::SWEEP_JSON
     ) || [".hgrm", ".hlog", ".folded", ".svg", ".html"]
         .iter()
         .any(|ext| name.len() > ext.len() && name.ends_with(ext));

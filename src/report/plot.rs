@@ -5,10 +5,12 @@
 mod legend;
 mod palette;
 mod search;
+mod sweep;
 mod timeline;
 
 pub use palette::{case_colour_css, stage_colour_css, stage_order};
 pub use search::search_curve;
+pub use sweep::sweep_curve;
 pub use timeline::{Over, over_time};
 
 use crate::summary::CaseSummary;
