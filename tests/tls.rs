@@ -175,6 +175,8 @@ async fn rediss_on_every_path_with_its_tls_stage_and_every_tls_error() {
     );
 
     let other_ca = format!("tls_ca = {}", toml_path(&certs.file("other-ca.pem")));
+    let expired = TlsRedis::start(&certs, "expired", "optional", "s3cret").unwrap();
+    let expired_url = format!("rediss://:s3cret@127.0.0.1:{}/0", expired.port);
     let started = Instant::now();
     for (url, port, keys, kind, says) in [
         (
@@ -183,6 +185,13 @@ async fn rediss_on_every_path_with_its_tls_stage_and_every_tls_error() {
             other_ca.as_str(),
             "tls_certificate",
             "not signed by a CA taskbench trusts",
+        ),
+        (
+            &expired_url,
+            expired.port,
+            ca.as_str(),
+            "tls_certificate",
+            "the server's certificate has expired; renew the server's certificate",
         ),
         (
             &ss_url,

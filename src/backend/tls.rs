@@ -148,25 +148,29 @@ impl HandshakeFailed {
     fn from_rustls(e: &rustls::Error, not_tls: &str) -> HandshakeFailed {
         let (kind, why) = match e {
             rustls::Error::InvalidCertificate(cert) => {
-                let why = match cert {
-                    CertificateError::UnknownIssuer => "is not signed by a CA taskbench trusts (self-signed, or signed by a CA not in tls_ca)".to_string(),
-                    CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-                        "has expired".to_string()
-                    }
-                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-                        "is not valid yet".to_string()
-                    }
+                let trust = "give the CA that signed it with tls_ca = \"ca.pem\"";
+                let (why, what_to_do) = match cert {
+                    CertificateError::UnknownIssuer => ("is not signed by a CA taskbench trusts (self-signed, or signed by a CA not in tls_ca)".to_string(), trust),
+                    CertificateError::Expired | CertificateError::ExpiredContext { .. } => (
+                        "has expired".to_string(),
+                        "renew the server's certificate",
+                    ),
+                    CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
+                        "is not valid yet".to_string(),
+                        "check the clocks of this machine and the server, or the certificate's start date",
+                    ),
                     CertificateError::NotValidForName
-                    | CertificateError::NotValidForNameContext { .. } => {
-                        "is not for the host in the URL".to_string()
-                    }
-                    other => format!("was refused ({other:?})"),
+                    | CertificateError::NotValidForNameContext { .. } => (
+                        "is not for the host in the URL".to_string(),
+                        "connect by a name or address the certificate lists",
+                    ),
+                    other => (format!("was refused ({other:?})"), trust),
                 };
                 (
                     ErrorKind::TlsCertificate,
                     format!(
-                        "the server's certificate {why}; give the CA that signed it with tls_ca = \"ca.pem\" \
-                         (or set tls_verify = false to measure without checking it)"
+                        "the server's certificate {why}; {what_to_do} (or set tls_verify = false to measure \
+                         without checking it)"
                     ),
                 )
             }

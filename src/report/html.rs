@@ -1,6 +1,7 @@
 //! `report.html`: one self-contained page per run folder (no network: plots are inline SVG, flamegraphs
 //! embedded as data URIs) with the side-by-side table and what went wrong, every case's percentile
-//! spectrum, throughput and p99 over time, the per-stage breakdown, the notes (each said once, folded
+//! spectrum, throughput and p99 over time (faults shaded), the faults and how soon each publisher published
+//! again after them, the per-stage breakdown, the notes (each said once, folded
 //! away) and the flamegraphs; with a baseline, the comparison of `taskbench compare`. Rendered from
 //! summary.json (and the folder's flamegraph SVGs), so `taskbench report` can redraw any run folder.
 
@@ -9,6 +10,7 @@ mod notes;
 
 use crate::human::{human_count, human_ns};
 use crate::report::compare::Comparison;
+use crate::report::faults::{self, EventRow};
 use crate::report::plot::{self, Over};
 use crate::summary::{CaseSummary, Summary};
 use anyhow::Context;
@@ -41,6 +43,10 @@ struct Page<'a> {
     p99: String,
     /// Resident memory over time; empty when no case was sampled.
     memory: String,
+    /// Every case's faults, with their publishers' reconnect figures.
+    faults: Vec<EventRow>,
+    /// Each case's publishes of unknown fate, as a sentence naming the case.
+    unknown_fates: Vec<String>,
     stages: String,
     stage_legend: Vec<Swatch>,
     flames: Vec<Flame>,
@@ -356,6 +362,20 @@ pub fn render(
             true => plot::over_time(cases, Over::Memory)?,
             false => String::new(),
         },
+        faults: cases
+            .iter()
+            .flat_map(|c| c.events.iter().map(|e| EventRow::of(&c.name, e)))
+            .collect(),
+        unknown_fates: cases
+            .iter()
+            .filter_map(|c| {
+                Some(format!(
+                    "{}: {}",
+                    c.name,
+                    faults::unknown_fate(c.unknown_fate.as_ref()?)
+                ))
+            })
+            .collect(),
         stages: if has_stages {
             plot::stages(cases)?
         } else {

@@ -5,6 +5,7 @@
 
 pub mod breakdown;
 pub mod compare;
+pub mod faults;
 pub mod hgrm;
 pub mod hlog;
 pub mod html;

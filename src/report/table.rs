@@ -4,7 +4,7 @@ use crate::catalog::Backend;
 use crate::facts::PythonFacts;
 use crate::human::{human_count, human_ns};
 use crate::record::CaseResult;
-use crate::summary::{CaseSummary, FloorSummary};
+use crate::summary::{CaseSummary, EventSummary, FloorSummary, UnknownFateSummary};
 use comfy_table::{CellAlignment, Table, presets};
 
 /// The comparison table's columns.
@@ -86,6 +86,13 @@ pub fn comparison_of(cases: &[CaseSummary]) -> String {
                 human_count(*n)
             ));
         }
+    }
+    for c in cases {
+        out.push_str(&super::faults::lines(
+            &c.name,
+            &c.events,
+            c.unknown_fate.as_ref(),
+        ));
     }
     // A summary's notes hold the harnesses' figures as sentences too; the table below shows those.
     out.push_str(&grouped_notes(cases.iter().map(|c| {
@@ -314,6 +321,11 @@ fn explanations(results: &[CaseResult]) -> String {
                 ));
         }
     }
+    for r in results {
+        let events: Vec<EventSummary> = r.events.iter().map(EventSummary::of).collect();
+        let unknown = r.unknown_fate.as_ref().map(UnknownFateSummary::of);
+        out.push_str(&super::faults::lines(&r.name, &events, unknown.as_ref()));
+    }
     out.push_str(&grouped_notes(results.iter().map(|r| {
         let notes = r.notes.iter().cloned().chain(r.facts.described());
         (r.name.as_str(), r.backend, notes.collect())
@@ -390,6 +402,38 @@ mod tests {
              note (a1, r1): celery\n\
              note (all redis cases): where: redis\n"
         );
+    }
+
+    #[test]
+    fn a_faulted_cases_events_and_unknown_fate_are_lines_under_the_table() {
+        use crate::record::{EventResult, UnknownFate};
+        use crate::scenario::{CaseEvent, EventKind};
+        use std::time::Duration;
+        let planned = crate::scenario::test_case("faulted");
+        let mut r = CaseResult::empty(&planned);
+        r.events = vec![EventResult {
+            event: CaseEvent {
+                at: Duration::from_secs(1),
+                length: Duration::from_secs(2),
+                kind: EventKind::Blackhole,
+            },
+            began: Some(Duration::from_secs(1)),
+            ended: Some(Duration::from_secs(3)),
+            published_again: vec![Some(Duration::from_millis(20)), None],
+        }];
+        r.unknown_fate = Some(UnknownFate {
+            publishes: 5,
+            delivered: Some(1),
+        });
+        let line = "faulted: blackhole at 1.00s for 2.00s, ran 1.00s to 3.00s: 1 of 2 publishers \
+                    published again after it, min 20.0ms, mean 20.0ms, max 20.0ms\n";
+        let fate = "faulted: 5 failed publishes of unknown fate";
+        // After a run, and from a run folder's summary (`taskbench merge`) alike.
+        let after_run = comparison(std::slice::from_ref(&r));
+        let from_summary = comparison_of(&[CaseSummary::new(&r)]);
+        for out in [after_run, from_summary] {
+            assert!(out.contains(line) && out.contains(fate), "{out}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use super::schema::{
 };
 use crate::backend::url::redact;
 use crate::message::FRAME_PREFIX_LEN;
-use crate::record::{CaseResult, EventResult, Floor};
+use crate::record::{CaseResult, EventResult, Floor, UnknownFate};
 use crate::scenario::{BackendOptions, Case, Shard};
 use hdrhistogram::Histogram;
 use indexmap::IndexMap;
@@ -191,10 +191,7 @@ impl CaseSummary {
                 })
                 .collect(),
             events: r.events.iter().map(EventSummary::of).collect(),
-            unknown_fate: r.unknown_fate.map(|u| UnknownFateSummary {
-                publishes: u.publishes,
-                delivered: u.delivered,
-            }),
+            unknown_fate: r.unknown_fate.as_ref().map(UnknownFateSummary::of),
             resources: ResourcesSummary::of(&r.resources),
             max_rate: None,
             floor: r.floor.as_ref().map(|f| FloorSummary::of(f, r)),
@@ -216,8 +213,18 @@ fn events_during(r: &CaseResult, start: Duration, length: Duration) -> Vec<Strin
         .collect()
 }
 
+impl UnknownFateSummary {
+    pub fn of(u: &UnknownFate) -> UnknownFateSummary {
+        UnknownFateSummary {
+            publishes: u.publishes,
+            delivered: u.delivered,
+        }
+    }
+}
+
 impl EventSummary {
-    fn of(e: &EventResult) -> EventSummary {
+    /// The summary of one event as it happened, with its reconnect figures over the publishers.
+    pub fn of(e: &EventResult) -> EventSummary {
         let again: Vec<f64> = e
             .published_again
             .iter()

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod rabbit_node;
+pub mod svg;
 pub mod tls;
 
 use std::path::PathBuf;

@@ -1,5 +1,6 @@
 //! For the TLS tests: certificates made by the `openssl` command (a CA, a server certificate it signed for
-//! 127.0.0.1 and localhost, a client certificate it signed, another CA, a self-signed server certificate),
+//! 127.0.0.1 and localhost, an expired one, a client certificate it signed, another CA, a self-signed server
+//! certificate),
 //! and a `redis-server` of the test's own with a TLS port (stopped by its PID when dropped).
 
 use std::path::{Path, PathBuf};
@@ -59,7 +60,8 @@ impl Certs {
                 &constraints,
             ])
         };
-        let signed = |name: &str, cn: &str| {
+        // Signed by the CA, valid for `days` (-1: expired since before it was made).
+        let signed = |name: &str, cn: &str, days: &str| {
             let (key, csr, pem) = (
                 format!("{name}.key"),
                 format!("{name}.csr"),
@@ -83,7 +85,7 @@ impl Certs {
                 "-out",
                 &pem,
                 "-days",
-                "2",
+                days,
                 "-extfile",
                 "san.cnf",
             ])
@@ -91,12 +93,14 @@ impl Certs {
         self_signed("ca", "taskbench test CA", true)?;
         self_signed("other-ca", "another CA", true)?;
         self_signed("self-signed", "localhost", false)?;
-        signed("server", "localhost")?;
-        signed("client", "taskbench client")?;
+        signed("server", "localhost", "2")?;
+        signed("client", "taskbench client", "2")?;
+        signed("expired", "localhost", "-1")?;
         Ok(Certs { dir })
     }
 
-    /// `NAME.pem` (or `NAME.key`): ca, other-ca, self-signed, server, client.
+    /// `NAME.pem` (or `NAME.key`): ca, other-ca, self-signed, server, client, expired (a server certificate
+    /// the CA signed, whose validity ended a day before it began).
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

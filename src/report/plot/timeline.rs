@@ -1,6 +1,7 @@
 //! Throughput, p99 and the client processes' resident memory over time: every case's intervals against seconds since its measured start, on a log
 //! axis when the cases' figures span decades (a 1,000/s case and a 35,000/s one both readable), with a case
-//! too short for a line (one or two intervals) drawn as bars over the intervals it lasted, named in place.
+//! too short for a line (one or two intervals) drawn as bars over the intervals it lasted, named in place,
+//! and each case's faults (`[[case.fault]]`) shaded over the time they lasted, labelled with their kind.
 
 use super::legend::{self, Entry, Mark};
 use super::palette::case_colour;
@@ -62,6 +63,8 @@ struct Track<'a> {
     errors: Vec<(f64, Option<f64>)>,
     /// How long the measured run lasted (s).
     length_s: f64,
+    /// The case's events that began: when (s), until when (the case's end when it ended first), and kind.
+    events: Vec<(f64, f64, &'a str)>,
 }
 
 impl<'a> Track<'a> {
@@ -90,6 +93,7 @@ impl<'a> Track<'a> {
                 .collect(),
             Over::Throughput | Over::Memory => Vec::new(),
         };
+        let length_s = c.timeline.last().map_or(0.0, |i| i.start_s + i.length_s);
         Track {
             k,
             name: &c.name,
@@ -101,7 +105,12 @@ impl<'a> Track<'a> {
                 .filter(|i| i.failed > 0)
                 .map(|i| (middle(i), what.value(i)))
                 .collect(),
-            length_s: c.timeline.last().map_or(0.0, |i| i.start_s + i.length_s),
+            length_s,
+            events: c
+                .events
+                .iter()
+                .filter_map(|e| Some((e.began_s?, e.ended_s.unwrap_or(length_s), e.kind.as_str())))
+                .collect(),
         }
     }
 
@@ -144,6 +153,12 @@ impl Axis {
         match self {
             Axis::Linear(_) => 0.0,
             Axis::Log(lo, _) => lo,
+        }
+    }
+
+    fn top(self) -> f64 {
+        match self {
+            Axis::Linear(hi) | Axis::Log(_, hi) => hi,
         }
     }
 }
@@ -198,28 +213,30 @@ pub fn over_time(cases: &[CaseSummary], what: Over) -> anyhow::Result<String> {
         match axis {
             Axis::Linear(hi) => {
                 let chart = builder.build_cartesian_2d(0f64..x_max, 0f64..hi)?;
-                paint(&area, chart, what, desc, &tracks, axis.floor())
+                paint(&area, chart, what, desc, &tracks, axis)
             }
             Axis::Log(lo, hi) => {
                 let chart = builder.build_cartesian_2d(0f64..x_max, (lo..hi).log_scale())?;
-                paint(&area, chart, what, desc, &tracks, axis.floor())
+                paint(&area, chart, what, desc, &tracks, axis)
             }
         }
     })
 }
 
-/// The mesh, every case's line (or bars, when short), the error crosses and the short cases' names.
+/// The mesh, the faults' shading, every case's line (or bars, when short), the error crosses and the
+/// short cases' names.
 fn paint<'a, Y>(
     area: &DrawingArea<SVGBackend<'a>, Shift>,
     mut chart: ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
     what: Over,
     desc: &str,
     tracks: &[Track],
-    floor: f64,
+    axis: Axis,
 ) -> anyhow::Result<()>
 where
     Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
 {
+    let floor = axis.floor();
     chart
         .configure_mesh()
         .x_desc("seconds since the case started")
@@ -229,6 +246,7 @@ where
         .axis_desc_style(("sans-serif", 14))
         .light_line_style(RGBColor(238, 238, 238))
         .draw()?;
+    shade_events(area, &mut chart, tracks, axis)?;
     for t in tracks {
         let faint = case_colour(t.k).mix(0.4);
         chart.draw_series(LineSeries::new(
@@ -266,6 +284,55 @@ where
     )?;
     let labels = short_labels(&chart, tracks, floor);
     draw_labels(area, &labels)
+}
+
+/// Each event of every case shaded over the time it lasted in the case's colour (an instant one, a reset,
+/// as a line), its kind written at its top left (with the case's name when several cases had events).
+fn shade_events<'a, Y>(
+    area: &DrawingArea<SVGBackend<'a>, Shift>,
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<RangedCoordf64, Y>>,
+    tracks: &[Track],
+    axis: Axis,
+) -> anyhow::Result<()>
+where
+    Y: Ranged<ValueType = f64>,
+{
+    let named = tracks.iter().filter(|t| !t.events.is_empty()).count() > 1;
+    let font = ("sans-serif", 13)
+        .into_font()
+        .color(&RGBColor(60, 60, 60))
+        .pos(Pos::new(HPos::Left, VPos::Center));
+    let (bottom, top) = (axis.floor(), axis.top());
+    let mut j = 0;
+    for t in tracks {
+        let colour = case_colour(t.k);
+        for &(began, ended, kind) in &t.events {
+            if ended > began {
+                chart.draw_series(std::iter::once(Rectangle::new(
+                    [(began, bottom), (ended, top)],
+                    colour.mix(0.15).filled(),
+                )))?;
+            } else {
+                chart.draw_series(std::iter::once(PathElement::new(
+                    vec![(began, bottom), (began, top)],
+                    colour.mix(0.6).stroke_width(2),
+                )))?;
+            }
+            let (x, y) = chart.backend_coord(&(began, top));
+            let text = match named {
+                true => format!("{kind} ({})", t.name),
+                false => kind.to_string(),
+            };
+            // Events close together write their kinds on different rows.
+            area.draw(&Text::new(
+                text,
+                (x + 4, y + 10 + 15 * (j % 3)),
+                font.clone(),
+            ))?;
+            j += 1;
+        }
+    }
+    Ok(())
 }
 
 /// The name of a short case, placed by its bars (pixels).
