@@ -1,6 +1,6 @@
 //! A broker case's distance and faults on the wire (`rtt`, `jitter`, `[[case.fault]]`), as planned: what the
-//! wire proxy (`crate::wire`) adds between the case and its broker, and the timed events the engine
-//! schedules (`crate::engine::events`).
+//! wire proxy (the `wire` module) adds between the case and its broker, and the timed events the engine
+//! schedules (`engine::events`).
 
 use std::time::Duration;
 

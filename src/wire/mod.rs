@@ -145,7 +145,7 @@ impl CaseEvents for WireProxy {
                 }
                 self.reset_all();
             }
-            // The broker's, not the wire's (`crate::backend::blips`).
+            // The broker's, not the wire's (`backend::blips`).
             EventKind::KillConnections => {}
         }
     }
