@@ -6,7 +6,7 @@
 
 pub mod amqp;
 pub mod backoff;
-pub mod blips;
+pub mod companion;
 pub mod floor;
 pub mod local;
 pub mod python;
@@ -19,6 +19,7 @@ use crate::engine::{self, RunControl};
 use crate::error::{ErrorKind, PublishError};
 use crate::record::CaseResult;
 use crate::scenario::{BackendOptions, Case, PythonClient};
+use companion::Accompanied;
 use std::sync::Arc;
 
 /// Runs one case to the end on its backend and returns what was measured.
@@ -35,7 +36,7 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             let broker = match case.events.iter().any(|e| !e.kind.on_wire()) {
                 false => None,
                 true => match redis::blips::RedisEvents::new(case, o) {
-                    Ok(b) => Some(Arc::new(b) as Arc<dyn blips::BrokerEvents>),
+                    Ok(b) => Some(Arc::new(b) as Arc<dyn companion::Companion>),
                     Err(e) => return CaseResult::failed_setup(case, e.kind, e.message),
                 },
             };
@@ -59,7 +60,7 @@ async fn on_broker<T: python::Broker>(
     make: impl FnOnce(Option<&str>) -> Result<T, PublishError>,
     client: Option<&PythonClient>,
     url: String,
-    broker: Option<Arc<dyn blips::BrokerEvents>>,
+    broker: Option<Arc<dyn companion::Companion>>,
     case: &Case,
     control: &RunControl,
 ) -> CaseResult {
@@ -79,10 +80,30 @@ async fn on_broker<T: python::Broker>(
         Err(e) => return CaseResult::failed_setup(case, e.kind, e.message),
     };
     match (client, make(client.is_none().then_some(via.as_str()))) {
-        (None, Ok(inner)) => run(wired::Wired { inner, proxy }, broker, case, control).await,
+        (None, Ok(inner)) => {
+            run(
+                Accompanied {
+                    inner,
+                    companion: proxy,
+                },
+                broker,
+                case,
+                control,
+            )
+            .await
+        }
         (Some(client), Ok(target)) => {
             let inner = python::PythonTarget::new(target, case, client, via, control.trace_spans);
-            run(wired::Wired { inner, proxy }, broker, case, control).await
+            run(
+                Accompanied {
+                    inner,
+                    companion: proxy,
+                },
+                broker,
+                case,
+                control,
+            )
+            .await
         }
         (_, Err(e)) => CaseResult::failed_setup(case, e.kind, e.message),
     }
@@ -91,16 +112,16 @@ async fn on_broker<T: python::Broker>(
 /// Runs the case on `target`, with the `broker`'s events (`[[case.event]]`) beside the target's own.
 async fn run<T: engine::Target>(
     target: T,
-    broker: Option<Arc<dyn blips::BrokerEvents>>,
+    broker: Option<Arc<dyn companion::Companion>>,
     case: &Case,
     control: &RunControl,
 ) -> CaseResult {
     match broker {
         Some(broker) => {
             engine::run_case(
-                blips::Blips {
+                Accompanied {
                     inner: target,
-                    broker,
+                    companion: broker,
                 },
                 case,
                 control,

@@ -145,7 +145,7 @@ impl CaseEvents for WireProxy {
                 }
                 self.reset_all();
             }
-            // The broker's, not the wire's (`backend::blips`).
+            // The broker's, not the wire's (`backend::redis::blips`).
             EventKind::KillConnections => {}
         }
     }

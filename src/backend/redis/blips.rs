@@ -2,7 +2,7 @@
 //! operator would: `kill-connections` is `CLIENT KILL TYPE normal SKIPME yes` on a connection of its own.
 
 use super::{DEFAULT_URL, connection};
-use crate::backend::blips::BrokerEvents;
+use crate::backend::companion::Companion;
 use crate::backend::url::{broker_url, redact};
 use crate::engine::CaseEvents;
 use crate::error::PublishError;
@@ -89,7 +89,7 @@ impl CaseEvents for RedisEvents {
     fn end(&self, _event: &CaseEvent) {}
 }
 
-impl BrokerEvents for RedisEvents {
+impl Companion for RedisEvents {
     fn notes(&self) -> Vec<String> {
         self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

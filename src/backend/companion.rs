@@ -1,6 +1,7 @@
-//! Broker blips: a case's broker-side events (`[[case.event]]`), carried out by the broker's own
-//! administration ([`BrokerEvents`], e.g. [`super::redis::blips`]) on the same schedule as the wire's faults.
-//! [`Blips`] wraps the case's target so both happen, and the events' notes join the case's.
+//! What runs beside a case's target for the case's length (the wire proxy of `rtt` and `[[case.fault]]`,
+//! the broker's own `[[case.event]]`s): a [`Companion`] whose notes join the case's and whose timed events
+//! happen with the target's own. [`Accompanied`] is the one wrapper, so every other part of [`Target`]
+//! passes through in one place.
 
 use crate::engine::{BrokerProbe, CaseEvents, Target};
 use crate::error::PublishError;
@@ -9,41 +10,37 @@ use crate::resources::Watched;
 use crate::scenario::CaseEvent;
 use std::sync::Arc;
 
-/// What carries out a case's broker-side events, and says what each did.
-pub trait BrokerEvents: CaseEvents {
-    /// One line per event carried out, or not (the notes of the case).
+/// What runs beside a case: it carries out the case's events of its own kinds, and says what it did.
+pub trait Companion: CaseEvents {
+    /// Sentences for the case's notes.
     fn notes(&self) -> Vec<String>;
 }
 
-/// A case's target with the broker's events beside whatever events it carries out itself (the wire's).
-pub struct Blips<T> {
+/// A case's target with a companion beside it.
+pub struct Accompanied<T> {
     pub inner: T,
-    pub broker: Arc<dyn BrokerEvents>,
+    pub companion: Arc<dyn Companion>,
 }
 
-/// Both carry out every event; each acts on its own kinds only.
+/// Two carry out every event; each acts on its own kinds only.
 struct Both {
-    wire: Option<Arc<dyn CaseEvents>>,
-    broker: Arc<dyn BrokerEvents>,
+    first: Arc<dyn CaseEvents>,
+    second: Arc<dyn CaseEvents>,
 }
 
 impl CaseEvents for Both {
     fn begin(&self, event: &CaseEvent) {
-        if let Some(w) = &self.wire {
-            w.begin(event);
-        }
-        self.broker.begin(event);
+        self.first.begin(event);
+        self.second.begin(event);
     }
 
     fn end(&self, event: &CaseEvent) {
-        if let Some(w) = &self.wire {
-            w.end(event);
-        }
-        self.broker.end(event);
+        self.first.end(event);
+        self.second.end(event);
     }
 }
 
-impl<T: Target> Target for Blips<T> {
+impl<T: Target> Target for Accompanied<T> {
     type Publisher = T::Publisher;
 
     async fn prepare(&mut self) -> Result<(), PublishError> {
@@ -64,7 +61,7 @@ impl<T: Target> Target for Blips<T> {
 
     fn notes(&self) -> Vec<String> {
         let mut notes = self.inner.notes();
-        notes.extend(self.broker.notes());
+        notes.extend(self.companion.notes());
         notes
     }
 
@@ -89,9 +86,10 @@ impl<T: Target> Target for Blips<T> {
     }
 
     fn events(&self) -> Option<Arc<dyn CaseEvents>> {
-        Some(Arc::new(Both {
-            wire: self.inner.events(),
-            broker: self.broker.clone(),
-        }))
+        let own: Arc<dyn CaseEvents> = self.companion.clone();
+        Some(match self.inner.events() {
+            Some(first) => Arc::new(Both { first, second: own }),
+            None => own,
+        })
     }
 }
