@@ -159,9 +159,14 @@ kind = "reset"
 for = "300ms""#,
     ));
     check_fault(&c, "reset");
+    // A connection dropped mid-publish fails that publish; one dropped while checked in is found dead by
+    // bb8's PING on checkout and replaced, and the replacement waits out the reset. Either way the user
+    // sees the reset: as errors, or as a publish that took most of its 300 ms.
+    let errors = c.errors.values().sum::<u64>();
+    let max = c.latency_ns.max.unwrap_or(0);
     assert!(
-        c.errors.values().sum::<u64>() > 0,
-        "the reset cost publishes: {:?}",
+        errors > 0 || max >= 250_000_000,
+        "the reset cost publishes (errors) or stalled one (max latency {max} ns): {:?}",
         c.errors
     );
 }
