@@ -16,6 +16,16 @@ pub trait Companion: CaseEvents {
     fn notes(&self) -> Vec<String>;
 }
 
+/// Runs `f`, a blocking call (a broker's administration command), without stalling the other tasks of a
+/// multi-threaded runtime.
+pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// A case's target with a companion beside it.
 pub struct Accompanied<T> {
     pub inner: T,

@@ -46,8 +46,14 @@ pub async fn run_case(case: &Case, control: &RunControl) -> CaseResult {
             let url = url::broker_url(o.url.as_deref(), "TASKBENCH_AMQP_URL", amqp::DEFAULT_URL);
             let target =
                 |via: Option<&str>| amqp::AmqpTarget::via(case, o, control.stop.clone(), via);
-            // Planning refuses `[[case.event]]` on amqp: no broker-side events here yet.
-            on_broker(target, o.python.as_ref(), url, None, case, control).await
+            let broker = match case.events.iter().any(|e| !e.kind.on_wire()) {
+                false => None,
+                true => match amqp::blips::AmqpEvents::new(case) {
+                    Ok(b) => Some(Arc::new(b) as Arc<dyn companion::Companion>),
+                    Err(e) => return CaseResult::failed_setup(case, e.kind, e.message),
+                },
+            };
+            on_broker(target, o.python.as_ref(), url, broker, case, control).await
         }
     }
 }

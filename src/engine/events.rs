@@ -120,26 +120,104 @@ pub(super) async fn run_schedule(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     };
-    // (when, begins?, event), in time order; an end before a begin at the same time.
+    // (when, begins?, event), in time order; an end before a begin at the same time. An instant (no `for`, a
+    // kill-connections) has no step of its own to end: it ends when its begin returns, which for a broker's
+    // administration command may be a second later, and the publishers' reconnect figures count from there.
     let mut steps: Vec<(Duration, bool, usize)> = Vec::new();
     for (i, e) in marks.events.iter().enumerate() {
         steps.push((e.at, true, i));
-        steps.push((e.at + e.length, false, i));
+        if !e.length.is_zero() {
+            steps.push((e.at + e.length, false, i));
+        }
     }
     steps.sort();
+    let since_start = || Instant::now().saturating_duration_since(start);
     for (when, begins, i) in steps {
         tokio::time::sleep_until(start + when).await;
         if stop.requested() {
             return;
         }
-        let now = Instant::now().saturating_duration_since(start);
         let event = &marks.events[i];
         if begins {
+            marks.began(i, since_start());
             sink.begin(event);
-            marks.began(i, now);
+            if event.length.is_zero() {
+                sink.end(event);
+                marks.finished(i, since_start());
+            }
         } else {
             sink.end(event);
-            marks.finished(i, now);
+            marks.finished(i, since_start());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::EventKind;
+
+    /// Records what it was asked, and takes `begin_takes` to begin (a broker's administration command).
+    struct Slow {
+        calls: Mutex<Vec<(&'static str, EventKind)>>,
+        begin_takes: Duration,
+    }
+
+    impl CaseEvents for Slow {
+        fn begin(&self, event: &CaseEvent) {
+            std::thread::sleep(self.begin_takes);
+            self.calls.lock().unwrap().push(("begin", event.kind));
+        }
+
+        fn end(&self, event: &CaseEvent) {
+            self.calls.lock().unwrap().push(("end", event.kind));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_instant_begins_then_ends_when_its_begin_returns_and_a_fault_ends_on_time() {
+        let ms = Duration::from_millis;
+        let events = [
+            CaseEvent {
+                at: ms(10),
+                length: ms(40),
+                kind: EventKind::Blackhole,
+            },
+            CaseEvent {
+                at: ms(50),
+                length: Duration::ZERO,
+                kind: EventKind::KillConnections,
+            },
+        ];
+        let marks = Arc::new(EventMarks::new(&events, 1));
+        let sink = Arc::new(Slow {
+            calls: Mutex::default(),
+            begin_takes: ms(30),
+        });
+        let start = Instant::now();
+        run_schedule(
+            sink.clone(),
+            marks.clone(),
+            Arc::new(move || Some(start)),
+            Stop::default(),
+        )
+        .await;
+        use EventKind::{Blackhole, KillConnections};
+        assert_eq!(
+            *sink.calls.lock().unwrap(),
+            [
+                ("begin", Blackhole),
+                ("end", Blackhole),
+                ("begin", KillConnections),
+                ("end", KillConnections)
+            ],
+            "the fault that ends at 50 ms ends before the instant at 50 ms begins"
+        );
+        let kill = &marks.results()[1];
+        let (began, ended) = (kill.began.unwrap(), kill.ended.unwrap());
+        assert!(
+            ended >= began + ms(30),
+            "the kill ended when its 30 ms command returned: began {began:?}, ended {ended:?}"
+        );
     }
 }

@@ -407,6 +407,13 @@ impl Case {
     pub fn sample_interval(&self) -> u64 {
         (1.0 / self.profile_sample).round().max(1.0) as u64
     }
+
+    /// The name the case's publishing connections carry at an AMQP broker (`connection_name` in the client
+    /// properties, shown by `rabbitmqctl list_connections client_properties` and the management UI), for
+    /// taskbench's own publishers and the Python clients alike: how `kill-connections` finds them.
+    pub fn connection_name(&self) -> String {
+        format!("taskbench {} {}", self.name, self.task.spec().queue)
+    }
 }
 
 /// A scenario that cannot be run, with where and why.

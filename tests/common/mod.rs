@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod rabbit_node;
+pub mod redis_server;
 pub mod svg;
 pub mod tls;
 

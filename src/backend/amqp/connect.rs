@@ -29,6 +29,8 @@ pub struct Transport {
     tls: Option<(RustlsConnector, TlsClient)>,
     /// How long the TLS handshake may take (a plain port never answers a ClientHello).
     handshake_timeout: Duration,
+    /// The connections' `connection_name` at the broker.
+    connection_name: String,
 }
 
 impl Transport {
@@ -63,7 +65,16 @@ impl Transport {
             server_name: server_name.to_string(),
             tls,
             handshake_timeout,
+            connection_name: String::new(),
         })
+    }
+
+    /// The same transport, its connections named `name` at the broker.
+    pub(super) fn named(self, name: String) -> Transport {
+        Transport {
+            connection_name: name,
+            ..self
+        }
     }
 
     /// The note of a case whose server certificate is not checked.
@@ -157,8 +168,8 @@ pub(super) async fn connect(
             None => opening.open(&rt, &url).await,
         }
     };
-    let properties =
-        ConnectionProperties::default().with_connection_name(s.connection_name.as_str().into());
+    let properties = ConnectionProperties::default()
+        .with_connection_name(transport.connection_name.as_str().into());
     let connection = clock
         .time(
             Stage::Connect,

@@ -8,6 +8,7 @@
 //! `docs/amqp.md` explains the choices (the pool, confirm batches).
 
 mod acquire;
+pub mod blips;
 mod connect;
 mod error;
 mod fresh;
@@ -135,7 +136,6 @@ pub struct Settings {
     pipeline: usize,
     publish_options: BasicPublishOptions,
     wire: WireTemplate,
-    connection_name: String,
     /// Leave the queue's messages after the case (`keep = true`) instead of purging them.
     keep: bool,
     /// How long a publish waits for a blocked connection to unblock before it fails as `blocked`.
@@ -180,8 +180,15 @@ impl Settings {
         // proxy, the TCP connection goes to the proxy and TLS still checks the broker's own name.
         let name = &admin_uri.authority.host;
         let handshake = case.publish_timeout / 2;
-        let transport = Arc::new(Transport::new(&uri, name, &o.tls, &url, handshake)?);
-        let admin_transport = Arc::new(Transport::new(&admin_uri, name, &o.tls, &url, handshake)?);
+        // The publishers' connections carry the case's name (what `kill-connections` closes); taskbench's own
+        // connection, which counts and purges the queue, a name of its own.
+        let transport = Arc::new(
+            Transport::new(&uri, name, &o.tls, &url, handshake)?.named(case.connection_name()),
+        );
+        let admin_transport = Arc::new(
+            Transport::new(&admin_uri, name, &o.tls, &url, handshake)?
+                .named(format!("{} (counting)", case.connection_name())),
+        );
         let queue = case.task.spec().queue.clone();
         let routing_key = ShortString::try_new(queue.clone()).map_err(|e| {
             PublishError::new(
@@ -210,7 +217,6 @@ impl Settings {
                 immediate: false,
             },
             wire: WireTemplate::new(&case.task),
-            connection_name: format!("taskbench {} {}", case.name, queue),
             queue,
             keep: o.keep,
             blocked_wait: case.publish_timeout / 2,

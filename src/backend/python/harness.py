@@ -326,6 +326,15 @@ def tls_options(cfg):
     return opts
 
 
+def named(cfg, options):
+    """`options` (broker transport options) with the case's `connection_name` added to an AMQP connection's
+    client properties, so that `kill-connections` finds the harness's connections as it finds taskbench's."""
+    if not cfg.get("connection_name"):
+        return options
+    props = dict(options.get("client_properties") or {}, connection_name=cfg["connection_name"])
+    return dict(options, client_properties=props)
+
+
 def load_app(cfg):
     """The Celery app: the user's (celery_app = "module:attr"), or a minimal one; on the case's broker."""
     from celery import Celery
@@ -343,6 +352,7 @@ def load_app(cfg):
     if tls_options(cfg) is not None:
         app.conf.broker_use_ssl = tls_options(cfg)
     app.conf.broker_connection_retry_on_startup = True
+    app.conf.broker_transport_options = named(cfg, dict(app.conf.broker_transport_options or {}))
     if not spec:
         app.conf.task_default_queue = cfg["queue"]
     if cfg["path"] == "fresh":
@@ -413,6 +423,7 @@ def kombu_publisher(cfg):
 
     url, queue, name = cfg["url"], cfg["queue"], cfg["task"]
     ssl = tls_options(cfg) or False
+    opts = named(cfg, {})
     q = Queue(queue, Exchange(queue, type="direct"), routing_key=queue)
     args, kwargs = cfg["args"], cfg["kwargs"]
     body = (args, kwargs, {"callbacks": None, "errbacks": None, "chain": None, "chord": None})
@@ -441,11 +452,11 @@ def kombu_publisher(cfg):
     path = cfg["path"]
     if path == "fresh":
         def publish():
-            with Connection(url, ssl=ssl) as conn:
+            with Connection(url, ssl=ssl, transport_options=opts) as conn:
                 send(Producer(conn))
 
         return publish, []
-    conn = Connection(url, ssl=ssl)
+    conn = Connection(url, ssl=ssl, transport_options=opts)
     if path == "acquire":
         pool = producers[conn]
 

@@ -3,6 +3,7 @@
 //! commands `p` (publish one) and `q` (quit); the answers to `p`, `o <latency ns> <stage>=<ns>...` or
 //! `e <kind> <message>`; and the counters (`s {json}`) a harness sends before it exits.
 
+use crate::catalog::Backend;
 use crate::error::ErrorKind;
 use crate::scenario::{BackendOptions, Case, PythonClient, is_tls_url};
 use crate::stage::Stage;
@@ -70,6 +71,8 @@ pub(super) fn config_line(case: &Case, client: &PythonClient, url: &str) -> Stri
         "route": client.route.as_ref().map(|r| serde_json::json!({"routed_queue": r.routed_queue})),
         // The case's TLS keys, for an amqps:// or rediss:// URL (null otherwise): see harness.py's tls_options.
         "tls": tls_config(case, url),
+        // On RabbitMQ, the name the harness's connections carry (as taskbench's own do): null elsewhere.
+        "connection_name": (case.backend == Backend::Amqp).then(|| case.connection_name()),
     });
     let mut line = config.to_string();
     line.push('\n');

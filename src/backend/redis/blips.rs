@@ -2,7 +2,7 @@
 //! operator would: `kill-connections` is `CLIENT KILL TYPE normal SKIPME yes` on a connection of its own.
 
 use super::{DEFAULT_URL, connection};
-use crate::backend::companion::Companion;
+use crate::backend::companion::{Companion, blocking};
 use crate::backend::url::{broker_url, redact};
 use crate::engine::CaseEvents;
 use crate::error::PublishError;
@@ -52,15 +52,6 @@ impl RedisEvents {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(line);
-    }
-}
-
-/// Runs `f`, a blocking call, without stalling the other tasks of a multi-threaded runtime.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    use tokio::runtime::{Handle, RuntimeFlavor};
-    match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
-        _ => f(),
     }
 }
 

@@ -108,7 +108,7 @@ impl Table {
 }
 
 /// The case's broker-side events (`[[case.event]]`): only on a backend whose administration taskbench drives
-/// (redis today).
+/// (redis, amqp).
 fn broker_events(
     case: &CaseLocator,
     raw: &RawCase,
@@ -117,19 +117,14 @@ fn broker_events(
 ) -> Result<Vec<CaseEvent>, ScenarioError> {
     let events = raw.event.as_deref().unwrap_or(&[]);
     if let Some(first) = events.first()
-        && backend != Backend::Redis
+        && backend.spec().local
     {
-        let why = match backend.spec().local {
-            true => format!("the {backend} backend is local: there is no broker to act on"),
-            false => format!("taskbench does not carry them out on {backend} yet"),
-        };
         return Err(case.error(
             first.span(),
-            format!("`[[case.event]]` is a broker-side event; {why}"),
-            Some(
-                "use it on redis cases (for a network fault on any broker, use [[case.fault]])"
-                    .into(),
+            format!(
+                "`[[case.event]]` is a broker-side event; the {backend} backend is local: there is no broker to act on"
             ),
+            Some("use it on redis and amqp cases".into()),
         ));
     }
     events

@@ -217,21 +217,22 @@ fn a_broker_event_with_a_length_is_refused() {
 }
 
 #[test]
-fn a_broker_event_on_a_local_backend_or_on_amqp_is_refused() {
+fn a_broker_event_on_a_local_backend_is_refused_and_on_amqp_planned() {
     assert_eq!(
         err(&one_case(
             "backend = \"unix\"\npath = \"raw\"\n[[case.event]]\nat = \"1s\"\nkind = \"kill-connections\""
         )),
         "s.toml:6:1: case \"c\": `[[case.event]]` is a broker-side event; the unix backend is local: there is no \
-         broker to act on\n  hint: use it on redis cases (for a network fault on any broker, use [[case.fault]])"
+         broker to act on\n  hint: use it on redis and amqp cases"
     );
-    assert_eq!(
-        err(&one_case(
-            "backend = \"amqp\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"kill-connections\""
-        )),
-        "s.toml:6:1: case \"c\": `[[case.event]]` is a broker-side event; taskbench does not carry them out on \
-         amqp yet\n  hint: use it on redis cases (for a network fault on any broker, use [[case.fault]])"
-    );
+    let s = parse(
+        &one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"kill-connections\"",
+        ),
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(s.cases[0].events[0].kind, EventKind::KillConnections);
 }
 
 #[test]
