@@ -14,10 +14,15 @@ use taskbench::summary::{CaseSummary, Summary};
 /// Runs one case on `backend` at `url` with `keys` added, and a kill-connections event at 700 ms; returns its
 /// summary.
 fn run(backend: &str, url: &str, keys: &str) -> CaseSummary {
-    run_with(backend, url, keys, &[])
+    run_with(
+        backend,
+        url,
+        &format!("{keys}\n[[case.event]]\nat = \"700ms\"\nkind = \"kill-connections\""),
+        &[],
+    )
 }
 
-/// [`run`] with `env` set for taskbench.
+/// One case on `backend` at `url` with `keys` (its events included) and `env` set for taskbench.
 fn run_with(backend: &str, url: &str, keys: &str, env: &[(&str, &str)]) -> CaseSummary {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("blips.toml");
@@ -36,9 +41,6 @@ name = "c"
 backend = "{backend}"
 url = "{url}"
 {keys}
-[[case.event]]
-at = "700ms"
-kind = "kill-connections"
 "#
         ),
     )
@@ -233,7 +235,7 @@ fn a_rabbitmqctl_that_cannot_run_fails_the_case_before_it_starts_and_says_what_t
     let c = run_with(
         "amqp",
         "amqp://guest:secret@127.0.0.1:5672/%2f",
-        "path = \"pooled\"\nduration = \"2s\"",
+        "path = \"pooled\"\nduration = \"2s\"\n[[case.event]]\nat = \"1s\"\nkind = \"kill-connections\"",
         &[("TASKBENCH_RABBITMQCTL", "/nonexistent/rabbitmqctl")],
     );
     assert_eq!(c.publishes_ok, 0);
@@ -242,5 +244,54 @@ fn a_rabbitmqctl_that_cannot_run_fails_the_case_before_it_starts_and_says_what_t
         message.contains("cannot run /nonexistent/rabbitmqctl")
             && message.contains("set TASKBENCH_RABBITMQCTL"),
         "{message}"
+    );
+}
+
+#[test]
+#[ignore = "starts a RabbitMQ node of its own; tests/run runs it"]
+fn a_restart_of_a_private_rabbitmq_node_stops_and_starts_it_and_every_publisher_publishes_again() {
+    let node = match common::rabbit_node::PrivateNode::start() {
+        Ok(node) => node,
+        Err(e) => {
+            common::skip_test(&format!("no private RabbitMQ node: {e}"));
+            return;
+        }
+    };
+    let ctl = node.ctl_script();
+    let c = run_with(
+        "amqp",
+        &node.url(),
+        "path = \"pooled\"\nconfirm = \"each\"\nduration = \"8s\"\n[[case.event]]\nat = \"1s\"\nkind = \"restart\"\nfor = \"1s\"",
+        &[("TASKBENCH_RABBITMQCTL", ctl.to_str().unwrap())],
+    );
+    let e = &c.events[0];
+    assert_eq!(e.kind, "restart");
+    let notes = c.notes.join("\n");
+    assert!(
+        notes.contains("rabbitmqctl stop_app stopped")
+            && notes.contains("start_app started it again"),
+        "{notes}"
+    );
+    assert!(
+        c.errors.keys().any(|k| k != "delivery_mismatch"),
+        "the restart cost publishes: {:?}",
+        c.errors
+    );
+    assert_eq!(
+        e.reconnect_s.published_again, 1,
+        "the publisher published again after the broker came back: {e:?} {:?}",
+        c.error_messages
+    );
+    let unknown_arrived = c.unknown_fate.and_then(|u| u.delivered).unwrap_or(0);
+    assert_eq!(
+        c.delivered,
+        Some(c.publishes_ok + unknown_arrived),
+        "with confirms, what the broker confirmed survived its restart: {:?} {:?}",
+        c.errors,
+        c.error_messages
+    );
+    eprintln!(
+        "restart: {e:?}\nerrors {:?}\nnotes {notes}\nok {} delivered {:?}",
+        c.errors, c.publishes_ok, c.delivered
     );
 }

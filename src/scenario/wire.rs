@@ -24,16 +24,19 @@ named_enum! {
         /// Every open connection is dropped at once (RST); new ones are dropped too while it lasts.
         Reset => "reset",
         /// A broker-side event (`[[case.event]]`): the broker closes its clients' connections, through its
-        /// own administration (Redis `CLIENT KILL`), as an operator would.
+        /// own administration (Redis `CLIENT KILL`, `rabbitmqctl`), as an operator would.
         #[serde(rename = "kill-connections")]
         KillConnections => "kill-connections",
+        /// A broker-side event on RabbitMQ: the broker's application stops (`rabbitmqctl stop_app`: every
+        /// connection closed, the port refusing) and starts again when it ends (`start_app`).
+        Restart => "restart",
     }
 }
 
 impl EventKind {
     /// Whether the wire proxy carries it out (`[[case.fault]]`), rather than the broker (`[[case.event]]`).
     pub fn on_wire(self) -> bool {
-        !matches!(self, EventKind::KillConnections)
+        !matches!(self, EventKind::KillConnections | EventKind::Restart)
     }
 }
 

@@ -189,7 +189,7 @@ pub struct CaseSummary {
 /// One timed event of a case, as it happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventSummary {
-    /// `blackhole` or `reset`.
+    /// `blackhole` or `reset` (a `[[case.fault]]`), `kill-connections` or `restart` (a `[[case.event]]`).
     pub kind: String,
     /// When it was scheduled to begin, and for how long (`at`, `for`), in seconds.
     pub at_s: f64,

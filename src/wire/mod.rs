@@ -146,7 +146,7 @@ impl CaseEvents for WireProxy {
                 self.reset_all();
             }
             // The broker's, not the wire's (`backend::redis::blips`).
-            EventKind::KillConnections => {}
+            EventKind::KillConnections | EventKind::Restart => {}
         }
     }
 
@@ -154,7 +154,7 @@ impl CaseEvents for WireProxy {
         match event.kind {
             EventKind::Blackhole => self.state.gate.open(),
             EventKind::Reset => self.state.refusing.store(false, Ordering::SeqCst),
-            EventKind::KillConnections => {}
+            EventKind::KillConnections | EventKind::Restart => {}
         }
     }
 }

@@ -150,6 +150,29 @@ impl PrivateNode {
         format!("amqp://guest:guest@127.0.0.1:{}/%2f", self.port)
     }
 
+    /// A script that runs `rabbitmqctl -n <this node> ARGS` with the node's environment: what a user points
+    /// TASKBENCH_RABBITMQCTL at for a broker the plain `rabbitmqctl` does not reach.
+    pub fn ctl_script(&self) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let d = self.dir.path();
+        let env: Vec<String> = Self::env(d, &self.name)
+            .into_iter()
+            .map(|(k, v)| format!("{k}='{}'", v.to_string_lossy()))
+            .collect();
+        let script = d.join("rabbitmqctl.sh");
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\nexec env {} {RABBITMQ_BIN}/rabbitmqctl -n '{}' \"$@\"\n",
+                env.join(" "),
+                self.name
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        script
+    }
+
     /// The SSL listener's URL (a node started with [`PrivateNode::start_tls`]).
     pub fn tls_url(&self) -> String {
         format!(

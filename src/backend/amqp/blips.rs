@@ -1,7 +1,8 @@
 //! An AMQP case's broker-side events (`[[case.event]]`), done with RabbitMQ's own administration as an
 //! operator would: `kill-connections` closes, through `rabbitmqctl`, every connection that carries the case's
 //! name (taskbench's publishers and the Python clients alike), as `rabbitmqctl close_connection` would, in one
-//! call (`rabbitmqctl eval`), so the connections go at once and not a second apart.
+//! call (`rabbitmqctl eval`), so the connections go at once and not a second apart; `restart` stops the
+//! broker's application (`rabbitmqctl stop_app`) and starts it again when the event ends (`start_app`).
 
 use crate::backend::companion::{Companion, blocking};
 use crate::engine::CaseEvents;
@@ -56,8 +57,13 @@ impl AmqpEvents {
 
     /// Runs `expression` on the broker's node; what it printed, or why it failed.
     fn eval(&self, expression: &str) -> Result<String, String> {
+        self.ctl(&["eval", expression])
+    }
+
+    /// Runs `rabbitmqctl ARGS`; what it printed, or why it failed.
+    fn ctl(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new(&self.program)
-            .args(["eval", expression])
+            .args(args)
             .output()
             .map_err(|e| format!("cannot run {}: {e}", self.program))?;
         match out {
@@ -104,40 +110,69 @@ fn close_named(name: &str) -> String {
 
 impl CaseEvents for AmqpEvents {
     fn begin(&self, event: &CaseEvent) {
-        if event.kind != EventKind::KillConnections {
-            return;
-        }
         let at = humantime::format_duration(event.at);
         let began = std::time::Instant::now();
-        let done = blocking(|| self.kill_connections());
-        // The command starts an Erlang VM: the close happens somewhere in the time it took, and the event
-        // (and the reconnect figures counted from its end) lasts as long.
-        let took = format!(
-            "rabbitmqctl took {}, and the event lasts as long",
-            crate::human::human_ns(began.elapsed().as_nanos() as u64)
-        );
-        match done {
-            Ok(0) => self.note(format!(
-                "kill-connections at {at}: rabbitmqctl found no connection named {:?} to close (is it \
-                 talking to the node the case publishes to?)",
-                self.name
-            )),
-            Ok(n) => self.note(format!(
-                "kill-connections at {at}: rabbitmqctl closed {n} connection(s) named {:?} (the case's \
-                 publishers; taskbench's own counting connection is left open); {took}",
-                self.name
-            )),
-            Err(e) => {
-                tracing::warn!("kill-connections at {at} failed: {e}");
-                self.note(format!(
-                    "kill-connections at {at} was NOT done: {} eval failed: {e}",
-                    self.program
-                ));
-            }
+        // The command starts an Erlang VM: what it does happens somewhere in the time it took, and the event
+        // (and the reconnect figures counted from its end) lasts at least as long.
+        let took = || {
+            format!(
+                "rabbitmqctl took {}",
+                crate::human::human_ns(began.elapsed().as_nanos() as u64)
+            )
+        };
+        match event.kind {
+            EventKind::KillConnections => match blocking(|| self.kill_connections()) {
+                Ok(0) => self.note(format!(
+                    "kill-connections at {at}: rabbitmqctl found no connection named {:?} to close (is it \
+                     talking to the node the case publishes to?)",
+                    self.name
+                )),
+                Ok(n) => self.note(format!(
+                    "kill-connections at {at}: rabbitmqctl closed {n} connection(s) named {:?} (the case's \
+                     publishers; taskbench's own counting connection is left open); {}, and the event lasts \
+                     as long",
+                    self.name,
+                    took()
+                )),
+                Err(e) => self.not_done(&format!("kill-connections at {at}"), &e),
+            },
+            EventKind::Restart => match blocking(|| self.ctl(&["stop_app"])) {
+                Ok(_) => self.note(format!(
+                    "restart at {at}: rabbitmqctl stop_app stopped the broker's application (every client's \
+                     connection closed, the port refusing); {}",
+                    took()
+                )),
+                Err(e) => self.not_done(&format!("restart at {at}: stop_app"), &e),
+            },
+            _ => {}
         }
     }
 
-    fn end(&self, _event: &CaseEvent) {}
+    fn end(&self, event: &CaseEvent) {
+        if event.kind != EventKind::Restart {
+            return;
+        }
+        let at = humantime::format_duration(event.at + event.length);
+        let began = std::time::Instant::now();
+        match blocking(|| self.ctl(&["start_app"])) {
+            Ok(_) => self.note(format!(
+                "restart at {at}: rabbitmqctl start_app started it again in {}",
+                crate::human::human_ns(began.elapsed().as_nanos() as u64)
+            )),
+            // A broker left stopped fails every case after this one: say it loudly.
+            Err(e) => self.not_done(
+                &format!("restart: start_app at {at} (the broker may be left STOPPED)"),
+                &e,
+            ),
+        }
+    }
+}
+
+impl AmqpEvents {
+    fn not_done(&self, what: &str, e: &str) {
+        tracing::warn!("{what} failed: {e}");
+        self.note(format!("{what} was NOT done: {} failed: {e}", self.program));
+    }
 }
 
 impl Companion for AmqpEvents {

@@ -116,6 +116,19 @@ fn broker_events(
     duration: Option<Duration>,
 ) -> Result<Vec<CaseEvent>, ScenarioError> {
     let events = raw.event.as_deref().unwrap_or(&[]);
+    if let Some(restart) = events
+        .iter()
+        .find(|e| e.get_ref().kind.get_ref().as_str() == EventKind::Restart.name())
+        && backend == Backend::Redis
+    {
+        return Err(case.error(
+            restart.span(),
+            "a restart is carried out on amqp only: Redis has no command that stops it and starts it again".into(),
+            Some(
+                "on redis use kill-connections, or stop and start the server yourself; for the network, [[case.fault]] kind = \"reset\"".into(),
+            ),
+        ));
+    }
     if let Some(first) = events.first()
         && backend.spec().local
     {

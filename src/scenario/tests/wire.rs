@@ -184,17 +184,17 @@ fn a_broker_event_needs_no_proxy_and_joins_the_faults_in_time_order() {
 fn an_unknown_event_kind_and_a_fault_kind_in_case_event_are_refused() {
     assert_eq!(
         err(&one_case(
-            "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"restart\""
+            "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"reboot\""
         )),
-        "s.toml:8:8: case \"c\": an event's `kind` is \"restart\", which taskbench does not know\n  hint: write \
-         one of: kill-connections (in [[case.event]])"
+        "s.toml:8:8: case \"c\": an event's `kind` is \"reboot\", which taskbench does not know\n  hint: write \
+         one of: kill-connections, restart (in [[case.event]])"
     );
     assert_eq!(
         err(&one_case(
             "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"reset\""
         )),
         "s.toml:8:8: case \"c\": an event's `kind` is \"reset\", which taskbench does not know\n  hint: write \
-         one of: kill-connections (in [[case.event]])"
+         one of: kill-connections, restart (in [[case.event]])"
     );
     assert_eq!(
         err(&one_case(
@@ -243,5 +243,33 @@ fn a_broker_event_past_the_case_duration_is_refused() {
         )),
         "s.toml:8:6: case \"c\": this event ends at 5s into the measured run, past the case's duration (5s)\n  \
          hint: make `duration` longer, or the event earlier or shorter, so the case sees what follows it"
+    );
+}
+
+#[test]
+fn a_restart_is_planned_on_amqp_with_its_for_and_refused_on_redis() {
+    let s = parse(
+        &one_case(
+            "backend = \"amqp\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"restart\"\nfor = \"2s\"",
+        ),
+        "s.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        s.cases[0].events,
+        [CaseEvent {
+            at: ms(1000),
+            length: ms(2000),
+            kind: EventKind::Restart
+        }]
+    );
+    assert!(s.cases[0].wire.is_none(), "a broker event needs no proxy");
+    assert_eq!(
+        err(&one_case(
+            "backend = \"redis\"\npath = \"pooled\"\n[[case.event]]\nat = \"1s\"\nkind = \"restart\""
+        )),
+        "s.toml:6:1: case \"c\": a restart is carried out on amqp only: Redis has no command that stops it and \
+         starts it again\n  hint: on redis use kill-connections, or stop and start the server yourself; for the \
+         network, [[case.fault]] kind = \"reset\""
     );
 }
