@@ -407,11 +407,19 @@ fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
     );
     let summary: Summary = serde_json::from_slice(&out.stdout).unwrap();
     let dies = &summary.cases[0];
-    // Publishes 1-2 are warm-up, 3-6 measured and fine; the 7th kills the harness: it is the one error
-    // (of kind harness), and its publisher, the case's only one, publishes no more.
-    assert_eq!(dies.publishes_ok, 4, "{dies:?}");
-    assert_eq!(dies.errors.get("harness"), Some(&1), "{dies:?}");
+    // Publishes 1-2 are warm-up, 3-6 measured and published; the 7th kills the harness, and its
+    // publisher, the case's only one, publishes no more. The harness writes its answers in batches, so
+    // some of 3-6 may have gone unanswered: those, the 7th and the commands queued behind it are `harness`
+    // errors, of unknown fate, and the delivered check counts them apart (no mismatch).
+    let lost = *dies.errors.get("harness").expect("harness errors");
+    assert!(dies.publishes_ok <= 4, "{dies:?}");
+    assert_eq!(dies.errors.len(), 1, "{dies:?}");
     assert_eq!(dies.delivered, Some(4), "{dies:?}");
+    let fate = dies.unknown_fate.as_ref().expect("of unknown fate");
+    assert_eq!(
+        (fate.publishes, fate.delivered),
+        (lost, Some(4 - dies.publishes_ok))
+    );
     let died = &dies.facts.python.as_ref().unwrap().died;
     assert_eq!(died.len(), 1, "{died:?}");
     assert!(died[0].how.contains("killed by signal 9"), "{died:?}");
@@ -1044,8 +1052,13 @@ async fn a_pipelined_case_stops_at_its_duration_and_at_an_interrupt_with_every_p
     );
     assert_eq!(r.errors.total(), 0, "{}", errors(&r));
     assert!(r.publishes_ok > 0);
-    assert_eq!(r.delivered, Some(r.publishes_ok));
     assert_eq!(r.latency.len(), r.publishes_ok);
+    // The delivered check runs when every publisher, its harness's quit included, ended within the engine's
+    // 300 ms grace (on a loaded machine a harness's exit may take longer: then it is skipped, as for any
+    // interrupted case); when it runs, it agrees exactly.
+    if let Some(delivered) = r.delivered {
+        assert_eq!(delivered, r.publishes_ok);
+    }
 }
 
 /// A TCP proxy to RabbitMQ that reads the AMQP frames each client sends and records, per connection, whether
@@ -1619,7 +1632,13 @@ async fn a_killed_harness_costs_the_publishes_it_was_given_and_the_other_keeps_p
     for interval in &after[..after.len() - 1] {
         assert!(interval.ok > 0, "nothing after the death: {:?}", r.timeline);
     }
-    assert_eq!(r.delivered, Some(r.publishes_ok));
+    // The publishes lost with the harness are of unknown fate: any of them may have arrived.
+    let delivered = r.delivered.expect("counted");
+    assert!(
+        (r.publishes_ok..=r.publishes_ok + n).contains(&delivered),
+        "{delivered} delivered, {} ok, {n} lost",
+        r.publishes_ok
+    );
     if let Some(logs) = &python.logs {
         std::fs::remove_dir_all(logs).unwrap();
     }

@@ -208,10 +208,13 @@ impl PythonPublisher {
         self.owed -= 1;
         let text = text_of(&self.line);
         let answer = protocol::answer(text);
-        if let Answer::Published { latency_ns, .. } = answer {
-            self.recent_ns = (self.recent_ns * 7 + latency_ns) / 8;
-            self.window = (AHEAD_NS / self.recent_ns.max(1)).clamp(WINDOW_MIN, WINDOW_MAX) as u32;
-        }
+        self.recent_ns = match answer {
+            Answer::Published { latency_ns, .. } => (self.recent_ns * 7 + latency_ns) / 8,
+            // A failing publish may take long (a broker gone): queue the fewest behind it until publishes
+            // succeed again, so that a stop is not held by a queue of failures.
+            _ => AHEAD_NS / WINDOW_MIN,
+        };
+        self.window = (AHEAD_NS / self.recent_ns.max(1)).clamp(WINDOW_MIN, WINDOW_MAX) as u32;
         let failure = match answer {
             Answer::Published { latency_ns, .. }
                 if latency_ns > self.shared.publish_timeout.as_nanos() as u64 =>
@@ -238,6 +241,18 @@ impl PythonPublisher {
             self.errors.add(&e, 1);
         }
         Ok(())
+    }
+
+    /// If the engine cancelled the last call (publish_timeout), it counted that call's publish: the answer
+    /// to its command, if written, is no one's now. It is the newest command written, so it joins the
+    /// dropped ones (there were none: see `call`).
+    fn forget_cancelled(&mut self) {
+        if self.in_call && self.wrote_own {
+            self.owed -= 1;
+            self.dropped += 1;
+        }
+        self.in_call = false;
+        self.wrote_own = false;
     }
 
     /// One call's work; `pipelined`: return once the window has room, else once this command's own answer
@@ -301,14 +316,8 @@ impl Publisher for PythonPublisher {
         if self.writing {
             return Err(self.bury("was cut off in the middle of a command").await);
         }
-        if self.in_call && self.wrote_own {
-            // The engine cancelled the last call and counted its publish: its answer is no one's now. It is
-            // the newest command written, so it joins the dropped ones (there were none: see `call`).
-            self.owed -= 1;
-            self.dropped += 1;
-        }
+        self.forget_cancelled();
         self.in_call = true;
-        self.wrote_own = false;
         let pipelined = self.shared.pipelined;
         let out = self.call(clock, pipelined).await;
         if let (Err(e), true) = (&out, self.dead.is_some() && pipelined) {
@@ -343,6 +352,7 @@ impl Publisher for PythonPublisher {
     }
 
     async fn settle_all(&mut self, within: Duration) {
+        self.forget_cancelled();
         if self.dead.is_some() || self.owed == 0 {
             return;
         }
