@@ -937,9 +937,10 @@ async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_a
 }
 
 /// The harnesses' busy share a closed loop must reach: inside the publish call this much of the time from
-/// the first publish to the last. On this project's loaded 2-core machine (load average 5-8) a Celery
-/// `acquire` publish on Redis read 0.71-0.79 when every publish waited for its own command, and 0.86-0.97
-/// with the commands pipelined (docs/measurements.md, 2026-12-04).
+/// the first publish to the last. On this project's loaded 2-core machine (load average 5.6-9.1) a Celery
+/// `acquire` publish on Redis read 0.71-0.83 when every publish waited for its own command, and 0.92-0.99
+/// with the commands pipelined (docs/measurements.md, 2026-12-04); the test runs beside others, so the
+/// bound leaves room under that.
 const BUSY_AT_LEAST: f64 = 0.8;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
