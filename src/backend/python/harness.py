@@ -37,6 +37,14 @@ write = os.write
 # At most this long between two writes of answers while publishing without a pause (see serve).
 FLUSH_NS = 8_000_000
 
+
+def flush(out):
+    """Writes the answers in `out` (a blocking pipe takes them whole, unless a signal cut the write short)."""
+    data = b"".join(out)
+    out.clear()
+    while data:
+        data = data[write(ANSWERS, data):]
+
 # --- stages: Celery's and kombu's own functions, wrapped so their time is charged to a stage -------------
 
 # (stage, module, class, attribute); class None: a module's function, wrapped where the module looks it up.
@@ -512,16 +520,13 @@ def serve(cfg, commands):
     first = last = 0
     while True:
         if out and last - flushed >= FLUSH_NS:
-            write(ANSWERS, b"".join(out))
-            out.clear()
+            flush(out)
             flushed = last
         if at >= len(buf):
             try:
                 buf, at = os.read(COMMANDS, 65536), 0
             except BlockingIOError:
-                if out:
-                    write(ANSWERS, b"".join(out))
-                    out.clear()
+                flush(out)
                 select.select([COMMANDS], [], [])
                 continue
             if not buf:
@@ -562,8 +567,7 @@ def serve(cfg, commands):
             out.append(("o %d %s\n" % (elapsed, " ".join("%s=%d" % kv for kv in acc.items()))).encode())
         else:
             out.append(b"o %d\n" % elapsed)
-    if out:
-        write(ANSWERS, b"".join(out))
+    flush(out)
     for close in closing:
         try:
             close()
