@@ -407,11 +407,19 @@ fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
     );
     let summary: Summary = serde_json::from_slice(&out.stdout).unwrap();
     let dies = &summary.cases[0];
-    // Publishes 1-2 are warm-up, 3-6 measured and fine; the 7th kills the harness: it is the one error
-    // (of kind harness), and its publisher, the case's only one, publishes no more.
-    assert_eq!(dies.publishes_ok, 4, "{dies:?}");
-    assert_eq!(dies.errors.get("harness"), Some(&1), "{dies:?}");
+    // Publishes 1-2 are warm-up, 3-6 measured and published; the 7th kills the harness, and its
+    // publisher, the case's only one, publishes no more. The harness writes its answers in batches, so
+    // some of 3-6 may have gone unanswered: those, the 7th and the commands queued behind it are `harness`
+    // errors, of unknown fate, and the delivered check counts them apart (no mismatch).
+    let lost = *dies.errors.get("harness").expect("harness errors");
+    assert!(dies.publishes_ok <= 4, "{dies:?}");
+    assert_eq!(dies.errors.len(), 1, "{dies:?}");
     assert_eq!(dies.delivered, Some(4), "{dies:?}");
+    let fate = dies.unknown_fate.as_ref().expect("of unknown fate");
+    assert_eq!(
+        (fate.publishes, fate.delivered),
+        (lost, Some(4 - dies.publishes_ok))
+    );
     let died = &dies.facts.python.as_ref().unwrap().died;
     assert_eq!(died.len(), 1, "{died:?}");
     assert!(died[0].how.contains("killed by signal 9"), "{died:?}");
@@ -900,28 +908,158 @@ async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_a
             .find(|(k, _, _)| k.name() == kind)
             .map_or(0, |(_, n, _)| *n)
     };
-    // The 5th publish (4th measured) took 1.25 s: a timeout at 0.5 s, and the next publish, which waited for
-    // the harness to answer the late one, a timeout at 1 s; the one after gets its own answer. The harness did
-    // publish the slow one, so the queue holds one message more than reported: a timed-out publish's fate
-    // is unknown, so that one counts apart, neither as a success nor as a mismatch.
-    assert_eq!(count("timeout"), 2, "{}", errors(&r));
-    assert_eq!(r.publishes_ok, 10, "{}", errors(&r));
+    // The 5th publish (4th measured) took 1.25 s. A closed loop pipelines (the next commands wait in the
+    // pipe while the harness publishes), so the calls that time out are the ones queued behind it: the call
+    // whose window waited for the slow answer (a timeout at 0.5 s; its own command was written, and the
+    // harness published it late), and the next, which waited for the harness to answer the late ones (a
+    // timeout at 1 s; its command was never written). The slow publish itself answered after 1.25 s, over
+    // publish_timeout: a timeout too, though the harness did publish it. So three timeouts, of which two
+    // arrived: their fate counts apart, neither as a success nor as a mismatch; every later publish gets its
+    // own answer.
+    assert_eq!(count("timeout"), 3, "{}", errors(&r));
+    assert_eq!(r.publishes_ok, 9, "{}", errors(&r));
     assert_eq!(r.delivered, Some(11));
     assert_eq!(count("delivery_mismatch"), 0, "{}", errors(&r));
     assert_eq!(
         r.unknown_fate,
         Some(taskbench::record::UnknownFate {
-            publishes: 2,
-            delivered: Some(1)
+            publishes: 3,
+            delivered: Some(2)
         })
     );
-    assert_eq!(r.latency.len(), 10);
+    assert_eq!(r.latency.len(), 9);
     assert!(
         r.latency.max() < 1_000_000_000,
         "the late answer was not taken for a later publish's: max {}",
         r.latency.max()
     );
     cleanup("redis", &queue).await;
+}
+
+/// The harnesses' busy share a closed loop must reach: inside the publish call this much of the time from
+/// the first publish to the last. On this project's loaded 2-core machine (load average 5.6-9.1) a Celery
+/// `acquire` publish on Redis read 0.71-0.83 when every publish waited for its own command, and 0.92-0.99
+/// with the commands pipelined (docs/measurements.md, 2026-12-04); the test runs beside others, so the
+/// bound leaves room under that.
+const BUSY_AT_LEAST: f64 = 0.8;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn a_closed_loop_pipelines_its_commands_and_still_counts_every_publish_exactly() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    for (client, path) in [("celery", "acquire"), ("kombu", "pooled")] {
+        let what = format!("{client} {path}");
+        let queue = common::unique("tb-py-pipe");
+        let r = run(&scenario(
+            &python,
+            "redis",
+            &queue,
+            "publishes = 2000\nwarmup = 150",
+            &format!("path = \"{path}\"\nclient = \"{client}\""),
+        ))
+        .await;
+        cleanup("redis", &queue).await;
+        assert_eq!(r.errors.total(), 0, "{what}: {}", errors(&r));
+        // Every measured publish recorded once, as the harness measured it, and the warm-up apart.
+        assert_eq!(r.publishes_ok, 2000, "{what}");
+        assert_eq!(r.latency.len(), 2000, "{what}");
+        assert_eq!(r.warmup_ok, 150, "{what}");
+        assert_eq!(r.delivered, Some(2000), "{what}");
+        let send = r.stages.iter().find(|s| s.stage == Stage::Send);
+        assert_eq!(
+            send.map(|s| s.histogram.len()),
+            Some(2000),
+            "{what}: one send stage per publish"
+        );
+        assert!(r.stages_total_ns() <= r.latency_total_ns, "{what}");
+        let python = r.facts.python.as_ref().unwrap();
+        assert_eq!(
+            python.published, 2150,
+            "{what}: the harness published no more than was asked"
+        );
+        if client == "celery" {
+            let share = python.busy_share.expect("a closed loop has a busy share");
+            assert!(
+                share >= BUSY_AT_LEAST,
+                "{what}: busy {share:.3} < {BUSY_AT_LEAST}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the Celery venv and Redis; tests/run runs it"]
+async fn a_pipelined_case_stops_at_its_duration_and_at_an_interrupt_with_every_publish_counted() {
+    let Some(python) = python() else { return };
+    if !broker_up("redis") {
+        return;
+    }
+    // Bounded by duration: the publishes queued at the deadline are finished and recorded, not lost.
+    let queue = common::unique("tb-py-pipe-duration");
+    let r = run(&scenario(
+        &python,
+        "redis",
+        &queue,
+        "duration = \"1500ms\"\nwarmup = 50",
+        "path = \"pooled\"\nclient = \"kombu\"",
+    ))
+    .await;
+    cleanup("redis", &queue).await;
+    assert_eq!(r.errors.total(), 0, "{}", errors(&r));
+    assert!(r.publishes_ok > 100, "{}", r.publishes_ok);
+    assert_eq!(r.delivered, Some(r.publishes_ok));
+    assert_eq!(r.latency.len(), r.publishes_ok);
+    // What was queued at the deadline is a few dozen ms of publishing, not the rest of a count.
+    assert!(r.elapsed < Duration::from_millis(2500), "{:?}", r.elapsed);
+    let published = r.facts.python.as_ref().unwrap().published;
+    assert_eq!(
+        published,
+        r.publishes_ok + 50,
+        "the harness published only what was counted"
+    );
+
+    // Interrupted (Ctrl-C is the engine's Stop): the case ends within the engine's grace, and what the
+    // harness had queued is counted, so the delivered count is still checked and agrees.
+    let queue = common::unique("tb-py-pipe-stop");
+    let toml = scenario(
+        &python,
+        "redis",
+        &queue,
+        "duration = \"60s\"\nwarmup = 50",
+        "path = \"acquire\"\nclient = \"celery\"",
+    );
+    let mut scenario =
+        taskbench::scenario::parse(&toml, "test.toml").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    taskbench::backend::python::check_interpreters(&mut scenario, false).unwrap();
+    let control = RunControl::new();
+    let stop = control.stop.clone();
+    let stopper = tokio::spawn(async move {
+        // Well after the harness started and warmed up, on a loaded machine too.
+        tokio::time::sleep(Duration::from_secs(8)).await;
+        stop.request();
+        std::time::Instant::now()
+    });
+    let r = taskbench::backend::run_case(&scenario.cases[0], &control).await;
+    let stopped_at = stopper.await.unwrap();
+    let after_stop = stopped_at.elapsed();
+    cleanup("redis", &queue).await;
+    assert!(r.interrupted);
+    assert!(
+        after_stop < Duration::from_secs(10),
+        "{after_stop:?} after the stop"
+    );
+    assert_eq!(r.errors.total(), 0, "{}", errors(&r));
+    assert!(r.publishes_ok > 0);
+    assert_eq!(r.latency.len(), r.publishes_ok);
+    // The delivered check runs when every publisher, its harness's quit included, ended within the engine's
+    // 300 ms grace (on a loaded machine a harness's exit may take longer: then it is skipped, as for any
+    // interrupted case); when it runs, it agrees exactly.
+    if let Some(delivered) = r.delivered {
+        assert_eq!(delivered, r.publishes_ok);
+    }
 }
 
 /// A TCP proxy to RabbitMQ that reads the AMQP frames each client sends and records, per connection, whether
@@ -1448,7 +1586,7 @@ fn one_dies_app(dir: &Path, die_at: u32) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the Celery venv and Redis; tests/run runs it"]
-async fn a_killed_harness_costs_one_error_and_the_other_keeps_publishing() {
+async fn a_killed_harness_costs_the_publishes_it_was_given_and_the_other_keeps_publishing() {
     let Some(python) = python() else { return };
     if !broker_up("redis") {
         return;
@@ -1465,11 +1603,14 @@ async fn a_killed_harness_costs_one_error_and_the_other_keeps_publishing() {
     ))
     .await;
     cleanup("redis", &queue).await;
-    // One error, the publish in flight when its harness died; not one per turn of a loop.
+    // A few errors, the publish in flight when its harness died and the commands queued behind it (a
+    // closed loop keeps the next ones waiting in the pipe, about 24 ms of publishing); not one per turn of a
+    // loop.
     let by_kind = r.errors.by_kind();
     assert_eq!(by_kind.len(), 1, "{by_kind:?}");
     let (kind, n, message) = by_kind[0];
-    assert_eq!((kind.name(), n), ("harness", 1), "{message}");
+    assert_eq!(kind.name(), "harness", "{message}");
+    assert!((1..=128).contains(&n), "{n}: {message}");
     assert!(message.contains("was killed by signal 9"), "{message}");
     assert!(message.contains("ends: dying now"), "{message}");
     let python = r.facts.python.as_ref().unwrap();
@@ -1492,7 +1633,13 @@ async fn a_killed_harness_costs_one_error_and_the_other_keeps_publishing() {
     for interval in &after[..after.len() - 1] {
         assert!(interval.ok > 0, "nothing after the death: {:?}", r.timeline);
     }
-    assert_eq!(r.delivered, Some(r.publishes_ok));
+    // The publishes lost with the harness are of unknown fate: any of them may have arrived.
+    let delivered = r.delivered.expect("counted");
+    assert!(
+        (r.publishes_ok..=r.publishes_ok + n).contains(&delivered),
+        "{delivered} delivered, {} ok, {n} lost",
+        r.publishes_ok
+    );
     if let Some(logs) = &python.logs {
         std::fs::remove_dir_all(logs).unwrap();
     }

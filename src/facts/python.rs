@@ -26,9 +26,10 @@ pub struct PythonFacts {
     pub busy_ns: u64,
     /// From each harness's first publish to its last, summed (ns).
     pub span_ns: u64,
-    /// `busy_ns / span_ns`: the share of their time the harnesses spent publishing; the rest waited for
-    /// the next command (the pipe round trip and the engine). `null` in an open loop, where waiting for
-    /// the schedule is the point.
+    /// `busy_ns / span_ns`: the share of their time the harnesses spent publishing; the rest was their own
+    /// loop between publishes (answers written, the next command read, the scheduler's preemptions there)
+    /// and any wait for a command (a closed loop keeps the next ones queued). `null` in an open loop, where
+    /// waiting for the schedule is the point.
     pub busy_share: Option<f64>,
     /// `timed_calls / published`.
     pub timed_calls_per_publish: Option<f64>,
@@ -180,7 +181,7 @@ impl PythonFacts {
         notes.extend(self.profilers.iter().filter_map(ProfilerFacts::note));
         if let Some(share) = self.busy_share {
             notes.push(format!(
-                "the harnesses were inside the publish call {:.0}% of the time from their first publish to their last (warm-up included); the rest was waiting for the next command: the pipe round trip and the engine",
+                "the harnesses were inside the publish call {:.0}% of the time from their first publish to their last (warm-up included); the rest was the harness's own loop between publishes and any wait for a command",
                 100.0 * share
             ));
         }

@@ -18,14 +18,17 @@ pub struct EventResult {
 }
 
 /// Failed publishes that may or may not have reached the backend (sent, never confirmed): a publish that
-/// timed out, lost its connection or channel, or was never confirmed. The delivery check counts them
-/// between the successes and the successes plus these, neither as successes nor as losses.
-pub const UNKNOWN_FATE: [ErrorKind; 5] = [
+/// timed out, lost its connection or channel, was never confirmed, or whose Python harness died before
+/// answering (it writes its answers in batches, so it may have published a few it never reported). The
+/// delivery check counts them between the successes and the successes plus these, neither as successes nor
+/// as losses.
+pub const UNKNOWN_FATE: [ErrorKind; 6] = [
     ErrorKind::Timeout,
     ErrorKind::ConnectionLost,
     ErrorKind::ChannelClosed,
     ErrorKind::Unconfirmed,
     ErrorKind::Send,
+    ErrorKind::Harness,
 ];
 
 /// The publishes whose fate is unknown, and how many of them the delivery check found arrived.

@@ -35,7 +35,7 @@ pub(super) fn case_notes(ready: &[Ready], path_note: &str, profile: bool) -> Vec
     let mut notes = Vec::new();
     if !ready.is_empty() {
         notes.push(path_note.to_string());
-        notes.push("latency is measured inside Python (time.perf_counter_ns around the apply_async or publish call) and recorded exactly; throughput also pays the pipe round trip to the harness".into());
+        notes.push("latency is measured inside Python (time.perf_counter_ns around the apply_async or publish call) and recorded exactly; in a closed loop the next commands wait in the pipe while the harness publishes, so throughput pays no round trip per publish; an open loop sends each command at its intended start".into());
     }
     if profile {
         notes.push(format!(

@@ -1,6 +1,10 @@
-//! [`PythonPublisher`]: one publisher of a celery or kombu case, driving its harness one publish at a time
-//! ("p", then the answer the harness measured), recovering from a publish the engine cancelled, attaching
-//! py-spy to the harness for the measured publishes, and stopping for good when its harness dies.
+//! [`PythonPublisher`]: one publisher of a celery or kombu case, driving its harness with `p` commands and
+//! reading the answers the harness measured. In a closed loop it pipelines: the next command waits in the
+//! pipe while the harness publishes, so the harness never waits for taskbench between publishes, and each
+//! answer is handed to the engine's recorder as a deferred publish, one by one and exactly; in an open loop
+//! each publish is one command sent at its intended start and its own answer. It also recovers from a
+//! publish the engine cancelled, attaches py-spy to the harness for the measured publishes, and stops for
+//! good when its harness dies.
 
 use super::harness::{Harness, exit_status, log_tail};
 use super::protocol::{self, Answer};
@@ -10,23 +14,56 @@ use crate::engine::Publisher;
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::HarnessDeath;
 use crate::message::TaskMessage;
+use crate::record::{ErrorCounts, Recorder};
 use crate::stage::StageClock;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-/// One publisher of a celery or kombu case: its harness process, one publish at a time.
+/// Closed loop: how much publishing the commands written and unanswered cover, at the harness's recent
+/// latency: the publish in flight and the next ones, queued in the pipe. The harness writes its answers in
+/// batches, at most 8 ms apart (harness.py's FLUSH_NS), and taskbench's thread may be slow to be scheduled
+/// on a loaded machine: the harness should still find its next command waiting. At a stop the harness
+/// finishes these, about this long, and each is recorded.
+const AHEAD_NS: u64 = 24_000_000;
+/// The fewest and the most commands kept unanswered in a closed loop.
+const WINDOW_MIN: u64 = 2;
+const WINDOW_MAX: u64 = 128;
+
+/// One publisher of a celery or kombu case: its harness process and the commands it has in flight.
 pub struct PythonPublisher {
     harness: Option<Harness>,
     /// Why this publisher's harness is gone: every publish fails with it.
     dead: Option<PublishError>,
     shared: Arc<Shared>,
-    /// Publishes asked for whose answer was not read yet (the engine cancelled them on publish_timeout).
-    outstanding: u32,
+    /// Commands written whose answers count (oldest first), then `dropped` newer ones whose answers are
+    /// read and thrown away: their publish was counted already (cancelled by the engine, or given up
+    /// waiting for by `settle_all`).
+    owed: u32,
+    dropped: u32,
+    /// Set while a publish call runs: still set when the next call begins, the engine cancelled that call
+    /// (publish_timeout), and `wrote_own` says whether its command was written.
+    in_call: bool,
+    wrote_own: bool,
     /// A write of a command was under way: if still set, it was cancelled part-way.
     writing: bool,
     /// The answer being read; a cancelled read keeps what it had.
     line: Vec<u8>,
+    /// Pipelined: the answers read and not yet handed to the engine (`settled`), the first `answered` of
+    /// `clocks` (each holding one publish's latency and stages), and their errors. The engine takes them
+    /// after every call, which reads one answer once the window is full, so the pool grows to a few clocks
+    /// early in the case and never again.
+    clocks: Vec<StageClock>,
+    answered: usize,
+    errors: ErrorCounts,
+    /// Pipelined: answered successes of the warm-up not yet handed over; the warm-up ends at `measuring`.
+    warm_ok: u64,
+    /// Pipelined: the harness's recent latency (ns, a moving average of its answers), and how many
+    /// commands cover [`AHEAD_NS`] at it.
+    recent_ns: u64,
+    window: u32,
+    warm: bool,
     /// py-spy attached to this publisher's harness (`--profile cpu`, measured phase): the CPU sampler and
     /// the wall-clock one.
     samplers: Vec<spy::Sampler>,
@@ -53,9 +90,19 @@ impl PythonPublisher {
             }),
             harness,
             shared,
-            outstanding: 0,
+            owed: 0,
+            dropped: 0,
+            in_call: false,
+            wrote_own: false,
             writing: false,
             line: Vec::with_capacity(128),
+            clocks: Vec::new(),
+            answered: 0,
+            errors: ErrorCounts::default(),
+            warm_ok: 0,
+            recent_ns: AHEAD_NS,
+            window: WINDOW_MIN as u32,
+            warm: true,
             samplers: Vec::new(),
             worker,
             dir,
@@ -120,20 +167,23 @@ impl PythonPublisher {
 
     /// The answer in `self.line`, applied to `clock`.
     fn take_answer(&mut self, clock: &mut StageClock) -> Result<(), PublishError> {
-        let line = &self.line[..self.line.len().saturating_sub(1)];
-        let text = std::str::from_utf8(line).unwrap_or("");
+        let text = text_of(&self.line);
         match protocol::answer(text) {
             Answer::Published { latency_ns, stages } => {
                 clock.set_measured(latency_ns, stages);
                 Ok(())
             }
-            Answer::Failed { kind, message } => Err(PublishError::new(
-                kind,
-                self.shared
-                    .clean(&format!("{}: {message}", self.shared.client)),
-            )),
+            Answer::Failed { kind, message } => Err(self.failed(kind, &message)),
             Answer::Garbled => Err(self.garbled(text)),
         }
+    }
+
+    fn failed(&self, kind: ErrorKind, message: &str) -> PublishError {
+        PublishError::new(
+            kind,
+            self.shared
+                .clean(&format!("{}: {message}", self.shared.client)),
+        )
     }
 
     fn garbled(&self, text: &str) -> PublishError {
@@ -146,6 +196,112 @@ impl PythonPublisher {
             )),
         )
     }
+
+    /// Reads the oldest unanswered command's answer: an owed one is kept for [`Publisher::settled`], a
+    /// dropped one thrown away.
+    async fn next_answer(&mut self) -> Result<(), PublishError> {
+        self.read_answer().await?;
+        if self.owed == 0 {
+            self.dropped -= 1;
+            return Ok(());
+        }
+        self.owed -= 1;
+        let text = text_of(&self.line);
+        let answer = protocol::answer(text);
+        self.recent_ns = match answer {
+            Answer::Published { latency_ns, .. } => (self.recent_ns * 7 + latency_ns) / 8,
+            // A failing publish may take long (a broker gone): queue the fewest behind it until publishes
+            // succeed again, so that a stop is not held by a queue of failures.
+            _ => AHEAD_NS / WINDOW_MIN,
+        };
+        self.window = (AHEAD_NS / self.recent_ns.max(1)).clamp(WINDOW_MIN, WINDOW_MAX) as u32;
+        let failure = match answer {
+            Answer::Published { latency_ns, .. }
+                if latency_ns > self.shared.publish_timeout.as_nanos() as u64 =>
+            {
+                // What the engine would have cancelled, had the publish been its call alone.
+                Some(timeout_error(self.shared.publish_timeout))
+            }
+            Answer::Published { .. } if self.warm => {
+                self.warm_ok += 1;
+                None
+            }
+            Answer::Published { latency_ns, stages } => {
+                if self.answered == self.clocks.len() {
+                    self.clocks.push(StageClock::new(true));
+                }
+                self.clocks[self.answered].set_measured(latency_ns, stages);
+                self.answered += 1;
+                None
+            }
+            Answer::Failed { kind, message } => Some(self.failed(kind, &message)),
+            Answer::Garbled => Some(self.garbled(text)),
+        };
+        if let Some(e) = failure {
+            self.errors.add(&e, 1);
+        }
+        Ok(())
+    }
+
+    /// If the engine cancelled the last call (publish_timeout), it counted that call's publish: the answer
+    /// to its command, if written, is no one's now. It is the newest command written, so it joins the
+    /// dropped ones (there were none: see `call`).
+    fn forget_cancelled(&mut self) {
+        if self.in_call && self.wrote_own {
+            self.owed -= 1;
+            self.dropped += 1;
+        }
+        self.in_call = false;
+        self.wrote_own = false;
+    }
+
+    /// One call's work; `pipelined`: return once the window has room, else once this command's own answer
+    /// is in.
+    async fn call(&mut self, clock: &mut StageClock, pipelined: bool) -> Result<(), PublishError> {
+        // Answers to publishes already counted (the engine cancelled them, or settle_all gave up on them)
+        // come first: read them, and keep those still owed, so this publish gets its own answer.
+        while self.dropped > 0 {
+            self.next_answer().await?;
+        }
+        self.writing = true;
+        let h = self.harness.as_mut().expect("not dead");
+        if let Err(e) = h.commands.write_all(protocol::PUBLISH).await {
+            self.writing = false;
+            return Err(self
+                .bury(&format!("stopped reading its commands ({e})"))
+                .await);
+        }
+        self.writing = false;
+        self.owed += 1;
+        self.wrote_own = true;
+        if pipelined {
+            // This call's own publish is handed over later (`settled`); the clock holds nothing of it.
+            clock.discard();
+            while self.owed >= self.window {
+                self.next_answer().await?;
+            }
+            return Ok(());
+        }
+        self.read_answer().await?;
+        self.owed -= 1;
+        self.take_answer(clock)
+    }
+}
+
+/// A complete answer line (its newline kept as the mark of completeness) as text, without the newline.
+fn text_of(line: &[u8]) -> &str {
+    std::str::from_utf8(&line[..line.len().saturating_sub(1)]).unwrap_or("")
+}
+
+/// The error of a publish over `publish_timeout`, in the engine's words.
+fn timeout_error(publish_timeout: Duration) -> PublishError {
+    PublishError::new(
+        ErrorKind::Timeout,
+        format!(
+            "a publish did not complete within publish_timeout ({})",
+            humantime::format_duration(publish_timeout)
+        ),
+    )
 }
 
 impl Publisher for PythonPublisher {
@@ -160,25 +316,65 @@ impl Publisher for PythonPublisher {
         if self.writing {
             return Err(self.bury("was cut off in the middle of a command").await);
         }
-        // Answers to publishes the engine gave up on (publish_timeout): read and drop them first, so that
-        // this publish gets its own answer.
-        while self.outstanding > 0 {
-            self.read_answer().await?;
-            self.outstanding -= 1;
+        self.forget_cancelled();
+        self.in_call = true;
+        let pipelined = self.shared.pipelined;
+        let out = self.call(clock, pipelined).await;
+        if let (Err(e), true) = (&out, self.dead.is_some() && pipelined) {
+            // The harness died: the commands it was given before this call's own are lost with it.
+            let lost = self.owed - u32::from(self.wrote_own);
+            if lost > 0 {
+                self.errors.add(e, u64::from(lost));
+            }
+            (self.owed, self.dropped) = (0, 0);
         }
-        self.writing = true;
-        let h = self.harness.as_mut().expect("not dead");
-        if let Err(e) = h.commands.write_all(protocol::PUBLISH).await {
-            self.writing = false;
-            return Err(self
-                .bury(&format!("stopped reading its commands ({e})"))
-                .await);
+        self.in_call = false;
+        out
+    }
+
+    fn deferred(&self) -> bool {
+        self.shared.pipelined
+    }
+
+    fn settled(&mut self, rec: &mut Recorder) {
+        if self.warm_ok > 0 {
+            // The warm-up's successes (the engine hands them a recorder of their own): counted, not timed.
+            rec.ok += std::mem::take(&mut self.warm_ok);
         }
-        self.writing = false;
-        self.outstanding += 1;
-        self.read_answer().await?;
-        self.outstanding -= 1;
-        self.take_answer(clock)
+        for clock in &mut self.clocks[..self.answered] {
+            rec.record_latency(clock.take_measured().unwrap_or(0));
+            clock.drain(|stage, ns| rec.record_stage(stage, ns, 1));
+        }
+        self.answered = 0;
+        if self.errors.total() > 0 {
+            rec.errors.merge(&std::mem::take(&mut self.errors));
+        }
+    }
+
+    async fn settle_all(&mut self, within: Duration) {
+        self.forget_cancelled();
+        if self.dead.is_some() || self.owed == 0 {
+            return;
+        }
+        let answers = async {
+            while self.owed > 0 {
+                self.next_answer().await?;
+            }
+            Ok::<(), PublishError>(())
+        };
+        let out = tokio::time::timeout(within, answers).await;
+        if self.owed > 0 {
+            // Given up on (or lost with the harness): each is an error, and its late answer is dropped.
+            let e = match out {
+                Ok(Err(e)) => e,
+                _ => timeout_error(within),
+            };
+            self.errors.add(&e, u64::from(self.owed));
+            if self.dead.is_none() {
+                self.dropped += self.owed;
+            }
+            self.owed = 0;
+        }
     }
 
     fn gone(&self) -> bool {
@@ -186,6 +382,7 @@ impl Publisher for PythonPublisher {
     }
 
     async fn measuring(&mut self) {
+        self.warm = false;
         self.shared
             .measuring_since
             .get_or_init(std::time::Instant::now);

@@ -42,6 +42,11 @@ pub(super) struct Shared {
     pub(super) deaths: Mutex<Vec<HarnessDeath>>,
     /// When the measured publishes began (the first publisher to reach them sets it).
     pub(super) measuring_since: OnceLock<Instant>,
+    /// Closed loop: each publisher keeps its harness's next command queued behind the publish in flight
+    /// (`PythonPublisher`'s pipelining); an open loop sends one command per intended start.
+    pub(super) pipelined: bool,
+    /// The case's `publish_timeout`: a pipelined publish whose harness measured more counts as a timeout.
+    pub(super) publish_timeout: std::time::Duration,
 }
 
 impl Shared {
@@ -133,6 +138,8 @@ impl<T: Broker> PythonTarget<T> {
                 profiles: Mutex::new(Vec::new()),
                 deaths: Mutex::new(Vec::new()),
                 measuring_since: OnceLock::new(),
+                pipelined: !case.open_loop(),
+                publish_timeout: case.publish_timeout,
             }),
             profile,
             open_loop: case.open_loop(),
