@@ -3,9 +3,9 @@
 # run between the publish and the rest compares with the exact split (the harness times every publish).
 # scenarios/bench-pywall.toml (Celery `acquire` on Redis and on RabbitMQ) in interleaved rounds of:
 #   none  no profiling
-#   cpu   --profile cpu with the CPU sampler only: the wall sampler is replaced by a stand-in that records
-#         nothing (what --profile cpu did before the pywall view)
-#   both  --profile cpu as shipped: the CPU sampler and the --nonblocking --idle wall sampler
+#   cpu   --profile cpu with the CPU sampler only: the wall sampler's turns go to a stand-in that records
+#         nothing, so the CPU sampler samples its own turns, about half of the run
+#   both  --profile cpu as shipped: the CPU sampler and the --idle wall sampler taking turns
 # and prints, per round, mode and case: publishes/s, p50, the exact share of the run spent inside publishes,
 # and the pywall view's shares (publish, (unreadable), (harness)); then the medians per mode and case.
 # Usage: bench/pywall.sh [ROUNDS] [PUBLISHES]   (needs a Python with Celery and py-spy next to it:

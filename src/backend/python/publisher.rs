@@ -1,11 +1,11 @@
 //! [`PythonPublisher`]: one publisher of a celery or kombu case, driving its harness one publish at a time
-//! ("p", then the answer the harness measured), recovering from a publish the engine cancelled, attaching
-//! py-spy to the harness for the measured publishes, and stopping for good when its harness dies.
+//! ("p", then the answer the harness measured), recovering from a publish the engine cancelled, sampling
+//! the harness with py-spy over the measured publishes, and stopping for good when its harness dies.
 
 use super::harness::{Harness, exit_status, log_tail};
 use super::protocol::{self, Answer};
-use super::spy;
 use super::target::Shared;
+use super::turns::Turns;
 use crate::engine::Publisher;
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::HarnessDeath;
@@ -27,9 +27,9 @@ pub struct PythonPublisher {
     writing: bool,
     /// The answer being read; a cancelled read keeps what it had.
     line: Vec<u8>,
-    /// py-spy attached to this publisher's harness (`--profile cpu`, measured phase): the CPU sampler and
-    /// the wall-clock one.
-    samplers: Vec<spy::Sampler>,
+    /// py-spy on this publisher's harness (`--profile cpu`, measured phase): the CPU sampler and the
+    /// wall-clock one, taking turns.
+    turns: Option<Turns>,
     worker: usize,
     /// The case's temporary directory (py-spy writes there).
     dir: Option<PathBuf>,
@@ -56,7 +56,7 @@ impl PythonPublisher {
             outstanding: 0,
             writing: false,
             line: Vec::with_capacity(128),
-            samplers: Vec::new(),
+            turns: None,
             worker,
             dir,
         }
@@ -191,44 +191,23 @@ impl Publisher for PythonPublisher {
             .get_or_init(std::time::Instant::now);
         let spy = self.shared.spy.lock().expect("not poisoned").clone();
         if let (Some(spy), Some(h), Some(dir)) = (spy, &self.harness, &self.dir) {
-            for (sampling, file) in [
-                (spy::Sampling::Cpu, format!("py-spy-{}.txt", self.worker)),
-                (
-                    spy::Sampling::Wall,
-                    format!("py-spy-wall-{}.txt", self.worker),
-                ),
-            ] {
-                match spy::Sampler::attach(&spy, h.pid, dir.join(file), sampling) {
-                    Ok(sampler) => self.samplers.push(sampler),
-                    Err(e) => {
-                        tracing::warn!("no {}: {e}", sampling.profile_name());
-                        self.shared
-                            .profiles
-                            .lock()
-                            .expect("not poisoned")
-                            .push((sampling, Err(e)));
-                    }
-                }
-            }
+            self.turns = Some(Turns::start(spy, h.pid, dir.clone(), self.worker));
         }
     }
 
     async fn close(&mut self) {
-        // Both samplers stop together, so that they cover the same stretch of the harness's time.
-        let samplers = std::mem::take(&mut self.samplers);
-        let stops = samplers.into_iter().map(|sampler| async move {
-            let sampling = sampler.sampling();
-            (sampling, sampler.stop().await)
-        });
-        for (sampling, profile) in futures_util::future::join_all(stops).await {
-            if let Err(why) = &profile {
-                tracing::warn!("no {}: {why}", sampling.profile_name());
+        // The turn under way stops before the harness quits, so that the samples are of the publishes.
+        if let Some(turns) = self.turns.take() {
+            for (sampling, profile) in turns.stop().await {
+                if let Err(why) = &profile {
+                    tracing::warn!("no {}: {why}", sampling.profile_name());
+                }
+                self.shared
+                    .profiles
+                    .lock()
+                    .expect("not poisoned")
+                    .push((sampling, profile));
             }
-            self.shared
-                .profiles
-                .lock()
-                .expect("not poisoned")
-                .push((sampling, profile));
         }
         let Some(mut h) = self.harness.take() else {
             return;
