@@ -31,11 +31,11 @@ c = Connection(sys.argv[1]); ch = c.channel(); ch.queue_delete(sys.argv[2]); ch.
 }
 trap cleanup EXIT
 # The CPU-sampler-only stand-in: py-spy itself, except for the wall sampler (the one given --idle), which
-# waits for taskbench's SIGINT and records nothing.
+# says it samples (taskbench times a turn from that line) and waits for taskbench's SIGINT, recording nothing.
 cat >"$out/cpu-only-py-spy" <<SH
 #!/usr/bin/env bash
 case " \$* " in
-  *" --idle "*) trap 'exit 0' INT; while :; do sleep 0.2; done ;;
+  *" --idle "*) trap 'exit 0' INT; echo "Sampling process: a stand-in, recording nothing"; while :; do sleep 0.2; done ;;
   *) exec "$py_spy" "\$@" ;;
 esac
 SH

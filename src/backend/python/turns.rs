@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 pub const FIRST_TURN: Duration = Duration::from_millis(100);
 /// How long a turn samples at most: each pair of turns samples twice as long as the pair before, up to
 /// this, because each turn starts a py-spy (its start took about 15 ms of CPU here, and with 200 ms turns
-/// a profiled harness published 30-40% fewer per second than with 1 s ones; docs/measurements.md).
+/// a profiled harness published 21-46% fewer per second than with 1 s ones; docs/measurements.md).
 pub const LONGEST_TURN: Duration = Duration::from_secs(1);
 
 /// How long turn `turn` (from 0) samples: [`FIRST_TURN`] for the first pair, doubling every pair, at most
