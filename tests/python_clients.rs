@@ -742,7 +742,8 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
     assert!(
         stdout.contains("took turns on each harness")
             && stdout.contains("one with --idle (the pywall view")
-            && stdout.contains("each view covers its own turns, about half of the measured phase"),
+            && stdout.contains("each view samples only its turns")
+            && stdout.contains("its ns are scaled up from the time it sampled to the whole phase"),
         "the notes say how it was sampled and what each view covers: {stdout}"
     );
     let summary = Summary::read(&out_dir).unwrap();
@@ -764,9 +765,10 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
     let router = ";route (sleepy_app.py:";
     let (slept, wall_total) = folded_ns(&wall, router);
     let (slept_on_cpu, cpu_total) = folded_ns(&cpu, router);
-    // 60 publishes sleeping 50 ms each: 3 s, of which the pywall view samples its turns, about half.
+    // 60 publishes sleeping 50 ms each: 3 s, of which the pywall view samples its turns, about half, scaled up
+    // to all of it.
     assert!(
-        slept >= 750_000_000,
+        slept >= 1_500_000_000,
         "the pywall view has the router's sleep: {slept} ns\n{wall}"
     );
     let latency_total = sleepy.latency_total_ns;
@@ -780,12 +782,24 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
         slept_on_cpu * 2 < slept,
         "the CPU view leaves most of the sleep out: {slept_on_cpu} ns there, {slept} ns in the pywall view"
     );
-    // Every sample is of the wall clock: the view adds up to its turns, about half of the measured run (less
-    // py-spy's start at each turn), far above the CPU view.
+    // Every sample is of the wall clock: the view, scaled up from its turns, adds up to the measured run, far
+    // above the CPU view; its note says how much of the run it sampled.
     let elapsed_ns = sleepy.elapsed_s * 1e9;
     assert!(
-        (0.2..0.8).contains(&(wall_total as f64 / elapsed_ns)),
+        (0.6..1.2).contains(&(wall_total as f64 / elapsed_ns)),
         "the pywall view holds {wall_total} ns of a {elapsed_ns} ns run"
+    );
+    let python = sleepy.facts.python.as_ref().expect("python facts");
+    for p in &python.profilers {
+        let share = p
+            .sampled_share
+            .expect("each view says how much of the run it sampled");
+        assert!(share > 0.1 && share < 0.9, "{}: {share}", p.view);
+    }
+    let figures = python.figures().join("\n");
+    assert!(
+        figures.contains("% of the measured publishes' time, its ns scaled up to all of it"),
+        "{figures}"
     );
     assert!(
         wall_total as f64 > 1.5 * cpu_total as f64,

@@ -40,7 +40,7 @@ pub(super) fn case_notes(ready: &[Ready], path_note: &str, profile: bool) -> Vec
     }
     if profile {
         notes.push(format!(
-            "--profile cpu: two py-spy samplers took turns on each harness over the measured publishes only (from after warm-up), never both at once, {} ms for the first two turns, doubling every two up to {} ms, at {} Hz, {} ns per sample, both pausing the harness for each sample so that every stack is read whole: one leaving idle samples out (the cpu view, Python frames on CPU), one with --idle (the pywall view, Python frames on the wall clock, waiting on the broker included); each view covers its own turns, about half of the measured phase less py-spy's start at each turn, so compare its shares, not its totals, with the run; both at nice {} where taskbench may raise their priority; the flamegraphs leave (harness), the time between publishes, out, so their shares are of the publish",
+            "--profile cpu: two py-spy samplers took turns on each harness over the measured publishes only (from after warm-up), never both at once, {} ms for the first two turns, doubling every two up to {} ms, at {} Hz, {} ns per sample, both pausing the harness for each sample so that every stack is read whole: one leaving idle samples out (the cpu view, Python frames on CPU), one with --idle (the pywall view, Python frames on the wall clock, waiting on the broker included); each view samples only its turns, about half of the measured phase less py-spy's start at each turn, and its ns are scaled up from the time it sampled to the whole phase (the profiler notes give the share sampled); both at nice {} where taskbench may raise their priority; the flamegraphs leave (harness), the time between publishes, out, so their shares are of the publish",
             turns::FIRST_TURN.as_millis(),
             turns::LONGEST_TURN.as_millis(),
             spy::RATE_HZ,
@@ -93,9 +93,16 @@ fn profilers(shared: &Shared) -> Vec<ProfilerFacts> {
         if mine().next().is_none() {
             continue;
         }
-        let (samples, failed) = mine()
+        let (samples, failed, sampled_ns, phase_ns) = mine()
             .filter_map(|(_, r)| r.as_ref().ok())
-            .fold((0, 0), |(n, e), r| (n + r.samples, e + r.errors));
+            .fold((0, 0, 0, 0), |(n, e, s, p), r| {
+                (
+                    n + r.samples,
+                    e + r.errors,
+                    s + if r.phase_ns > 0 { r.sampled_ns } else { 0 },
+                    p + r.phase_ns,
+                )
+            });
         out.push(ProfilerFacts {
             view: sampling.view_name().to_string(),
             title: sampling.profile_name().to_string(),
@@ -110,6 +117,7 @@ fn profilers(shared: &Shared) -> Vec<ProfilerFacts> {
                     spy::UNREADABLE
                 )
             }),
+            sampled_share: (phase_ns > 0).then(|| sampled_ns as f64 / phase_ns as f64),
         });
     }
     out

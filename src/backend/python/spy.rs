@@ -125,11 +125,40 @@ impl Sampling {
 }
 
 /// What a sampler recorded: folded stacks in ns, and py-spy's own count of samples and failed ones.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Recorded {
     pub folded: String,
     pub samples: u64,
     pub errors: u64,
+    /// How long it sampled: from py-spy's first sample to the SIGINT (0: not known).
+    pub sampled_ns: u64,
+    /// The harness's measured time the samples stand for, once scaled to it ([`Recorded::scaled_to`]; 0:
+    /// not scaled).
+    pub phase_ns: u64,
+}
+
+impl Recorded {
+    /// The samples scaled from the time they were taken in to the harness's measured `phase_ns`, so that
+    /// the view's ns read as the whole measured phase's (a view samples only its turns, about half of it).
+    pub fn scaled_to(mut self, phase_ns: u64) -> Recorded {
+        if self.sampled_ns > 0 && phase_ns > 0 {
+            self.folded = scale(&self.folded, phase_ns as f64 / self.sampled_ns as f64);
+            self.phase_ns = phase_ns;
+        }
+        self
+    }
+}
+
+/// Folded text with every count multiplied by `factor` (rounded).
+pub fn scale(folded: &str, factor: f64) -> String {
+    folded
+        .lines()
+        .filter_map(|line| {
+            let (stack, n) = line.rsplit_once(' ')?;
+            let n: u64 = n.parse().ok()?;
+            Some(format!("{stack} {}\n", (n as f64 * factor).round() as u64))
+        })
+        .collect()
 }
 
 /// A py-spy process recording one harness.
@@ -142,6 +171,8 @@ pub struct Sampler {
     stdout: Option<BufReader<ChildStdout>>,
     /// What it printed on stdout so far.
     said: String,
+    /// When it said that it samples.
+    sampling_since: Option<std::time::Instant>,
     pid: u32,
     sampling: Sampling,
 }
@@ -195,6 +226,7 @@ impl Sampler {
             log,
             stdout,
             said: String::new(),
+            sampling_since: None,
             sampling,
         })
     }
@@ -214,7 +246,10 @@ impl Sampler {
             let from = self.said.len();
             match stdout.read_line(&mut self.said).await {
                 Ok(0) | Err(_) => return false,
-                Ok(_) if self.said[from..].contains(SAMPLING) => return true,
+                Ok(_) if self.said[from..].contains(SAMPLING) => {
+                    self.sampling_since = Some(std::time::Instant::now());
+                    return true;
+                }
                 Ok(_) => continue,
             }
         }
@@ -223,6 +258,9 @@ impl Sampler {
     /// Stops the sampler (SIGINT to its own pid, then it writes its output) and returns its folded stacks in
     /// ns, or why there are none (ptrace not permitted, the harness gone).
     pub async fn stop(mut self) -> Result<Recorded, SpyError> {
+        let sampled_ns = self
+            .sampling_since
+            .map_or(0, |since| since.elapsed().as_nanos() as u64);
         if let Ok(None) = self.child.try_wait() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid as i32),
@@ -244,7 +282,10 @@ impl Sampler {
         }
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         match std::fs::read_to_string(&self.out) {
-            Ok(text) if !text.trim().is_empty() => Ok(recorded(self.sampling, &text, &self.said)),
+            Ok(text) if !text.trim().is_empty() => Ok(Recorded {
+                sampled_ns,
+                ..recorded(self.sampling, &text, &self.said)
+            }),
             _ => Err(SpyError::RecordedNothing(explain(&log))),
         }
     }
@@ -273,14 +314,15 @@ fn recorded(sampling: Sampling, raw: &str, said: &str) -> Recorded {
     let mut folded = to_ns(raw);
     if sampling == Sampling::Wall && errors > 0 {
         // Each sampling interval gives one sample of the harness's one thread or one error, so the wall
-        // view keeps the failed ones as a frame of their own: its total stays the wall clock, and what
-        // py-spy could not read shows instead of vanishing.
+        // view keeps the failed ones as a frame of their own: its total stays the wall clock of its turn,
+        // and what py-spy could not read shows instead of vanishing.
         folded.push_str(&format!("{UNREADABLE} {}\n", errors * NS_PER_SAMPLE));
     }
     Recorded {
         folded,
         samples,
         errors,
+        ..Recorded::default()
     }
 }
 
@@ -382,6 +424,29 @@ mod tests {
             "publish (h.py:30);Task.apply_async (celery/app/task.py:500);Celery.send_task (celery/app/base.py:1033) 6000000\n(harness) 2000000\n"
         );
         assert_eq!(merge(&["a 1\nb 2\n".into(), "a 3\n".into()]), "a 4\nb 2\n");
+    }
+
+    #[test]
+    fn a_view_sampled_over_part_of_the_phase_is_scaled_to_all_of_it() {
+        let r = Recorded {
+            folded: "a 2000000\nb 4000000\n".into(),
+            samples: 3,
+            sampled_ns: 400_000_000,
+            ..Recorded::default()
+        };
+        let scaled = r.clone().scaled_to(1_000_000_000);
+        assert_eq!(scaled.folded, "a 5000000\nb 10000000\n");
+        assert_eq!(
+            (scaled.samples, scaled.phase_ns),
+            (3, 1_000_000_000),
+            "the counts stay py-spy's"
+        );
+        let unknown = Recorded { sampled_ns: 0, ..r };
+        assert_eq!(
+            unknown.clone().scaled_to(1_000_000_000),
+            unknown,
+            "nothing to scale by"
+        );
     }
 
     #[test]

@@ -8,12 +8,13 @@
 //! (docs/python-clients.md). One sampler at a time, each blocking, reads every stack whole. The price: each
 //! view samples about half of the measured phase, in alternating turns, less py-spy's start at each turn
 //! (about 25 ms at load 5 on 2 cores); both views are of the same publishes' mix, so their shares hold, and
-//! their totals are of the time they sampled. Publishers with an odd worker index start with the pywall
+//! each view's ns are scaled from the time it sampled to the harness's whole measured phase, so that its
+//! totals (and `flame --diff`'s ns per publish) read as the run's. Publishers with an odd worker index start with the pywall
 //! view, so that with two or more harnesses both views are sampled at every moment.
 
 use super::spy::{self, Recorded, Sampler, Sampling, SpyError};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -38,6 +39,8 @@ type Slices = Vec<(Sampling, Result<Recorded, SpyError>)>;
 pub struct Turns {
     end: oneshot::Sender<()>,
     task: JoinHandle<Slices>,
+    /// When the first turn began: the harness's measured phase, for the views' scale.
+    began: Instant,
 }
 
 impl Turns {
@@ -46,15 +49,23 @@ impl Turns {
     pub fn start(spy: PathBuf, pid: u32, dir: PathBuf, worker: usize) -> Turns {
         let (end, ended) = oneshot::channel();
         let task = tokio::spawn(take_turns(spy, pid, dir, worker, ended));
-        Turns { end, task }
+        Turns {
+            end,
+            task,
+            began: Instant::now(),
+        }
     }
 
-    /// Ends the turn under way and returns one result per view: its turns' samples summed, or why it has
-    /// none.
+    /// Ends the turn under way and returns one result per view: its turns' samples summed and scaled from
+    /// the time they sampled to the whole measured phase, or why it has none.
     pub async fn stop(self) -> Vec<(Sampling, Result<Recorded, SpyError>)> {
+        let phase_ns = self.began.elapsed().as_nanos() as u64;
         let _ = self.end.send(());
         match self.task.await {
-            Ok(slices) => combine(slices),
+            Ok(slices) => combine(slices)
+                .into_iter()
+                .map(|(s, r)| (s, r.map(|r| r.scaled_to(phase_ns))))
+                .collect(),
             Err(e) => [Sampling::Cpu, Sampling::Wall]
                 .into_iter()
                 .map(|s| {
@@ -150,6 +161,8 @@ fn combine(slices: Slices) -> Vec<(Sampling, Result<Recorded, SpyError>)> {
                             folded: spy::merge(&[sum.folded, r.folded.clone()]),
                             samples: sum.samples + r.samples,
                             errors: sum.errors + r.errors,
+                            sampled_ns: sum.sampled_ns + r.sampled_ns,
+                            phase_ns: 0,
                         },
                     });
                 }
@@ -196,6 +209,8 @@ mod tests {
             folded: folded.into(),
             samples,
             errors,
+            sampled_ns: 100,
+            phase_ns: 0,
         })
     }
 
@@ -240,8 +255,8 @@ mod tests {
         assert_eq!(cpu.0, Sampling::Cpu);
         let cpu = cpu.1.as_ref().unwrap();
         assert_eq!(
-            (cpu.folded.as_str(), cpu.samples, cpu.errors),
-            ("a 2\nb 6\n", 4, 0)
+            (cpu.folded.as_str(), cpu.samples, cpu.errors, cpu.sampled_ns),
+            ("a 2\nb 6\n", 4, 0, 200)
         );
         let wall = wall.1.as_ref().unwrap();
         assert_eq!(
