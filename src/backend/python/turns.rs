@@ -88,9 +88,9 @@ fn view(worker: usize, turn: usize) -> Sampling {
     }
 }
 
-/// Alternates the views until `ended` fires (the turn under way then stops at once), or until a turn
-/// fails before any recorded something (py-spy ended on its own, e.g. it may not attach: every later turn
-/// would fail the same way).
+/// Alternates the views until `ended` fires (the turn under way then stops at once), or until a turn fails
+/// (py-spy ended on its own: it may not attach, or the harness is gone; every later turn would most likely
+/// fail the same way, and py-spy would be started over and over).
 async fn take_turns(
     spy: PathBuf,
     pid: u32,
@@ -129,7 +129,7 @@ async fn take_turns(
         let recorded = sampler.stop().await;
         let failed = recorded.is_err();
         slices.push((sampling, recorded));
-        if last || (failed && slices.iter().all(|(_, r)| r.is_err())) {
+        if last || failed {
             break;
         }
     }
@@ -137,8 +137,9 @@ async fn take_turns(
 }
 
 /// One result per view from the turns' results, in turn order: the samples of the turns that recorded
-/// something, summed (a turn that recorded nothing while others did is logged: only its time is missing),
-/// else the first turn's reason, else (the view never had a turn) why not.
+/// something, summed (a failed turn, which ended the turns, is logged: the view keeps what it sampled
+/// before, and its share sampled says how much), else the first turn's reason, else (the view never had
+/// a turn) why not.
 fn combine(slices: Slices) -> Vec<(Sampling, Result<Recorded, SpyError>)> {
     let turns = slices.len();
     let first_failure = slices
@@ -175,9 +176,8 @@ fn combine(slices: Slices) -> Vec<(Sampling, Result<Recorded, SpyError>)> {
                     // The last turn, cut short by the case's end, may stop py-spy before it sampled.
                     if i + 1 < turns {
                         tracing::warn!(
-                            "one {} turn recorded nothing ({why}); the view misses its {} ms",
-                            sampling.profile_name(),
-                            turn_length(*i).as_millis()
+                            "a {} turn recorded nothing ({why}); the harness's samplers stopped taking turns after it",
+                            sampling.profile_name()
                         );
                     }
                 }
@@ -236,7 +236,7 @@ mod tests {
     }
 
     #[test]
-    fn each_views_turns_add_up_and_a_failed_turn_costs_only_its_time() {
+    fn each_views_turns_add_up_and_a_failed_turn_adds_nothing() {
         let slices = vec![
             (Sampling::Cpu, rec("a 2\nb 4\n", 3, 0)),
             (Sampling::Wall, rec("a 6\n", 3, 1)),
