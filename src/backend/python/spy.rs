@@ -8,9 +8,9 @@
 //! one sampler with `--idle` cannot give both views. Why in turns: two blocking samplers cannot share a
 //! process at once (each ptrace-stops it for every sample and a second tracer's attach fails while the first
 //! holds it: 53% and 66% of the two's samples were errors when tried here), and a `--nonblocking` one beside
-//! the blocking one failed up to 23% of its reads (a read fails when the harness's stack changes under it, and
-//! the other sampler's stops stretched that window). A failed read, rare now, is kept in the wall view as the
-//! frame `(unreadable)`. docs/python-clients.md has the figures.
+//! the blocking one failed up to 58% of its reads (a read fails when the harness's stack changes under it,
+//! and the other sampler's stops stretched that window). A failed read, rare now, is kept in the wall view
+//! as the frame `(unreadable)`. docs/python-clients.md has the figures.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;

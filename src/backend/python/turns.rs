@@ -4,13 +4,13 @@
 //!
 //! Why turns: two blocking samplers cannot share a process (each ptrace-stops it for every sample, and a
 //! second tracer's attach fails while the first holds it), and a `--nonblocking` sampler beside a blocking
-//! one failed 10-23% of its reads on Redis, because the blocking one's stops stretched its read window
+//! one failed 0-58% of its reads (often 5-30%), because the blocking one's stops stretched its read window
 //! (docs/python-clients.md). One sampler at a time, each blocking, reads every stack whole. The price: each
 //! view samples about half of the measured phase, in alternating turns, less py-spy's start at each turn
-//! (about 25 ms at load 5 on 2 cores); both views are of the same publishes' mix, so their shares hold, and
+//! (about 25 ms at load 5 on 2 cores). Both views are of the same publishes' mix, so their shares hold, and
 //! each view's ns are scaled from the time it sampled to the harness's whole measured phase, so that its
-//! totals (and `flame --diff`'s ns per publish) read as the run's. Publishers with an odd worker index start with the pywall
-//! view, so that with two or more harnesses both views are sampled at every moment.
+//! totals (and `flame --diff`'s ns per publish) read as the run's. Publishers with an odd worker index
+//! start with the pywall view, so that with two or more harnesses both views are sampled at every moment.
 
 use super::spy::{self, Recorded, Sampler, Sampling, SpyError};
 use std::path::PathBuf;
