@@ -3,9 +3,9 @@
 # run between the publish and the rest compares with the exact split (the harness times every publish).
 # scenarios/bench-pywall.toml (Celery `acquire` on Redis and on RabbitMQ) in interleaved rounds of:
 #   none  no profiling
-#   cpu   --profile cpu with the CPU sampler only: the wall sampler is replaced by a stand-in that records
-#         nothing (what --profile cpu did before the pywall view)
-#   both  --profile cpu as shipped: the CPU sampler and the --nonblocking --idle wall sampler
+#   cpu   --profile cpu with the CPU sampler only: the wall sampler's turns go to a stand-in that records
+#         nothing, so the CPU sampler samples its own turns, about half of the run
+#   both  --profile cpu as shipped: the CPU sampler and the --idle wall sampler taking turns
 # and prints, per round, mode and case: publishes/s, p50, the exact share of the run spent inside publishes,
 # and the pywall view's shares (publish, (unreadable), (harness)); then the medians per mode and case.
 # Usage: bench/pywall.sh [ROUNDS] [PUBLISHES]   (needs a Python with Celery and py-spy next to it:
@@ -31,11 +31,11 @@ c = Connection(sys.argv[1]); ch = c.channel(); ch.queue_delete(sys.argv[2]); ch.
 }
 trap cleanup EXIT
 # The CPU-sampler-only stand-in: py-spy itself, except for the wall sampler (the one given --idle), which
-# waits for taskbench's SIGINT and records nothing.
+# says it samples (taskbench times a turn from that line) and waits for taskbench's SIGINT, recording nothing.
 cat >"$out/cpu-only-py-spy" <<SH
 #!/usr/bin/env bash
 case " \$* " in
-  *" --idle "*) trap 'exit 0' INT; while :; do sleep 0.2; done ;;
+  *" --idle "*) trap 'exit 0' INT; echo "Sampling process: a stand-in, recording nothing"; while :; do sleep 0.2; done ;;
   *) exec "$py_spy" "\$@" ;;
 esac
 SH

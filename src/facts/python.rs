@@ -105,6 +105,10 @@ pub struct ProfilerFacts {
     pub errors: Vec<String>,
     /// What the view does with the samples it could not read, when it keeps them.
     pub failed_drawn_as: Option<String>,
+    /// The share of the harnesses' measured time the view sampled (its turns), from which its ns were
+    /// scaled up to all of it; absent before the views took turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled_share: Option<f64>,
 }
 
 impl PythonFacts {
@@ -274,8 +278,14 @@ impl ProfilerFacts {
             (Some(how), 1..) => format!(", {how}"),
             _ => String::new(),
         };
+        let scaled = self.sampled_share.map_or(String::new(), |share| {
+            format!(
+                ", in its turns over {:.0}% of the measured publishes' time, its ns scaled up to all of it",
+                100.0 * share
+            )
+        });
         Some(format!(
-            "{}: py-spy took {} samples and failed {} ({:.1}%){kept}",
+            "{}: py-spy took {} samples and failed {} ({:.1}%){kept}{scaled}",
             self.title,
             self.samples,
             self.failed,

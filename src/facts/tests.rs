@@ -219,10 +219,19 @@ fn a_profiler_says_its_failures_and_how_they_are_drawn() {
         failed: 10,
         errors: vec![],
         failed_drawn_as: Some("drawn as the frame (unreadable)".into()),
+        sampled_share: None,
     };
     assert_eq!(
         p.note().unwrap(),
         "Python wall-clock (pywall) profile: py-spy took 90 samples and failed 10 (10.0%), drawn as the frame (unreadable)"
+    );
+    let turns = ProfilerFacts {
+        sampled_share: Some(0.437),
+        ..p.clone()
+    };
+    assert_eq!(
+        turns.note().unwrap(),
+        "Python wall-clock (pywall) profile: py-spy took 90 samples and failed 10 (10.0%), drawn as the frame (unreadable), in its turns over 44% of the measured publishes' time, its ns scaled up to all of it"
     );
     let quiet = ProfilerFacts {
         samples: 0,

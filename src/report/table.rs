@@ -173,7 +173,7 @@ fn harnesses<'a>(cases: impl Iterator<Item = (&'a str, &'a PythonFacts)>) -> Str
         "harness pids",
         "busy",
         "timed calls/publish",
-        "py-spy samples (failed)",
+        "py-spy samples (failed), share of the run sampled",
     ]);
     let mut any = false;
     for (name, p) in cases {
@@ -183,8 +183,11 @@ fn harnesses<'a>(cases: impl Iterator<Item = (&'a str, &'a PythonFacts)>) -> Str
             .profilers
             .iter()
             .map(|s| {
+                let share = s
+                    .sampled_share
+                    .map_or(String::new(), |x| format!(" {:.0}%", 100.0 * x));
                 format!(
-                    "{} {} ({})",
+                    "{} {} ({}){share}",
                     s.view,
                     human_count(s.samples),
                     human_count(s.failed)
@@ -371,7 +374,7 @@ pub fn thresholds(results: &[CaseResult]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::PythonFacts;
+    use crate::facts::{ProfilerFacts, PythonFacts};
 
     fn notes(words: &[&str]) -> Vec<String> {
         words.iter().map(|w| w.to_string()).collect()
@@ -450,12 +453,23 @@ mod tests {
             }
             .with_shares(false)
         };
-        let (a, b) = (p(41, 96), p(42, 62));
+        let (mut a, b) = (p(41, 96), p(42, 62));
+        a.profilers = vec![ProfilerFacts {
+            view: "pywall".into(),
+            samples: 1234,
+            failed: 0,
+            sampled_share: Some(0.426),
+            ..ProfilerFacts::default()
+        }];
         let out = harnesses([("amqp-celery", &a), ("redis-celery", &b)].into_iter());
         let rows: Vec<&str> = out.lines().collect();
         assert!(rows[0].starts_with("Python harnesses (busy:"), "{out}");
         assert!(
             rows[2].contains("amqp-celery") && rows[2].contains("41") && rows[2].contains("96%")
+        );
+        assert!(
+            rows[2].contains("pywall 1,234 (0) 43%"),
+            "the samples, the failed ones and the share of the run the view sampled: {out}"
         );
         assert!(
             rows[3].contains("redis-celery") && rows[3].contains("62%") && rows[3].contains("9.0")

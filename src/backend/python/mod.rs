@@ -21,6 +21,7 @@ mod protocol;
 mod publisher;
 pub mod spy;
 mod target;
+mod turns;
 
 pub use harness::HARNESS;
 pub use protocol::Ready;

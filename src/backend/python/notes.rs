@@ -5,6 +5,7 @@
 use super::protocol::{Ready, Stats};
 use super::spy;
 use super::target::Shared;
+use super::turns;
 use crate::catalog::Client;
 use crate::facts::{ProfilerFacts, PythonFacts, PythonVersions};
 
@@ -39,7 +40,9 @@ pub(super) fn case_notes(ready: &[Ready], path_note: &str, profile: bool) -> Vec
     }
     if profile {
         notes.push(format!(
-            "--profile cpu: two py-spy processes sampled each harness at {} Hz over the measured publishes only (attached after warm-up), {} ns per sample: one pausing it for each sample and leaving idle samples out (the cpu view, Python frames on CPU), one with --nonblocking --idle (the pywall view, Python frames on the wall clock, waiting on the broker included); both at nice {} where taskbench may raise their priority, so that a loaded machine fails fewer of the nonblocking reads; the flamegraphs leave (harness), the time between publishes, out, so their shares are of the publish",
+            "--profile cpu: two py-spy samplers took turns on each harness over the measured publishes only (from after warm-up), never both at once, {} ms for the first two turns, doubling every two up to {} ms, at {} Hz, {} ns per sample, both pausing the harness for each sample so that every stack is read whole: one leaving idle samples out (the cpu view, Python frames on CPU), one with --idle (the pywall view, Python frames on the wall clock, waiting on the broker included); each view samples only its turns, about half of the measured phase less py-spy's start at each turn, and its ns are scaled up from the time it sampled to the whole phase (the profiler notes give the share sampled); both at nice {} where taskbench may raise their priority; the flamegraphs leave (harness), the time between publishes, out, so their shares are of the publish",
+            turns::FIRST_TURN.as_millis(),
+            turns::LONGEST_TURN.as_millis(),
             spy::RATE_HZ,
             spy::NS_PER_SAMPLE,
             spy::SAMPLER_NICE
@@ -90,9 +93,16 @@ fn profilers(shared: &Shared) -> Vec<ProfilerFacts> {
         if mine().next().is_none() {
             continue;
         }
-        let (samples, failed) = mine()
+        let (samples, failed, sampled_ns, phase_ns) = mine()
             .filter_map(|(_, r)| r.as_ref().ok())
-            .fold((0, 0), |(n, e), r| (n + r.samples, e + r.errors));
+            .fold((0, 0, 0, 0), |(n, e, s, p), r| {
+                (
+                    n + r.samples,
+                    e + r.errors,
+                    s + if r.phase_ns > 0 { r.sampled_ns } else { 0 },
+                    p + r.phase_ns,
+                )
+            });
         out.push(ProfilerFacts {
             view: sampling.view_name().to_string(),
             title: sampling.profile_name().to_string(),
@@ -101,10 +111,13 @@ fn profilers(shared: &Shared) -> Vec<ProfilerFacts> {
             errors: mine()
                 .filter_map(|(_, r)| r.as_ref().err().map(ToString::to_string))
                 .collect(),
-            failed_drawn_as: (sampling == spy::Sampling::Wall).then(|| format!(
-                "drawn as the frame {}: the harness's stack changed while py-spy read it, so it was running Python, not waiting",
-                spy::UNREADABLE
-            )),
+            failed_drawn_as: (sampling == spy::Sampling::Wall).then(|| {
+                format!(
+                    "drawn as the frame {}, so that the view's total stays the time it sampled",
+                    spy::UNREADABLE
+                )
+            }),
+            sampled_share: (phase_ns > 0).then(|| sampled_ns as f64 / phase_ns as f64),
         });
     }
     out

@@ -3,13 +3,13 @@
 //! pipe while the harness publishes, so the harness never waits for taskbench between publishes, and each
 //! answer is handed to the engine's recorder as a deferred publish, one by one and exactly; in an open loop
 //! each publish is one command sent at its intended start and its own answer. It also recovers from a
-//! publish the engine cancelled, attaches py-spy to the harness for the measured publishes, and stops for
-//! good when its harness dies.
+//! publish the engine cancelled, samples the harness with py-spy over the measured publishes (the cpu and
+//! pywall samplers taking turns), and stops for good when its harness dies.
 
 use super::harness::{Harness, exit_status, log_tail};
 use super::protocol::{self, Answer};
-use super::spy;
 use super::target::Shared;
+use super::turns::Turns;
 use crate::engine::Publisher;
 use crate::error::{ErrorKind, PublishError};
 use crate::facts::HarnessDeath;
@@ -64,9 +64,9 @@ pub struct PythonPublisher {
     recent_ns: u64,
     window: u32,
     warm: bool,
-    /// py-spy attached to this publisher's harness (`--profile cpu`, measured phase): the CPU sampler and
-    /// the wall-clock one.
-    samplers: Vec<spy::Sampler>,
+    /// py-spy on this publisher's harness (`--profile cpu`, measured phase): the CPU sampler and the
+    /// wall-clock one, taking turns.
+    turns: Option<Turns>,
     worker: usize,
     /// The case's temporary directory (py-spy writes there).
     dir: Option<PathBuf>,
@@ -103,7 +103,7 @@ impl PythonPublisher {
             recent_ns: AHEAD_NS,
             window: WINDOW_MIN as u32,
             warm: true,
-            samplers: Vec::new(),
+            turns: None,
             worker,
             dir,
         }
@@ -388,44 +388,23 @@ impl Publisher for PythonPublisher {
             .get_or_init(std::time::Instant::now);
         let spy = self.shared.spy.lock().expect("not poisoned").clone();
         if let (Some(spy), Some(h), Some(dir)) = (spy, &self.harness, &self.dir) {
-            for (sampling, file) in [
-                (spy::Sampling::Cpu, format!("py-spy-{}.txt", self.worker)),
-                (
-                    spy::Sampling::Wall,
-                    format!("py-spy-wall-{}.txt", self.worker),
-                ),
-            ] {
-                match spy::Sampler::attach(&spy, h.pid, dir.join(file), sampling) {
-                    Ok(sampler) => self.samplers.push(sampler),
-                    Err(e) => {
-                        tracing::warn!("no {}: {e}", sampling.profile_name());
-                        self.shared
-                            .profiles
-                            .lock()
-                            .expect("not poisoned")
-                            .push((sampling, Err(e)));
-                    }
-                }
-            }
+            self.turns = Some(Turns::start(spy, h.pid, dir.clone(), self.worker));
         }
     }
 
     async fn close(&mut self) {
-        // Both samplers stop together, so that they cover the same stretch of the harness's time.
-        let samplers = std::mem::take(&mut self.samplers);
-        let stops = samplers.into_iter().map(|sampler| async move {
-            let sampling = sampler.sampling();
-            (sampling, sampler.stop().await)
-        });
-        for (sampling, profile) in futures_util::future::join_all(stops).await {
-            if let Err(why) = &profile {
-                tracing::warn!("no {}: {why}", sampling.profile_name());
+        // The turn under way stops before the harness quits, so that the samples are of the publishes.
+        if let Some(turns) = self.turns.take() {
+            for (sampling, profile) in turns.stop().await {
+                if let Err(why) = &profile {
+                    tracing::warn!("no {}: {why}", sampling.profile_name());
+                }
+                self.shared
+                    .profiles
+                    .lock()
+                    .expect("not poisoned")
+                    .push((sampling, profile));
             }
-            self.shared
-                .profiles
-                .lock()
-                .expect("not poisoned")
-                .push((sampling, profile));
         }
         let Some(mut h) = self.harness.take() else {
             return;

@@ -1,35 +1,37 @@
-//! `--profile cpu` on a celery or kombu case: two py-spy processes sample each harness process over the
-//! measured publishes (attached after warm-up, stopped before the harness quits), and their folded stacks
-//! become the case's CPU profile and its Python wall-clock profile (the `pywall` view), frames named as
-//! py-spy names them (`Celery.send_task (celery/app/base.py:1033)`).
+//! `--profile cpu` on a celery or kombu case: py-spy samples each harness process over the measured
+//! publishes (from after warm-up until before the harness quits), and its folded stacks become the case's
+//! CPU profile and its Python wall-clock profile (the `pywall` view), frames named as py-spy names them
+//! (`Celery.send_task (celery/app/base.py:1033)`). [`Sampler`] is one py-spy process; the two views' samplers
+//! take turns on a harness (the `turns` module), each pausing it for every sample.
 //!
-//! Why two samplers and why this pair: py-spy's output (raw, speedscope, chrometrace) does not say which
-//! samples were idle, so one sampler with `--idle` cannot give both views. Two blocking samplers cannot share
-//! a process: each ptrace-stops it for every sample and a second tracer's attach fails while the first holds
-//! it (53% and 66% of the two's samples were errors when tried here). `--nonblocking` reads the harness's
-//! memory without stopping it, so the idle-inclusive sampler coexists with the blocking CPU one, whose
-//! samples stay as they were. Its price: a read fails when the harness's stack changes under it, which
-//! happens only while the harness runs Python, so the failed samples (py-spy counts them; the view keeps
-//! them as the frame `(unreadable)`) are running time, not waiting; now and then a read is torn instead and
-//! its stack lands in `(harness)`. docs/python-clients.md has the figures.
+//! Why two samplers: py-spy's output (raw, speedscope, chrometrace) does not say which samples were idle, so
+//! one sampler with `--idle` cannot give both views. Why in turns: two blocking samplers cannot share a
+//! process at once (each ptrace-stops it for every sample and a second tracer's attach fails while the first
+//! holds it: 53% and 66% of the two's samples were errors when tried here), and a `--nonblocking` one beside
+//! the blocking one failed up to 58% of its reads (a read fails when the harness's stack changes under it,
+//! and the other sampler's stops stretched that window). A failed read, rare now, is kept in the wall view
+//! as the frame `(unreadable)`. docs/python-clients.md has the figures.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::process::{Child, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStdout, Command};
 
 /// Samples per second.
 pub const RATE_HZ: u64 = 500;
 /// What one sample stands for.
 pub const NS_PER_SAMPLE: u64 = 1_000_000_000 / RATE_HZ;
-/// The wall view's frame for the samples py-spy failed to read (a stack that changed as it was read).
+/// The wall view's frame for the samples py-spy failed to read.
 pub const UNREADABLE: &str = "(unreadable)";
 /// The nice value the samplers run at when taskbench may raise their priority (root, CAP_SYS_NICE). A
-/// `--nonblocking` read fails when the harness's stack changes while py-spy reads it, so a sampler that
-/// the scheduler preempts mid-read on a loaded machine fails more: on RabbitMQ, beside the blocking sampler,
-/// 4.1-7.2% of the pywall sampler's reads failed at nice 0 and 0.95-1.3% at nice -15 (a Redis case stays
-/// higher; docs/python-clients.md has the runs).
+/// sample keeps the harness stopped until py-spy has read its stack, so a sampler that the scheduler
+/// preempts mid-read on a loaded machine stops the harness longer. (When the pywall sampler was
+/// `--nonblocking`, its reads failed 4.1-7.2% at nice 0 and 0.95-1.3% at nice -15 on RabbitMQ;
+/// docs/python-clients.md has the runs.)
 pub const SAMPLER_NICE: i32 = -15;
+/// What py-spy prints once it samples (`Sampling process 500 times a second. Press Control-C to exit.`).
+const SAMPLING: &str = "Sampling process";
 /// How long py-spy may take to write its output after SIGINT.
 const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -52,6 +54,9 @@ pub enum SpyError {
     /// py-spy ended without output; why, from what it printed.
     #[error("{0}")]
     RecordedNothing(String),
+    /// The view has no turn that recorded something: why (the turns' own failure, or why it had none).
+    #[error("{0}")]
+    NoTurn(String),
 }
 
 /// The py-spy to use: `TASKBENCH_PY_SPY`, else the one next to the harness's interpreter (a venv's
@@ -87,9 +92,9 @@ pub enum Sampling {
     /// On-CPU samples only (py-spy's default: a thread the OS shows sleeping is left out), pausing the
     /// harness for each sample so that stacks are whole: the CPU view.
     Cpu,
-    /// Every sample, idle ones included (`--idle`), without pausing the harness (`--nonblocking`), so that
-    /// it can run beside the CPU sampler: the pywall view, where the publish's wall-clock time goes,
-    /// waiting on the broker's socket included.
+    /// Every sample, idle ones included (`--idle`), pausing the harness for each sample like the CPU
+    /// sampler, in turns with it: the pywall view, where the publish's wall-clock time goes, waiting on the
+    /// broker's socket included.
     Wall,
 }
 
@@ -98,7 +103,7 @@ impl Sampling {
     fn args(self) -> &'static [&'static str] {
         match self {
             Sampling::Cpu => &[],
-            Sampling::Wall => &["--nonblocking", "--idle"],
+            Sampling::Wall => &["--idle"],
         }
     }
 
@@ -120,11 +125,40 @@ impl Sampling {
 }
 
 /// What a sampler recorded: folded stacks in ns, and py-spy's own count of samples and failed ones.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Recorded {
     pub folded: String,
     pub samples: u64,
     pub errors: u64,
+    /// How long it sampled: from py-spy's first sample to the SIGINT (0: not known).
+    pub sampled_ns: u64,
+    /// The harness's measured time the samples stand for, once scaled to it ([`Recorded::scaled_to`]; 0:
+    /// not scaled).
+    pub phase_ns: u64,
+}
+
+impl Recorded {
+    /// The samples scaled from the time they were taken in to the harness's measured `phase_ns`, so that
+    /// the view's ns read as the whole measured phase's (a view samples only its turns, about half of it).
+    pub fn scaled_to(mut self, phase_ns: u64) -> Recorded {
+        if self.sampled_ns > 0 && phase_ns > 0 {
+            self.folded = scale(&self.folded, phase_ns as f64 / self.sampled_ns as f64);
+            self.phase_ns = phase_ns;
+        }
+        self
+    }
+}
+
+/// Folded text with every count multiplied by `factor` (rounded).
+pub fn scale(folded: &str, factor: f64) -> String {
+    folded
+        .lines()
+        .filter_map(|line| {
+            let (stack, n) = line.rsplit_once(' ')?;
+            let n: u64 = n.parse().ok()?;
+            Some(format!("{stack} {}\n", (n as f64 * factor).round() as u64))
+        })
+        .collect()
 }
 
 /// A py-spy process recording one harness.
@@ -133,8 +167,12 @@ pub struct Sampler {
     out: PathBuf,
     /// Its stderr: why it failed.
     log: PathBuf,
-    /// Its stdout: its closing count of samples and errors.
-    said: PathBuf,
+    /// Its stdout, read as it comes: that it began sampling, then its closing count of samples and errors.
+    stdout: Option<BufReader<ChildStdout>>,
+    /// What it printed on stdout so far.
+    said: String,
+    /// When it said that it samples.
+    sampling_since: Option<std::time::Instant>,
     pid: u32,
     sampling: Sampling,
 }
@@ -148,15 +186,14 @@ impl Sampler {
         sampling: Sampling,
     ) -> Result<Sampler, SpyError> {
         let log = out.with_extension("log");
-        let said = out.with_extension("stdout");
         let create = |path: &Path| {
             std::fs::File::create(path).map_err(|source| SpyError::Create {
                 path: path.display().to_string(),
                 source,
             })
         };
-        let (log_file, said_file) = (create(&log)?, create(&said)?);
-        let child = Command::new(spy)
+        let log_file = create(&log)?;
+        let mut child = Command::new(spy)
             .args(["record", "--format", "raw", "--function"])
             .args(sampling.args())
             .arg("--rate")
@@ -166,7 +203,7 @@ impl Sampler {
             .arg("--output")
             .arg(&out)
             .stdin(Stdio::null())
-            .stdout(said_file)
+            .stdout(Stdio::piped())
             .stderr(log_file)
             .kill_on_drop(true)
             .spawn()
@@ -175,6 +212,7 @@ impl Sampler {
                 source,
             })?;
         let pid = child.id().unwrap_or(0);
+        let stdout = child.stdout.take().map(BufReader::new);
         if let Err(why) = raise_priority(pid) {
             tracing::warn!(
                 "py-spy (pid {pid}) runs at its default priority, not nice {SAMPLER_NICE}: {why}; on a loaded machine more of the {} sampler's reads may fail",
@@ -186,7 +224,9 @@ impl Sampler {
             child,
             out,
             log,
-            said,
+            stdout,
+            said: String::new(),
+            sampling_since: None,
             sampling,
         })
     }
@@ -196,28 +236,56 @@ impl Sampler {
         self.sampling
     }
 
+    /// Waits until py-spy says that it samples (true), or ends without saying so (false: [`Sampler::stop`]
+    /// says why). Until then a SIGINT would end it before it installed its handler, without output.
+    pub async fn started(&mut self) -> bool {
+        let Some(stdout) = self.stdout.as_mut() else {
+            return false;
+        };
+        loop {
+            let from = self.said.len();
+            match stdout.read_line(&mut self.said).await {
+                Ok(0) | Err(_) => return false,
+                Ok(_) if self.said[from..].contains(SAMPLING) => {
+                    self.sampling_since = Some(std::time::Instant::now());
+                    return true;
+                }
+                Ok(_) => continue,
+            }
+        }
+    }
+
     /// Stops the sampler (SIGINT to its own pid, then it writes its output) and returns its folded stacks in
     /// ns, or why there are none (ptrace not permitted, the harness gone).
     pub async fn stop(mut self) -> Result<Recorded, SpyError> {
+        let sampled_ns = self
+            .sampling_since
+            .map_or(0, |since| since.elapsed().as_nanos() as u64);
         if let Ok(None) = self.child.try_wait() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(self.pid as i32),
                 nix::sys::signal::Signal::SIGINT,
             );
         }
-        if tokio::time::timeout(STOP_TIMEOUT, self.child.wait())
-            .await
-            .is_err()
-        {
+        let mut stdout = self.stdout.take();
+        let said = &mut self.said;
+        let child = &mut self.child;
+        let ended = async move {
+            if let Some(stdout) = stdout.as_mut() {
+                let _ = stdout.read_to_string(said).await;
+            }
+            child.wait().await
+        };
+        if tokio::time::timeout(STOP_TIMEOUT, ended).await.is_err() {
             let _ = self.child.start_kill();
             let _ = self.child.wait().await;
         }
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         match std::fs::read_to_string(&self.out) {
-            Ok(text) if !text.trim().is_empty() => {
-                let said = std::fs::read_to_string(&self.said).unwrap_or_default();
-                Ok(recorded(self.sampling, &text, &said))
-            }
+            Ok(text) if !text.trim().is_empty() => Ok(Recorded {
+                sampled_ns,
+                ..recorded(self.sampling, &text, &self.said)
+            }),
             _ => Err(SpyError::RecordedNothing(explain(&log))),
         }
     }
@@ -246,14 +314,15 @@ fn recorded(sampling: Sampling, raw: &str, said: &str) -> Recorded {
     let mut folded = to_ns(raw);
     if sampling == Sampling::Wall && errors > 0 {
         // Each sampling interval gives one sample of the harness's one thread or one error, so the wall
-        // view keeps the failed ones as a frame of their own: its total stays the wall clock, and what
-        // py-spy could not read shows instead of vanishing.
+        // view keeps the failed ones as a frame of their own: its total stays the wall clock of its turn,
+        // and what py-spy could not read shows instead of vanishing.
         folded.push_str(&format!("{UNREADABLE} {}\n", errors * NS_PER_SAMPLE));
     }
     Recorded {
         folded,
         samples,
         errors,
+        ..Recorded::default()
     }
 }
 
@@ -358,6 +427,29 @@ mod tests {
     }
 
     #[test]
+    fn a_view_sampled_over_part_of_the_phase_is_scaled_to_all_of_it() {
+        let r = Recorded {
+            folded: "a 2000000\nb 4000000\n".into(),
+            samples: 3,
+            sampled_ns: 400_000_000,
+            ..Recorded::default()
+        };
+        let scaled = r.clone().scaled_to(1_000_000_000);
+        assert_eq!(scaled.folded, "a 5000000\nb 10000000\n");
+        assert_eq!(
+            (scaled.samples, scaled.phase_ns),
+            (3, 1_000_000_000),
+            "the counts stay py-spy's"
+        );
+        let unknown = Recorded { sampled_ns: 0, ..r };
+        assert_eq!(
+            unknown.clone().scaled_to(1_000_000_000),
+            unknown,
+            "nothing to scale by"
+        );
+    }
+
+    #[test]
     fn reads_py_spys_count_of_samples_and_errors() {
         let log = "py-spy> Sampling process 500 times a second. Press Control-C to exit.\n\n\
                    py-spy> Stopped sampling because Control-C pressed\n\
@@ -387,12 +479,16 @@ mod tests {
     }
 
     #[test]
-    fn only_the_wall_sampler_includes_idle_samples_and_leaves_the_harness_running() {
+    fn only_the_wall_sampler_includes_idle_samples_and_both_pause_the_harness() {
         assert!(
             Sampling::Cpu.args().is_empty(),
             "the CPU sampler is py-spy's default: blocking, on-CPU only"
         );
-        assert_eq!(Sampling::Wall.args(), ["--nonblocking", "--idle"]);
+        assert_eq!(
+            Sampling::Wall.args(),
+            ["--idle"],
+            "blocking too: a --nonblocking read fails when the stack changes under it"
+        );
     }
 
     #[test]
