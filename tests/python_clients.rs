@@ -955,25 +955,29 @@ async fn a_publish_over_publish_timeout_is_a_timeout_and_the_next_gets_its_own_a
             .map_or(0, |(_, n, _)| *n)
     };
     // The 5th publish (4th measured) took 1.25 s. A closed loop pipelines (the next commands wait in the
-    // pipe while the harness publishes), so the calls that time out are the ones queued behind it: the call
-    // whose window waited for the slow answer (a timeout at 0.5 s; its own command was written, and the
-    // harness published it late), and the next, which waited for the harness to answer the late ones (a
-    // timeout at 1 s; its command was never written). The slow publish itself answered after 1.25 s, over
-    // publish_timeout: a timeout too, though the harness did publish it. So three timeouts, of which two
-    // arrived: their fate counts apart, neither as a success nor as a mismatch; every later publish gets its
-    // own answer.
-    assert_eq!(count("timeout"), 3, "{}", errors(&r));
-    assert_eq!(r.publishes_ok, 9, "{}", errors(&r));
-    assert_eq!(r.delivered, Some(11));
+    // pipe while the harness publishes), so the calls that time out are the slow one and those queued behind
+    // it: the slow publish answered after 1.25 s, over publish_timeout (a timeout, though the harness did
+    // publish it); the call whose window waited for the slow answer (a timeout at 0.5 s; its command was
+    // written and the harness published it late); and, depending on when the late answers come in, the next
+    // (a timeout at 1 s; its command never written). So two or three timeouts, each of unknown fate, counted
+    // apart, neither as a success nor as a mismatch; every other publish gets its own answer.
+    let timeouts = count("timeout");
+    assert!((2..=3).contains(&timeouts), "{}", errors(&r));
+    assert_eq!(r.publishes_ok + timeouts, 12, "{}", errors(&r));
     assert_eq!(count("delivery_mismatch"), 0, "{}", errors(&r));
-    assert_eq!(
-        r.unknown_fate,
-        Some(taskbench::record::UnknownFate {
-            publishes: 3,
-            delivered: Some(2)
-        })
+    let unknown = r.unknown_fate.expect("the timeouts are of unknown fate");
+    assert_eq!(unknown.publishes, timeouts);
+    let arrived = unknown.delivered.expect("the delivered check ran");
+    assert!(
+        (1..timeouts).contains(&arrived),
+        "the slow publish arrived, the one never written did not: {arrived} of {timeouts}"
     );
-    assert_eq!(r.latency.len(), 9);
+    assert_eq!(
+        r.delivered,
+        Some(r.publishes_ok + arrived),
+        "the successes and the timed-out publishes that arrived"
+    );
+    assert_eq!(r.latency.len() as u64, r.publishes_ok);
     assert!(
         r.latency.max() < 1_000_000_000,
         "the late answer was not taken for a later publish's: max {}",
