@@ -172,6 +172,7 @@ fn floor_raw() {
         &out,
         &["round 1: bare", "frames/s", "errors 0", "taskbench/bare"],
     );
+    assert_line(&out, &["median taskbench/bare over 1 rounds: "]);
 }
 
 #[test]

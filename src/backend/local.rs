@@ -14,9 +14,12 @@ use crate::settle::{Settle, SettleRules};
 use crate::sink::Sink;
 use crate::stage::{Stage, StageClock};
 use std::io;
+use std::io::Write;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
 /// How long to wait for the sink to read what was written: it reads asynchronously, in-process.
 pub const SETTLE: SettleRules = SettleRules {
@@ -30,46 +33,99 @@ pub const SETTLE: SettleRules = SettleRules {
 const BACKLOG_WAIT: Duration = Duration::from_millis(1);
 const BACKLOG_WAIT_MAX: Duration = Duration::from_millis(64);
 
-/// The stream one local publisher writes to.
+/// A write to a socket whose reader has gone fails with `EPIPE` instead of raising SIGPIPE.
+const NO_SIGNAL: i32 = nix::libc::MSG_NOSIGNAL;
+
+/// The stream one local publisher writes to: a plain non-blocking descriptor, outside the runtime's epoll.
+///
+/// A write is one `send()`/`write()` syscall straight from the publish. The descriptor is registered with the
+/// runtime only while the kernel's buffer is full ([`LocalStream::writable`]): a Unix socket registered with
+/// epoll wakes the runtime's parked thread (`EPOLLOUT`) every time its reader frees room, which on the raw
+/// path is a thread wake-up every few publishes (docs/benchmarks.md, "How the raw path reaches the
+/// socket").
 enum LocalStream {
-    Unix(tokio::net::UnixStream),
-    Tcp(tokio::net::TcpStream),
-    Fifo(tokio::net::unix::pipe::Sender),
+    Unix(std::os::unix::net::UnixStream),
+    Tcp(std::net::TcpStream),
+    Fifo(std::fs::File),
 }
 
 impl LocalStream {
     async fn connect(endpoint: &Endpoint) -> io::Result<LocalStream> {
         Ok(match endpoint {
-            Endpoint::Unix(path) => LocalStream::Unix(connect_unix(path).await?),
+            Endpoint::Unix(path) => LocalStream::Unix(connect_unix(path).await?.into_std()?),
             Endpoint::Tcp(addr) => {
                 let s = tokio::net::TcpStream::connect(addr).await?;
                 // Every publish goes out when written, as a task publish would.
                 s.set_nodelay(true)?;
-                LocalStream::Tcp(s)
+                LocalStream::Tcp(s.into_std()?)
             }
-            Endpoint::Fifo(path) => {
-                LocalStream::Fifo(tokio::net::unix::pipe::OpenOptions::new().open_sender(path)?)
-            }
+            Endpoint::Fifo(path) => LocalStream::Fifo(
+                tokio::net::unix::pipe::OpenOptions::new()
+                    .open_sender(path)?
+                    .into_nonblocking_fd()?
+                    .into(),
+            ),
         })
     }
 
-    async fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
+    /// Writes all of `bytes`, waiting (racing the publish's timeout and the interrupt, like any wait) only
+    /// when the kernel's buffer is full. Takes one unit of the task's budget first, as the runtime's own
+    /// streams do, so a publisher whose writes never wait still lets the others on its thread run.
+    async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        tokio::task::coop::consume_budget().await;
+        while !bytes.is_empty() {
+            match self.write(bytes) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.writable().await?,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// One non-blocking write: `send()` with `MSG_NOSIGNAL` on a socket (a closed peer is an error, never a
+    /// SIGPIPE), `write()` on a FIFO.
+    #[inline]
+    fn write(&self, bytes: &[u8]) -> io::Result<usize> {
         match self {
-            LocalStream::Unix(s) => s.write_all(bytes).await,
-            LocalStream::Tcp(s) => s.write_all(bytes).await,
-            LocalStream::Fifo(s) => s.write_all(bytes).await,
+            LocalStream::Unix(s) => socket2::SockRef::from(s).send_with_flags(bytes, NO_SIGNAL),
+            LocalStream::Tcp(s) => socket2::SockRef::from(s).send_with_flags(bytes, NO_SIGNAL),
+            LocalStream::Fifo(f) => (&*f).write(bytes),
         }
     }
 
-    async fn close(self) {
+    /// Waits until the kernel has room for a write: the descriptor is registered with the runtime for this
+    /// wait only (and deregistered when it ends, or when the publish is cancelled).
+    #[cold]
+    async fn writable(&self) -> io::Result<()> {
+        // SAFETY: the descriptor is borrowed from `self`, so it stays open and the same for as long as the
+        // AsyncFd lives (it is dropped, and deregistered, before this returns or is cancelled).
+        let fd = unsafe { AsyncFd::register_with_interest(self.as_fd(), Interest::WRITABLE) }
+            .map_err(io::Error::from)?;
+        let _ready = fd.writable().await?;
+        Ok(())
+    }
+
+    fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            LocalStream::Unix(mut s) => {
-                let _ = s.shutdown().await;
+            LocalStream::Unix(s) => s.as_fd(),
+            LocalStream::Tcp(s) => s.as_fd(),
+            LocalStream::Fifo(f) => f.as_fd(),
+        }
+    }
+
+    /// Ends the stream: a socket is shut down for writing (the sink reads to its end), then closed.
+    fn close(self) {
+        match self {
+            LocalStream::Unix(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Write);
             }
-            LocalStream::Tcp(mut s) => {
-                let _ = s.shutdown().await;
+            LocalStream::Tcp(s) => {
+                let _ = s.shutdown(std::net::Shutdown::Write);
             }
-            LocalStream::Fifo(s) => drop(s),
+            LocalStream::Fifo(f) => drop(f),
         }
     }
 }
@@ -237,7 +293,7 @@ impl Publisher for LocalPublisher {
             }
             if !self.keep_open {
                 let stream = self.stream.take().expect("connected above");
-                clock.time(Stage::Close, stream.close()).await;
+                clock.time_sync(Stage::Close, || stream.close());
             }
         }
         Ok(())
@@ -245,7 +301,7 @@ impl Publisher for LocalPublisher {
 
     async fn close(&mut self) {
         if let Some(stream) = self.stream.take() {
-            stream.close().await;
+            stream.close();
         }
     }
 }
@@ -307,6 +363,31 @@ mod tests {
             .await
             .unwrap()
             .expect("connected once there was room");
+    }
+
+    #[tokio::test]
+    async fn a_write_to_a_full_socket_waits_for_room_and_writes_everything() {
+        use std::io::Read;
+        let (writer, mut reader) = std::os::unix::net::UnixStream::pair().unwrap();
+        writer.set_nonblocking(true).unwrap();
+        // Far more than the socket's buffer holds: the write has to wait for the reader.
+        let bytes: Vec<u8> = (0..4 << 20).map(|i| i as u8).collect();
+        let expected = bytes.clone();
+        let writing = tokio::spawn(async move {
+            let mut stream = LocalStream::Unix(writer);
+            let out = stream.write_all(&bytes).await;
+            stream.close();
+            out
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!writing.is_finished(), "it waits while nothing reads");
+        let read = std::thread::spawn(move || {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).unwrap();
+            got
+        });
+        writing.await.unwrap().expect("written once there was room");
+        assert!(read.join().unwrap() == expected, "every byte, in order");
     }
 
     #[test]

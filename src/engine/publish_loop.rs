@@ -18,6 +18,7 @@ use crate::stage::{Stage, StageClock};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::sync::Barrier;
 use tokio::time::Instant;
@@ -318,13 +319,23 @@ async fn measure<P: Publisher>(
         batch.clock.set_traced(traced);
         batch.encode(n, t0, span.as_ref());
 
-        let publish = unwind_safe(publisher.publish(&batch.messages[..n], &mut batch.clock));
-        let out = match span {
-            Some(span) => {
-                tokio::time::timeout_at(t0 + shared.publish_timeout, publish.instrument(span)).await
+        let out = {
+            // Pinned where it is made: the wrappers below hold a pointer to it, not a copy (a publisher's
+            // future can be hundreds of bytes, and each move is a memcpy on every publish).
+            let publish = std::pin::pin!(publisher.publish(&batch.messages[..n], &mut batch.clock));
+            let mut publish = std::pin::pin!(unwind_safe(publish));
+            let deadline = t0 + shared.publish_timeout;
+            match span {
+                Some(span) => tokio::time::timeout_at(deadline, publish.instrument(span)).await,
+                // A publish that is done at its first poll (a local write with room in the buffer) never
+                // needed its timer: the timeout is armed only when it has to wait, still from t0.
+                None => {
+                    match std::future::poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await {
+                        Poll::Ready(out) => Ok(out),
+                        Poll::Pending => tokio::time::timeout_at(deadline, publish).await,
+                    }
+                }
             }
-            // timeout_at from t0 saves the clock read `timeout` would make.
-            None => tokio::time::timeout_at(t0 + shared.publish_timeout, publish).await,
         };
         // A successful publish ends with its last stage (one clock read fewer with stage timing on); a failed
         // or cancelled one ends now, whatever stage it stopped in.
