@@ -134,6 +134,17 @@ impl PublishError {
             message: message.into(),
         }
     }
+
+    /// A publish that did not finish within `publish_timeout` (built only when one times out).
+    pub fn timed_out(publish_timeout: std::time::Duration) -> Self {
+        PublishError::new(
+            ErrorKind::Timeout,
+            format!(
+                "a publish did not complete within publish_timeout ({})",
+                humantime::format_duration(publish_timeout)
+            ),
+        )
+    }
 }
 
 #[cfg(test)]

@@ -358,7 +358,7 @@ async fn measure<P: Publisher>(
                 Ok(Ok(())) => rec.record_publish(&batch.starts[..n], t1, queued, clock),
                 Ok(Err(e)) => rec.record_failure(e, n as u64, queued + (t1 - t0), t1),
                 Err(_) => rec.record_failure(
-                    &timeout_error(shared.publish_timeout),
+                    &PublishError::timed_out(shared.publish_timeout),
                     n as u64,
                     queued + (t1 - t0),
                     t1,
@@ -419,15 +419,4 @@ async fn due(
     }
     let lag = t0.saturating_duration_since(intended).as_nanos() as u64;
     Some((t0, schedule.start_of(intended), lag))
-}
-
-/// A publish that did not finish within `publish_timeout` (built only when one times out).
-fn timeout_error(publish_timeout: Duration) -> PublishError {
-    PublishError::new(
-        ErrorKind::Timeout,
-        format!(
-            "a publish did not complete within publish_timeout ({})",
-            humantime::format_duration(publish_timeout)
-        ),
-    )
 }

@@ -220,7 +220,7 @@ impl PythonPublisher {
                 if latency_ns > self.shared.publish_timeout.as_nanos() as u64 =>
             {
                 // What the engine would have cancelled, had the publish been its call alone.
-                Some(timeout_error(self.shared.publish_timeout))
+                Some(PublishError::timed_out(self.shared.publish_timeout))
             }
             Answer::Published { .. } if self.warm => {
                 self.warm_ok += 1;
@@ -293,17 +293,6 @@ fn text_of(line: &[u8]) -> &str {
     std::str::from_utf8(&line[..line.len().saturating_sub(1)]).unwrap_or("")
 }
 
-/// The error of a publish over `publish_timeout`, in the engine's words.
-fn timeout_error(publish_timeout: Duration) -> PublishError {
-    PublishError::new(
-        ErrorKind::Timeout,
-        format!(
-            "a publish did not complete within publish_timeout ({})",
-            humantime::format_duration(publish_timeout)
-        ),
-    )
-}
-
 impl Publisher for PythonPublisher {
     async fn publish(
         &mut self,
@@ -367,7 +356,7 @@ impl Publisher for PythonPublisher {
             // Given up on (or lost with the harness): each is an error, and its late answer is dropped.
             let e = match out {
                 Ok(Err(e)) => e,
-                _ => timeout_error(within),
+                _ => PublishError::timed_out(within),
             };
             self.errors.add(&e, u64::from(self.owed));
             if self.dead.is_none() {
