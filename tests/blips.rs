@@ -258,10 +258,11 @@ fn a_restart_of_a_private_rabbitmq_node_stops_and_starts_it_and_every_publisher_
         }
     };
     let ctl = node.ctl_script();
+    // 15 s: stop_app and start_app each took 1.3-4.5 s here, and the publisher must publish after both.
     let c = run_with(
         "amqp",
         &node.url(),
-        "path = \"pooled\"\nconfirm = \"each\"\nduration = \"8s\"\n[[case.event]]\nat = \"1s\"\nkind = \"restart\"\nfor = \"1s\"",
+        "path = \"pooled\"\nconfirm = \"each\"\nduration = \"15s\"\n[[case.event]]\nat = \"1s\"\nkind = \"restart\"\nfor = \"1s\"",
         &[("TASKBENCH_RABBITMQCTL", ctl.to_str().unwrap())],
     );
     let e = &c.events[0];

@@ -346,7 +346,9 @@ async fn measure<P: Publisher>(
         if let (Some(schedule), Some(slot)) = (&mut schedule, slot) {
             schedule.served(slot, t1 - t0);
         }
-        recorders.with(|rec| {
+        // A deferred publisher's call returns once its window has room, not when a message succeeded: only
+        // the successes it hands over say it published again after an event.
+        let succeeded = recorders.with(|rec| {
             if let Some(lag) = lag {
                 rec.record_lag(lag);
             }
@@ -364,14 +366,19 @@ async fn measure<P: Publisher>(
                     t1,
                 ),
             }
-            if deferred {
+            let succeeded = if deferred {
                 // The acks that came in count in the interval they arrived in.
                 rec.roll(t1);
+                let before = rec.ok;
                 publisher.settled(rec);
-            }
+                rec.ok > before
+            } else {
+                matches!(out, Ok(Ok(())))
+            };
             rec.mark(t0, t1);
+            succeeded
         });
-        if let (Some(marks), Ok(Ok(()))) = (&shared.marks, &out) {
+        if let (Some(marks), true) = (&shared.marks, succeeded) {
             marks.published(worker, &mut events_seen, t1 - start);
         }
         measured = true;

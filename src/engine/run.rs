@@ -114,6 +114,9 @@ pub async fn run_case<T: Target>(mut target: T, case: &Case, control: &RunContro
     let mut result = CaseResult::merge(case, &mut shared.recorders.take_all());
     if let Some((schedule, sink, marks)) = events {
         schedule.abort();
+        // An event's begin may be a blocking command (rabbitmqctl stop_app) that the abort cannot cut short:
+        // wait for it to return, so an event is never ended before (or while) it begins.
+        let _ = schedule.await;
         marks.end_unfinished(sink.as_ref());
         result.events = marks.results();
     }

@@ -36,7 +36,7 @@ impl AmqpEvents {
             name: case.connection_name(),
             notes: Mutex::new(Vec::new()),
         };
-        match events.eval("ok.") {
+        match blocking(|| events.eval("ok.")) {
             Ok(out) if out.trim() == "ok" => Ok(events),
             Ok(out) => Err(events.unreachable(&format!("it printed {:?}", out.trim()))),
             Err(e) => Err(events.unreachable(&e)),
