@@ -113,6 +113,11 @@ impl PythonPublisher {
     /// why; returns that error, the publisher's last (the engine asks no more of it: [`Publisher::gone`]).
     async fn bury(&mut self, why: &str) -> PublishError {
         let mut message = format!("{} {why}", self.shared.label());
+        // Dead from here on, also if this call is cancelled while it waits for the exit below.
+        self.dead = Some(PublishError::new(
+            ErrorKind::Harness,
+            self.shared.clean(&message),
+        ));
         if let Some(mut h) = self.harness.take() {
             let _ = h.child.start_kill();
             let status = exit_status(&mut h.child).await;
