@@ -4,12 +4,11 @@
 //! call (`rabbitmqctl eval`), so the connections go at once and not a second apart; `restart` stops the
 //! broker's application (`rabbitmqctl stop_app`) and starts it again when the event ends (`start_app`).
 
-use crate::backend::companion::{Companion, blocking};
+use crate::backend::companion::{Companion, Notes, blocking};
 use crate::engine::CaseEvents;
 use crate::error::{ErrorKind, PublishError};
 use crate::scenario::{Case, CaseEvent, EventKind};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 
 /// The program that reaches the broker's node: `rabbitmqctl` on the PATH, or this variable's (a wrapper
 /// that runs `rabbitmqctl -n NODE`, or the one inside the broker's container).
@@ -23,7 +22,7 @@ pub struct AmqpEvents {
     program: String,
     /// The `connection_name` of the case's publishing connections.
     name: String,
-    notes: Mutex<Vec<String>>,
+    notes: Notes,
 }
 
 impl AmqpEvents {
@@ -34,7 +33,7 @@ impl AmqpEvents {
         let events = AmqpEvents {
             program,
             name: case.connection_name(),
-            notes: Mutex::new(Vec::new()),
+            notes: Notes::default(),
         };
         match blocking(|| events.eval("ok.")) {
             Ok(out) if out.trim() == "ok" => Ok(events),
@@ -86,11 +85,18 @@ impl AmqpEvents {
     }
 
     fn note(&self, line: String) {
-        self.notes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(line);
+        self.notes.push(line);
     }
+
+    fn not_done(&self, what: &str, e: &str) {
+        tracing::warn!("{what} failed: {e}");
+        self.note(format!("{what} was NOT done: {} failed: {e}", self.program));
+    }
+}
+
+/// How long since `began`, for a note.
+fn since(began: std::time::Instant) -> String {
+    crate::human::human_ns(began.elapsed().as_nanos() as u64)
 }
 
 /// The Erlang expression that closes every connection whose client properties carry `connection_name` =
@@ -111,15 +117,10 @@ fn close_named(name: &str) -> String {
 impl CaseEvents for AmqpEvents {
     fn begin(&self, event: &CaseEvent) {
         let at = humantime::format_duration(event.at);
-        let began = std::time::Instant::now();
         // The command starts an Erlang VM: what it does happens somewhere in the time it took, and the event
         // (and the reconnect figures counted from its end) lasts at least as long.
-        let took = || {
-            format!(
-                "rabbitmqctl took {}",
-                crate::human::human_ns(began.elapsed().as_nanos() as u64)
-            )
-        };
+        let began = std::time::Instant::now();
+        let took = || format!("rabbitmqctl took {}", since(began));
         match event.kind {
             EventKind::KillConnections => match blocking(|| self.kill_connections()) {
                 Ok(0) => self.note(format!(
@@ -157,7 +158,7 @@ impl CaseEvents for AmqpEvents {
         match blocking(|| self.ctl(&["start_app"])) {
             Ok(_) => self.note(format!(
                 "restart at {at}: rabbitmqctl start_app started it again in {}",
-                crate::human::human_ns(began.elapsed().as_nanos() as u64)
+                since(began)
             )),
             // A broker left stopped fails every case after this one: say it loudly.
             Err(e) => self.not_done(
@@ -168,16 +169,9 @@ impl CaseEvents for AmqpEvents {
     }
 }
 
-impl AmqpEvents {
-    fn not_done(&self, what: &str, e: &str) {
-        tracing::warn!("{what} failed: {e}");
-        self.note(format!("{what} was NOT done: {} failed: {e}", self.program));
-    }
-}
-
 impl Companion for AmqpEvents {
     fn notes(&self) -> Vec<String> {
-        self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.notes.all()
     }
 }
 

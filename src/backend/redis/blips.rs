@@ -2,12 +2,11 @@
 //! operator would: `kill-connections` is `CLIENT KILL TYPE normal SKIPME yes` on a connection of its own.
 
 use super::{DEFAULT_URL, connection};
-use crate::backend::companion::{Companion, blocking};
+use crate::backend::companion::{Companion, Notes, blocking};
 use crate::backend::url::{broker_url, redact};
 use crate::engine::CaseEvents;
 use crate::error::PublishError;
 use crate::scenario::{Case, CaseEvent, EventKind, RedisOptions};
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// How long the administration connection and its command may take before the event is noted as not done.
@@ -17,7 +16,7 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RedisEvents {
     client: redis::Client,
     shown: String,
-    notes: Mutex<Vec<String>>,
+    notes: Notes,
 }
 
 impl RedisEvents {
@@ -29,7 +28,7 @@ impl RedisEvents {
         Ok(RedisEvents {
             client: direct.client,
             shown,
-            notes: Mutex::new(Vec::new()),
+            notes: Notes::default(),
         })
     }
 
@@ -48,10 +47,7 @@ impl RedisEvents {
     }
 
     fn note(&self, line: String) {
-        self.notes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(line);
+        self.notes.push(line);
     }
 }
 
@@ -82,6 +78,6 @@ impl CaseEvents for RedisEvents {
 
 impl Companion for RedisEvents {
     fn notes(&self) -> Vec<String> {
-        self.notes.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.notes.all()
     }
 }
