@@ -121,8 +121,6 @@ class Case:
     """The sum of every measured latency."""
     floor: Floor | None
     """The case's floor, when the run measured floors."""
-    taskbench_cpu_ns: int | None
-    """The CPU taskbench's own process used during the case (`resources`), when it was measured."""
 
     @property
     def error_count(self) -> int:
@@ -154,19 +152,7 @@ class Case:
             latency_ns=Latency.parse(_field(obj, "latency_ns", dict, where), f"{where}: latency_ns"),
             latency_total_ns=_field(obj, "latency_total_ns", int, where),
             floor=Floor.parse(obj["floor"], f"{where}: floor") if "floor" in obj else None,
-            taskbench_cpu_ns=_own_cpu_ns(obj, where),
         )
-
-
-def _own_cpu_ns(case: dict[str, Any], where: str) -> int | None:
-    """resources.processes' `taskbench` entry's cpu_ns, if the case has one."""
-    resources = case.get("resources")
-    if not isinstance(resources, dict):
-        return None
-    for process in _field(resources, "processes", list, f"{where}: resources"):
-        if _field(process, "name", str, f"{where}: resources.processes") == "taskbench":
-            return _field(process, "cpu_ns", (int, type(None)), f"{where}: resources.processes")
-    return None
 
 
 @dataclass(frozen=True)

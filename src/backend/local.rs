@@ -164,12 +164,12 @@ fn send(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
     let sent = unsafe {
         libc::syscall(
             libc::SYS_sendto,
-            fd.as_raw_fd(),
+            libc::c_long::from(fd.as_raw_fd()),
             bytes.as_ptr(),
             bytes.len(),
-            NO_SIGNAL,
+            libc::c_long::from(NO_SIGNAL),
             std::ptr::null::<libc::sockaddr>(),
-            0,
+            0 as libc::c_long,
         )
     };
     if sent < 0 {

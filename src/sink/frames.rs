@@ -55,7 +55,7 @@ pub(super) async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
 }
 
 /// Reads one accepted socket to its end like [`read_frames`], moving it to a reader thread of its own once
-/// it has had [`LONG_LIVED_READS`] reads without ending, if `threads` has room.
+/// it has had [`LONG_LIVED_READS`] reads and more than one whole frame without ending, if `threads` has room.
 pub(super) async fn read_socket<S: Handover>(
     mut stream: S,
     mut frames: FrameCounter,
@@ -64,10 +64,13 @@ pub(super) async fn read_socket<S: Handover>(
     threads: Arc<ReaderThreads>,
 ) {
     let mut buf = vec![0u8; READ_BUFFER];
-    for _ in 0..LONG_LIVED_READS {
+    let mut reads = 0;
+    // A `fresh` connection carries one frame, however many reads it takes.
+    while reads < LONG_LIVED_READS || frames.whole < 2 {
         if read_once(&mut stream, &mut buf, &mut frames, &counts).await == Reading::Ended {
             return;
         }
+        reads += 1;
     }
     if let Err((stream, frames, slot)) = threads.start(stream, frames, &counts, slot) {
         read_frames(stream, frames, counts, slot).await;
@@ -114,6 +117,8 @@ pub(super) fn ended(frames: &FrameCounter, counts: &Counts) -> Reading {
 /// Splits a byte stream into `[u32 big-endian length][payload]` frames and counts the whole ones.
 #[derive(Debug, Default)]
 pub struct FrameCounter {
+    /// Whole frames so far.
+    pub(super) whole: u64,
     header: [u8; 4],
     header_len: usize,
     remaining: usize,
@@ -152,6 +157,7 @@ impl FrameCounter {
                 data = &data[take..];
                 if self.remaining == 0 {
                     whole += 1;
+                    self.whole += 1;
                 }
             }
         }

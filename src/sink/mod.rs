@@ -336,6 +336,41 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_stop_ends_a_reader_thread_whose_writer_keeps_sending() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        for ep in [
+            Endpoint::Unix(dir.path().join("s.sock")),
+            Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
+        ] {
+            let sink = Sink::start(&ep).unwrap();
+            let mut client: Box<dyn Write + Send> = match sink.endpoint() {
+                Endpoint::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
+                Endpoint::Tcp(a) => Box::new(std::net::TcpStream::connect(a).unwrap()),
+                Endpoint::Fifo(_) => unreachable!(),
+            };
+            // Writes until the sink is gone (a TCP peer may go on sending after a shutdown for reading).
+            // Many frames per write, so the reader (16 KiB a read) never finds the socket empty.
+            let writer = std::thread::spawn(move || {
+                let frames = frame("{\"n\": 1}").repeat(64 * 1024);
+                while client.write_all(&frames).is_ok() {}
+            });
+            let mut settle = crate::settle::Settle::new(crate::backend::local::SETTLE);
+            while !settle.done(sink.reader_threads.running() as u64, 1) {
+                std::thread::sleep(settle.rules.poll);
+            }
+            assert_eq!(sink.reader_threads.running(), 1, "{ep}: moved to a thread");
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(sink.stop()));
+            let seen = rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{ep}: the stop waits for a writer that keeps sending"));
+            assert!(seen.frames > 16, "{ep}: {seen}");
+            writer.join().unwrap();
+        }
+    }
+
     #[tokio::test]
     async fn sink_counts_what_a_client_sends() {
         use tokio::io::AsyncWriteExt;

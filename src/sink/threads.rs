@@ -2,7 +2,7 @@
 //! reads (a `raw` publisher's) leaves the sink's runtime for a thread that blocks in `read()`, as the bare
 //! loop's reader does (bench/bare_write.c), instead of waking the runtime's epoll for every read.
 //!
-//! A `fresh` connection ends within its first reads and never gets here. The threads are bounded
+//! A `fresh` connection carries one frame and never gets here. The threads are bounded
 //! ([`MAX_READER_THREADS`]); past the bound a stream stays on the runtime. Stopping the sink shuts every
 //! thread's socket down for reading (what is queued is still read) and waits for the threads.
 
@@ -11,7 +11,7 @@ use super::frames::{FrameCounter, READ_BUFFER, Reading, count, ended};
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::OwnedSemaphorePermit;
@@ -56,11 +56,14 @@ struct Running {
 pub(super) struct ReaderThreads {
     running: Mutex<HashMap<u64, Running>>,
     next_id: AtomicU64,
+    /// Set by [`ReaderThreads::stop_all`]: every thread ends after its current read.
+    stopping: AtomicBool,
 }
 
 impl ReaderThreads {
-    /// Reads `stream` to its end on a thread of its own (`frames` holds where the runtime's reads left off);
-    /// gives everything back, the stream still the runtime's, when no thread may or could start.
+    /// Reads `stream` to its end on a thread of its own (`frames` holds where the runtime's reads left off),
+    /// holding its `slot` until then; gives everything back, the stream still the runtime's, when no thread
+    /// may or could start.
     pub(super) fn start<S: Handover>(
         self: &Arc<Self>,
         stream: S,
@@ -75,41 +78,37 @@ impl ReaderThreads {
             return Err((stream, frames, slot));
         }
         let id = self.next_id.fetch_add(1, Relaxed);
-        // The thread waits for its stream: a spawn that fails leaves the stream on the runtime.
-        let (give, take) = std::sync::mpsc::sync_channel::<(S::Blocking, FrameCounter)>(1);
+        // The thread waits for its stream and slot: a spawn that fails leaves both with the runtime.
+        let (give, take) = std::sync::mpsc::sync_channel::<Handed<S::Blocking>>(1);
         let threads = self.clone();
         let thread_counts = counts.clone();
         let spawned = std::thread::Builder::new()
             .name("tb-sink-reader".into())
             .spawn(move || {
-                let _slot = slot;
-                let stream = take.recv().ok().map(|(mut stream, frames)| {
-                    read_blocking(&mut stream, frames, &thread_counts);
-                    stream
-                });
-                // Deregistered before the stream closes, so a stop never shuts a reused descriptor down.
-                threads.finished(id);
-                drop(stream);
+                if let Ok((stream, frames, slot)) = take.recv() {
+                    let mut stream = stream;
+                    // Dropped before the stream (declared after it), even on a panic: the entry goes before
+                    // the descriptor closes, so a stop never shuts a reused descriptor down; the slot last.
+                    let registered = Registered { threads, id };
+                    read_until_stopped(&mut stream, frames, &thread_counts, &registered.threads);
+                    drop(registered);
+                    drop(stream);
+                    drop(slot);
+                }
             });
-        let handle = match spawned {
-            Ok(handle) => handle,
-            // `slot` went with the closure that never ran: this stream's slot is given back early.
-            Err(_) => return Err((stream, frames, None)),
+        let Ok(handle) = spawned else {
+            return Err((stream, frames, slot));
         };
         match stream.into_blocking() {
             Ok(blocking) => {
-                running.insert(
-                    id,
-                    Running {
-                        fd: blocking.as_raw_fd(),
-                        handle: Some(handle),
-                    },
-                );
-                // The thread is alive and waiting on this channel: the send cannot fail.
-                let _ = give.send((blocking, frames));
+                let fd = blocking.as_raw_fd();
+                if give.send((blocking, frames, slot)).is_ok() {
+                    let handle = Some(handle);
+                    running.insert(id, Running { fd, handle });
+                }
             }
             // The runtime would not let go of it (it never fails in practice): the stream is lost, as if
-            // it had ended here.
+            // it had ended here; the thread, given nothing, ends.
             Err(_) => {
                 ended(&frames, counts);
             }
@@ -123,15 +122,11 @@ impl ReaderThreads {
         self.running.lock().map_or(0, |r| r.len())
     }
 
-    fn finished(&self, id: u64) {
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(&id);
-        }
-    }
-
-    /// Ends every reader thread: its socket is shut down for reading (it reads what is queued, then its
-    /// end), and the thread waited for.
+    /// Ends every reader thread and waits for it: each ends after the read it is in (a reader blocked on an
+    /// idle socket is woken by shutting the socket down for reading; one whose writer goes on sending, as
+    /// a TCP peer may after that shutdown, ends at its next read's return).
     pub(super) fn stop_all(&self) {
+        self.stopping.store(true, Relaxed);
         let handles: Vec<JoinHandle<()>> = match self.running.lock() {
             Ok(mut running) => running
                 .values_mut()
@@ -150,11 +145,30 @@ impl ReaderThreads {
     }
 }
 
-/// Reads one blocking stream to its end, counting whole frames.
-fn read_blocking<S>(mut stream: S, mut frames: FrameCounter, counts: &Counts)
-where
-    S: Read,
-{
+/// What a reader thread is handed: its stream, where its frames stand, and its slot.
+type Handed<S> = (S, FrameCounter, Option<OwnedSemaphorePermit>);
+
+/// A reader thread's entry in [`ReaderThreads`], removed when dropped.
+struct Registered {
+    threads: Arc<ReaderThreads>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        if let Ok(mut running) = self.threads.running.lock() {
+            running.remove(&self.id);
+        }
+    }
+}
+
+/// Reads one blocking stream to its end, or until the sink stops, counting whole frames.
+fn read_until_stopped(
+    stream: &mut impl Read,
+    mut frames: FrameCounter,
+    counts: &Counts,
+    threads: &ReaderThreads,
+) {
     let mut buf = vec![0u8; READ_BUFFER];
     loop {
         match stream.read(&mut buf) {
@@ -162,6 +176,9 @@ where
             Ok(n) => {
                 if count(&buf[..n], &mut frames, counts) == Reading::Ended {
                     return;
+                }
+                if threads.stopping.load(Relaxed) {
+                    break;
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
