@@ -309,3 +309,35 @@ fn cluster() {
     }
     assert_line(&out, &["stopped by PID: VMs"]);
 }
+
+#[test]
+#[ignore = "needs RabbitMQ, Redis and the Celery venv; tests/run runs it"]
+fn limits() {
+    let needs = [
+        Need::RabbitMq,
+        Need::Redis,
+        Need::Program("cc"),
+        Need::PySpy,
+    ];
+    let Some(out) = smoke("limits.sh", &[], &[], &needs) else {
+        return;
+    };
+    assert_line(
+        &out,
+        &[
+            "raw unix / bare C write loop, throughput: ",
+            "(goal >= 0.85)",
+        ],
+    );
+    assert_line(&out, &["redis-pooled / its floor: p50/floor "]);
+    for case in ["redis-celery-acquire", "amqp-kombu-pooled"] {
+        assert_line(&out, &[case, " busy share: ", "errors 0", "(goal >= 0.95)"]);
+    }
+    assert_line(
+        &out,
+        &[
+            "AMQP pooled taskbench CPU / RabbitMQ CPU: ",
+            "(goal: clearly below 1)",
+        ],
+    );
+}

@@ -68,11 +68,33 @@ impl LocalStream {
         })
     }
 
-    /// Writes all of `bytes`, waiting (racing the publish's timeout and the interrupt, like any wait) only
-    /// when the kernel's buffer is full. Takes one unit of the task's budget first, as the runtime's own
-    /// streams do, so a publisher whose writes never wait still lets the others on its thread run.
-    async fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
-        tokio::task::coop::consume_budget().await;
+    /// Writes `frame`, timed as the `send` stage: one non-blocking write, which is all a publish costs while
+    /// the kernel has room. Only when it had none (or took part of the frame) does the rest wait, in
+    /// [`LocalStream::write_rest`], racing the publish's timeout and the interrupt like any wait. A publisher
+    /// whose writes never wait lets the others on its thread run between publishes (the engine's
+    /// `YieldTurns`).
+    async fn send_frame(&mut self, frame: &[u8], clock: &mut StageClock) -> io::Result<()> {
+        let first = clock.time_sync(Stage::Send, || self.write(frame));
+        let rest = match first {
+            Ok(n) if n == frame.len() => return Ok(()),
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => &frame[n..],
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                frame
+            }
+            Err(e) => return Err(e),
+        };
+        clock.time(Stage::Send, self.write_rest(rest)).await
+    }
+
+    /// Writes all of `bytes`, waiting whenever the kernel's buffer is full.
+    #[cold]
+    async fn write_rest(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             match self.write(bytes) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
@@ -90,8 +112,8 @@ impl LocalStream {
     #[inline]
     fn write(&self, bytes: &[u8]) -> io::Result<usize> {
         match self {
-            LocalStream::Unix(s) => socket2::SockRef::from(s).send_with_flags(bytes, NO_SIGNAL),
-            LocalStream::Tcp(s) => socket2::SockRef::from(s).send_with_flags(bytes, NO_SIGNAL),
+            LocalStream::Unix(s) => send(s.as_fd(), bytes),
+            LocalStream::Tcp(s) => send(s.as_fd(), bytes),
             LocalStream::Fifo(f) => (&*f).write(bytes),
         }
     }
@@ -127,6 +149,33 @@ impl LocalStream {
             }
             LocalStream::Fifo(f) => drop(f),
         }
+    }
+}
+
+/// `send()` with `MSG_NOSIGNAL`, made as the bare syscall: glibc's `send()` is a thread-cancellation point,
+/// which wraps every call in two atomic operations that taskbench, which never cancels a thread, does not
+/// need (measured in docs/benchmarks.md, "How the raw path reaches the socket").
+#[inline]
+fn send(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<usize> {
+    use nix::libc;
+    use std::os::fd::AsRawFd;
+    // SAFETY: the syscall reads `bytes.len()` bytes from `bytes`, which outlives it, and writes nothing
+    // of ours; the descriptor is borrowed, so open, for the call.
+    let sent = unsafe {
+        libc::syscall(
+            libc::SYS_sendto,
+            libc::c_long::from(fd.as_raw_fd()),
+            bytes.as_ptr(),
+            bytes.len(),
+            libc::c_long::from(NO_SIGNAL),
+            std::ptr::null::<libc::sockaddr>(),
+            0 as libc::c_long,
+        )
+    };
+    if sent < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(sent as usize)
     }
 }
 
@@ -280,9 +329,7 @@ impl Publisher for LocalPublisher {
             }
             self.dirty = true;
             let stream = self.stream.as_mut().expect("connected above");
-            let written = clock
-                .time(Stage::Send, stream.write_all(message.frame()))
-                .await;
+            let written = stream.send_frame(message.frame(), clock).await;
             self.dirty = false;
             if let Err(e) = written {
                 self.stream = None;
@@ -375,7 +422,8 @@ mod tests {
         let expected = bytes.clone();
         let writing = tokio::spawn(async move {
             let mut stream = LocalStream::Unix(writer);
-            let out = stream.write_all(&bytes).await;
+            let mut clock = StageClock::new(true);
+            let out = stream.send_frame(&bytes, &mut clock).await;
             stream.close();
             out
         });

@@ -154,6 +154,37 @@ async fn unwind_safe<F: Future<Output = Result<(), PublishError>>>(
     }
 }
 
+/// Publishes done at their first poll (never waiting) after which a publisher's loop yields to the runtime.
+/// Such a publisher would otherwise never let the other tasks on its thread run. tokio's own streams yield
+/// once per 128 operations, but each yield on a multi-thread runtime wakes a parked worker, which then often
+/// takes the publisher over: at that rate the raw unix path's one publisher moved between the two threads of
+/// a 2-core machine thousands of times a second (docs/benchmarks.md, "How the raw path reaches the socket").
+/// 1,024 raw publishes take about 1.5 ms here.
+const PUBLISHES_PER_YIELD: u32 = 1024;
+
+/// Counts the publishes a loop made without waiting, and yields to the runtime between two publishes (never
+/// inside one, whose latency it would add to) once they reach [`PUBLISHES_PER_YIELD`].
+#[derive(Default)]
+struct YieldTurns {
+    unwaited: u32,
+}
+
+impl YieldTurns {
+    /// After a publish: `waited` if it had to wait (and so already let the others run).
+    #[inline]
+    async fn after_publish(&mut self, waited: bool) {
+        if waited {
+            self.unwaited = 0;
+            return;
+        }
+        self.unwaited += 1;
+        if self.unwaited >= PUBLISHES_PER_YIELD {
+            self.unwaited = 0;
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// One publisher's reusable state, made once before its first publish: a batch of messages (renewed in
 /// place for every call), when each message of the current call started, and the stage clock.
 struct Batch {
@@ -228,6 +259,7 @@ async fn warm_up<P: Publisher>(publisher: &mut P, shared: &Shared, batch: &mut B
     let recorders = &shared.recorders;
     let deferred = publisher.deferred();
     let mut broken = false;
+    let mut turns = YieldTurns::default();
     while !shared.stop.requested() {
         let (_, n) = claim(&shared.warmup_next.0, shared.warmup_total, messages.len());
         if n == 0 {
@@ -255,6 +287,8 @@ async fn warm_up<P: Publisher>(publisher: &mut P, shared: &Shared, batch: &mut B
             recorders.with(|rec| rec.warmup_ok += n as u64);
         }
         clock.discard();
+        // Whether it waited is not known here: it counts as not having waited.
+        turns.after_publish(false).await;
     }
     if deferred {
         // The warm-up's messages settle into a recorder of their own, never into the measured histogram.
@@ -288,6 +322,7 @@ async fn measure<P: Publisher>(
     let mut broken = false;
     // Timed events that ended and this publisher has published after (see `EventMarks::published`).
     let mut events_seen = 0;
+    let mut turns = YieldTurns::default();
 
     while !shared.stop.requested() {
         let (first, n) = claim(&shared.next.0, shared.total, size);
@@ -319,6 +354,8 @@ async fn measure<P: Publisher>(
         batch.clock.set_traced(traced);
         batch.encode(n, t0, span.as_ref());
 
+        // Whether the publish had to wait (and so let the others on its thread run); a traced one counts as not.
+        let mut waited = false;
         let out = {
             // Pinned where it is made: the wrappers below hold a pointer to it, not a copy (a publisher's
             // future can be hundreds of bytes, and each move is a memcpy on every publish).
@@ -332,7 +369,10 @@ async fn measure<P: Publisher>(
                 None => {
                     match std::future::poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await {
                         Poll::Ready(out) => Ok(out),
-                        Poll::Pending => tokio::time::timeout_at(deadline, publish).await,
+                        Poll::Pending => {
+                            waited = true;
+                            tokio::time::timeout_at(deadline, publish).await
+                        }
                     }
                 }
             }
@@ -399,6 +439,7 @@ async fn measure<P: Publisher>(
         if broken {
             break;
         }
+        turns.after_publish(waited).await;
     }
     measured && !broken
 }

@@ -596,3 +596,36 @@ async fn during_a_stall_the_view_keeps_the_last_p99_and_sees_it_age() {
     assert_eq!(Some(stall.p99), r.timeline[9].p99);
     assert!(stall.p99 >= 2_000_000_000, "{stall:?}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_publisher_that_never_waits_lets_the_others_on_its_thread_run() {
+    // Publishes that are done at their first poll, as raw local writes are while the kernel has room.
+    let target = FakeTarget::new(Script::default());
+    let arrived = target.arrived.clone();
+    let total = 20 * 1024;
+    // Another task on the same (single) thread notes what it sees whenever it gets a turn.
+    let seen = tokio::spawn(async move {
+        let mut seen = Vec::new();
+        loop {
+            let now = arrived.load(std::sync::atomic::Ordering::Relaxed);
+            seen.push(now);
+            if now >= total {
+                return seen;
+            }
+            tokio::task::yield_now().await;
+        }
+    });
+    let r = run_case(
+        target,
+        &case(&format!("publishes = {total}")),
+        &RunControl::new(),
+    )
+    .await;
+    assert_eq!(r.publishes_ok, total);
+    let seen = seen.await.unwrap();
+    let during = seen.iter().filter(|&&n| n > 0 && n < total).count();
+    assert!(
+        during >= 10,
+        "the other task ran only {during} times while 20 x 1024 publishes were made: {seen:?}"
+    );
+}

@@ -2,7 +2,8 @@
 //! the read of each connection at the moment it is accepted.
 
 use super::Counts;
-use super::frames::{FrameCounter, Reading, read_frames, read_ready};
+use super::frames::{FrameCounter, Reading, read_frames, read_ready, read_socket};
+use super::threads::ReaderThreads;
 use crate::endpoint::Endpoint;
 use std::io::{self, Read};
 use std::path::Path;
@@ -63,6 +64,8 @@ pub(super) struct Acceptor {
     pub(super) open: Arc<Semaphore>,
     /// Where a just-accepted connection is read.
     pub(super) buf: Vec<u8>,
+    /// The threads long-lived connections move to.
+    pub(super) threads: Arc<ReaderThreads>,
 }
 
 impl Acceptor {
@@ -92,10 +95,24 @@ impl Acceptor {
         }
         let spawned = match stream {
             Accepted::Unix(s) => tokio::net::UnixStream::from_std(s).map(|s| {
-                tokio::spawn(read_frames(s, frames, self.counts.clone(), Some(slot)));
+                let threads = self.threads.clone();
+                tokio::spawn(read_socket(
+                    s,
+                    frames,
+                    self.counts.clone(),
+                    Some(slot),
+                    threads,
+                ));
             }),
             Accepted::Tcp(s) => tokio::net::TcpStream::from_std(s).map(|s| {
-                tokio::spawn(read_frames(s, frames, self.counts.clone(), Some(slot)));
+                let threads = self.threads.clone();
+                tokio::spawn(read_socket(
+                    s,
+                    frames,
+                    self.counts.clone(),
+                    Some(slot),
+                    threads,
+                ));
             }),
         };
         if spawned.is_ok() {

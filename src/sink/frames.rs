@@ -1,6 +1,8 @@
 //! The sink's reading: a stream split into `[u32 big-endian length][payload]` frames and the whole ones
-//! counted, read at once where the data is already there or on a task of its own until the stream ends.
+//! counted, read at once where the data is already there, then on a task of its own until the stream ends
+//! (or, once it proves long-lived, on a thread of its own: threads.rs).
 
+use super::threads::{Handover, LONG_LIVED_READS, ReaderThreads};
 use super::{Counts, MAX_FRAME};
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -49,21 +51,47 @@ pub(super) async fn read_frames<R: tokio::io::AsyncRead + Unpin>(
     _slot: Option<OwnedSemaphorePermit>,
 ) {
     let mut buf = vec![0u8; READ_BUFFER];
-    loop {
-        match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if count(&buf[..n], &mut frames, &counts) == Reading::Ended {
-                    return;
-                }
-            }
+    while read_once(&mut stream, &mut buf, &mut frames, &counts).await == Reading::Open {}
+}
+
+/// Reads one accepted socket to its end like [`read_frames`], moving it to a reader thread of its own once
+/// it has had [`LONG_LIVED_READS`] reads and more than one whole frame without ending, if `threads` has room.
+pub(super) async fn read_socket<S: Handover>(
+    mut stream: S,
+    mut frames: FrameCounter,
+    counts: Arc<Counts>,
+    slot: Option<OwnedSemaphorePermit>,
+    threads: Arc<ReaderThreads>,
+) {
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut reads = 0;
+    // A `fresh` connection carries one frame, however many reads it takes.
+    while reads < LONG_LIVED_READS || frames.whole < 2 {
+        if read_once(&mut stream, &mut buf, &mut frames, &counts).await == Reading::Ended {
+            return;
         }
+        reads += 1;
     }
-    ended(&frames, &counts);
+    if let Err((stream, frames, slot)) = threads.start(stream, frames, &counts, slot) {
+        read_frames(stream, frames, counts, slot).await;
+    }
+}
+
+/// One read of `stream`, its whole frames counted: `Ended` at its end, an error or a malformed frame.
+async fn read_once<R: tokio::io::AsyncRead + Unpin>(
+    stream: &mut R,
+    buf: &mut [u8],
+    frames: &mut FrameCounter,
+    counts: &Counts,
+) -> Reading {
+    match stream.read(buf).await {
+        Ok(0) | Err(_) => ended(frames, counts),
+        Ok(n) => count(&buf[..n], frames, counts),
+    }
 }
 
 /// Counts `data`, just read from a stream: `Ended` at a malformed frame (the stream is dropped).
-fn count(data: &[u8], frames: &mut FrameCounter, counts: &Counts) -> Reading {
+pub(super) fn count(data: &[u8], frames: &mut FrameCounter, counts: &Counts) -> Reading {
     counts.bytes.fetch_add(data.len() as u64, Relaxed);
     match frames.feed(data) {
         Ok(whole) => {
@@ -79,7 +107,7 @@ fn count(data: &[u8], frames: &mut FrameCounter, counts: &Counts) -> Reading {
 }
 
 /// A stream reached its end: counts the frame it cut short, if any.
-fn ended(frames: &FrameCounter, counts: &Counts) -> Reading {
+pub(super) fn ended(frames: &FrameCounter, counts: &Counts) -> Reading {
     if frames.mid_frame() {
         counts.partial_frames.fetch_add(1, Relaxed);
     }
@@ -89,6 +117,8 @@ fn ended(frames: &FrameCounter, counts: &Counts) -> Reading {
 /// Splits a byte stream into `[u32 big-endian length][payload]` frames and counts the whole ones.
 #[derive(Debug, Default)]
 pub struct FrameCounter {
+    /// Whole frames so far.
+    pub(super) whole: u64,
     header: [u8; 4],
     header_len: usize,
     remaining: usize,
@@ -127,6 +157,7 @@ impl FrameCounter {
                 data = &data[take..];
                 if self.remaining == 0 {
                     whole += 1;
+                    self.whole += 1;
                 }
             }
         }

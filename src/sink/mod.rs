@@ -6,10 +6,11 @@
 //! descriptor limit): at the bound it stops accepting, and the listen backlog pushes back on the publishers.
 //!
 //! `accept.rs` holds the listening side and the bound on open connections, `frames.rs` the reading and
-//! counting of frames.
+//! counting of frames, `threads.rs` the threads a long-lived connection is read on.
 
 mod accept;
 mod frames;
+mod threads;
 
 use crate::endpoint::Endpoint;
 use accept::{Acceptor, listen, max_open, name_error};
@@ -67,6 +68,9 @@ pub struct Sink {
     /// Stops the sink, draining for that long first (`Some`), or at once.
     shutdown: Option<oneshot::Sender<Option<Drain>>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The threads its long-lived connections are read on.
+    #[cfg(test)]
+    reader_threads: Arc<threads::ReaderThreads>,
 }
 
 impl Sink {
@@ -88,6 +92,8 @@ impl Sink {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<io::Result<Endpoint>>();
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let thread_counts = counts.clone();
+        let reader_threads = Arc::new(threads::ReaderThreads::default());
+        let serve_threads = reader_threads.clone();
         let endpoint = endpoint.clone();
         let thread = std::thread::Builder::new()
             .name("taskbench-sink".into())
@@ -103,7 +109,14 @@ impl Sink {
                     }
                 };
                 let open = Arc::new(Semaphore::new(max_open.max(1)));
-                rt.block_on(serve(endpoint, thread_counts, open, ready_tx, shutdown_rx));
+                rt.block_on(serve(
+                    endpoint,
+                    thread_counts,
+                    open,
+                    serve_threads,
+                    ready_tx,
+                    shutdown_rx,
+                ));
             })?;
         let bound = ready_rx
             .recv()
@@ -112,6 +125,8 @@ impl Sink {
             endpoint: bound,
             counts,
             shutdown: Some(shutdown_tx),
+            #[cfg(test)]
+            reader_threads,
             thread: Some(thread),
         })
     }
@@ -174,6 +189,7 @@ async fn serve(
     endpoint: Endpoint,
     counts: Arc<Counts>,
     open: Arc<Semaphore>,
+    threads: Arc<threads::ReaderThreads>,
     ready: std::sync::mpsc::Sender<io::Result<Endpoint>>,
     mut shutdown: oneshot::Receiver<Option<Drain>>,
 ) {
@@ -192,6 +208,7 @@ async fn serve(
         counts,
         open,
         buf: vec![0u8; READ_BUFFER],
+        threads,
     };
     let drain = loop {
         tokio::select! {
@@ -203,6 +220,7 @@ async fn serve(
     if let Some(drain) = drain {
         drain_until_idle(&mut acceptor, drain).await;
     }
+    acceptor.threads.stop_all();
     if let Endpoint::Unix(path) = &endpoint {
         let _ = std::fs::remove_file(path);
     }
@@ -280,6 +298,77 @@ mod tests {
         }
         let seen = sink.stop();
         assert_eq!((seen.connections, seen.frames), (4, 3), "{seen}");
+    }
+
+    #[test]
+    fn a_long_lived_connection_is_read_on_a_thread_that_a_stop_ends() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        for ep in [
+            Endpoint::Unix(dir.path().join("s.sock")),
+            Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
+        ] {
+            let sink = Sink::start(&ep).unwrap();
+            let mut client: Box<dyn Write> = match sink.endpoint() {
+                Endpoint::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
+                Endpoint::Tcp(a) => Box::new(std::net::TcpStream::connect(a).unwrap()),
+                Endpoint::Fifo(_) => unreachable!(),
+            };
+            // One frame at a time, each read before the next is written: one read each.
+            let sent = u64::from(threads::LONG_LIVED_READS) + 4;
+            for n in 1..=sent {
+                client.write_all(&frame("{\"n\": 1}")).unwrap();
+                let mut settle = crate::settle::Settle::new(crate::backend::local::SETTLE);
+                while !settle.done(sink.snapshot().frames, n) {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+            }
+            assert_eq!(sink.reader_threads.running(), 1, "{ep}: moved to a thread");
+            // The client stays connected: stopping the sink still ends the thread (`stop` waits for it),
+            // and nothing is lost.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(sink.stop()));
+            let seen = rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{ep}: the stop still waits for its reader thread"));
+            assert_eq!(seen.frames, sent, "{ep}: {seen}");
+            drop(client);
+        }
+    }
+
+    #[test]
+    fn a_stop_ends_a_reader_thread_whose_writer_keeps_sending() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        for ep in [
+            Endpoint::Unix(dir.path().join("s.sock")),
+            Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
+        ] {
+            let sink = Sink::start(&ep).unwrap();
+            let mut client: Box<dyn Write + Send> = match sink.endpoint() {
+                Endpoint::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
+                Endpoint::Tcp(a) => Box::new(std::net::TcpStream::connect(a).unwrap()),
+                Endpoint::Fifo(_) => unreachable!(),
+            };
+            // Writes until the sink is gone (a TCP peer may go on sending after a shutdown for reading).
+            // Many frames per write, so the reader (16 KiB a read) never finds the socket empty.
+            let writer = std::thread::spawn(move || {
+                let frames = frame("{\"n\": 1}").repeat(64 * 1024);
+                while client.write_all(&frames).is_ok() {}
+            });
+            let mut settle = crate::settle::Settle::new(crate::backend::local::SETTLE);
+            while !settle.done(sink.reader_threads.running() as u64, 1) {
+                std::thread::sleep(settle.rules.poll);
+            }
+            assert_eq!(sink.reader_threads.running(), 1, "{ep}: moved to a thread");
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || tx.send(sink.stop()));
+            let seen = rx
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("{ep}: the stop waits for a writer that keeps sending"));
+            assert!(seen.frames > 16, "{ep}: {seen}");
+            writer.join().unwrap();
+        }
     }
 
     #[tokio::test]
