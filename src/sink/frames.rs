@@ -20,14 +20,20 @@ pub(super) enum Reading {
     Ended,
 }
 
-/// Reads what a non-blocking `stream` holds now, without waiting, counting whole frames.
+/// Reads at most this many times from a connection at the moment it is accepted: enough for a `fresh`
+/// publisher's frame and its end; a writer that keeps the connection full goes on on a task of its own
+/// rather than hold up the accepting of the others.
+const READS_AT_ACCEPT: u32 = 4;
+
+/// Reads what a non-blocking `stream` holds now, without waiting, counting whole frames; stops after
+/// [`READS_AT_ACCEPT`] reads, the stream still `Open`.
 pub(super) fn read_ready(
     stream: &mut impl Read,
     frames: &mut FrameCounter,
     buf: &mut [u8],
     counts: &Counts,
 ) -> Reading {
-    loop {
+    for _ in 0..READS_AT_ACCEPT {
         match stream.read(buf) {
             Ok(0) => return ended(frames, counts),
             Ok(n) => {
@@ -40,6 +46,7 @@ pub(super) fn read_ready(
             Err(_) => return ended(frames, counts),
         }
     }
+    Reading::Open
 }
 
 /// Reads one stream to its end, counting whole frames (`frames` holds where an earlier read left off);
