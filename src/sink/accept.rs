@@ -93,26 +93,13 @@ impl Acceptor {
         if read_ready(&mut stream, &mut frames, &mut self.buf, &self.counts) == Reading::Ended {
             return; // closed here, with its slot
         }
+        let (counts, threads) = (self.counts.clone(), self.threads.clone());
         let spawned = match stream {
             Accepted::Unix(s) => tokio::net::UnixStream::from_std(s).map(|s| {
-                let threads = self.threads.clone();
-                tokio::spawn(read_socket(
-                    s,
-                    frames,
-                    self.counts.clone(),
-                    Some(slot),
-                    threads,
-                ));
+                tokio::spawn(read_socket(s, frames, counts, Some(slot), threads));
             }),
             Accepted::Tcp(s) => tokio::net::TcpStream::from_std(s).map(|s| {
-                let threads = self.threads.clone();
-                tokio::spawn(read_socket(
-                    s,
-                    frames,
-                    self.counts.clone(),
-                    Some(slot),
-                    threads,
-                ));
+                tokio::spawn(read_socket(s, frames, counts, Some(slot), threads));
             }),
         };
         if spawned.is_ok() {

@@ -300,6 +300,15 @@ mod tests {
         assert_eq!((seen.connections, seen.frames), (4, 3), "{seen}");
     }
 
+    /// A plain blocking client of a socket sink.
+    fn connect(sink: &Sink) -> Box<dyn std::io::Write + Send> {
+        match sink.endpoint() {
+            Endpoint::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
+            Endpoint::Tcp(a) => Box::new(std::net::TcpStream::connect(a).unwrap()),
+            Endpoint::Fifo(_) => unreachable!("a FIFO has no connections"),
+        }
+    }
+
     #[test]
     fn a_long_lived_connection_is_read_on_a_thread_that_a_stop_ends() {
         use std::io::Write;
@@ -309,11 +318,7 @@ mod tests {
             Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
         ] {
             let sink = Sink::start(&ep).unwrap();
-            let mut client: Box<dyn Write> = match sink.endpoint() {
-                Endpoint::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
-                Endpoint::Tcp(a) => Box::new(std::net::TcpStream::connect(a).unwrap()),
-                Endpoint::Fifo(_) => unreachable!(),
-            };
+            let mut client = connect(&sink);
             // One frame at a time, each read before the next is written: one read each.
             let sent = u64::from(threads::LONG_LIVED_READS) + 4;
             for n in 1..=sent {
@@ -345,11 +350,7 @@ mod tests {
             Endpoint::Tcp("127.0.0.1:0".parse().unwrap()),
         ] {
             let sink = Sink::start(&ep).unwrap();
-            let mut client: Box<dyn Write + Send> = match sink.endpoint() {
-                Endpoint::Unix(p) => Box::new(std::os::unix::net::UnixStream::connect(p).unwrap()),
-                Endpoint::Tcp(a) => Box::new(std::net::TcpStream::connect(a).unwrap()),
-                Endpoint::Fifo(_) => unreachable!(),
-            };
+            let mut client = connect(&sink);
             // Writes until the sink is gone (a TCP peer may go on sending after a shutdown for reading).
             // Many frames per write, so the reader (16 KiB a read) never finds the socket empty.
             let writer = std::thread::spawn(move || {
