@@ -3,8 +3,9 @@
 //! loop's reader does (bench/bare_write.c), instead of waking the runtime's epoll for every read.
 //!
 //! A `fresh` connection carries one frame and never gets here. The threads are bounded
-//! ([`MAX_READER_THREADS`]); past the bound a stream stays on the runtime. Stopping the sink shuts every
-//! thread's socket down for reading (what is queued is still read) and waits for the threads.
+//! ([`MAX_READER_THREADS`]); past the bound a stream stays on the runtime. Stopping the sink ends every
+//! thread after the read it is in (shutting its socket down for reading wakes one that waits) and waits for
+//! the threads.
 
 use super::Counts;
 use super::frames::{FrameCounter, READ_BUFFER, Reading, count, ended};
@@ -16,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use tokio::sync::OwnedSemaphorePermit;
 
-/// Reads with data a stream must have had, without ending, before it moves to a thread of its own.
+/// Reads with data a stream must have had, without ending and with more than one whole frame, before it
+/// moves to a thread of its own.
 pub(super) const LONG_LIVED_READS: u32 = 16;
 /// The most reader threads one sink runs at once.
 pub(super) const MAX_READER_THREADS: usize = 64;
