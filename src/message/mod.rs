@@ -360,9 +360,10 @@ mod tests {
         let text = std::str::from_utf8(m.envelope()).unwrap();
         assert!(text.starts_with(r#"{"body": "W1syLCAyXSwge30sIHsiY2FsbGJhY2tzIjogbnVsbCwgImVycmJhY2tzIjogbnVsbCwgImNoYWluIjogbnVsbCwgImNob3JkIjogbnVsbH1d", "content-encoding": "utf-8", "content-type": "application/json", "headers": {"lang": "py", "task": "tasks.add", "id": ""#), "{text}");
         let v: Value = serde_json::from_slice(m.envelope()).unwrap();
-        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        // An object's keys, in the order they were written.
+        let keys = |o: &Value| -> Vec<String> { o.as_object().unwrap().keys().cloned().collect() };
         assert_eq!(
-            keys,
+            keys(&v),
             [
                 "body",
                 "content-encoding",
@@ -371,14 +372,8 @@ mod tests {
                 "properties"
             ]
         );
-        let headers: Vec<&str> = v["headers"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
         assert_eq!(
-            headers,
+            keys(&v["headers"]),
             [
                 "lang",
                 "task",
@@ -401,14 +396,8 @@ mod tests {
                 "stamps"
             ]
         );
-        let props: Vec<&str> = v["properties"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
         assert_eq!(
-            props,
+            keys(&v["properties"]),
             [
                 "correlation_id",
                 "reply_to",

@@ -300,6 +300,15 @@ mod tests {
         assert_eq!((seen.connections, seen.frames), (4, 3), "{seen}");
     }
 
+    /// Stops `sink` on another thread and returns its totals, failing the test with `stuck` if the stop
+    /// takes over 10 s.
+    fn stop_within_10s(sink: Sink, stuck: &str) -> SinkSnapshot {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(sink.stop()));
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("{stuck}"))
+    }
+
     /// A plain blocking client of a socket sink.
     fn connect(sink: &Sink) -> Box<dyn std::io::Write + Send> {
         match sink.endpoint() {
@@ -331,11 +340,10 @@ mod tests {
             assert_eq!(sink.reader_threads.running(), 1, "{ep}: moved to a thread");
             // The client stays connected: stopping the sink still ends the thread (`stop` waits for it),
             // and nothing is lost.
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || tx.send(sink.stop()));
-            let seen = rx
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("{ep}: the stop still waits for its reader thread"));
+            let seen = stop_within_10s(
+                sink,
+                &format!("{ep}: the stop still waits for its reader thread"),
+            );
             assert_eq!(seen.frames, sent, "{ep}: {seen}");
             drop(client);
         }
@@ -362,11 +370,10 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(2));
             }
             assert_eq!(sink.reader_threads.running(), 1, "{ep}: moved to a thread");
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || tx.send(sink.stop()));
-            let seen = rx
-                .recv_timeout(Duration::from_secs(10))
-                .unwrap_or_else(|_| panic!("{ep}: the stop waits for a writer that keeps sending"));
+            let seen = stop_within_10s(
+                sink,
+                &format!("{ep}: the stop waits for a writer that keeps sending"),
+            );
             assert!(seen.frames > 16, "{ep}: {seen}");
             writer.join().unwrap();
         }
