@@ -758,7 +758,8 @@ fn profile_cpu_also_samples_the_wall_clock_waiting_included() {
     let sleepy = &summary.cases[1];
     assert_eq!(sleepy.name, "sleepy");
     let read = |name: &str| {
-        std::fs::read_to_string(out_dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+        std::fs::read_to_string(out_dir.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}; the run printed:\n{stdout}\n{stderr}"))
     };
     // The stage clock's wall view is still there, as on every case.
     assert!(read("sleepy.wall.folded").starts_with("publish"));

@@ -281,13 +281,28 @@ impl Sampler {
             let _ = self.child.wait().await;
         }
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        match std::fs::read_to_string(&self.out) {
-            Ok(text) if !text.trim().is_empty() => Ok(Recorded {
-                sampled_ns,
-                ..recorded(self.sampling, &text, &self.said)
-            }),
-            _ => Err(SpyError::RecordedNothing(explain(&log))),
+        let output = std::fs::read_to_string(&self.out).ok();
+        outcome(self.sampling, output.as_deref(), &self.said, &log)
+            .map(|r| Recorded { sampled_ns, ..r })
+    }
+}
+
+/// What a stopped sampler recorded, from its output file's text (`None`: none written), what it printed on
+/// stdout and its stderr. An empty output with py-spy's closing count is a turn in which the CPU sampler
+/// never found the harness on a CPU (it waited on the broker or slept throughout): no samples, not a
+/// failure, so the turns go on (taking it for a failure once ended them, and the pywall view was never
+/// sampled). An empty output without that count means py-spy never sampled: why, from its stderr.
+fn outcome(
+    sampling: Sampling,
+    output: Option<&str>,
+    said: &str,
+    log: &str,
+) -> Result<Recorded, SpyError> {
+    match output {
+        Some(text) if !text.trim().is_empty() || counts(said).is_some() => {
+            Ok(recorded(sampling, text, said))
         }
+        _ => Err(SpyError::RecordedNothing(explain(log))),
     }
 }
 
@@ -489,6 +504,30 @@ mod tests {
             ["--idle"],
             "blocking too: a --nonblocking read fails when the stack changes under it"
         );
+    }
+
+    #[test]
+    fn a_turn_that_never_found_the_harness_on_a_cpu_recorded_no_samples_and_did_not_fail() {
+        // What py-spy 0.4.3 printed after 150 ms on a Python process sleeping in time.sleep, with an
+        // empty output file.
+        let said = "py-spy> Sampling process 500 times a second. Press Control-C to exit.\n\
+                    py-spy> Wrote raw flamegraph data to '/tmp/x.txt'. Samples: 0 Errors: 0\n";
+        let idle = outcome(Sampling::Cpu, Some(""), said, "").expect("not a failure");
+        assert_eq!(
+            (idle.folded.as_str(), idle.samples, idle.errors),
+            ("", 0, 0)
+        );
+        // No closing count: py-spy never sampled, and says why on stderr.
+        let log = "Error: Failed to find python version from target process\n";
+        for output in [Some(""), None] {
+            let why = outcome(Sampling::Cpu, output, "", log)
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                why,
+                "py-spy recorded no samples: Error: Failed to find python version from target process"
+            );
+        }
     }
 
     #[test]

@@ -171,6 +171,13 @@ fn combine(slices: Slices) -> Vec<(Sampling, Result<Recorded, SpyError>)> {
             }
         }
         let result = match (recorded, failures.first()) {
+            // Every turn ran and found nothing to sample: the CPU view of a harness that was never on a
+            // CPU when py-spy looked.
+            (Some(sum), None) if sum.folded.trim().is_empty() => Err(SpyError::NoTurn(format!(
+                "py-spy took no samples in the view's {} turns ({} ms): the harness was never on a CPU when it looked",
+                slices.iter().filter(|(s, _)| *s == sampling).count(),
+                sum.sampled_ns / 1_000_000
+            ))),
             (Some(sum), _) => {
                 for (i, why) in &failures {
                     // The last turn, cut short by the case's end, may stop py-spy before it sampled.
@@ -262,6 +269,33 @@ mod tests {
         assert_eq!(
             (wall.folded.as_str(), wall.samples, wall.errors),
             ("a 8\nc 2\n", 5, 1)
+        );
+    }
+
+    #[test]
+    fn a_turn_with_no_samples_adds_nothing_and_a_view_with_none_says_why() {
+        let slices = || {
+            vec![
+                (Sampling::Cpu, rec("", 0, 0)),
+                (Sampling::Wall, rec("a 6\n", 3, 0)),
+                (Sampling::Cpu, rec("", 0, 0)),
+                (Sampling::Wall, rec("a 2\n", 1, 0)),
+            ]
+        };
+        let views = combine(slices());
+        let why = views[0].1.as_ref().unwrap_err().to_string();
+        assert_eq!(
+            why,
+            "py-spy took no samples in the view's 2 turns (0 ms): the harness was never on a CPU when it looked"
+        );
+        let wall = views[1].1.as_ref().unwrap();
+        assert_eq!((wall.folded.as_str(), wall.samples), ("a 8\n", 4));
+        let mut some = slices();
+        some.push((Sampling::Cpu, rec("b 2\n", 1, 0)));
+        let cpu = combine(some).remove(0).1.unwrap();
+        assert_eq!(
+            (cpu.folded.as_str(), cpu.samples, cpu.sampled_ns),
+            ("b 2\n", 1, 300)
         );
     }
 
