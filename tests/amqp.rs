@@ -1096,7 +1096,9 @@ async fn a_memory_alarm_on_a_private_node_is_counted_and_timed() {
         quiet.notes_with_facts()
     );
 
-    let case = toml("5s");
+    // Long enough for both rabbitmqctl runs (each starts an Erlang VM: a second or more, several on a
+    // loaded machine) and the 1.5 s between them, with time left for the unblock to arrive.
+    let case = toml("10s");
     let runner = tokio::spawn(async move { run(&case).await });
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let ctl = |args: &'static [&'static str]| {
