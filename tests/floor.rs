@@ -122,11 +122,12 @@ fn an_amqp_floor_with_batch_or_window_confirms_says_it_is_not_measured_instead_o
     };
     let (cases, stdout, code) = run(
         dir.path(),
-        &format!(
+        &(format!(
             "name = \"amqp-floor\"\npublishes = 10\nwarmup = 0\nfloor = true\npublish_timeout = \"2s\"\n{}{}",
             case("batch"),
             case("window")
-        ),
+        ) + "[[case]]\nname = \"pipelined\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nbatch = 8\n\
+               url = \"amqp://guest:guest@127.0.0.1:1/%2f\"\n"),
         &[],
     );
     assert_eq!(code, Some(1), "{stdout}");
@@ -146,6 +147,11 @@ fn an_amqp_floor_with_batch_or_window_confirms_says_it_is_not_measured_instead_o
             "the table says so: {stdout}"
         );
     }
+    let why = cases[2]["floor"]["unavailable"].as_str().unwrap();
+    assert!(
+        why.starts_with("not measured: batch = 8 sends that many messages per publish call"),
+        "{why}"
+    );
 }
 
 #[test]
@@ -237,6 +243,72 @@ async fn an_amqp_floor_publishes_to_its_own_queue_and_deletes_it() {
         "{}",
         cases[1]["floor"]
     );
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
+async fn an_amqp_floor_that_fails_says_why_and_still_deletes_its_queue() {
+    let url = common::amqp_url();
+    let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+    else {
+        return common::skip_test(&format!("no RabbitMQ reachable at {url}"));
+    };
+    let channel = conn.create_channel().await.unwrap();
+    let queue = common::unique("floor-fails");
+    let floor_queue = format!("{queue}.taskbench-floor");
+    // A queue of that name with other flags (not durable): the floor's declare fails on it, after the
+    // floor's connection was open.
+    channel
+        .queue_declare(
+            floor_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "name = \"amqp-floor\"\npublishes = 20\nwarmup = 0\nfloor = true\n\
+         [task]\nname = \"tasks.add\"\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"each\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
+    );
+    let (cases, stdout, code) =
+        tokio::task::spawn_blocking(move || run(dir.path(), &scenario, &[]))
+            .await
+            .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let still_there = channel
+        .queue_declare(
+            floor_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .is_ok();
+    let channel = conn.create_channel().await.unwrap();
+    let _ = channel
+        .queue_delete(floor_queue.as_str().into(), Default::default())
+        .await;
+    let _ = channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
+    let _ = channel
+        .exchange_delete(queue.as_str().into(), Default::default())
+        .await;
+    assert_eq!(code, Some(0), "the case itself ran: {stdout}");
+    let why = cases[0]["floor"]["unavailable"].as_str().unwrap();
+    assert!(
+        why.contains("RabbitMQ closed the channel while taskbench waited for queue.declare-ok: 406 PRECONDITION_FAILED"),
+        "{why}"
+    );
+    assert!(
+        !still_there,
+        "the floor deleted the queue after its failure"
+    );
+    assert_eq!(cases[0]["delivered"], 20, "the case is untouched");
 }
 
 #[tokio::test]

@@ -17,7 +17,7 @@ use amq_protocol::protocol::{
     AMQPClass, BasicProperties, basic, channel, confirm, connection, queue,
 };
 use amq_protocol::types::{AMQPValue, FieldTable, LongString, ShortString};
-use amq_protocol::uri::{AMQPScheme, AMQPUri};
+use amq_protocol::uri::{AMQPScheme, AMQPUri, SASLMechanism};
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -31,12 +31,19 @@ pub fn client(confirm: Confirm) -> &'static str {
     }
 }
 
-/// Why a case with these options has no floor (`confirm = "batch"` or `"window"`), or `None`.
+/// Why a case with these options has no floor (`confirm = "batch"` or `"window"`, or `batch` above 1), or
+/// `None`.
 pub fn not_measured(o: &AmqpOptions) -> Option<String> {
-    matches!(o.confirm, Confirm::Batch | Confirm::Window).then(|| {
-        format!(
+    if matches!(o.confirm, Confirm::Batch | Confirm::Window) {
+        return Some(format!(
             "not measured: confirm = {:?} times each message to its batch's last ack or to its own, which a floor of one publish at a time does not measure; compare with a confirm = \"each\" or \"off\" case",
             o.confirm.name()
+        ));
+    }
+    (o.batch > 1).then(|| {
+        format!(
+            "not measured: batch = {} sends that many messages per publish call and times each to the last of them, which a floor of one publish at a time does not measure; compare with a batch = 1 case",
+            o.batch
         )
     })
 }
@@ -71,6 +78,15 @@ impl FloorTarget {
                 "not measured: TLS (amqps://) has no plain blocking floor client",
             ));
         }
+        if let Some(mechanism) = uri
+            .query
+            .auth_mechanism
+            .filter(|m| *m != SASLMechanism::Plain)
+        {
+            return Err(io::Error::other(format!(
+                "not measured: the floor logs in with PLAIN only, and {shown} asks for {mechanism:?}"
+            )));
+        }
         let queue = format!("{}.taskbench-floor", case.task.spec().queue);
         let queue = ShortString::try_new(queue)
             .map_err(|e| io::Error::other(format!("the floor's queue name is too long: {e}")))?;
@@ -89,53 +105,91 @@ impl FloorTarget {
 
     pub(super) fn measure(self, plan: Plan) -> io::Result<Measured> {
         let context = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", self.shown));
+        let (mut conn, frame_max) = self.connect().map_err(context)?;
+        let mut published = 0u64;
+        let measured = self.declare(&mut conn).and_then(|()| {
+            let publish = self.publish_frames(frame_max)?;
+            plan.run(|| {
+                conn.write(&publish, "a publish")?;
+                published += 1;
+                while self.confirms && conn.confirm()? < published {}
+                Ok(())
+            })
+        });
+        let measured = match measured {
+            Ok(measured) => measured,
+            Err(e) => {
+                // The connection may be unusable (a frame cut by a timeout, closed by the broker, blocked):
+                // the queue is deleted over a new one.
+                drop(conn);
+                self.delete_over_a_new_connection();
+                return Err(context(e));
+            }
+        };
+        match self.delete(&mut conn) {
+            // Every publish reached the queue: the floor measured what it says. (A publish the broker
+            // dropped would have cost it less.)
+            Ok(held) if u64::from(held) == published => {
+                let _ = self.close(&mut conn);
+                Ok(measured)
+            }
+            Ok(held) => Err(context(io::Error::other(format!(
+                "the floor's queue {} held {held} of its {published} publishes at the end (a policy limiting its length?), so its figures are not of the publishes it timed",
+                self.queue
+            )))),
+            Err(e) => {
+                drop(conn);
+                tracing::warn!(
+                    "the AMQP floor could not delete its queue {} on {}: {e}; trying over a new connection",
+                    self.queue,
+                    self.shown
+                );
+                self.delete_over_a_new_connection();
+                Ok(measured)
+            }
+        }
+    }
+
+    /// A connection to the broker, logged in, with channel 1 open; and the largest frame it takes.
+    fn connect(&self) -> io::Result<(Conn<TcpStream>, u32)> {
         let authority = &self.uri.authority;
         let mut last = io::Error::other("the host name resolved to no address");
-        let mut socket = None;
-        for addr in (authority.host.as_str(), authority.port)
-            .to_socket_addrs()
-            .map_err(context)?
-        {
+        for addr in (authority.host.as_str(), authority.port).to_socket_addrs()? {
             match TcpStream::connect_timeout(&addr, self.timeout) {
                 Ok(s) => {
-                    socket = Some(s);
-                    break;
+                    s.set_nodelay(true)?;
+                    s.set_read_timeout(Some(self.timeout))?;
+                    s.set_write_timeout(Some(self.timeout))?;
+                    let mut conn = Conn::new(s, self.timeout);
+                    let frame_max = self.open(&mut conn)?;
+                    return Ok((conn, frame_max));
                 }
                 Err(e) => last = e,
             }
         }
-        let s = socket.ok_or_else(|| context(last))?;
-        s.set_nodelay(true)?;
-        s.set_read_timeout(Some(self.timeout))?;
-        s.set_write_timeout(Some(self.timeout))?;
-        let mut conn = Conn::new(s);
-        let frame_max = self.open(&mut conn).map_err(context)?;
-        let publish = self.publish_frames(frame_max)?;
-        let mut confirmed = Confirmed::default();
-        let mut published = 0u64;
-        let measured = plan.run(|| {
-            conn.s.write_all(&publish)?;
-            published += 1;
-            while self.confirms && confirmed.count < published {
-                conn.confirm(&mut confirmed)?;
-            }
-            Ok(())
+        Err(last)
+    }
+
+    /// Deletes the floor's queue over a connection of its own, after a failure: the queue must not stay
+    /// behind with the floor's persistent messages in it.
+    fn delete_over_a_new_connection(&self) {
+        let deleted = self.connect().and_then(|(mut conn, _)| {
+            self.delete(&mut conn)?;
+            self.close(&mut conn)
         });
-        // The measurement stands even if the clean-up fails; the queue left behind is named.
-        if let Err(e) = self.close(&mut conn, published, &mut confirmed) {
+        if let Err(e) = deleted {
             tracing::warn!(
-                "the AMQP floor could not delete its queue {} on {}: {e}",
+                "the AMQP floor could not delete its queue {} on {}: {e}; delete it by hand",
                 self.queue,
                 self.shown
             );
         }
-        measured.map_err(context)
     }
 
-    /// The handshake (PLAIN login, no heartbeats), channel 1, the floor's queue and confirm mode; returns
-    /// the largest frame the broker takes.
+    /// The handshake (PLAIN login, no heartbeats) and channel 1; returns the largest frame the broker takes
+    /// (and the URL's `frame_max`, as lapin honours it for the case).
     fn open(&self, conn: &mut Conn<TcpStream>) -> io::Result<u32> {
-        conn.s.write_all(b"AMQP\x00\x00\x09\x01")?;
+        conn.write(b"AMQP\x00\x00\x09\x01", "the protocol header")?;
         conn.expect("connection.start", |m| match m {
             AMQPClass::Connection(connection::AMQPMethod::Start(_)) => Some(()),
             _ => None,
@@ -154,11 +208,12 @@ impl FloorTarget {
             AMQPClass::Connection(connection::AMQPMethod::Tune(t)) => Some(t.clone()),
             _ => None,
         })?;
-        let frame_max = if tune.frame_max == 0 {
-            131_072
-        } else {
-            tune.frame_max
-        };
+        let frame_max = [Some(tune.frame_max), self.uri.query.frame_max]
+            .into_iter()
+            .flatten()
+            .filter(|&m| m > 0)
+            .min()
+            .unwrap_or(131_072);
         conn.send(&[
             method(
                 0,
@@ -187,6 +242,11 @@ impl FloorTarget {
             AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)) => Some(()),
             _ => None,
         })?;
+        Ok(frame_max)
+    }
+
+    /// Declares the floor's queue as the case's is declared, and turns on confirms with `confirm = "each"`.
+    fn declare(&self, conn: &mut Conn<TcpStream>) -> io::Result<()> {
         conn.send(&[method(
             CHANNEL,
             AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
@@ -215,7 +275,7 @@ impl FloorTarget {
                 _ => None,
             })?;
         }
-        Ok(frame_max)
+        Ok(())
     }
 
     /// One publish's frames, encoded: basic.publish to the default exchange with the floor's queue as the
@@ -227,7 +287,9 @@ impl FloorTarget {
                 AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
                     exchange: "".into(),
                     routing_key: self.queue.clone(),
-                    mandatory: false,
+                    // As the case's: with confirms, an unroutable publish comes back (basic.return)
+                    // instead of being dropped and acked.
+                    mandatory: self.confirms,
                     immediate: false,
                 })),
             ),
@@ -249,16 +311,8 @@ impl FloorTarget {
         encode(&frames)
     }
 
-    /// Waits for the confirms still owed, deletes the floor's queue and closes the connection.
-    fn close(
-        &self,
-        conn: &mut Conn<TcpStream>,
-        published: u64,
-        confirmed: &mut Confirmed,
-    ) -> io::Result<()> {
-        while self.confirms && confirmed.count < published {
-            conn.confirm(confirmed)?;
-        }
+    /// Deletes the floor's queue; returns how many messages it held.
+    fn delete(&self, conn: &mut Conn<TcpStream>) -> io::Result<u32> {
         conn.send(&[method(
             CHANNEL,
             AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
@@ -269,9 +323,13 @@ impl FloorTarget {
             })),
         )])?;
         conn.expect("queue.delete-ok", |m| match m {
-            AMQPClass::Queue(queue::AMQPMethod::DeleteOk(_)) => Some(()),
+            AMQPClass::Queue(queue::AMQPMethod::DeleteOk(ok)) => Some(ok.message_count),
             _ => None,
-        })?;
+        })
+    }
+
+    /// Closes the connection with the handshake.
+    fn close(&self, conn: &mut Conn<TcpStream>) -> io::Result<()> {
         conn.send(&[method(
             0,
             AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
@@ -322,35 +380,53 @@ fn encode(frames: &[AMQPFrame]) -> io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// The publishes the broker confirmed so far.
-#[derive(Default)]
-struct Confirmed {
-    /// How many.
-    count: u64,
-    /// The highest delivery tag confirmed (a `multiple` ack confirms every tag up to its own).
-    through: u64,
-}
-
-/// A blocking AMQP connection: the socket and what was read of it but not yet parsed.
+/// A blocking AMQP connection: the socket, what was read of it but not yet parsed, and the delivery tag
+/// the broker confirmed up to.
 struct Conn<S> {
     s: S,
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    confirmed: u64,
+    /// The socket's read and write timeout, for the errors.
+    timeout: Duration,
 }
 
 impl<S: Read + Write> Conn<S> {
-    fn new(s: S) -> Self {
+    fn new(s: S, timeout: Duration) -> Self {
         Conn {
             s,
             buf: vec![0; 4096],
             start: 0,
             end: 0,
+            confirmed: 0,
+            timeout,
         }
     }
 
+    /// Writes `bytes` (`what` names them in errors).
+    fn write(&mut self, bytes: &[u8], what: &str) -> io::Result<()> {
+        self.s
+            .write_all(bytes)
+            .map_err(|e| self.timed_out(e, &format!("RabbitMQ took no more of {what} within")))
+    }
+
     fn send(&mut self, frames: &[AMQPFrame]) -> io::Result<()> {
-        self.s.write_all(&encode(frames)?)
+        self.write(&encode(frames)?, "a method")
+    }
+
+    /// A socket timeout (`EAGAIN` from a blocking socket with a timeout) as what it means here.
+    fn timed_out(&self, e: io::Error, what: &str) -> io::Error {
+        match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "{what} {} (publish_timeout; is it blocked by a memory or disk alarm?)",
+                    humantime::format_duration(self.timeout)
+                ),
+            ),
+            _ => e,
+        }
     }
 
     /// The next frame from the broker.
@@ -376,7 +452,10 @@ impl<S: Read + Write> Conn<S> {
             if self.end == self.buf.len() {
                 self.buf.resize(self.buf.len() * 2, 0);
             }
-            let n = self.s.read(&mut self.buf[self.end..])?;
+            let n = match self.s.read(&mut self.buf[self.end..]) {
+                Ok(n) => n,
+                Err(e) => return Err(self.timed_out(e, "RabbitMQ sent nothing within")),
+            };
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
@@ -387,9 +466,9 @@ impl<S: Read + Write> Conn<S> {
         }
     }
 
-    /// Reads frames until `pick` takes a method (`what` names it in errors); a broker's close of the
-    /// connection or channel is an error with its reply, and anything else (a heartbeat,
-    /// connection.blocked) is passed over.
+    /// Reads frames until `pick` takes a method (`what` names it in errors); the broker's close of the
+    /// connection or channel, or a publish it returned, is an error with its reply, and anything else (a
+    /// heartbeat, connection.blocked) is passed over.
     fn expect<T>(&mut self, what: &str, pick: impl Fn(&AMQPClass) -> Option<T>) -> io::Result<T> {
         loop {
             let AMQPFrame::Method(_, class) = self
@@ -401,31 +480,31 @@ impl<S: Read + Write> Conn<S> {
             if let Some(picked) = pick(&class) {
                 return Ok(picked);
             }
-            match class {
+            let (closed, code, text) = match class {
                 AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
-                    return Err(io::Error::other(format!(
-                        "RabbitMQ closed the connection while taskbench waited for {what}: {} {}",
-                        c.reply_code, c.reply_text
-                    )));
+                    ("closed the connection", c.reply_code, c.reply_text)
                 }
                 AMQPClass::Channel(channel::AMQPMethod::Close(c)) => {
-                    return Err(io::Error::other(format!(
-                        "RabbitMQ closed the channel while taskbench waited for {what}: {} {}",
-                        c.reply_code, c.reply_text
-                    )));
+                    ("closed the channel", c.reply_code, c.reply_text)
                 }
-                _ => {}
-            }
+                AMQPClass::Basic(basic::AMQPMethod::Return(r)) => {
+                    ("returned a publish", r.reply_code, r.reply_text)
+                }
+                _ => continue,
+            };
+            return Err(io::Error::other(format!(
+                "RabbitMQ {closed} while taskbench waited for {what}: {code} {text}"
+            )));
         }
     }
 
-    /// Reads the next confirm into `confirmed`; a nack is an error.
-    fn confirm(&mut self, confirmed: &mut Confirmed) -> io::Result<()> {
-        let (tag, multiple, acked) = self.expect("a publisher confirm", |m| match m {
-            AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => Some((a.delivery_tag, a.multiple, true)),
-            AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => {
-                Some((n.delivery_tag, n.multiple, false))
-            }
+    /// Reads the next confirm; returns the delivery tag confirmed up to (an ack confirms its own tag, a
+    /// `multiple` one every tag up to it; the floor has one publish unconfirmed at a time). A nack is an
+    /// error.
+    fn confirm(&mut self) -> io::Result<u64> {
+        let (tag, acked) = self.expect("a publisher confirm", |m| match m {
+            AMQPClass::Basic(basic::AMQPMethod::Ack(a)) => Some((a.delivery_tag, true)),
+            AMQPClass::Basic(basic::AMQPMethod::Nack(n)) => Some((n.delivery_tag, false)),
             _ => None,
         })?;
         if !acked {
@@ -433,13 +512,8 @@ impl<S: Read + Write> Conn<S> {
                 "RabbitMQ nacked the floor's publish {tag}"
             )));
         }
-        confirmed.count += if multiple {
-            tag.saturating_sub(confirmed.through)
-        } else {
-            1
-        };
-        confirmed.through = confirmed.through.max(tag);
-        Ok(())
+        self.confirmed = self.confirmed.max(tag);
+        Ok(self.confirmed)
     }
 }
 
@@ -487,7 +561,7 @@ mod tests {
     }
 
     #[test]
-    fn a_multiple_ack_confirms_every_tag_up_to_its_own_and_a_nack_is_an_error() {
+    fn acks_confirm_up_to_their_tag_and_a_nack_is_an_error() {
         let acks = encode(&[
             method(
                 CHANNEL,
@@ -514,15 +588,16 @@ mod tests {
             ),
         ])
         .unwrap();
-        let mut conn = Conn::new(io::Cursor::new(acks));
-        let mut confirmed = Confirmed::default();
-        conn.confirm(&mut confirmed).unwrap();
-        assert_eq!(confirmed.count, 1);
-        conn.confirm(&mut confirmed).unwrap();
-        assert_eq!((confirmed.count, confirmed.through), (5, 5));
-        let nack = conn.confirm(&mut confirmed).unwrap_err().to_string();
+        let mut conn = Conn::new(io::Cursor::new(acks), Duration::from_secs(1));
+        assert_eq!(conn.confirm().unwrap(), 1);
+        assert_eq!(
+            conn.confirm().unwrap(),
+            5,
+            "a multiple ack confirms up to its tag"
+        );
+        let nack = conn.confirm().unwrap_err().to_string();
         assert_eq!(nack, "RabbitMQ nacked the floor's publish 6");
-        let eof = conn.confirm(&mut confirmed).unwrap_err().to_string();
+        let eof = conn.confirm().unwrap_err().to_string();
         assert_eq!(
             eof,
             "waiting for a publisher confirm: RabbitMQ closed the connection"
