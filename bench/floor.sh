@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark: every case of scenarios/bench-floor.toml as a ratio to its backend's floor, measured by the same
 # `taskbench run` right before the case (floor, case, floor, case, ...): raw unix against a bare write loop
-# of the same frame, Redis pooled against a blocking socket doing one LPUSH and reading the reply, one
+# of the same frame, Redis pooled against a blocking socket doing one LPUSH and reading the reply, RabbitMQ
+# pooled against a blocking socket doing one basic.publish (and reading its confirm with confirm = "each"), one
 # publisher each. Each round prints every case's p50 and throughput, its floor's and the ratios; the last
 # lines are the medians over the rounds. TOKIO_WORKER_THREADS (or any taskbench setting) passes through.
 # Usage: bench/floor.sh [ROUNDS] [CASE...]   (default 5 rounds, every case)

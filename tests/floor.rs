@@ -110,29 +110,238 @@ fn run_floor_asks_for_the_floors_the_scenario_does_not() {
 }
 
 #[test]
-fn an_amqp_floor_says_it_is_not_measured_instead_of_measuring_a_stand_in() {
+fn an_amqp_floor_with_batch_or_window_confirms_says_it_is_not_measured_instead_of_measuring_a_stand_in()
+ {
     let dir = tempfile::tempdir().unwrap();
-    // No broker answers on port 1: the case fails to connect, the floor is not attempted.
+    // No broker answers on port 1: the cases fail to connect; their floors are not attempted.
+    let case = |confirm: &str| {
+        format!(
+            "[[case]]\nname = \"{confirm}\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"{confirm}\"\n\
+             url = \"amqp://guest:guest@127.0.0.1:1/%2f\"\n"
+        )
+    };
     let (cases, stdout, code) = run(
         dir.path(),
-        "name = \"amqp-floor\"\npublishes = 10\nwarmup = 0\nfloor = true\npublish_timeout = \"2s\"\n\
-         [[case]]\nname = \"amqp\"\nbackend = \"amqp\"\npath = \"pooled\"\nurl = \"amqp://guest:guest@127.0.0.1:1/%2f\"\n",
+        &(format!(
+            "name = \"amqp-floor\"\npublishes = 10\nwarmup = 0\nfloor = true\npublish_timeout = \"2s\"\n{}{}",
+            case("batch"),
+            case("window")
+        ) + "[[case]]\nname = \"pipelined\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nbatch = 8\n\
+               url = \"amqp://guest:guest@127.0.0.1:1/%2f\"\n"),
         &[],
     );
     assert_eq!(code, Some(1), "{stdout}");
-    let f = &cases[0]["floor"];
-    assert_eq!(f["units"], 0);
-    assert_eq!(f["p50_ratio"], Value::Null);
+    for (c, confirm) in cases.iter().zip(["batch", "window"]) {
+        let f = &c["floor"];
+        assert_eq!(f["units"], 0);
+        assert_eq!(f["p50_ratio"], Value::Null);
+        let why = f["unavailable"].as_str().unwrap();
+        assert!(
+            why.starts_with(&format!(
+                "not measured: confirm = \"{confirm}\" times each message"
+            )),
+            "{why}"
+        );
+        assert!(
+            stdout.contains(&format!("{confirm}: no floor: not measured")),
+            "the table says so: {stdout}"
+        );
+    }
+    let why = cases[2]["floor"]["unavailable"].as_str().unwrap();
     assert!(
-        f["unavailable"]
+        why.starts_with("not measured: batch = 8 sends that many messages per publish call"),
+        "{why}"
+    );
+}
+
+#[test]
+fn an_unreachable_amqp_floor_says_why_with_the_url_and_no_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cases, stdout, code) = run(
+        dir.path(),
+        "name = \"amqp-floor\"\npublishes = 10\nwarmup = 0\nfloor = true\npublish_timeout = \"2s\"\n\
+         [[case]]\nname = \"amqp\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\n\
+         url = \"amqp://guest:sekrit@127.0.0.1:1/%2f\"\n",
+        &[],
+    );
+    assert_eq!(code, Some(1), "{stdout}");
+    let why = cases[0]["floor"]["unavailable"].as_str().unwrap();
+    assert!(
+        why.starts_with("the floor failed: amqp://guest:***@127.0.0.1:1/%2f: "),
+        "{why}"
+    );
+    assert!(!stdout.contains("sekrit") && !why.contains("sekrit"));
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
+async fn an_amqp_floor_publishes_to_its_own_queue_and_deletes_it() {
+    let url = common::amqp_url();
+    let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+    else {
+        return common::skip_test(&format!("no RabbitMQ reachable at {url}"));
+    };
+    let channel = conn.create_channel().await.unwrap();
+    let queue = common::unique("floor");
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "name = \"amqp-floor\"\npublishes = 300\nwarmup = 20\nfloor = true\n\
+         [task]\nname = \"tasks.add\"\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"off\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"off\"\nurl = \"{url}\"\n\
+         [[case]]\nname = \"each\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
+    );
+    let (cases, stdout, code) = tokio::task::spawn_blocking(move || {
+        let out = run(dir.path(), &scenario, &[]);
+        drop(dir);
+        out
+    })
+    .await
+    .unwrap();
+    for name in [queue.clone(), format!("{queue}.taskbench-floor")] {
+        // What the floor left behind would still be there: a passive declare finds it.
+        let gone = channel
+            .queue_declare(
+                name.as_str().into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .is_err();
+        let channel = if gone {
+            conn.create_channel().await.unwrap()
+        } else {
+            channel.clone()
+        };
+        if name == queue {
+            assert!(!gone, "the case's queue is there");
+            let _ = channel
+                .queue_delete(name.as_str().into(), Default::default())
+                .await;
+            let _ = channel
+                .exchange_delete(name.as_str().into(), Default::default())
+                .await;
+        } else {
+            assert!(gone, "the floor deleted its queue {name}");
+        }
+    }
+    assert_eq!(code, Some(0), "{stdout}");
+    for c in &cases {
+        check_measured_floor(c, 300);
+        assert_eq!(
+            c["delivered"], 300,
+            "the floor's publishes are not in the case's queue: {c}"
+        );
+    }
+    assert!(
+        cases[1]["floor"]["client"]
             .as_str()
             .unwrap()
-            .contains("no plain blocking AMQP client"),
-        "{f}"
+            .ends_with("read its confirm"),
+        "{}",
+        cases[1]["floor"]
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
+async fn an_amqp_floor_that_fails_says_why_and_still_deletes_its_queue() {
+    let url = common::amqp_url();
+    let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+    else {
+        return common::skip_test(&format!("no RabbitMQ reachable at {url}"));
+    };
+    let channel = conn.create_channel().await.unwrap();
+    let queue = common::unique("floor-fails");
+    let floor_queue = format!("{queue}.taskbench-floor");
+    // A queue of that name with other flags (not durable): the floor's declare fails on it, after the
+    // floor's connection was open.
+    channel
+        .queue_declare(
+            floor_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions::default(),
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "name = \"amqp-floor\"\npublishes = 20\nwarmup = 0\nfloor = true\n\
+         [task]\nname = \"tasks.add\"\nqueue = \"{queue}\"\n\
+         [[case]]\nname = \"each\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
+    );
+    let (cases, stdout, code) =
+        tokio::task::spawn_blocking(move || run(dir.path(), &scenario, &[]))
+            .await
+            .unwrap();
+    let channel = conn.create_channel().await.unwrap();
+    let still_there = channel
+        .queue_declare(
+            floor_queue.as_str().into(),
+            lapin::options::QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .is_ok();
+    let channel = conn.create_channel().await.unwrap();
+    let _ = channel
+        .queue_delete(floor_queue.as_str().into(), Default::default())
+        .await;
+    let _ = channel
+        .queue_delete(queue.as_str().into(), Default::default())
+        .await;
+    let _ = channel
+        .exchange_delete(queue.as_str().into(), Default::default())
+        .await;
+    assert_eq!(code, Some(0), "the case itself ran: {stdout}");
+    let why = cases[0]["floor"]["unavailable"].as_str().unwrap();
+    assert!(
+        why.contains("RabbitMQ closed the channel while taskbench waited for queue.declare-ok: 406 PRECONDITION_FAILED"),
+        "{why}"
     );
     assert!(
-        stdout.contains("amqp: no floor: not measured"),
-        "the table says so: {stdout}"
+        !still_there,
+        "the floor deleted the queue after its failure"
+    );
+    assert_eq!(cases[0]["delivered"], 20, "the case is untouched");
+}
+
+#[tokio::test]
+#[ignore = "needs RabbitMQ; tests/run runs it"]
+async fn an_amqp_floor_refused_its_login_says_so_without_the_password() {
+    let url = common::amqp_url();
+    if lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+        .await
+        .is_err()
+    {
+        return common::skip_test(&format!("no RabbitMQ reachable at {url}"));
+    }
+    let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
+    let bad = format!(
+        "amqp://{}:not-the-password@{}:{}/%2f",
+        parsed.authority.userinfo.username, parsed.authority.host, parsed.authority.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = format!(
+        "name = \"amqp-floor\"\npublishes = 10\nwarmup = 0\nfloor = true\npublish_timeout = \"5s\"\n\
+         [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{bad}\"\n"
+    );
+    let (cases, stdout, code) =
+        tokio::task::spawn_blocking(move || run(dir.path(), &scenario, &[]))
+            .await
+            .unwrap();
+    assert_eq!(code, Some(1), "{stdout}");
+    let why = cases[0]["floor"]["unavailable"].as_str().unwrap();
+    assert!(why.contains("ACCESS_REFUSED"), "the broker's reason: {why}");
+    assert!(!why.contains("not-the-password") && !stdout.contains("not-the-password"));
+    assert!(
+        stdout.contains("Floors (measured right before each case, one client, closed loop):"),
+        "no empty list of clients when no floor was measured: {stdout}"
     );
 }
 

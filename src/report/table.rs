@@ -265,9 +265,12 @@ fn floors_table<'a>(cases: impl Iterator<Item = (&'a str, &'a FloorSummary)>) ->
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
+    let clients = match clients.is_empty() {
+        true => String::new(),
+        false => format!(": {}", clients.join("; ")),
+    };
     format!(
-        "Floors (measured right before each case, one client, closed loop: {}):\n{}\n{unavailable}",
-        clients.join("; "),
+        "Floors (measured right before each case, one client, closed loop{clients}):\n{}\n{unavailable}",
         table.trim_fmt()
     )
 }

@@ -15,7 +15,7 @@ mod fresh;
 mod pooled;
 mod publisher;
 mod window;
-mod wire;
+pub(crate) mod wire;
 
 pub use publisher::AmqpPublisher;
 
@@ -280,11 +280,8 @@ async fn open_channel(live: &Live, s: &Settings) -> Result<Channel, PublishError
     Ok(channel)
 }
 
-/// Declares what Celery declares for a queue, with exactly its flags: exchange `<queue>` (direct,
-/// durable), queue `<queue>` (durable, no arguments), binding `<queue>` -> `<queue>` with key `<queue>`.
-/// Returns the queue's message count.
 /// The arguments Celery declares a queue of `queue_type` with.
-fn queue_arguments(queue_type: QueueType) -> FieldTable {
+pub(crate) fn queue_arguments(queue_type: QueueType) -> FieldTable {
     let mut args = FieldTable::default();
     if queue_type == QueueType::Quorum {
         args.insert(
@@ -295,6 +292,9 @@ fn queue_arguments(queue_type: QueueType) -> FieldTable {
     args
 }
 
+/// Declares what Celery declares for a queue, with exactly its flags: exchange `<queue>` (direct,
+/// durable), queue `<queue>` (durable, the arguments of its `queue_type`), binding `<queue>` -> `<queue>`
+/// with key `<queue>`. Returns the queue's message count.
 async fn declare(
     channel: &Channel,
     s: &Settings,

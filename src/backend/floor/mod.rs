@@ -7,8 +7,10 @@
 //!   thread over the same transport (a Unix socket pair, a loopback TCP connection, a FIFO);
 //! - `redis` (`redis.rs`): a blocking socket writing one `LPUSH` of the case's envelope and reading its
 //!   reply, to a list of its own that it deletes after;
-//! - `amqp`: no plain blocking client; the floor says so instead of measuring a stand-in.
+//! - `amqp` (`amqp.rs`): a blocking socket speaking AMQP with lapin's codec: one `basic.publish` of the
+//!   case's message to a queue of its own, its confirm read as the case's `confirm` says.
 
+mod amqp;
 mod local;
 mod redis;
 
@@ -42,11 +44,15 @@ pub async fn measure(case: &Case, stop: &Stop) -> Floor {
             let target = redis::FloorTarget::of(case, o);
             (redis::CLIENT, Box::new(move |plan| target?.measure(plan)))
         }
-        BackendOptions::Amqp(_) => {
-            return Floor::unavailable(
-                "none",
-                "not measured: taskbench has no plain blocking AMQP client to measure a floor with",
-            );
+        BackendOptions::Amqp(o) => {
+            if let Some(why) = amqp::not_measured(o) {
+                return Floor::unavailable("none", why);
+            }
+            let target = amqp::FloorTarget::of(case, o);
+            (
+                amqp::client(o.confirm),
+                Box::new(move |plan| target?.measure(plan)),
+            )
         }
     };
     let (tx, rx) = tokio::sync::oneshot::channel();
