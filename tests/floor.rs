@@ -173,60 +173,74 @@ fn an_unreachable_amqp_floor_says_why_with_the_url_and_no_password() {
     assert!(!stdout.contains("sekrit") && !why.contains("sekrit"));
 }
 
+/// RabbitMQ, for the AMQP floor's tests; `None` (the test skips) when none is reachable.
+async fn rabbitmq() -> Option<lapin::Connection> {
+    let url = common::amqp_url();
+    let conn = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await;
+    if conn.is_err() {
+        common::skip_test(&format!("no RabbitMQ reachable at {url}"));
+    }
+    conn.ok()
+}
+
+/// [`run`] from an async test, in a directory of its own.
+async fn run_blocking(scenario: String) -> (Vec<Value>, String, Option<i32>) {
+    tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        run(dir.path(), &scenario, &[])
+    })
+    .await
+    .unwrap()
+}
+
+/// Whether queue `name` exists: a passive declare, on a channel of its own (a failed one closes it).
+async fn queue_exists(conn: &lapin::Connection, name: &str) -> bool {
+    let channel = conn.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(name.into(), passive, Default::default())
+        .await
+        .is_ok()
+}
+
+/// Deletes what a test left on the broker: the queues `names`, and the exchange the case declared for its
+/// queue `queue`.
+async fn delete_queues(conn: &lapin::Connection, names: &[&str], queue: &str) {
+    let channel = conn.create_channel().await.unwrap();
+    for name in names {
+        let _ = channel
+            .queue_delete((*name).into(), Default::default())
+            .await;
+    }
+    let _ = channel
+        .exchange_delete(queue.into(), Default::default())
+        .await;
+}
+
 #[tokio::test]
 #[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn an_amqp_floor_publishes_to_its_own_queue_and_deletes_it() {
+    let Some(conn) = rabbitmq().await else { return };
     let url = common::amqp_url();
-    let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
-    else {
-        return common::skip_test(&format!("no RabbitMQ reachable at {url}"));
-    };
-    let channel = conn.create_channel().await.unwrap();
     let queue = common::unique("floor");
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = format!(
+    let floor_queue = format!("{queue}.taskbench-floor");
+    let (cases, stdout, code) = run_blocking(format!(
         "name = \"amqp-floor\"\npublishes = 300\nwarmup = 20\nfloor = true\n\
          [task]\nname = \"tasks.add\"\nqueue = \"{queue}\"\n\
          [[case]]\nname = \"off\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"off\"\nurl = \"{url}\"\n\
          [[case]]\nname = \"each\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
+    ))
+    .await;
+    let (case_queue, floor_left) = (
+        queue_exists(&conn, &queue).await,
+        queue_exists(&conn, &floor_queue).await,
     );
-    let (cases, stdout, code) = tokio::task::spawn_blocking(move || {
-        let out = run(dir.path(), &scenario, &[]);
-        drop(dir);
-        out
-    })
-    .await
-    .unwrap();
-    for name in [queue.clone(), format!("{queue}.taskbench-floor")] {
-        // What the floor left behind would still be there: a passive declare finds it.
-        let gone = channel
-            .queue_declare(
-                name.as_str().into(),
-                lapin::options::QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                Default::default(),
-            )
-            .await
-            .is_err();
-        let channel = if gone {
-            conn.create_channel().await.unwrap()
-        } else {
-            channel.clone()
-        };
-        if name == queue {
-            assert!(!gone, "the case's queue is there");
-            let _ = channel
-                .queue_delete(name.as_str().into(), Default::default())
-                .await;
-            let _ = channel
-                .exchange_delete(name.as_str().into(), Default::default())
-                .await;
-        } else {
-            assert!(gone, "the floor deleted its queue {name}");
-        }
-    }
+    delete_queues(&conn, &[&queue, &floor_queue], &queue).await;
+    assert!(case_queue, "the case's queue is there");
+    assert!(!floor_left, "the floor deleted its queue {floor_queue}");
     assert_eq!(code, Some(0), "{stdout}");
     for c in &cases {
         check_measured_floor(c, 300);
@@ -248,16 +262,13 @@ async fn an_amqp_floor_publishes_to_its_own_queue_and_deletes_it() {
 #[tokio::test]
 #[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn an_amqp_floor_that_fails_says_why_and_still_deletes_its_queue() {
+    let Some(conn) = rabbitmq().await else { return };
     let url = common::amqp_url();
-    let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
-    else {
-        return common::skip_test(&format!("no RabbitMQ reachable at {url}"));
-    };
-    let channel = conn.create_channel().await.unwrap();
     let queue = common::unique("floor-fails");
     let floor_queue = format!("{queue}.taskbench-floor");
     // A queue of that name with other flags (not durable): the floor's declare fails on it, after the
     // floor's connection was open.
+    let channel = conn.create_channel().await.unwrap();
     channel
         .queue_declare(
             floor_queue.as_str().into(),
@@ -266,75 +277,40 @@ async fn an_amqp_floor_that_fails_says_why_and_still_deletes_its_queue() {
         )
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = format!(
+    let (cases, stdout, code) = run_blocking(format!(
         "name = \"amqp-floor\"\npublishes = 20\nwarmup = 0\nfloor = true\n\
          [task]\nname = \"tasks.add\"\nqueue = \"{queue}\"\n\
          [[case]]\nname = \"each\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{url}\"\n"
-    );
-    let (cases, stdout, code) =
-        tokio::task::spawn_blocking(move || run(dir.path(), &scenario, &[]))
-            .await
-            .unwrap();
-    let channel = conn.create_channel().await.unwrap();
-    let still_there = channel
-        .queue_declare(
-            floor_queue.as_str().into(),
-            lapin::options::QueueDeclareOptions {
-                passive: true,
-                ..Default::default()
-            },
-            Default::default(),
-        )
-        .await
-        .is_ok();
-    let channel = conn.create_channel().await.unwrap();
-    let _ = channel
-        .queue_delete(floor_queue.as_str().into(), Default::default())
-        .await;
-    let _ = channel
-        .queue_delete(queue.as_str().into(), Default::default())
-        .await;
-    let _ = channel
-        .exchange_delete(queue.as_str().into(), Default::default())
-        .await;
+    ))
+    .await;
+    let floor_left = queue_exists(&conn, &floor_queue).await;
+    delete_queues(&conn, &[&queue, &floor_queue], &queue).await;
     assert_eq!(code, Some(0), "the case itself ran: {stdout}");
     let why = cases[0]["floor"]["unavailable"].as_str().unwrap();
     assert!(
         why.contains("RabbitMQ closed the channel while taskbench waited for queue.declare-ok: 406 PRECONDITION_FAILED"),
         "{why}"
     );
-    assert!(
-        !still_there,
-        "the floor deleted the queue after its failure"
-    );
+    assert!(!floor_left, "the floor deleted the queue after its failure");
     assert_eq!(cases[0]["delivered"], 20, "the case is untouched");
 }
 
 #[tokio::test]
 #[ignore = "needs RabbitMQ; tests/run runs it"]
 async fn an_amqp_floor_refused_its_login_says_so_without_the_password() {
-    let url = common::amqp_url();
-    if lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
-        .await
-        .is_err()
-    {
-        return common::skip_test(&format!("no RabbitMQ reachable at {url}"));
+    if rabbitmq().await.is_none() {
+        return;
     }
-    let parsed: lapin::uri::AMQPUri = url.parse().unwrap();
+    let parsed: lapin::uri::AMQPUri = common::amqp_url().parse().unwrap();
     let bad = format!(
         "amqp://{}:not-the-password@{}:{}/%2f",
         parsed.authority.userinfo.username, parsed.authority.host, parsed.authority.port
     );
-    let dir = tempfile::tempdir().unwrap();
-    let scenario = format!(
+    let (cases, stdout, code) = run_blocking(format!(
         "name = \"amqp-floor\"\npublishes = 10\nwarmup = 0\nfloor = true\npublish_timeout = \"5s\"\n\
          [[case]]\nname = \"c\"\nbackend = \"amqp\"\npath = \"pooled\"\nconfirm = \"each\"\nurl = \"{bad}\"\n"
-    );
-    let (cases, stdout, code) =
-        tokio::task::spawn_blocking(move || run(dir.path(), &scenario, &[]))
-            .await
-            .unwrap();
+    ))
+    .await;
     assert_eq!(code, Some(1), "{stdout}");
     let why = cases[0]["floor"]["unavailable"].as_str().unwrap();
     assert!(why.contains("ACCESS_REFUSED"), "the broker's reason: {why}");
