@@ -3,9 +3,10 @@
 //! with its Celery properties, persistent, to a queue of its own (`<queue>.taskbench-floor`, declared as
 //! the case's queue is and deleted after, so the case's delivered count is untouched), its confirm read as
 //! with `confirm = "each"` (nothing read with `confirm = "off"`). The publish's frames are encoded once; a
-//! unit is one write of them, and its confirm. `confirm = "batch"` and `"window"` have no floor: their
-//! latency runs from a message's send to its batch's last ack (or its own), which a loop of one publish at
-//! a time does not measure, so the floor says so instead.
+//! unit is one write of them, and its confirm. The queue must hold every publish when it is deleted, and is
+//! deleted over a new connection after a failure. `confirm = "batch"` and `"window"`, and `batch` above 1,
+//! have no floor: their latency runs from a message's send to its batch's last ack (or its own), which a
+//! loop of one publish at a time does not measure, so the floor says so instead.
 
 use super::{Measured, Plan};
 use crate::backend::amqp::wire::WireTemplate;
