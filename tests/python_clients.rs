@@ -425,8 +425,11 @@ fn a_harness_killed_mid_case_costs_its_publishes_not_the_run() {
     assert!(died[0].how.contains("killed by signal 9"), "{died:?}");
     let message = &dies.error_messages["harness"];
     assert!(message.contains("was killed by signal 9"), "{message}");
+    // Which end of the harness's pipes taskbench finds closed first is a race: its answers at their end
+    // (read), or its commands (the next write, broken pipe). Either way the case says it is gone, mid-case.
     assert!(
-        message.contains("exited in the middle of the case"),
+        message.contains("exited in the middle of the case")
+            || message.contains("stopped reading its commands (Broken pipe"),
         "{message}"
     );
     // The run went on.
