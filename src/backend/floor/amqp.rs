@@ -196,85 +196,80 @@ impl FloorTarget {
             _ => None,
         })?;
         let user = &self.uri.authority.userinfo;
-        conn.send(&[method(
+        let start_ok = connection::StartOk {
+            client_properties: client_properties(),
+            mechanism: "PLAIN".into(),
+            response: LongString::from(format!("\0{}\0{}", user.username, user.password)),
+            locale: "en_US".into(),
+        };
+        let tune = conn.call(
             0,
-            AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-                client_properties: client_properties(),
-                mechanism: "PLAIN".into(),
-                response: LongString::from(format!("\0{}\0{}", user.username, user.password)),
-                locale: "en_US".into(),
-            })),
-        )])?;
-        let tune = conn.expect("connection.tune (was the login refused?)", |m| match m {
-            AMQPClass::Connection(connection::AMQPMethod::Tune(t)) => Some(t.clone()),
-            _ => None,
-        })?;
+            AMQPClass::Connection(connection::AMQPMethod::StartOk(start_ok)),
+            "connection.tune (was the login refused?)",
+            |m| match m {
+                AMQPClass::Connection(connection::AMQPMethod::Tune(t)) => Some(t.clone()),
+                _ => None,
+            },
+        )?;
         let frame_max = [Some(tune.frame_max), self.uri.query.frame_max]
             .into_iter()
             .flatten()
             .filter(|&m| m > 0)
             .min()
             .unwrap_or(131_072);
-        conn.send(&[
-            method(
-                0,
-                AMQPClass::Connection(connection::AMQPMethod::TuneOk(connection::TuneOk {
-                    channel_max: tune.channel_max,
-                    frame_max,
-                    heartbeat: 0,
-                })),
-            ),
-            method(
-                0,
-                AMQPClass::Connection(connection::AMQPMethod::Open(connection::Open {
-                    virtual_host: self.uri.vhost.as_str().into(),
-                })),
-            ),
-        ])?;
-        conn.expect("connection.open-ok", |m| match m {
-            AMQPClass::Connection(connection::AMQPMethod::OpenOk(_)) => Some(()),
-            _ => None,
-        })?;
-        conn.send(&[method(
+        let tune_ok = connection::TuneOk {
+            channel_max: tune.channel_max,
+            frame_max,
+            heartbeat: 0,
+        };
+        conn.send(method(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::TuneOk(tune_ok)),
+        ))?;
+        let open = connection::Open {
+            virtual_host: self.uri.vhost.as_str().into(),
+        };
+        conn.call(
+            0,
+            AMQPClass::Connection(connection::AMQPMethod::Open(open)),
+            "connection.open-ok",
+            |m| matches!(m, AMQPClass::Connection(connection::AMQPMethod::OpenOk(_))).then_some(()),
+        )?;
+        conn.call(
             CHANNEL,
             AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
-        )])?;
-        conn.expect("channel.open-ok", |m| match m {
-            AMQPClass::Channel(channel::AMQPMethod::OpenOk(_)) => Some(()),
-            _ => None,
-        })?;
+            "channel.open-ok",
+            |m| matches!(m, AMQPClass::Channel(channel::AMQPMethod::OpenOk(_))).then_some(()),
+        )?;
         Ok(frame_max)
     }
 
     /// Declares the floor's queue as the case's is declared, and turns on confirms with `confirm = "each"`.
     fn declare(&self, conn: &mut Conn<TcpStream>) -> io::Result<()> {
-        conn.send(&[method(
+        let declare = queue::Declare {
+            queue: self.queue.clone(),
+            passive: false,
+            durable: true,
+            exclusive: false,
+            auto_delete: false,
+            nowait: false,
+            arguments: self.queue_arguments.clone(),
+        };
+        conn.call(
             CHANNEL,
-            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
-                queue: self.queue.clone(),
-                passive: false,
-                durable: true,
-                exclusive: false,
-                auto_delete: false,
-                nowait: false,
-                arguments: self.queue_arguments.clone(),
-            })),
-        )])?;
-        conn.expect("queue.declare-ok", |m| match m {
-            AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_)) => Some(()),
-            _ => None,
-        })?;
+            AMQPClass::Queue(queue::AMQPMethod::Declare(declare)),
+            "queue.declare-ok",
+            |m| matches!(m, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))).then_some(()),
+        )?;
         if self.confirms {
-            conn.send(&[method(
+            conn.call(
                 CHANNEL,
                 AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
                     nowait: false,
                 })),
-            )])?;
-            conn.expect("confirm.select-ok", |m| match m {
-                AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_)) => Some(()),
-                _ => None,
-            })?;
+                "confirm.select-ok",
+                |m| matches!(m, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(_))).then_some(()),
+            )?;
         }
         Ok(())
     }
@@ -314,36 +309,39 @@ impl FloorTarget {
 
     /// Deletes the floor's queue; returns how many messages it held.
     fn delete(&self, conn: &mut Conn<TcpStream>) -> io::Result<u32> {
-        conn.send(&[method(
+        let delete = queue::Delete {
+            queue: self.queue.clone(),
+            if_unused: false,
+            if_empty: false,
+            nowait: false,
+        };
+        conn.call(
             CHANNEL,
-            AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
-                queue: self.queue.clone(),
-                if_unused: false,
-                if_empty: false,
-                nowait: false,
-            })),
-        )])?;
-        conn.expect("queue.delete-ok", |m| match m {
-            AMQPClass::Queue(queue::AMQPMethod::DeleteOk(ok)) => Some(ok.message_count),
-            _ => None,
-        })
+            AMQPClass::Queue(queue::AMQPMethod::Delete(delete)),
+            "queue.delete-ok",
+            |m| match m {
+                AMQPClass::Queue(queue::AMQPMethod::DeleteOk(ok)) => Some(ok.message_count),
+                _ => None,
+            },
+        )
     }
 
     /// Closes the connection with the handshake.
     fn close(&self, conn: &mut Conn<TcpStream>) -> io::Result<()> {
-        conn.send(&[method(
+        let close = connection::Close {
+            reply_code: 200,
+            reply_text: "taskbench floor done".into(),
+            class_id: 0,
+            method_id: 0,
+        };
+        conn.call(
             0,
-            AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-                reply_code: 200,
-                reply_text: "taskbench floor done".into(),
-                class_id: 0,
-                method_id: 0,
-            })),
-        )])?;
-        conn.expect("connection.close-ok", |m| match m {
-            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => Some(()),
-            _ => None,
-        })
+            AMQPClass::Connection(connection::AMQPMethod::Close(close)),
+            "connection.close-ok",
+            |m| {
+                matches!(m, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))).then_some(())
+            },
+        )
     }
 }
 
@@ -412,8 +410,21 @@ impl<S: Read + Write> Conn<S> {
             .map_err(|e| self.timed_out(e, &format!("RabbitMQ took no more of {what} within")))
     }
 
-    fn send(&mut self, frames: &[AMQPFrame]) -> io::Result<()> {
-        self.write(&encode(frames)?, "a method")
+    fn send(&mut self, frame: AMQPFrame) -> io::Result<()> {
+        self.write(&encode(&[frame])?, "a method")
+    }
+
+    /// Sends method `class` on `channel`, then reads frames until `pick` takes the broker's answer
+    /// ([`Conn::expect`]; `answer` names it in errors).
+    fn call<T>(
+        &mut self,
+        channel: u16,
+        class: AMQPClass,
+        answer: &str,
+        pick: impl Fn(&AMQPClass) -> Option<T>,
+    ) -> io::Result<T> {
+        self.send(method(channel, class))?;
+        self.expect(answer, pick)
     }
 
     /// A socket timeout (`EAGAIN` from a blocking socket with a timeout) as what it means here.
